@@ -1,0 +1,102 @@
+//! The baselines every model is judged against: persistence, EWMA (RiskMetrics) and HAR-RV
+//! (Corsi 2009) on log volatility.
+
+use crate::linalg::{OlsError, ols};
+use serde::{Deserialize, Serialize};
+
+/// Persistence: next bar's volatility equals this bar's.
+pub fn persistence(bar_vol: &[f64]) -> Vec<f64> {
+    bar_vol.to_vec()
+}
+
+/// EWMA variance `s²_t = λ s²_{t-1} + (1 − λ) v_t²` over the bar volatilities in time order,
+/// seeded with the first finite value; NaN bars leave the state unchanged. Returns `s_t`, the
+/// forecast for bar `t + 1`.
+pub fn ewma(bar_vol: &[f64], lambda: f64) -> Vec<f64> {
+    let mut state = f64::NAN;
+    bar_vol
+        .iter()
+        .map(|&v| {
+            if v.is_finite() {
+                state = if state.is_nan() { v * v } else { lambda * state + (1.0 - lambda) * v * v };
+            }
+            state.sqrt()
+        })
+        .collect()
+}
+
+/// A fitted HAR-RV regression: `ln σ_{t+1} = b0 + Σ b_k · har_k(t) + ε`, forecasting
+/// `exp(fitted) · smearing`, where the smearing factor (Duan 1983) `mean(exp(ε))` on the training
+/// residuals turns the log-scale fit into an unbiased volatility forecast.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Har {
+    /// Regressor names (the HAR feature columns), without the intercept.
+    pub terms: Vec<String>,
+    /// Intercept first, then one coefficient per term.
+    pub coefficients: Vec<f64>,
+    pub smearing: f64,
+}
+
+impl Har {
+    /// Fit on rows where the target and every regressor are finite. `columns[k][i]` is regressor
+    /// `k` at row `i` (already in logs), `target` the volatility (floored).
+    pub fn fit(terms: &[String], columns: &[&[f64]], target: &[f64]) -> Result<Self, OlsError> {
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..target.len() {
+            if target[i].is_finite() && target[i] > 0.0 && columns.iter().all(|c| c[i].is_finite()) {
+                let mut row = Vec::with_capacity(columns.len() + 1);
+                row.push(1.0);
+                row.extend(columns.iter().map(|c| c[i]));
+                x.push(row);
+                y.push(target[i].ln());
+            }
+        }
+        let coefficients = ols(&x, &y)?;
+        let residual_exp: f64 = x
+            .iter()
+            .zip(&y)
+            .map(|(row, yi)| (yi - row.iter().zip(&coefficients).map(|(a, b)| a * b).sum::<f64>()).exp())
+            .sum();
+        Ok(Self { terms: terms.to_vec(), coefficients, smearing: residual_exp / y.len() as f64 })
+    }
+
+    /// Forecast volatility for row `i`; NaN when a regressor is missing.
+    pub fn predict(&self, columns: &[&[f64]], i: usize) -> f64 {
+        let mut z = self.coefficients[0];
+        for (c, b) in columns.iter().zip(&self.coefficients[1..]) {
+            z += b * c[i];
+        }
+        z.exp() * self.smearing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ewma_by_hand() {
+        let f = ewma(&[0.1, f64::NAN, 0.2], 0.9);
+        assert!((f[0] - 0.1).abs() < 1e-15);
+        assert!((f[1] - 0.1).abs() < 1e-15);
+        let s2 = 0.9 * 0.01 + 0.1 * 0.04;
+        assert!((f[2] - f64::sqrt(s2)).abs() < 1e-15);
+        assert_eq!(persistence(&[0.3, 0.4]), vec![0.3, 0.4]);
+    }
+
+    #[test]
+    fn har_recovers_a_log_linear_law() {
+        // ln y = -1 + 0.5 a + 0.3 b exactly: smearing is 1.
+        let a: Vec<f64> = (0..50).map(|i| -5.0 + (i as f64 * 0.37).sin()).collect();
+        let b: Vec<f64> = (0..50).map(|i| -4.0 + (i as f64 * 0.11).cos()).collect();
+        let y: Vec<f64> = a.iter().zip(&b).map(|(a, b)| (-1.0 + 0.5 * a + 0.3 * b).exp()).collect();
+        let terms = vec!["a".to_owned(), "b".to_owned()];
+        let har = Har::fit(&terms, &[&a, &b], &y).unwrap();
+        for (got, want) in har.coefficients.iter().zip([-1.0, 0.5, 0.3]) {
+            assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+        }
+        assert!((har.smearing - 1.0).abs() < 1e-9);
+        assert!((har.predict(&[&a, &b], 7) - y[7]).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,33 @@
+//! Pure domain code for RPS.
+//!
+//! Nothing in this crate touches the network, the file system or the clock: every function takes
+//! its inputs as values and returns values, so each one is tested against hand-computed numbers.
+//! IO (market APIs, object stores, Parquet, MLflow) lives in other crates.
+//!
+//! - [`candle`]: OHLCV bars, intervals, merging and resampling.
+//! - [`volatility`]: log returns and volatility estimators (Parkinson, realized, Garman–Klass).
+//! - [`features`]: the point-in-time feature matrix and the prediction target.
+//! - [`split`]: chronological train/validation/test splits with a purge gap.
+//! - [`baselines`]: persistence, EWMA and HAR-RV forecasts.
+//! - [`metrics`]: RMSE, MAE, R², QLIKE, Diebold–Mariano.
+//! - [`quality`]: the data-quality checks behind the quality gate.
+//! - [`synthetic`]: a seeded GARCH simulator with regime switches.
+//! - [`params`]: the typed form of `params.yaml`.
+//! - [`schema`]: the feature schema shared by transform, train, evaluate and serve.
+//! - [`stats`]: reference statistics of features (for drift detection).
+
+pub mod baselines;
+pub mod candle;
+pub mod features;
+pub mod linalg;
+pub mod metrics;
+pub mod params;
+pub mod quality;
+pub mod schema;
+pub mod split;
+pub mod stats;
+pub mod synthetic;
+pub mod time;
+pub mod volatility;
+
+pub use candle::{Candle, Interval};

@@ -1,0 +1,198 @@
+//! The object-store seam: a flat key space under a root URI.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A storage failure, naming the object or location involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object not found: {uri}")]
+    NotFound { uri: String },
+    #[error("I/O error on {uri}: {source}")]
+    Io {
+        uri: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unsupported storage URI {uri:?}: {reason}")]
+    Unsupported { uri: String, reason: String },
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: String },
+}
+
+/// A place to keep objects: a flat namespace of `/`-separated keys under a root.
+///
+/// `put` is atomic: a reader sees the old object or the whole new one, never a prefix, even if
+/// the writer is killed mid-write.
+pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// Read a whole object.
+    fn get(&self, key: &str) -> Result<Vec<u8>, StoreError>;
+    /// Write a whole object atomically, replacing any previous one.
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Keys under `prefix` (recursively), sorted.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// Remove an object; removing a missing one is not an error.
+    fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// The URI of a key, for messages and run records.
+    fn uri(&self, key: &str) -> String;
+    /// Whether an object exists.
+    fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        match self.get(key) {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+    /// A local path for the key when the store is a local folder (lets stages hand files to
+    /// tools that want paths); `None` for remote stores.
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        let _ = key;
+        None
+    }
+}
+
+/// Open the store rooted at `uri`: a plain path or `file://` URI is a local folder (created on
+/// first write).
+pub fn open(uri: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
+    if let Some(path) = uri.strip_prefix("file://") {
+        return Ok(Arc::new(LocalStore::new(path)));
+    }
+    if uri.starts_with("s3://") {
+        return Err(StoreError::Unsupported {
+            uri: uri.to_owned(),
+            reason: "the S3 backend is not built into this version yet; use a local path".to_owned(),
+        });
+    }
+    if let Some((scheme, _)) = uri.split_once("://") {
+        return Err(StoreError::Unsupported { uri: uri.to_owned(), reason: format!("unknown scheme {scheme:?}; use a path, file:// or s3://") });
+    }
+    Ok(Arc::new(LocalStore::new(uri)))
+}
+
+/// A local folder.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        let bad = |reason: &str| StoreError::InvalidKey { key: key.to_owned(), reason: reason.to_owned() };
+        if key.is_empty() {
+            return Err(bad("empty"));
+        }
+        if key.starts_with('/') || key.split('/').any(|s| s == ".." || s == "." || s.is_empty()) {
+            return Err(bad("must be a relative path without '.', '..' or empty segments"));
+        }
+        Ok(self.root.join(key))
+    }
+
+    fn io(&self, key: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+        let uri = self.uri(key);
+        move |source| StoreError::Io { uri, source }
+    }
+}
+
+fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        // Temporary files of in-flight writes are invisible.
+        if name.to_string_lossy().starts_with(".tmp") {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            walk(&path, base, out)?;
+        } else if let Ok(rel) = path.strip_prefix(base) {
+            out.push(rel.to_string_lossy().replace('\\', "/"));
+        }
+    }
+    Ok(())
+}
+
+impl ObjectStore for LocalStore {
+    fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.path(key)?;
+        std::fs::read(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::NotFound { uri: self.uri(key) }
+            } else {
+                StoreError::Io { uri: self.uri(key), source: e }
+            }
+        })
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let dir = path.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir).map_err(self.io(key))?;
+        // Write a temporary file in the same folder, fsync, then rename over the target: a
+        // reader sees the old file or the new one, and a killed writer leaves only a `.tmp*`.
+        let mut tmp = tempfile::Builder::new().prefix(".tmp").tempfile_in(dir).map_err(self.io(key))?;
+        tmp.write_all(bytes).map_err(self.io(key))?;
+        tmp.as_file().sync_all().map_err(self.io(key))?;
+        tmp.persist(&path).map_err(|e| StoreError::Io { uri: self.uri(key), source: e.error })?;
+        Ok(())
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        walk(&self.root, &self.root, &mut out).map_err(self.io(prefix))?;
+        out.retain(|k| k.starts_with(prefix));
+        out.sort();
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match std::fs::remove_file(self.path(key)?) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Io { uri: self.uri(key), source: e }),
+            _ => Ok(()),
+        }
+    }
+
+    fn uri(&self, key: &str) -> String {
+        format!("{}", self.root.join(key).display())
+    }
+
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.path(key).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_store_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path().to_str().unwrap()).unwrap();
+        s.put("a/b.txt", b"one").unwrap();
+        s.put("a/b.txt", b"two").unwrap();
+        s.put("c.txt", b"three").unwrap();
+        assert_eq!(s.get("a/b.txt").unwrap(), b"two");
+        assert_eq!(s.list("").unwrap(), vec!["a/b.txt", "c.txt"]);
+        assert_eq!(s.list("a/").unwrap(), vec!["a/b.txt"]);
+        // A leftover temporary file of a killed writer is invisible.
+        std::fs::write(dir.path().join("a/.tmpXYZ"), b"half").unwrap();
+        assert_eq!(s.list("a/").unwrap(), vec!["a/b.txt"]);
+        s.delete("a/b.txt").unwrap();
+        s.delete("a/b.txt").unwrap();
+        assert!(matches!(s.get("a/b.txt"), Err(StoreError::NotFound { .. })));
+        assert!(matches!(s.put("../x", b""), Err(StoreError::InvalidKey { .. })));
+        assert!(matches!(open("ftp://x"), Err(StoreError::Unsupported { .. })));
+        assert!(!s.exists("nope").unwrap());
+    }
+}

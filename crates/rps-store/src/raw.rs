@@ -1,0 +1,294 @@
+//! The raw candle dataset: monthly Parquet partitions and a manifest.
+//!
+//! Layout under the dataset root:
+//! ```text
+//! _manifest.json                       the snapshot readers use, replaced last
+//! part-2018-01-<hash8>.parquet         one file per calendar month (UTC), content-addressed
+//! ```
+//! A write stores the new partitions under new names first and swaps the manifest last; files no
+//! longer referenced are deleted afterwards. A killed writer therefore leaves the previous
+//! snapshot intact, and rewriting unchanged months is skipped (same content, same name).
+
+use crate::object::{ObjectStore, StoreError};
+use crate::parquet_io::{self, ParquetError};
+use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use rps_core::candle::{Candle, Interval};
+use rps_core::time::year_month;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub const MANIFEST: &str = "_manifest.json";
+
+/// A raw-dataset failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RawError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Parquet(#[from] ParquetError),
+    #[error("bad manifest {uri}: {source}")]
+    Manifest {
+        uri: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{uri}: {problem}")]
+    Schema { uri: String, problem: String },
+    #[error("dataset at {uri} holds {found} bars, but {wanted} was asked for")]
+    IntervalMismatch { uri: String, found: String, wanted: String },
+}
+
+/// One partition in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Partition {
+    pub key: String,
+    pub month: String,
+    pub rows: usize,
+    pub first_ts: i64,
+    pub last_ts: i64,
+    pub sha256: String,
+}
+
+/// The dataset's table of contents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub symbol: String,
+    pub interval: Interval,
+    pub source: String,
+    pub partitions: Vec<Partition>,
+}
+
+impl Manifest {
+    pub fn rows(&self) -> usize {
+        self.partitions.iter().map(|p| p.rows).sum()
+    }
+    pub fn last_ts(&self) -> Option<i64> {
+        self.partitions.iter().map(|p| p.last_ts).max()
+    }
+    pub fn first_ts(&self) -> Option<i64> {
+        self.partitions.iter().map(|p| p.first_ts).min()
+    }
+    /// A hash of the whole snapshot (of its partitions' hashes), for run tags.
+    pub fn content_hash(&self) -> String {
+        let joined: String = self.partitions.iter().map(|p| p.sha256.as_str()).collect::<Vec<_>>().join(",");
+        crate::sha256_hex(joined.as_bytes())
+    }
+}
+
+fn schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        Field::new("open", DataType::Float64, true),
+        Field::new("high", DataType::Float64, true),
+        Field::new("low", DataType::Float64, true),
+        Field::new("close", DataType::Float64, true),
+        Field::new("volume", DataType::Float64, true),
+    ]))
+}
+
+/// Candles as an Arrow batch with the raw schema (NaN written as null).
+pub fn to_batch(bars: &[Candle]) -> RecordBatch {
+    let col = |f: fn(&Candle) -> f64| -> ArrayRef {
+        Arc::new(bars.iter().map(|c| Some(f(c)).filter(|v| !v.is_nan())).collect::<Float64Array>())
+    };
+    let ts = TimestampMillisecondArray::from(bars.iter().map(|c| c.ts).collect::<Vec<_>>()).with_timezone("UTC");
+    RecordBatch::try_new(schema(), vec![Arc::new(ts), col(|c| c.open), col(|c| c.high), col(|c| c.low), col(|c| c.close), col(|c| c.volume)])
+        .unwrap_or_else(|e| unreachable!("raw schema is fixed: {e}"))
+}
+
+/// Candles from batches; returns the bars and the schema problems found (missing or mistyped
+/// columns). Nulls become NaN so the quality gate can count them.
+pub fn from_batches(batches: &[RecordBatch], uri: &str) -> Result<(Vec<Candle>, Vec<String>), RawError> {
+    let mut bars = Vec::new();
+    let mut problems = Vec::new();
+    for batch in batches {
+        let s = batch.schema();
+        let ts_col = match s.index_of("ts") {
+            Ok(i) => batch.column(i),
+            Err(_) => return Err(RawError::Schema { uri: uri.to_owned(), problem: "missing column `ts`".to_owned() }),
+        };
+        let ts: Vec<i64> = match ts_col.data_type() {
+            DataType::Timestamp(unit, _) => {
+                let cast = arrow::compute::cast(ts_col, &DataType::Timestamp(TimeUnit::Millisecond, None))
+                    .map_err(|e| RawError::Schema { uri: uri.to_owned(), problem: format!("column `ts` ({unit:?}): {e}") })?;
+                let a = cast.as_any().downcast_ref::<TimestampMillisecondArray>().map(|a| a.values().to_vec());
+                a.unwrap_or_default()
+            }
+            DataType::Int64 => ts_col.as_any().downcast_ref::<arrow::array::Int64Array>().map(|a| a.values().to_vec()).unwrap_or_default(),
+            other => return Err(RawError::Schema { uri: uri.to_owned(), problem: format!("column `ts` has type {other}, expected a timestamp") }),
+        };
+        let mut fields: Vec<Vec<f64>> = Vec::new();
+        for name in ["open", "high", "low", "close", "volume"] {
+            let values = match s.index_of(name) {
+                Err(_) => {
+                    problems.push(format!("missing column `{name}`"));
+                    vec![f64::NAN; batch.num_rows()]
+                }
+                Ok(i) => match arrow::compute::cast(batch.column(i), &DataType::Float64) {
+                    Ok(a) if batch.column(i).data_type().is_numeric() => {
+                        let a = a.as_any().downcast_ref::<Float64Array>().cloned().unwrap_or_else(|| Float64Array::from(Vec::<f64>::new()));
+                        (0..a.len()).map(|j| if a.is_null(j) { f64::NAN } else { a.value(j) }).collect()
+                    }
+                    _ => {
+                        problems.push(format!("column `{name}` has type {}, expected a number", batch.column(i).data_type()));
+                        vec![f64::NAN; batch.num_rows()]
+                    }
+                },
+            };
+            fields.push(values);
+        }
+        for (j, &t) in ts.iter().enumerate() {
+            bars.push(Candle { ts: t, open: fields[0][j], high: fields[1][j], low: fields[2][j], close: fields[3][j], volume: fields[4][j] });
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    Ok((bars, problems))
+}
+
+/// A raw dataset at a store root.
+#[derive(Debug, Clone)]
+pub struct RawDataset {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl RawDataset {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    pub fn uri(&self) -> String {
+        self.store.uri("")
+    }
+
+    /// The current manifest, or `None` for a dataset that does not exist yet.
+    pub fn manifest(&self) -> Result<Option<Manifest>, RawError> {
+        match self.store.get(MANIFEST) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| RawError::Manifest { uri: self.store.uri(MANIFEST), source }),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every bar of the snapshot, in storage order, plus schema problems.
+    pub fn read_all(&self) -> Result<(Manifest, Vec<Candle>, Vec<String>), RawError> {
+        let manifest = self.manifest()?.ok_or_else(|| StoreError::NotFound { uri: self.store.uri(MANIFEST) })?;
+        let mut bars = Vec::with_capacity(manifest.rows());
+        let mut problems = Vec::new();
+        for p in &manifest.partitions {
+            let uri = self.store.uri(&p.key);
+            let batches = parquet_io::decode(self.store.get(&p.key)?, &uri)?;
+            let (b, pr) = from_batches(&batches, &uri)?;
+            bars.extend(b);
+            problems.extend(pr.into_iter().map(|x| format!("{}: {x}", p.key)));
+        }
+        Ok((manifest, bars, problems))
+    }
+
+    /// Merge `fresh` bars into the dataset: touched months are rewritten, others kept; the
+    /// manifest is swapped last. Returns the new manifest and how many partitions were written.
+    pub fn upsert(&self, symbol: &str, interval: Interval, source: &str, fresh: &[Candle]) -> Result<(Manifest, usize), RawError> {
+        let old = self.manifest()?;
+        if let Some(m) = &old {
+            if m.interval != interval {
+                return Err(RawError::IntervalMismatch { uri: self.uri(), found: m.interval.to_string(), wanted: interval.to_string() });
+            }
+        }
+        let month_of = |ts: i64| {
+            let (y, m) = year_month(ts);
+            format!("{y:04}-{m:02}")
+        };
+        let mut by_month: BTreeMap<String, Vec<Candle>> = BTreeMap::new();
+        for c in fresh {
+            by_month.entry(month_of(c.ts)).or_default().push(*c);
+        }
+        let mut partitions: BTreeMap<String, Partition> =
+            old.as_ref().map(|m| m.partitions.iter().map(|p| (p.month.clone(), p.clone())).collect()).unwrap_or_default();
+        let mut written = 0;
+        for (month, new_bars) in by_month {
+            let existing = match partitions.get(&month) {
+                Some(p) => {
+                    let uri = self.store.uri(&p.key);
+                    from_batches(&parquet_io::decode(self.store.get(&p.key)?, &uri)?, &uri)?.0
+                }
+                None => Vec::new(),
+            };
+            let merged = rps_core::candle::merge(&existing, &new_bars);
+            let bytes = parquet_io::encode(&to_batch(&merged))?;
+            let sha = crate::sha256_hex(&bytes);
+            if partitions.get(&month).is_some_and(|p| p.sha256 == sha) {
+                continue;
+            }
+            let key = format!("part-{month}-{}.parquet", &sha[..8]);
+            self.store.put(&key, &bytes)?;
+            written += 1;
+            partitions.insert(
+                month.clone(),
+                Partition {
+                    key,
+                    month,
+                    rows: merged.len(),
+                    first_ts: merged.first().map_or(0, |c| c.ts),
+                    last_ts: merged.last().map_or(0, |c| c.ts),
+                    sha256: sha,
+                },
+            );
+        }
+        let manifest = Manifest {
+            symbol: symbol.to_owned(),
+            interval,
+            source: source.to_owned(),
+            partitions: partitions.into_values().collect(),
+        };
+        if written > 0 || old.is_none() {
+            let json = serde_json::to_vec_pretty(&manifest).map_err(|source| RawError::Manifest { uri: self.store.uri(MANIFEST), source })?;
+            self.store.put(MANIFEST, &json)?;
+        }
+        // Garbage-collect partitions the new manifest no longer references.
+        let live: std::collections::HashSet<&str> = manifest.partitions.iter().map(|p| p.key.as_str()).collect();
+        for key in self.store.list("part-")? {
+            if !live.contains(key.as_str()) {
+                self.store.delete(&key)?;
+            }
+        }
+        Ok((manifest, written))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::LocalStore;
+
+    const H: i64 = 3_600_000;
+
+    fn bars(from: i64, n: i64) -> Vec<Candle> {
+        (from..from + n).map(|i| Candle { ts: i * H, open: 1.0, high: 2.0, low: 0.5, close: 1.5, volume: i as f64 }).collect()
+    }
+
+    #[test]
+    fn upsert_is_incremental_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = RawDataset::new(Arc::new(LocalStore::new(dir.path())));
+        assert!(ds.manifest().unwrap().is_none());
+        // 1970-01 has 744 hours; 1000 bars span two months.
+        let (m, written) = ds.upsert("X", Interval::H1, "test", &bars(0, 1000)).unwrap();
+        assert_eq!((m.partitions.len(), written, m.rows()), (2, 2, 1000));
+        let (_, again) = ds.upsert("X", Interval::H1, "test", &bars(0, 1000)).unwrap();
+        assert_eq!(again, 0, "a rerun of the same window changes nothing");
+        // Overlapping fresh data touches only February.
+        let (m2, written) = ds.upsert("X", Interval::H1, "test", &bars(990, 20)).unwrap();
+        assert_eq!((written, m2.rows()), (1, 1010));
+        assert_eq!(m2.partitions[0], m.partitions[0]);
+        let (_, all, problems) = ds.read_all().unwrap();
+        assert!(problems.is_empty());
+        assert_eq!(all.len(), 1010);
+        assert!(all.windows(2).all(|w| w[0].ts < w[1].ts));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "old partition files are collected");
+        assert!(matches!(ds.upsert("X", Interval::M30, "t", &bars(0, 1)), Err(RawError::IntervalMismatch { .. })));
+    }
+}
