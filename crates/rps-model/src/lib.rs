@@ -6,13 +6,17 @@
 //!
 //! The booster predicts the target in a transformed space ([`TargetTransform`]); the
 //! [`ModelMeta`] saved beside it says how to map a raw booster output back to a volatility:
-//! `log` → `exp(raw) · smearing`, `variance` → `sqrt(raw)`, `identity` → `raw`, then the floor.
+//! `log` → `exp(raw) · smearing`, `variance` → `sqrt(raw) / 100`, `identity` → `raw`, then the floor.
 
 use hessboost::prelude::*;
 use rps_core::params::{TargetTransform, TrainParams};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
+
+/// The `variance` transform learns `(100 σ)²`, the variance of returns in percent: hourly
+/// variances near 1e-5 sit too close to the engine's numerical floors for a gamma fit.
+pub const PERCENT: f64 = 100.0;
 
 /// The engine name and version recorded with every model.
 pub const ENGINE: &str = "hessboost 0.4.6";
@@ -100,7 +104,7 @@ pub struct VolatilityModel {
 fn label(transform: TargetTransform, vol: f64) -> f64 {
     match transform {
         TargetTransform::Log => vol.ln(),
-        TargetTransform::Variance => vol * vol,
+        TargetTransform::Variance => (vol * PERCENT).powi(2),
         TargetTransform::Identity => vol,
     }
 }
@@ -134,6 +138,10 @@ impl VolatilityModel {
         let lv: Vec<f32> = yv.iter().map(|&v| label(p.target_transform, v) as f32).collect();
         let mut xgb = p.xgboost.clone();
         xgb.entry("objective".to_owned()).or_insert_with(|| default_objective(p.target_transform).into());
+        if p.target_transform == TargetTransform::Variance {
+            // Early-stop on the gamma likelihood (QLIKE's cousin), not on RMSE of variances.
+            xgb.entry("eval_metric".to_owned()).or_insert_with(|| "gamma-nloglik".into());
+        }
         let base_score = lt.iter().map(|&v| f64::from(v)).sum::<f64>() / lt.len() as f64;
         xgb.entry("base_score".to_owned()).or_insert_with(|| serde_json::json!(base_score));
         let params = TrainingParams::from_xgboost(xgb.clone()).map_err(ModelError::Params)?;
@@ -184,7 +192,7 @@ impl VolatilityModel {
     pub fn to_volatility(&self, raw: f64) -> f64 {
         let v = match self.meta.transform {
             TargetTransform::Log => raw.exp() * self.meta.smearing,
-            TargetTransform::Variance => raw.max(0.0).sqrt(),
+            TargetTransform::Variance => raw.max(0.0).sqrt() / PERCENT,
             TargetTransform::Identity => raw,
         };
         if v.is_finite() { v.max(self.meta.floor) } else { self.meta.floor }
@@ -266,7 +274,8 @@ mod tests {
         let (xv, yv) = data(200, 2);
         let names: Vec<String> = ["a", "b", "c"].map(str::to_owned).to_vec();
         for transform in [TargetTransform::Log, TargetTransform::Variance, TargetTransform::Identity] {
-            let p = TrainParams { target_transform: transform, num_boost_round: 200, early_stopping_rounds: 20, ..TrainParams::default() };
+            let mut p = TrainParams { target_transform: transform, num_boost_round: 300, early_stopping_rounds: 20, ..TrainParams::default() };
+            p.xgboost.insert("eta".to_owned(), serde_json::json!(0.1));
             let (m, h) = VolatilityModel::train(&p, &names, 1e-4, (&xt, &yt), (&xv, &yv)).unwrap();
             assert!(!h.validation.is_empty());
             assert!(h.validation.last().unwrap() < h.validation.first().unwrap(), "{transform:?} learns");

@@ -54,7 +54,8 @@ pub fn to_batch(ds: &Dataset) -> RecordBatch {
         Arc::new(TimestampMillisecondArray::from(f.ts.clone()).with_timezone("UTC")),
         Arc::new(StringArray::from(ds.split.iter().map(|s| s.as_str()).collect::<Vec<_>>())),
     ];
-    let named = f.names.iter().zip(&f.columns).chain([("bar_vol".to_owned(), f.bar_vol.clone()), ("target".to_owned(), f.target.clone())].iter().map(|(a, b)| (a, b)));
+    let extra = [("bar_vol".to_owned(), &f.bar_vol), ("target".to_owned(), &f.target)];
+    let named = f.names.iter().zip(&f.columns).chain(extra.iter().map(|(a, b)| (a, *b)));
     for (name, values) in named {
         fields.push(Field::new(name, DataType::Float64, true));
         cols.push(Arc::new(values.iter().map(|v| Some(*v).filter(|x| !x.is_nan())).collect::<Float64Array>()));
