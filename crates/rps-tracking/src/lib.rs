@@ -1,0 +1,91 @@
+//! Run tracking and the model registry.
+//!
+//! Two seams, each with the embedded local implementation used when no server is configured:
+//! - [`Tracker`] / [`Run`]: parameters, metrics (with steps), tags, artifacts and a final status
+//!   per stage run — MLflow's model. [`LocalTracker`] keeps them under `<root>/<run_id>/`.
+//! - [`Registry`]: numbered model versions and aliases (`champion`, `challenger`).
+//!   [`LocalRegistry`] keeps them in an object store:
+//!   `<model>/versions/<n>/{model.json, model.ubj, meta.json, schema.json, version.json}` and
+//!   `<model>/aliases.json`.
+
+mod local;
+mod registry;
+
+pub use local::{LocalRun, LocalTracker, RunRecord};
+pub use registry::{LocalRegistry, LoadedModel, ModelFiles, Registry, VersionInfo};
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrackingError {
+    #[error(transparent)]
+    Store(#[from] rps_store::StoreError),
+    #[error(transparent)]
+    Model(#[from] rps_model::ModelError),
+    #[error("bad record {uri}: {source}")]
+    Json {
+        uri: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("model {name:?} has no version {version}")]
+    NoVersion { name: String, version: u32 },
+    #[error("model {name:?} has no alias {alias:?}")]
+    NoAlias { name: String, alias: String },
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunStatus {
+    Running,
+    Finished,
+    Failed,
+}
+
+/// One metric value.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MetricPoint {
+    pub key: String,
+    pub value: f64,
+    pub step: i64,
+    pub timestamp_ms: i64,
+}
+
+/// A place that records runs.
+pub trait Tracker: Send + Sync {
+    /// Start a run of `stage` with tags (git commit, data hash, …).
+    fn start_run(&self, stage: &str, tags: &BTreeMap<String, String>) -> Result<Box<dyn Run>, TrackingError>;
+    /// Where runs go, for logs.
+    fn describe(&self) -> String;
+}
+
+/// An open run. Dropping it without [`Run::finish`] leaves it RUNNING (as a killed process would).
+pub trait Run: Send {
+    fn id(&self) -> &str;
+    fn log_params(&mut self, params: &[(String, String)]) -> Result<(), TrackingError>;
+    fn log_metrics(&mut self, metrics: &[MetricPoint]) -> Result<(), TrackingError>;
+    fn set_tags(&mut self, tags: &[(String, String)]) -> Result<(), TrackingError>;
+    fn log_artifact(&mut self, path: &str, bytes: &[u8]) -> Result<(), TrackingError>;
+    fn finish(&mut self, status: RunStatus) -> Result<(), TrackingError>;
+
+    /// Log plain `key = value` metrics at step 0.
+    fn log_values(&mut self, values: &[(&str, f64)]) -> Result<(), TrackingError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let points: Vec<MetricPoint> = values
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(k, v)| MetricPoint { key: (*k).to_owned(), value: *v, step: 0, timestamp_ms: now })
+            .collect();
+        self.log_metrics(&points)
+    }
+}
+
+/// A new run id: 32 hex characters, like MLflow's.
+pub fn new_run_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..16).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+}

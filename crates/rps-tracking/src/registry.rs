@@ -1,0 +1,187 @@
+//! Model versions and aliases.
+
+use crate::TrackingError;
+use rps_core::schema::FeatureSchema;
+use rps_model::{META, ModelMeta, VolatilityModel, XGB_JSON, XGB_UBJ};
+use rps_store::ObjectStore;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What is recorded about a version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub name: String,
+    pub version: u32,
+    pub created_at: String,
+    /// The training run that produced it.
+    pub run_id: String,
+    pub data_hash: String,
+    pub git_commit: String,
+    /// Validation metrics from training.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// The files of a model, as written by train.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    pub xgb_json: Vec<u8>,
+    pub xgb_ubj: Vec<u8>,
+    pub meta: ModelMeta,
+    pub schema: FeatureSchema,
+}
+
+impl ModelFiles {
+    pub fn from_model(model: &VolatilityModel, schema: &FeatureSchema) -> Result<Self, TrackingError> {
+        Ok(Self { xgb_json: model.to_xgboost_json()?, xgb_ubj: model.to_xgboost_ubj()?, meta: model.meta.clone(), schema: schema.clone() })
+    }
+
+    /// Write the four files under `prefix` (`prefix/model.json`, …), metadata last.
+    pub fn write(&self, store: &dyn ObjectStore, prefix: &str) -> Result<(), TrackingError> {
+        let key = |f: &str| if prefix.is_empty() { f.to_owned() } else { format!("{prefix}/{f}") };
+        let json = |v: &dyn erased::Json, k: &str| v.to_json().map_err(|source| TrackingError::Json { uri: store.uri(k), source });
+        store.put(&key(XGB_JSON), &self.xgb_json)?;
+        store.put(&key(XGB_UBJ), &self.xgb_ubj)?;
+        store.put(&key("schema.json"), &json(&self.schema, "schema.json")?)?;
+        store.put(&key(META), &json(&self.meta, META)?)?;
+        Ok(())
+    }
+
+    /// Read the files under `prefix`.
+    pub fn read(store: &dyn ObjectStore, prefix: &str) -> Result<Self, TrackingError> {
+        let key = |f: &str| if prefix.is_empty() { f.to_owned() } else { format!("{prefix}/{f}") };
+        let parse = |k: String| -> Result<Vec<u8>, TrackingError> { Ok(store.get(&k)?) };
+        let meta_key = key(META);
+        let schema_key = key("schema.json");
+        Ok(Self {
+            xgb_json: parse(key(XGB_JSON))?,
+            xgb_ubj: parse(key(XGB_UBJ))?,
+            meta: serde_json::from_slice(&parse(meta_key.clone())?).map_err(|source| TrackingError::Json { uri: store.uri(&meta_key), source })?,
+            schema: serde_json::from_slice(&parse(schema_key.clone())?).map_err(|source| TrackingError::Json { uri: store.uri(&schema_key), source })?,
+        })
+    }
+
+    /// Decode the model.
+    pub fn model(&self) -> Result<VolatilityModel, TrackingError> {
+        Ok(VolatilityModel::from_parts(&self.xgb_ubj, self.meta.clone())?)
+    }
+}
+
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> Result<Vec<u8>, serde_json::Error>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+            serde_json::to_vec_pretty(self)
+        }
+    }
+}
+
+/// A model resolved from the registry.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    pub info: VersionInfo,
+    pub files: ModelFiles,
+    pub model: VolatilityModel,
+}
+
+/// Numbered model versions with movable aliases.
+pub trait Registry: Send + Sync {
+    /// Store a new version; returns its number (one more than the highest so far).
+    fn register(&self, files: &ModelFiles, info: VersionInfo) -> Result<u32, TrackingError>;
+    fn set_alias(&self, name: &str, alias: &str, version: u32) -> Result<(), TrackingError>;
+    fn alias(&self, name: &str, alias: &str) -> Result<Option<u32>, TrackingError>;
+    fn versions(&self, name: &str) -> Result<Vec<u32>, TrackingError>;
+    fn load(&self, name: &str, version: u32) -> Result<LoadedModel, TrackingError>;
+    fn describe(&self) -> String;
+
+    /// Resolve `reference` — an alias (`champion`) or a version number — and load it.
+    fn resolve(&self, name: &str, reference: &str) -> Result<LoadedModel, TrackingError> {
+        let version = match reference.trim_start_matches('v').parse::<u32>() {
+            Ok(v) => v,
+            Err(_) => self.alias(name, reference)?.ok_or_else(|| TrackingError::NoAlias { name: name.to_owned(), alias: reference.to_owned() })?,
+        };
+        self.load(name, version)
+    }
+}
+
+/// The embedded registry in an object store (by default `.rps/registry`).
+#[derive(Debug, Clone)]
+pub struct LocalRegistry {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl LocalRegistry {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    fn aliases(&self, name: &str) -> Result<BTreeMap<String, u32>, TrackingError> {
+        let key = format!("{name}/aliases.json");
+        match self.store.get(&key) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|source| TrackingError::Json { uri: self.store.uri(&key), source }),
+            Err(rps_store::StoreError::NotFound { .. }) => Ok(BTreeMap::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Registry for LocalRegistry {
+    fn register(&self, files: &ModelFiles, mut info: VersionInfo) -> Result<u32, TrackingError> {
+        let version = self.versions(&info.name)?.last().map_or(1, |v| v + 1);
+        info.version = version;
+        let prefix = format!("{}/versions/{version}", info.name);
+        files.write(self.store.as_ref(), &prefix)?;
+        let key = format!("{prefix}/version.json");
+        let json = serde_json::to_vec_pretty(&info).map_err(|source| TrackingError::Json { uri: self.store.uri(&key), source })?;
+        // version.json last: a version exists once it is complete.
+        self.store.put(&key, &json)?;
+        Ok(version)
+    }
+
+    fn set_alias(&self, name: &str, alias: &str, version: u32) -> Result<(), TrackingError> {
+        if !self.versions(name)?.contains(&version) {
+            return Err(TrackingError::NoVersion { name: name.to_owned(), version });
+        }
+        let mut aliases = self.aliases(name)?;
+        aliases.insert(alias.to_owned(), version);
+        let key = format!("{name}/aliases.json");
+        let json = serde_json::to_vec_pretty(&aliases).map_err(|source| TrackingError::Json { uri: self.store.uri(&key), source })?;
+        self.store.put(&key, &json)?;
+        Ok(())
+    }
+
+    fn alias(&self, name: &str, alias: &str) -> Result<Option<u32>, TrackingError> {
+        Ok(self.aliases(name)?.get(alias).copied())
+    }
+
+    fn versions(&self, name: &str) -> Result<Vec<u32>, TrackingError> {
+        let prefix = format!("{name}/versions/");
+        let mut v: Vec<u32> = self
+            .store
+            .list(&prefix)?
+            .iter()
+            .filter_map(|k| k.strip_prefix(&prefix)?.strip_suffix("/version.json")?.parse().ok())
+            .collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    fn load(&self, name: &str, version: u32) -> Result<LoadedModel, TrackingError> {
+        let prefix = format!("{name}/versions/{version}");
+        let key = format!("{prefix}/version.json");
+        let info: VersionInfo = match self.store.get(&key) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|source| TrackingError::Json { uri: self.store.uri(&key), source })?,
+            Err(rps_store::StoreError::NotFound { .. }) => return Err(TrackingError::NoVersion { name: name.to_owned(), version }),
+            Err(e) => return Err(e.into()),
+        };
+        let files = ModelFiles::read(self.store.as_ref(), &prefix)?;
+        let model = files.model()?;
+        Ok(LoadedModel { info, files, model })
+    }
+
+    fn describe(&self) -> String {
+        format!("local registry {}", self.store.uri(""))
+    }
+}
