@@ -192,9 +192,18 @@ impl RawDataset {
     /// Merge `fresh` bars into the dataset: touched months are rewritten, others kept; the
     /// manifest is swapped last. Returns the new manifest and how many partitions were written.
     pub fn upsert(&self, symbol: &str, interval: Interval, source: &str, fresh: &[Candle]) -> Result<(Manifest, usize), RawError> {
-        let old = self.manifest()?;
-        if let Some(m) = &old {
-            if m.interval != interval {
+        self.write(symbol, interval, source, fresh, false)
+    }
+
+    /// Replace the whole dataset with `bars` (a full refresh); same atomicity as [`Self::upsert`].
+    pub fn replace(&self, symbol: &str, interval: Interval, source: &str, bars: &[Candle]) -> Result<(Manifest, usize), RawError> {
+        self.write(symbol, interval, source, bars, true)
+    }
+
+    fn write(&self, symbol: &str, interval: Interval, source: &str, fresh: &[Candle], replace: bool) -> Result<(Manifest, usize), RawError> {
+        let current = self.manifest()?;
+        if let Some(m) = &current {
+            if m.interval != interval && !replace {
                 return Err(RawError::IntervalMismatch { uri: self.uri(), found: m.interval.to_string(), wanted: interval.to_string() });
             }
         }
@@ -206,8 +215,10 @@ impl RawDataset {
         for c in fresh {
             by_month.entry(month_of(c.ts)).or_default().push(*c);
         }
-        let mut partitions: BTreeMap<String, Partition> =
-            old.as_ref().map(|m| m.partitions.iter().map(|p| (p.month.clone(), p.clone())).collect()).unwrap_or_default();
+        let current_parts: BTreeMap<String, Partition> =
+            current.as_ref().map(|m| m.partitions.iter().map(|p| (p.month.clone(), p.clone())).collect()).unwrap_or_default();
+        // An upsert keeps every current month and merges into touched ones; a replace starts empty.
+        let mut partitions = if replace { BTreeMap::new() } else { current_parts.clone() };
         let mut written = 0;
         for (month, new_bars) in by_month {
             let existing = match partitions.get(&month) {
@@ -220,7 +231,8 @@ impl RawDataset {
             let merged = rps_core::candle::merge(&existing, &new_bars);
             let bytes = parquet_io::encode(&to_batch(&merged))?;
             let sha = crate::sha256_hex(&bytes);
-            if partitions.get(&month).is_some_and(|p| p.sha256 == sha) {
+            if let Some(same) = current_parts.get(&month).filter(|p| p.sha256 == sha) {
+                partitions.insert(month, same.clone());
                 continue;
             }
             let key = format!("part-{month}-{}.parquet", &sha[..8]);
@@ -244,7 +256,7 @@ impl RawDataset {
             source: source.to_owned(),
             partitions: partitions.into_values().collect(),
         };
-        if written > 0 || old.is_none() {
+        if current.as_ref() != Some(&manifest) {
             let json = serde_json::to_vec_pretty(&manifest).map_err(|source| RawError::Manifest { uri: self.store.uri(MANIFEST), source })?;
             self.store.put(MANIFEST, &json)?;
         }
@@ -290,5 +302,8 @@ mod tests {
         assert!(all.windows(2).all(|w| w[0].ts < w[1].ts));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "old partition files are collected");
         assert!(matches!(ds.upsert("X", Interval::M30, "t", &bars(0, 1)), Err(RawError::IntervalMismatch { .. })));
+        let (m3, _) = ds.replace("X", Interval::M30, "t", &bars(0, 5)).unwrap();
+        assert_eq!((m3.rows(), m3.interval), (5, Interval::M30));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

@@ -83,6 +83,24 @@ pub trait Run: Send {
     }
 }
 
+/// Run `f` inside a run of `stage`: FINISHED when it returns `Ok`, FAILED when it returns `Err`
+/// (a failure to record the final status is logged, not raised over the stage's own result).
+pub fn with_run<T, E: From<TrackingError>>(
+    tracker: &dyn Tracker,
+    stage: &str,
+    tags: &BTreeMap<String, String>,
+    f: impl FnOnce(&mut dyn Run) -> Result<T, E>,
+) -> Result<T, E> {
+    let mut run = tracker.start_run(stage, tags)?;
+    tracing::info!(run_id = run.id(), "tracking {stage} in {}", tracker.describe());
+    let out = f(run.as_mut());
+    let status = if out.is_ok() { RunStatus::Finished } else { RunStatus::Failed };
+    if let Err(e) = run.finish(status) {
+        tracing::warn!("could not mark run {} {status:?}: {e}", run.id());
+    }
+    out
+}
+
 /// A new run id: 32 hex characters, like MLflow's.
 pub fn new_run_id() -> String {
     use rand::Rng;

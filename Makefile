@@ -1,0 +1,60 @@
+# RPS — the two commands of the Quick start, and the rest.
+#   make demo   run the whole pipeline on the bundled real sample (or DATA=your.csv)
+#   make test   install what tests need, start the real servers on loopback, run every test
+# Everything installs itself on a fresh machine; caches outside the clone are optional:
+#   CARGO_TARGET_DIR=~/.cache/rps-target VENV=~/.cache/rps-venv make test
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+TARGET ?= x86_64-unknown-linux-musl
+CARGO ?= cargo
+CARGO_TARGET_DIR ?= $(CURDIR)/target
+export CARGO_TARGET_DIR
+BIN := $(CARGO_TARGET_DIR)/$(TARGET)/release
+VENV ?= $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+DEMO_HOME ?= .rps/demo
+DATA ?=
+STAGES := rps-extract rps-quality rps-transform rps-train rps-evaluate
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.PHONY: setup-rust
+setup-rust: ## the musl target and musl-tools for static stage binaries
+	@rustup target list --installed 2>/dev/null | grep -qx '$(TARGET)' || rustup target add $(TARGET)
+	@if [[ '$(TARGET)' == *musl* ]] && ! command -v musl-gcc >/dev/null; then \
+	  echo 'installing musl-tools (Debian) for static builds'; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq musl-tools >/dev/null; fi
+
+.PHONY: build
+build: setup-rust ## build the stage binaries (static, release)
+	$(CARGO) build --release --locked --target $(TARGET) --workspace --bins
+
+.PHONY: demo
+demo: build ## run extract → quality → transform → train → evaluate on the bundled sample (DATA=file.csv for yours)
+	@bash scripts/demo.sh "$(BIN)" "$(DEMO_HOME)" "$(DATA)"
+
+.PHONY: setup-python
+setup-python: ## the Python venv the tests use (uv, pinned requirements)
+	@bash scripts/setup-python.sh "$(VENV)"
+
+.PHONY: test
+test: setup-rust setup-python ## install, start servers on loopback, run every test, stop servers
+	@bash scripts/test.sh "$(TARGET)" "$(BIN)" "$(VENV)"
+
+.PHONY: lint
+lint: ## rustfmt and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+.PHONY: bench
+bench: build ## transform throughput, train wall time, single-row predict latency
+	$(CARGO) run --release --locked --target $(TARGET) -p rps-bench
+
+.PHONY: clean
+clean: ## remove build output and the local store
+	rm -rf target .rps reports

@@ -1,0 +1,179 @@
+//! Command-line flags and environment variables.
+
+use clap::{Parser, ValueEnum};
+use std::time::Duration;
+
+const AFTER_HELP: &str = "\
+EXAMPLES:
+  # Serve the champion of the default registry on localhost:8080
+  rps-serve
+
+  # Another registry and address, with /refresh enabled and polling every minute
+  RPS_SERVE_TOKEN=s3cret rps-serve --registry /data/registry --bind 0.0.0.0:9000 --poll-interval 60s
+
+  # Ask for a prediction (features by name; see GET /model for the list)
+  curl -s localhost:8080/predict -H 'content-type: application/json' \\
+       -d '{\"features\": {\"ret_1b_pct\": 0.1, \"har_24b\": -5.1, ...}}'
+
+ENDPOINTS:
+  POST /predict[?model=<alias|version>]  one row ({\"features\": {...}} or {\"features\": [...]})
+                                         or a batch ({\"instances\": [{...}, ...]})
+  GET  /health   liveness            GET /ready    200 once a model is loaded, else 503
+  GET  /model    served model        GET /metrics  Prometheus text exposition
+  POST /refresh  reload the alias from the registry (Authorization: Bearer <token>)
+
+EXIT CODES:
+  0  clean shutdown (SIGTERM / SIGINT, in-flight requests drained)
+  1  unexpected runtime error
+  2  usage error (unknown flag, bad value)
+  3  no model could be loaded at startup (see --wait-for-model)
+  4  the bind address could not be bound (in use, no permission)
+  5  invalid configuration (bad registry URI, empty token)";
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Serve the RPS volatility model (the registry's `champion`) over HTTP.
+///
+/// Loads the model version the alias points to, answers predictions, exposes drift and request
+/// metrics for Prometheus, and swaps in a new champion without downtime on `POST /refresh` or
+/// on a polling interval. Every flag can also be set by the environment variable shown.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "rps-serve", version, about, long_about, after_long_help = AFTER_HELP, after_help = "See --help for examples, endpoints and EXIT CODES.")]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "RPS_SERVE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// Model registry: a folder (or file:// URI) as written by `rps train` / `rps promote`.
+    #[arg(long, env = "RPS_REGISTRY", default_value = ".rps/registry")]
+    pub registry: String,
+
+    /// Registered model name.
+    #[arg(long, env = "RPS_MODEL_NAME", default_value = "btc-volatility")]
+    pub model_name: String,
+
+    /// Alias (or version number) to serve and to follow on refresh.
+    #[arg(long, env = "RPS_SERVE_ALIAS", default_value = "champion")]
+    pub alias: String,
+
+    /// Bearer token that POST /refresh requires. Without one, /refresh answers 403.
+    #[arg(long, env = "RPS_SERVE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Largest accepted request body, in bytes (suffixes KiB, MiB, KB, MB accepted).
+    #[arg(long, env = "RPS_SERVE_BODY_LIMIT", default_value = "1MiB", value_parser = parse_bytes)]
+    pub body_limit: usize,
+
+    /// Most rows accepted in one `instances` batch.
+    #[arg(long, env = "RPS_SERVE_MAX_BATCH", default_value_t = 1024)]
+    pub max_batch: usize,
+
+    /// Worker threads of the async runtime (default: one per CPU).
+    #[arg(long, env = "RPS_SERVE_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Time limit of one request (e.g. 500ms, 10s, 1m); answered 503 `timeout` past it.
+    #[arg(long, env = "RPS_SERVE_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Rows in the sliding window behind `data_drift_ratio` and `feature_psi`.
+    #[arg(long, env = "RPS_SERVE_DRIFT_WINDOW", default_value_t = 1000)]
+    pub drift_window: usize,
+
+    /// Check the registry alias this often and swap when it moved (e.g. 60s); off by default.
+    #[arg(long, env = "RPS_SERVE_POLL_INTERVAL", value_parser = parse_duration)]
+    pub poll_interval: Option<Duration>,
+
+    /// Start even when no model can be loaded (/ready answers 503 until a refresh succeeds).
+    #[arg(long, env = "RPS_SERVE_WAIT_FOR_MODEL")]
+    pub wait_for_model: bool,
+
+    /// Accept a new model whose feature list differs from the served one (clients must change).
+    #[arg(long, env = "RPS_SERVE_ALLOW_SCHEMA_CHANGE")]
+    pub allow_schema_change: bool,
+
+    /// Most non-alias versions kept loaded for `?model=` queries.
+    #[arg(long, env = "RPS_SERVE_MODEL_CACHE", default_value_t = 4)]
+    pub model_cache: usize,
+
+    /// Log format; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "RPS_SERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The defaults with another registry (for tests and embedding).
+    pub fn for_registry(registry: &str) -> Self {
+        let mut c = Config::parse_from(["rps-serve"]);
+        c.registry = registry.to_owned();
+        c.token = None;
+        c
+    }
+}
+
+/// `250ms`, `10s`, `5m`, `1h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 10s, 5m, 1h"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        u => return Err(format!("invalid duration unit {u:?} in {s:?}: use ms, s, m or h")),
+    };
+    if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
+        return Err(format!("duration {s:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `65536`, `64KiB`, `1MiB`, `1MB`.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().map_err(|_| format!("invalid size {s:?}: expected e.g. 65536, 64KiB, 1MiB"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1024,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        u => return Err(format!("invalid size unit {u:?} in {s:?}: use B, KB, KiB, MB or MiB")),
+    };
+    n.checked_mul(mult).filter(|&b| b > 0).ok_or_else(|| format!("size {s:?} must be positive and fit in memory"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes_and_durations() {
+        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_bytes("64KiB"), Ok(65536));
+        assert_eq!(parse_bytes("100"), Ok(100));
+        assert!(parse_bytes("1GB").is_err());
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Config::command().debug_assert();
+    }
+}

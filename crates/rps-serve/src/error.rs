@@ -1,0 +1,72 @@
+//! Errors: [`ServeError`] for the process (each maps to an exit code) and [`ApiError`] for one
+//! HTTP request (each maps to a status and a JSON body `{"error": {"code", "message"}}`).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("could not open the model registry {uri}: {source}")]
+    Registry {
+        uri: String,
+        #[source]
+        source: rps_store::StoreError,
+    },
+    #[error("no model could be loaded at startup: {0}")]
+    NoModel(String),
+    #[error("could not bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ServeError {
+    /// The process exit code documented in `--help` (EXIT CODES).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::Io(_) => 1,
+            ServeError::NoModel(_) => 3,
+            ServeError::Bind { .. } => 4,
+            ServeError::Config(_) | ServeError::Registry { .. } => 5,
+        }
+    }
+}
+
+/// An error answered to one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    /// 422 for a request that is valid JSON but not a valid prediction request.
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+}
+
+/// The JSON error body.
+pub fn error_body(code: &str, message: &str) -> String {
+    serde_json::json!({ "error": { "code": code, "message": message } }).to_string()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, error_body(self.code, &self.message)).into_response();
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r
+    }
+}

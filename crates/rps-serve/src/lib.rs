@@ -1,0 +1,251 @@
+//! `rps-serve`: the RPS prediction service. It serves the registry's `champion` volatility model
+//! over HTTP (axum on tokio) and swaps in a new champion without downtime.
+//!
+//! # Endpoints
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `POST /predict[?model=<alias\|version>]` | one row — `{"features": {"ret_1b_pct": 0.1, …}}` (by name, canonical) or `{"features": [0.1, …]}` (schema order) — answered `{"model", "version", "prediction"}`; or a batch `{"instances": [{…}, …]}` answered `{"model", "version", "predictions": […]}`. `?model=` queries another alias or version side by side (loaded on demand, cached). |
+//! | `GET /health` | liveness: 200 while the process runs |
+//! | `GET /ready` | 200 once a model is loaded, 503 before |
+//! | `GET /model[?model=…]` | name, version, trained-at, metrics, features and the full feature schema |
+//! | `GET /metrics` | Prometheus text: `http_requests_total{method,path,status}`, `prediction_latency_seconds`, `model_prediction_value`, `data_drift_ratio`, `feature_psi{feature}`, `model_info{name,version}`, `model_last_reload_timestamp_seconds`, `process_start_time_seconds`, `model_reloads_total{result}`, … |
+//! | `POST /refresh` | `Authorization: Bearer <token>`: reload the alias from the registry and swap atomically (403 when no token is configured, 401 for a missing or wrong one) |
+//!
+//! Every error is JSON: `{"error": {"code": "missing_feature", "message": "`features`: missing feature `har_24b`"}}`
+//! — 415 wrong content type, 400 malformed JSON, 422 unknown / missing / non-finite / non-numeric
+//! features or wrong length, 413 oversized body or batch, 503 not ready or timed out.
+//!
+//! # Design
+//! - **Hot swap**: the model sits in an [`arc_swap::ArcSwapOption`]; each request clones the
+//!   `Arc` once, so in-flight requests finish on the model they started with. A candidate is
+//!   loaded and checked (schema vs model features, reference statistics, feature list unchanged
+//!   unless `--allow-schema-change`, finite forecast on the reference medians) before the swap,
+//!   so a bad model is refused and the old one keeps serving.
+//! - **Drift**: every predicted row goes into a ring of the last `--drift-window` rows; the share
+//!   of values outside the reference range ([`rps_core::stats::ColumnStats::is_out_of_range`]) is
+//!   kept incrementally, and PSI per feature ([`rps_core::stats::ColumnStats::psi`]) is computed
+//!   when `/metrics` is scraped.
+//! - **Metrics** are written by hand (module `metrics`): eight families on atomics need no
+//!   registry crate, and we control label escaping, bucket bounds (50 µs … 1 s) and the route
+//!   template as the `path` label (`unmatched` for unknown paths), which bounds cardinality.
+//! - **Limits**: body size (`--body-limit`), batch size (`--max-batch`), a per-request timeout,
+//!   panics caught into a 500 JSON answer, and graceful shutdown on SIGTERM / SIGINT that lets
+//!   in-flight requests finish.
+
+mod config;
+mod drift;
+mod error;
+mod input;
+mod metrics;
+mod routes;
+mod state;
+
+pub use config::{Config, LogFormat, parse_bytes, parse_duration};
+pub use error::{ApiError, ServeError};
+pub use state::{AppState, LoadError, Refreshed, Served};
+
+use rps_tracking::LocalRegistry;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Set up logging (level from `RUST_LOG`, default `info`).
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Open the registry and load the model; fails with [`ServeError::NoModel`] unless
+/// `--wait-for-model`.
+async fn prepare(config: Config) -> Result<Arc<AppState>, ServeError> {
+    if config.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        return Err(ServeError::Config("the refresh token is empty; unset RPS_SERVE_TOKEN / --token to disable /refresh".to_owned()));
+    }
+    if config.drift_window == 0 || config.max_batch == 0 {
+        return Err(ServeError::Config("--drift-window and --max-batch must be at least 1".to_owned()));
+    }
+    let store = rps_store::open(&config.registry).map_err(|source| ServeError::Registry { uri: config.registry.clone(), source })?;
+    let registry = Arc::new(LocalRegistry::new(store));
+    let state = Arc::new(AppState::new(config, registry));
+    match state.refresh().await {
+        Ok(r) => tracing::info!(result = ?r, registry = %state.registry_describe(), "model loaded"),
+        Err(e) if state.config.wait_for_model => {
+            tracing::warn!(error = %e, "no model loaded yet; /ready answers 503 until a refresh succeeds");
+        }
+        Err(e) => return Err(ServeError::NoModel(format!("{e} (registry {}, model {:?}, alias {:?})", state.config.registry, state.config.model_name, state.config.alias))),
+    }
+    Ok(state)
+}
+
+impl AppState {
+    fn registry_describe(&self) -> String {
+        self.registry.describe()
+    }
+}
+
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr: addr.to_owned(), source })
+}
+
+/// Serve until `shutdown` completes, then drain in-flight requests.
+async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let poller = state.config.poll_interval.map(|every| {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let _ = state.refresh().await;
+            }
+        })
+    });
+    let app = routes::router(state);
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    if let Some(p) = poller {
+        p.abort();
+    }
+    tracing::info!("shut down");
+    result.map_err(ServeError::Io)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received, draining"),
+        () = term => tracing::info!("SIGTERM received, draining"),
+    }
+}
+
+fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ServeError> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all().thread_name("rps-serve");
+    if let Some(n) = workers {
+        if n == 0 {
+            return Err(ServeError::Config("--workers must be at least 1".to_owned()));
+        }
+        b.worker_threads(n);
+    }
+    Ok(b.build()?)
+}
+
+/// Run the service until SIGTERM / SIGINT. Blocks the calling thread.
+pub fn run(config: Config) -> Result<(), ServeError> {
+    let rt = runtime(config.workers)?;
+    rt.block_on(async move {
+        let state = prepare(config).await?;
+        let listener = bind(&state.config.bind).await?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "listening");
+        serve(state, listener, shutdown_signal()).await
+    })
+}
+
+/// A service running on a background thread (for tests and embedding).
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), ServeError>>>,
+}
+
+impl Server {
+    /// Start the service (bind `config.bind`, port 0 allowed) and return once it listens.
+    pub fn spawn(config: Config) -> Result<Self, ServeError> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new().name("rps-serve-main".to_owned()).spawn(move || {
+            let rt = match runtime(config.workers) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return Ok(());
+                }
+            };
+            rt.block_on(async move {
+                let started = async {
+                    let state = prepare(config).await?;
+                    let listener = bind(&state.config.bind).await?;
+                    let addr = listener.local_addr()?;
+                    Ok::<_, ServeError>((state, listener, addr))
+                }
+                .await;
+                match started {
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        Ok(())
+                    }
+                    Ok((state, listener, addr)) => {
+                        let _ = ready_tx.send(Ok((addr, state.clone())));
+                        serve(state, listener, async move {
+                            let _ = stop_rx.await;
+                        })
+                        .await
+                    }
+                }
+            })
+        })?;
+        match ready_rx.recv() {
+            Ok(Ok((addr, state))) => Ok(Self { addr, state, stop: Some(stop_tx), thread: Some(thread) }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(ServeError::Config("the server thread ended before listening".to_owned())),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Begin a graceful shutdown (stop accepting, drain in-flight requests).
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Shut down gracefully and wait for the server to finish.
+    pub fn shutdown(mut self) -> Result<(), ServeError> {
+        self.begin_shutdown();
+        self.thread.take().map_or(Ok(()), |t| t.join().unwrap_or_else(|_| Err(ServeError::Config("the server thread panicked".to_owned()))))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

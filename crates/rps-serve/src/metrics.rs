@@ -1,0 +1,185 @@
+//! Prometheus text exposition (format 0.0.4), written by hand: a handful of counters and
+//! histograms on atomics. The request counter is keyed by the route *template* (`/predict`, not
+//! the raw URL; `unmatched` for unknown paths), so label cardinality stays bounded.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Buckets of `prediction_latency_seconds`: 50 µs … 1 s.
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// Buckets of `model_prediction_value` (hourly volatility, a fraction: 0.01 = 1 %).
+pub const VALUE_BUCKETS: &[f64] = &[0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1];
+
+/// An `f64` in an atomic.
+#[derive(Debug, Default)]
+pub struct AtomicF64(AtomicU64);
+
+impl AtomicF64 {
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+    pub fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+    pub fn add(&self, v: f64) {
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            let new = (f64::from_bits(cur) + v).to_bits();
+            match self.0.compare_exchange_weak(cur, new, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+}
+
+/// A cumulative histogram with fixed buckets.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum: AtomicF64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self { bounds, counts: (0..bounds.len()).map(|_| AtomicU64::new(0)).collect(), sum: AtomicF64::default(), count: AtomicU64::new(0) }
+    }
+
+    pub fn observe(&self, v: f64) {
+        if !v.is_finite() {
+            return;
+        }
+        let i = self.bounds.partition_point(|&b| b < v);
+        if let Some(c) = self.counts.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum.add(v);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn write(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", fmt_f64(self.sum.get()));
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// Process-wide metrics that do not depend on the served model.
+#[derive(Debug)]
+pub struct Metrics {
+    requests: RwLock<HashMap<(String, String, u16), AtomicU64>>,
+    pub latency: Histogram,
+    pub values: Histogram,
+    pub predictions: AtomicU64,
+    pub reloads_ok: AtomicU64,
+    pub reloads_rejected: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    pub last_reload: AtomicF64,
+    pub start_time: f64,
+}
+
+impl Metrics {
+    pub fn new(start_time: f64) -> Self {
+        Self {
+            requests: RwLock::new(HashMap::new()),
+            latency: Histogram::new(LATENCY_BUCKETS),
+            values: Histogram::new(VALUE_BUCKETS),
+            predictions: AtomicU64::new(0),
+            reloads_ok: AtomicU64::new(0),
+            reloads_rejected: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            last_reload: AtomicF64::default(),
+            start_time,
+        }
+    }
+
+    /// Count one finished request.
+    pub fn count_request(&self, method: &str, path: &str, status: u16) {
+        {
+            let map = self.requests.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(c) = map.iter().find(|((m, p, s), _)| *s == status && m == method && p == path).map(|(_, c)| c) {
+                c.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        let mut map = self.requests.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry((method.to_owned(), path.to_owned(), status)).or_insert_with(|| AtomicU64::new(0)).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The process-level part of the exposition.
+    pub fn write(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP http_requests_total HTTP requests answered, by method, route template and status.");
+        let _ = writeln!(out, "# TYPE http_requests_total counter");
+        {
+            let map = self.requests.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut rows: Vec<_> = map.iter().map(|(k, c)| (k.clone(), c.load(Ordering::Relaxed))).collect();
+            rows.sort();
+            for ((m, p, s), c) in rows {
+                let _ = writeln!(out, "http_requests_total{{method=\"{}\",path=\"{}\",status=\"{s}\"}} {c}", escape(&m), escape(&p));
+            }
+        }
+        self.latency.write(out, "prediction_latency_seconds", "Time to validate and predict one /predict request, in seconds.");
+        self.values.write(out, "model_prediction_value", "Predicted one-hour volatility (fraction) of each predicted row.");
+        let _ = writeln!(out, "# HELP model_predictions_total Rows predicted.\n# TYPE model_predictions_total counter");
+        let _ = writeln!(out, "model_predictions_total {}", self.predictions.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP model_reloads_total Model (re)loads by result.\n# TYPE model_reloads_total counter");
+        for (result, c) in [("success", &self.reloads_ok), ("rejected", &self.reloads_rejected), ("error", &self.reloads_failed)] {
+            let _ = writeln!(out, "model_reloads_total{{result=\"{result}\"}} {}", c.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(out, "# HELP model_last_reload_timestamp_seconds Unix time the served model was last loaded.");
+        let _ = writeln!(out, "# TYPE model_last_reload_timestamp_seconds gauge");
+        let _ = writeln!(out, "model_last_reload_timestamp_seconds {}", fmt_f64(self.last_reload.get()));
+        let _ = writeln!(out, "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.");
+        let _ = writeln!(out, "# TYPE process_start_time_seconds gauge");
+        let _ = writeln!(out, "process_start_time_seconds {}", fmt_f64(self.start_time));
+    }
+}
+
+/// A sample value as Prometheus reads it.
+pub fn fmt_f64(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_owned()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf".to_owned() } else { "-Inf".to_owned() }
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Escape a label value.
+pub fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let h = Histogram::new(&[0.1, 1.0]);
+        for v in [0.05, 0.5, 0.5, 5.0, f64::NAN] {
+            h.observe(v);
+        }
+        let mut s = String::new();
+        h.write(&mut s, "x", "help");
+        assert!(s.contains("x_bucket{le=\"0.1\"} 1\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"1\"} 3\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"+Inf\"} 4\n"), "{s}");
+        assert!(s.contains("x_count 4\n"), "{s}");
+        assert!(s.contains("x_sum 6.05\n"), "{s}");
+    }
+}

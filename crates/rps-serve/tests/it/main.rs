@@ -1,0 +1,10 @@
+//! Integration tests: real HTTP on 127.0.0.1 (port 0) against a tempdir registry.
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod endpoints;
+mod hotswap;
+mod input;
+mod metrics;
+mod shutdown;
+mod support;

@@ -1,0 +1,179 @@
+//! Test support: one small model trained once per test binary on synthetic bars, tempdir
+//! registries, a running server on 127.0.0.1:0 and an HTTP client.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use rps_core::candle::{Candle, HOUR_MS, Interval};
+use rps_core::features::{FeatureParams, TargetParams, build};
+use rps_core::params::TrainParams;
+use rps_core::schema::FeatureSchema;
+use rps_core::split::{Split, SplitParams, assign};
+use rps_core::stats::ColumnStats;
+use rps_core::synthetic::{SyntheticParams, simulate};
+use rps_core::volatility::parkinson;
+use rps_model::{Rows, VolatilityModel};
+use rps_serve::{Config, Server};
+use rps_tracking::{LocalRegistry, ModelFiles, Registry, VersionInfo};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub const NAME: &str = "btc-volatility";
+pub const TOKEN: &str = "test-token";
+
+/// The model, its schema and some realistic (all-finite) feature rows from the test split.
+pub struct Trained {
+    pub model: VolatilityModel,
+    pub schema: FeatureSchema,
+    pub rows: Vec<Vec<f64>>,
+}
+
+pub fn trained() -> &'static Trained {
+    static T: OnceLock<Trained> = OnceLock::new();
+    T.get_or_init(train)
+}
+
+fn train() -> Trained {
+    let bars: Vec<Candle> = simulate(&SyntheticParams::default(), Interval::H1, 0, 2000 * HOUR_MS);
+    let ts: Vec<i64> = bars.iter().map(|c| c.ts).collect();
+    let vol: Vec<f64> = bars.iter().map(|c| parkinson(c.high, c.low)).collect();
+    let grid: Vec<Option<Candle>> = bars.iter().copied().map(Some).collect();
+    let (fp, tp) = (FeatureParams::default(), TargetParams::default());
+    let frame = build(&ts, &grid, &vol, &fp, &tp, 24);
+    let usable: Vec<bool> = (0..frame.len()).map(|i| frame.present[i] && frame.target[i].is_finite()).collect();
+    let splits = assign(&usable, &SplitParams::default(), tp.horizon).unwrap();
+    let idx = |s: Split| -> Vec<usize> { splits.iter().enumerate().filter(|(_, x)| **x == s).map(|(i, _)| i).collect() };
+    let (tr, va, te) = (idx(Split::Train), idx(Split::Validation), idx(Split::Test));
+    let ys = |ix: &[usize]| -> Vec<f64> { ix.iter().map(|&i| frame.target[i]).collect() };
+    let mut p = TrainParams { num_boost_round: 50, early_stopping_rounds: 0, ..TrainParams::default() };
+    p.xgboost.insert("eta".to_owned(), json!(0.1));
+    let (xt, xv) = (Rows::gather(&frame.columns, &tr), Rows::gather(&frame.columns, &va));
+    let (model, _) = VolatilityModel::train(&p, &frame.names, tp.floor, (&xt, &ys(&tr)), (&xv, &ys(&va))).unwrap();
+    let reference = frame
+        .names
+        .iter()
+        .zip(&frame.columns)
+        .map(|(n, c)| ColumnStats::compute(n, &tr.iter().map(|&i| c[i]).collect::<Vec<_>>(), 20))
+        .collect();
+    let schema = FeatureSchema {
+        version: FeatureSchema::VERSION,
+        symbol: "BTCUSDT".to_owned(),
+        bar: "1h".to_owned(),
+        features: frame.names.clone(),
+        feature_params: fp,
+        target: tp,
+        reference,
+        rows: [("train", tr.len()), ("validation", va.len()), ("test", te.len())].into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        first_ts: ts[0],
+        last_ts: *ts.last().unwrap(),
+        data_hash: "synthetic-42".to_owned(),
+    };
+    let rows: Vec<Vec<f64>> = te.iter().map(|&i| frame.row(i)).filter(|r| r.iter().all(|v| v.is_finite())).take(200).collect();
+    assert!(rows.len() >= 50, "enough finite test rows");
+    Trained { model, schema, rows }
+}
+
+/// A tempdir registry.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub registry: LocalRegistry,
+}
+
+impl Fixture {
+    /// An empty registry.
+    pub fn empty() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = LocalRegistry::new(rps_store::open(dir.path().to_str().unwrap()).unwrap());
+        Self { dir, registry }
+    }
+
+    /// A registry whose champion is version 1.
+    pub fn with_champion() -> Self {
+        let f = Self::empty();
+        let v = f.register();
+        f.promote(v);
+        f
+    }
+
+    pub fn files() -> ModelFiles {
+        let t = trained();
+        ModelFiles::from_model(&t.model, &t.schema).unwrap()
+    }
+
+    /// Register the trained model as a new version.
+    pub fn register(&self) -> u32 {
+        self.register_files(&Self::files())
+    }
+
+    pub fn register_files(&self, files: &ModelFiles) -> u32 {
+        let info = VersionInfo {
+            name: NAME.to_owned(),
+            version: 0,
+            created_at: "2026-01-01T00:00:00Z".to_owned(),
+            run_id: "0123456789abcdef0123456789abcdef".to_owned(),
+            data_hash: "synthetic-42".to_owned(),
+            git_commit: "test".to_owned(),
+            metrics: BTreeMap::from([("qlike".to_owned(), 0.123), ("rmse".to_owned(), 0.001)]),
+        };
+        self.registry.register(files, info).unwrap()
+    }
+
+    pub fn promote(&self, version: u32) {
+        self.registry.set_alias(NAME, "champion", version).unwrap();
+    }
+
+    pub fn path(&self) -> String {
+        self.dir.path().to_str().unwrap().to_owned()
+    }
+
+    /// Config for this registry on 127.0.0.1:0 with the test token.
+    pub fn config(&self) -> Config {
+        let mut c = Config::for_registry(&self.path());
+        c.bind = "127.0.0.1:0".to_owned();
+        c.token = Some(TOKEN.to_owned());
+        c.workers = Some(2);
+        c
+    }
+
+    pub fn start(&self) -> Server {
+        Server::spawn(self.config()).unwrap()
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+}
+
+/// Row `i` of the sample as a JSON object by feature name.
+pub fn row_object(i: usize) -> Map<String, Value> {
+    let t = trained();
+    t.schema.features.iter().zip(&t.rows[i % t.rows.len()]).map(|(n, v)| (n.clone(), json!(v))).collect()
+}
+
+pub fn row_array(i: usize) -> Vec<f64> {
+    let t = trained();
+    t.rows[i % t.rows.len()].clone()
+}
+
+/// What the model predicts for row `i` locally.
+pub fn expected(i: usize) -> f64 {
+    #[allow(clippy::cast_possible_truncation)]
+    let row: Vec<f32> = row_array(i).iter().map(|v| *v as f32).collect();
+    trained().model.predict_one(&row).unwrap()
+}
+
+/// POST JSON to `/predict` (with an optional query string).
+pub fn predict(c: &reqwest::blocking::Client, server: &Server, query: &str, body: &Value) -> reqwest::blocking::Response {
+    c.post(format!("{}/predict{query}", server.url())).json(body).send().unwrap()
+}
+
+/// Assert the response is a JSON error with `status` and `code`; returns the message.
+pub fn expect_error(resp: reqwest::blocking::Response, status: u16, code: &str) -> String {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    assert!(ct.starts_with("application/json"), "content type {ct}");
+    let body: Value = resp.json().unwrap();
+    assert_eq!(body["error"]["code"], code, "{body}");
+    body["error"]["message"].as_str().unwrap().to_owned()
+}

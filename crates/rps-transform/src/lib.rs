@@ -1,0 +1,230 @@
+//! `rps-transform`: raw candles → the feature dataset.
+//!
+//! Resamples to the model's bar when the source is finer (and then measures each bar's
+//! realized volatility from its sub-bars), lays the bars on a regular grid (missing bars are
+//! missing values, never zeros), builds the point-in-time features and the next-bar target,
+//! splits chronologically with a purge gap, and writes `features.parquet` plus `schema.json`
+//! with each feature's reference statistics on the training split.
+
+use clap::Parser;
+use rps_cli::{CommonArgs, Home, StageError, exit};
+use rps_core::candle::{Candle, Interval, resample};
+use rps_core::features::{self, FeatureFrame};
+use rps_core::params::Params;
+use rps_core::schema::FeatureSchema;
+use rps_core::split::{self, Split};
+use rps_core::stats::ColumnStats;
+use rps_core::volatility::{Estimator, garman_klass, parkinson, realized};
+use rps_store::frame::Dataset;
+use rps_store::raw::RawDataset;
+use std::collections::BTreeMap;
+
+/// Engineer features and the volatility target from the raw dataset, and split it
+/// chronologically into train / validation / test.
+///
+/// Knobs: `features:`, `target:` and `split:` in params.yaml. Output: `features.parquet`
+/// (columns ts, split, the features, bar_vol, target) and `schema.json`.
+#[derive(Debug, Parser)]
+#[command(name = "rps-transform", version, after_help = exit::HELP)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The raw dataset (default: <home>/data/raw/<symbol>).
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Where to write the feature dataset (default: <home>/data/features/<symbol>).
+    #[arg(long)]
+    pub out: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    #[error(transparent)]
+    Params(#[from] rps_cli::ParamsError),
+    #[error("bad configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Raw(#[from] rps_store::raw::RawError),
+    #[error(transparent)]
+    Frame(#[from] rps_store::frame::FrameError),
+    #[error(transparent)]
+    Store(#[from] rps_store::StoreError),
+    #[error(transparent)]
+    Tracking(#[from] rps_tracking::TrackingError),
+    #[error("cannot split the data: {0}")]
+    Split(#[from] rps_core::split::SplitError),
+    #[error("the raw dataset has schema problems: {0}; run rps-quality for the full report")]
+    Schema(String),
+}
+
+impl StageError for TransformError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Self::Params(_) | Self::Config(_) => exit::CONFIG,
+            Self::Split(_) | Self::Schema(_) => exit::INPUT,
+            Self::Raw(rps_store::raw::RawError::Store(rps_store::StoreError::NotFound { .. })) => exit::INPUT,
+            Self::Raw(_) | Self::Frame(_) | Self::Store(_) | Self::Tracking(_) => exit::STORAGE,
+        }
+    }
+}
+
+/// Lay `bars` (sorted, at `interval`) on the model's bar grid with each bar's volatility.
+pub fn bar_grid(bars: &[Candle], interval: Interval, bar: Interval, estimator: Estimator) -> (Vec<i64>, Vec<Option<Candle>>, Vec<f64>) {
+    let groups: Vec<(Candle, Vec<Candle>)> = if bar == interval { bars.iter().map(|c| (*c, vec![*c])).collect() } else { resample(bars, bar) };
+    let (Some(first), Some(last)) = (groups.first(), groups.last()) else {
+        return (Vec::new(), Vec::new(), Vec::new());
+    };
+    let (t0, t1) = (first.0.ts, last.0.ts);
+    let n = usize::try_from((t1 - t0) / bar.ms() + 1).unwrap_or(0);
+    let ts: Vec<i64> = (0..n).map(|i| t0 + i as i64 * bar.ms()).collect();
+    let mut grid: Vec<Option<Candle>> = vec![None; n];
+    let mut vol = vec![f64::NAN; n];
+    let mut prev_close: Option<f64> = None;
+    let mut prev_slot: Option<usize> = None;
+    for (agg, parts) in &groups {
+        let Ok(i) = usize::try_from((agg.ts - t0) / bar.ms()) else { continue };
+        grid[i] = Some(*agg);
+        // A previous close only counts when it is the adjacent bar's.
+        let prev = prev_close.filter(|_| prev_slot.is_some_and(|p| p + 1 == i));
+        vol[i] = match estimator {
+            Estimator::Parkinson => parkinson(agg.high, agg.low),
+            Estimator::GarmanKlass => garman_klass(agg),
+            Estimator::Realized => realized(prev, parts),
+        };
+        prev_close = Some(agg.close);
+        prev_slot = Some(i);
+    }
+    (ts, grid, vol)
+}
+
+/// Build the dataset and schema from raw bars (pure; the stage minus IO).
+pub fn transform(params: &Params, bars: &[Candle], data_hash: &str) -> Result<(Dataset, FeatureSchema), TransformError> {
+    let d = &params.data;
+    if d.bar.ms() < d.interval.ms() || d.bar.ms() % d.interval.ms() != 0 {
+        return Err(TransformError::Config(format!("data.bar ({}) must be a whole multiple of data.interval ({})", d.bar, d.interval)));
+    }
+    if params.target.estimator == Estimator::Realized && d.bar == d.interval {
+        return Err(TransformError::Config(format!(
+            "target.estimator: realized needs sub-bars: data.interval ({}) must be finer than data.bar ({})",
+            d.interval, d.bar
+        )));
+    }
+    let mut bars = bars.to_vec();
+    rps_core::candle::sort_dedup(&mut bars);
+    let (ts, grid, vol) = bar_grid(&bars, d.interval, d.bar, params.target.estimator);
+    let bars_per_day = usize::try_from(86_400_000 / d.bar.ms()).unwrap_or(1).max(1);
+    let frame: FeatureFrame = features::build(&ts, &grid, &vol, &params.features, &params.target, bars_per_day);
+    let har: Vec<&[f64]> = frame.names.iter().zip(&frame.columns).filter(|(n, _)| n.starts_with("har_")).map(|(_, c)| c.as_slice()).collect();
+    let usable: Vec<bool> = (0..frame.len()).map(|i| frame.present[i] && frame.target[i].is_finite() && har.iter().all(|c| c[i].is_finite())).collect();
+    let splits = split::assign(&usable, &params.split, params.target.horizon)?;
+    let train_rows: Vec<usize> = splits.iter().enumerate().filter_map(|(i, s)| (*s == Split::Train).then_some(i)).collect();
+    let reference = frame
+        .names
+        .iter()
+        .zip(&frame.columns)
+        .map(|(name, col)| ColumnStats::compute(name, &train_rows.iter().map(|&i| col[i]).collect::<Vec<_>>(), 20))
+        .collect();
+    let mut rows = BTreeMap::new();
+    for s in &splits {
+        *rows.entry(s.as_str().to_owned()).or_insert(0) += 1;
+    }
+    // Rows for missing bars carry nothing: drop them from the file.
+    let keep: Vec<usize> = (0..frame.len()).filter(|&i| frame.present[i]).collect();
+    let pick = |v: &[f64]| keep.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+    let kept = FeatureFrame {
+        ts: keep.iter().map(|&i| frame.ts[i]).collect(),
+        names: frame.names.clone(),
+        columns: frame.columns.iter().map(|c| pick(c)).collect(),
+        bar_vol: pick(&frame.bar_vol),
+        target: pick(&frame.target),
+        present: vec![true; keep.len()],
+    };
+    let split_kept: Vec<Split> = keep.iter().map(|&i| splits[i]).collect();
+    let schema = FeatureSchema {
+        version: FeatureSchema::VERSION,
+        symbol: d.symbol.clone(),
+        bar: d.bar.to_string(),
+        features: frame.names.clone(),
+        feature_params: params.features.clone(),
+        target: params.target.clone(),
+        reference,
+        rows,
+        first_ts: kept.ts.first().copied().unwrap_or(0),
+        last_ts: kept.ts.last().copied().unwrap_or(0),
+        data_hash: data_hash.to_owned(),
+    };
+    Ok((Dataset { frame: kept, split: split_kept }, schema))
+}
+
+/// Run the stage.
+pub fn run(args: &Args) -> Result<(), TransformError> {
+    let params = rps_cli::load_params(&args.common.params)?;
+    let home = Home::new(&args.common.home);
+    let input = args.input.clone().unwrap_or_else(|| home.raw(&params.data.symbol));
+    let out = args.out.clone().unwrap_or_else(|| home.features(&params.data.symbol));
+    let tracker = home.tracker()?;
+    let raw = RawDataset::new(rps_store::open(&input)?);
+    let (manifest, bars, problems) = raw.read_all()?;
+    if !problems.is_empty() {
+        return Err(TransformError::Schema(problems.join("; ")));
+    }
+    if manifest.interval != params.data.interval {
+        return Err(TransformError::Config(format!("the raw dataset holds {} bars but data.interval is {}", manifest.interval, params.data.interval)));
+    }
+    let data_hash = manifest.content_hash();
+    let tags = BTreeMap::from([
+        ("git_commit".to_owned(), rps_cli::git_commit()),
+        ("stage".to_owned(), "transform".to_owned()),
+        ("data_hash".to_owned(), data_hash.clone()),
+    ]);
+    rps_tracking::with_run(tracker.as_ref(), "transform", &tags, |run| {
+        let (ds, schema) = transform(&params, &bars, &data_hash)?;
+        let store = rps_store::open(&out)?;
+        rps_store::frame::write(store.as_ref(), &ds, &schema)?;
+        let mut logged: Vec<(String, String)> = vec![
+            ("bar".to_owned(), schema.bar.clone()),
+            ("estimator".to_owned(), format!("{:?}", params.target.estimator).to_lowercase()),
+            ("horizon".to_owned(), params.target.horizon.to_string()),
+            ("floor".to_owned(), params.target.floor.to_string()),
+            ("split_gap".to_owned(), params.split.gap.to_string()),
+            ("n_features".to_owned(), schema.features.len().to_string()),
+        ];
+        logged.push(("features".to_owned(), schema.features.join(",")));
+        run.log_params(&logged)?;
+        let counts: Vec<(String, f64)> = schema.rows.iter().map(|(k, v)| (format!("rows_{k}"), *v as f64)).collect();
+        run.log_values(&counts.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>())?;
+        run.log_artifact("schema.json", &store.get(rps_store::frame::SCHEMA)?)?;
+        tracing::info!(
+            "transform done: {} features; rows {}; written to {}",
+            schema.features.len(),
+            schema.rows.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+            store.uri("")
+        );
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_marks_missing_bars_and_resamples() {
+        let h = 3_600_000;
+        let bar = |ts: i64, c: f64| Candle { ts, open: c, high: c * 1.01, low: c * 0.99, close: c, volume: 1.0 };
+        let bars = vec![bar(0, 100.0), bar(h, 101.0), bar(3 * h, 102.0)];
+        let (ts, grid, vol) = bar_grid(&bars, Interval::H1, Interval::H1, Estimator::Parkinson);
+        assert_eq!(ts, vec![0, h, 2 * h, 3 * h]);
+        assert!(grid[2].is_none() && vol[2].is_nan());
+        assert!((vol[0] - parkinson(101.0, 99.0)).abs() < 1e-15);
+        // 30-minute bars → hourly realized volatility from sub-bar closes.
+        let half = h / 2;
+        let fine = vec![bar(0, 100.0), bar(half, 101.0), bar(h, 99.0), bar(h + half, 100.0)];
+        let (ts, grid, vol) = bar_grid(&fine, Interval::M30, Interval::H1, Estimator::Realized);
+        assert_eq!(ts, vec![0, h]);
+        assert_eq!(grid[1].unwrap().high, 101.0);
+        let r = |a: f64, b: f64| (b / a).ln();
+        assert!((vol[1] - (r(101.0, 99.0).powi(2) + r(99.0, 100.0).powi(2)).sqrt()).abs() < 1e-12);
+        assert!((vol[0] - r(100.0, 101.0).abs()).abs() < 1e-12);
+    }
+}

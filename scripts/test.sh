@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Every test: Rust unit and integration tests (including the ones that need real servers,
+# marked #[ignore] for plain `cargo test`), then the Python interop tests. Servers are started on
+# 127.0.0.1 with free ports and stopped on exit. Usage: test.sh TARGET BIN_DIR VENV
+set -euo pipefail
+target=$1 bin=$2 venv=$3
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+state=$(mktemp -d "${TMPDIR:-/tmp}/rps-test.XXXXXX")
+cleanup() {
+  for s in "$root"/crates/*/tests/servers.sh; do [[ -f "$s" ]] && bash "$s" stop "$state" >/dev/null 2>&1 || true; done
+  rm -rf "$state"
+}
+trap cleanup EXIT
+
+echo "== build (release, $target)"
+cargo build --release --locked --target "$target" --workspace --bins --examples
+
+echo "== start servers on loopback"
+export PATH="$venv/bin:$PATH"
+for s in crates/*/tests/servers.sh; do
+  [[ -f "$s" ]] || continue
+  env_lines=$(bash "$s" start "$venv/bin/python" "$state")
+  eval "$env_lines"
+done
+
+echo "== cargo test (every test, including those that need the servers)"
+export RPS_BIN_DIR="$bin"
+cargo test --release --locked --target "$target" --workspace --no-fail-fast -- --include-ignored
+
+echo "== python interop tests"
+"$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python

@@ -1,0 +1,87 @@
+//! Shared context for the end-to-end tests: locating the stage binaries, a temporary project
+//! folder with its own `params.yaml` and home, and running a stage to capture its exit code and
+//! output.
+#![allow(clippy::missing_panics_doc, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The folder holding the stage binaries: `RPS_BIN_DIR`, else the folder of the test
+/// executable's parent (`target/<triple>/<profile>/`), where `cargo build --bins` puts them.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("RPS_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// `../shared/data/<name>` beside the repository.
+pub fn shared_data(name: &str) -> PathBuf {
+    let p = repo_root().join("../shared/data").join(name);
+    assert!(p.exists(), "{} is missing: the tests need ../shared beside the checkout", p.display());
+    p
+}
+
+/// What a stage run produced.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A temporary project: a folder with params.yaml, the home `.rps/` and `reports/`.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// A project whose params.yaml is the repository's with `overrides` appended as YAML text
+    /// replacing whole top-level sections.
+    pub fn new(params_yaml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("params.yaml"), params_yaml).unwrap();
+        Self { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Run `stage` (e.g. `rps-extract`) in the project folder.
+    pub fn run(&self, stage: &str, args: &[&str]) -> Output {
+        let exe = bin_dir().join(stage);
+        assert!(exe.exists(), "{} not built: run `cargo build --bins` (make test does)", exe.display());
+        let out = Command::new(&exe).args(args).current_dir(self.dir.path()).env("RUST_LOG", "info").env("NO_COLOR", "1").output().unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Run and require exit 0.
+    pub fn ok(&self, stage: &str, args: &[&str]) -> Output {
+        let o = self.run(stage, args);
+        assert_eq!(o.code, 0, "{stage} {args:?} failed:\n{}\n{}", o.stdout, o.stderr);
+        o
+    }
+
+    pub fn json(&self, rel: &str) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path(rel)).unwrap()).unwrap()
+    }
+}
+
+/// params.yaml reading a CSV in the shared BTC layout, with everything else at defaults.
+pub fn btc_params(csv: &Path) -> String {
+    format!(
+        "data:\n  source: file\n  symbol: BTC-USD\n  file:\n    path: {}\n    columns: {{timestamp: timestamp_utc, open: open, high: high, low: low, close: close, volume: volume_btc}}\n",
+        csv.display()
+    )
+}
