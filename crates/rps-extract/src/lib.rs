@@ -162,7 +162,7 @@ pub fn extract(params: &Params, args: &Args, out: &str) -> Result<Summary, Extra
     let bars = fetch(params, interval, start, end)?;
     let source_name = format!("{:?}", d.source).to_lowercase();
     if bars.is_empty() {
-        if manifest.is_some() && d.source != SourceKind::File {
+        if manifest.is_some() {
             tracing::info!("no new bars: the dataset is up to date");
             let m = manifest.unwrap_or_else(|| unreachable!());
             return Ok(Summary { fetched: 0, rows: m.rows(), partitions_written: 0, first_ts: m.first_ts(), last_ts: m.last_ts(), dataset: dataset.uri(), data_hash: m.content_hash() });

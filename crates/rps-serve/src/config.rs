@@ -121,15 +121,23 @@ impl Config {
 /// `250ms`, `10s`, `5m`, `1h` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 10s, 5m, 1h"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 10s, 5m, 1h"))?;
     let secs = match unit.trim() {
         "ms" => n / 1000.0,
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        u => return Err(format!("invalid duration unit {u:?} in {s:?}: use ms, s, m or h")),
+        u => {
+            return Err(format!(
+                "invalid duration unit {u:?} in {s:?}: use ms, s, m or h"
+            ));
+        }
     };
     if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
         return Err(format!("duration {s:?} must be positive"));
@@ -142,19 +150,28 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: usize = num.parse().map_err(|_| format!("invalid size {s:?}: expected e.g. 65536, 64KiB, 1MiB"))?;
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected e.g. 65536, 64KiB, 1MiB"))?;
     let mult = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1000,
         "kib" => 1024,
         "m" | "mb" => 1_000_000,
         "mib" => 1 << 20,
-        u => return Err(format!("invalid size unit {u:?} in {s:?}: use B, KB, KiB, MB or MiB")),
+        u => {
+            return Err(format!(
+                "invalid size unit {u:?} in {s:?}: use B, KB, KiB, MB or MiB"
+            ));
+        }
     };
-    n.checked_mul(mult).filter(|&b| b > 0).ok_or_else(|| format!("size {s:?} must be positive and fit in memory"))
+    n.checked_mul(mult)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("size {s:?} must be positive and fit in memory"))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -23,12 +23,24 @@ pub struct DriftWindow {
 impl DriftWindow {
     pub fn new(capacity: usize, n_features: usize) -> Self {
         let capacity = capacity.max(1);
-        Self { capacity, n_features, values: vec![f64::NAN; capacity * n_features], ood: vec![0; capacity], next: 0, len: 0, ood_total: 0 }
+        Self {
+            capacity,
+            n_features,
+            values: vec![f64::NAN; capacity * n_features],
+            ood: vec![0; capacity],
+            next: 0,
+            len: 0,
+            ood_total: 0,
+        }
     }
 
     /// Count the out-of-range values of `row` (done outside any lock).
     pub fn count_ood(reference: &[ColumnStats], row: &[f32]) -> u32 {
-        let n = row.iter().zip(reference).filter(|(v, s)| s.is_out_of_range(f64::from(**v))).count();
+        let n = row
+            .iter()
+            .zip(reference)
+            .filter(|(v, s)| s.is_out_of_range(f64::from(**v)))
+            .count();
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
@@ -43,7 +55,10 @@ impl DriftWindow {
         } else {
             self.len += 1;
         }
-        for (dst, src) in self.values[at * self.n_features..(at + 1) * self.n_features].iter_mut().zip(row) {
+        for (dst, src) in self.values[at * self.n_features..(at + 1) * self.n_features]
+            .iter_mut()
+            .zip(row)
+        {
             *dst = f64::from(*src);
         }
         self.ood[at] = ood;
@@ -63,7 +78,11 @@ impl DriftWindow {
     /// Share of out-of-range feature values in the window (0 when empty).
     pub fn ratio(&self) -> f64 {
         let cells = (self.len * self.n_features) as f64;
-        if cells == 0.0 { 0.0 } else { self.ood_total as f64 / cells }
+        if cells == 0.0 {
+            0.0
+        } else {
+            self.ood_total as f64 / cells
+        }
     }
 
     /// PSI of each feature over the window against its reference (0 when empty).
@@ -83,6 +102,7 @@ impl DriftWindow {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

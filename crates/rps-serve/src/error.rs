@@ -49,7 +49,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     /// 422 for a request that is valid JSON but not a valid prediction request.
@@ -66,7 +70,10 @@ pub fn error_body(code: &str, message: &str) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, error_body(self.code, &self.message)).into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         r
     }
 }

@@ -22,46 +22,88 @@ pub struct Rows {
 }
 
 /// Parse `body` for a model with `features` (in order) and `index` (name → position).
-pub fn parse(body: &[u8], features: &[String], index: &HashMap<String, usize>, max_batch: usize) -> Result<Rows, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("request body is not valid JSON: {e}")))?;
+pub fn parse(
+    body: &[u8],
+    features: &[String],
+    index: &HashMap<String, usize>,
+    max_batch: usize,
+) -> Result<Rows, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("request body is not valid JSON: {e}"),
+        )
+    })?;
     let Value::Object(mut top) = value else {
-        return Err(ApiError::invalid("invalid_request", "request body must be a JSON object with `features` (one row) or `instances` (a batch)"));
+        return Err(ApiError::invalid(
+            "invalid_request",
+            "request body must be a JSON object with `features` (one row) or `instances` (a batch)",
+        ));
     };
     if let Some(key) = top.keys().find(|k| *k != "features" && *k != "instances") {
         return Err(ApiError::invalid(
             "unknown_field",
-            format!("unknown field `{key}` in the request: expected `features` (one row) or `instances` (a batch)"),
+            format!(
+                "unknown field `{key}` in the request: expected `features` (one row) or `instances` (a batch)"
+            ),
         ));
     }
     let n = features.len();
     match (top.remove("features"), top.remove("instances")) {
-        (Some(_), Some(_)) => Err(ApiError::invalid("invalid_request", "give either `features` (one row) or `instances` (a batch), not both")),
-        (None, None) => Err(ApiError::invalid("invalid_request", "request body must have `features` (one row) or `instances` (a batch)")),
+        (Some(_), Some(_)) => Err(ApiError::invalid(
+            "invalid_request",
+            "give either `features` (one row) or `instances` (a batch), not both",
+        )),
+        (None, None) => Err(ApiError::invalid(
+            "invalid_request",
+            "request body must have `features` (one row) or `instances` (a batch)",
+        )),
         (Some(row), None) => {
             let mut values = Vec::with_capacity(n);
             parse_row(&row, features, index, &mut values).map_err(|e| e.prefixed("`features`"))?;
-            Ok(Rows { values, n_rows: 1, batch: false })
+            Ok(Rows {
+                values,
+                n_rows: 1,
+                batch: false,
+            })
         }
         (None, Some(instances)) => {
             let Value::Array(rows) = instances else {
-                return Err(ApiError::invalid("invalid_request", format!("`instances` must be an array of rows, got {}", kind(&instances))));
+                return Err(ApiError::invalid(
+                    "invalid_request",
+                    format!(
+                        "`instances` must be an array of rows, got {}",
+                        kind(&instances)
+                    ),
+                ));
             };
             if rows.is_empty() {
-                return Err(ApiError::invalid("empty_batch", "`instances` is empty: send at least one row"));
+                return Err(ApiError::invalid(
+                    "empty_batch",
+                    "`instances` is empty: send at least one row",
+                ));
             }
             if rows.len() > max_batch {
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "batch_too_large",
-                    format!("`instances` has {} rows, the limit is {max_batch} (--max-batch)", rows.len()),
+                    format!(
+                        "`instances` has {} rows, the limit is {max_batch} (--max-batch)",
+                        rows.len()
+                    ),
                 ));
             }
             let mut values = Vec::with_capacity(n * rows.len());
             for (i, row) in rows.iter().enumerate() {
-                parse_row(row, features, index, &mut values).map_err(|e| e.prefixed(&format!("instance {i}")))?;
+                parse_row(row, features, index, &mut values)
+                    .map_err(|e| e.prefixed(&format!("instance {i}")))?;
             }
-            Ok(Rows { values, n_rows: rows.len(), batch: true })
+            Ok(Rows {
+                values,
+                n_rows: rows.len(),
+                batch: true,
+            })
         }
     }
 }
@@ -91,18 +133,29 @@ fn kind(v: &Value) -> &'static str {
 
 fn number(name: &str, v: &Value) -> Result<f32, RowError> {
     let Value::Number(num) = v else {
-        return Err(RowError { code: "invalid_value", message: format!("feature `{name}` is {}, expected a finite number", kind(v)) });
+        return Err(RowError {
+            code: "invalid_value",
+            message: format!("feature `{name}` is {}, expected a finite number", kind(v)),
+        });
     };
     let x = num.as_f64().unwrap_or(f64::NAN);
     #[allow(clippy::cast_possible_truncation)]
     let f = x as f32;
     if !f.is_finite() {
-        return Err(RowError { code: "invalid_value", message: format!("feature `{name}` = {num} is not finite as a 32-bit float") });
+        return Err(RowError {
+            code: "invalid_value",
+            message: format!("feature `{name}` = {num} is not finite as a 32-bit float"),
+        });
     }
     Ok(f)
 }
 
-fn parse_row(row: &Value, features: &[String], index: &HashMap<String, usize>, out: &mut Vec<f32>) -> Result<(), RowError> {
+fn parse_row(
+    row: &Value,
+    features: &[String],
+    index: &HashMap<String, usize>,
+    out: &mut Vec<f32>,
+) -> Result<(), RowError> {
     let n = features.len();
     match row {
         Value::Object(map) => {
@@ -113,19 +166,36 @@ fn parse_row(row: &Value, features: &[String], index: &HashMap<String, usize>, o
                 let Some(&j) = index.get(k) else {
                     return Err(RowError {
                         code: "unknown_feature",
-                        message: format!("unknown feature `{k}` (the model takes {n} features; GET /model lists them)"),
+                        message: format!(
+                            "unknown feature `{k}` (the model takes {n} features; GET /model lists them)"
+                        ),
                     });
                 };
                 out[start + j] = number(k, v)?;
                 seen[j] = true;
             }
-            let missing: Vec<&str> = features.iter().zip(&seen).filter(|(_, s)| !**s).map(|(f, _)| f.as_str()).collect();
+            let missing: Vec<&str> = features
+                .iter()
+                .zip(&seen)
+                .filter(|(_, s)| !**s)
+                .map(|(f, _)| f.as_str())
+                .collect();
             match missing.as_slice() {
                 [] => Ok(()),
-                [one] => Err(RowError { code: "missing_feature", message: format!("missing feature `{one}`") }),
+                [one] => Err(RowError {
+                    code: "missing_feature",
+                    message: format!("missing feature `{one}`"),
+                }),
                 many => Err(RowError {
                     code: "missing_feature",
-                    message: format!("missing {} features: {}", many.len(), many.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")),
+                    message: format!(
+                        "missing {} features: {}",
+                        many.len(),
+                        many.iter()
+                            .map(|m| format!("`{m}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 }),
             }
         }
@@ -133,7 +203,10 @@ fn parse_row(row: &Value, features: &[String], index: &HashMap<String, usize>, o
             if values.len() != n {
                 return Err(RowError {
                     code: "wrong_length",
-                    message: format!("expected {n} feature values in schema order (GET /model lists them), got {}", values.len()),
+                    message: format!(
+                        "expected {n} feature values in schema order (GET /model lists them), got {}",
+                        values.len()
+                    ),
                 });
             }
             for (name, v) in features.iter().zip(values) {
@@ -143,12 +216,16 @@ fn parse_row(row: &Value, features: &[String], index: &HashMap<String, usize>, o
         }
         other => Err(RowError {
             code: "invalid_request",
-            message: format!("a row must be an object of features by name or an array in schema order, got {}", kind(other)),
+            message: format!(
+                "a row must be an object of features by name or an array in schema order, got {}",
+                kind(other)
+            ),
         }),
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -167,28 +244,64 @@ mod tests {
     fn accepts_the_three_shapes() {
         let (f, i) = schema();
         let r = parse(br#"{"features": {"b": 2, "a": 1.5}}"#, &f, &i, 2).unwrap();
-        assert_eq!(r, Rows { values: vec![1.5, 2.0], n_rows: 1, batch: false });
+        assert_eq!(
+            r,
+            Rows {
+                values: vec![1.5, 2.0],
+                n_rows: 1,
+                batch: false
+            }
+        );
         let r = parse(br#"{"features": [1.5, 2]}"#, &f, &i, 2).unwrap();
         assert_eq!(r.values, vec![1.5, 2.0]);
         let r = parse(br#"{"instances": [{"a": 1, "b": 2}, [3, 4]]}"#, &f, &i, 2).unwrap();
-        assert_eq!(r, Rows { values: vec![1.0, 2.0, 3.0, 4.0], n_rows: 2, batch: true });
+        assert_eq!(
+            r,
+            Rows {
+                values: vec![1.0, 2.0, 3.0, 4.0],
+                n_rows: 2,
+                batch: true
+            }
+        );
     }
 
     #[test]
     fn names_each_problem() {
         let e = err(r#"{"features": {"a": 1}}"#);
-        assert_eq!((e.code, e.message.as_str()), ("missing_feature", "`features`: missing feature `b`"));
-        assert_eq!(err(r#"{"features": {"a": 1, "b": 2, "c": 3}}"#).code, "unknown_feature");
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            ("missing_feature", "`features`: missing feature `b`")
+        );
+        assert_eq!(
+            err(r#"{"features": {"a": 1, "b": 2, "c": 3}}"#).code,
+            "unknown_feature"
+        );
         assert_eq!(err(r#"{"features": [1]}"#).code, "wrong_length");
-        assert_eq!(err(r#"{"features": {"a": 1, "b": null}}"#).code, "invalid_value");
-        assert_eq!(err(r#"{"features": {"a": "1", "b": 2}}"#).code, "invalid_value");
+        assert_eq!(
+            err(r#"{"features": {"a": 1, "b": null}}"#).code,
+            "invalid_value"
+        );
+        assert_eq!(
+            err(r#"{"features": {"a": "1", "b": 2}}"#).code,
+            "invalid_value"
+        );
         assert_eq!(err(r#"{"features": [1, 1e39]}"#).code, "invalid_value");
-        assert_eq!(err(r#"{"features": [1, NaN]}"#).status, StatusCode::BAD_REQUEST);
-        assert_eq!(err(r#"{"instances": [[1,2],[1,2],[1,2]]}"#).status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            err(r#"{"features": [1, NaN]}"#).status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            err(r#"{"instances": [[1,2],[1,2],[1,2]]}"#).status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
         assert_eq!(err(r#"{"instances": []}"#).code, "empty_batch");
         assert_eq!(err(r#"{"rows": []}"#).code, "unknown_field");
         assert_eq!(err(r#"[1, 2]"#).code, "invalid_request");
         let e = err(r#"{"instances": [[1,2], {"a": 1}]}"#);
-        assert!(e.message.starts_with("instance 1: missing feature `b`"), "{}", e.message);
+        assert!(
+            e.message.starts_with("instance 1: missing feature `b`"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -52,8 +52,11 @@ use std::sync::Arc;
 
 /// Set up logging (level from `RUST_LOG`, default `info`).
 pub fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -64,12 +67,20 @@ pub fn init_tracing(format: LogFormat) {
 /// `--wait-for-model`.
 async fn prepare(config: Config) -> Result<Arc<AppState>, ServeError> {
     if config.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-        return Err(ServeError::Config("the refresh token is empty; unset RPS_SERVE_TOKEN / --token to disable /refresh".to_owned()));
+        return Err(ServeError::Config(
+            "the refresh token is empty; unset RPS_SERVE_TOKEN / --token to disable /refresh"
+                .to_owned(),
+        ));
     }
     if config.drift_window == 0 || config.max_batch == 0 {
-        return Err(ServeError::Config("--drift-window and --max-batch must be at least 1".to_owned()));
+        return Err(ServeError::Config(
+            "--drift-window and --max-batch must be at least 1".to_owned(),
+        ));
     }
-    let store = rps_store::open(&config.registry).map_err(|source| ServeError::Registry { uri: config.registry.clone(), source })?;
+    let store = rps_store::open(&config.registry).map_err(|source| ServeError::Registry {
+        uri: config.registry.clone(),
+        source,
+    })?;
     let registry = Arc::new(LocalRegistry::new(store));
     let state = Arc::new(AppState::new(config, registry));
     match state.refresh().await {
@@ -77,7 +88,12 @@ async fn prepare(config: Config) -> Result<Arc<AppState>, ServeError> {
         Err(e) if state.config.wait_for_model => {
             tracing::warn!(error = %e, "no model loaded yet; /ready answers 503 until a refresh succeeds");
         }
-        Err(e) => return Err(ServeError::NoModel(format!("{e} (registry {}, model {:?}, alias {:?})", state.config.registry, state.config.model_name, state.config.alias))),
+        Err(e) => {
+            return Err(ServeError::NoModel(format!(
+                "{e} (registry {}, model {:?}, alias {:?})",
+                state.config.registry, state.config.model_name, state.config.alias
+            )));
+        }
     }
     Ok(state)
 }
@@ -89,11 +105,20 @@ impl AppState {
 }
 
 async fn bind(addr: &str) -> Result<tokio::net::TcpListener, ServeError> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr: addr.to_owned(), source })
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })
 }
 
 /// Serve until `shutdown` completes, then drain in-flight requests.
-async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+async fn serve(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let poller = state.config.poll_interval.map(|every| {
         let state = state.clone();
         tokio::spawn(async move {
@@ -107,7 +132,9 @@ async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener, shutdown
         })
     });
     let app = routes::router(state);
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
     if let Some(p) = poller {
         p.abort();
     }
@@ -140,7 +167,9 @@ fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ServeError
     b.enable_all().thread_name("rps-serve");
     if let Some(n) = workers {
         if n == 0 {
-            return Err(ServeError::Config("--workers must be at least 1".to_owned()));
+            return Err(ServeError::Config(
+                "--workers must be at least 1".to_owned(),
+            ));
         }
         b.worker_threads(n);
     }
@@ -173,44 +202,53 @@ impl Server {
     pub fn spawn(config: Config) -> Result<Self, ServeError> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new().name("rps-serve-main".to_owned()).spawn(move || {
-            let rt = match runtime(config.workers) {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return Ok(());
-                }
-            };
-            rt.block_on(async move {
-                let started = async {
-                    let state = prepare(config).await?;
-                    let listener = bind(&state.config.bind).await?;
-                    let addr = listener.local_addr()?;
-                    Ok::<_, ServeError>((state, listener, addr))
-                }
-                .await;
-                match started {
+        let thread = std::thread::Builder::new()
+            .name("rps-serve-main".to_owned())
+            .spawn(move || {
+                let rt = match runtime(config.workers) {
+                    Ok(rt) => rt,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
-                        Ok(())
+                        return Ok(());
                     }
-                    Ok((state, listener, addr)) => {
-                        let _ = ready_tx.send(Ok((addr, state.clone())));
-                        serve(state, listener, async move {
-                            let _ = stop_rx.await;
-                        })
-                        .await
+                };
+                rt.block_on(async move {
+                    let started = async {
+                        let state = prepare(config).await?;
+                        let listener = bind(&state.config.bind).await?;
+                        let addr = listener.local_addr()?;
+                        Ok::<_, ServeError>((state, listener, addr))
                     }
-                }
-            })
-        })?;
+                    .await;
+                    match started {
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            Ok(())
+                        }
+                        Ok((state, listener, addr)) => {
+                            let _ = ready_tx.send(Ok((addr, state.clone())));
+                            serve(state, listener, async move {
+                                let _ = stop_rx.await;
+                            })
+                            .await
+                        }
+                    }
+                })
+            })?;
         match ready_rx.recv() {
-            Ok(Ok((addr, state))) => Ok(Self { addr, state, stop: Some(stop_tx), thread: Some(thread) }),
+            Ok(Ok((addr, state))) => Ok(Self {
+                addr,
+                state,
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            }),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
             }
-            Err(_) => Err(ServeError::Config("the server thread ended before listening".to_owned())),
+            Err(_) => Err(ServeError::Config(
+                "the server thread ended before listening".to_owned(),
+            )),
         }
     }
 
@@ -237,7 +275,11 @@ impl Server {
     /// Shut down gracefully and wait for the server to finish.
     pub fn shutdown(mut self) -> Result<(), ServeError> {
         self.begin_shutdown();
-        self.thread.take().map_or(Ok(()), |t| t.join().unwrap_or_else(|_| Err(ServeError::Config("the server thread panicked".to_owned()))))
+        self.thread.take().map_or(Ok(()), |t| {
+            t.join().unwrap_or_else(|_| {
+                Err(ServeError::Config("the server thread panicked".to_owned()))
+            })
+        })
     }
 }
 

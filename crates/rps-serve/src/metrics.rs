@@ -8,11 +8,14 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Buckets of `prediction_latency_seconds`: 50 µs … 1 s.
-pub const LATENCY_BUCKETS: &[f64] =
-    &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
 
 /// Buckets of `model_prediction_value` (hourly volatility, a fraction: 0.01 = 1 %).
-pub const VALUE_BUCKETS: &[f64] = &[0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1];
+pub const VALUE_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1,
+];
 
 /// An `f64` in an atomic.
 #[derive(Debug, Default)]
@@ -29,7 +32,10 @@ impl AtomicF64 {
         let mut cur = self.0.load(Ordering::Relaxed);
         loop {
             let new = (f64::from_bits(cur) + v).to_bits();
-            match self.0.compare_exchange_weak(cur, new, Ordering::Relaxed, Ordering::Relaxed) {
+            match self
+                .0
+                .compare_exchange_weak(cur, new, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => return,
                 Err(seen) => cur = seen,
             }
@@ -48,7 +54,12 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn new(bounds: &'static [f64]) -> Self {
-        Self { bounds, counts: (0..bounds.len()).map(|_| AtomicU64::new(0)).collect(), sum: AtomicF64::default(), count: AtomicU64::new(0) }
+        Self {
+            bounds,
+            counts: (0..bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicF64::default(),
+            count: AtomicU64::new(0),
+        }
     }
 
     pub fn observe(&self, v: f64) {
@@ -109,42 +120,108 @@ impl Metrics {
     /// Count one finished request.
     pub fn count_request(&self, method: &str, path: &str, status: u16) {
         {
-            let map = self.requests.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(c) = map.iter().find(|((m, p, s), _)| *s == status && m == method && p == path).map(|(_, c)| c) {
+            let map = self
+                .requests
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(c) = map
+                .iter()
+                .find(|((m, p, s), _)| *s == status && m == method && p == path)
+                .map(|(_, c)| c)
+            {
                 c.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
-        let mut map = self.requests.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry((method.to_owned(), path.to_owned(), status)).or_insert_with(|| AtomicU64::new(0)).fetch_add(1, Ordering::Relaxed);
+        let mut map = self
+            .requests
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry((method.to_owned(), path.to_owned(), status))
+            .or_insert_with(|| AtomicU64::new(0))
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// The process-level part of the exposition.
     pub fn write(&self, out: &mut String) {
-        let _ = writeln!(out, "# HELP http_requests_total HTTP requests answered, by method, route template and status.");
+        let _ = writeln!(
+            out,
+            "# HELP http_requests_total HTTP requests answered, by method, route template and status."
+        );
         let _ = writeln!(out, "# TYPE http_requests_total counter");
         {
-            let map = self.requests.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut rows: Vec<_> = map.iter().map(|(k, c)| (k.clone(), c.load(Ordering::Relaxed))).collect();
+            let map = self
+                .requests
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut rows: Vec<_> = map
+                .iter()
+                .map(|(k, c)| (k.clone(), c.load(Ordering::Relaxed)))
+                .collect();
             rows.sort();
             for ((m, p, s), c) in rows {
-                let _ = writeln!(out, "http_requests_total{{method=\"{}\",path=\"{}\",status=\"{s}\"}} {c}", escape(&m), escape(&p));
+                let _ = writeln!(
+                    out,
+                    "http_requests_total{{method=\"{}\",path=\"{}\",status=\"{s}\"}} {c}",
+                    escape(&m),
+                    escape(&p)
+                );
             }
         }
-        self.latency.write(out, "prediction_latency_seconds", "Time to validate and predict one /predict request, in seconds.");
-        self.values.write(out, "model_prediction_value", "Predicted one-hour volatility (fraction) of each predicted row.");
-        let _ = writeln!(out, "# HELP model_predictions_total Rows predicted.\n# TYPE model_predictions_total counter");
-        let _ = writeln!(out, "model_predictions_total {}", self.predictions.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP model_reloads_total Model (re)loads by result.\n# TYPE model_reloads_total counter");
-        for (result, c) in [("success", &self.reloads_ok), ("rejected", &self.reloads_rejected), ("error", &self.reloads_failed)] {
-            let _ = writeln!(out, "model_reloads_total{{result=\"{result}\"}} {}", c.load(Ordering::Relaxed));
+        self.latency.write(
+            out,
+            "prediction_latency_seconds",
+            "Time to validate and predict one /predict request, in seconds.",
+        );
+        self.values.write(
+            out,
+            "model_prediction_value",
+            "Predicted one-hour volatility (fraction) of each predicted row.",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP model_predictions_total Rows predicted.\n# TYPE model_predictions_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "model_predictions_total {}",
+            self.predictions.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP model_reloads_total Model (re)loads by result.\n# TYPE model_reloads_total counter"
+        );
+        for (result, c) in [
+            ("success", &self.reloads_ok),
+            ("rejected", &self.reloads_rejected),
+            ("error", &self.reloads_failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "model_reloads_total{{result=\"{result}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
-        let _ = writeln!(out, "# HELP model_last_reload_timestamp_seconds Unix time the served model was last loaded.");
+        let _ = writeln!(
+            out,
+            "# HELP model_last_reload_timestamp_seconds Unix time the served model was last loaded."
+        );
         let _ = writeln!(out, "# TYPE model_last_reload_timestamp_seconds gauge");
-        let _ = writeln!(out, "model_last_reload_timestamp_seconds {}", fmt_f64(self.last_reload.get()));
-        let _ = writeln!(out, "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.");
+        let _ = writeln!(
+            out,
+            "model_last_reload_timestamp_seconds {}",
+            fmt_f64(self.last_reload.get())
+        );
+        let _ = writeln!(
+            out,
+            "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds."
+        );
         let _ = writeln!(out, "# TYPE process_start_time_seconds gauge");
-        let _ = writeln!(out, "process_start_time_seconds {}", fmt_f64(self.start_time));
+        let _ = writeln!(
+            out,
+            "process_start_time_seconds {}",
+            fmt_f64(self.start_time)
+        );
     }
 }
 
@@ -153,7 +230,11 @@ pub fn fmt_f64(v: f64) -> String {
     if v.is_nan() {
         "NaN".to_owned()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".to_owned() } else { "-Inf".to_owned() }
+        if v > 0.0 {
+            "+Inf".to_owned()
+        } else {
+            "-Inf".to_owned()
+        }
     } else {
         format!("{v}")
     }
@@ -161,10 +242,13 @@ pub fn fmt_f64(v: f64) -> String {
 
 /// Escape a label value.
 pub fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -35,7 +35,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
@@ -43,7 +45,12 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error while handling the request").into_response()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error while handling the request",
+    )
+    .into_response()
 }
 
 /// Count every answered request by method, route template and status.
@@ -58,9 +65,14 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
         "PATCH" => "PATCH",
         _ => "other",
     };
-    let path = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let resp = next.run(req).await;
-    state.metrics.count_request(method, &path, resp.status().as_u16());
+    state
+        .metrics
+        .count_request(method, &path, resp.status().as_u16());
     resp
 }
 
@@ -69,8 +81,12 @@ async fn timeout(State(state): State<Arc<AppState>>, req: Request, next: Next) -
     let limit = state.config.request_timeout;
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
-        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", format!("the request took longer than {limit:?} (--request-timeout)"))
-            .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {limit:?} (--request-timeout)"),
+        )
+        .into_response(),
     }
 }
 
@@ -78,12 +94,20 @@ async fn not_found(req: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        format!("no route {} {}; routes: POST /predict, GET /health, /ready, /model, /metrics, POST /refresh", req.method(), req.uri().path()),
+        format!(
+            "no route {} {}; routes: POST /predict, GET /health, /ready, /model, /metrics, POST /refresh",
+            req.method(),
+            req.uri().path()
+        ),
     )
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{} is not allowed on {}", req.method(), req.uri().path()))
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,7 +116,11 @@ struct ModelQuery {
 }
 
 fn not_ready() -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "no model is loaded yet; POST /refresh once the registry has one")
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+        "no model is loaded yet; POST /refresh once the registry has one",
+    )
 }
 
 fn load_error(e: &LoadError) -> ApiError {
@@ -100,19 +128,38 @@ fn load_error(e: &LoadError) -> ApiError {
     ApiError::new(status, code, e.to_string())
 }
 
-async fn pick(state: &AppState, query: Result<Query<ModelQuery>, QueryRejection>) -> Result<Arc<Served>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    if q.model.as_deref().is_none_or(|m| m.trim().is_empty() || m == state.config.alias) {
+async fn pick(
+    state: &AppState,
+    query: Result<Query<ModelQuery>, QueryRejection>,
+) -> Result<Arc<Served>, ApiError> {
+    let Query(q) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    if q.model
+        .as_deref()
+        .is_none_or(|m| m.trim().is_empty() || m == state.config.alias)
+    {
         return state.current.load_full().ok_or_else(not_ready);
     }
-    state.lookup(q.model.as_deref()).await.map_err(|e| load_error(&e))
+    state
+        .lookup(q.model.as_deref())
+        .await
+        .map_err(|e| load_error(&e))
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
-        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
-    })
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let mime = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
 }
 
 async fn predict(
@@ -123,7 +170,10 @@ async fn predict(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     if !is_json(&headers) {
-        let got = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none");
+        let got = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -135,28 +185,47 @@ async fn predict(
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                format!("request body is larger than {} bytes (--body-limit)", state.config.body_limit),
+                format!(
+                    "request body is larger than {} bytes (--body-limit)",
+                    state.config.body_limit
+                ),
             )
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("could not read the request body: {}", e.body_text()))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("could not read the request body: {}", e.body_text()),
+            )
         }
     })?;
     let served = pick(&state, query).await?;
-    let rows = input::parse(&body, &served.schema.features, &served.index, state.config.max_batch)?;
+    let rows = input::parse(
+        &body,
+        &served.schema.features,
+        &served.index,
+        state.config.max_batch,
+    )?;
     let predictions = if rows.n_rows <= INLINE_ROWS {
         predict_rows(&served, &rows.values)
     } else {
         let (s, values) = (served.clone(), rows.values.clone());
         tokio::task::spawn_blocking(move || predict_rows(&s, &values))
             .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("prediction task failed: {e}")))?
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("prediction task failed: {e}"),
+                )
+            })?
     }?;
     served.observe(&rows.values);
     let m = &state.metrics;
     for p in &predictions {
         m.values.observe(*p);
     }
-    m.predictions.fetch_add(predictions.len() as u64, Ordering::Relaxed);
+    m.predictions
+        .fetch_add(predictions.len() as u64, Ordering::Relaxed);
     let body = if rows.batch {
         json!({ "model": served.info.name, "version": served.info.version, "predictions": predictions })
     } else {
@@ -171,10 +240,13 @@ fn predict_rows(served: &Served, values: &[f32]) -> Result<Vec<f64>, ApiError> {
     values
         .chunks_exact(n)
         .map(|row| {
-            served
-                .model
-                .predict_one(row)
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "prediction_failed", format!("the model failed to predict: {e}")))
+            served.model.predict_one(row).map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "prediction_failed",
+                    format!("the model failed to predict: {e}"),
+                )
+            })
         })
         .collect()
 }
@@ -185,13 +257,22 @@ async fn health() -> Json<serde_json::Value> {
 
 async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
     let served = state.current.load_full().ok_or_else(not_ready)?;
-    Ok(Json(json!({ "status": "ready", "model": served.info.name, "version": served.info.version })))
+    Ok(Json(
+        json!({ "status": "ready", "model": served.info.name, "version": served.info.version }),
+    ))
 }
 
-async fn model(State(state): State<Arc<AppState>>, query: Result<Query<ModelQuery>, QueryRejection>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn model(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<ModelQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let served = pick(&state, query).await?;
     let meta = &served.model.meta;
-    let is_champion = state.current.load().as_ref().is_some_and(|c| c.info.version == served.info.version);
+    let is_champion = state
+        .current
+        .load()
+        .as_ref()
+        .is_some_and(|c| c.info.version == served.info.version);
     Ok(Json(json!({
         "name": served.info.name,
         "version": served.info.version,
@@ -218,24 +299,49 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut out = String::with_capacity(8192);
     state.metrics.write(&mut out);
     let served = state.current.load_full();
-    let _ = writeln!(out, "# HELP model_info The served model (value 1).\n# TYPE model_info gauge");
-    let _ = writeln!(out, "# HELP data_drift_ratio Share of feature values outside the reference range over the drift window.\n# TYPE data_drift_ratio gauge");
-    let _ = writeln!(out, "# HELP feature_psi Population stability index of each feature over the drift window.\n# TYPE feature_psi gauge");
-    let _ = writeln!(out, "# HELP drift_window_rows Rows currently in the drift window.\n# TYPE drift_window_rows gauge");
+    let _ = writeln!(
+        out,
+        "# HELP model_info The served model (value 1).\n# TYPE model_info gauge"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP data_drift_ratio Share of feature values outside the reference range over the drift window.\n# TYPE data_drift_ratio gauge"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP feature_psi Population stability index of each feature over the drift window.\n# TYPE feature_psi gauge"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP drift_window_rows Rows currently in the drift window.\n# TYPE drift_window_rows gauge"
+    );
     if let Some(s) = served {
         let (ratio, psi, rows) = {
             let w = s.drift.lock().unwrap_or_else(PoisonError::into_inner);
             (w.ratio(), w.psi(&s.schema.reference), w.len())
         };
-        let _ = writeln!(out, "model_info{{name=\"{}\",version=\"{}\"}} 1", escape(&s.info.name), s.info.version);
+        let _ = writeln!(
+            out,
+            "model_info{{name=\"{}\",version=\"{}\"}} 1",
+            escape(&s.info.name),
+            s.info.version
+        );
         let _ = writeln!(out, "data_drift_ratio {}", fmt_f64(ratio));
         for (f, v) in s.schema.features.iter().zip(psi) {
-            let _ = writeln!(out, "feature_psi{{feature=\"{}\"}} {}", escape(f), fmt_f64(v));
+            let _ = writeln!(
+                out,
+                "feature_psi{{feature=\"{}\"}} {}",
+                escape(f),
+                fmt_f64(v)
+            );
         }
         let _ = writeln!(out, "drift_window_rows {rows}");
     }
     let mut r = out.into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     r
 }
 
@@ -245,7 +351,10 @@ fn token_matches(given: &str, expected: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn refresh(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+async fn refresh(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let Some(expected) = state.config.token.as_deref() else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -253,20 +362,43 @@ async fn refresh(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resu
             "POST /refresh is disabled: start the service with --token or RPS_SERVE_TOKEN to enable it",
         ));
     };
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
     match given {
-        None => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing `Authorization: Bearer <token>` header")),
-        Some(t) if !token_matches(t, expected) => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong bearer token")),
+        None => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing `Authorization: Bearer <token>` header",
+            ));
+        }
+        Some(t) if !token_matches(t, expected) => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "wrong bearer token",
+            ));
+        }
         Some(_) => {}
     }
     let name = state.config.model_name.clone();
     match state.refresh().await {
-        Ok(Refreshed::Swapped { from, to }) => Ok(Json(json!({ "status": "swapped", "model": name, "previous_version": from, "version": to }))),
-        Ok(Refreshed::Unchanged { version }) => Ok(Json(json!({ "status": "unchanged", "model": name, "version": version }))),
+        Ok(Refreshed::Swapped { from, to }) => Ok(Json(
+            json!({ "status": "swapped", "model": name, "previous_version": from, "version": to }),
+        )),
+        Ok(Refreshed::Unchanged { version }) => Ok(Json(
+            json!({ "status": "unchanged", "model": name, "version": version }),
+        )),
         Err(e) => {
             let mut err = load_error(&e);
             if let Some(cur) = state.current.load().as_ref() {
-                err.message = format!("{}; still serving version {}", err.message, cur.info.version);
+                err.message = format!(
+                    "{}; still serving version {}",
+                    err.message, cur.info.version
+                );
             }
             Err(err)
         }

@@ -57,24 +57,36 @@ impl LoadError {
 impl From<TrackingError> for LoadError {
     fn from(e: TrackingError) -> Self {
         match e {
-            TrackingError::NoAlias { .. } | TrackingError::NoVersion { .. } => LoadError::NotFound(e.to_string()),
+            TrackingError::NoAlias { .. } | TrackingError::NoVersion { .. } => {
+                LoadError::NotFound(e.to_string())
+            }
             other => LoadError::Failed(other.to_string()),
         }
     }
 }
 
 pub fn now_secs() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Served {
     /// Check a loaded version and wrap it. `previous` is the feature list it must keep, if any.
-    pub fn check(loaded: LoadedModel, previous: Option<&[String]>, drift_window: usize) -> Result<Self, LoadError> {
+    pub fn check(
+        loaded: LoadedModel,
+        previous: Option<&[String]>,
+        drift_window: usize,
+    ) -> Result<Self, LoadError> {
         let LoadedModel { info, files, model } = loaded;
         let schema = files.schema;
         let label = format!("{} version {}", info.name, info.version);
         if schema.features != model.meta.features {
-            let at = schema.features.iter().zip(&model.meta.features).position(|(a, b)| a != b);
+            let at = schema
+                .features
+                .iter()
+                .zip(&model.meta.features)
+                .position(|(a, b)| a != b);
             return Err(LoadError::Rejected(match at {
                 Some(i) => format!(
                     "{label}: schema.json and meta.json disagree at feature {i} (`{}` vs `{}`)",
@@ -87,30 +99,67 @@ impl Served {
                 ),
             }));
         }
-        if schema.reference.len() != schema.features.len() || schema.reference.iter().zip(&schema.features).any(|(r, f)| &r.name != f) {
-            return Err(LoadError::Rejected(format!("{label}: the reference statistics in schema.json do not match its feature list")));
+        if schema.reference.len() != schema.features.len()
+            || schema
+                .reference
+                .iter()
+                .zip(&schema.features)
+                .any(|(r, f)| &r.name != f)
+        {
+            return Err(LoadError::Rejected(format!(
+                "{label}: the reference statistics in schema.json do not match its feature list"
+            )));
         }
-        if let Some(prev) = previous {
-            if prev != schema.features.as_slice() {
-                let added: Vec<&str> = schema.features.iter().filter(|f| !prev.contains(f)).map(String::as_str).collect();
-                let removed: Vec<&str> = prev.iter().filter(|f| !schema.features.contains(f)).map(String::as_str).collect();
-                return Err(LoadError::Rejected(format!(
-                    "{label}: its feature schema differs from the served model's (added {added:?}, removed {removed:?}, or reordered); \
+        if let Some(prev) = previous
+            && prev != schema.features.as_slice()
+        {
+            let added: Vec<&str> = schema
+                .features
+                .iter()
+                .filter(|f| !prev.contains(f))
+                .map(String::as_str)
+                .collect();
+            let removed: Vec<&str> = prev
+                .iter()
+                .filter(|f| !schema.features.contains(f))
+                .map(String::as_str)
+                .collect();
+            return Err(LoadError::Rejected(format!(
+                "{label}: its feature schema differs from the served model's (added {added:?}, removed {removed:?}, or reordered); \
                      clients would break — restart with --allow-schema-change to accept it"
-                )));
-            }
+            )));
         }
         // Smoke test: the reference medians must give a finite forecast.
         #[allow(clippy::cast_possible_truncation)]
-        let probe: Vec<f32> = schema.reference.iter().map(|r| r.quantiles.get(3).copied().unwrap_or(0.0) as f32).collect();
+        let probe: Vec<f32> = schema
+            .reference
+            .iter()
+            .map(|r| r.quantiles.get(3).copied().unwrap_or(0.0) as f32)
+            .collect();
         match model.predict_one(&probe) {
             Ok(v) if v.is_finite() => {}
-            Ok(v) => return Err(LoadError::Rejected(format!("{label}: predicts {v} on the reference medians"))),
+            Ok(v) => {
+                return Err(LoadError::Rejected(format!(
+                    "{label}: predicts {v} on the reference medians"
+                )));
+            }
             Err(e) => return Err(LoadError::Rejected(format!("{label}: cannot predict: {e}"))),
         }
-        let index = schema.features.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        let index = schema
+            .features
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
         let drift = Mutex::new(DriftWindow::new(drift_window, schema.features.len()));
-        Ok(Self { info, schema, model, index, drift, loaded_at: now_secs() })
+        Ok(Self {
+            info,
+            schema,
+            model,
+            index,
+            drift,
+            loaded_at: now_secs(),
+        })
     }
 
     /// Feed predicted rows to the drift window.
@@ -119,7 +168,10 @@ impl Served {
         if n == 0 {
             return;
         }
-        let counts: Vec<u32> = values.chunks_exact(n).map(|row| DriftWindow::count_ood(&self.schema.reference, row)).collect();
+        let counts: Vec<u32> = values
+            .chunks_exact(n)
+            .map(|row| DriftWindow::count_ood(&self.schema.reference, row))
+            .collect();
         let mut w = self.drift.lock().unwrap_or_else(PoisonError::into_inner);
         for (row, ood) in values.chunks_exact(n).zip(counts) {
             w.push(row, ood);
@@ -147,12 +199,18 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("registry", &self.registry.describe()).finish_non_exhaustive()
+        f.debug_struct("AppState")
+            .field("registry", &self.registry.describe())
+            .finish_non_exhaustive()
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, LoadError> + Send + 'static) -> Result<T, LoadError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| LoadError::Failed(format!("loader task failed: {e}")))?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, LoadError> + Send + 'static,
+) -> Result<T, LoadError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| LoadError::Failed(format!("loader task failed: {e}")))?
 }
 
 impl AppState {
@@ -172,15 +230,29 @@ impl AppState {
         if let Ok(v) = reference.trim_start_matches('v').parse::<u32>() {
             return Ok(v);
         }
-        let (registry, name, alias) = (self.registry.clone(), self.config.model_name.clone(), reference.to_owned());
+        let (registry, name, alias) = (
+            self.registry.clone(),
+            self.config.model_name.clone(),
+            reference.to_owned(),
+        );
         blocking(move || {
-            registry.alias(&name, &alias)?.ok_or_else(|| LoadError::NotFound(format!("model {name:?} has no alias {alias:?}")))
+            registry.alias(&name, &alias)?.ok_or_else(|| {
+                LoadError::NotFound(format!("model {name:?} has no alias {alias:?}"))
+            })
         })
         .await
     }
 
-    async fn load_checked(&self, version: u32, previous: Option<Vec<String>>) -> Result<Served, LoadError> {
-        let (registry, name, window) = (self.registry.clone(), self.config.model_name.clone(), self.config.drift_window);
+    async fn load_checked(
+        &self,
+        version: u32,
+        previous: Option<Vec<String>>,
+    ) -> Result<Served, LoadError> {
+        let (registry, name, window) = (
+            self.registry.clone(),
+            self.config.model_name.clone(),
+            self.config.drift_window,
+        );
         blocking(move || {
             let loaded = registry.load(&name, version)?;
             Served::check(loaded, previous.as_deref(), window)
@@ -199,7 +271,9 @@ impl AppState {
             }
             Ok(Refreshed::Unchanged { .. }) => {}
             Err(e @ LoadError::Rejected(_)) => {
-                self.metrics.reloads_rejected.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .reloads_rejected
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "new model rejected; the old one keeps serving");
             }
             Err(e) => {
@@ -213,16 +287,23 @@ impl AppState {
     async fn refresh_locked(&self) -> Result<Refreshed, LoadError> {
         let version = self.resolve_version(&self.config.alias).await?;
         let current = self.current.load_full();
-        if let Some(cur) = &current {
-            if cur.info.version == version {
-                return Ok(Refreshed::Unchanged { version });
-            }
+        if let Some(cur) = &current
+            && cur.info.version == version
+        {
+            return Ok(Refreshed::Unchanged { version });
         }
-        let previous = if self.config.allow_schema_change { None } else { current.as_ref().map(|c| c.schema.features.clone()) };
+        let previous = if self.config.allow_schema_change {
+            None
+        } else {
+            current.as_ref().map(|c| c.schema.features.clone())
+        };
         let served = self.load_checked(version, previous).await?;
         self.metrics.last_reload.set(served.loaded_at);
         self.current.store(Some(Arc::new(served)));
-        Ok(Refreshed::Swapped { from: current.map(|c| c.info.version), to: version })
+        Ok(Refreshed::Swapped {
+            from: current.map(|c| c.info.version),
+            to: version,
+        })
     }
 
     /// The model a request asks for: the served one, or another alias / version (`?model=`),
@@ -241,7 +322,13 @@ impl AppState {
         if let Some(cur) = current.filter(|c| c.info.version == version) {
             return Ok(cur);
         }
-        if let Some(hit) = self.cache.lock().unwrap_or_else(PoisonError::into_inner).iter().find(|s| s.info.version == version) {
+        if let Some(hit) = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|s| s.info.version == version)
+        {
             return Ok(hit.clone());
         }
         let served = Arc::new(self.load_checked(version, None).await?);

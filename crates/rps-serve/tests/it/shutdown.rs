@@ -27,7 +27,10 @@ fn graceful_shutdown_drains_an_in_flight_request() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"prediction\""), "{response}");
     s.shutdown().unwrap();
-    assert!(std::net::TcpStream::connect(addr).is_err(), "no longer listening");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "no longer listening"
+    );
 }
 
 fn bin() -> Command {
@@ -46,7 +49,14 @@ fn help_documents_exit_codes_and_usage_errors_exit_2() {
     let out = bin().arg("--help").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
-    for needle in ["EXIT CODES", "RPS_REGISTRY", "RPS_SERVE_TOKEN", "--poll-interval", "--drift-window", "POST /predict"] {
+    for needle in [
+        "EXIT CODES",
+        "RPS_REGISTRY",
+        "RPS_SERVE_TOKEN",
+        "--poll-interval",
+        "--drift-window",
+        "POST /predict",
+    ] {
         assert!(help.contains(needle), "{needle} in\n{help}");
     }
     let out = bin().arg("--no-such-flag").output().unwrap();
@@ -58,21 +68,44 @@ fn help_documents_exit_codes_and_usage_errors_exit_2() {
 #[test]
 fn binary_exit_codes_for_no_model_and_bind_failure() {
     let empty = Fixture::empty();
-    let out = bin().args(["--registry", &empty.path(), "--bind", "127.0.0.1:0"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .args(["--registry", &empty.path(), "--bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let f = Fixture::with_champion();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = bin().args(["--registry", &f.path(), "--bind", &addr]).output().unwrap();
-    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .args(["--registry", &f.path(), "--bind", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn sigterm_stops_the_binary_cleanly() {
     let f = Fixture::with_champion();
     let mut child = bin()
-        .args(["--registry", &f.path(), "--bind", "127.0.0.1:0", "--log-format", "json"])
+        .args([
+            "--registry",
+            &f.path(),
+            "--bind",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -86,15 +119,21 @@ fn sigterm_stops_the_binary_cleanly() {
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     let addr = loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("a `listening` log line");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("json log line: {line}"));
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("a `listening` log line");
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("json log line: {line}"));
         if v["message"] == "listening" {
             break v["addr"].as_str().unwrap().to_owned();
         }
     };
     let r = client().get(format!("http://{addr}/ready")).send().unwrap();
     assert_eq!(r.status(), 200);
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let code = loop {

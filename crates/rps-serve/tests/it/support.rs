@@ -41,15 +41,33 @@ fn train() -> Trained {
     let grid: Vec<Option<Candle>> = bars.iter().copied().map(Some).collect();
     let (fp, tp) = (FeatureParams::default(), TargetParams::default());
     let frame = build(&ts, &grid, &vol, &fp, &tp, 24);
-    let usable: Vec<bool> = (0..frame.len()).map(|i| frame.present[i] && frame.target[i].is_finite()).collect();
+    let usable: Vec<bool> = (0..frame.len())
+        .map(|i| frame.present[i] && frame.target[i].is_finite())
+        .collect();
     let splits = assign(&usable, &SplitParams::default(), tp.horizon).unwrap();
-    let idx = |s: Split| -> Vec<usize> { splits.iter().enumerate().filter(|(_, x)| **x == s).map(|(i, _)| i).collect() };
+    let idx = |s: Split| -> Vec<usize> {
+        splits
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| **x == s)
+            .map(|(i, _)| i)
+            .collect()
+    };
     let (tr, va, te) = (idx(Split::Train), idx(Split::Validation), idx(Split::Test));
     let ys = |ix: &[usize]| -> Vec<f64> { ix.iter().map(|&i| frame.target[i]).collect() };
-    let mut p = TrainParams { num_boost_round: 50, early_stopping_rounds: 0, ..TrainParams::default() };
+    let mut p = TrainParams {
+        num_boost_round: 50,
+        early_stopping_rounds: 0,
+        ..TrainParams::default()
+    };
     p.xgboost.insert("eta".to_owned(), json!(0.1));
-    let (xt, xv) = (Rows::gather(&frame.columns, &tr), Rows::gather(&frame.columns, &va));
-    let (model, _) = VolatilityModel::train(&p, &frame.names, tp.floor, (&xt, &ys(&tr)), (&xv, &ys(&va))).unwrap();
+    let (xt, xv) = (
+        Rows::gather(&frame.columns, &tr),
+        Rows::gather(&frame.columns, &va),
+    );
+    let (model, _) =
+        VolatilityModel::train(&p, &frame.names, tp.floor, (&xt, &ys(&tr)), (&xv, &ys(&va)))
+            .unwrap();
     let reference = frame
         .names
         .iter()
@@ -64,14 +82,30 @@ fn train() -> Trained {
         feature_params: fp,
         target: tp,
         reference,
-        rows: [("train", tr.len()), ("validation", va.len()), ("test", te.len())].into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        rows: [
+            ("train", tr.len()),
+            ("validation", va.len()),
+            ("test", te.len()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
         first_ts: ts[0],
         last_ts: *ts.last().unwrap(),
         data_hash: "synthetic-42".to_owned(),
     };
-    let rows: Vec<Vec<f64>> = te.iter().map(|&i| frame.row(i)).filter(|r| r.iter().all(|v| v.is_finite())).take(200).collect();
+    let rows: Vec<Vec<f64>> = te
+        .iter()
+        .map(|&i| frame.row(i))
+        .filter(|r| r.iter().all(|v| v.is_finite()))
+        .take(200)
+        .collect();
     assert!(rows.len() >= 50, "enough finite test rows");
-    Trained { model, schema, rows }
+    Trained {
+        model,
+        schema,
+        rows,
+    }
 }
 
 /// A tempdir registry.
@@ -142,13 +176,21 @@ impl Fixture {
 }
 
 pub fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
 }
 
 /// Row `i` of the sample as a JSON object by feature name.
 pub fn row_object(i: usize) -> Map<String, Value> {
     let t = trained();
-    t.schema.features.iter().zip(&t.rows[i % t.rows.len()]).map(|(n, v)| (n.clone(), json!(v))).collect()
+    t.schema
+        .features
+        .iter()
+        .zip(&t.rows[i % t.rows.len()])
+        .map(|(n, v)| (n.clone(), json!(v)))
+        .collect()
 }
 
 pub fn row_array(i: usize) -> Vec<f64> {
@@ -164,14 +206,26 @@ pub fn expected(i: usize) -> f64 {
 }
 
 /// POST JSON to `/predict` (with an optional query string).
-pub fn predict(c: &reqwest::blocking::Client, server: &Server, query: &str, body: &Value) -> reqwest::blocking::Response {
-    c.post(format!("{}/predict{query}", server.url())).json(body).send().unwrap()
+pub fn predict(
+    c: &reqwest::blocking::Client,
+    server: &Server,
+    query: &str,
+    body: &Value,
+) -> reqwest::blocking::Response {
+    c.post(format!("{}/predict{query}", server.url()))
+        .json(body)
+        .send()
+        .unwrap()
 }
 
 /// Assert the response is a JSON error with `status` and `code`; returns the message.
 pub fn expect_error(resp: reqwest::blocking::Response, status: u16, code: &str) -> String {
     assert_eq!(resp.status().as_u16(), status, "status");
-    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
     assert!(ct.starts_with("application/json"), "content type {ct}");
     let body: Value = resp.json().unwrap();
     assert_eq!(body["error"]["code"], code, "{body}");
