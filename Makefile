@@ -28,7 +28,7 @@ setup-rust: ## the musl target and musl-tools for static stage binaries
 	@rustup target list --installed 2>/dev/null | grep -qx '$(TARGET)' || rustup target add $(TARGET)
 	@if [[ '$(TARGET)' == *musl* ]] && ! command -v musl-gcc >/dev/null; then \
 	  echo 'installing musl-tools (Debian) for static builds'; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq musl-tools >/dev/null; fi
+	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 update -qq && $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq musl-tools >/dev/null; fi
 
 .PHONY: build
 build: setup-rust ## build the stage binaries (static, release)

@@ -1,0 +1,77 @@
+"""RPS models are XGBoost models: Python's xgboost loads what the Rust stages save and predicts the
+same numbers, and a model saved by Python's xgboost predicts identically in RPS's engine."""
+import json
+import math
+import subprocess
+
+import numpy as np
+import pyarrow.parquet as pq
+import xgboost as xgb
+
+from conftest import bin_dir
+
+
+def examples_dir():
+    return bin_dir() / "examples"
+
+
+def rust_predict(model_path, rows, tmp_path):
+    csv = tmp_path / "rows.csv"
+    with open(csv, "w") as f:
+        for r in rows:
+            f.write(",".join("" if math.isnan(v) else repr(float(v)) for v in r) + "\n")
+    out = subprocess.run([str(examples_dir() / "xgb_predict"), str(model_path), str(csv)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return np.array([float(x) for x in out.stdout.split()], dtype=np.float32)
+
+
+def test_split(pipeline):
+    feats = pipeline / ".rps/data/features/BTC-USD"
+    schema = json.loads((feats / "schema.json").read_text())
+    table = pq.read_table(feats / "features.parquet").to_pydict()
+    test_rows = [i for i, s in enumerate(table["split"]) if s == "test"]
+    X = np.array([[np.nan if table[f][i] is None else table[f][i] for f in schema["features"]] for i in test_rows], dtype=np.float32)
+    return schema, X, test_rows
+
+
+def test_python_xgboost_loads_rust_models_and_predicts_the_same(pipeline, tmp_path):
+    schema, X, _ = test_split(pipeline)
+    model_dir = pipeline / ".rps/models/candidate"
+    meta = json.loads((model_dir / "meta.json").read_text())
+    assert len(X) > 1000
+    preds = {}
+    for name in ["model.json", "model.ubj"]:
+        booster = xgb.Booster()
+        booster.load_model(str(model_dir / name))
+        preds[name] = booster.predict(xgb.DMatrix(X, missing=np.nan, feature_names=None))
+    np.testing.assert_array_equal(preds["model.json"], preds["model.ubj"])
+    # Exactly the numbers RPS's engine computes from the same file.
+    rust = rust_predict(model_dir / "model.json", X, tmp_path)
+    np.testing.assert_array_equal(preds["model.json"], rust)
+    # And the volatility forecasts evaluate reported come from those raw outputs.
+    assert meta["transform"] == "log"
+    vol = np.maximum(np.exp(preds["model.json"].astype(np.float64)) * meta["smearing"], meta["floor"])
+    reported = np.genfromtxt(pipeline / "reports/predictions.csv", delimiter=",", names=True, dtype=None, encoding="utf-8")["model"]
+    np.testing.assert_allclose(vol, reported, rtol=1e-6, atol=1e-8)
+    # base_score is explicit, so both sides agree on it.
+    cfg = json.loads(booster.save_config())
+    assert math.isclose(float(cfg["learner"]["learner_model_param"]["base_score"].strip("[]")), meta["base_score"], rel_tol=1e-6)
+
+
+def test_rps_engine_predicts_python_xgboost_models_identically(tmp_path):
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(3000, 8)).astype(np.float32)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    y = (np.nan_to_num(X[:, 0]) * 2 + np.sin(np.nan_to_num(X[:, 1])) + 0.1 * rng.normal(size=3000)).astype(np.float32)
+    for objective in ["reg:squarederror", "reg:gamma"]:
+        label = y if objective == "reg:squarederror" else np.exp(y / 3)
+        booster = xgb.train(
+            {"objective": objective, "tree_method": "hist", "max_depth": 5, "eta": 0.1, "subsample": 0.8, "seed": 3, "base_score": float(np.mean(label))},
+            xgb.DMatrix(X, label=label, missing=np.nan),
+            num_boost_round=120,
+        )
+        expected = booster.predict(xgb.DMatrix(X[:500], missing=np.nan))
+        for ext in ["json", "ubj"]:
+            path = tmp_path / f"py_{objective.replace(':', '_')}.{ext}"
+            booster.save_model(str(path))
+            np.testing.assert_allclose(rust_predict(path, X[:500], tmp_path), expected, rtol=1e-6, atol=1e-7)
