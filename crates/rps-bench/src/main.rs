@@ -27,7 +27,11 @@ fn main() {
     let t = Instant::now();
     let bars = rps_core::synthetic::simulate(&params.data.synthetic, Interval::M1, 0, end);
     let sim = t.elapsed();
-    println!("simulate      {:>10} one-minute bars in {:>8.2} s", bars.len(), sim.as_secs_f64());
+    println!(
+        "simulate      {:>10} one-minute bars in {:>8.2} s",
+        bars.len(),
+        sim.as_secs_f64()
+    );
 
     let t = Instant::now();
     let (ds, schema) = rps_transform::transform(&params, &bars, "bench").unwrap();
@@ -44,9 +48,21 @@ fn main() {
     let f = &ds.frame;
     let (tri, vai) = (ds.rows(Split::Train), ds.rows(Split::Validation));
     let y = |idx: &[usize]| idx.iter().map(|&i| f.target[i]).collect::<Vec<f64>>();
-    let (xt, yt, xv, yv) = (Rows::gather(&f.columns, &tri), y(&tri), Rows::gather(&f.columns, &vai), y(&vai));
+    let (xt, yt, xv, yv) = (
+        Rows::gather(&f.columns, &tri),
+        y(&tri),
+        Rows::gather(&f.columns, &vai),
+        y(&vai),
+    );
     let t = Instant::now();
-    let (model, _) = VolatilityModel::train(&params.train, &schema.features, params.target.floor, (&xt, &yt), (&xv, &yv)).unwrap();
+    let (model, _) = VolatilityModel::train(
+        &params.train,
+        &schema.features,
+        params.target.floor,
+        (&xt, &yt),
+        (&xv, &yv),
+    )
+    .unwrap();
     println!(
         "train         {:>10} rows in {:>8.2} s  ({} trees, depth {}, hist, early stopping)",
         tri.len(),
@@ -55,7 +71,11 @@ fn main() {
         params.train.xgboost["max_depth"]
     );
 
-    let rows: Vec<Vec<f32>> = vai.iter().take(1000).map(|&i| f.columns.iter().map(|c| c[i] as f32).collect()).collect();
+    let rows: Vec<Vec<f32>> = vai
+        .iter()
+        .take(1000)
+        .map(|&i| f.columns.iter().map(|c| c[i] as f32).collect())
+        .collect();
     let mut lat = Vec::with_capacity(100_000);
     let mut sink = 0.0;
     for k in 0..100_000 {
@@ -72,5 +92,7 @@ fn main() {
         lat[lat.len() * 99 / 100],
         mean
     );
-    println!("reference     Python xgboost Booster.predict on one row: ≈ 250 µs on this machine class (issue #3's measurement)");
+    println!(
+        "reference     Python xgboost Booster.predict on one row: ≈ 250 µs on this machine class (issue #3's measurement)"
+    );
 }

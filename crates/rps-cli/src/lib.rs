@@ -92,8 +92,11 @@ pub fn init_logging(args: &CommonArgs) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match args.log_format {
         LogFormat::Human => builder.with_target(false).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -137,11 +140,17 @@ pub enum ParamsError {
 
 /// Read `params.yaml`. Every section and key is optional (defaults apply); unknown keys fail.
 pub fn load_params(path: &Path) -> Result<Params, ParamsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ParamsError::Read { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ParamsError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
     if text.trim().is_empty() {
         return Ok(Params::default());
     }
-    serde_yaml::from_str(&text).map_err(|source| ParamsError::Parse { path: path.display().to_string(), source })
+    serde_yaml::from_str(&text).map_err(|source| ParamsError::Parse {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// The embedded default layout under one folder.
@@ -152,7 +161,9 @@ pub struct Home {
 
 impl Home {
     pub fn new(root: &str) -> Self {
-        Self { root: root.trim_end_matches('/').to_owned() }
+        Self {
+            root: root.trim_end_matches('/').to_owned(),
+        }
     }
 
     /// A location under the home folder.
@@ -175,12 +186,16 @@ impl Home {
     /// The run tracker. MLflow lands behind this seam in its own issue; until then, the local
     /// run store under `<home>/runs`.
     pub fn tracker(&self) -> Result<Arc<dyn rps_tracking::Tracker>, rps_store::StoreError> {
-        Ok(Arc::new(rps_tracking::LocalTracker::new(rps_store::open(&self.join("runs"))?)))
+        Ok(Arc::new(rps_tracking::LocalTracker::new(rps_store::open(
+            &self.join("runs"),
+        )?)))
     }
 
     /// The model registry under `<home>/registry`.
     pub fn registry(&self) -> Result<Arc<dyn rps_tracking::Registry>, rps_store::StoreError> {
-        Ok(Arc::new(rps_tracking::LocalRegistry::new(rps_store::open(&self.join("registry"))?)))
+        Ok(Arc::new(rps_tracking::LocalRegistry::new(rps_store::open(
+            &self.join("registry"),
+        )?)))
     }
 }
 
@@ -230,10 +245,18 @@ mod tests {
     fn params_file_errors_name_the_file_and_key() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("params.yaml");
-        assert!(load_params(&p).unwrap_err().to_string().contains("cannot read parameter file"));
+        assert!(
+            load_params(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("cannot read parameter file")
+        );
         std::fs::write(&p, "train:\n  num_boost_rounds: 5\n").unwrap();
         let err = load_params(&p).unwrap_err().to_string();
-        assert!(err.contains("num_boost_rounds") && err.contains("params.yaml"), "{err}");
+        assert!(
+            err.contains("num_boost_rounds") && err.contains("params.yaml"),
+            "{err}"
+        );
         std::fs::write(&p, "").unwrap();
         assert_eq!(load_params(&p).unwrap(), Params::default());
     }

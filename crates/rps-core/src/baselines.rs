@@ -18,7 +18,11 @@ pub fn ewma(bar_vol: &[f64], lambda: f64) -> Vec<f64> {
         .iter()
         .map(|&v| {
             if v.is_finite() {
-                state = if state.is_nan() { v * v } else { lambda * state + (1.0 - lambda) * v * v };
+                state = if state.is_nan() {
+                    v * v
+                } else {
+                    lambda * state + (1.0 - lambda) * v * v
+                };
             }
             state.sqrt()
         })
@@ -44,7 +48,8 @@ impl Har {
         let mut x = Vec::new();
         let mut y = Vec::new();
         for i in 0..target.len() {
-            if target[i].is_finite() && target[i] > 0.0 && columns.iter().all(|c| c[i].is_finite()) {
+            if target[i].is_finite() && target[i] > 0.0 && columns.iter().all(|c| c[i].is_finite())
+            {
                 let mut row = Vec::with_capacity(columns.len() + 1);
                 row.push(1.0);
                 row.extend(columns.iter().map(|c| c[i]));
@@ -56,9 +61,20 @@ impl Har {
         let residual_exp: f64 = x
             .iter()
             .zip(&y)
-            .map(|(row, yi)| (yi - row.iter().zip(&coefficients).map(|(a, b)| a * b).sum::<f64>()).exp())
+            .map(|(row, yi)| {
+                (yi - row
+                    .iter()
+                    .zip(&coefficients)
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>())
+                .exp()
+            })
             .sum();
-        Ok(Self { terms: terms.to_vec(), coefficients, smearing: residual_exp / y.len() as f64 })
+        Ok(Self {
+            terms: terms.to_vec(),
+            coefficients,
+            smearing: residual_exp / y.len() as f64,
+        })
     }
 
     /// Forecast volatility for row `i`; NaN when a regressor is missing.
@@ -90,7 +106,11 @@ mod tests {
         // ln y = -1 + 0.5 a + 0.3 b exactly: smearing is 1.
         let a: Vec<f64> = (0..50).map(|i| -5.0 + (i as f64 * 0.37).sin()).collect();
         let b: Vec<f64> = (0..50).map(|i| -4.0 + (i as f64 * 0.11).cos()).collect();
-        let y: Vec<f64> = a.iter().zip(&b).map(|(a, b)| (-1.0 + 0.5 * a + 0.3 * b).exp()).collect();
+        let y: Vec<f64> = a
+            .iter()
+            .zip(&b)
+            .map(|(a, b)| (-1.0 + 0.5 * a + 0.3 * b).exp())
+            .collect();
         let terms = vec!["a".to_owned(), "b".to_owned()];
         let har = Har::fit(&terms, &[&a, &b], &y).unwrap();
         for (got, want) in har.coefficients.iter().zip([-1.0, 0.5, 0.3]) {

@@ -144,13 +144,7 @@ pub fn resample(bars: &[Candle], to: Interval) -> Vec<(Candle, Vec<Candle>)> {
                 agg.volume += bar.volume;
                 parts.push(*bar);
             }
-            _ => out.push((
-                Candle {
-                    ts: slot,
-                    ..*bar
-                },
-                vec![*bar],
-            )),
+            _ => out.push((Candle { ts: slot, ..*bar }, vec![*bar])),
         }
     }
     out
@@ -199,7 +193,13 @@ mod tests {
 
     #[test]
     fn interval_parses_and_prints() {
-        for (s, ms) in [("1m", 60_000), ("30m", 1_800_000), ("1h", HOUR_MS), ("4h", 4 * HOUR_MS), ("1d", 86_400_000)] {
+        for (s, ms) in [
+            ("1m", 60_000),
+            ("30m", 1_800_000),
+            ("1h", HOUR_MS),
+            ("4h", 4 * HOUR_MS),
+            ("1d", 86_400_000),
+        ] {
             let i: Interval = s.parse().unwrap();
             assert_eq!(i.ms(), ms);
             assert_eq!(i.to_string(), s);
@@ -227,15 +227,49 @@ mod tests {
         let h = HOUR_MS;
         let half = h / 2;
         let bars = vec![
-            Candle { ts: 0, open: 10.0, high: 12.0, low: 9.0, close: 11.0, volume: 1.0 },
-            Candle { ts: half, open: 11.0, high: 15.0, low: 10.0, close: 14.0, volume: 2.0 },
-            Candle { ts: h, open: 14.0, high: 14.5, low: 13.0, close: 13.5, volume: 0.5 },
+            Candle {
+                ts: 0,
+                open: 10.0,
+                high: 12.0,
+                low: 9.0,
+                close: 11.0,
+                volume: 1.0,
+            },
+            Candle {
+                ts: half,
+                open: 11.0,
+                high: 15.0,
+                low: 10.0,
+                close: 14.0,
+                volume: 2.0,
+            },
+            Candle {
+                ts: h,
+                open: 14.0,
+                high: 14.5,
+                low: 13.0,
+                close: 13.5,
+                volume: 0.5,
+            },
         ];
         let r = resample(&bars, Interval::H1);
         assert_eq!(r.len(), 2);
-        assert_eq!(r[0].0, Candle { ts: 0, open: 10.0, high: 15.0, low: 9.0, close: 14.0, volume: 3.0 });
+        assert_eq!(
+            r[0].0,
+            Candle {
+                ts: 0,
+                open: 10.0,
+                high: 15.0,
+                low: 9.0,
+                close: 14.0,
+                volume: 3.0
+            }
+        );
         assert_eq!(r[0].1.len(), 2);
         assert_eq!(r[1].0.ts, h);
-        assert_eq!(infer_interval(&bars), Some(Interval::from_ms(half).unwrap()));
+        assert_eq!(
+            infer_interval(&bars),
+            Some(Interval::from_ms(half).unwrap())
+        );
     }
 }

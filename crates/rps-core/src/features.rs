@@ -50,7 +50,11 @@ pub struct TargetParams {
 
 impl Default for TargetParams {
     fn default() -> Self {
-        Self { estimator: crate::volatility::Estimator::Parkinson, horizon: 1, floor: 1e-4 }
+        Self {
+            estimator: crate::volatility::Estimator::Parkinson,
+            horizon: 1,
+            floor: 1e-4,
+        }
     }
 }
 
@@ -82,7 +86,10 @@ impl FeatureFrame {
 
     /// The column called `name`.
     pub fn column(&self, name: &str) -> Option<&[f64]> {
-        self.names.iter().position(|n| n == name).map(|i| self.columns[i].as_slice())
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| self.columns[i].as_slice())
     }
 
     /// Row `i` in model order.
@@ -105,7 +112,11 @@ fn trailing_mean(x: &[f64], t: usize, k: usize) -> f64 {
             n += 1;
         }
     }
-    if n * 2 >= k && n > 0 { sum / n as f64 } else { f64::NAN }
+    if n * 2 >= k && n > 0 {
+        sum / n as f64
+    } else {
+        f64::NAN
+    }
 }
 
 /// Sample standard deviation of the finite values among the last `k`; NaN with fewer than
@@ -114,7 +125,11 @@ fn trailing_std(x: &[f64], t: usize, k: usize) -> f64 {
     if t + 1 < k {
         return f64::NAN;
     }
-    let vals: Vec<f64> = x[t + 1 - k..=t].iter().copied().filter(|v| v.is_finite()).collect();
+    let vals: Vec<f64> = x[t + 1 - k..=t]
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
     let n = vals.len();
     if n < 2 || n * 2 < k {
         return f64::NAN;
@@ -170,17 +185,48 @@ pub fn build(
     assert_eq!(vol.len(), n, "one volatility per grid slot");
     let floor = tp.floor;
     let field = |f: fn(&Candle) -> f64| -> Vec<f64> {
-        bars.iter().map(|b| b.as_ref().map_or(f64::NAN, f)).collect()
+        bars.iter()
+            .map(|b| b.as_ref().map_or(f64::NAN, f))
+            .collect()
     };
     let close = field(|c| c.close);
     let high = field(|c| c.high);
     let low = field(|c| c.low);
     let volume = field(|c| c.volume);
-    let floored: Vec<f64> = vol.iter().map(|v| if v.is_finite() { v.max(floor) } else { f64::NAN }).collect();
+    let floored: Vec<f64> = vol
+        .iter()
+        .map(|v| {
+            if v.is_finite() {
+                v.max(floor)
+            } else {
+                f64::NAN
+            }
+        })
+        .collect();
     let var: Vec<f64> = floored.iter().map(|v| v * v).collect();
-    let ret: Vec<f64> = (0..n).map(|i| if i == 0 { f64::NAN } else { log_return(close[i - 1], close[i]) }).collect();
-    let log_vol: Vec<f64> = volume.iter().map(|v| if *v >= 0.0 { v.ln_1p() } else { f64::NAN }).collect();
-    let neg_sq: Vec<f64> = ret.iter().map(|r| if r.is_nan() { f64::NAN } else { r.min(0.0).powi(2) }).collect();
+    let ret: Vec<f64> = (0..n)
+        .map(|i| {
+            if i == 0 {
+                f64::NAN
+            } else {
+                log_return(close[i - 1], close[i])
+            }
+        })
+        .collect();
+    let log_vol: Vec<f64> = volume
+        .iter()
+        .map(|v| if *v >= 0.0 { v.ln_1p() } else { f64::NAN })
+        .collect();
+    let neg_sq: Vec<f64> = ret
+        .iter()
+        .map(|r| {
+            if r.is_nan() {
+                f64::NAN
+            } else {
+                r.min(0.0).powi(2)
+            }
+        })
+        .collect();
 
     let names = feature_names(fp);
     let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(n); names.len()];
@@ -188,7 +234,11 @@ pub fn build(
     for t in 0..n {
         let mut row: Vec<f64> = Vec::with_capacity(names.len());
         for &k in &fp.return_windows {
-            row.push(if t >= k { (close[t] / close[t - k] - 1.0) * 100.0 } else { f64::NAN });
+            row.push(if t >= k {
+                (close[t] / close[t - k] - 1.0) * 100.0
+            } else {
+                f64::NAN
+            });
         }
         let sma = trailing_mean(&close, t, l);
         row.push(close[t] / sma - 1.0);
@@ -197,14 +247,22 @@ pub fn build(
         row.push(log_vol[t]);
         let lv_ma = trailing_mean(&log_vol, t, l);
         row.push(lv_ma);
-        row.push(if t >= 1 { log_vol[t] - log_vol[t - 1] } else { f64::NAN });
+        row.push(if t >= 1 {
+            log_vol[t] - log_vol[t - 1]
+        } else {
+            f64::NAN
+        });
         row.push(log_vol[t] - lv_ma);
         for &k in &fp.har_windows {
             row.push(0.5 * trailing_mean(&var, t, k).ln());
         }
         row.push(trailing_mean(&neg_sq, t, l) * l as f64);
         // Jump: squared close-to-close return beyond what the bar's range explains.
-        row.push(if ret[t].is_finite() && var[t].is_finite() { (ret[t] * ret[t] - var[t]).max(0.0).sqrt() } else { f64::NAN });
+        row.push(if ret[t].is_finite() && var[t].is_finite() {
+            (ret[t] * ret[t] - var[t]).max(0.0).sqrt()
+        } else {
+            f64::NAN
+        });
         // Time-of-day profile: RMS volatility of the same slot over the previous days.
         let mut seasonal = (0.0, 0usize);
         for d in 1..=fp.seasonal_days {
@@ -215,7 +273,11 @@ pub fn build(
                 }
             }
         }
-        row.push(if seasonal.1 * 2 >= fp.seasonal_days && seasonal.1 > 0 { 0.5 * (seasonal.0 / seasonal.1 as f64).ln() } else { f64::NAN });
+        row.push(if seasonal.1 * 2 >= fp.seasonal_days && seasonal.1 > 0 {
+            0.5 * (seasonal.0 / seasonal.1 as f64).ln()
+        } else {
+            f64::NAN
+        });
         let hour = f64::from(hour_of_day(ts[t]));
         let angle = 2.0 * std::f64::consts::PI * hour / 24.0;
         row.push(angle.sin());
@@ -266,15 +328,30 @@ mod tests {
             .enumerate()
             .map(|(i, &t)| {
                 let c = 100.0 + (i as f64 * 0.7).sin() * 5.0 + i as f64 * 0.01;
-                Some(Candle { ts: t, open: c - 0.3, high: c + 1.0 + (i % 3) as f64 * 0.2, low: c - 1.0, close: c, volume: 10.0 + (i % 5) as f64 })
+                Some(Candle {
+                    ts: t,
+                    open: c - 0.3,
+                    high: c + 1.0 + (i % 3) as f64 * 0.2,
+                    low: c - 1.0,
+                    close: c,
+                    volume: 10.0 + (i % 5) as f64,
+                })
             })
             .collect();
-        let vol = bars.iter().map(|b| b.as_ref().map_or(f64::NAN, |c| parkinson(c.high, c.low))).collect();
+        let vol = bars
+            .iter()
+            .map(|b| b.as_ref().map_or(f64::NAN, |c| parkinson(c.high, c.low)))
+            .collect();
         (ts, bars, vol)
     }
 
     fn small_params() -> FeatureParams {
-        FeatureParams { return_windows: vec![1, 4], har_windows: vec![1, 4], long_window: 4, seasonal_days: 2 }
+        FeatureParams {
+            return_windows: vec![1, 4],
+            har_windows: vec![1, 4],
+            long_window: 4,
+            seasonal_days: 2,
+        }
     }
 
     fn close_to(a: f64, b: f64) {
@@ -289,36 +366,65 @@ mod tests {
         let f = build(&ts, &bars, &vol, &fp, &tp, 24);
         let c = |i: usize| bars[i].unwrap();
         let t = 55;
-        close_to(f.column("ret_1b_pct").unwrap()[t], (c(t).close / c(t - 1).close - 1.0) * 100.0);
-        close_to(f.column("ret_4b_pct").unwrap()[t], (c(t).close / c(t - 4).close - 1.0) * 100.0);
+        close_to(
+            f.column("ret_1b_pct").unwrap()[t],
+            (c(t).close / c(t - 1).close - 1.0) * 100.0,
+        );
+        close_to(
+            f.column("ret_4b_pct").unwrap()[t],
+            (c(t).close / c(t - 4).close - 1.0) * 100.0,
+        );
         let sma = (c(52).close + c(53).close + c(54).close + c(55).close) / 4.0;
         close_to(f.column("momentum_4b").unwrap()[t], c(t).close / sma - 1.0);
-        let r: Vec<f64> = (52..=55).map(|i| (c(i).close / c(i - 1).close).ln()).collect();
+        let r: Vec<f64> = (52..=55)
+            .map(|i| (c(i).close / c(i - 1).close).ln())
+            .collect();
         let m = r.iter().sum::<f64>() / 4.0;
         let sd = (r.iter().map(|x| (x - m).powi(2)).sum::<f64>() / 3.0).sqrt();
         close_to(f.column("logret_std_4b").unwrap()[t], sd);
         let neg: f64 = r.iter().map(|x| x.min(0.0).powi(2)).sum();
         close_to(f.column("neg_ret_sq_4b").unwrap()[t], neg);
-        close_to(f.column("hl_range_pct").unwrap()[t], (c(t).high - c(t).low) / c(t).close * 100.0);
+        close_to(
+            f.column("hl_range_pct").unwrap()[t],
+            (c(t).high - c(t).low) / c(t).close * 100.0,
+        );
         close_to(f.column("log_volume").unwrap()[t], c(t).volume.ln_1p());
-        close_to(f.column("volume_change").unwrap()[t], c(t).volume.ln_1p() - c(t - 1).volume.ln_1p());
+        close_to(
+            f.column("volume_change").unwrap()[t],
+            c(t).volume.ln_1p() - c(t - 1).volume.ln_1p(),
+        );
         let lvma = (52..=55).map(|i| c(i).volume.ln_1p()).sum::<f64>() / 4.0;
         close_to(f.column("log_volume_ma_4b").unwrap()[t], lvma);
-        close_to(f.column("volume_surprise_4b").unwrap()[t], c(t).volume.ln_1p() - lvma);
+        close_to(
+            f.column("volume_surprise_4b").unwrap()[t],
+            c(t).volume.ln_1p() - lvma,
+        );
         close_to(f.column("har_1b").unwrap()[t], vol[t].ln());
         let v4 = (52..=55).map(|i| vol[i] * vol[i]).sum::<f64>() / 4.0;
         close_to(f.column("har_4b").unwrap()[t], 0.5 * v4.ln());
         let seasonal = (vol[t - 24].powi(2) + vol[t - 48].powi(2)) / 2.0;
         close_to(f.column("seasonal_vol").unwrap()[t], 0.5 * seasonal.ln());
-        close_to(f.column("jump_1b").unwrap()[t], (r[3] * r[3] - vol[t] * vol[t]).max(0.0).sqrt());
+        close_to(
+            f.column("jump_1b").unwrap()[t],
+            (r[3] * r[3] - vol[t] * vol[t]).max(0.0).sqrt(),
+        );
         // 55 h after Monday 00:00 is Wednesday 07:00.
-        close_to(f.column("hour_sin").unwrap()[t], (2.0 * std::f64::consts::PI * 7.0 / 24.0).sin());
-        close_to(f.column("hour_cos").unwrap()[t], (2.0 * std::f64::consts::PI * 7.0 / 24.0).cos());
+        close_to(
+            f.column("hour_sin").unwrap()[t],
+            (2.0 * std::f64::consts::PI * 7.0 / 24.0).sin(),
+        );
+        close_to(
+            f.column("hour_cos").unwrap()[t],
+            (2.0 * std::f64::consts::PI * 7.0 / 24.0).cos(),
+        );
         close_to(f.column("day_of_week").unwrap()[t], 2.0);
         close_to(f.column("is_weekend").unwrap()[t], 0.0);
         close_to(f.target[t], vol[t + 1]);
         assert!(f.target[59].is_nan(), "the last bar has no known future");
-        assert!(f.column("ret_4b_pct").unwrap()[3].is_nan(), "not enough history");
+        assert!(
+            f.column("ret_4b_pct").unwrap()[3].is_nan(),
+            "not enough history"
+        );
         assert_eq!(f.names, feature_names(&fp));
     }
 
@@ -331,7 +437,11 @@ mod tests {
         b.low = b.close;
         bars[10] = Some(b);
         vol[10] = 0.0;
-        let tp = TargetParams { horizon: 2, floor: 1e-3, ..TargetParams::default() };
+        let tp = TargetParams {
+            horizon: 2,
+            floor: 1e-3,
+            ..TargetParams::default()
+        };
         let f = build(&ts, &bars, &vol, &small_params(), &tp, 24);
         assert_eq!(f.bar_vol[10], 1e-3);
         close_to(f.column("har_1b").unwrap()[10], (1e-3f64).ln());
@@ -344,7 +454,14 @@ mod tests {
         let (ts, mut bars, mut vol) = grid(40);
         bars[20] = None;
         vol[20] = f64::NAN;
-        let f = build(&ts, &bars, &vol, &small_params(), &TargetParams::default(), 24);
+        let f = build(
+            &ts,
+            &bars,
+            &vol,
+            &small_params(),
+            &TargetParams::default(),
+            24,
+        );
         assert!(!f.present[20]);
         assert!(f.column("ret_1b_pct").unwrap()[21].is_nan());
         assert!(f.target[19].is_nan());
@@ -377,7 +494,10 @@ mod tests {
             for (j, name) in base.names.iter().enumerate() {
                 for t in 0..cut {
                     let (a, b) = (base.columns[j][t], f2.columns[j][t]);
-                    assert!(a == b || (a.is_nan() && b.is_nan()), "{name} at row {t} changed when rows from {cut} changed");
+                    assert!(
+                        a == b || (a.is_nan() && b.is_nan()),
+                        "{name} at row {t} changed when rows from {cut} changed"
+                    );
                 }
             }
             // Only the target of the last row before the cut may see the change.

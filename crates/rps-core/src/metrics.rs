@@ -31,7 +31,11 @@ fn r2(y: &[f64], p: &[f64]) -> f64 {
     let mean = y.iter().sum::<f64>() / n;
     let ss_tot: f64 = y.iter().map(|v| (v - mean).powi(2)).sum();
     let ss_res: f64 = y.iter().zip(p).map(|(a, b)| (a - b).powi(2)).sum();
-    if ss_tot == 0.0 { f64::NAN } else { 1.0 - ss_res / ss_tot }
+    if ss_tot == 0.0 {
+        f64::NAN
+    } else {
+        1.0 - ss_res / ss_tot
+    }
 }
 
 /// Score `forecast` against `realized` (both volatilities, same length, floored by the caller).
@@ -39,18 +43,52 @@ fn r2(y: &[f64], p: &[f64]) -> f64 {
 /// # Panics
 /// If the lengths differ.
 pub fn score(realized: &[f64], forecast: &[f64]) -> Scores {
-    assert_eq!(realized.len(), forecast.len(), "one forecast per realized value");
+    assert_eq!(
+        realized.len(),
+        forecast.len(),
+        "one forecast per realized value"
+    );
     let n = realized.len();
     if n == 0 {
-        return Scores { rmse: f64::NAN, mae: f64::NAN, r2: f64::NAN, r2_log: f64::NAN, qlike: f64::NAN, n };
+        return Scores {
+            rmse: f64::NAN,
+            mae: f64::NAN,
+            r2: f64::NAN,
+            r2_log: f64::NAN,
+            qlike: f64::NAN,
+            n,
+        };
     }
     let nf = n as f64;
-    let rmse = (realized.iter().zip(forecast).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / nf).sqrt();
-    let mae = realized.iter().zip(forecast).map(|(a, b)| (a - b).abs()).sum::<f64>() / nf;
+    let rmse = (realized
+        .iter()
+        .zip(forecast)
+        .map(|(a, b)| (a - b).powi(2))
+        .sum::<f64>()
+        / nf)
+        .sqrt();
+    let mae = realized
+        .iter()
+        .zip(forecast)
+        .map(|(a, b)| (a - b).abs())
+        .sum::<f64>()
+        / nf;
     let ly: Vec<f64> = realized.iter().map(|v| v.ln()).collect();
     let lp: Vec<f64> = forecast.iter().map(|v| v.ln()).collect();
-    let qlike = realized.iter().zip(forecast).map(|(a, b)| qlike_one(*a, *b)).sum::<f64>() / nf;
-    Scores { rmse, mae, r2: r2(realized, forecast), r2_log: r2(&ly, &lp), qlike, n }
+    let qlike = realized
+        .iter()
+        .zip(forecast)
+        .map(|(a, b)| qlike_one(*a, *b))
+        .sum::<f64>()
+        / nf;
+    Scores {
+        rmse,
+        mae,
+        r2: r2(realized, forecast),
+        r2_log: r2(&ly, &lp),
+        qlike,
+        n,
+    }
 }
 
 /// Result of a Diebold–Mariano test.
@@ -70,20 +108,34 @@ pub fn diebold_mariano(loss_a: &[f64], loss_b: &[f64], lags: usize) -> DieboldMa
     let d: Vec<f64> = loss_a.iter().zip(loss_b).map(|(a, b)| a - b).collect();
     let n = d.len() as f64;
     let mean = d.iter().sum::<f64>() / n;
-    let gamma = |k: usize| d[k..].iter().zip(&d).map(|(x, y)| (x - mean) * (y - mean)).sum::<f64>() / n;
+    let gamma = |k: usize| {
+        d[k..]
+            .iter()
+            .zip(&d)
+            .map(|(x, y)| (x - mean) * (y - mean))
+            .sum::<f64>()
+            / n
+    };
     let mut lrv = gamma(0);
     for k in 1..=lags.min(d.len().saturating_sub(1)) {
         lrv += 2.0 * (1.0 - k as f64 / (lags as f64 + 1.0)) * gamma(k);
     }
     let statistic = mean / (lrv.max(f64::MIN_POSITIVE) / n).sqrt();
-    DieboldMariano { mean_diff: mean, statistic, p_value: 2.0 * (1.0 - normal_cdf(statistic.abs())) }
+    DieboldMariano {
+        mean_diff: mean,
+        statistic,
+        p_value: 2.0 * (1.0 - normal_cdf(statistic.abs())),
+    }
 }
 
 /// Standard normal CDF (Abramowitz–Stegun 7.1.26 via erf; |error| < 1.5e-7).
 pub fn normal_cdf(x: f64) -> f64 {
     let z = x / std::f64::consts::SQRT_2;
     let t = 1.0 / (1.0 + 0.327_591_1 * z.abs());
-    let poly = t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     let erf = 1.0 - poly * (-z * z).exp();
     0.5 * (1.0 + if z >= 0.0 { erf } else { -erf })
 }
@@ -116,8 +168,14 @@ mod tests {
 
     #[test]
     fn diebold_mariano_detects_a_better_forecast() {
-        let a: Vec<f64> = (0..500).map(|i| 1.0 + 0.1 * ((i * 7 % 11) as f64 / 11.0)).collect();
-        let b: Vec<f64> = a.iter().enumerate().map(|(i, x)| x + 0.05 + 0.02 * ((i % 3) as f64)).collect();
+        let a: Vec<f64> = (0..500)
+            .map(|i| 1.0 + 0.1 * ((i * 7 % 11) as f64 / 11.0))
+            .collect();
+        let b: Vec<f64> = a
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x + 0.05 + 0.02 * ((i % 3) as f64))
+            .collect();
         let dm = diebold_mariano(&a, &b, 5);
         assert!(dm.mean_diff < 0.0);
         assert!(dm.statistic < -5.0);

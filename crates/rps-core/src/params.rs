@@ -131,7 +131,10 @@ pub struct BinanceParams {
 
 impl Default for BinanceParams {
     fn default() -> Self {
-        Self { base_url: "https://api.binance.com".to_owned(), symbol: "BTCUSDT".to_owned() }
+        Self {
+            base_url: "https://api.binance.com".to_owned(),
+            symbol: "BTCUSDT".to_owned(),
+        }
     }
 }
 
@@ -244,7 +247,11 @@ impl Default for EvaluateParams {
     fn default() -> Self {
         Self {
             ewma_lambda: 0.94,
-            har_terms: vec!["har_1b".to_owned(), "har_24b".to_owned(), "har_168b".to_owned()],
+            har_terms: vec![
+                "har_1b".to_owned(),
+                "har_24b".to_owned(),
+                "har_168b".to_owned(),
+            ],
             primary_metric: PrimaryMetric::Qlike,
             promotion_margin: 0.0,
             walk_forward_folds: 0,
@@ -261,9 +268,13 @@ mod tests {
     fn empty_file_is_all_defaults_and_typos_are_refused() {
         let p: Params = serde_yaml::from_str("{}").unwrap();
         assert_eq!(p, Params::default());
-        let err = serde_yaml::from_str::<Params>("split:\n  trian: 0.5\n").unwrap_err().to_string();
+        let err = serde_yaml::from_str::<Params>("split:\n  trian: 0.5\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `trian`"), "{err}");
-        let p: Params = serde_yaml::from_str("data:\n  interval: 30m\ntrain:\n  xgboost:\n    max_depth: 3\n").unwrap();
+        let p: Params =
+            serde_yaml::from_str("data:\n  interval: 30m\ntrain:\n  xgboost:\n    max_depth: 3\n")
+                .unwrap();
         assert_eq!(p.data.interval, Interval::M30);
         assert_eq!(p.train.xgboost["max_depth"], serde_json::json!(3));
     }

@@ -76,24 +76,44 @@ impl QualityReport {
 }
 
 fn check(name: &str, value: f64, threshold: f64, detail: String) -> CheckResult {
-    CheckResult { name: name.to_owned(), passed: value <= threshold, value, threshold, detail }
+    CheckResult {
+        name: name.to_owned(),
+        passed: value <= threshold,
+        value,
+        threshold,
+        detail,
+    }
 }
 
 fn share(count: usize, total: usize) -> f64 {
-    if total == 0 { 0.0 } else { count as f64 / total as f64 }
+    if total == 0 {
+        0.0
+    } else {
+        count as f64 / total as f64
+    }
 }
 
 /// Run every check on `bars` in the order they were stored (not de-duplicated, not sorted).
 /// `schema_problems` are problems the reader found (missing or mistyped columns): each fails the
 /// `schema` check. `now_ms` is the current time, for freshness.
-pub fn run(bars: &[Candle], interval: Interval, schema_problems: &[String], p: &QualityParams, now_ms: i64) -> QualityReport {
+pub fn run(
+    bars: &[Candle],
+    interval: Interval,
+    schema_problems: &[String],
+    p: &QualityParams,
+    now_ms: i64,
+) -> QualityReport {
     let n = bars.len();
     let mut checks = vec![CheckResult {
         name: "schema".to_owned(),
         passed: schema_problems.is_empty(),
         value: schema_problems.len() as f64,
         threshold: 0.0,
-        detail: if schema_problems.is_empty() { "all columns present with numeric types".to_owned() } else { schema_problems.join("; ") },
+        detail: if schema_problems.is_empty() {
+            "all columns present with numeric types".to_owned()
+        } else {
+            schema_problems.join("; ")
+        },
     }];
     checks.push(CheckResult {
         name: "min_rows".to_owned(),
@@ -103,8 +123,13 @@ pub fn run(bars: &[Candle], interval: Interval, schema_problems: &[String], p: &
         detail: format!("{n} rows (need at least {})", p.min_rows),
     });
 
-    let cols: [(&str, fn(&Candle) -> f64); 5] =
-        [("open", |c| c.open), ("high", |c| c.high), ("low", |c| c.low), ("close", |c| c.close), ("volume", |c| c.volume)];
+    let cols: [(&str, fn(&Candle) -> f64); 5] = [
+        ("open", |c| c.open),
+        ("high", |c| c.high),
+        ("low", |c| c.low),
+        ("close", |c| c.close),
+        ("volume", |c| c.volume),
+    ];
     let mut worst = ("", 0usize);
     for (name, f) in cols {
         let nulls = bars.iter().filter(|c| !f(c).is_finite()).count();
@@ -116,13 +141,25 @@ pub fn run(bars: &[Candle], interval: Interval, schema_problems: &[String], p: &
         "nulls",
         share(worst.1, n),
         p.max_null_fraction,
-        if worst.1 == 0 { "no missing values".to_owned() } else { format!("{} missing or non-finite values in column `{}`", worst.1, worst.0) },
+        if worst.1 == 0 {
+            "no missing values".to_owned()
+        } else {
+            format!(
+                "{} missing or non-finite values in column `{}`",
+                worst.1, worst.0
+            )
+        },
     ));
 
     let mut ts: Vec<i64> = bars.iter().map(|c| c.ts).collect();
     ts.sort_unstable();
     let dups = ts.windows(2).filter(|w| w[0] == w[1]).count();
-    checks.push(check("duplicates", share(dups, n), p.max_duplicate_fraction, format!("{dups} duplicate timestamps")));
+    checks.push(check(
+        "duplicates",
+        share(dups, n),
+        p.max_duplicate_fraction,
+        format!("{dups} duplicate timestamps"),
+    ));
 
     let misaligned = ts.iter().filter(|&&t| interval.floor(t) != t).count();
     ts.dedup();
@@ -148,8 +185,11 @@ pub fn run(bars: &[Candle], interval: Interval, schema_problems: &[String], p: &
         .iter()
         .filter(|c| {
             let prices_ok = [c.open, c.high, c.low, c.close].iter().all(|v| *v > 0.0);
-            let range_ok = c.low <= c.open && c.low <= c.close && c.open <= c.high && c.close <= c.high;
-            let finite = [c.open, c.high, c.low, c.close, c.volume].iter().all(|v| v.is_finite());
+            let range_ok =
+                c.low <= c.open && c.low <= c.close && c.open <= c.high && c.close <= c.high;
+            let finite = [c.open, c.high, c.low, c.close, c.volume]
+                .iter()
+                .all(|v| v.is_finite());
             finite && !(prices_ok && range_ok && c.volume >= 0.0)
         })
         .count();
@@ -163,14 +203,23 @@ pub fn run(bars: &[Candle], interval: Interval, schema_problems: &[String], p: &
     let mut sorted = bars.to_vec();
     crate::candle::sort_dedup(&mut sorted);
     let closes: Vec<f64> = sorted.iter().map(|c| c.close).collect();
-    let mut rets: Vec<f64> = crate::volatility::log_returns(&closes).into_iter().filter(|r| r.is_finite()).collect();
+    let mut rets: Vec<f64> = crate::volatility::log_returns(&closes)
+        .into_iter()
+        .filter(|r| r.is_finite())
+        .collect();
     let outliers = if rets.len() > 2 {
         rets.sort_by(f64::total_cmp);
         let med = crate::stats::quantile_sorted(&rets, 0.5);
         let mut dev: Vec<f64> = rets.iter().map(|r| (r - med).abs()).collect();
         dev.sort_by(f64::total_cmp);
         let sigma = 1.4826 * crate::stats::quantile_sorted(&dev, 0.5);
-        if sigma > 0.0 { rets.iter().filter(|r| ((*r - med) / sigma).abs() > p.outlier_sigmas).count() } else { 0 }
+        if sigma > 0.0 {
+            rets.iter()
+                .filter(|r| ((*r - med) / sigma).abs() > p.outlier_sigmas)
+                .count()
+        } else {
+            0
+        }
     } else {
         0
     };
@@ -178,7 +227,10 @@ pub fn run(bars: &[Candle], interval: Interval, schema_problems: &[String], p: &
         "outliers",
         share(outliers, rets.len()),
         p.max_outlier_fraction,
-        format!("{outliers} returns beyond {} robust sigmas", p.outlier_sigmas),
+        format!(
+            "{outliers} returns beyond {} robust sigmas",
+            p.outlier_sigmas
+        ),
     ));
 
     if let Some(max_age) = p.max_staleness {
@@ -217,7 +269,14 @@ mod tests {
         (0..n)
             .map(|i| {
                 let c = 100.0 + (i as f64 * 0.3).sin();
-                Candle { ts: i as i64 * H, open: c, high: c + 0.5, low: c - 0.5, close: c + 0.1, volume: 1.0 }
+                Candle {
+                    ts: i as i64 * H,
+                    open: c,
+                    high: c + 0.5,
+                    low: c - 0.5,
+                    close: c + 0.1,
+                    volume: 1.0,
+                }
             })
             .collect()
     }
@@ -228,14 +287,23 @@ mod tests {
 
     #[test]
     fn clean_data_passes() {
-        let r = run(&series(600), Interval::H1, &[], &QualityParams::default(), 0);
+        let r = run(
+            &series(600),
+            Interval::H1,
+            &[],
+            &QualityParams::default(),
+            0,
+        );
         assert!(r.passed, "{:?}", failed(&r));
         assert_eq!(r.columns.len(), 5);
     }
 
     #[test]
     fn each_problem_fails_its_check() {
-        let p = QualityParams { max_staleness: Some(Interval::H1), ..QualityParams::default() };
+        let p = QualityParams {
+            max_staleness: Some(Interval::H1),
+            ..QualityParams::default()
+        };
         let mut bars = series(600);
         bars[10].close = f64::NAN; // 1 null of 600 < 1 %: fine alone
         bars[11].low = bars[11].high + 1.0; // OHLC violation
@@ -243,8 +311,23 @@ mod tests {
         bars.remove(30); // a gap
         bars[40].close *= 5.0; // outlier
         let now = 600 * H + 5 * H;
-        let r = run(&bars, Interval::H1, &["missing column `volume`".to_owned()], &p, now);
-        assert_eq!(failed(&r), vec!["schema", "duplicates", "ohlc_sanity", "outliers", "freshness"]);
+        let r = run(
+            &bars,
+            Interval::H1,
+            &["missing column `volume`".to_owned()],
+            &p,
+            now,
+        );
+        assert_eq!(
+            failed(&r),
+            vec![
+                "schema",
+                "duplicates",
+                "ohlc_sanity",
+                "outliers",
+                "freshness"
+            ]
+        );
         assert!(r.checks.iter().any(|c| c.name == "nulls" && c.passed));
         let gaps = r.checks.iter().find(|c| c.name == "gaps").unwrap();
         assert!(gaps.detail.starts_with("1 missing bars"), "{}", gaps.detail);

@@ -34,6 +34,10 @@ impl FeatureSchema {
 
     /// Position of each feature name.
     pub fn index(&self) -> BTreeMap<&str, usize> {
-        self.features.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect()
+        self.features
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect()
     }
 }

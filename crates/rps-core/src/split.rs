@@ -17,7 +17,11 @@ pub struct SplitParams {
 
 impl Default for SplitParams {
     fn default() -> Self {
-        Self { train: 0.7, validation: 0.15, gap: 24 }
+        Self {
+            train: 0.7,
+            validation: 0.15,
+            gap: 24,
+        }
     }
 }
 
@@ -43,18 +47,30 @@ impl Split {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Split::Train, Split::Validation, Split::Test, Split::Unused].into_iter().find(|x| x.as_str() == s)
+        [Split::Train, Split::Validation, Split::Test, Split::Unused]
+            .into_iter()
+            .find(|x| x.as_str() == s)
     }
 }
 
 /// The problem with split parameters.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SplitError {
-    #[error("split fractions must satisfy 0 < train, 0 < validation and train + validation < 1 (got train={train}, validation={validation})")]
+    #[error(
+        "split fractions must satisfy 0 < train, 0 < validation and train + validation < 1 (got train={train}, validation={validation})"
+    )]
     BadFractions { train: f64, validation: f64 },
-    #[error("too few usable rows to split: {usable} rows with a known target, need at least {needed} (three splits plus two gaps of {gap})")]
-    TooFewRows { usable: usize, needed: usize, gap: usize },
-    #[error("split gap {gap} is shorter than the target horizon {horizon}: targets would leak across splits")]
+    #[error(
+        "too few usable rows to split: {usable} rows with a known target, need at least {needed} (three splits plus two gaps of {gap})"
+    )]
+    TooFewRows {
+        usable: usize,
+        needed: usize,
+        gap: usize,
+    },
+    #[error(
+        "split gap {gap} is shorter than the target horizon {horizon}: targets would leak across splits"
+    )]
     GapTooShort { gap: usize, horizon: usize },
 }
 
@@ -63,27 +79,53 @@ pub enum SplitError {
 /// rows, separated by `gap` grid rows.
 pub fn assign(usable: &[bool], p: &SplitParams, horizon: usize) -> Result<Vec<Split>, SplitError> {
     if !(p.train > 0.0 && p.validation > 0.0 && p.train + p.validation < 1.0) {
-        return Err(SplitError::BadFractions { train: p.train, validation: p.validation });
+        return Err(SplitError::BadFractions {
+            train: p.train,
+            validation: p.validation,
+        });
     }
     if p.gap < horizon {
-        return Err(SplitError::GapTooShort { gap: p.gap, horizon });
+        return Err(SplitError::GapTooShort {
+            gap: p.gap,
+            horizon,
+        });
     }
-    let idx: Vec<usize> = usable.iter().enumerate().filter_map(|(i, &u)| u.then_some(i)).collect();
+    let idx: Vec<usize> = usable
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &u)| u.then_some(i))
+        .collect();
     let needed = 3 * 10 + 2 * p.gap;
     if idx.len() < needed {
-        return Err(SplitError::TooFewRows { usable: idx.len(), needed, gap: p.gap });
+        return Err(SplitError::TooFewRows {
+            usable: idx.len(),
+            needed,
+            gap: p.gap,
+        });
     }
     let n = idx.len() as f64;
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let (n_train, n_val) = ((n * p.train).round() as usize, (n * p.validation).round() as usize);
+    let (n_train, n_val) = (
+        (n * p.train).round() as usize,
+        (n * p.validation).round() as usize,
+    );
     let mut out = vec![Split::Unused; usable.len()];
     let train_end = idx[n_train - 1];
     for &i in &idx[..n_train] {
         out[i] = Split::Train;
     }
-    let val: Vec<usize> = idx.iter().copied().filter(|&i| i > train_end + p.gap).take(n_val).collect();
+    let val: Vec<usize> = idx
+        .iter()
+        .copied()
+        .filter(|&i| i > train_end + p.gap)
+        .take(n_val)
+        .collect();
     let Some(&val_end) = val.last() else {
-        return Err(SplitError::TooFewRows { usable: idx.len(), needed, gap: p.gap });
+        return Err(SplitError::TooFewRows {
+            usable: idx.len(),
+            needed,
+            gap: p.gap,
+        });
     };
     for &i in &val {
         out[i] = Split::Validation;
@@ -94,7 +136,11 @@ pub fn assign(usable: &[bool], p: &SplitParams, horizon: usize) -> Result<Vec<Sp
         any_test = true;
     }
     if !any_test {
-        return Err(SplitError::TooFewRows { usable: idx.len(), needed, gap: p.gap });
+        return Err(SplitError::TooFewRows {
+            usable: idx.len(),
+            needed,
+            gap: p.gap,
+        });
     }
     Ok(out)
 }
@@ -106,9 +152,19 @@ mod tests {
     #[test]
     fn splits_are_ordered_and_gapped() {
         let usable = vec![true; 1000];
-        let p = SplitParams { train: 0.7, validation: 0.15, gap: 24 };
+        let p = SplitParams {
+            train: 0.7,
+            validation: 0.15,
+            gap: 24,
+        };
         let s = assign(&usable, &p, 1).unwrap();
-        let pos = |k: Split| s.iter().enumerate().filter(|(_, x)| **x == k).map(|(i, _)| i).collect::<Vec<_>>();
+        let pos = |k: Split| {
+            s.iter()
+                .enumerate()
+                .filter(|(_, x)| **x == k)
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>()
+        };
         let (tr, va, te) = (pos(Split::Train), pos(Split::Validation), pos(Split::Test));
         assert_eq!(tr.len(), 700);
         assert_eq!(va.len(), 150);
@@ -121,8 +177,32 @@ mod tests {
     #[test]
     fn refuses_bad_params() {
         let usable = vec![true; 1000];
-        assert!(matches!(assign(&usable, &SplitParams { train: 0.9, validation: 0.2, gap: 1 }, 1), Err(SplitError::BadFractions { .. })));
-        assert!(matches!(assign(&usable, &SplitParams { gap: 0, ..SplitParams::default() }, 1), Err(SplitError::GapTooShort { .. })));
-        assert!(matches!(assign(&usable[..50], &SplitParams::default(), 1), Err(SplitError::TooFewRows { .. })));
+        assert!(matches!(
+            assign(
+                &usable,
+                &SplitParams {
+                    train: 0.9,
+                    validation: 0.2,
+                    gap: 1
+                },
+                1
+            ),
+            Err(SplitError::BadFractions { .. })
+        ));
+        assert!(matches!(
+            assign(
+                &usable,
+                &SplitParams {
+                    gap: 0,
+                    ..SplitParams::default()
+                },
+                1
+            ),
+            Err(SplitError::GapTooShort { .. })
+        ));
+        assert!(matches!(
+            assign(&usable[..50], &SplitParams::default(), 1),
+            Err(SplitError::TooFewRows { .. })
+        ));
     }
 }

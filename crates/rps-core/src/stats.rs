@@ -59,8 +59,13 @@ impl ColumnStats {
         } else {
             0.0
         };
-        let (min, max) = (finite.first().copied().unwrap_or(f64::NAN), finite.last().copied().unwrap_or(f64::NAN));
-        let mut bin_edges: Vec<f64> = (1..10).map(|d| quantile_sorted(&finite, f64::from(d) / 10.0)).collect();
+        let (min, max) = (
+            finite.first().copied().unwrap_or(f64::NAN),
+            finite.last().copied().unwrap_or(f64::NAN),
+        );
+        let mut bin_edges: Vec<f64> = (1..10)
+            .map(|d| quantile_sorted(&finite, f64::from(d) / 10.0))
+            .collect();
         bin_edges.dedup();
         bin_edges.retain(|e| e.is_finite());
         let mut shares = vec![0.0; bin_edges.len() + 1];
@@ -75,7 +80,11 @@ impl ColumnStats {
             let width = (max - min) / histogram.len() as f64;
             for &v in &finite {
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                let b = if width > 0.0 { ((v - min) / width) as usize } else { 0 };
+                let b = if width > 0.0 {
+                    ((v - min) / width) as usize
+                } else {
+                    0
+                };
                 let last = histogram.len() - 1;
                 histogram[b.min(last)] += 1;
             }
@@ -88,7 +97,10 @@ impl ColumnStats {
             std,
             min,
             max,
-            quantiles: QUANTILES.iter().map(|&q| quantile_sorted(&finite, q)).collect(),
+            quantiles: QUANTILES
+                .iter()
+                .map(|&q| quantile_sorted(&finite, q))
+                .collect(),
             bin_edges,
             bin_shares: shares,
             histogram,

@@ -52,14 +52,23 @@ impl Default for SyntheticParams {
 /// Simulate bars `[start_ms, end_ms)` on the `interval` grid. The GARCH runs per bar with the
 /// hourly parameters rescaled to the bar length, so a 1-minute and a 1-hour simulation share the
 /// same long-run hourly volatility.
-pub fn simulate(p: &SyntheticParams, interval: Interval, start_ms: i64, end_ms: i64) -> Vec<Candle> {
+pub fn simulate(
+    p: &SyntheticParams,
+    interval: Interval,
+    start_ms: i64,
+    end_ms: i64,
+) -> Vec<Candle> {
     let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
     let bar_hours = interval.ms() as f64 / 3_600_000.0;
     let long_var = p.hourly_vol * p.hourly_vol * bar_hours;
     let omega = long_var * (1.0 - p.alpha - p.beta).max(1e-6);
-    let t = StudentT::new(p.dof.max(2.1)).unwrap_or_else(|_| StudentT::new(5.0).unwrap_or_else(|_| unreachable!()));
+    let t = StudentT::new(p.dof.max(2.1))
+        .unwrap_or_else(|_| StudentT::new(5.0).unwrap_or_else(|_| unreachable!()));
     let t_scale = ((p.dof.max(2.1) - 2.0) / p.dof.max(2.1)).sqrt();
-    let (p_enter, p_leave) = (1.0 - (1.0 - p.p_enter).powf(bar_hours), 1.0 - (1.0 - p.p_leave).powf(bar_hours));
+    let (p_enter, p_leave) = (
+        1.0 - (1.0 - p.p_enter).powf(bar_hours),
+        1.0 - (1.0 - p.p_leave).powf(bar_hours),
+    );
     let steps = p.steps_per_bar.max(1);
     let mut var = long_var;
     let mut turbulent = false;
@@ -70,8 +79,16 @@ pub fn simulate(p: &SyntheticParams, interval: Interval, start_ms: i64, end_ms: 
         ts += interval.ms();
     }
     while ts < end_ms {
-        if turbulent { turbulent = !rng.random_bool(p_leave.clamp(0.0, 1.0)) } else { turbulent = rng.random_bool(p_enter.clamp(0.0, 1.0)) }
-        let regime = if turbulent { p.turbulent_multiplier } else { 1.0 };
+        if turbulent {
+            turbulent = !rng.random_bool(p_leave.clamp(0.0, 1.0))
+        } else {
+            turbulent = rng.random_bool(p_enter.clamp(0.0, 1.0))
+        }
+        let regime = if turbulent {
+            p.turbulent_multiplier
+        } else {
+            1.0
+        };
         let sigma = var.sqrt() * regime;
         let open = price;
         let (mut high, mut low) = (open, open);
@@ -88,8 +105,18 @@ pub fn simulate(p: &SyntheticParams, interval: Interval, start_ms: i64, end_ms: 
         let shock = total / regime;
         var = omega + p.alpha * shock * shock + p.beta * var;
         let noise: f64 = StandardNormal.sample(&mut rng);
-        let volume = 50.0 * bar_hours * (1.0 + 3.0 * (total.abs() / (long_var.sqrt() + 1e-12))) * (0.3 * noise).exp();
-        out.push(Candle { ts, open, high, low, close: price, volume });
+        let volume = 50.0
+            * bar_hours
+            * (1.0 + 3.0 * (total.abs() / (long_var.sqrt() + 1e-12)))
+            * (0.3 * noise).exp();
+        out.push(Candle {
+            ts,
+            open,
+            high,
+            low,
+            close: price,
+            volume,
+        });
         ts += interval.ms();
     }
     out
@@ -108,15 +135,31 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.len(), 5000);
         for c in &a {
-            assert!(c.low <= c.open && c.low <= c.close && c.high >= c.open && c.high >= c.close && c.low > 0.0 && c.volume >= 0.0);
+            assert!(
+                c.low <= c.open
+                    && c.low <= c.close
+                    && c.high >= c.open
+                    && c.high >= c.close
+                    && c.low > 0.0
+                    && c.volume >= 0.0
+            );
         }
         // Volatility clustering: today's range predicts tomorrow's (positive autocorrelation).
         let v: Vec<f64> = a.iter().map(|c| parkinson(c.high, c.low).ln()).collect();
         let m = v.iter().sum::<f64>() / v.len() as f64;
         let num: f64 = v.windows(2).map(|w| (w[0] - m) * (w[1] - m)).sum();
         let den: f64 = v.iter().map(|x| (x - m).powi(2)).sum();
-        assert!(num / den > 0.2, "lag-1 autocorrelation of log range {}", num / den);
-        let other = simulate(&SyntheticParams { seed: 7, ..p }, Interval::H1, 0, 10 * 3_600_000);
+        assert!(
+            num / den > 0.2,
+            "lag-1 autocorrelation of log range {}",
+            num / den
+        );
+        let other = simulate(
+            &SyntheticParams { seed: 7, ..p },
+            Interval::H1,
+            0,
+            10 * 3_600_000,
+        );
         assert_ne!(other[5], a[5]);
     }
 }

@@ -25,7 +25,10 @@ pub fn year_month(ts_ms: i64) -> (i32, u32) {
     let mp = (5 * doy + 2) / 153;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    (i32::try_from(y).unwrap_or(i32::MAX), u32::try_from(m).unwrap_or(1))
+    (
+        i32::try_from(y).unwrap_or(i32::MAX),
+        u32::try_from(m).unwrap_or(1),
+    )
 }
 
 /// Epoch milliseconds of the first instant of a month.

@@ -102,7 +102,14 @@ mod tests {
 
     #[test]
     fn garman_klass_by_hand() {
-        let c = Candle { ts: 0, open: 100.0, high: 110.0, low: 100.0, close: 105.0, volume: 1.0 };
+        let c = Candle {
+            ts: 0,
+            open: 100.0,
+            high: 110.0,
+            low: 100.0,
+            close: 105.0,
+            volume: 1.0,
+        };
         let hl = (1.1f64).ln();
         let co = (1.05f64).ln();
         let expect = (0.5 * hl * hl - (2.0 * 2f64.ln() - 1.0) * co * co).sqrt();
@@ -111,7 +118,14 @@ mod tests {
 
     #[test]
     fn realized_by_hand() {
-        let part = |close| Candle { ts: 0, open: close, high: close, low: close, close, volume: 0.0 };
+        let part = |close| Candle {
+            ts: 0,
+            open: close,
+            high: close,
+            low: close,
+            close,
+            volume: 0.0,
+        };
         let rv = realized(Some(100.0), &[part(101.0), part(100.0)]);
         let a = (1.01f64).ln();
         let b = (100.0f64 / 101.0).ln();

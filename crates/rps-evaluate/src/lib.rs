@@ -61,8 +61,13 @@ pub enum EvaluateError {
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     Plot(#[from] rps_report::PlotError),
-    #[error("the model expects features {expected:?} but the dataset has {found:?}; rerun rps-train on this dataset")]
-    FeatureMismatch { expected: Vec<String>, found: Vec<String> },
+    #[error(
+        "the model expects features {expected:?} but the dataset has {found:?}; rerun rps-train on this dataset"
+    )]
+    FeatureMismatch {
+        expected: Vec<String>,
+        found: Vec<String>,
+    },
     #[error("the test split is empty")]
     NoTestRows,
     #[error("evaluate.har_terms names {0:?}, which is not a feature column")]
@@ -114,16 +119,26 @@ pub fn loss(s: &Scores, m: PrimaryMetric) -> f64 {
 
 /// Baseline forecasts for every row of the dataset (in time order): persistence, EWMA and
 /// HAR-RV fitted on `fit_rows`.
-pub fn baselines(params: &Params, ds: &Dataset, fit_rows: &[usize]) -> Result<(Vec<(String, Vec<f64>)>, Har), EvaluateError> {
+pub fn baselines(
+    params: &Params,
+    ds: &Dataset,
+    fit_rows: &[usize],
+) -> Result<(Vec<(String, Vec<f64>)>, Har), EvaluateError> {
     let f = &ds.frame;
     let floor = params.target.floor;
     let cols: Vec<&[f64]> = params
         .evaluate
         .har_terms
         .iter()
-        .map(|t| f.column(t).ok_or_else(|| EvaluateError::UnknownHarTerm(t.clone())))
+        .map(|t| {
+            f.column(t)
+                .ok_or_else(|| EvaluateError::UnknownHarTerm(t.clone()))
+        })
         .collect::<Result<_, _>>()?;
-    let fit_cols: Vec<Vec<f64>> = cols.iter().map(|c| fit_rows.iter().map(|&i| c[i]).collect()).collect();
+    let fit_cols: Vec<Vec<f64>> = cols
+        .iter()
+        .map(|c| fit_rows.iter().map(|&i| c[i]).collect())
+        .collect();
     let fit_refs: Vec<&[f64]> = fit_cols.iter().map(Vec::as_slice).collect();
     let fit_y: Vec<f64> = fit_rows.iter().map(|&i| f.target[i]).collect();
     let har = Har::fit(&params.evaluate.har_terms, &fit_refs, &fit_y)?;
@@ -132,18 +147,31 @@ pub fn baselines(params: &Params, ds: &Dataset, fit_rows: &[usize]) -> Result<(V
     Ok((
         vec![
             ("persistence".to_owned(), all(persistence(&f.bar_vol))),
-            ("ewma".to_owned(), all(ewma(&f.bar_vol, params.evaluate.ewma_lambda))),
-            ("har_rv".to_owned(), (0..f.len()).map(|i| fl(har.predict(&cols, i))).collect()),
+            (
+                "ewma".to_owned(),
+                all(ewma(&f.bar_vol, params.evaluate.ewma_lambda)),
+            ),
+            (
+                "har_rv".to_owned(),
+                (0..f.len()).map(|i| fl(har.predict(&cols, i))).collect(),
+            ),
         ],
         har,
     ))
 }
 
 /// Score `model` and the baselines on the test split.
-pub fn evaluate(params: &Params, ds: &Dataset, model: &VolatilityModel) -> Result<Evaluation, EvaluateError> {
+pub fn evaluate(
+    params: &Params,
+    ds: &Dataset,
+    model: &VolatilityModel,
+) -> Result<Evaluation, EvaluateError> {
     let f = &ds.frame;
     if model.meta.features != f.names {
-        return Err(EvaluateError::FeatureMismatch { expected: model.meta.features.clone(), found: f.names.clone() });
+        return Err(EvaluateError::FeatureMismatch {
+            expected: model.meta.features.clone(),
+            found: f.names.clone(),
+        });
     }
     let test = ds.rows(Split::Test);
     if test.is_empty() {
@@ -151,12 +179,38 @@ pub fn evaluate(params: &Params, ds: &Dataset, model: &VolatilityModel) -> Resul
     }
     let (base, har) = baselines(params, ds, &ds.rows(Split::Train))?;
     let realized: Vec<f64> = test.iter().map(|&i| f.target[i]).collect();
-    let mut forecasts = vec![("model".to_owned(), model.predict(&Rows::gather(&f.columns, &test))?)];
-    forecasts.extend(base.into_iter().map(|(n, v)| (n, test.iter().map(|&i| v[i]).collect::<Vec<_>>())));
-    let scores = forecasts.iter().map(|(n, p)| (n.clone(), metrics::score(&realized, p))).collect();
-    let losses = |p: &[f64]| realized.iter().zip(p).map(|(y, h)| qlike_one(*y, *h)).collect::<Vec<_>>();
-    let dm_vs_har = metrics::diebold_mariano(&losses(&forecasts[0].1), &losses(&forecasts[3].1), params.evaluate.dm_lags);
-    Ok(Evaluation { ts: test.iter().map(|&i| f.ts[i]).collect(), realized, forecasts, scores, dm_vs_har, har })
+    let mut forecasts = vec![(
+        "model".to_owned(),
+        model.predict(&Rows::gather(&f.columns, &test))?,
+    )];
+    forecasts.extend(
+        base.into_iter()
+            .map(|(n, v)| (n, test.iter().map(|&i| v[i]).collect::<Vec<_>>())),
+    );
+    let scores = forecasts
+        .iter()
+        .map(|(n, p)| (n.clone(), metrics::score(&realized, p)))
+        .collect();
+    let losses = |p: &[f64]| {
+        realized
+            .iter()
+            .zip(p)
+            .map(|(y, h)| qlike_one(*y, *h))
+            .collect::<Vec<_>>()
+    };
+    let dm_vs_har = metrics::diebold_mariano(
+        &losses(&forecasts[0].1),
+        &losses(&forecasts[3].1),
+        params.evaluate.dm_lags,
+    );
+    Ok(Evaluation {
+        ts: test.iter().map(|&i| f.ts[i]).collect(),
+        realized,
+        forecasts,
+        scores,
+        dm_vs_har,
+        har,
+    })
 }
 
 /// The champion/challenger decision.
@@ -173,7 +227,13 @@ pub struct Decision {
 }
 
 /// Decide whether `challenger` (lower-is-better loss) replaces `champion`.
-pub fn decide(challenger_version: u32, challenger: f64, champion: Option<(u32, f64)>, metric: PrimaryMetric, margin: f64) -> Decision {
+pub fn decide(
+    challenger_version: u32,
+    challenger: f64,
+    champion: Option<(u32, f64)>,
+    metric: PrimaryMetric,
+    margin: f64,
+) -> Decision {
     let metric_name = format!("{metric:?}").to_lowercase();
     let base = Decision {
         promoted: false,
@@ -186,29 +246,76 @@ pub fn decide(challenger_version: u32, challenger: f64, champion: Option<(u32, f
         reason: String::new(),
     };
     match champion {
-        None => Decision { promoted: true, reason: "no champion yet: the first model becomes champion".to_owned(), ..base },
-        Some((v, _)) if v == challenger_version => Decision { promoted: false, reason: format!("v{v} is already the champion"), ..base },
+        None => Decision {
+            promoted: true,
+            reason: "no champion yet: the first model becomes champion".to_owned(),
+            ..base
+        },
+        Some((v, _)) if v == challenger_version => Decision {
+            promoted: false,
+            reason: format!("v{v} is already the champion"),
+            ..base
+        },
         Some((v, champ)) => {
             let improvement = (champ - challenger) / champ.abs().max(f64::MIN_POSITIVE);
             if improvement >= margin && challenger < champ {
-                Decision { promoted: true, reason: format!("{metric_name} improves on champion v{v} by {:.2} % (margin {:.2} %)", improvement * 100.0, margin * 100.0), ..base }
+                Decision {
+                    promoted: true,
+                    reason: format!(
+                        "{metric_name} improves on champion v{v} by {:.2} % (margin {:.2} %)",
+                        improvement * 100.0,
+                        margin * 100.0
+                    ),
+                    ..base
+                }
             } else {
-                Decision { promoted: false, reason: format!("{metric_name} changes by {:.2} % against champion v{v}; the margin is {:.2} %", improvement * 100.0, margin * 100.0), ..base }
+                Decision {
+                    promoted: false,
+                    reason: format!(
+                        "{metric_name} changes by {:.2} % against champion v{v}; the margin is {:.2} %",
+                        improvement * 100.0,
+                        margin * 100.0
+                    ),
+                    ..base
+                }
             }
         }
     }
 }
 
 fn scores_json(s: &Scores) -> serde_json::Value {
-    let num = |v: f64| if v.is_finite() { serde_json::json!(v) } else { serde_json::Value::Null };
+    let num = |v: f64| {
+        if v.is_finite() {
+            serde_json::json!(v)
+        } else {
+            serde_json::Value::Null
+        }
+    };
     serde_json::json!({"rmse": num(s.rmse), "mae": num(s.mae), "r2": num(s.r2), "r2_log": num(s.r2_log), "qlike": num(s.qlike), "n": s.n})
 }
 
 /// The report, in Markdown.
 pub fn markdown(e: &Evaluation, d: &Decision, info: &VersionInfo, symbol: &str) -> String {
-    let rows: Vec<rps_report::Row> = e.scores.iter().map(|(n, s)| rps_report::Row { name: n.clone(), scores: *s }).collect();
-    let span = |t: Option<&i64>| t.and_then(|t| chrono::DateTime::from_timestamp_millis(*t)).map_or_else(|| "-".to_owned(), |d| d.format("%Y-%m-%d %H:%M").to_string());
-    let verdict = if d.promoted { "**promoted to champion**" } else { "**kept out** (champion unchanged)" };
+    let rows: Vec<rps_report::Row> = e
+        .scores
+        .iter()
+        .map(|(n, s)| rps_report::Row {
+            name: n.clone(),
+            scores: *s,
+        })
+        .collect();
+    let span = |t: Option<&i64>| {
+        t.and_then(|t| chrono::DateTime::from_timestamp_millis(*t))
+            .map_or_else(
+                || "-".to_owned(),
+                |d| d.format("%Y-%m-%d %H:%M").to_string(),
+            )
+    };
+    let verdict = if d.promoted {
+        "**promoted to champion**"
+    } else {
+        "**kept out** (champion unchanged)"
+    };
     format!(
         "# Model evaluation: {name} v{v} ({symbol})\n\n\
 Test split: {n} hourly rows, {from} to {to} UTC. Lower QLIKE, RMSE and MAE are better; R² is on \
@@ -227,7 +334,13 @@ HAR-RV: ln σ = {coef} (smearing {sm:.4}), fitted on the training split.\n\n\
         st = e.dm_vs_har.statistic,
         p = e.dm_vs_har.p_value,
         coef = std::iter::once(format!("{:.4}", e.har.coefficients[0]))
-            .chain(e.har.terms.iter().zip(&e.har.coefficients[1..]).map(|(t, c)| format!("{c:+.4}·{t}")))
+            .chain(
+                e.har
+                    .terms
+                    .iter()
+                    .zip(&e.har.coefficients[1..])
+                    .map(|(t, c)| format!("{c:+.4}·{t}"))
+            )
             .collect::<Vec<_>>()
             .join(" "),
         sm = e.har.smearing,
@@ -239,7 +352,10 @@ HAR-RV: ln σ = {coef} (smearing {sm:.4}), fitted on the training split.\n\n\
 pub fn run(args: &Args) -> Result<(), EvaluateError> {
     let params = rps_cli::load_params(&args.common.params)?;
     let home = Home::new(&args.common.home);
-    let features = args.features.clone().unwrap_or_else(|| home.features(&params.data.symbol));
+    let features = args
+        .features
+        .clone()
+        .unwrap_or_else(|| home.features(&params.data.symbol));
     let model_dir = rps_store::open(&args.model.clone().unwrap_or_else(|| home.candidate()))?;
     let tracker = home.tracker()?;
     let registry = home.registry()?;
@@ -259,7 +375,13 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
         let metric = params.evaluate.primary_metric;
         let challenger_loss = loss(e.score("model").unwrap_or_else(|| unreachable!()), metric);
         let champion = champion_loss(registry.as_ref(), &info.name, &params, &ds, metric)?;
-        let decision = decide(info.version, challenger_loss, champion, metric, params.evaluate.promotion_margin);
+        let decision = decide(
+            info.version,
+            challenger_loss,
+            champion,
+            metric,
+            params.evaluate.promotion_margin,
+        );
         registry.set_alias(&info.name, "challenger", info.version)?;
         if decision.promoted {
             registry.set_alias(&info.name, "champion", info.version)?;
@@ -269,46 +391,109 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
         for (n, s) in &e.scores {
             json.insert(n.clone(), scores_json(s));
         }
-        json.insert("diebold_mariano_vs_har_rv".to_owned(), serde_json::to_value(e.dm_vs_har)?);
+        json.insert(
+            "diebold_mariano_vs_har_rv".to_owned(),
+            serde_json::to_value(e.dm_vs_har)?,
+        );
         json.insert("promotion".to_owned(), serde_json::to_value(&decision)?);
         let metrics_json = serde_json::to_vec_pretty(&serde_json::Value::Object(json))?;
         let md = markdown(&e, &decision, &info, &params.data.symbol);
         let mut csv = String::from("ts,realized,model,persistence,ewma,har_rv\n");
         for (i, t) in e.ts.iter().enumerate() {
-            let when = chrono::DateTime::from_timestamp_millis(*t).map_or_else(String::new, |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-            let vals: Vec<String> = e.forecasts.iter().map(|(_, p)| format!("{:.8}", p[i])).collect();
+            let when = chrono::DateTime::from_timestamp_millis(*t)
+                .map_or_else(String::new, |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            let vals: Vec<String> = e
+                .forecasts
+                .iter()
+                .map(|(_, p)| format!("{:.8}", p[i]))
+                .collect();
             csv.push_str(&format!("{when},{:.8},{}\n", e.realized[i], vals.join(",")));
         }
-        let series: Vec<(&str, &[f64])> = e.forecasts.iter().filter(|(n, _)| n == "model" || n == "har_rv").map(|(n, p)| (n.as_str(), p.as_slice())).collect();
-        let png = rps_report::forecast_png(&e.ts, &e.realized, &series, &format!("{} hourly volatility: test split", params.data.symbol), 1200, 500)?;
+        let series: Vec<(&str, &[f64])> = e
+            .forecasts
+            .iter()
+            .filter(|(n, _)| n == "model" || n == "har_rv")
+            .map(|(n, p)| (n.as_str(), p.as_slice()))
+            .collect();
+        let png = rps_report::forecast_png(
+            &e.ts,
+            &e.realized,
+            &series,
+            &format!("{} hourly volatility: test split", params.data.symbol),
+            1200,
+            500,
+        )?;
         out.put("metrics.json", &metrics_json)?;
         out.put("evaluation.md", md.as_bytes())?;
         out.put("predictions.csv", csv.as_bytes())?;
         out.put("predictions.png", &png)?;
         let mut values: Vec<(String, f64)> = Vec::new();
         for (n, s) in &e.scores {
-            values.extend([(format!("{n}_qlike"), s.qlike), (format!("{n}_rmse"), s.rmse), (format!("{n}_mae"), s.mae), (format!("{n}_r2"), s.r2), (format!("{n}_r2_log"), s.r2_log)]);
+            values.extend([
+                (format!("{n}_qlike"), s.qlike),
+                (format!("{n}_rmse"), s.rmse),
+                (format!("{n}_mae"), s.mae),
+                (format!("{n}_r2"), s.r2),
+                (format!("{n}_r2_log"), s.r2_log),
+            ]);
         }
         values.push(("dm_stat_vs_har_rv".to_owned(), e.dm_vs_har.statistic));
-        values.push(("promoted".to_owned(), f64::from(u8::from(decision.promoted))));
-        run.log_values(&values.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>())?;
+        values.push((
+            "promoted".to_owned(),
+            f64::from(u8::from(decision.promoted)),
+        ));
+        run.log_values(
+            &values
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect::<Vec<_>>(),
+        )?;
         run.log_params(&[
             ("primary_metric".to_owned(), decision.metric.clone()),
-            ("promotion_margin".to_owned(), params.evaluate.promotion_margin.to_string()),
-            ("ewma_lambda".to_owned(), params.evaluate.ewma_lambda.to_string()),
+            (
+                "promotion_margin".to_owned(),
+                params.evaluate.promotion_margin.to_string(),
+            ),
+            (
+                "ewma_lambda".to_owned(),
+                params.evaluate.ewma_lambda.to_string(),
+            ),
         ])?;
-        for (name, bytes) in [("metrics.json", metrics_json.as_slice()), ("evaluation.md", md.as_bytes()), ("predictions.png", png.as_slice())] {
+        for (name, bytes) in [
+            ("metrics.json", metrics_json.as_slice()),
+            ("evaluation.md", md.as_bytes()),
+            ("predictions.png", png.as_slice()),
+        ] {
             run.log_artifact(name, bytes)?;
         }
-        tracing::info!("{}", if decision.promoted { "PROMOTED" } else { "KEPT" });
+        tracing::info!(
+            "{}",
+            if decision.promoted {
+                "PROMOTED"
+            } else {
+                "KEPT"
+            }
+        );
         Ok::<_, EvaluateError>((decision, md, out.uri("")))
     })?;
     let (decision, md, where_) = decision;
-    tracing::info!("challenger v{}: {} — {}", decision.challenger_version, if decision.promoted { "promoted to champion" } else { "not promoted" }, decision.reason);
+    tracing::info!(
+        "challenger v{}: {} — {}",
+        decision.challenger_version,
+        if decision.promoted {
+            "promoted to champion"
+        } else {
+            "not promoted"
+        },
+        decision.reason
+    );
     tracing::info!("reports in {where_}");
     print_table(&md);
     if args.require_promotion && !decision.promoted {
-        return Err(EvaluateError::NotPromoted { version: decision.challenger_version, reason: decision.reason });
+        return Err(EvaluateError::NotPromoted {
+            version: decision.challenger_version,
+            reason: decision.reason,
+        });
     }
     Ok(())
 }
@@ -316,20 +501,33 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
 #[allow(clippy::print_stdout)]
 fn print_table(md: &str) {
     // The comparison table is the stage's result: it goes to stdout, logs go to stderr.
-    for line in md.lines().filter(|l| l.starts_with('|') || l.starts_with("Diebold")) {
+    for line in md
+        .lines()
+        .filter(|l| l.starts_with('|') || l.starts_with("Diebold"))
+    {
         println!("{line}");
     }
 }
 
 /// The current champion's loss on the same test rows, if there is a champion that can score
 /// this dataset.
-fn champion_loss(registry: &dyn Registry, name: &str, params: &Params, ds: &Dataset, metric: PrimaryMetric) -> Result<Option<(u32, f64)>, EvaluateError> {
-    let Some(v) = registry.alias(name, "champion")? else { return Ok(None) };
+fn champion_loss(
+    registry: &dyn Registry,
+    name: &str,
+    params: &Params,
+    ds: &Dataset,
+    metric: PrimaryMetric,
+) -> Result<Option<(u32, f64)>, EvaluateError> {
+    let Some(v) = registry.alias(name, "champion")? else {
+        return Ok(None);
+    };
     let champ = registry.load(name, v)?;
     match evaluate(params, ds, &champ.model) {
         Ok(e) => Ok(e.score("model").map(|s| (v, loss(s, metric)))),
         Err(EvaluateError::FeatureMismatch { .. }) => {
-            tracing::warn!("champion v{v} was trained on other features and cannot score this dataset; the challenger is judged alone");
+            tracing::warn!(
+                "champion v{v} was trained on other features and cannot score this dataset; the challenger is judged alone"
+            );
             Ok(None)
         }
         Err(e) => Err(e),
@@ -350,9 +548,19 @@ mod tests {
         assert!(!d.promoted);
         assert!(d.reason.contains("margin is 1.00 %"), "{}", d.reason);
         assert!(!decide(2, 0.31, Some((1, 0.3)), m, 0.0).promoted);
-        assert!(!decide(3, 0.1, Some((3, 0.1)), m, 0.0).promoted, "rerunning evaluate on the champion changes nothing");
+        assert!(
+            !decide(3, 0.1, Some((3, 0.1)), m, 0.0).promoted,
+            "rerunning evaluate on the champion changes nothing"
+        );
         // R²(log) is higher-is-better: loss() flips it.
-        let s = Scores { rmse: 1.0, mae: 1.0, r2: 0.5, r2_log: 0.6, qlike: 0.2, n: 1 };
+        let s = Scores {
+            rmse: 1.0,
+            mae: 1.0,
+            r2: 0.5,
+            r2_log: 0.6,
+            qlike: 0.2,
+            n: 1,
+        };
         assert_eq!(loss(&s, PrimaryMetric::R2Log), -0.6);
     }
 }

@@ -9,7 +9,9 @@ use clap::Parser;
 use rps_cli::{CommonArgs, Home, StageError, exit};
 use rps_core::params::{Params, SourceKind};
 use rps_core::{Candle, Interval};
-use rps_market::{BinanceClient, CoinCapClient, CoinCapMode, FetchRequest, MarketSource, RetryPolicy};
+use rps_market::{
+    BinanceClient, CoinCapClient, CoinCapMode, FetchRequest, MarketSource, RetryPolicy,
+};
 use rps_store::raw::RawDataset;
 use std::collections::BTreeMap;
 
@@ -80,7 +82,11 @@ impl StageError for ExtractError {
 fn parse_time(s: &str, what: &str) -> Result<i64, ExtractError> {
     DateTime::parse_from_rfc3339(s)
         .map(|d| d.timestamp_millis())
-        .map_err(|e| ExtractError::Config(format!("{what} {s:?} is not an RFC 3339 time such as 2024-01-01T00:00:00Z: {e}")))
+        .map_err(|e| {
+            ExtractError::Config(format!(
+                "{what} {s:?} is not an RFC 3339 time such as 2024-01-01T00:00:00Z: {e}"
+            ))
+        })
 }
 
 /// What one extract did.
@@ -110,22 +116,38 @@ pub fn run(args: &Args) -> Result<(), ExtractError> {
         params.data.file.path.clone_from(f);
     }
     let home = Home::new(&args.common.home);
-    let out = args.out.clone().unwrap_or_else(|| home.raw(&params.data.symbol));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| home.raw(&params.data.symbol));
     let tracker = home.tracker()?;
-    let tags = BTreeMap::from([("git_commit".to_owned(), rps_cli::git_commit()), ("stage".to_owned(), "extract".to_owned())]);
+    let tags = BTreeMap::from([
+        ("git_commit".to_owned(), rps_cli::git_commit()),
+        ("stage".to_owned(), "extract".to_owned()),
+    ]);
     let summary = rps_tracking::with_run(tracker.as_ref(), "extract", &tags, |run| {
         let summary = extract(&params, args, &out)?;
         run.log_params(&[
-            ("source".to_owned(), format!("{:?}", params.data.source).to_lowercase()),
+            (
+                "source".to_owned(),
+                format!("{:?}", params.data.source).to_lowercase(),
+            ),
             ("symbol".to_owned(), params.data.symbol.clone()),
             ("interval".to_owned(), params.data.interval.to_string()),
             ("dataset".to_owned(), summary.dataset.clone()),
         ])?;
-        run.log_values(&[("rows_fetched", summary.fetched as f64), ("rows_total", summary.rows as f64), ("partitions_written", summary.partitions_written as f64)])?;
+        run.log_values(&[
+            ("rows_fetched", summary.fetched as f64),
+            ("rows_total", summary.rows as f64),
+            ("partitions_written", summary.partitions_written as f64),
+        ])?;
         run.set_tags(&[("data_hash".to_owned(), summary.data_hash.clone())])?;
         Ok::<_, ExtractError>(summary)
     })?;
-    let fmt = |t: Option<i64>| t.and_then(DateTime::<Utc>::from_timestamp_millis).map_or_else(|| "-".to_owned(), |d| d.to_rfc3339());
+    let fmt = |t: Option<i64>| {
+        t.and_then(DateTime::<Utc>::from_timestamp_millis)
+            .map_or_else(|| "-".to_owned(), |d| d.to_rfc3339())
+    };
     tracing::info!(
         "extract done: {} bars fetched, {} partitions written; dataset {} holds {} bars from {} to {}",
         summary.fetched,
@@ -143,21 +165,38 @@ pub fn extract(params: &Params, args: &Args, out: &str) -> Result<Summary, Extra
     let d = &params.data;
     let interval = d.interval;
     let dataset = RawDataset::new(rps_store::open(out)?);
-    let manifest = if args.full_refresh { None } else { dataset.manifest()? };
+    let manifest = if args.full_refresh {
+        None
+    } else {
+        dataset.manifest()?
+    };
     let now = Utc::now().timestamp_millis();
     let end = match args.end.as_deref().or(d.end.as_deref()) {
         Some(s) => parse_time(s, "end")?,
         // Only closed bars: the bar still forming is left for the next run.
         None => interval.floor(now),
     };
-    let configured_start = args.start.as_deref().or(d.start.as_deref()).map(|s| parse_time(s, "start")).transpose()?;
+    let configured_start = args
+        .start
+        .as_deref()
+        .or(d.start.as_deref())
+        .map(|s| parse_time(s, "start"))
+        .transpose()?;
     // Incremental: resume after the last stored bar.
-    let start = match (manifest.as_ref().and_then(rps_store::raw::Manifest::last_ts), configured_start) {
+    let start = match (
+        manifest
+            .as_ref()
+            .and_then(rps_store::raw::Manifest::last_ts),
+        configured_start,
+    ) {
         (Some(last), Some(s)) => s.max(last + interval.ms()),
         (Some(last), None) => last + interval.ms(),
         (None, Some(s)) => Some(s).unwrap_or(s),
         (None, None) if d.source == SourceKind::File => i64::MIN,
-        (None, None) => return Err(ExtractError::Config("data.start (or --start) is required for the first fetch from an API or the simulator".to_owned())),
+        (None, None) => return Err(ExtractError::Config(
+            "data.start (or --start) is required for the first fetch from an API or the simulator"
+                .to_owned(),
+        )),
     };
     let bars = fetch(params, interval, start, end)?;
     let source_name = format!("{:?}", d.source).to_lowercase();
@@ -165,23 +204,53 @@ pub fn extract(params: &Params, args: &Args, out: &str) -> Result<Summary, Extra
         if manifest.is_some() {
             tracing::info!("no new bars: the dataset is up to date");
             let m = manifest.unwrap_or_else(|| unreachable!());
-            return Ok(Summary { fetched: 0, rows: m.rows(), partitions_written: 0, first_ts: m.first_ts(), last_ts: m.last_ts(), dataset: dataset.uri(), data_hash: m.content_hash() });
+            return Ok(Summary {
+                fetched: 0,
+                rows: m.rows(),
+                partitions_written: 0,
+                first_ts: m.first_ts(),
+                last_ts: m.last_ts(),
+                dataset: dataset.uri(),
+                data_hash: m.content_hash(),
+            });
         }
-        let fmt = |t: i64| DateTime::<Utc>::from_timestamp_millis(t).map_or_else(|| "the beginning".to_owned(), |d| d.to_rfc3339());
-        return Err(ExtractError::NoBars { start: fmt(start), end: fmt(end) });
+        let fmt = |t: i64| {
+            DateTime::<Utc>::from_timestamp_millis(t)
+                .map_or_else(|| "the beginning".to_owned(), |d| d.to_rfc3339())
+        };
+        return Err(ExtractError::NoBars {
+            start: fmt(start),
+            end: fmt(end),
+        });
     }
     let (m, written) = if args.full_refresh {
         dataset.replace(&d.symbol, interval, &source_name, &bars)?
     } else {
         dataset.upsert(&d.symbol, interval, &source_name, &bars)?
     };
-    Ok(Summary { fetched: bars.len(), rows: m.rows(), partitions_written: written, first_ts: m.first_ts(), last_ts: m.last_ts(), dataset: dataset.uri(), data_hash: m.content_hash() })
+    Ok(Summary {
+        fetched: bars.len(),
+        rows: m.rows(),
+        partitions_written: written,
+        first_ts: m.first_ts(),
+        last_ts: m.last_ts(),
+        dataset: dataset.uri(),
+        data_hash: m.content_hash(),
+    })
 }
 
-fn fetch(params: &Params, interval: Interval, start: i64, end: i64) -> Result<Vec<Candle>, ExtractError> {
+fn fetch(
+    params: &Params,
+    interval: Interval,
+    start: i64,
+    end: i64,
+) -> Result<Vec<Candle>, ExtractError> {
     let d = &params.data;
     let progress = |name: &str| {
-        let pb = rps_cli::progress::bar(u64::try_from((end - start.max(0)).max(1)).unwrap_or(1), &format!("fetching {name}"));
+        let pb = rps_cli::progress::bar(
+            u64::try_from((end - start.max(0)).max(1)).unwrap_or(1),
+            &format!("fetching {name}"),
+        );
         move |p: rps_market::Progress| {
             pb.set_position(u64::try_from(p.cursor_ms - start.max(0)).unwrap_or(0));
             if p.cursor_ms >= p.end_ms {
@@ -206,23 +275,38 @@ fn fetch(params: &Params, interval: Interval, start: i64, end: i64) -> Result<Ve
             }
             Ok(bars)
         }
-        SourceKind::Synthetic => Ok(rps_core::synthetic::simulate(&d.synthetic, interval, start, end)),
+        SourceKind::Synthetic => Ok(rps_core::synthetic::simulate(
+            &d.synthetic,
+            interval,
+            start,
+            end,
+        )),
         SourceKind::Binance => {
             let client = BinanceClient::new(&d.binance.base_url, RetryPolicy::default())?;
             let req = FetchRequest::new(d.binance.symbol.clone(), interval, start, end);
             Ok(client.fetch(&req, &mut progress("binance"))?)
         }
         SourceKind::Coincap => {
-            let key = std::env::var("COINCAP_API_KEY").ok().filter(|k| !k.is_empty());
+            let key = std::env::var("COINCAP_API_KEY")
+                .ok()
+                .filter(|k| !k.is_empty());
             if key.is_none() {
                 tracing::warn!("COINCAP_API_KEY is not set: CoinCap v3 will answer 401");
             }
             let mode = match d.coincap.mode.as_str() {
                 "history" => CoinCapMode::History,
-                "candles" => CoinCapMode::Candles { exchange: d.coincap.exchange.clone(), quote_id: d.coincap.quote_id.clone() },
-                other => return Err(ExtractError::Config(format!("data.coincap.mode must be `candles` or `history`, not {other:?}"))),
+                "candles" => CoinCapMode::Candles {
+                    exchange: d.coincap.exchange.clone(),
+                    quote_id: d.coincap.quote_id.clone(),
+                },
+                other => {
+                    return Err(ExtractError::Config(format!(
+                        "data.coincap.mode must be `candles` or `history`, not {other:?}"
+                    )));
+                }
             };
-            let client = CoinCapClient::new(&d.coincap.base_url, key, mode, RetryPolicy::default())?;
+            let client =
+                CoinCapClient::new(&d.coincap.base_url, key, mode, RetryPolicy::default())?;
             let req = FetchRequest::new(d.coincap.slug.clone(), interval, start, end);
             Ok(client.fetch(&req, &mut progress("coincap"))?)
         }

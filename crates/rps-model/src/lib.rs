@@ -78,7 +78,11 @@ impl Rows {
             #[allow(clippy::cast_possible_truncation)]
             values.extend(columns.iter().map(|c| c[i] as f32));
         }
-        Self { values, n_rows: idx.len(), n_cols }
+        Self {
+            values,
+            n_rows: idx.len(),
+            n_cols,
+        }
     }
 
     fn dmatrix(&self) -> Result<DMatrix, HessboostError> {
@@ -130,31 +134,61 @@ impl VolatilityModel {
         let (xt, yt) = train;
         let (xv, yv) = valid;
         if xt.n_rows == 0 || xv.n_rows == 0 {
-            return Err(ModelError::NoData(format!("{} training and {} validation rows", xt.n_rows, xv.n_rows)));
+            return Err(ModelError::NoData(format!(
+                "{} training and {} validation rows",
+                xt.n_rows, xv.n_rows
+            )));
         }
         #[allow(clippy::cast_possible_truncation)]
-        let lt: Vec<f32> = yt.iter().map(|&v| label(p.target_transform, v) as f32).collect();
+        let lt: Vec<f32> = yt
+            .iter()
+            .map(|&v| label(p.target_transform, v) as f32)
+            .collect();
         #[allow(clippy::cast_possible_truncation)]
-        let lv: Vec<f32> = yv.iter().map(|&v| label(p.target_transform, v) as f32).collect();
+        let lv: Vec<f32> = yv
+            .iter()
+            .map(|&v| label(p.target_transform, v) as f32)
+            .collect();
         let mut xgb = p.xgboost.clone();
-        xgb.entry("objective".to_owned()).or_insert_with(|| default_objective(p.target_transform).into());
+        xgb.entry("objective".to_owned())
+            .or_insert_with(|| default_objective(p.target_transform).into());
         if p.target_transform == TargetTransform::Variance {
             // Early-stop on the gamma likelihood (QLIKE's cousin), not on RMSE of variances.
-            xgb.entry("eval_metric".to_owned()).or_insert_with(|| "gamma-nloglik".into());
+            xgb.entry("eval_metric".to_owned())
+                .or_insert_with(|| "gamma-nloglik".into());
         }
         let base_score = lt.iter().map(|&v| f64::from(v)).sum::<f64>() / lt.len() as f64;
-        xgb.entry("base_score".to_owned()).or_insert_with(|| serde_json::json!(base_score));
+        xgb.entry("base_score".to_owned())
+            .or_insert_with(|| serde_json::json!(base_score));
         let params = TrainingParams::from_xgboost(xgb.clone()).map_err(ModelError::Params)?;
-        let dtrain = xt.dmatrix().and_then(|d| d.with_labels(&lt)).map_err(ModelError::Train)?;
-        let dvalid = xv.dmatrix().and_then(|d| d.with_labels(&lv)).map_err(ModelError::Train)?;
-        let mut trainer = Trainer::new(&params, &dtrain, p.num_boost_round.max(1)).eval(&dtrain, "train").eval(&dvalid, "validation");
+        let dtrain = xt
+            .dmatrix()
+            .and_then(|d| d.with_labels(&lt))
+            .map_err(ModelError::Train)?;
+        let dvalid = xv
+            .dmatrix()
+            .and_then(|d| d.with_labels(&lv))
+            .map_err(ModelError::Train)?;
+        let mut trainer = Trainer::new(&params, &dtrain, p.num_boost_round.max(1))
+            .eval(&dtrain, "train")
+            .eval(&dvalid, "validation");
         if let Some(r) = NonZeroUsize::new(p.early_stopping_rounds) {
             trainer = trainer.early_stopping_rounds(r);
         }
         let result = trainer.train().map_err(ModelError::Train)?;
         let metric = result.history.metrics().last().cloned().unwrap_or_default();
-        let series = |d: &str| result.history.series(d, &metric).map(Iterator::collect).unwrap_or_default();
-        let history = History { train: series("train"), validation: series("validation"), metric };
+        let series = |d: &str| {
+            result
+                .history
+                .series(d, &metric)
+                .map(Iterator::collect)
+                .unwrap_or_default()
+        };
+        let history = History {
+            train: series("train"),
+            validation: series("validation"),
+            metric,
+        };
         let booster = result.model;
         let meta = ModelMeta {
             features: features.to_vec(),
@@ -172,7 +206,12 @@ impl VolatilityModel {
             // Duan's smearing on validation residuals: exp of a log-scale fit is the median, the
             // factor turns it into the mean, which QLIKE and RMSE reward.
             let raw = model.predict_raw(xv)?;
-            let s: f64 = raw.iter().zip(yv).map(|(r, y)| (y.ln() - r).exp()).sum::<f64>() / raw.len() as f64;
+            let s: f64 = raw
+                .iter()
+                .zip(yv)
+                .map(|(r, y)| (y.ln() - r).exp())
+                .sum::<f64>()
+                / raw.len() as f64;
             model.meta.smearing = if s.is_finite() && s > 0.0 { s } else { 1.0 };
         }
         Ok((model, history))
@@ -181,10 +220,16 @@ impl VolatilityModel {
     /// Raw booster outputs (what XGBoost's `Booster.predict` returns).
     pub fn predict_raw(&self, x: &Rows) -> Result<Vec<f64>, ModelError> {
         if x.n_cols != self.meta.features.len() {
-            return Err(ModelError::Width { got: x.n_cols, expected: self.meta.features.len() });
+            return Err(ModelError::Width {
+                got: x.n_cols,
+                expected: self.meta.features.len(),
+            });
         }
         let d = x.dmatrix().map_err(ModelError::Predict)?;
-        let p = self.booster.predict(&d, Iterations::Best).map_err(ModelError::Predict)?;
+        let p = self
+            .booster
+            .predict(&d, Iterations::Best)
+            .map_err(ModelError::Predict)?;
         Ok(p.as_slice().iter().map(|&v| f64::from(v)).collect())
     }
 
@@ -195,20 +240,34 @@ impl VolatilityModel {
             TargetTransform::Variance => raw.max(0.0).sqrt() / PERCENT,
             TargetTransform::Identity => raw,
         };
-        if v.is_finite() { v.max(self.meta.floor) } else { self.meta.floor }
+        if v.is_finite() {
+            v.max(self.meta.floor)
+        } else {
+            self.meta.floor
+        }
     }
 
     /// Volatility forecasts for a block of rows.
     pub fn predict(&self, x: &Rows) -> Result<Vec<f64>, ModelError> {
-        Ok(self.predict_raw(x)?.into_iter().map(|r| self.to_volatility(r)).collect())
+        Ok(self
+            .predict_raw(x)?
+            .into_iter()
+            .map(|r| self.to_volatility(r))
+            .collect())
     }
 
     /// One row, allocation-free in the engine (the serving path).
     pub fn predict_one(&self, row: &[f32]) -> Result<f64, ModelError> {
         if row.len() != self.meta.features.len() {
-            return Err(ModelError::Width { got: row.len(), expected: self.meta.features.len() });
+            return Err(ModelError::Width {
+                got: row.len(),
+                expected: self.meta.features.len(),
+            });
         }
-        let raw = self.booster.predict_row(row, Iterations::Best).map_err(ModelError::Predict)?;
+        let raw = self
+            .booster
+            .predict_row(row, Iterations::Best)
+            .map_err(ModelError::Predict)?;
         Ok(self.to_volatility(f64::from(raw)))
     }
 
@@ -223,17 +282,25 @@ impl VolatilityModel {
 
     /// The booster in XGBoost's JSON format.
     pub fn to_xgboost_json(&self) -> Result<Vec<u8>, ModelError> {
-        self.booster.encode(ModelFormat::XgboostJson).map_err(ModelError::Format)
+        self.booster
+            .encode(ModelFormat::XgboostJson)
+            .map_err(ModelError::Format)
     }
 
     /// The booster in XGBoost's UBJSON format.
     pub fn to_xgboost_ubj(&self) -> Result<Vec<u8>, ModelError> {
-        self.booster.encode(ModelFormat::XgboostUbjson).map_err(ModelError::Format)
+        self.booster
+            .encode(ModelFormat::XgboostUbjson)
+            .map_err(ModelError::Format)
     }
 
     /// Load from XGBoost-format bytes (JSON or UBJ, detected) and metadata.
     pub fn from_parts(booster_bytes: &[u8], meta: ModelMeta) -> Result<Self, ModelError> {
-        let format = if booster_bytes.first() == Some(&b'{') && booster_bytes.get(1).is_some_and(|b| b.is_ascii_whitespace() || *b == b'"') {
+        let format = if booster_bytes.first() == Some(&b'{')
+            && booster_bytes
+                .get(1)
+                .is_some_and(|b| b.is_ascii_whitespace() || *b == b'"')
+        {
             ModelFormat::XgboostJson
         } else {
             ModelFormat::XgboostUbjson
@@ -258,14 +325,23 @@ mod tests {
         for _ in 0..n {
             let mut row = Vec::new();
             for _ in 0..3 {
-                s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                s = s
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
                 row.push(((s >> 33) as f64 / f64::from(u32::MAX)) * 2.0 - 1.0);
             }
             y.push((0.01 * (1.0 + row[0] * 0.5 + row[1] * row[1])).max(1e-4));
             #[allow(clippy::cast_possible_truncation)]
             x.extend(row.iter().map(|v| *v as f32));
         }
-        (Rows { values: x, n_rows: n, n_cols: 3 }, y)
+        (
+            Rows {
+                values: x,
+                n_rows: n,
+                n_cols: 3,
+            },
+            y,
+        )
     }
 
     #[test]
@@ -273,15 +349,35 @@ mod tests {
         let (xt, yt) = data(800, 1);
         let (xv, yv) = data(200, 2);
         let names: Vec<String> = ["a", "b", "c"].map(str::to_owned).to_vec();
-        for transform in [TargetTransform::Log, TargetTransform::Variance, TargetTransform::Identity] {
-            let mut p = TrainParams { target_transform: transform, num_boost_round: 300, early_stopping_rounds: 20, ..TrainParams::default() };
+        for transform in [
+            TargetTransform::Log,
+            TargetTransform::Variance,
+            TargetTransform::Identity,
+        ] {
+            let mut p = TrainParams {
+                target_transform: transform,
+                num_boost_round: 300,
+                early_stopping_rounds: 20,
+                ..TrainParams::default()
+            };
             p.xgboost.insert("eta".to_owned(), serde_json::json!(0.1));
             let (m, h) = VolatilityModel::train(&p, &names, 1e-4, (&xt, &yt), (&xv, &yv)).unwrap();
             assert!(!h.validation.is_empty());
-            assert!(h.validation.last().unwrap() < h.validation.first().unwrap(), "{transform:?} learns");
+            assert!(
+                h.validation.last().unwrap() < h.validation.first().unwrap(),
+                "{transform:?} learns"
+            );
             let pred = m.predict(&xv).unwrap();
-            let mse: f64 = pred.iter().zip(&yv).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / yv.len() as f64;
-            let var: f64 = { let m = yv.iter().sum::<f64>() / yv.len() as f64; yv.iter().map(|v| (v - m).powi(2)).sum::<f64>() / yv.len() as f64 };
+            let mse: f64 = pred
+                .iter()
+                .zip(&yv)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>()
+                / yv.len() as f64;
+            let var: f64 = {
+                let m = yv.iter().sum::<f64>() / yv.len() as f64;
+                yv.iter().map(|v| (v - m).powi(2)).sum::<f64>() / yv.len() as f64
+            };
             assert!(mse < 0.3 * var, "{transform:?}: mse {mse} vs var {var}");
             for bytes in [m.to_xgboost_json().unwrap(), m.to_xgboost_ubj().unwrap()] {
                 let back = VolatilityModel::from_parts(&bytes, m.meta.clone()).unwrap();
@@ -289,7 +385,13 @@ mod tests {
             }
             let one = m.predict_one(&xv.values[..3]).unwrap();
             assert!((one - pred[0]).abs() < 1e-6 * pred[0].abs().max(1.0));
-            assert!(matches!(m.predict_one(&[0.0]), Err(ModelError::Width { got: 1, expected: 3 })));
+            assert!(matches!(
+                m.predict_one(&[0.0]),
+                Err(ModelError::Width {
+                    got: 1,
+                    expected: 3
+                })
+            ));
         }
     }
 
@@ -297,8 +399,17 @@ mod tests {
     fn bad_parameters_are_named() {
         let (xt, yt) = data(50, 1);
         let mut p = TrainParams::default();
-        p.xgboost.insert("max_dept".to_owned(), serde_json::json!(3));
-        let err = VolatilityModel::train(&p, &["a".into(), "b".into(), "c".into()], 1e-4, (&xt, &yt), (&xt, &yt)).unwrap_err().to_string();
+        p.xgboost
+            .insert("max_dept".to_owned(), serde_json::json!(3));
+        let err = VolatilityModel::train(
+            &p,
+            &["a".into(), "b".into(), "c".into()],
+            1e-4,
+            (&xt, &yt),
+            (&xt, &yt),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("max_dept"), "{err}");
     }
 }

@@ -50,8 +50,12 @@ impl StageError for QualityError {
         match self {
             Self::Params(_) => exit::CONFIG,
             Self::Gate { .. } => exit::QUALITY_GATE,
-            Self::Raw(rps_store::raw::RawError::Store(rps_store::StoreError::NotFound { .. })) => exit::INPUT,
-            Self::Raw(rps_store::raw::RawError::Parquet(_) | rps_store::raw::RawError::Schema { .. }) => exit::INPUT,
+            Self::Raw(rps_store::raw::RawError::Store(rps_store::StoreError::NotFound {
+                ..
+            })) => exit::INPUT,
+            Self::Raw(
+                rps_store::raw::RawError::Parquet(_) | rps_store::raw::RawError::Schema { .. },
+            ) => exit::INPUT,
             Self::Raw(_) | Self::Store(_) | Self::Tracking(_) | Self::Json(_) => exit::STORAGE,
         }
     }
@@ -61,7 +65,10 @@ impl StageError for QualityError {
 pub fn run(args: &Args) -> Result<(), QualityError> {
     let params = rps_cli::load_params(&args.common.params)?;
     let home = Home::new(&args.common.home);
-    let input = args.input.clone().unwrap_or_else(|| home.raw(&params.data.symbol));
+    let input = args
+        .input
+        .clone()
+        .unwrap_or_else(|| home.raw(&params.data.symbol));
     let tracker = home.tracker()?;
     let raw = RawDataset::new(rps_store::open(&input)?);
     let (manifest, bars, problems) = raw.read_all()?;
@@ -72,35 +79,76 @@ pub fn run(args: &Args) -> Result<(), QualityError> {
     ]);
     rps_tracking::with_run(tracker.as_ref(), "quality", &tags, |run| {
         let now = chrono::Utc::now().timestamp_millis();
-        let report: QualityReport = quality::run(&bars, manifest.interval, &problems, &params.quality, now);
+        let report: QualityReport =
+            quality::run(&bars, manifest.interval, &problems, &params.quality, now);
         let out = rps_store::open(&args.report_dir)?;
         let json = serde_json::to_vec_pretty(&report)?;
-        let html = rps_report::quality_html(&report, &format!("Data quality: {} {}", manifest.symbol, manifest.interval));
+        let html = rps_report::quality_html(
+            &report,
+            &format!("Data quality: {} {}", manifest.symbol, manifest.interval),
+        );
         out.put("quality.json", &json)?;
         out.put("quality.html", html.as_bytes())?;
         run.log_params(&[
             ("dataset".to_owned(), raw.uri()),
-            ("max_null_fraction".to_owned(), params.quality.max_null_fraction.to_string()),
-            ("max_gap_fraction".to_owned(), params.quality.max_gap_fraction.to_string()),
-            ("outlier_sigmas".to_owned(), params.quality.outlier_sigmas.to_string()),
+            (
+                "max_null_fraction".to_owned(),
+                params.quality.max_null_fraction.to_string(),
+            ),
+            (
+                "max_gap_fraction".to_owned(),
+                params.quality.max_gap_fraction.to_string(),
+            ),
+            (
+                "outlier_sigmas".to_owned(),
+                params.quality.outlier_sigmas.to_string(),
+            ),
         ])?;
-        let mut values: Vec<(String, f64)> = vec![("rows".to_owned(), report.rows as f64), ("passed".to_owned(), f64::from(u8::from(report.passed)))];
-        values.extend(report.checks.iter().map(|c| (format!("check_{}", c.name), c.value)));
-        run.log_values(&values.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>())?;
+        let mut values: Vec<(String, f64)> = vec![
+            ("rows".to_owned(), report.rows as f64),
+            ("passed".to_owned(), f64::from(u8::from(report.passed))),
+        ];
+        values.extend(
+            report
+                .checks
+                .iter()
+                .map(|c| (format!("check_{}", c.name), c.value)),
+        );
+        run.log_values(
+            &values
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect::<Vec<_>>(),
+        )?;
         run.log_artifact("quality.json", &json)?;
         run.log_artifact("quality.html", html.as_bytes())?;
         for c in &report.checks {
             if c.passed {
                 tracing::info!("check {:<12} pass  {}", c.name, c.detail);
             } else {
-                tracing::warn!("check {:<12} FAIL  {} (value {:.6}, limit {:.6})", c.name, c.detail, c.value, c.threshold);
+                tracing::warn!(
+                    "check {:<12} FAIL  {} (value {:.6}, limit {:.6})",
+                    c.name,
+                    c.detail,
+                    c.value,
+                    c.threshold
+                );
             }
         }
-        tracing::info!("report written to {} and {}", out.uri("quality.json"), out.uri("quality.html"));
+        tracing::info!(
+            "report written to {} and {}",
+            out.uri("quality.json"),
+            out.uri("quality.html")
+        );
         if report.passed {
             Ok(())
         } else {
-            Err(QualityError::Gate { failed: report.failures().map(|c| format!("{}: {}", c.name, c.detail)).collect() })
+            Err(QualityError::Gate {
+                failed: report
+                    .failures()
+                    .map(|c| format!("{}: {}", c.name, c.detail))
+                    .collect(),
+            })
         }
     })
 }

@@ -8,11 +8,18 @@ use rps_core::quality::QualityReport;
 use std::fmt::Write as _;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn fmt_ts(ms: Option<i64>) -> String {
-    ms.and_then(chrono::DateTime::from_timestamp_millis).map_or_else(|| "-".to_owned(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(
+            || "-".to_owned(),
+            |d| d.format("%Y-%m-%d %H:%M UTC").to_string(),
+        )
 }
 
 fn num(v: f64) -> String {
@@ -38,7 +45,11 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f
 </style></head><body><h1>{t}</h1>",
         t = esc(title)
     );
-    let verdict = if r.passed { "<span class=\"pass\">PASSED</span>" } else { "<span class=\"fail\">FAILED</span>" };
+    let verdict = if r.passed {
+        "<span class=\"pass\">PASSED</span>"
+    } else {
+        "<span class=\"fail\">FAILED</span>"
+    };
     let _ = write!(
         h,
         "<p>Gate: {verdict} · {} rows · {} bars · from {} to {}</p><h2>Checks</h2><table><tr><th>check</th><th>result</th><th>value</th><th>limit</th><th>detail</th></tr>",
@@ -79,11 +90,22 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f
         h.push_str("</table>");
         let max = c.histogram.iter().copied().max().unwrap_or(0).max(1) as f64;
         let w = 8;
-        let _ = write!(h, "<svg width=\"{}\" height=\"80\" role=\"img\" aria-label=\"histogram of {}\">", w * c.histogram.len(), esc(&c.name));
+        let _ = write!(
+            h,
+            "<svg width=\"{}\" height=\"80\" role=\"img\" aria-label=\"histogram of {}\">",
+            w * c.histogram.len(),
+            esc(&c.name)
+        );
         for (i, &n) in c.histogram.iter().enumerate() {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let bh = ((n as f64 / max) * 78.0).round() as usize;
-            let _ = write!(h, "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{bh}\" fill=\"#4a78b5\"><title>{n}</title></rect>", i * w, 80 - bh, w - 1);
+            let _ = write!(
+                h,
+                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{bh}\" fill=\"#4a78b5\"><title>{n}</title></rect>",
+                i * w,
+                80 - bh,
+                w - 1
+            );
         }
         h.push_str("</svg></div>");
     }
@@ -100,10 +122,19 @@ pub struct Row {
 
 /// A Markdown table of models and baselines, best QLIKE first marked in bold.
 pub fn metrics_table(rows: &[Row]) -> String {
-    let best = rows.iter().map(|r| r.scores.qlike).fold(f64::INFINITY, f64::min);
-    let mut s = String::from("| forecaster | QLIKE | RMSE | MAE | R² | R² (log) | rows |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    let best = rows
+        .iter()
+        .map(|r| r.scores.qlike)
+        .fold(f64::INFINITY, f64::min);
+    let mut s = String::from(
+        "| forecaster | QLIKE | RMSE | MAE | R² | R² (log) | rows |\n|---|---:|---:|---:|---:|---:|---:|\n",
+    );
     for r in rows {
-        let name = if (r.scores.qlike - best).abs() < f64::EPSILON { format!("**{}**", r.name) } else { r.name.clone() };
+        let name = if (r.scores.qlike - best).abs() < f64::EPSILON {
+            format!("**{}**", r.name)
+        } else {
+            r.name.clone()
+        };
         let _ = writeln!(
             s,
             "| {name} | {:.4} | {:.6} | {:.6} | {:.4} | {:.4} | {} |",
@@ -118,7 +149,14 @@ pub fn metrics_table(rows: &[Row]) -> String {
 pub struct PlotError(String);
 
 /// A PNG (width × height) of realized volatility against each named forecast over time.
-pub fn forecast_png(ts: &[i64], realized: &[f64], series: &[(&str, &[f64])], title: &str, width: u32, height: u32) -> Result<Vec<u8>, PlotError> {
+pub fn forecast_png(
+    ts: &[i64],
+    realized: &[f64],
+    series: &[(&str, &[f64])],
+    title: &str,
+    width: u32,
+    height: u32,
+) -> Result<Vec<u8>, PlotError> {
     use plotters::prelude::*;
     static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
     let err = |e: &dyn std::fmt::Display| PlotError(e.to_string());
@@ -128,8 +166,18 @@ pub fn forecast_png(ts: &[i64], realized: &[f64], series: &[(&str, &[f64])], tit
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
-        let (t0, t1) = (ts.first().copied().unwrap_or(0), ts.last().copied().unwrap_or(1).max(ts.first().copied().unwrap_or(0) + 1));
-        let all = realized.iter().chain(series.iter().flat_map(|(_, s)| s.iter())).copied().filter(|v| v.is_finite());
+        let (t0, t1) = (
+            ts.first().copied().unwrap_or(0),
+            ts.last()
+                .copied()
+                .unwrap_or(1)
+                .max(ts.first().copied().unwrap_or(0) + 1),
+        );
+        let all = realized
+            .iter()
+            .chain(series.iter().flat_map(|(_, s)| s.iter()))
+            .copied()
+            .filter(|v| v.is_finite());
         let ymax = all.fold(0.0_f64, f64::max) * 1.05;
         let to_days = |t: i64| (t - t0) as f64 / 86_400_000.0;
         let mut chart = ChartBuilder::on(&root)
@@ -147,20 +195,37 @@ pub fn forecast_png(ts: &[i64], realized: &[f64], series: &[(&str, &[f64])], tit
             .draw()
             .map_err(|e| err(&e))?;
         chart
-            .draw_series(LineSeries::new(ts.iter().zip(realized).map(|(t, v)| (to_days(*t), *v)), RGBColor(170, 170, 170)))
+            .draw_series(LineSeries::new(
+                ts.iter().zip(realized).map(|(t, v)| (to_days(*t), *v)),
+                RGBColor(170, 170, 170),
+            ))
             .map_err(|e| err(&e))?
             .label("realized")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RGBColor(170, 170, 170)));
-        let colors = [RGBColor(214, 39, 40), RGBColor(31, 119, 180), RGBColor(44, 160, 44), RGBColor(255, 127, 14)];
+        let colors = [
+            RGBColor(214, 39, 40),
+            RGBColor(31, 119, 180),
+            RGBColor(44, 160, 44),
+            RGBColor(255, 127, 14),
+        ];
         for (i, (name, s)) in series.iter().enumerate() {
             let c = colors[i % colors.len()];
             chart
-                .draw_series(LineSeries::new(ts.iter().zip(s.iter()).map(|(t, v)| (to_days(*t), *v)), c.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    ts.iter().zip(s.iter()).map(|(t, v)| (to_days(*t), *v)),
+                    c.stroke_width(2),
+                ))
                 .map_err(|e| err(&e))?
                 .label(*name)
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)));
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw().map_err(|e| err(&e))?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
     }
     encode_png(&rgb, width, height).map_err(|e| err(&e))
@@ -182,19 +247,50 @@ mod tests {
     use super::*;
 
     fn scores(q: f64) -> Scores {
-        Scores { rmse: 0.002, mae: 0.001, r2: 0.3, r2_log: 0.45, qlike: q, n: 100 }
+        Scores {
+            rmse: 0.002,
+            mae: 0.001,
+            r2: 0.3,
+            r2_log: 0.45,
+            qlike: q,
+            n: 100,
+        }
     }
 
     #[test]
     fn table_snapshot() {
-        let rows = vec![Row { name: "model".into(), scores: scores(0.21) }, Row { name: "har_rv".into(), scores: scores(0.25) }];
+        let rows = vec![
+            Row {
+                name: "model".into(),
+                scores: scores(0.21),
+            },
+            Row {
+                name: "har_rv".into(),
+                scores: scores(0.25),
+            },
+        ];
         insta::assert_snapshot!(metrics_table(&rows));
     }
 
     #[test]
     fn quality_page_names_failures_and_escapes() {
-        let bars: Vec<rps_core::Candle> = (0..10).map(|i| rps_core::Candle { ts: i * 3_600_000, open: 1.0, high: 2.0, low: 0.5, close: 1.5, volume: 1.0 }).collect();
-        let r = rps_core::quality::run(&bars, rps_core::Interval::H1, &["missing column `<x>`".into()], &rps_core::quality::QualityParams::default(), 0);
+        let bars: Vec<rps_core::Candle> = (0..10)
+            .map(|i| rps_core::Candle {
+                ts: i * 3_600_000,
+                open: 1.0,
+                high: 2.0,
+                low: 0.5,
+                close: 1.5,
+                volume: 1.0,
+            })
+            .collect();
+        let r = rps_core::quality::run(
+            &bars,
+            rps_core::Interval::H1,
+            &["missing column `<x>`".into()],
+            &rps_core::quality::QualityParams::default(),
+            0,
+        );
         let html = quality_html(&r, "BTC & co");
         assert!(html.contains("BTC &amp; co"));
         assert!(html.contains("FAILED"));
@@ -205,7 +301,9 @@ mod tests {
     #[test]
     fn png_is_a_png() {
         let ts: Vec<i64> = (0..100).map(|i| i * 3_600_000).collect();
-        let y: Vec<f64> = (0..100).map(|i| 0.01 + 0.005 * (f64::from(i) / 7.0).sin()).collect();
+        let y: Vec<f64> = (0..100)
+            .map(|i| 0.01 + 0.005 * (f64::from(i) / 7.0).sin())
+            .collect();
         let p: Vec<f64> = y.iter().map(|v| v * 1.1).collect();
         let png = forecast_png(&ts, &y, &[("model", &p)], "test", 800, 400).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");

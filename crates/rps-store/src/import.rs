@@ -20,10 +20,21 @@ pub enum ImportError {
     Empty { path: String },
     #[error("{path} has no data rows")]
     NoRows { path: String },
-    #[error("{path} has no column {column:?} (mapped from `{field}`); columns found: {found}. Set data.file.columns.{field} in params.yaml")]
-    MissingColumn { path: String, field: String, column: String, found: String },
+    #[error(
+        "{path} has no column {column:?} (mapped from `{field}`); columns found: {found}. Set data.file.columns.{field} in params.yaml"
+    )]
+    MissingColumn {
+        path: String,
+        field: String,
+        column: String,
+        found: String,
+    },
     #[error("{path}, row {row}: {problem}")]
-    Row { path: String, row: usize, problem: String },
+    Row {
+        path: String,
+        row: usize,
+        problem: String,
+    },
     #[error("{path}: {source}")]
     Csv {
         path: String,
@@ -40,15 +51,27 @@ pub enum ImportError {
 /// [`FileSourceParams::timestamp_format`]).
 pub fn parse_timestamp(s: &str, format: &str) -> Result<i64, String> {
     let s = s.trim();
-    let naive = |f: &str| NaiveDateTime::parse_from_str(s, f).map(|d| d.and_utc().timestamp_millis());
+    let naive =
+        |f: &str| NaiveDateTime::parse_from_str(s, f).map(|d| d.and_utc().timestamp_millis());
     match format {
-        "unix_ms" => s.parse::<i64>().map_err(|e| format!("{s:?} is not epoch milliseconds: {e}")),
-        "unix_s" => s.parse::<f64>().map(|v| (v * 1000.0).round() as i64).map_err(|e| format!("{s:?} is not epoch seconds: {e}")),
-        "rfc3339" => DateTime::parse_from_rfc3339(s).map(|d| d.timestamp_millis()).map_err(|e| format!("{s:?} is not RFC 3339: {e}")),
+        "unix_ms" => s
+            .parse::<i64>()
+            .map_err(|e| format!("{s:?} is not epoch milliseconds: {e}")),
+        "unix_s" => s
+            .parse::<f64>()
+            .map(|v| (v * 1000.0).round() as i64)
+            .map_err(|e| format!("{s:?} is not epoch seconds: {e}")),
+        "rfc3339" => DateTime::parse_from_rfc3339(s)
+            .map(|d| d.timestamp_millis())
+            .map_err(|e| format!("{s:?} is not RFC 3339: {e}")),
         "auto" => {
             if let Ok(v) = s.parse::<f64>() {
                 // Seconds until the year 5138; larger numbers are milliseconds.
-                return Ok(if v.abs() >= 1e11 { v.round() as i64 } else { (v * 1000.0).round() as i64 });
+                return Ok(if v.abs() >= 1e11 {
+                    v.round() as i64
+                } else {
+                    (v * 1000.0).round() as i64
+                });
             }
             DateTime::parse_from_rfc3339(s)
                 .map(|d| d.timestamp_millis())
@@ -67,60 +90,112 @@ fn parse_number(s: &str) -> Result<f64, String> {
     if t.is_empty() {
         return Ok(f64::NAN);
     }
-    t.parse::<f64>().map_err(|_| format!("{t:?} is not a number"))
+    t.parse::<f64>()
+        .map_err(|_| format!("{t:?} is not a number"))
 }
 
 fn fields(m: &ColumnMapping) -> [(&'static str, &str); 6] {
-    [("timestamp", &m.timestamp), ("open", &m.open), ("high", &m.high), ("low", &m.low), ("close", &m.close), ("volume", &m.volume)]
+    [
+        ("timestamp", &m.timestamp),
+        ("open", &m.open),
+        ("high", &m.high),
+        ("low", &m.low),
+        ("close", &m.close),
+        ("volume", &m.volume),
+    ]
 }
 
 /// Read candles from the file named in `p` (rows in file order, not de-duplicated).
 pub fn read_file(p: &FileSourceParams) -> Result<Vec<Candle>, ImportError> {
     let path = Path::new(&p.path);
     let format = match p.format.as_str() {
-        "auto" => match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        "auto" => match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("parquet" | "pq") => "parquet",
             _ => "csv",
         },
         f @ ("csv" | "parquet") => f,
         other => return Err(ImportError::Format(other.to_owned())),
     };
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Io { path: p.path.clone(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+        path: p.path.clone(),
+        source,
+    })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ImportError::Empty { path: p.path.clone() });
+        return Err(ImportError::Empty {
+            path: p.path.clone(),
+        });
     }
-    let bars = if format == "csv" { read_csv(&bytes, p)? } else { read_parquet(bytes, p)? };
+    let bars = if format == "csv" {
+        read_csv(&bytes, p)?
+    } else {
+        read_parquet(bytes, p)?
+    };
     if bars.is_empty() {
-        return Err(ImportError::NoRows { path: p.path.clone() });
+        return Err(ImportError::NoRows {
+            path: p.path.clone(),
+        });
     }
     Ok(bars)
 }
 
 fn read_csv(bytes: &[u8], p: &FileSourceParams) -> Result<Vec<Candle>, ImportError> {
     let path = p.path.clone();
-    let mut rdr = csv::ReaderBuilder::new().flexible(false).trim(csv::Trim::All).from_reader(bytes);
-    let headers = rdr.headers().map_err(|source| ImportError::Csv { path: path.clone(), source })?.clone();
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(false)
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
+    let headers = rdr
+        .headers()
+        .map_err(|source| ImportError::Csv {
+            path: path.clone(),
+            source,
+        })?
+        .clone();
     let mut idx = [0usize; 6];
     for (slot, (field, column)) in idx.iter_mut().zip(fields(&p.columns)) {
-        *slot = headers.iter().position(|h| h == column).ok_or_else(|| ImportError::MissingColumn {
-            path: path.clone(),
-            field: field.to_owned(),
-            column: column.to_owned(),
-            found: headers.iter().collect::<Vec<_>>().join(", "),
-        })?;
+        *slot =
+            headers
+                .iter()
+                .position(|h| h == column)
+                .ok_or_else(|| ImportError::MissingColumn {
+                    path: path.clone(),
+                    field: field.to_owned(),
+                    column: column.to_owned(),
+                    found: headers.iter().collect::<Vec<_>>().join(", "),
+                })?;
     }
     let mut bars = Vec::new();
     for (i, record) in rdr.records().enumerate() {
         let row = i + 2; // 1-based, after the header
-        let record = record.map_err(|source| ImportError::Csv { path: path.clone(), source })?;
+        let record = record.map_err(|source| ImportError::Csv {
+            path: path.clone(),
+            source,
+        })?;
         let cell = |k: usize| record.get(idx[k]).unwrap_or("");
-        let err = |problem: String| ImportError::Row { path: path.clone(), row, problem };
+        let err = |problem: String| ImportError::Row {
+            path: path.clone(),
+            row,
+            problem,
+        };
         let ts = parse_timestamp(cell(0), &p.timestamp_format).map_err(err)?;
         let mut v = [0.0; 5];
         for (k, slot) in v.iter_mut().enumerate() {
-            *slot = parse_number(cell(k + 1)).map_err(|e| err(format!("column {:?}: {e}", fields(&p.columns)[k + 1].1)))?;
+            *slot = parse_number(cell(k + 1))
+                .map_err(|e| err(format!("column {:?}: {e}", fields(&p.columns)[k + 1].1)))?;
         }
-        bars.push(Candle { ts, open: v[0], high: v[1], low: v[2], close: v[3], volume: v[4] });
+        bars.push(Candle {
+            ts,
+            open: v[0],
+            high: v[1],
+            low: v[2],
+            close: v[3],
+            volume: v[4],
+        });
     }
     Ok(bars)
 }
@@ -132,40 +207,93 @@ fn read_parquet(bytes: Vec<u8>, p: &FileSourceParams) -> Result<Vec<Candle>, Imp
     for batch in &batches {
         let s = batch.schema();
         let col = |field: &str, column: &str| {
-            batch.column_by_name(column).cloned().ok_or_else(|| ImportError::MissingColumn {
-                path: p.path.clone(),
-                field: field.to_owned(),
-                column: column.to_owned(),
-                found: s.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
-            })
+            batch
+                .column_by_name(column)
+                .cloned()
+                .ok_or_else(|| ImportError::MissingColumn {
+                    path: p.path.clone(),
+                    field: field.to_owned(),
+                    column: column.to_owned(),
+                    found: s
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
         };
         let [(tf, tc), rest @ ..] = fields(&p.columns);
         let ts_col = col(tf, tc)?;
         let ts: Vec<i64> = match ts_col.data_type() {
             DataType::Timestamp(_, _) | DataType::Date64 => {
-                let c = arrow::compute::cast(&ts_col, &DataType::Timestamp(TimeUnit::Millisecond, None))
-                    .map_err(|e| ImportError::Row { path: p.path.clone(), row: row0, problem: e.to_string() })?;
-                c.as_any().downcast_ref::<TimestampMillisecondArray>().map(|a| a.values().to_vec()).unwrap_or_default()
+                let c = arrow::compute::cast(
+                    &ts_col,
+                    &DataType::Timestamp(TimeUnit::Millisecond, None),
+                )
+                .map_err(|e| ImportError::Row {
+                    path: p.path.clone(),
+                    row: row0,
+                    problem: e.to_string(),
+                })?;
+                c.as_any()
+                    .downcast_ref::<TimestampMillisecondArray>()
+                    .map(|a| a.values().to_vec())
+                    .unwrap_or_default()
             }
             _ => {
-                let c = arrow::compute::cast(&ts_col, &DataType::Utf8)
-                    .map_err(|e| ImportError::Row { path: p.path.clone(), row: row0, problem: format!("timestamp column: {e}") })?;
-                let a = c.as_any().downcast_ref::<StringArray>().cloned().unwrap_or_else(|| StringArray::from(Vec::<String>::new()));
+                let c = arrow::compute::cast(&ts_col, &DataType::Utf8).map_err(|e| {
+                    ImportError::Row {
+                        path: p.path.clone(),
+                        row: row0,
+                        problem: format!("timestamp column: {e}"),
+                    }
+                })?;
+                let a = c
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .cloned()
+                    .unwrap_or_else(|| StringArray::from(Vec::<String>::new()));
                 (0..a.len())
-                    .map(|i| parse_timestamp(a.value(i), &p.timestamp_format).map_err(|problem| ImportError::Row { path: p.path.clone(), row: row0 + i, problem }))
+                    .map(|i| {
+                        parse_timestamp(a.value(i), &p.timestamp_format).map_err(|problem| {
+                            ImportError::Row {
+                                path: p.path.clone(),
+                                row: row0 + i,
+                                problem,
+                            }
+                        })
+                    })
                     .collect::<Result<_, _>>()?
             }
         };
         let mut vals: Vec<Vec<f64>> = Vec::new();
         for (field, column) in rest {
             let c = col(field, column)?;
-            let f = arrow::compute::cast(&c, &DataType::Float64)
-                .map_err(|e| ImportError::Row { path: p.path.clone(), row: row0, problem: format!("column {column:?}: {e}") })?;
-            let a = f.as_any().downcast_ref::<arrow::array::Float64Array>().cloned().unwrap_or_else(|| arrow::array::Float64Array::from(Vec::<f64>::new()));
-            vals.push((0..a.len()).map(|i| if a.is_null(i) { f64::NAN } else { a.value(i) }).collect());
+            let f = arrow::compute::cast(&c, &DataType::Float64).map_err(|e| ImportError::Row {
+                path: p.path.clone(),
+                row: row0,
+                problem: format!("column {column:?}: {e}"),
+            })?;
+            let a = f
+                .as_any()
+                .downcast_ref::<arrow::array::Float64Array>()
+                .cloned()
+                .unwrap_or_else(|| arrow::array::Float64Array::from(Vec::<f64>::new()));
+            vals.push(
+                (0..a.len())
+                    .map(|i| if a.is_null(i) { f64::NAN } else { a.value(i) })
+                    .collect(),
+            );
         }
         for (i, &t) in ts.iter().enumerate() {
-            bars.push(Candle { ts: t, open: vals[0][i], high: vals[1][i], low: vals[2][i], close: vals[3][i], volume: vals[4][i] });
+            bars.push(Candle {
+                ts: t,
+                open: vals[0][i],
+                high: vals[1][i],
+                low: vals[2][i],
+                close: vals[3][i],
+                volume: vals[4][i],
+            });
         }
         row0 += batch.num_rows();
     }
@@ -178,16 +306,29 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(parse_timestamp("2017-07-01T11:00:00Z", "auto"), Ok(1_498_906_800_000));
-        assert_eq!(parse_timestamp("2017-07-01 11:00:00", "auto"), Ok(1_498_906_800_000));
+        assert_eq!(
+            parse_timestamp("2017-07-01T11:00:00Z", "auto"),
+            Ok(1_498_906_800_000)
+        );
+        assert_eq!(
+            parse_timestamp("2017-07-01 11:00:00", "auto"),
+            Ok(1_498_906_800_000)
+        );
         assert_eq!(parse_timestamp("1498906800", "auto"), Ok(1_498_906_800_000));
-        assert_eq!(parse_timestamp("1498906800000", "auto"), Ok(1_498_906_800_000));
+        assert_eq!(
+            parse_timestamp("1498906800000", "auto"),
+            Ok(1_498_906_800_000)
+        );
         assert_eq!(parse_timestamp("01/07/2017 11", "%d/%m/%Y %H"), Err("\"01/07/2017 11\" does not match \"%d/%m/%Y %H\": input is not enough for unique date and time".to_owned()));
         assert!(parse_timestamp("yesterday", "auto").is_err());
     }
 
     fn params(path: &Path, mapping: ColumnMapping) -> FileSourceParams {
-        FileSourceParams { path: path.to_string_lossy().into_owned(), columns: mapping, ..FileSourceParams::default() }
+        FileSourceParams {
+            path: path.to_string_lossy().into_owned(),
+            columns: mapping,
+            ..FileSourceParams::default()
+        }
     }
 
     #[test]
@@ -195,21 +336,42 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("eth.csv");
         std::fs::write(&f, "Date,ETH.open,ETH.close,ETH.high,ETH.low,ETH.volume\n2017-10-01 00:00:00,303.44,304.0,304.18,303.17,3941.7\n2017-10-01 00:30:00,304.0,303.55,304.7,303.01,\n").unwrap();
-        let m = ColumnMapping { timestamp: "Date".into(), open: "ETH.open".into(), high: "ETH.high".into(), low: "ETH.low".into(), close: "ETH.close".into(), volume: "ETH.volume".into() };
+        let m = ColumnMapping {
+            timestamp: "Date".into(),
+            open: "ETH.open".into(),
+            high: "ETH.high".into(),
+            low: "ETH.low".into(),
+            close: "ETH.close".into(),
+            volume: "ETH.volume".into(),
+        };
         let bars = read_file(&params(&f, m.clone())).unwrap();
         assert_eq!(bars.len(), 2);
         assert_eq!(bars[0].close, 304.0);
         assert_eq!(bars[0].high, 304.18);
         assert!(bars[1].volume.is_nan());
-        let err = read_file(&params(&f, ColumnMapping::default())).unwrap_err().to_string();
-        assert!(err.contains("no column \"timestamp_utc\"") && err.contains("Date, ETH.open"), "{err}");
+        let err = read_file(&params(&f, ColumnMapping::default()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no column \"timestamp_utc\"") && err.contains("Date, ETH.open"),
+            "{err}"
+        );
         std::fs::write(&f, "").unwrap();
-        assert!(matches!(read_file(&params(&f, m.clone())), Err(ImportError::Empty { .. })));
+        assert!(matches!(
+            read_file(&params(&f, m.clone())),
+            Err(ImportError::Empty { .. })
+        ));
         std::fs::write(&f, "Date,ETH.open,ETH.close,ETH.high,ETH.low,ETH.volume\n").unwrap();
-        assert!(matches!(read_file(&params(&f, m.clone())), Err(ImportError::NoRows { .. })));
+        assert!(matches!(
+            read_file(&params(&f, m.clone())),
+            Err(ImportError::NoRows { .. })
+        ));
         std::fs::write(&f, "Date,ETH.open,ETH.close,ETH.high,ETH.low,ETH.volume\n2017-10-01 00:00:00,abc,1,1,1,1\n").unwrap();
         let err = read_file(&params(&f, m)).unwrap_err().to_string();
-        assert!(err.contains("row 2") && err.contains("\"abc\" is not a number"), "{err}");
+        assert!(
+            err.contains("row 2") && err.contains("\"abc\" is not a number"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -217,7 +379,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("x.parquet");
         std::fs::write(&f, b"not parquet at all").unwrap();
-        let err = read_file(&params(&f, ColumnMapping::default())).unwrap_err().to_string();
+        let err = read_file(&params(&f, ColumnMapping::default()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a readable Parquet file"), "{err}");
     }
 }

@@ -62,11 +62,15 @@ pub fn open(uri: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
     if uri.starts_with("s3://") {
         return Err(StoreError::Unsupported {
             uri: uri.to_owned(),
-            reason: "the S3 backend is not built into this version yet; use a local path".to_owned(),
+            reason: "the S3 backend is not built into this version yet; use a local path"
+                .to_owned(),
         });
     }
     if let Some((scheme, _)) = uri.split_once("://") {
-        return Err(StoreError::Unsupported { uri: uri.to_owned(), reason: format!("unknown scheme {scheme:?}; use a path, file:// or s3://") });
+        return Err(StoreError::Unsupported {
+            uri: uri.to_owned(),
+            reason: format!("unknown scheme {scheme:?}; use a path, file:// or s3://"),
+        });
     }
     Ok(Arc::new(LocalStore::new(uri)))
 }
@@ -83,12 +87,21 @@ impl LocalStore {
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
-        let bad = |reason: &str| StoreError::InvalidKey { key: key.to_owned(), reason: reason.to_owned() };
+        let bad = |reason: &str| StoreError::InvalidKey {
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        };
         if key.is_empty() {
             return Err(bad("empty"));
         }
-        if key.starts_with('/') || key.split('/').any(|s| s == ".." || s == "." || s.is_empty()) {
-            return Err(bad("must be a relative path without '.', '..' or empty segments"));
+        if key.starts_with('/')
+            || key
+                .split('/')
+                .any(|s| s == ".." || s == "." || s.is_empty())
+        {
+            return Err(bad(
+                "must be a relative path without '.', '..' or empty segments",
+            ));
         }
         Ok(self.root.join(key))
     }
@@ -129,7 +142,10 @@ impl ObjectStore for LocalStore {
             if e.kind() == std::io::ErrorKind::NotFound {
                 StoreError::NotFound { uri: self.uri(key) }
             } else {
-                StoreError::Io { uri: self.uri(key), source: e }
+                StoreError::Io {
+                    uri: self.uri(key),
+                    source: e,
+                }
             }
         })
     }
@@ -140,10 +156,16 @@ impl ObjectStore for LocalStore {
         std::fs::create_dir_all(dir).map_err(self.io(key))?;
         // Write a temporary file in the same folder, fsync, then rename over the target: a
         // reader sees the old file or the new one, and a killed writer leaves only a `.tmp*`.
-        let mut tmp = tempfile::Builder::new().prefix(".tmp").tempfile_in(dir).map_err(self.io(key))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp")
+            .tempfile_in(dir)
+            .map_err(self.io(key))?;
         tmp.write_all(bytes).map_err(self.io(key))?;
         tmp.as_file().sync_all().map_err(self.io(key))?;
-        tmp.persist(&path).map_err(|e| StoreError::Io { uri: self.uri(key), source: e.error })?;
+        tmp.persist(&path).map_err(|e| StoreError::Io {
+            uri: self.uri(key),
+            source: e.error,
+        })?;
         Ok(())
     }
 
@@ -157,7 +179,10 @@ impl ObjectStore for LocalStore {
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         match std::fs::remove_file(self.path(key)?) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Io { uri: self.uri(key), source: e }),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Io {
+                uri: self.uri(key),
+                source: e,
+            }),
             _ => Ok(()),
         }
     }
@@ -191,8 +216,14 @@ mod tests {
         s.delete("a/b.txt").unwrap();
         s.delete("a/b.txt").unwrap();
         assert!(matches!(s.get("a/b.txt"), Err(StoreError::NotFound { .. })));
-        assert!(matches!(s.put("../x", b""), Err(StoreError::InvalidKey { .. })));
-        assert!(matches!(open("ftp://x"), Err(StoreError::Unsupported { .. })));
+        assert!(matches!(
+            s.put("../x", b""),
+            Err(StoreError::InvalidKey { .. })
+        ));
+        assert!(matches!(
+            open("ftp://x"),
+            Err(StoreError::Unsupported { .. })
+        ));
         assert!(!s.exists("nope").unwrap());
     }
 }

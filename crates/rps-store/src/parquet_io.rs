@@ -42,11 +42,20 @@ pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>, ParquetError> {
 /// Decode every batch of a Parquet file. `what` names the file in errors.
 pub fn decode(bytes: Vec<u8>, what: &str) -> Result<Vec<RecordBatch>, ParquetError> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
-        .map_err(|source| ParquetError::Read { what: what.to_owned(), source })?
+        .map_err(|source| ParquetError::Read {
+            what: what.to_owned(),
+            source,
+        })?
         .with_batch_size(65_536)
         .build()
-        .map_err(|source| ParquetError::Read { what: what.to_owned(), source })?;
+        .map_err(|source| ParquetError::Read {
+            what: what.to_owned(),
+            source,
+        })?;
     reader
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| ParquetError::Arrow { what: what.to_owned(), source })
+        .map_err(|source| ParquetError::Arrow {
+            what: what.to_owned(),
+            source,
+        })
 }

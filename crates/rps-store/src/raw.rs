@@ -37,7 +37,11 @@ pub enum RawError {
     #[error("{uri}: {problem}")]
     Schema { uri: String, problem: String },
     #[error("dataset at {uri} holds {found} bars, but {wanted} was asked for")]
-    IntervalMismatch { uri: String, found: String, wanted: String },
+    IntervalMismatch {
+        uri: String,
+        found: String,
+        wanted: String,
+    },
 }
 
 /// One partition in the manifest.
@@ -72,14 +76,23 @@ impl Manifest {
     }
     /// A hash of the whole snapshot (of its partitions' hashes), for run tags.
     pub fn content_hash(&self) -> String {
-        let joined: String = self.partitions.iter().map(|p| p.sha256.as_str()).collect::<Vec<_>>().join(",");
+        let joined: String = self
+            .partitions
+            .iter()
+            .map(|p| p.sha256.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         crate::sha256_hex(joined.as_bytes())
     }
 }
 
 fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
-        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
         Field::new("open", DataType::Float64, true),
         Field::new("high", DataType::Float64, true),
         Field::new("low", DataType::Float64, true),
@@ -91,33 +104,72 @@ fn schema() -> Arc<Schema> {
 /// Candles as an Arrow batch with the raw schema (NaN written as null).
 pub fn to_batch(bars: &[Candle]) -> RecordBatch {
     let col = |f: fn(&Candle) -> f64| -> ArrayRef {
-        Arc::new(bars.iter().map(|c| Some(f(c)).filter(|v| !v.is_nan())).collect::<Float64Array>())
+        Arc::new(
+            bars.iter()
+                .map(|c| Some(f(c)).filter(|v| !v.is_nan()))
+                .collect::<Float64Array>(),
+        )
     };
-    let ts = TimestampMillisecondArray::from(bars.iter().map(|c| c.ts).collect::<Vec<_>>()).with_timezone("UTC");
-    RecordBatch::try_new(schema(), vec![Arc::new(ts), col(|c| c.open), col(|c| c.high), col(|c| c.low), col(|c| c.close), col(|c| c.volume)])
-        .unwrap_or_else(|e| unreachable!("raw schema is fixed: {e}"))
+    let ts = TimestampMillisecondArray::from(bars.iter().map(|c| c.ts).collect::<Vec<_>>())
+        .with_timezone("UTC");
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(ts),
+            col(|c| c.open),
+            col(|c| c.high),
+            col(|c| c.low),
+            col(|c| c.close),
+            col(|c| c.volume),
+        ],
+    )
+    .unwrap_or_else(|e| unreachable!("raw schema is fixed: {e}"))
 }
 
 /// Candles from batches; returns the bars and the schema problems found (missing or mistyped
 /// columns). Nulls become NaN so the quality gate can count them.
-pub fn from_batches(batches: &[RecordBatch], uri: &str) -> Result<(Vec<Candle>, Vec<String>), RawError> {
+pub fn from_batches(
+    batches: &[RecordBatch],
+    uri: &str,
+) -> Result<(Vec<Candle>, Vec<String>), RawError> {
     let mut bars = Vec::new();
     let mut problems = Vec::new();
     for batch in batches {
         let s = batch.schema();
         let ts_col = match s.index_of("ts") {
             Ok(i) => batch.column(i),
-            Err(_) => return Err(RawError::Schema { uri: uri.to_owned(), problem: "missing column `ts`".to_owned() }),
+            Err(_) => {
+                return Err(RawError::Schema {
+                    uri: uri.to_owned(),
+                    problem: "missing column `ts`".to_owned(),
+                });
+            }
         };
         let ts: Vec<i64> = match ts_col.data_type() {
             DataType::Timestamp(unit, _) => {
-                let cast = arrow::compute::cast(ts_col, &DataType::Timestamp(TimeUnit::Millisecond, None))
-                    .map_err(|e| RawError::Schema { uri: uri.to_owned(), problem: format!("column `ts` ({unit:?}): {e}") })?;
-                let a = cast.as_any().downcast_ref::<TimestampMillisecondArray>().map(|a| a.values().to_vec());
+                let cast =
+                    arrow::compute::cast(ts_col, &DataType::Timestamp(TimeUnit::Millisecond, None))
+                        .map_err(|e| RawError::Schema {
+                            uri: uri.to_owned(),
+                            problem: format!("column `ts` ({unit:?}): {e}"),
+                        })?;
+                let a = cast
+                    .as_any()
+                    .downcast_ref::<TimestampMillisecondArray>()
+                    .map(|a| a.values().to_vec());
                 a.unwrap_or_default()
             }
-            DataType::Int64 => ts_col.as_any().downcast_ref::<arrow::array::Int64Array>().map(|a| a.values().to_vec()).unwrap_or_default(),
-            other => return Err(RawError::Schema { uri: uri.to_owned(), problem: format!("column `ts` has type {other}, expected a timestamp") }),
+            DataType::Int64 => ts_col
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .map(|a| a.values().to_vec())
+                .unwrap_or_default(),
+            other => {
+                return Err(RawError::Schema {
+                    uri: uri.to_owned(),
+                    problem: format!("column `ts` has type {other}, expected a timestamp"),
+                });
+            }
         };
         let mut fields: Vec<Vec<f64>> = Vec::new();
         for name in ["open", "high", "low", "close", "volume"] {
@@ -128,11 +180,20 @@ pub fn from_batches(batches: &[RecordBatch], uri: &str) -> Result<(Vec<Candle>, 
                 }
                 Ok(i) => match arrow::compute::cast(batch.column(i), &DataType::Float64) {
                     Ok(a) if batch.column(i).data_type().is_numeric() => {
-                        let a = a.as_any().downcast_ref::<Float64Array>().cloned().unwrap_or_else(|| Float64Array::from(Vec::<f64>::new()));
-                        (0..a.len()).map(|j| if a.is_null(j) { f64::NAN } else { a.value(j) }).collect()
+                        let a = a
+                            .as_any()
+                            .downcast_ref::<Float64Array>()
+                            .cloned()
+                            .unwrap_or_else(|| Float64Array::from(Vec::<f64>::new()));
+                        (0..a.len())
+                            .map(|j| if a.is_null(j) { f64::NAN } else { a.value(j) })
+                            .collect()
                     }
                     _ => {
-                        problems.push(format!("column `{name}` has type {}, expected a number", batch.column(i).data_type()));
+                        problems.push(format!(
+                            "column `{name}` has type {}, expected a number",
+                            batch.column(i).data_type()
+                        ));
                         vec![f64::NAN; batch.num_rows()]
                     }
                 },
@@ -140,7 +201,14 @@ pub fn from_batches(batches: &[RecordBatch], uri: &str) -> Result<(Vec<Candle>, 
             fields.push(values);
         }
         for (j, &t) in ts.iter().enumerate() {
-            bars.push(Candle { ts: t, open: fields[0][j], high: fields[1][j], low: fields[2][j], close: fields[3][j], volume: fields[4][j] });
+            bars.push(Candle {
+                ts: t,
+                open: fields[0][j],
+                high: fields[1][j],
+                low: fields[2][j],
+                close: fields[3][j],
+                volume: fields[4][j],
+            });
         }
     }
     problems.sort();
@@ -166,9 +234,14 @@ impl RawDataset {
     /// The current manifest, or `None` for a dataset that does not exist yet.
     pub fn manifest(&self) -> Result<Option<Manifest>, RawError> {
         match self.store.get(MANIFEST) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| RawError::Manifest { uri: self.store.uri(MANIFEST), source }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|source| RawError::Manifest {
+                        uri: self.store.uri(MANIFEST),
+                        source,
+                    })
+            }
             Err(StoreError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -176,7 +249,9 @@ impl RawDataset {
 
     /// Every bar of the snapshot, in storage order, plus schema problems.
     pub fn read_all(&self) -> Result<(Manifest, Vec<Candle>, Vec<String>), RawError> {
-        let manifest = self.manifest()?.ok_or_else(|| StoreError::NotFound { uri: self.store.uri(MANIFEST) })?;
+        let manifest = self.manifest()?.ok_or_else(|| StoreError::NotFound {
+            uri: self.store.uri(MANIFEST),
+        })?;
         let mut bars = Vec::with_capacity(manifest.rows());
         let mut problems = Vec::new();
         for p in &manifest.partitions {
@@ -191,20 +266,43 @@ impl RawDataset {
 
     /// Merge `fresh` bars into the dataset: touched months are rewritten, others kept; the
     /// manifest is swapped last. Returns the new manifest and how many partitions were written.
-    pub fn upsert(&self, symbol: &str, interval: Interval, source: &str, fresh: &[Candle]) -> Result<(Manifest, usize), RawError> {
+    pub fn upsert(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        source: &str,
+        fresh: &[Candle],
+    ) -> Result<(Manifest, usize), RawError> {
         self.write(symbol, interval, source, fresh, false)
     }
 
     /// Replace the whole dataset with `bars` (a full refresh); same atomicity as [`Self::upsert`].
-    pub fn replace(&self, symbol: &str, interval: Interval, source: &str, bars: &[Candle]) -> Result<(Manifest, usize), RawError> {
+    pub fn replace(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        source: &str,
+        bars: &[Candle],
+    ) -> Result<(Manifest, usize), RawError> {
         self.write(symbol, interval, source, bars, true)
     }
 
-    fn write(&self, symbol: &str, interval: Interval, source: &str, fresh: &[Candle], replace: bool) -> Result<(Manifest, usize), RawError> {
+    fn write(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        source: &str,
+        fresh: &[Candle],
+        replace: bool,
+    ) -> Result<(Manifest, usize), RawError> {
         let current = self.manifest()?;
         if let Some(m) = &current {
             if m.interval != interval && !replace {
-                return Err(RawError::IntervalMismatch { uri: self.uri(), found: m.interval.to_string(), wanted: interval.to_string() });
+                return Err(RawError::IntervalMismatch {
+                    uri: self.uri(),
+                    found: m.interval.to_string(),
+                    wanted: interval.to_string(),
+                });
             }
         }
         let month_of = |ts: i64| {
@@ -215,10 +313,21 @@ impl RawDataset {
         for c in fresh {
             by_month.entry(month_of(c.ts)).or_default().push(*c);
         }
-        let current_parts: BTreeMap<String, Partition> =
-            current.as_ref().map(|m| m.partitions.iter().map(|p| (p.month.clone(), p.clone())).collect()).unwrap_or_default();
+        let current_parts: BTreeMap<String, Partition> = current
+            .as_ref()
+            .map(|m| {
+                m.partitions
+                    .iter()
+                    .map(|p| (p.month.clone(), p.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
         // An upsert keeps every current month and merges into touched ones; a replace starts empty.
-        let mut partitions = if replace { BTreeMap::new() } else { current_parts.clone() };
+        let mut partitions = if replace {
+            BTreeMap::new()
+        } else {
+            current_parts.clone()
+        };
         let mut written = 0;
         for (month, new_bars) in by_month {
             let existing = match partitions.get(&month) {
@@ -257,11 +366,16 @@ impl RawDataset {
             partitions: partitions.into_values().collect(),
         };
         if current.as_ref() != Some(&manifest) {
-            let json = serde_json::to_vec_pretty(&manifest).map_err(|source| RawError::Manifest { uri: self.store.uri(MANIFEST), source })?;
+            let json =
+                serde_json::to_vec_pretty(&manifest).map_err(|source| RawError::Manifest {
+                    uri: self.store.uri(MANIFEST),
+                    source,
+                })?;
             self.store.put(MANIFEST, &json)?;
         }
         // Garbage-collect partitions the new manifest no longer references.
-        let live: std::collections::HashSet<&str> = manifest.partitions.iter().map(|p| p.key.as_str()).collect();
+        let live: std::collections::HashSet<&str> =
+            manifest.partitions.iter().map(|p| p.key.as_str()).collect();
         for key in self.store.list("part-")? {
             if !live.contains(key.as_str()) {
                 self.store.delete(&key)?;
@@ -279,7 +393,16 @@ mod tests {
     const H: i64 = 3_600_000;
 
     fn bars(from: i64, n: i64) -> Vec<Candle> {
-        (from..from + n).map(|i| Candle { ts: i * H, open: 1.0, high: 2.0, low: 0.5, close: 1.5, volume: i as f64 }).collect()
+        (from..from + n)
+            .map(|i| Candle {
+                ts: i * H,
+                open: 1.0,
+                high: 2.0,
+                low: 0.5,
+                close: 1.5,
+                volume: i as f64,
+            })
+            .collect()
     }
 
     #[test]
@@ -288,20 +411,33 @@ mod tests {
         let ds = RawDataset::new(Arc::new(LocalStore::new(dir.path())));
         assert!(ds.manifest().unwrap().is_none());
         // 1970-01 has 744 hours; 1000 bars span two months.
-        let (m, written) = ds.upsert("X", Interval::H1, "test", &bars(0, 1000)).unwrap();
+        let (m, written) = ds
+            .upsert("X", Interval::H1, "test", &bars(0, 1000))
+            .unwrap();
         assert_eq!((m.partitions.len(), written, m.rows()), (2, 2, 1000));
-        let (_, again) = ds.upsert("X", Interval::H1, "test", &bars(0, 1000)).unwrap();
+        let (_, again) = ds
+            .upsert("X", Interval::H1, "test", &bars(0, 1000))
+            .unwrap();
         assert_eq!(again, 0, "a rerun of the same window changes nothing");
         // Overlapping fresh data touches only February.
-        let (m2, written) = ds.upsert("X", Interval::H1, "test", &bars(990, 20)).unwrap();
+        let (m2, written) = ds
+            .upsert("X", Interval::H1, "test", &bars(990, 20))
+            .unwrap();
         assert_eq!((written, m2.rows()), (1, 1010));
         assert_eq!(m2.partitions[0], m.partitions[0]);
         let (_, all, problems) = ds.read_all().unwrap();
         assert!(problems.is_empty());
         assert_eq!(all.len(), 1010);
         assert!(all.windows(2).all(|w| w[0].ts < w[1].ts));
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "old partition files are collected");
-        assert!(matches!(ds.upsert("X", Interval::M30, "t", &bars(0, 1)), Err(RawError::IntervalMismatch { .. })));
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "old partition files are collected"
+        );
+        assert!(matches!(
+            ds.upsert("X", Interval::M30, "t", &bars(0, 1)),
+            Err(RawError::IntervalMismatch { .. })
+        ));
         let (m3, _) = ds.replace("X", Interval::M30, "t", &bars(0, 5)).unwrap();
         assert_eq!((m3.rows(), m3.interval), (5, Interval::M30));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);

@@ -12,7 +12,7 @@ mod local;
 mod registry;
 
 pub use local::{LocalRun, LocalTracker, RunRecord};
-pub use registry::{LocalRegistry, LoadedModel, ModelFiles, Registry, VersionInfo};
+pub use registry::{LoadedModel, LocalRegistry, ModelFiles, Registry, VersionInfo};
 
 use std::collections::BTreeMap;
 
@@ -57,7 +57,11 @@ pub struct MetricPoint {
 /// A place that records runs.
 pub trait Tracker: Send + Sync {
     /// Start a run of `stage` with tags (git commit, data hash, …).
-    fn start_run(&self, stage: &str, tags: &BTreeMap<String, String>) -> Result<Box<dyn Run>, TrackingError>;
+    fn start_run(
+        &self,
+        stage: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Box<dyn Run>, TrackingError>;
     /// Where runs go, for logs.
     fn describe(&self) -> String;
 }
@@ -77,7 +81,12 @@ pub trait Run: Send {
         let points: Vec<MetricPoint> = values
             .iter()
             .filter(|(_, v)| v.is_finite())
-            .map(|(k, v)| MetricPoint { key: (*k).to_owned(), value: *v, step: 0, timestamp_ms: now })
+            .map(|(k, v)| MetricPoint {
+                key: (*k).to_owned(),
+                value: *v,
+                step: 0,
+                timestamp_ms: now,
+            })
             .collect();
         self.log_metrics(&points)
     }
@@ -92,9 +101,17 @@ pub fn with_run<T, E: From<TrackingError>>(
     f: impl FnOnce(&mut dyn Run) -> Result<T, E>,
 ) -> Result<T, E> {
     let mut run = tracker.start_run(stage, tags)?;
-    tracing::info!(run_id = run.id(), "tracking {stage} in {}", tracker.describe());
+    tracing::info!(
+        run_id = run.id(),
+        "tracking {stage} in {}",
+        tracker.describe()
+    );
     let out = f(run.as_mut());
-    let status = if out.is_ok() { RunStatus::Finished } else { RunStatus::Failed };
+    let status = if out.is_ok() {
+        RunStatus::Finished
+    } else {
+        RunStatus::Failed
+    };
     if let Err(e) = run.finish(status) {
         tracing::warn!("could not mark run {} {status:?}: {e}", run.id());
     }
@@ -105,5 +122,7 @@ pub fn with_run<T, E: From<TrackingError>>(
 pub fn new_run_id() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    (0..16).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+    (0..16)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
 }

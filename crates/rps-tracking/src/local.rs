@@ -34,12 +34,19 @@ impl LocalTracker {
     /// Read a run back.
     pub fn get(&self, run_id: &str) -> Result<RunRecord, TrackingError> {
         let key = format!("{run_id}/run.json");
-        serde_json::from_slice(&self.store.get(&key)?).map_err(|source| TrackingError::Json { uri: self.store.uri(&key), source })
+        serde_json::from_slice(&self.store.get(&key)?).map_err(|source| TrackingError::Json {
+            uri: self.store.uri(&key),
+            source,
+        })
     }
 }
 
 impl Tracker for LocalTracker {
-    fn start_run(&self, stage: &str, tags: &BTreeMap<String, String>) -> Result<Box<dyn Run>, TrackingError> {
+    fn start_run(
+        &self,
+        stage: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Box<dyn Run>, TrackingError> {
         let mut run = LocalRun {
             store: self.store.clone(),
             record: RunRecord {
@@ -73,7 +80,11 @@ pub struct LocalRun {
 impl LocalRun {
     fn save(&mut self) -> Result<(), TrackingError> {
         let key = format!("{}/run.json", self.record.run_id);
-        let json = serde_json::to_vec_pretty(&self.record).map_err(|source| TrackingError::Json { uri: self.store.uri(&key), source })?;
+        let json =
+            serde_json::to_vec_pretty(&self.record).map_err(|source| TrackingError::Json {
+                uri: self.store.uri(&key),
+                source,
+            })?;
         self.store.put(&key, &json)?;
         Ok(())
     }
@@ -89,7 +100,9 @@ impl Run for LocalRun {
             // Params are immutable, as in MLflow: the same value again is fine.
             match self.record.params.get(k) {
                 Some(old) if old != v => {
-                    return Err(TrackingError::Backend(format!("param {k:?} already logged as {old:?}; cannot change it to {v:?}")));
+                    return Err(TrackingError::Backend(format!(
+                        "param {k:?} already logged as {old:?}; cannot change it to {v:?}"
+                    )));
                 }
                 _ => {
                     self.record.params.insert(k.clone(), v.clone());
@@ -110,7 +123,8 @@ impl Run for LocalRun {
     }
 
     fn log_artifact(&mut self, path: &str, bytes: &[u8]) -> Result<(), TrackingError> {
-        self.store.put(&format!("{}/artifacts/{path}", self.record.run_id), bytes)?;
+        self.store
+            .put(&format!("{}/artifacts/{path}", self.record.run_id), bytes)?;
         if !self.record.artifacts.iter().any(|a| a == path) {
             self.record.artifacts.push(path.to_owned());
         }
@@ -132,7 +146,12 @@ mod tests {
     fn run_lifecycle() {
         let dir = tempfile::tempdir().unwrap();
         let t = LocalTracker::new(rps_store::open(dir.path().to_str().unwrap()).unwrap());
-        let mut run = t.start_run("train", &BTreeMap::from([("git_commit".to_owned(), "abc".to_owned())])).unwrap();
+        let mut run = t
+            .start_run(
+                "train",
+                &BTreeMap::from([("git_commit".to_owned(), "abc".to_owned())]),
+            )
+            .unwrap();
         let id = run.id().to_owned();
         assert_eq!(t.get(&id).unwrap().status, RunStatus::Running);
         run.log_params(&[("eta".into(), "0.1".into())]).unwrap();

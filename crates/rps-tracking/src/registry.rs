@@ -32,14 +32,33 @@ pub struct ModelFiles {
 }
 
 impl ModelFiles {
-    pub fn from_model(model: &VolatilityModel, schema: &FeatureSchema) -> Result<Self, TrackingError> {
-        Ok(Self { xgb_json: model.to_xgboost_json()?, xgb_ubj: model.to_xgboost_ubj()?, meta: model.meta.clone(), schema: schema.clone() })
+    pub fn from_model(
+        model: &VolatilityModel,
+        schema: &FeatureSchema,
+    ) -> Result<Self, TrackingError> {
+        Ok(Self {
+            xgb_json: model.to_xgboost_json()?,
+            xgb_ubj: model.to_xgboost_ubj()?,
+            meta: model.meta.clone(),
+            schema: schema.clone(),
+        })
     }
 
     /// Write the four files under `prefix` (`prefix/model.json`, …), metadata last.
     pub fn write(&self, store: &dyn ObjectStore, prefix: &str) -> Result<(), TrackingError> {
-        let key = |f: &str| if prefix.is_empty() { f.to_owned() } else { format!("{prefix}/{f}") };
-        let json = |v: &dyn erased::Json, k: &str| v.to_json().map_err(|source| TrackingError::Json { uri: store.uri(k), source });
+        let key = |f: &str| {
+            if prefix.is_empty() {
+                f.to_owned()
+            } else {
+                format!("{prefix}/{f}")
+            }
+        };
+        let json = |v: &dyn erased::Json, k: &str| {
+            v.to_json().map_err(|source| TrackingError::Json {
+                uri: store.uri(k),
+                source,
+            })
+        };
         store.put(&key(XGB_JSON), &self.xgb_json)?;
         store.put(&key(XGB_UBJ), &self.xgb_ubj)?;
         store.put(&key("schema.json"), &json(&self.schema, "schema.json")?)?;
@@ -49,21 +68,40 @@ impl ModelFiles {
 
     /// Read the files under `prefix`.
     pub fn read(store: &dyn ObjectStore, prefix: &str) -> Result<Self, TrackingError> {
-        let key = |f: &str| if prefix.is_empty() { f.to_owned() } else { format!("{prefix}/{f}") };
+        let key = |f: &str| {
+            if prefix.is_empty() {
+                f.to_owned()
+            } else {
+                format!("{prefix}/{f}")
+            }
+        };
         let parse = |k: String| -> Result<Vec<u8>, TrackingError> { Ok(store.get(&k)?) };
         let meta_key = key(META);
         let schema_key = key("schema.json");
         Ok(Self {
             xgb_json: parse(key(XGB_JSON))?,
             xgb_ubj: parse(key(XGB_UBJ))?,
-            meta: serde_json::from_slice(&parse(meta_key.clone())?).map_err(|source| TrackingError::Json { uri: store.uri(&meta_key), source })?,
-            schema: serde_json::from_slice(&parse(schema_key.clone())?).map_err(|source| TrackingError::Json { uri: store.uri(&schema_key), source })?,
+            meta: serde_json::from_slice(&parse(meta_key.clone())?).map_err(|source| {
+                TrackingError::Json {
+                    uri: store.uri(&meta_key),
+                    source,
+                }
+            })?,
+            schema: serde_json::from_slice(&parse(schema_key.clone())?).map_err(|source| {
+                TrackingError::Json {
+                    uri: store.uri(&schema_key),
+                    source,
+                }
+            })?,
         })
     }
 
     /// Decode the model.
     pub fn model(&self) -> Result<VolatilityModel, TrackingError> {
-        Ok(VolatilityModel::from_parts(&self.xgb_ubj, self.meta.clone())?)
+        Ok(VolatilityModel::from_parts(
+            &self.xgb_ubj,
+            self.meta.clone(),
+        )?)
     }
 }
 
@@ -100,7 +138,12 @@ pub trait Registry: Send + Sync {
     fn resolve(&self, name: &str, reference: &str) -> Result<LoadedModel, TrackingError> {
         let version = match reference.trim_start_matches('v').parse::<u32>() {
             Ok(v) => v,
-            Err(_) => self.alias(name, reference)?.ok_or_else(|| TrackingError::NoAlias { name: name.to_owned(), alias: reference.to_owned() })?,
+            Err(_) => self
+                .alias(name, reference)?
+                .ok_or_else(|| TrackingError::NoAlias {
+                    name: name.to_owned(),
+                    alias: reference.to_owned(),
+                })?,
         };
         self.load(name, version)
     }
@@ -120,7 +163,10 @@ impl LocalRegistry {
     fn aliases(&self, name: &str) -> Result<BTreeMap<String, u32>, TrackingError> {
         let key = format!("{name}/aliases.json");
         match self.store.get(&key) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|source| TrackingError::Json { uri: self.store.uri(&key), source }),
+            Ok(b) => serde_json::from_slice(&b).map_err(|source| TrackingError::Json {
+                uri: self.store.uri(&key),
+                source,
+            }),
             Err(rps_store::StoreError::NotFound { .. }) => Ok(BTreeMap::new()),
             Err(e) => Err(e.into()),
         }
@@ -134,7 +180,10 @@ impl Registry for LocalRegistry {
         let prefix = format!("{}/versions/{version}", info.name);
         files.write(self.store.as_ref(), &prefix)?;
         let key = format!("{prefix}/version.json");
-        let json = serde_json::to_vec_pretty(&info).map_err(|source| TrackingError::Json { uri: self.store.uri(&key), source })?;
+        let json = serde_json::to_vec_pretty(&info).map_err(|source| TrackingError::Json {
+            uri: self.store.uri(&key),
+            source,
+        })?;
         // version.json last: a version exists once it is complete.
         self.store.put(&key, &json)?;
         Ok(version)
@@ -142,12 +191,18 @@ impl Registry for LocalRegistry {
 
     fn set_alias(&self, name: &str, alias: &str, version: u32) -> Result<(), TrackingError> {
         if !self.versions(name)?.contains(&version) {
-            return Err(TrackingError::NoVersion { name: name.to_owned(), version });
+            return Err(TrackingError::NoVersion {
+                name: name.to_owned(),
+                version,
+            });
         }
         let mut aliases = self.aliases(name)?;
         aliases.insert(alias.to_owned(), version);
         let key = format!("{name}/aliases.json");
-        let json = serde_json::to_vec_pretty(&aliases).map_err(|source| TrackingError::Json { uri: self.store.uri(&key), source })?;
+        let json = serde_json::to_vec_pretty(&aliases).map_err(|source| TrackingError::Json {
+            uri: self.store.uri(&key),
+            source,
+        })?;
         self.store.put(&key, &json)?;
         Ok(())
     }
@@ -162,7 +217,12 @@ impl Registry for LocalRegistry {
             .store
             .list(&prefix)?
             .iter()
-            .filter_map(|k| k.strip_prefix(&prefix)?.strip_suffix("/version.json")?.parse().ok())
+            .filter_map(|k| {
+                k.strip_prefix(&prefix)?
+                    .strip_suffix("/version.json")?
+                    .parse()
+                    .ok()
+            })
             .collect();
         v.sort_unstable();
         Ok(v)
@@ -172,8 +232,16 @@ impl Registry for LocalRegistry {
         let prefix = format!("{name}/versions/{version}");
         let key = format!("{prefix}/version.json");
         let info: VersionInfo = match self.store.get(&key) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|source| TrackingError::Json { uri: self.store.uri(&key), source })?,
-            Err(rps_store::StoreError::NotFound { .. }) => return Err(TrackingError::NoVersion { name: name.to_owned(), version }),
+            Ok(b) => serde_json::from_slice(&b).map_err(|source| TrackingError::Json {
+                uri: self.store.uri(&key),
+                source,
+            })?,
+            Err(rps_store::StoreError::NotFound { .. }) => {
+                return Err(TrackingError::NoVersion {
+                    name: name.to_owned(),
+                    version,
+                });
+            }
             Err(e) => return Err(e.into()),
         };
         let files = ModelFiles::read(self.store.as_ref(), &prefix)?;

@@ -49,7 +49,10 @@ impl StageError for TrainError {
     fn exit_code(&self) -> u8 {
         match self {
             Self::Params(_) | Self::Model(rps_model::ModelError::Params(_)) => exit::CONFIG,
-            Self::Frame(rps_store::frame::FrameError::Store(rps_store::StoreError::NotFound { .. }) | rps_store::frame::FrameError::Mismatch { .. }) => exit::INPUT,
+            Self::Frame(
+                rps_store::frame::FrameError::Store(rps_store::StoreError::NotFound { .. })
+                | rps_store::frame::FrameError::Mismatch { .. },
+            ) => exit::INPUT,
             Self::Model(_) => exit::MODEL,
             Self::Frame(_) | Self::Store(_) | Self::Tracking(_) | Self::Json(_) => exit::STORAGE,
         }
@@ -60,7 +63,10 @@ impl StageError for TrainError {
 pub fn run(args: &Args) -> Result<(), TrainError> {
     let params = rps_cli::load_params(&args.common.params)?;
     let home = Home::new(&args.common.home);
-    let features = args.features.clone().unwrap_or_else(|| home.features(&params.data.symbol));
+    let features = args
+        .features
+        .clone()
+        .unwrap_or_else(|| home.features(&params.data.symbol));
     let out_uri = args.out.clone().unwrap_or_else(|| home.candidate());
     let tracker = home.tracker()?;
     let registry = home.registry()?;
@@ -79,24 +85,54 @@ pub fn run(args: &Args) -> Result<(), TrainError> {
         let (xt, yt) = (Rows::gather(&f.columns, &tr), y(&tr));
         let (xv, yv) = (Rows::gather(&f.columns, &va), y(&va));
         let tp = &params.train;
-        let mut logged: Vec<(String, String)> = tp.xgboost.iter().map(|(k, v)| (k.clone(), v.to_string().trim_matches('"').to_owned())).collect();
+        let mut logged: Vec<(String, String)> = tp
+            .xgboost
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string().trim_matches('"').to_owned()))
+            .collect();
         logged.extend([
-            ("target_transform".to_owned(), format!("{:?}", tp.target_transform).to_lowercase()),
+            (
+                "target_transform".to_owned(),
+                format!("{:?}", tp.target_transform).to_lowercase(),
+            ),
             ("num_boost_round".to_owned(), tp.num_boost_round.to_string()),
-            ("early_stopping_rounds".to_owned(), tp.early_stopping_rounds.to_string()),
+            (
+                "early_stopping_rounds".to_owned(),
+                tp.early_stopping_rounds.to_string(),
+            ),
             ("engine".to_owned(), rps_model::ENGINE.to_owned()),
             ("train_rows".to_owned(), tr.len().to_string()),
             ("validation_rows".to_owned(), va.len().to_string()),
         ]);
         run.log_params(&logged)?;
-        tracing::info!("training on {} rows, early stopping on {} validation rows", tr.len(), va.len());
-        let (model, history) = VolatilityModel::train(tp, &schema.features, params.target.floor, (&xt, &yt), (&xv, &yv))?;
+        tracing::info!(
+            "training on {} rows, early stopping on {} validation rows",
+            tr.len(),
+            va.len()
+        );
+        let (model, history) = VolatilityModel::train(
+            tp,
+            &schema.features,
+            params.target.floor,
+            (&xt, &yt),
+            (&xv, &yv),
+        )?;
         let now = chrono::Utc::now().timestamp_millis();
         let mut points = Vec::new();
         for (step, (t, v)) in history.train.iter().zip(&history.validation).enumerate() {
             let step = i64::try_from(step).unwrap_or(i64::MAX);
-            points.push(MetricPoint { key: format!("train_{}", history.metric), value: *t, step, timestamp_ms: now });
-            points.push(MetricPoint { key: format!("validation_{}", history.metric), value: *v, step, timestamp_ms: now });
+            points.push(MetricPoint {
+                key: format!("train_{}", history.metric),
+                value: *t,
+                step,
+                timestamp_ms: now,
+            });
+            points.push(MetricPoint {
+                key: format!("validation_{}", history.metric),
+                value: *v,
+                step,
+                timestamp_ms: now,
+            });
         }
         run.log_metrics(&points)?;
         let pred = model.predict(&xv)?;
@@ -110,13 +146,23 @@ pub fn run(args: &Args) -> Result<(), TrainError> {
             ("validation_r2_log".to_owned(), s.r2_log),
             ("best_iteration".to_owned(), best as f64),
         ]);
-        run.log_values(&final_metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>())?;
+        run.log_values(
+            &final_metrics
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect::<Vec<_>>(),
+        )?;
         let files = ModelFiles::from_model(&model, &schema)?;
         let out = rps_store::open(&out_uri)?;
         files.write(out.as_ref(), "")?;
         let importance = serde_json::to_vec_pretty(&model.importance())?;
         out.put("feature_importance.json", &importance)?;
-        out.put("train_metrics.json", &serde_json::to_vec_pretty(&serde_json::json!({"validation": s, "best_iteration": best, "history": history}))?)?;
+        out.put(
+            "train_metrics.json",
+            &serde_json::to_vec_pretty(
+                &serde_json::json!({"validation": s, "best_iteration": best, "history": history}),
+            )?,
+        )?;
         for name in [rps_model::XGB_JSON, rps_model::META, "schema.json"] {
             run.log_artifact(&format!("model/{name}"), &out.get(name)?)?;
         }
@@ -133,7 +179,10 @@ pub fn run(args: &Args) -> Result<(), TrainError> {
         let version = registry.register(&files, info.clone())?;
         let info = VersionInfo { version, ..info };
         out.put("version.json", &serde_json::to_vec_pretty(&info)?)?;
-        run.set_tags(&[("model_name".to_owned(), tp.model_name.clone()), ("model_version".to_owned(), version.to_string())])?;
+        run.set_tags(&[
+            ("model_name".to_owned(), tp.model_name.clone()),
+            ("model_version".to_owned(), version.to_string()),
+        ])?;
         tracing::info!(
             "trained {} trees (best iteration {best}); validation QLIKE {:.4}, R²(log) {:.4}; registered {} v{version} in {}; files in {}",
             model.meta.num_trees,

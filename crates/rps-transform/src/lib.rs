@@ -62,15 +62,26 @@ impl StageError for TransformError {
         match self {
             Self::Params(_) | Self::Config(_) => exit::CONFIG,
             Self::Split(_) | Self::Schema(_) => exit::INPUT,
-            Self::Raw(rps_store::raw::RawError::Store(rps_store::StoreError::NotFound { .. })) => exit::INPUT,
+            Self::Raw(rps_store::raw::RawError::Store(rps_store::StoreError::NotFound {
+                ..
+            })) => exit::INPUT,
             Self::Raw(_) | Self::Frame(_) | Self::Store(_) | Self::Tracking(_) => exit::STORAGE,
         }
     }
 }
 
 /// Lay `bars` (sorted, at `interval`) on the model's bar grid with each bar's volatility.
-pub fn bar_grid(bars: &[Candle], interval: Interval, bar: Interval, estimator: Estimator) -> (Vec<i64>, Vec<Option<Candle>>, Vec<f64>) {
-    let groups: Vec<(Candle, Vec<Candle>)> = if bar == interval { bars.iter().map(|c| (*c, vec![*c])).collect() } else { resample(bars, bar) };
+pub fn bar_grid(
+    bars: &[Candle],
+    interval: Interval,
+    bar: Interval,
+    estimator: Estimator,
+) -> (Vec<i64>, Vec<Option<Candle>>, Vec<f64>) {
+    let groups: Vec<(Candle, Vec<Candle>)> = if bar == interval {
+        bars.iter().map(|c| (*c, vec![*c])).collect()
+    } else {
+        resample(bars, bar)
+    };
     let (Some(first), Some(last)) = (groups.first(), groups.last()) else {
         return (Vec::new(), Vec::new(), Vec::new());
     };
@@ -82,7 +93,9 @@ pub fn bar_grid(bars: &[Candle], interval: Interval, bar: Interval, estimator: E
     let mut prev_close: Option<f64> = None;
     let mut prev_slot: Option<usize> = None;
     for (agg, parts) in &groups {
-        let Ok(i) = usize::try_from((agg.ts - t0) / bar.ms()) else { continue };
+        let Ok(i) = usize::try_from((agg.ts - t0) / bar.ms()) else {
+            continue;
+        };
         grid[i] = Some(*agg);
         // A previous close only counts when it is the adjacent bar's.
         let prev = prev_close.filter(|_| prev_slot.is_some_and(|p| p + 1 == i));
@@ -98,10 +111,17 @@ pub fn bar_grid(bars: &[Candle], interval: Interval, bar: Interval, estimator: E
 }
 
 /// Build the dataset and schema from raw bars (pure; the stage minus IO).
-pub fn transform(params: &Params, bars: &[Candle], data_hash: &str) -> Result<(Dataset, FeatureSchema), TransformError> {
+pub fn transform(
+    params: &Params,
+    bars: &[Candle],
+    data_hash: &str,
+) -> Result<(Dataset, FeatureSchema), TransformError> {
     let d = &params.data;
     if d.bar.ms() < d.interval.ms() || d.bar.ms() % d.interval.ms() != 0 {
-        return Err(TransformError::Config(format!("data.bar ({}) must be a whole multiple of data.interval ({})", d.bar, d.interval)));
+        return Err(TransformError::Config(format!(
+            "data.bar ({}) must be a whole multiple of data.interval ({})",
+            d.bar, d.interval
+        )));
     }
     if params.target.estimator == Estimator::Realized && d.bar == d.interval {
         return Err(TransformError::Config(format!(
@@ -113,16 +133,43 @@ pub fn transform(params: &Params, bars: &[Candle], data_hash: &str) -> Result<(D
     rps_core::candle::sort_dedup(&mut bars);
     let (ts, grid, vol) = bar_grid(&bars, d.interval, d.bar, params.target.estimator);
     let bars_per_day = usize::try_from(86_400_000 / d.bar.ms()).unwrap_or(1).max(1);
-    let frame: FeatureFrame = features::build(&ts, &grid, &vol, &params.features, &params.target, bars_per_day);
-    let har: Vec<&[f64]> = frame.names.iter().zip(&frame.columns).filter(|(n, _)| n.starts_with("har_")).map(|(_, c)| c.as_slice()).collect();
-    let usable: Vec<bool> = (0..frame.len()).map(|i| frame.present[i] && frame.target[i].is_finite() && har.iter().all(|c| c[i].is_finite())).collect();
+    let frame: FeatureFrame = features::build(
+        &ts,
+        &grid,
+        &vol,
+        &params.features,
+        &params.target,
+        bars_per_day,
+    );
+    let har: Vec<&[f64]> = frame
+        .names
+        .iter()
+        .zip(&frame.columns)
+        .filter(|(n, _)| n.starts_with("har_"))
+        .map(|(_, c)| c.as_slice())
+        .collect();
+    let usable: Vec<bool> = (0..frame.len())
+        .map(|i| {
+            frame.present[i] && frame.target[i].is_finite() && har.iter().all(|c| c[i].is_finite())
+        })
+        .collect();
     let splits = split::assign(&usable, &params.split, params.target.horizon)?;
-    let train_rows: Vec<usize> = splits.iter().enumerate().filter_map(|(i, s)| (*s == Split::Train).then_some(i)).collect();
+    let train_rows: Vec<usize> = splits
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| (*s == Split::Train).then_some(i))
+        .collect();
     let reference = frame
         .names
         .iter()
         .zip(&frame.columns)
-        .map(|(name, col)| ColumnStats::compute(name, &train_rows.iter().map(|&i| col[i]).collect::<Vec<_>>(), 20))
+        .map(|(name, col)| {
+            ColumnStats::compute(
+                name,
+                &train_rows.iter().map(|&i| col[i]).collect::<Vec<_>>(),
+                20,
+            )
+        })
         .collect();
     let mut rows = BTreeMap::new();
     for s in &splits {
@@ -153,15 +200,27 @@ pub fn transform(params: &Params, bars: &[Candle], data_hash: &str) -> Result<(D
         last_ts: kept.ts.last().copied().unwrap_or(0),
         data_hash: data_hash.to_owned(),
     };
-    Ok((Dataset { frame: kept, split: split_kept }, schema))
+    Ok((
+        Dataset {
+            frame: kept,
+            split: split_kept,
+        },
+        schema,
+    ))
 }
 
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), TransformError> {
     let params = rps_cli::load_params(&args.common.params)?;
     let home = Home::new(&args.common.home);
-    let input = args.input.clone().unwrap_or_else(|| home.raw(&params.data.symbol));
-    let out = args.out.clone().unwrap_or_else(|| home.features(&params.data.symbol));
+    let input = args
+        .input
+        .clone()
+        .unwrap_or_else(|| home.raw(&params.data.symbol));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| home.features(&params.data.symbol));
     let tracker = home.tracker()?;
     let raw = RawDataset::new(rps_store::open(&input)?);
     let (manifest, bars, problems) = raw.read_all()?;
@@ -169,7 +228,10 @@ pub fn run(args: &Args) -> Result<(), TransformError> {
         return Err(TransformError::Schema(problems.join("; ")));
     }
     if manifest.interval != params.data.interval {
-        return Err(TransformError::Config(format!("the raw dataset holds {} bars but data.interval is {}", manifest.interval, params.data.interval)));
+        return Err(TransformError::Config(format!(
+            "the raw dataset holds {} bars but data.interval is {}",
+            manifest.interval, params.data.interval
+        )));
     }
     let data_hash = manifest.content_hash();
     let tags = BTreeMap::from([
@@ -183,7 +245,10 @@ pub fn run(args: &Args) -> Result<(), TransformError> {
         rps_store::frame::write(store.as_ref(), &ds, &schema)?;
         let mut logged: Vec<(String, String)> = vec![
             ("bar".to_owned(), schema.bar.clone()),
-            ("estimator".to_owned(), format!("{:?}", params.target.estimator).to_lowercase()),
+            (
+                "estimator".to_owned(),
+                format!("{:?}", params.target.estimator).to_lowercase(),
+            ),
             ("horizon".to_owned(), params.target.horizon.to_string()),
             ("floor".to_owned(), params.target.floor.to_string()),
             ("split_gap".to_owned(), params.split.gap.to_string()),
@@ -191,13 +256,27 @@ pub fn run(args: &Args) -> Result<(), TransformError> {
         ];
         logged.push(("features".to_owned(), schema.features.join(",")));
         run.log_params(&logged)?;
-        let counts: Vec<(String, f64)> = schema.rows.iter().map(|(k, v)| (format!("rows_{k}"), *v as f64)).collect();
-        run.log_values(&counts.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>())?;
+        let counts: Vec<(String, f64)> = schema
+            .rows
+            .iter()
+            .map(|(k, v)| (format!("rows_{k}"), *v as f64))
+            .collect();
+        run.log_values(
+            &counts
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect::<Vec<_>>(),
+        )?;
         run.log_artifact("schema.json", &store.get(rps_store::frame::SCHEMA)?)?;
         tracing::info!(
             "transform done: {} features; rows {}; written to {}",
             schema.features.len(),
-            schema.rows.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+            schema
+                .rows
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
             store.uri("")
         );
         Ok(())
@@ -211,7 +290,14 @@ mod tests {
     #[test]
     fn grid_marks_missing_bars_and_resamples() {
         let h = 3_600_000;
-        let bar = |ts: i64, c: f64| Candle { ts, open: c, high: c * 1.01, low: c * 0.99, close: c, volume: 1.0 };
+        let bar = |ts: i64, c: f64| Candle {
+            ts,
+            open: c,
+            high: c * 1.01,
+            low: c * 0.99,
+            close: c,
+            volume: 1.0,
+        };
         let bars = vec![bar(0, 100.0), bar(h, 101.0), bar(3 * h, 102.0)];
         let (ts, grid, vol) = bar_grid(&bars, Interval::H1, Interval::H1, Estimator::Parkinson);
         assert_eq!(ts, vec![0, h, 2 * h, 3 * h]);
@@ -219,7 +305,12 @@ mod tests {
         assert!((vol[0] - parkinson(101.0, 99.0)).abs() < 1e-15);
         // 30-minute bars → hourly realized volatility from sub-bar closes.
         let half = h / 2;
-        let fine = vec![bar(0, 100.0), bar(half, 101.0), bar(h, 99.0), bar(h + half, 100.0)];
+        let fine = vec![
+            bar(0, 100.0),
+            bar(half, 101.0),
+            bar(h, 99.0),
+            bar(h + half, 100.0),
+        ];
         let (ts, grid, vol) = bar_grid(&fine, Interval::M30, Interval::H1, Estimator::Realized);
         assert_eq!(ts, vec![0, h]);
         assert_eq!(grid[1].unwrap().high, 101.0);

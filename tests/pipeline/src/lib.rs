@@ -18,13 +18,20 @@ pub fn bin_dir() -> PathBuf {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// `../shared/data/<name>` beside the repository.
 pub fn shared_data(name: &str) -> PathBuf {
     let p = repo_root().join("../shared/data").join(name);
-    assert!(p.exists(), "{} is missing: the tests need ../shared beside the checkout", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: the tests need ../shared beside the checkout",
+        p.display()
+    );
     p
 }
 
@@ -57,8 +64,18 @@ impl Project {
     /// Run `stage` (e.g. `rps-extract`) in the project folder.
     pub fn run(&self, stage: &str, args: &[&str]) -> Output {
         let exe = bin_dir().join(stage);
-        assert!(exe.exists(), "{} not built: run `cargo build --bins` (make test does)", exe.display());
-        let out = Command::new(&exe).args(args).current_dir(self.dir.path()).env("RUST_LOG", "info").env("NO_COLOR", "1").output().unwrap();
+        assert!(
+            exe.exists(),
+            "{} not built: run `cargo build --bins` (make test does)",
+            exe.display()
+        );
+        let out = Command::new(&exe)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
         Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -69,7 +86,11 @@ impl Project {
     /// Run and require exit 0.
     pub fn ok(&self, stage: &str, args: &[&str]) -> Output {
         let o = self.run(stage, args);
-        assert_eq!(o.code, 0, "{stage} {args:?} failed:\n{}\n{}", o.stdout, o.stderr);
+        assert_eq!(
+            o.code, 0,
+            "{stage} {args:?} failed:\n{}\n{}",
+            o.stdout, o.stderr
+        );
         o
     }
 

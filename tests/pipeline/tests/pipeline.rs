@@ -25,7 +25,11 @@ fn full_pipeline_on_real_btc_hours() {
     let o = p.ok("rps-extract", &[]);
     assert!(o.stderr.contains("13165 bars"), "{}", o.stderr);
     let manifest = p.json(".rps/data/raw/BTC-USD/_manifest.json");
-    assert_eq!(manifest["partitions"].as_array().unwrap().len(), 18, "2017-07 .. 2018-12 is 18 months");
+    assert_eq!(
+        manifest["partitions"].as_array().unwrap().len(),
+        18,
+        "2017-07 .. 2018-12 is 18 months"
+    );
 
     // A rerun of the same window changes nothing.
     let before = files_under(&p.path(".rps/data/raw"));
@@ -42,25 +46,49 @@ fn full_pipeline_on_real_btc_hours() {
     p.ok("rps-transform", &[]);
     let schema = p.json(".rps/data/features/BTC-USD/schema.json");
     assert!(schema["features"].as_array().unwrap().len() >= 20);
-    assert_eq!(schema["reference"].as_array().unwrap().len(), schema["features"].as_array().unwrap().len());
+    assert_eq!(
+        schema["reference"].as_array().unwrap().len(),
+        schema["features"].as_array().unwrap().len()
+    );
 
     p.ok("rps-train", &[]);
-    for f in ["model.json", "model.ubj", "meta.json", "schema.json", "version.json", "train_metrics.json", "feature_importance.json"] {
+    for f in [
+        "model.json",
+        "model.ubj",
+        "meta.json",
+        "schema.json",
+        "version.json",
+        "train_metrics.json",
+        "feature_importance.json",
+    ] {
         assert!(p.path(".rps/models/candidate").join(f).exists(), "{f}");
     }
     let o = p.ok("rps-evaluate", &[]);
-    assert!(o.stdout.contains("| model |") || o.stdout.contains("| **model** |"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("| model |") || o.stdout.contains("| **model** |"),
+        "{}",
+        o.stdout
+    );
     let m = p.json("reports/metrics.json");
     for name in ["model", "persistence", "ewma", "har_rv"] {
         for k in ["rmse", "mae", "r2", "qlike", "n"] {
             assert!(m[name][k].is_number(), "{name}.{k} missing in {m}");
         }
-        assert_eq!(m[name]["n"], m["model"]["n"], "every forecaster is scored on the same rows");
+        assert_eq!(
+            m[name]["n"], m["model"]["n"],
+            "every forecaster is scored on the same rows"
+        );
     }
     assert!(m["model"]["n"].as_u64().unwrap() > 1500);
     // Honest floor: the model beats naive persistence on QLIKE.
-    assert!(m["model"]["qlike"].as_f64().unwrap() < m["persistence"]["qlike"].as_f64().unwrap(), "{m}");
-    assert_eq!(m["promotion"]["promoted"], true, "the first model becomes champion");
+    assert!(
+        m["model"]["qlike"].as_f64().unwrap() < m["persistence"]["qlike"].as_f64().unwrap(),
+        "{m}"
+    );
+    assert_eq!(
+        m["promotion"]["promoted"], true,
+        "the first model becomes champion"
+    );
     let aliases = p.json(".rps/registry/btc-volatility/aliases.json");
     assert_eq!(aliases["champion"], 1);
     for f in ["evaluation.md", "predictions.csv", "predictions.png"] {
@@ -80,7 +108,10 @@ fn full_pipeline_on_real_btc_hours() {
     assert_eq!(m["promotion"]["champion_version"], 1);
     // Same data, same seed: an identical model, so no improvement and no promotion at margin 0.
     assert_eq!(m["promotion"]["promoted"], false, "{m}");
-    assert_eq!(p.json(".rps/registry/btc-volatility/aliases.json")["champion"], 1);
+    assert_eq!(
+        p.json(".rps/registry/btc-volatility/aliases.json")["champion"],
+        1
+    );
 }
 
 #[test]
@@ -93,8 +124,20 @@ fn eth_half_hour_bars_with_a_column_mapping_and_realized_volatility() {
     let o = p.ok("rps-extract", &[]);
     assert!(o.stderr.contains("35011 bars"), "{}", o.stderr);
     p.ok("rps-quality", &[]);
-    let gaps = p.json("reports/quality.json")["checks"].as_array().unwrap().iter().find(|c| c["name"] == "gaps").cloned().unwrap();
-    assert!(gaps["detail"].as_str().unwrap().starts_with("30 missing bars"), "{gaps}");
+    let gaps = p.json("reports/quality.json")["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "gaps")
+        .cloned()
+        .unwrap();
+    assert!(
+        gaps["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("30 missing bars"),
+        "{gaps}"
+    );
     p.ok("rps-transform", &[]);
     let schema = p.json(".rps/data/features/ETH-USD/schema.json");
     assert_eq!(schema["bar"], "1h");
@@ -103,8 +146,16 @@ fn eth_half_hour_bars_with_a_column_mapping_and_realized_volatility() {
 
 fn expect_failure(p: &Project, stage: &str, args: &[&str], code: i32, needle: &str) {
     let o = p.run(stage, args);
-    assert_eq!(o.code, code, "{stage}: wanted exit {code}, got {}:\n{}", o.code, o.stderr);
-    assert!(o.stderr.contains(needle), "{stage}: stderr should mention {needle:?}:\n{}", o.stderr);
+    assert_eq!(
+        o.code, code,
+        "{stage}: wanted exit {code}, got {}:\n{}",
+        o.code, o.stderr
+    );
+    assert!(
+        o.stderr.contains(needle),
+        "{stage}: stderr should mention {needle:?}:\n{}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -115,7 +166,11 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing_behind() {
     let raw = p.path(".rps/data/raw/BTC-USD");
 
     // Missing column.
-    std::fs::write(&csv, "timestamp_utc,open,high,low,close\n2018-01-01T00:00:00Z,1,2,0.5,1.5\n").unwrap();
+    std::fs::write(
+        &csv,
+        "timestamp_utc,open,high,low,close\n2018-01-01T00:00:00Z,1,2,0.5,1.5\n",
+    )
+    .unwrap();
     expect_failure(&p, "rps-extract", &[], 4, "no column \"volume_btc\"");
     assert!(!raw.exists(), "no partial output");
 
@@ -124,13 +179,29 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing_behind() {
     expect_failure(&p, "rps-extract", &[], 4, "is empty");
 
     // Unparseable value.
-    std::fs::write(&csv, "timestamp_utc,open,high,low,close,volume_btc\n2018-01-01T00:00:00Z,1,2,abc,1.5,3\n").unwrap();
-    expect_failure(&p, "rps-extract", &[], 4, "row 2: column \"low\": \"abc\" is not a number");
+    std::fs::write(
+        &csv,
+        "timestamp_utc,open,high,low,close,volume_btc\n2018-01-01T00:00:00Z,1,2,abc,1.5,3\n",
+    )
+    .unwrap();
+    expect_failure(
+        &p,
+        "rps-extract",
+        &[],
+        4,
+        "row 2: column \"low\": \"abc\" is not a number",
+    );
 
     // Unreadable Parquet.
     let pq = dir.path().join("in.parquet");
     std::fs::write(&pq, b"PAR1 this is not parquet").unwrap();
-    expect_failure(&p, "rps-extract", &["--file", pq.to_str().unwrap()], 4, "not a readable Parquet file");
+    expect_failure(
+        &p,
+        "rps-extract",
+        &["--file", pq.to_str().unwrap()],
+        4,
+        "not a readable Parquet file",
+    );
     assert!(!raw.exists(), "no partial output");
 
     // Bad params.
@@ -140,15 +211,32 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing_behind() {
     // NaN prices: stored as missing values, then the quality gate stops the pipeline.
     let mut text = String::from("timestamp_utc,open,high,low,close,volume_btc\n");
     for i in 0..600 {
-        let close = if i % 40 == 0 { "NaN".to_owned() } else { format!("{}", 100.0 + f64::from(i % 7)) };
-        text.push_str(&format!("2018-01-{:02}T{:02}:00:00Z,100,108,99,{close},5\n", 1 + i / 24, i % 24));
+        let close = if i % 40 == 0 {
+            "NaN".to_owned()
+        } else {
+            format!("{}", 100.0 + f64::from(i % 7))
+        };
+        text.push_str(&format!(
+            "2018-01-{:02}T{:02}:00:00Z,100,108,99,{close},5\n",
+            1 + i / 24,
+            i % 24
+        ));
     }
     std::fs::write(&csv, text).unwrap();
     p.ok("rps-extract", &[]);
-    expect_failure(&p, "rps-quality", &[], 5, "nulls: 15 missing or non-finite values in column `close`");
+    expect_failure(
+        &p,
+        "rps-quality",
+        &[],
+        5,
+        "nulls: 15 missing or non-finite values in column `close`",
+    );
     let q = p.json("reports/quality.json");
     assert_eq!(q["passed"], false);
-    assert!(p.path("reports/quality.html").exists(), "the report is written even when the gate fails");
+    assert!(
+        p.path("reports/quality.html").exists(),
+        "the report is written even when the gate fails"
+    );
 
     // Stages downstream of a missing input say so.
     let empty = Project::new(&btc_params(&csv));
@@ -159,7 +247,13 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing_behind() {
 #[test]
 fn help_explains_flags_and_exit_codes() {
     let p = Project::new("");
-    for stage in ["rps-extract", "rps-quality", "rps-transform", "rps-train", "rps-evaluate"] {
+    for stage in [
+        "rps-extract",
+        "rps-quality",
+        "rps-transform",
+        "rps-train",
+        "rps-evaluate",
+    ] {
         let o = p.ok(stage, &["--help"]);
         assert!(o.stdout.contains("EXIT CODES"), "{stage}");
         assert!(o.stdout.contains("--params"), "{stage}");
@@ -169,9 +263,15 @@ fn help_explains_flags_and_exit_codes() {
 
 #[test]
 fn json_logs_for_pods() {
-    let p = Project::new("data:\n  source: synthetic\n  start: \"2024-01-01T00:00:00Z\"\n  end: \"2024-01-03T00:00:00Z\"\n");
+    let p = Project::new(
+        "data:\n  source: synthetic\n  start: \"2024-01-01T00:00:00Z\"\n  end: \"2024-01-03T00:00:00Z\"\n",
+    );
     let o = p.ok("rps-extract", &["--log-format", "json"]);
-    let line = o.stderr.lines().find(|l| l.contains("extract done")).unwrap();
+    let line = o
+        .stderr
+        .lines()
+        .find(|l| l.contains("extract done"))
+        .unwrap();
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(v["level"], "INFO");
     assert!(v["message"].as_str().unwrap().contains("48 bars"));
