@@ -25,7 +25,7 @@ def rust_predict(model_path, rows, tmp_path):
     return np.array([float(x) for x in out.stdout.split()], dtype=np.float32)
 
 
-def test_split(pipeline):
+def load_test_split(pipeline):
     feats = pipeline / ".rps/data/features/BTC-USD"
     schema = json.loads((feats / "schema.json").read_text())
     table = pq.read_table(feats / "features.parquet").to_pydict()
@@ -35,7 +35,7 @@ def test_split(pipeline):
 
 
 def test_python_xgboost_loads_rust_models_and_predicts_the_same(pipeline, tmp_path):
-    schema, X, _ = test_split(pipeline)
+    schema, X, _ = load_test_split(pipeline)
     model_dir = pipeline / ".rps/models/candidate"
     meta = json.loads((model_dir / "meta.json").read_text())
     assert len(X) > 1000
