@@ -183,19 +183,36 @@ impl Home {
         self.join("models/candidate")
     }
 
-    /// The run tracker. MLflow lands behind this seam in its own issue; until then, the local
-    /// run store under `<home>/runs`.
-    pub fn tracker(&self) -> Result<Arc<dyn rps_tracking::Tracker>, rps_store::StoreError> {
+    /// The MLflow client when `MLFLOW_TRACKING_URI` is set (with `MLFLOW_TRACKING_USERNAME` /
+    /// `MLFLOW_TRACKING_PASSWORD` or `MLFLOW_TRACKING_TOKEN`), else `None`.
+    pub fn mlflow(
+        &self,
+    ) -> Result<Option<Arc<rps_mlflow::MlflowClient>>, rps_tracking::TrackingError> {
+        match rps_mlflow::MlflowConfig::from_env()? {
+            Some(config) => Ok(Some(Arc::new(rps_mlflow::MlflowClient::new(config)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The run tracker: MLflow when `MLFLOW_TRACKING_URI` is set, else the local run store
+    /// under `<home>/runs`.
+    pub fn tracker(&self) -> Result<Arc<dyn rps_tracking::Tracker>, rps_tracking::TrackingError> {
+        if let Some(client) = self.mlflow()? {
+            return Ok(Arc::new(rps_tracking::MlflowTracker::new(client)));
+        }
         Ok(Arc::new(rps_tracking::LocalTracker::new(rps_store::open(
             &self.join("runs"),
         )?)))
     }
 
-    /// The model registry under `<home>/registry`.
-    pub fn registry(&self) -> Result<Arc<dyn rps_tracking::Registry>, rps_store::StoreError> {
-        Ok(Arc::new(rps_tracking::LocalRegistry::new(rps_store::open(
-            &self.join("registry"),
-        )?)))
+    /// The model registry: MLflow's when `MLFLOW_TRACKING_URI` is set (falling back to the local
+    /// one for servers without a registry), else the local registry under `<home>/registry`.
+    pub fn registry(&self) -> Result<Arc<dyn rps_tracking::Registry>, rps_tracking::TrackingError> {
+        let local = rps_tracking::LocalRegistry::new(rps_store::open(&self.join("registry"))?);
+        if let Some(client) = self.mlflow()? {
+            return Ok(Arc::new(rps_tracking::MlflowRegistry::new(client, local)));
+        }
+        Ok(Arc::new(local))
     }
 }
 

@@ -83,6 +83,7 @@ impl StageError for EvaluateError {
             Self::Frame(_) | Self::FeatureMismatch { .. } | Self::NoTestRows => exit::INPUT,
             Self::Model(_) | Self::Har(_) => exit::MODEL,
             Self::NotPromoted { .. } => exit::NOT_PROMOTED,
+            Self::Tracking(e) if e.is_remote() => exit::REMOTE,
             Self::Store(_) | Self::Tracking(_) | Self::Json(_) | Self::Plot(_) => exit::STORAGE,
         }
     }

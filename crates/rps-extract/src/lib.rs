@@ -74,6 +74,7 @@ impl StageError for ExtractError {
             Self::Market(M::InvalidRequest { .. } | M::Setup { .. }) => exit::CONFIG,
             Self::Market(_) => exit::REMOTE,
             Self::Raw(rps_store::raw::RawError::IntervalMismatch { .. }) => exit::CONFIG,
+            Self::Tracking(e) if e.is_remote() => exit::REMOTE,
             Self::Raw(_) | Self::Store(_) | Self::Tracking(_) => exit::STORAGE,
         }
     }

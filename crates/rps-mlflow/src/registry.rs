@@ -167,6 +167,40 @@ impl MlflowClient {
         }
     }
 
+    /// Every version of `name` (`model-versions/search`), in no particular order; an unknown
+    /// model gives an empty list.
+    ///
+    /// # Errors
+    /// [`MlflowError::RegistryUnsupported`], transport, auth and API errors.
+    pub fn search_model_versions(&self, name: &str) -> Result<Vec<ModelVersion>> {
+        validate_name(name)?;
+        #[derive(Deserialize)]
+        struct Resp {
+            #[serde(default)]
+            model_versions: Vec<ModelVersion>,
+            #[serde(default)]
+            next_page_token: Option<String>,
+        }
+        let filter = format!("name='{}'", name.replace('\'', "\\'"));
+        let path = format!("{TRACKING}/model-versions/search");
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![("filter", filter.as_str()), ("max_results", "1000")];
+            if let Some(t) = &token {
+                query.push(("page_token", t.as_str()));
+            }
+            let r: Resp = self.get_json(&path, &query)?;
+            let got = r.model_versions.len();
+            out.extend(r.model_versions);
+            token = r.next_page_token.filter(|t| !t.is_empty());
+            if token.is_none() || got == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// One model version.
     ///
     /// # Errors

@@ -56,6 +56,7 @@ impl StageError for QualityError {
             Self::Raw(
                 rps_store::raw::RawError::Parquet(_) | rps_store::raw::RawError::Schema { .. },
             ) => exit::INPUT,
+            Self::Tracking(e) if e.is_remote() => exit::REMOTE,
             Self::Raw(_) | Self::Store(_) | Self::Tracking(_) | Self::Json(_) => exit::STORAGE,
         }
     }

@@ -7,11 +7,16 @@
 //!   [`LocalRegistry`] keeps them in an object store:
 //!   `<model>/versions/<n>/{model.json, model.ubj, meta.json, schema.json, version.json}` and
 //!   `<model>/aliases.json`.
+//!
+//! With `MLFLOW_TRACKING_URI` set, [`MlflowTracker`] and [`MlflowRegistry`] put both on an
+//! MLflow server instead (module [`mlflow`]).
 
 mod local;
+pub mod mlflow;
 mod registry;
 
 pub use local::{LocalRun, LocalTracker, RunRecord};
+pub use mlflow::{MlflowRegistry, MlflowRun, MlflowTracker};
 pub use registry::{LoadedModel, LocalRegistry, ModelFiles, Registry, VersionInfo};
 
 use std::collections::BTreeMap;
@@ -34,6 +39,16 @@ pub enum TrackingError {
     NoAlias { name: String, alias: String },
     #[error("{0}")]
     Backend(String),
+    /// The MLflow server failed or refused (after retries).
+    #[error(transparent)]
+    Remote(Box<rps_mlflow::MlflowError>),
+}
+
+impl TrackingError {
+    /// Whether a remote tracking server failed (stages exit with code 6, REMOTE).
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Self::Remote(_))
+    }
 }
 
 /// How a run ended.

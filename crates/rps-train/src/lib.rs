@@ -54,6 +54,7 @@ impl StageError for TrainError {
                 | rps_store::frame::FrameError::Mismatch { .. },
             ) => exit::INPUT,
             Self::Model(_) => exit::MODEL,
+            Self::Tracking(e) if e.is_remote() => exit::REMOTE,
             Self::Frame(_) | Self::Store(_) | Self::Tracking(_) | Self::Json(_) => exit::STORAGE,
         }
     }

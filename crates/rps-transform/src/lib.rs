@@ -65,6 +65,7 @@ impl StageError for TransformError {
             Self::Raw(rps_store::raw::RawError::Store(rps_store::StoreError::NotFound {
                 ..
             })) => exit::INPUT,
+            Self::Tracking(e) if e.is_remote() => exit::REMOTE,
             Self::Raw(_) | Self::Frame(_) | Self::Store(_) | Self::Tracking(_) => exit::STORAGE,
         }
     }

@@ -46,6 +46,8 @@ pub struct Output {
 /// A temporary project: a folder with params.yaml, the home `.rps/` and `reports/`.
 pub struct Project {
     pub dir: tempfile::TempDir,
+    /// Extra environment variables for every stage run (e.g. `MLFLOW_TRACKING_URI`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Project {
@@ -54,7 +56,17 @@ impl Project {
     pub fn new(params_yaml: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("params.yaml"), params_yaml).unwrap();
-        Self { dir }
+        Self {
+            dir,
+            env: Vec::new(),
+        }
+    }
+
+    /// The same project with `key=value` in the environment of every stage run.
+    #[must_use]
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -74,6 +86,13 @@ impl Project {
             .current_dir(self.dir.path())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            // Hermetic: a developer's own MLflow settings never leak into a test's stages.
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env_remove("MLFLOW_TRACKING_USERNAME")
+            .env_remove("MLFLOW_TRACKING_PASSWORD")
+            .env_remove("MLFLOW_TRACKING_TOKEN")
+            .env_remove("MLFLOW_EXPERIMENT_NAME")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap();
         Output {

@@ -1,0 +1,262 @@
+//! The five stages against a real MLflow server (`MLFLOW_TRACKING_URI`): every run is recorded
+//! there with its status, params, metric history and artifacts, and the registry lives there.
+//! `make test` starts the server (crates/rps-mlflow/tests/servers.sh) and sets
+//! `RPS_TEST_MLFLOW_URI`.
+#![allow(clippy::unwrap_used)]
+
+use rps_mlflow::{MlflowClient, MlflowConfig, RunStatus};
+use rps_pipeline_tests::{Project, btc_params, repo_root};
+
+fn server_uri() -> String {
+    std::env::var("RPS_TEST_MLFLOW_URI").unwrap_or_else(|_| {
+        panic!(
+            "RPS_TEST_MLFLOW_URI is not set: start a server with \
+             `eval \"$(bash crates/rps-mlflow/tests/servers.sh start VENV/bin/python STATE)\"` \
+             or run `make test`"
+        )
+    })
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// The bundled 2018 sample with a small, fast model named `model_name`.
+fn params(model_name: &str, xgboost_extra: &str) -> String {
+    let csv = repo_root().join("data/sample/btc_usd_1h_coinbase_2018.csv");
+    format!(
+        "{}train:\n  model_name: {model_name}\n  num_boost_round: 60\n  early_stopping_rounds: 20\n  xgboost:\n    objective: reg:squarederror\n    eta: 0.1\n    max_depth: 3\n    seed: 7\n{xgboost_extra}",
+        btc_params(&csv)
+    )
+}
+
+#[test]
+#[ignore = "needs a real MLflow server; run by make test"]
+fn every_stage_records_its_run_and_the_registry_lives_in_mlflow() {
+    let uri = server_uri();
+    let experiment = unique("rps-pipeline");
+    let model_name = unique("rps-test-model");
+    let p = Project::new(&params(&model_name, ""))
+        .with_env("MLFLOW_TRACKING_URI", &uri)
+        .with_env("MLFLOW_EXPERIMENT_NAME", &experiment);
+    let stages = [
+        "rps-extract",
+        "rps-quality",
+        "rps-transform",
+        "rps-train",
+        "rps-evaluate",
+    ];
+    for stage in stages {
+        p.ok(stage, &[]);
+    }
+    assert!(
+        !p.path(".rps/runs").exists(),
+        "with MLflow configured, no local run records"
+    );
+    assert!(
+        !p.path(".rps/registry").exists(),
+        "a server with a registry keeps the versions"
+    );
+
+    let client = MlflowClient::new(MlflowConfig::new(&uri).unwrap()).unwrap();
+    let exp = client
+        .get_experiment_by_name(&experiment)
+        .unwrap()
+        .expect("the experiment was created");
+    let runs = client
+        .search_runs(&[exp.experiment_id.as_str()], "", &[], 100)
+        .unwrap();
+    assert_eq!(runs.len(), 5, "one run per stage");
+    let by_stage = |stage: &str| {
+        runs.iter()
+            .find(|r| r.tags.get("rps.stage").map(String::as_str) == Some(stage))
+            .unwrap_or_else(|| panic!("no run tagged rps.stage={stage}"))
+    };
+    for stage in ["extract", "quality", "transform", "train", "evaluate"] {
+        let r = by_stage(stage);
+        assert_eq!(r.info.status, Some(RunStatus::Finished), "{stage}");
+        assert_eq!(r.info.run_name.as_deref(), Some(stage));
+        assert!(r.tags.contains_key("git_commit"), "{stage}: {:?}", r.tags);
+        assert!(r.info.end_time.is_some(), "{stage}");
+    }
+    for stage in ["transform", "train", "evaluate"] {
+        assert!(
+            by_stage(stage)
+                .tags
+                .get("data_hash")
+                .is_some_and(|h| !h.is_empty()),
+            "{stage}"
+        );
+    }
+
+    // Train: params, the per-iteration validation loss, the model directory.
+    let train = by_stage("train");
+    assert_eq!(train.params["eta"], "0.1");
+    assert_eq!(train.params["max_depth"], "3");
+    assert!(train.params.contains_key("train_rows"));
+    let val_key = train
+        .metrics
+        .keys()
+        .find(|k| k.starts_with("validation_") && !k.contains("qlike") && !k.contains("r2"))
+        .cloned();
+    let history_key = train
+        .metrics
+        .keys()
+        .filter(|k| k.starts_with("validation_"))
+        .find(|k| {
+            client
+                .get_metric_history(&train.info.run_id, k)
+                .unwrap()
+                .len()
+                > 10
+        })
+        .cloned();
+    assert!(
+        history_key.is_some(),
+        "no validation metric with more than 10 steps among {:?} (e.g. {val_key:?})",
+        train.metrics.keys().collect::<Vec<_>>()
+    );
+    assert!(train.metrics.contains_key("validation_qlike"));
+    let model_files: Vec<String> = client
+        .list_artifacts(&train.info.run_id, "model")
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    for f in [
+        "model/MLmodel",
+        "model/model.json",
+        "model/model.ubj",
+        "model/meta.json",
+        "model/schema.json",
+    ] {
+        assert!(model_files.iter().any(|p| p == f), "{f} in {model_files:?}");
+    }
+    let mlmodel = String::from_utf8(
+        client
+            .download_artifact(&train.info, "model/MLmodel")
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(mlmodel.contains("xgboost"), "{mlmodel}");
+    let model_json = client
+        .download_artifact(&train.info, "model/model.json")
+        .unwrap();
+    assert_eq!(
+        model_json,
+        std::fs::read(p.path(".rps/models/candidate/model.json")).unwrap(),
+        "the logged model is the one train wrote"
+    );
+
+    // Quality and evaluate: their reports.
+    let listed = |run: &rps_mlflow::Run| -> Vec<String> {
+        client
+            .list_artifacts(&run.info.run_id, "")
+            .unwrap()
+            .into_iter()
+            .map(|f| f.path)
+            .collect()
+    };
+    let q = listed(by_stage("quality"));
+    assert!(q.iter().any(|f| f.ends_with("quality.html")), "{q:?}");
+    let e = by_stage("evaluate");
+    let ev = listed(e);
+    for f in ["metrics.json", "evaluation.md"] {
+        assert!(ev.iter().any(|x| x.ends_with(f)), "{f} in {ev:?}");
+    }
+    let metrics_path = ev.iter().find(|x| x.ends_with("metrics.json")).unwrap();
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&client.download_artifact(&e.info, metrics_path).unwrap()).unwrap();
+    assert!(metrics["model"]["qlike"].is_number(), "{metrics}");
+
+    // The registry: version 1 from the train run, champion points at it.
+    let v = client.get_model_version(&model_name, "1").unwrap();
+    assert_eq!(v.run_id.as_deref(), Some(train.info.run_id.as_str()));
+    assert!(
+        v.source.as_deref().is_some_and(|s| s.ends_with("/model")),
+        "{v:?}"
+    );
+    let champion = client
+        .get_version_by_alias(&model_name, "champion")
+        .unwrap()
+        .expect("the first model becomes champion");
+    assert_eq!(champion.version, "1");
+    assert_eq!(
+        train.tags.get("model_version").map(String::as_str),
+        Some("1")
+    );
+
+    // A second training run registers version 2; evaluate loads the champion back from MLflow.
+    p.ok("rps-train", &[]);
+    p.ok("rps-evaluate", &[]);
+    assert!(client.get_model_version(&model_name, "2").is_ok());
+    let challenger = client
+        .get_version_by_alias(&model_name, "challenger")
+        .unwrap()
+        .unwrap();
+    assert_eq!(challenger.version, "2");
+
+    // RPS's registry seam reads the same versions and aliases back from MLflow.
+    let fallback = rps_tracking::LocalRegistry::new(
+        rps_store::open(p.path("unused-registry").to_str().unwrap()).unwrap(),
+    );
+    let registry = rps_tracking::MlflowRegistry::new(
+        std::sync::Arc::new(MlflowClient::new(MlflowConfig::new(&uri).unwrap()).unwrap()),
+        fallback,
+    );
+    use rps_tracking::Registry as _;
+    assert_eq!(registry.versions(&model_name).unwrap(), vec![1, 2]);
+    assert_eq!(registry.alias(&model_name, "champion").unwrap(), Some(1));
+    let champ = registry.resolve(&model_name, "champion").unwrap();
+    assert_eq!(champ.info.version, 1);
+    assert_eq!(champ.info.run_id, train.info.run_id);
+    assert_eq!(champ.files.xgb_json, model_json);
+    assert!(!registry.uses_fallback());
+
+    // A stage that fails leaves its run FAILED.
+    std::fs::write(
+        p.path("params.yaml"),
+        params(&model_name, "    max_depth: -5\n").replace("    max_depth: 3\n", ""),
+    )
+    .unwrap();
+    let o = p.run("rps-train", &[]);
+    assert_ne!(o.code, 0, "{}", o.stderr);
+    let failed = client
+        .search_runs(
+            &[exp.experiment_id.as_str()],
+            "tags.`rps.stage` = 'train' and attributes.status = 'FAILED'",
+            &[],
+            10,
+        )
+        .unwrap();
+    assert_eq!(failed.len(), 1, "exit {}: {}", o.code, o.stderr);
+    assert!(failed[0].info.end_time.is_some());
+}
+
+#[test]
+#[ignore = "needs a real MLflow server; run by make test"]
+fn bad_credentials_name_the_variables_to_set() {
+    let Ok(uri) = std::env::var("RPS_TEST_MLFLOW_AUTH_URI") else {
+        let _ = server_uri();
+        return;
+    };
+    let p = Project::new(&params("rps-auth", ""))
+        .with_env("MLFLOW_TRACKING_URI", &uri)
+        .with_env("MLFLOW_TRACKING_USERNAME", "admin")
+        .with_env("MLFLOW_TRACKING_PASSWORD", "wrong-password");
+    let o = p.run("rps-extract", &[]);
+    assert_eq!(o.code, 6, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("MLFLOW_TRACKING_USERNAME") && o.stderr.contains("MLFLOW_TRACKING_TOKEN"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        !o.stderr.contains("wrong-password"),
+        "never print the secret"
+    );
+}
