@@ -58,3 +58,9 @@ bench: build ## transform throughput, train wall time, single-row predict latenc
 .PHONY: clean
 clean: ## remove build output and the local store
 	rm -rf target .rps reports
+
+.PHONY: bench-serve
+bench-serve: setup-python ## rps-serve vs a FastAPI + xgboost app under wrk (apt-get install wrk)
+	@command -v wrk >/dev/null || { $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq wrk >/dev/null; }
+	@python3 -m uv pip install -q --python $(VENV)/bin/python -r bench/serve/requirements.txt
+	VENV=$(VENV) bash bench/serve/run.sh
