@@ -176,8 +176,12 @@ impl Fixture {
 }
 
 pub fn client() -> reqwest::blocking::Client {
+    // A fresh connection per request: after an error answered before the body was read (413),
+    // the server closes the connection, and a pooled client racing that close would see
+    // `IncompleteMessage` on its next request — a client-side race, not a server failure.
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(20))
+        .pool_max_idle_per_host(0)
         .build()
         .unwrap()
 }
