@@ -4,13 +4,10 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use rps_core::candle::{Candle, HOUR_MS, Interval};
-use rps_core::features::{FeatureParams, TargetParams, build};
-use rps_core::params::TrainParams;
+use rps_core::params::{Params, TrainParams};
 use rps_core::schema::FeatureSchema;
-use rps_core::split::{Split, SplitParams, assign};
-use rps_core::stats::ColumnStats;
+use rps_core::split::Split;
 use rps_core::synthetic::{SyntheticParams, simulate};
-use rps_core::volatility::parkinson;
 use rps_model::{Rows, VolatilityModel};
 use rps_serve::{Config, Server};
 use rps_tracking::{LocalRegistry, ModelFiles, Registry, VersionInfo};
@@ -36,24 +33,15 @@ pub fn trained() -> &'static Trained {
 
 fn train() -> Trained {
     let bars: Vec<Candle> = simulate(&SyntheticParams::default(), Interval::H1, 0, 2000 * HOUR_MS);
-    let ts: Vec<i64> = bars.iter().map(|c| c.ts).collect();
-    let vol: Vec<f64> = bars.iter().map(|c| parkinson(c.high, c.low)).collect();
-    let grid: Vec<Option<Candle>> = bars.iter().copied().map(Some).collect();
-    let (fp, tp) = (FeatureParams::default(), TargetParams::default());
-    let frame = build(&ts, &grid, &vol, &fp, &tp, 24);
-    let usable: Vec<bool> = (0..frame.len())
-        .map(|i| frame.present[i] && frame.target[i].is_finite())
-        .collect();
-    let splits = assign(&usable, &SplitParams::default(), tp.horizon).unwrap();
-    let idx = |s: Split| -> Vec<usize> {
-        splits
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| **x == s)
-            .map(|(i, _)| i)
-            .collect()
-    };
-    let (tr, va, te) = (idx(Split::Train), idx(Split::Validation), idx(Split::Test));
+    // The same features, target, split and reference statistics as the transform stage.
+    let params = Params::default();
+    let (ds, schema) = rps_transform::transform(&params, &bars, "synthetic-42").unwrap();
+    let frame = &ds.frame;
+    let (tr, va, te) = (
+        ds.rows(Split::Train),
+        ds.rows(Split::Validation),
+        ds.rows(Split::Test),
+    );
     let ys = |ix: &[usize]| -> Vec<f64> { ix.iter().map(|&i| frame.target[i]).collect() };
     let mut p = TrainParams {
         num_boost_round: 50,
@@ -65,35 +53,14 @@ fn train() -> Trained {
         Rows::gather(&frame.columns, &tr),
         Rows::gather(&frame.columns, &va),
     );
-    let (model, _) =
-        VolatilityModel::train(&p, &frame.names, tp.floor, (&xt, &ys(&tr)), (&xv, &ys(&va)))
-            .unwrap();
-    let reference = frame
-        .names
-        .iter()
-        .zip(&frame.columns)
-        .map(|(n, c)| ColumnStats::compute(n, &tr.iter().map(|&i| c[i]).collect::<Vec<_>>(), 20))
-        .collect();
-    let schema = FeatureSchema {
-        version: FeatureSchema::VERSION,
-        symbol: "BTCUSDT".to_owned(),
-        bar: "1h".to_owned(),
-        features: frame.names.clone(),
-        feature_params: fp,
-        target: tp,
-        reference,
-        rows: [
-            ("train", tr.len()),
-            ("validation", va.len()),
-            ("test", te.len()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect(),
-        first_ts: ts[0],
-        last_ts: *ts.last().unwrap(),
-        data_hash: "synthetic-42".to_owned(),
-    };
+    let (model, _) = VolatilityModel::train(
+        &p,
+        &frame.names,
+        params.target.floor,
+        (&xt, &ys(&tr)),
+        (&xv, &ys(&va)),
+    )
+    .unwrap();
     let rows: Vec<Vec<f64>> = te
         .iter()
         .map(|&i| frame.row(i))
