@@ -1,0 +1,65 @@
+//! `rps`: every stage in one binary, so one small image runs any of them as
+//! `docker run IMAGE <stage> [flags]`. Each subcommand is exactly the stage binary of the same
+//! name (`rps train --help` = `rps-train --help`); nothing here but dispatch.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// RPS: Bitcoin volatility forecasting, from market data to a served model.
+///
+/// Pipeline order: extract → quality → transform → train → evaluate; serve answers predictions.
+/// Every stage reads its knobs from params.yaml (--params) and keeps its data under --home
+/// unless given URIs.
+#[derive(Debug, Parser)]
+#[command(name = "rps", version, propagate_version = true, after_help = rps_cli::exit::HELP)]
+struct Cli {
+    #[command(subcommand)]
+    stage: Stage,
+}
+
+#[derive(Debug, Subcommand)]
+enum Stage {
+    /// Fetch candles from the market source (or a file) into the raw dataset.
+    Extract(rps_extract::Args),
+    /// Check the raw dataset against the quality gate; exit 5 when it fails.
+    Quality(rps_quality::Args),
+    /// Build the point-in-time features and the target.
+    Transform(rps_transform::Args),
+    /// Train the volatility model and register it as a new version.
+    Train(rps_train::Args),
+    /// Score the candidate against the baselines and the champion; promote it if it wins.
+    Evaluate(rps_evaluate::Args),
+    /// Serve predictions over HTTP with metrics, drift and hot model swaps.
+    Serve(rps_serve::Config),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().stage {
+        Stage::Extract(a) => stage(&a.common, || rps_extract::run(&a)),
+        Stage::Quality(a) => stage(&a.common, || rps_quality::run(&a)),
+        Stage::Transform(a) => stage(&a.common, || rps_transform::run(&a)),
+        Stage::Train(a) => stage(&a.common, || rps_train::run(&a)),
+        Stage::Evaluate(a) => stage(&a.common, || rps_evaluate::run(&a)),
+        Stage::Serve(config) => {
+            rps_serve::init_tracing(config.log_format);
+            match rps_serve::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "rps serve stopped");
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
+    }
+}
+
+fn stage<E: rps_cli::StageError>(
+    common: &rps_cli::CommonArgs,
+    run: impl FnOnce() -> Result<(), E>,
+) -> ExitCode {
+    rps_cli::init_logging(common);
+    rps_cli::finish(run())
+}
