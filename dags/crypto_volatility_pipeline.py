@@ -1,0 +1,747 @@
+"""RPS on Airflow: the BTC volatility pipeline, one task graph, two executors.
+
+Two DAGs are defined here from the same stage specifications:
+
+``crypto_volatility_pipeline`` (retrain cadence, daily by default)
+    extract -> quality -> transform -> train -> evaluate [-> refresh_serving]
+``crypto_volatility_extract`` (data cadence, hourly by default)
+    extract -> quality
+
+Every task runs one stage of the ``rps`` binary (``rps <stage> [flags]``). The executor is chosen by
+``RPS_AIRFLOW_EXECUTOR``:
+
+``kubernetes`` (default)
+    each task is a ``KubernetesPodOperator`` running the stage image in its own pod
+    (the image's entrypoint is ``rps``), with credentials from Kubernetes Secrets as env vars.
+``local``
+    each task runs the same ``rps <stage> [flags]`` as a local process (``RPS_BIN``), for laptops
+    and tests. The task ids, dependencies, arguments, retries and timeouts are identical.
+
+The data interval of the run is passed to extract as ``--start``/``--end`` (RFC 3339, end
+exclusive), so a run is idempotent for its interval and backfills
+(``airflow backfill create --dag-id ... --from-date ... --to-date ...``) fetch exactly their
+windows. A manual run without a logical date extracts the last schedule interval before it was
+triggered. The quality gate exits 5 when it fails: the quality task fails at once (no retry) and
+transform/train/evaluate end ``upstream_failed``; nothing is trained on bad data.
+
+Retries: exit codes that mean the input or the configuration is wrong (2 usage, 3 config, 4 bad
+input, 5 quality gate, 8 model, 9 not promoted) fail the task immediately; anything else (6 remote,
+7 storage, 1 internal, a killed pod, a node lost) is retried with exponential back-off.
+
+All settings are environment variables of the Airflow scheduler, DAG processor and workers, read
+when the DAG file is parsed; ``airflow/README.md`` lists them with their defaults. A bad value is a
+DAG import error naming the variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.secret import Secret
+from airflow.sdk import DAG, BaseOperator, CronDataIntervalTimetable
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowTimetableInvalid
+from kubernetes.client import models as k8s
+
+PIPELINE_DAG_ID = "crypto_volatility_pipeline"
+EXTRACT_DAG_ID = "crypto_volatility_extract"
+
+# Exit codes of every rps stage (see `rps <stage> --help`).
+EXIT_MEANINGS = {
+    1: "internal error",
+    2: "bad command line",
+    3: "bad configuration",
+    4: "bad input data",
+    5: "quality gate failed",
+    6: "remote source or server failed after retries",
+    7: "storage failed",
+    8: "model training or evaluation failed",
+    9: "challenger not promoted",
+}
+# Deterministic failures: a retry would fail the same way, so the task fails at once.
+PERMANENT_EXIT_CODES = frozenset({2, 3, 4, 5, 8, 9})
+
+DEFAULT_IMAGE = "ghcr.io/rps-mlops/rps:latest"  # docker/Dockerfile: ENTRYPOINT ["/rps"], USER 65532
+POD_HOME = "/var/lib/rps"  # the data volume in stage pods (RPS_HOME)
+POD_PARAMS_DIR = "/etc/rps"  # the params ConfigMap in stage pods
+RUN_AS = 65532  # non-root uid/gid of the stage pods (distroless "nonroot")
+
+# Stage resources in pods: requests are what the scheduler reserves, limits the ceiling.
+DEFAULT_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
+    "extract": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+    "quality": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+    "transform": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+    "train": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+    "evaluate": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+    "refresh_serving": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+}
+DEFAULT_TIMEOUT_MINUTES = {
+    "extract": 30,
+    "quality": 10,
+    "transform": 30,
+    "train": 120,
+    "evaluate": 30,
+    "refresh_serving": 5,
+}
+
+# Kubernetes Secrets wired as env vars: group -> (default Secret name, keys = env var names).
+# Override the name with RPS_AIRFLOW_<GROUP>_SECRET ('' turns the group off) and the keys with
+# RPS_AIRFLOW_<GROUP>_SECRET_KEYS (comma-separated).
+SECRET_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "market": ("rps-market", ("COINCAP_API_KEY",)),
+    "s3": ("rps-s3", ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")),
+    "mlflow": ("rps-mlflow", ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")),
+    "serve": ("rps-serve", ("RPS_SERVE_TOKEN",)),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+
+
+class SettingError(ValueError):
+    """A setting has a value the DAG cannot use; the message names the variable."""
+
+
+def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = env.get(name)
+    return default if value is None else value.strip()
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = _get(env, name)
+    if value is None or value == "":
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise SettingError(f"{name}={value!r}: expected true or false")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
+    value = _get(env, name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingError(f"{name}={value!r}: expected a number") from None
+    if number < minimum:
+        raise SettingError(f"{name}={value!r}: must be at least {minimum:g}")
+    return number
+
+
+def _schedule(env: Mapping[str, str], name: str, default: str) -> str | None:
+    """A cron expression or preset (@hourly, @daily, ...); 'none' or '' = manual runs only."""
+    value = _get(env, name, default)
+    if value is None or value.lower() in {"", "none", "null", "manual"}:
+        return None
+    timetable = CronDataIntervalTimetable(value, timezone="UTC")
+    try:
+        timetable.validate()
+    except (AirflowTimetableInvalid, ValueError) as err:
+        raise SettingError(f"{name}={value!r}: not a cron expression or preset ({err})") from None
+    return value
+
+
+def _datetime(env: Mapping[str, str], name: str, default: str) -> datetime:
+    value = _get(env, name, default) or default
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise SettingError(f"{name}={value!r}: expected an RFC 3339 date-time such as {default}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _resources(env: Mapping[str, str]) -> dict[str, dict[str, dict[str, str]]]:
+    resources = {stage: {kind: dict(v) for kind, v in spec.items()} for stage, spec in DEFAULT_RESOURCES.items()}
+    raw = _get(env, "RPS_AIRFLOW_RESOURCES")
+    if not raw:
+        return resources
+    try:
+        overrides = json.loads(raw)
+        for stage, spec in overrides.items():
+            if stage not in resources:
+                raise SettingError(f"RPS_AIRFLOW_RESOURCES: unknown stage {stage!r} (known: {', '.join(resources)})")
+            for kind, values in spec.items():
+                if kind not in {"requests", "limits"}:
+                    raise SettingError(f"RPS_AIRFLOW_RESOURCES: {stage}.{kind}: expected requests or limits")
+                resources[stage][kind].update({str(k): str(v) for k, v in values.items()})
+    except (ValueError, AttributeError, TypeError) as err:
+        if isinstance(err, SettingError):
+            raise
+        raise SettingError(
+            'RPS_AIRFLOW_RESOURCES: expected JSON such as {"train": {"limits": {"memory": "8Gi"}}}'
+        ) from None
+    return resources
+
+
+def _secrets(env: Mapping[str, str]) -> dict[str, tuple[str, tuple[str, ...]]]:
+    groups = {}
+    for group, (default_name, default_keys) in SECRET_GROUPS.items():
+        var = f"RPS_AIRFLOW_{group.upper()}_SECRET"
+        name = _get(env, var, default_name)
+        if not name:
+            continue
+        keys_var = f"{var}_KEYS"
+        keys_raw = _get(env, keys_var)
+        keys = tuple(k.strip() for k in keys_raw.split(",") if k.strip()) if keys_raw else default_keys
+        for key in keys:
+            if not key.replace("_", "").isalnum():
+                raise SettingError(f"{keys_var}: {key!r} is not an environment variable name")
+        groups[group] = (name, keys)
+    return groups
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, read from environment variables (see airflow/README.md)."""
+
+    executor: str = "kubernetes"
+    pipeline_schedule: str | None = "@daily"
+    extract_schedule: str | None = "@hourly"
+    start_date: datetime = datetime(2017, 1, 1, tzinfo=timezone.utc)
+    catchup: bool = False
+    retries: int = 3
+    retry_delay: timedelta = timedelta(minutes=1)
+    retry_backoff: float = 2.0
+    max_retry_delay: timedelta = timedelta(minutes=30)
+    pipeline_timeout: timedelta = timedelta(hours=6)
+    extract_timeout: timedelta = timedelta(minutes=50)
+    task_timeouts: dict[str, timedelta] = field(
+        default_factory=lambda: {k: timedelta(minutes=v) for k, v in DEFAULT_TIMEOUT_MINUTES.items()}
+    )
+    pool: str | None = None
+    source: str | None = None
+    data_uri: str | None = None
+    report_dir: str = f"{POD_HOME}/reports"
+    serve_url: str | None = None
+    # kubernetes
+    image: str = DEFAULT_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+    image_pull_secrets: tuple[str, ...] = ()
+    curl_image: str = "curlimages/curl:8.11.1"
+    namespace: str = "rps"
+    service_account: str = "rps-pipeline"
+    kubernetes_conn_id: str = "kubernetes_default"
+    in_cluster: bool | None = None
+    data_pvc: str | None = "rps-data"
+    params_configmap: str | None = "rps-params"
+    env_configmap: str | None = "rps-env"
+    secrets: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=lambda: dict(SECRET_GROUPS))
+    resources: dict[str, dict[str, dict[str, str]]] = field(default_factory=lambda: _resources({}))
+    startup_timeout: int = 300
+    # local
+    rps_bin: str = "rps"
+    workdir: str = field(default_factory=lambda: str(_repo_root()))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        executor = (_get(env, "RPS_AIRFLOW_EXECUTOR", "kubernetes") or "kubernetes").lower()
+        if executor in {"k8s", "kubernetespodoperator"}:
+            executor = "kubernetes"
+        if executor not in {"kubernetes", "local"}:
+            raise SettingError(f"RPS_AIRFLOW_EXECUTOR={executor!r}: expected kubernetes or local")
+        local = executor == "local"
+        timeouts = {}
+        for stage, minutes in DEFAULT_TIMEOUT_MINUTES.items():
+            timeouts[stage] = timedelta(
+                minutes=_number(env, f"RPS_AIRFLOW_{stage.upper()}_TIMEOUT_MINUTES", minutes, minimum=1)
+            )
+        in_cluster = _get(env, "RPS_AIRFLOW_IN_CLUSTER")
+        source = _get(env, "RPS_AIRFLOW_SOURCE") or None
+        if source and source not in {"file", "binance", "coincap", "synthetic"}:
+            raise SettingError(f"RPS_AIRFLOW_SOURCE={source!r}: expected file, binance, coincap or synthetic")
+        pull_policy = _get(env, "RPS_AIRFLOW_IMAGE_PULL_POLICY", "IfNotPresent")
+        if pull_policy not in {"Always", "IfNotPresent", "Never"}:
+            raise SettingError(f"RPS_AIRFLOW_IMAGE_PULL_POLICY={pull_policy!r}: expected Always, IfNotPresent or Never")
+        return cls(
+            executor=executor,
+            pipeline_schedule=_schedule(env, "RPS_AIRFLOW_PIPELINE_SCHEDULE", "@daily"),
+            extract_schedule=_schedule(env, "RPS_AIRFLOW_EXTRACT_SCHEDULE", "@hourly"),
+            start_date=_datetime(env, "RPS_AIRFLOW_START_DATE", "2017-01-01T00:00:00Z"),
+            catchup=_bool(env, "RPS_AIRFLOW_CATCHUP", False),
+            retries=int(_number(env, "RPS_AIRFLOW_RETRIES", 3)),
+            retry_delay=timedelta(seconds=_number(env, "RPS_AIRFLOW_RETRY_DELAY_SECONDS", 60)),
+            retry_backoff=_number(env, "RPS_AIRFLOW_RETRY_BACKOFF", 2.0, minimum=1),
+            max_retry_delay=timedelta(minutes=_number(env, "RPS_AIRFLOW_MAX_RETRY_DELAY_MINUTES", 30)),
+            pipeline_timeout=timedelta(hours=_number(env, "RPS_AIRFLOW_PIPELINE_TIMEOUT_HOURS", 6, minimum=0.01)),
+            extract_timeout=timedelta(minutes=_number(env, "RPS_AIRFLOW_EXTRACT_DAG_TIMEOUT_MINUTES", 50, minimum=1)),
+            task_timeouts=timeouts,
+            pool=_get(env, "RPS_AIRFLOW_POOL") or None,
+            source=source,
+            data_uri=(_get(env, "RPS_AIRFLOW_DATA_URI") or "").rstrip("/") or None,
+            report_dir=_get(env, "RPS_AIRFLOW_REPORT_DIR") or ("reports" if local else f"{POD_HOME}/reports"),
+            serve_url=(_get(env, "RPS_AIRFLOW_SERVE_URL") or "").rstrip("/") or None,
+            image=_get(env, "RPS_AIRFLOW_IMAGE", DEFAULT_IMAGE) or DEFAULT_IMAGE,
+            image_pull_policy=pull_policy,
+            image_pull_secrets=tuple(
+                s.strip() for s in (_get(env, "RPS_AIRFLOW_IMAGE_PULL_SECRETS") or "").split(",") if s.strip()
+            ),
+            curl_image=_get(env, "RPS_AIRFLOW_CURL_IMAGE", "curlimages/curl:8.11.1") or "curlimages/curl:8.11.1",
+            namespace=_get(env, "RPS_AIRFLOW_NAMESPACE", "rps") or "rps",
+            service_account=_get(env, "RPS_AIRFLOW_SERVICE_ACCOUNT", "rps-pipeline") or "rps-pipeline",
+            kubernetes_conn_id=_get(env, "RPS_AIRFLOW_KUBERNETES_CONN_ID", "kubernetes_default")
+            or "kubernetes_default",
+            in_cluster=None if not in_cluster else _bool(env, "RPS_AIRFLOW_IN_CLUSTER", False),
+            data_pvc=_get(env, "RPS_AIRFLOW_DATA_PVC", "rps-data") or None,
+            params_configmap=_get(env, "RPS_AIRFLOW_PARAMS_CONFIGMAP", "rps-params") or None,
+            env_configmap=_get(env, "RPS_AIRFLOW_ENV_CONFIGMAP", "rps-env") or None,
+            secrets=_secrets(env),
+            resources=_resources(env),
+            startup_timeout=int(_number(env, "RPS_AIRFLOW_STARTUP_TIMEOUT_SECONDS", 300, minimum=1)),
+            rps_bin=_get(env, "RPS_BIN", "rps") or "rps",
+            workdir=_get(env, "RPS_AIRFLOW_WORKDIR") or str(_repo_root()),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The time window of a run
+# --------------------------------------------------------------------------------------------
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC, second precision, 'Z' suffix: what `rps extract --start/--end` documents."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_window(
+    start: datetime | None, end: datetime | None, run_after: datetime | None, fallback: timedelta
+) -> tuple[str, str]:
+    """The [start, end) window a run extracts.
+
+    Scheduled runs, backfills and manual runs given a logical date have a data interval: that is
+    the window. A manual run without a logical date has none (Airflow 3): it gets the last
+    `fallback` (one schedule interval) before it was triggered, ending at the last whole hour.
+    """
+    if start is not None and end is not None and end > start:
+        return rfc3339(start), rfc3339(end)
+    anchor = (run_after or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    anchor = anchor.replace(minute=0, second=0, microsecond=0)
+    return rfc3339(anchor - fallback), rfc3339(anchor)
+
+
+def _window_macros(fallback: timedelta) -> dict[str, Any]:
+    def window(ctx: jinja2.runtime.Context) -> tuple[str, str]:
+        start, end = ctx.get("data_interval_start"), ctx.get("data_interval_end")
+        dag_run = ctx.get("dag_run")
+        run_after = getattr(dag_run, "run_after", None)
+        return run_window(start, end, run_after, fallback)
+
+    @jinja2.pass_context
+    def rps_window_start(ctx: jinja2.runtime.Context) -> str:
+        return window(ctx)[0]
+
+    @jinja2.pass_context
+    def rps_window_end(ctx: jinja2.runtime.Context) -> str:
+        return window(ctx)[1]
+
+    return {"rps_window_start": rps_window_start, "rps_window_end": rps_window_end}
+
+
+def _interval(schedule: str | None, default: timedelta) -> timedelta:
+    """Length of one interval of a cron schedule (the fallback window of manual runs)."""
+    if not schedule:
+        return default
+    from croniter import croniter
+
+    expression = CronDataIntervalTimetable(schedule, timezone="UTC").expression  # presets resolved
+    it = croniter(expression, datetime(2025, 1, 1, tzinfo=timezone.utc))
+    first = it.get_next(datetime)
+    return it.get_next(datetime) - first
+
+
+# --------------------------------------------------------------------------------------------
+# The stages: one specification, two executors
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One task: what it runs, independent of where it runs."""
+
+    task_id: str
+    arguments: tuple[str, ...]  # rps: `rps` arguments, may hold templates; refresh: the URL
+    secret_groups: tuple[str, ...] = ("s3", "mlflow")
+    program: str = "rps"  # rps: the stage image / RPS_BIN; refresh: POST to rps serve
+
+    @property
+    def stage(self) -> str | None:
+        """The rps stage this task runs (None for the refresh request)."""
+        return self.arguments[0] if self.program == "rps" else None
+
+
+def stage_specs(settings: Settings, dag_id: str) -> list[Stage]:
+    """The task chain of a DAG, in order."""
+    data = settings.data_uri
+    raw = [f"{data}/raw"] if data else []
+    features = [f"{data}/features"] if data else []
+    model = [f"{data}/models/candidate"] if data else []
+    extract = ["extract", "--start", "{{ rps_window_start() }}", "--end", "{{ rps_window_end() }}"]
+    if settings.source:
+        extract += ["--source", settings.source]
+    if data:
+        extract += ["--out", *raw]
+    quality = ["quality", *(["--input", *raw] if data else []), "--report-dir", settings.report_dir]
+    stages = [
+        Stage("extract", tuple(extract), ("market", "s3", "mlflow")),
+        Stage("quality", tuple(quality)),
+    ]
+    if dag_id == EXTRACT_DAG_ID:
+        return stages
+    transform = ["transform", *(["--input", *raw, "--out", *features] if data else [])]
+    train = ["train", *(["--features", *features, "--out", *model] if data else [])]
+    evaluate = [
+        "evaluate",
+        *(["--features", *features, "--model", *model] if data else []),
+        "--report-dir",
+        settings.report_dir,
+    ]
+    stages += [
+        Stage("transform", tuple(transform)),
+        Stage("train", tuple(train)),
+        Stage("evaluate", tuple(evaluate)),
+    ]
+    if settings.serve_url:
+        stages.append(
+            Stage(
+                "refresh_serving",
+                (f"{settings.serve_url}/refresh",),
+                ("serve",),
+                program="refresh",
+            )
+        )
+    return stages
+
+
+def stage_failure(stage: str, exit_code: int | None, detail: str = "", *, rps: bool = True) -> AirflowException:
+    """The exception for a stage that exited non-zero: permanent rps exit codes are not retried."""
+    if not rps:
+        return AirflowException(f"{stage} exited {exit_code}; will be retried if retries remain. {detail}".strip())
+    meaning = EXIT_MEANINGS.get(exit_code or 0, "terminated abnormally")
+    message = f"rps {stage} exited {exit_code} ({meaning})"
+    if exit_code in PERMANENT_EXIT_CODES:
+        return AirflowFailException(f"{message}; not retried: the same input would fail the same way. {detail}".strip())
+    return AirflowException(f"{message}; will be retried if retries remain. {detail}".strip())
+
+
+def base_container_exit_code(pod: k8s.V1Pod | None, container: str) -> int | None:
+    statuses = (pod.status.container_statuses if pod is not None and pod.status else None) or []
+    for status in statuses:
+        if status.name == container and status.state and status.state.terminated:
+            return status.state.terminated.exit_code
+    return None
+
+
+class RpsPodOperator(KubernetesPodOperator):
+    """A KubernetesPodOperator that fails a stage at once when its exit code says retrying is pointless."""
+
+    # Arguments such as a params.yaml path must not be read as Jinja template files.
+    template_ext: Sequence[str] = ()
+
+    def __init__(self, *, rps_stage: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rps_stage = rps_stage
+
+    def cleanup(self, pod, remote_pod, xcom_result=None, context=None):  # type: ignore[override]
+        try:
+            return super().cleanup(pod, remote_pod, xcom_result=xcom_result, context=context)
+        except AirflowFailException:
+            raise
+        except AirflowException as err:
+            if type(err).__name__ == "AirflowSkipException":
+                raise
+            code = base_container_exit_code(remote_pod, self.base_container_name)
+            if code is None:
+                raise
+            detail = f"Pod {pod.metadata.name if pod else '?'}."
+            raise stage_failure(self.rps_stage or self.task_id, code, detail, rps=self.rps_stage is not None) from err
+
+
+class RpsLocalOperator(BaseOperator):
+    """Runs `PROGRAM ARGUMENTS...` as a local process: the local twin of RpsPodOperator."""
+
+    template_fields: Sequence[str] = ("arguments", "env_vars")
+    ui_color = "#e8f4ea"
+
+    def __init__(
+        self,
+        *,
+        rps_stage: str | None,
+        program: str,
+        arguments: Sequence[str],
+        env_vars: dict[str, str] | None = None,
+        cwd: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.rps_stage = rps_stage
+        self.program = program
+        self.arguments = list(arguments)
+        self.env_vars = dict(env_vars or {})
+        self.cwd = cwd
+        self._process: subprocess.Popen[str] | None = None
+
+    def execute(self, context: Any) -> None:
+        program = shutil.which(self.program)
+        if program is None:
+            raise AirflowFailException(
+                f"{self.program!r} not found: set RPS_BIN to the rps binary (local mode), or put it on PATH"
+            )
+        argv = [program, *self.arguments]
+        env = {**os.environ, "NO_COLOR": "1", **self.env_vars}  # plain log lines in the task log
+        self.log.info("running %s (cwd %s)", shlex.join(argv), self.cwd or os.getcwd())
+        self._process = subprocess.Popen(
+            argv,
+            cwd=self.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        try:
+            assert self._process.stdout is not None
+            for line in self._process.stdout:
+                self.log.info("%s", line.rstrip())
+            code = self._process.wait()
+        finally:
+            self._terminate()
+        if code != 0:
+            raise stage_failure(self.rps_stage or self.task_id, code, rps=self.rps_stage is not None)
+
+    def _terminate(self) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def on_kill(self) -> None:
+        self._terminate()
+
+
+def _pod_env(settings: Settings) -> dict[str, str]:
+    env = {"RPS_HOME": POD_HOME, "RPS_LOG_FORMAT": "json"}
+    if settings.params_configmap:
+        env["RPS_PARAMS"] = f"{POD_PARAMS_DIR}/params.yaml"
+    return env
+
+
+def _pod_volumes(settings: Settings) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:
+    volumes = [k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource())]
+    mounts = [k8s.V1VolumeMount(name="tmp", mount_path="/tmp")]
+    if settings.data_pvc:
+        volumes.append(
+            k8s.V1Volume(
+                name="rps-data",
+                persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=settings.data_pvc),
+            )
+        )
+    else:  # data and registry must then live in S3/MLflow (RPS_AIRFLOW_DATA_URI, MLflow settings)
+        volumes.append(k8s.V1Volume(name="rps-data", empty_dir=k8s.V1EmptyDirVolumeSource()))
+    mounts.append(k8s.V1VolumeMount(name="rps-data", mount_path=POD_HOME))
+    if settings.params_configmap:
+        volumes.append(
+            k8s.V1Volume(name="rps-params", config_map=k8s.V1ConfigMapVolumeSource(name=settings.params_configmap))
+        )
+        mounts.append(k8s.V1VolumeMount(name="rps-params", mount_path=POD_PARAMS_DIR, read_only=True))
+    return volumes, mounts
+
+
+def _secrets_for(settings: Settings, stage: Stage) -> list[Secret]:
+    secrets = []
+    for group in stage.secret_groups:
+        if group not in settings.secrets:
+            continue
+        name, keys = settings.secrets[group]
+        secrets += [Secret(deploy_type="env", deploy_target=key, secret=name, key=key) for key in keys]
+    return secrets
+
+
+def _pod_task(settings: Settings, stage: Stage, timeout: timedelta) -> RpsPodOperator:
+    volumes, mounts = _pod_volumes(settings)
+    resources = settings.resources[stage.task_id]
+    if stage.program == "rps":
+        image, cmds, arguments = settings.image, None, list(stage.arguments)  # entrypoint: rps
+        env = _pod_env(settings)
+    else:
+        image, cmds = settings.curl_image, ["curl"]
+        # Kubernetes expands $(VAR) in args from the container's env: the token never enters the spec.
+        arguments = [
+            "--fail-with-body", "-sS", "--retry", "3", "-X", "POST",
+            "-H", "Authorization: Bearer $(RPS_SERVE_TOKEN)", stage.arguments[0],
+        ]  # fmt: skip
+        env, volumes, mounts = {}, [], []
+    return RpsPodOperator(
+        task_id=stage.task_id,
+        rps_stage=stage.stage,
+        name=f"rps-{stage.task_id.replace('_', '-')}",
+        namespace=settings.namespace,
+        image=image,
+        image_pull_policy=settings.image_pull_policy,
+        image_pull_secrets=[k8s.V1LocalObjectReference(name=s) for s in settings.image_pull_secrets] or None,
+        cmds=cmds,
+        arguments=arguments,
+        env_vars=env,
+        configmaps=[settings.env_configmap] if settings.env_configmap and stage.program == "rps" else None,
+        secrets=_secrets_for(settings, stage),
+        service_account_name=settings.service_account,
+        automount_service_account_token=False,
+        kubernetes_conn_id=settings.kubernetes_conn_id,
+        in_cluster=settings.in_cluster,
+        labels={
+            "app.kubernetes.io/name": "rps",
+            "app.kubernetes.io/component": stage.task_id.replace("_", "-"),
+            "app.kubernetes.io/part-of": "rps-pipeline",
+        },
+        container_resources=k8s.V1ResourceRequirements(requests=resources["requests"], limits=resources["limits"]),
+        volumes=volumes,
+        volume_mounts=mounts,
+        security_context=k8s.V1PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=RUN_AS,
+            run_as_group=RUN_AS,
+            fs_group=RUN_AS,
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        ),
+        container_security_context=k8s.V1SecurityContext(
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            capabilities=k8s.V1Capabilities(drop=["ALL"]),
+        ),
+        # A pod never outlives its task: the deadline is the task timeout plus a grace minute.
+        active_deadline_seconds=int(timeout.total_seconds()) + 60,
+        startup_timeout_seconds=settings.startup_timeout,
+        on_finish_action="delete_succeeded_pod",
+        get_logs=True,
+        log_events_on_failure=True,
+        do_xcom_push=False,
+        execution_timeout=timeout,
+    )
+
+
+# The local twin of the curl pod: POST <serve>/refresh with the bearer token from RPS_SERVE_TOKEN.
+REFRESH_SCRIPT = """
+import os, sys, urllib.request
+url, token = sys.argv[1], os.environ.get("RPS_SERVE_TOKEN", "")
+if not token:
+    sys.exit("RPS_SERVE_TOKEN is not set: rps serve answers 403 to /refresh without it")
+request = urllib.request.Request(url, method="POST", headers={"Authorization": "Bearer " + token})
+with urllib.request.urlopen(request, timeout=60) as response:
+    print(response.status, response.read().decode(errors="replace"))
+"""
+
+
+def _local_task(settings: Settings, stage: Stage, timeout: timedelta) -> RpsLocalOperator:
+    if stage.program == "rps":
+        program, arguments = settings.rps_bin, list(stage.arguments)
+    else:  # refresh: the same request as the curl pod, from a Python one-liner (no curl needed)
+        program, arguments = sys.executable, ["-c", REFRESH_SCRIPT, stage.arguments[0]]
+    return RpsLocalOperator(
+        task_id=stage.task_id,
+        rps_stage=stage.stage,
+        program=program,
+        arguments=arguments,
+        cwd=settings.workdir,
+        execution_timeout=timeout,
+    )
+
+
+DOC_MD = """
+### RPS: BTC volatility
+
+Each task runs one stage of the `rps` binary: `rps <stage> [flags]`, in its own pod from the stage
+image (`RPS_AIRFLOW_EXECUTOR=kubernetes`, the default) or as a local process (`local`).
+
+* **extract** fetches the run's data interval (`--start`/`--end`, end exclusive) and merges it into
+  the raw dataset: reruns and backfills of an interval are idempotent.
+* **quality** is the gate: exit 5 fails the run here, before anything is trained.
+* **transform -> train -> evaluate** build features, train a candidate and promote it to champion
+  only if it beats the current one; **refresh_serving** (when `RPS_AIRFLOW_SERVE_URL` is set) makes
+  `rps serve` load the champion.
+
+Exit codes 2, 3, 4, 5, 8, 9 (usage, config, bad input, quality gate, model, not promoted) fail a task
+at once; others (remote or storage failures, killed pods) are retried with exponential back-off.
+Settings: `airflow/README.md`.
+"""
+
+
+def build_dag(settings: Settings, dag_id: str) -> DAG:
+    """One DAG: the same task chain whichever executor runs it."""
+    is_pipeline = dag_id == PIPELINE_DAG_ID
+    schedule = settings.pipeline_schedule if is_pipeline else settings.extract_schedule
+    fallback = _interval(schedule, timedelta(days=1) if is_pipeline else timedelta(hours=1))
+    default_args: dict[str, Any] = {
+        "owner": "rps",
+        "depends_on_past": False,
+        "retries": settings.retries,
+        "retry_delay": settings.retry_delay,
+        "retry_exponential_backoff": settings.retry_backoff,
+        "max_retry_delay": settings.max_retry_delay,
+    }
+    if settings.pool:
+        default_args["pool"] = settings.pool
+    dag = DAG(
+        dag_id=dag_id,
+        description=(
+            "BTC volatility: extract -> quality -> transform -> train -> evaluate"
+            if is_pipeline
+            else "BTC candles: incremental extract of the interval -> quality gate"
+        ),
+        schedule=CronDataIntervalTimetable(schedule, timezone="UTC") if schedule else None,
+        start_date=settings.start_date,
+        catchup=settings.catchup,
+        max_active_runs=1,
+        dagrun_timeout=settings.pipeline_timeout if is_pipeline else settings.extract_timeout,
+        default_args=default_args,
+        user_defined_macros=_window_macros(fallback),
+        tags=["rps", "btc", "volatility", settings.executor],
+        doc_md=DOC_MD,
+    )
+    make = _pod_task if settings.executor == "kubernetes" else _local_task
+    previous = None
+    with dag:
+        for stage in stage_specs(settings, dag_id):
+            task = make(settings, stage, settings.task_timeouts[stage.task_id])
+            if previous is not None:
+                previous >> task
+            previous = task
+    return dag
+
+
+def build_dags(settings: Settings) -> dict[str, DAG]:
+    return {dag_id: build_dag(settings, dag_id) for dag_id in (PIPELINE_DAG_ID, EXTRACT_DAG_ID)}
+
+
+SETTINGS = Settings.from_env()
+_DAGS = build_dags(SETTINGS)
+crypto_volatility_pipeline = _DAGS[PIPELINE_DAG_ID]
+crypto_volatility_extract = _DAGS[EXTRACT_DAG_ID]

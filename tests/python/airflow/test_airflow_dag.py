@@ -1,0 +1,526 @@
+"""The DAG file under real Airflow: import, task graph, KubernetesPodOperator specs, rendering.
+
+Everything here runs in-process without a cluster: pods are built with
+`build_pod_request_obj(dry_run=True)`, the same call `KubernetesPodOperator.dry_run()` makes.
+"""
+
+import os
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import yaml
+
+from rps_dag_testing import DAG_FILE, DAGS, K8S_DIR, NO_AIRFLOW, clean_env, dag_module  # noqa: F401 (fixture)
+
+airflow = pytest.importorskip("airflow", reason=NO_AIRFLOW)
+
+from airflow.dag_processing.dagbag import DagBag
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.serialization.serialized_objects import DagSerialization
+from kubernetes.client import models as k8s
+
+PIPELINE = "crypto_volatility_pipeline"
+EXTRACT = "crypto_volatility_extract"
+CHAIN = ["extract", "quality", "transform", "train", "evaluate"]
+UTC = timezone.utc
+
+
+def dagbag(monkeypatch, **settings):
+    """Parse the dags folder as the DAG processor does, with exactly these settings."""
+    for key in list(os.environ):
+        if key not in clean_env():
+            monkeypatch.delenv(key)
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    return DagBag(dag_folder=str(DAGS))
+
+
+def chain_of(dag):
+    """The task ids in dependency order, checking the graph is one straight chain."""
+    roots = [t for t in dag.tasks if not t.upstream_task_ids]
+    assert len(roots) == 1, f"{dag.dag_id}: expected one root, got {[t.task_id for t in roots]}"
+    order, task = [], roots[0]
+    while True:
+        order.append(task.task_id)
+        downstream = sorted(task.downstream_task_ids)
+        if not downstream:
+            break
+        assert len(downstream) == 1, f"{task.task_id} fans out to {downstream}"
+        task = dag.get_task(downstream[0])
+    assert len(order) == len(dag.tasks), "tasks outside the chain"
+    return order
+
+
+class FakeRun:
+    def __init__(self, run_after):
+        self.run_after = run_after
+
+
+def render(task, **context):
+    task.render_template_fields(context, jinja_env=task.dag.get_template_env())
+    return task
+
+
+def interval_context(start, end, run_after=None):
+    return {
+        "data_interval_start": start,
+        "data_interval_end": end,
+        "dag_run": FakeRun(run_after or end),
+    }
+
+
+def env_of(pod):
+    return {e.name: e for e in pod.spec.containers[0].env}
+
+
+# --------------------------------------------------------------------------------------------
+# Import
+# --------------------------------------------------------------------------------------------
+
+
+def test_dagbag_imports_without_errors_and_has_the_two_dags(monkeypatch):
+    bag = dagbag(monkeypatch)
+    assert bag.import_errors == {}
+    assert sorted(bag.dag_ids) == [EXTRACT, PIPELINE]
+    for dag in bag.dags.values():
+        assert dag.fileloc == str(DAG_FILE)
+        # The scheduler stores DAGs serialized: the custom operators must survive it.
+        serialized = DagSerialization.to_dict(dag)
+        assert serialized["dag"]["dag_id"] == dag.dag_id
+
+
+def test_local_mode_imports_without_errors(monkeypatch):
+    bag = dagbag(monkeypatch, RPS_AIRFLOW_EXECUTOR="local", RPS_BIN="/opt/rps/bin/rps")
+    assert bag.import_errors == {}
+    assert sorted(bag.dag_ids) == [EXTRACT, PIPELINE]
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("RPS_AIRFLOW_EXECUTOR", "docker"),
+        ("RPS_AIRFLOW_PIPELINE_SCHEDULE", "every tuesday"),
+        ("RPS_AIRFLOW_RETRIES", "many"),
+        ("RPS_AIRFLOW_RESOURCES", '{"training": {"limits": {"memory": "8Gi"}}}'),
+        ("RPS_AIRFLOW_START_DATE", "yesterday"),
+    ],
+)
+def test_a_bad_setting_is_an_import_error_naming_the_variable(monkeypatch, name, value):
+    bag = dagbag(monkeypatch, **{name: value})
+    assert bag.dag_ids == []
+    (error,) = bag.import_errors.values()
+    assert name in error, error
+
+
+# --------------------------------------------------------------------------------------------
+# DAG level settings and the task graph
+# --------------------------------------------------------------------------------------------
+
+
+def test_dag_settings(monkeypatch):
+    bag = dagbag(monkeypatch)
+    pipeline, extract = bag.dags[PIPELINE], bag.dags[EXTRACT]
+    for dag in (pipeline, extract):
+        assert dag.max_active_runs == 1
+        assert dag.catchup is False
+        assert dag.start_date == datetime(2017, 1, 1, tzinfo=UTC)
+        assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert pipeline.timetable.expression == "0 0 * * *"  # @daily retrain
+    assert extract.timetable.expression == "0 * * * *"  # @hourly data
+    assert pipeline.dagrun_timeout == timedelta(hours=6)
+    assert extract.dagrun_timeout == timedelta(minutes=50)  # shorter than the hourly period
+
+
+def test_schedules_and_catchup_are_configurable(monkeypatch):
+    bag = dagbag(
+        monkeypatch,
+        RPS_AIRFLOW_PIPELINE_SCHEDULE="0 3 * * 1",
+        RPS_AIRFLOW_EXTRACT_SCHEDULE="none",
+        RPS_AIRFLOW_CATCHUP="true",
+    )
+    assert bag.import_errors == {}
+    assert bag.dags[PIPELINE].timetable.expression == "0 3 * * 1"
+    assert bag.dags[PIPELINE].catchup is True
+    assert type(bag.dags[EXTRACT].timetable).__name__ == "NullTimetable"  # manual runs only
+
+
+def test_task_order(monkeypatch):
+    bag = dagbag(monkeypatch)
+    assert chain_of(bag.dags[PIPELINE]) == CHAIN
+    assert chain_of(bag.dags[EXTRACT]) == ["extract", "quality"]
+
+
+def test_refresh_serving_is_added_after_evaluate_when_configured(monkeypatch):
+    bag = dagbag(monkeypatch, RPS_AIRFLOW_SERVE_URL="http://rps-serve.rps.svc:8080/")
+    assert chain_of(bag.dags[PIPELINE]) == [*CHAIN, "refresh_serving"]
+    assert chain_of(bag.dags[EXTRACT]) == ["extract", "quality"]
+
+
+def test_retries_timeouts_and_quality_stops_the_run(monkeypatch):
+    bag = dagbag(monkeypatch)
+    dag = bag.dags[PIPELINE]
+    expected_timeouts = {"extract": 30, "quality": 10, "transform": 30, "train": 120, "evaluate": 30}
+    for task in dag.tasks:
+        assert task.retries == 3
+        assert task.retry_delay == timedelta(minutes=1)
+        assert task.retry_exponential_backoff == 2.0
+        assert task.max_retry_delay == timedelta(minutes=30)
+        assert task.execution_timeout == timedelta(minutes=expected_timeouts[task.task_id])
+        # all_success: a failed quality gate leaves transform/train/evaluate upstream_failed
+        assert task.trigger_rule == "all_success"
+
+
+# --------------------------------------------------------------------------------------------
+# KubernetesPodOperator: image, command per stage, secrets, pod spec
+# --------------------------------------------------------------------------------------------
+
+EXPECTED_ARGS = {
+    "extract": ["extract", "--start", "2024-03-01T00:00:00Z", "--end", "2024-03-02T00:00:00Z"],
+    "quality": ["quality", "--report-dir", "/var/lib/rps/reports"],
+    "transform": ["transform"],
+    "train": ["train"],
+    "evaluate": ["evaluate", "--report-dir", "/var/lib/rps/reports"],
+}
+STAGE_SECRETS = {
+    "AWS_ACCESS_KEY_ID": ("rps-s3", "AWS_ACCESS_KEY_ID"),
+    "AWS_SECRET_ACCESS_KEY": ("rps-s3", "AWS_SECRET_ACCESS_KEY"),
+    "MLFLOW_TRACKING_USERNAME": ("rps-mlflow", "MLFLOW_TRACKING_USERNAME"),
+    "MLFLOW_TRACKING_PASSWORD": ("rps-mlflow", "MLFLOW_TRACKING_PASSWORD"),
+}
+MARKET_SECRETS = {"COINCAP_API_KEY": ("rps-market", "COINCAP_API_KEY")}
+MARCH_1 = interval_context(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
+
+
+def secret_env(pod):
+    found = {}
+    for name, var in env_of(pod).items():
+        if var.value_from is not None:
+            ref = var.value_from.secret_key_ref
+            found[name] = (ref.name, ref.key)
+    return found
+
+
+@pytest.mark.parametrize("dag_id", [PIPELINE, EXTRACT])
+def test_every_task_is_a_pod_with_the_configured_image_and_its_command(monkeypatch, dag_id):
+    bag = dagbag(
+        monkeypatch,
+        RPS_AIRFLOW_IMAGE="registry.example.com/rps:1.2.3",
+        RPS_AIRFLOW_NAMESPACE="btc",
+        RPS_AIRFLOW_SERVICE_ACCOUNT="rps-runner",
+    )
+    dag = bag.dags[dag_id]
+    for task in dag.tasks:
+        assert isinstance(task, KubernetesPodOperator), task
+        assert task.image == "registry.example.com/rps:1.2.3"
+        assert task.namespace == "btc"
+        assert task.service_account_name == "rps-runner"
+        assert task.on_finish_action.value == "delete_succeeded_pod"
+        assert task.do_xcom_push is False
+        assert not task.cmds  # the image's entrypoint is rps
+        render(task, **MARCH_1)
+        assert task.arguments == EXPECTED_ARGS[task.task_id]
+
+        pod = task.build_pod_request_obj(dry_run=True)
+        (container,) = pod.spec.containers
+        assert container.image == "registry.example.com/rps:1.2.3"
+        assert container.args == EXPECTED_ARGS[task.task_id]
+        assert pod.metadata.namespace == "btc"
+        assert pod.spec.service_account_name == "rps-runner"
+        assert pod.spec.restart_policy == "Never"
+        assert pod.metadata.labels["app.kubernetes.io/component"] == task.task_id
+
+        expected = dict(STAGE_SECRETS, **(MARKET_SECRETS if task.task_id == "extract" else {}))
+        assert secret_env(pod) == expected
+        env = env_of(pod)
+        assert env["RPS_HOME"].value == "/var/lib/rps"
+        assert env["RPS_PARAMS"].value == "/etc/rps/params.yaml"
+        assert env["RPS_LOG_FORMAT"].value == "json"
+        assert [e.config_map_ref.name for e in container.env_from] == ["rps-env"]
+
+
+def test_pod_spec_volumes_security_and_resources(monkeypatch):
+    bag = dagbag(monkeypatch)
+    task = render(bag.dags[PIPELINE].get_task("train"), **MARCH_1)
+    pod = task.build_pod_request_obj(dry_run=True)
+    (container,) = pod.spec.containers
+    volumes = {v.name: v for v in pod.spec.volumes}
+    assert volumes["rps-data"].persistent_volume_claim.claim_name == "rps-data"
+    assert volumes["rps-params"].config_map.name == "rps-params"
+    mounts = {m.mount_path: m for m in container.volume_mounts}
+    assert mounts["/var/lib/rps"].name == "rps-data"
+    assert mounts["/etc/rps"].read_only is True
+    assert "/tmp" in mounts  # the root file system is read-only
+    assert pod.spec.security_context.run_as_non_root is True
+    assert pod.spec.security_context.run_as_user == 65532
+    assert pod.spec.automount_service_account_token is False
+    assert container.security_context.read_only_root_filesystem is True
+    assert container.security_context.allow_privilege_escalation is False
+    assert container.security_context.capabilities.drop == ["ALL"]
+    assert container.resources.requests == {"cpu": "1", "memory": "1Gi"}
+    assert container.resources.limits == {"cpu": "2", "memory": "4Gi"}
+    assert pod.spec.active_deadline_seconds == 120 * 60 + 60  # never outlives the task timeout
+
+
+def test_settings_change_the_pods(monkeypatch):
+    bag = dagbag(
+        monkeypatch,
+        RPS_AIRFLOW_MLFLOW_SECRET="dagshub",
+        RPS_AIRFLOW_MLFLOW_SECRET_KEYS="MLFLOW_TRACKING_USERNAME,MLFLOW_TRACKING_TOKEN",
+        RPS_AIRFLOW_S3_SECRET="",
+        RPS_AIRFLOW_RESOURCES='{"train": {"limits": {"memory": "8Gi"}}}',
+        RPS_AIRFLOW_IMAGE_PULL_SECRETS="ghcr-pull",
+        RPS_AIRFLOW_DATA_PVC="",
+        RPS_AIRFLOW_DATA_URI="s3://rps-data/btc/",
+        RPS_AIRFLOW_SOURCE="binance",
+        RPS_AIRFLOW_POOL="rps",
+        RPS_AIRFLOW_TRAIN_TIMEOUT_MINUTES="240",
+    )
+    assert bag.import_errors == {}
+    dag = bag.dags[PIPELINE]
+    pods = {t.task_id: render(t, **MARCH_1).build_pod_request_obj(dry_run=True) for t in dag.tasks}
+    assert secret_env(pods["train"]) == {
+        "MLFLOW_TRACKING_USERNAME": ("dagshub", "MLFLOW_TRACKING_USERNAME"),
+        "MLFLOW_TRACKING_TOKEN": ("dagshub", "MLFLOW_TRACKING_TOKEN"),
+    }
+    train = pods["train"].spec.containers[0]
+    assert train.resources.limits == {"cpu": "2", "memory": "8Gi"}
+    assert train.resources.requests == {"cpu": "1", "memory": "1Gi"}
+    assert [s.name for s in pods["train"].spec.image_pull_secrets] == ["ghcr-pull"]
+    # No claim: the data volume is scratch, the stages exchange data through the data URI.
+    data = {v.name: v for v in pods["train"].spec.volumes}["rps-data"]
+    assert data.persistent_volume_claim is None and data.empty_dir is not None
+    args = {name: pod.spec.containers[0].args for name, pod in pods.items()}
+    assert args["extract"] == [
+        "extract", "--start", "2024-03-01T00:00:00Z", "--end", "2024-03-02T00:00:00Z",
+        "--source", "binance", "--out", "s3://rps-data/btc/raw",
+    ]  # fmt: skip
+    assert args["quality"] == ["quality", "--input", "s3://rps-data/btc/raw", "--report-dir", "/var/lib/rps/reports"]
+    assert args["transform"] == ["transform", "--input", "s3://rps-data/btc/raw", "--out", "s3://rps-data/btc/features"]
+    assert args["train"] == [
+        "train",
+        "--features",
+        "s3://rps-data/btc/features",
+        "--out",
+        "s3://rps-data/btc/models/candidate",
+    ]
+    assert args["evaluate"] == [
+        "evaluate", "--features", "s3://rps-data/btc/features", "--model", "s3://rps-data/btc/models/candidate",
+        "--report-dir", "/var/lib/rps/reports",
+    ]  # fmt: skip
+    assert {t.pool for t in dag.tasks} == {"rps"}
+    assert dag.get_task("train").execution_timeout == timedelta(hours=4)
+
+
+def test_refresh_serving_pod_posts_with_the_token_from_its_secret(monkeypatch):
+    bag = dagbag(monkeypatch, RPS_AIRFLOW_SERVE_URL="http://rps-serve.rps.svc:8080")
+    task = render(bag.dags[PIPELINE].get_task("refresh_serving"), **MARCH_1)
+    assert isinstance(task, KubernetesPodOperator)
+    pod = task.build_pod_request_obj(dry_run=True)
+    (container,) = pod.spec.containers
+    assert container.image.startswith("curlimages/curl:")
+    assert container.command == ["curl"]
+    assert container.args[-1] == "http://rps-serve.rps.svc:8080/refresh"
+    # Kubernetes expands $(VAR) from the container env: the token is not in the pod spec.
+    assert "Authorization: Bearer $(RPS_SERVE_TOKEN)" in container.args
+    assert secret_env(pod) == {"RPS_SERVE_TOKEN": ("rps-serve", "RPS_SERVE_TOKEN")}
+
+
+# --------------------------------------------------------------------------------------------
+# The time window
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_data_interval_renders_as_the_extract_window_in_utc(monkeypatch):
+    import pendulum
+
+    bag = dagbag(monkeypatch)
+    task = bag.dags[EXTRACT].get_task("extract")
+    # A zone other than UTC on the way in still gives UTC instants with a Z.
+    start = pendulum.datetime(2024, 3, 1, 13, tz="Europe/Paris")
+    render(task, **interval_context(start, start.add(hours=1)))
+    assert task.arguments == ["extract", "--start", "2024-03-01T12:00:00Z", "--end", "2024-03-01T13:00:00Z"]
+
+
+@pytest.mark.parametrize(
+    "dag_id,expected",
+    [
+        (EXTRACT, ("2024-03-05T09:00:00Z", "2024-03-05T10:00:00Z")),  # one hourly interval
+        (PIPELINE, ("2024-03-04T10:00:00Z", "2024-03-05T10:00:00Z")),  # one daily interval
+    ],
+)
+def test_a_manual_run_without_logical_date_extracts_the_last_interval(monkeypatch, dag_id, expected):
+    bag = dagbag(monkeypatch)
+    task = bag.dags[dag_id].get_task("extract")
+    # Airflow 3 leaves data_interval_* out of the context when a manual run has no logical date.
+    render(task, dag_run=FakeRun(datetime(2024, 3, 5, 10, 42, 7, tzinfo=UTC)))
+    assert task.arguments == ["extract", "--start", expected[0], "--end", expected[1]]
+
+
+def test_the_window_of_a_real_dagrun_from_the_timetable(monkeypatch):
+    """The interval Airflow itself computes for a run (here: a backfill of one day) is the window."""
+    from airflow.serialization.encoders import coerce_to_core_timetable
+
+    bag = dagbag(monkeypatch)
+    dag = bag.dags[PIPELINE]
+    timetable = coerce_to_core_timetable(dag.timetable)
+    interval = timetable.infer_manual_data_interval(run_after=datetime(2024, 3, 2, 0, 0, tzinfo=UTC))
+    task = render(dag.get_task("extract"), **interval_context(interval.start, interval.end))
+    assert task.arguments[1:] == ["--start", "2024-03-01T00:00:00Z", "--end", "2024-03-02T00:00:00Z"]
+
+
+# --------------------------------------------------------------------------------------------
+# One graph, two executors
+# --------------------------------------------------------------------------------------------
+
+
+def test_local_mode_builds_the_identical_graph_with_local_processes(monkeypatch):
+    common = {"RPS_AIRFLOW_SERVE_URL": "http://127.0.0.1:8080", "RPS_AIRFLOW_REPORT_DIR": "/srv/rps/reports"}
+    pods = dagbag(monkeypatch, **common)
+    local = dagbag(monkeypatch, RPS_AIRFLOW_EXECUTOR="local", RPS_BIN="/opt/rps/bin/rps", **common)
+    for dag_id in (PIPELINE, EXTRACT):
+        k8s_dag, local_dag = pods.dags[dag_id], local.dags[dag_id]
+        assert chain_of(local_dag) == chain_of(k8s_dag)
+        for k8s_task in k8s_dag.tasks:
+            local_task = local_dag.get_task(k8s_task.task_id)
+            assert not isinstance(local_task, KubernetesPodOperator)
+            assert type(local_task).__name__ == "RpsLocalOperator"
+            for attr in ("retries", "retry_delay", "retry_exponential_backoff", "execution_timeout", "trigger_rule"):
+                assert getattr(local_task, attr) == getattr(k8s_task, attr), attr
+            if k8s_task.task_id == "refresh_serving":
+                assert local_task.arguments[-1] == k8s_task.arguments[-1] == "http://127.0.0.1:8080/refresh"
+                continue
+            assert local_task.program == "/opt/rps/bin/rps"
+            render(k8s_task, **MARCH_1)
+            render(local_task, **MARCH_1)
+            assert local_task.arguments == k8s_task.arguments  # the same `rps <stage> [flags]`
+
+
+# --------------------------------------------------------------------------------------------
+# Exit codes: deterministic failures are not retried
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "code,permanent",
+    [
+        (2, True),
+        (3, True),
+        (4, True),
+        (5, True),
+        (8, True),
+        (9, True),
+        (1, False),
+        (6, False),
+        (7, False),
+        (137, False),
+    ],
+)
+def test_exit_codes_decide_retry(dag_module, code, permanent):
+    error = dag_module.stage_failure("quality", code)
+    assert isinstance(error, AirflowException)
+    assert isinstance(error, AirflowFailException) is permanent
+    assert f"exited {code}" in str(error)
+
+
+def failed_pod(exit_code, container="base"):
+    return k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name="rps-quality-abc", namespace="rps", labels={}),
+        status=k8s.V1PodStatus(
+            phase="Failed",
+            container_statuses=[
+                k8s.V1ContainerStatus(
+                    name=container,
+                    image="rps",
+                    image_id="",
+                    ready=False,
+                    restart_count=0,
+                    state=k8s.V1ContainerState(terminated=k8s.V1ContainerStateTerminated(exit_code=exit_code)),
+                )
+            ],
+        ),
+    )
+
+
+@pytest.mark.parametrize("code,expected", [(5, AirflowFailException), (6, AirflowException), (137, AirflowException)])
+def test_pod_operator_maps_the_pod_exit_code(dag_module, monkeypatch, code, expected):
+    task = dag_module.build_dags(dag_module.Settings.from_env({}))[PIPELINE].get_task("quality")
+    # No cluster: the bookkeeping calls that talk to the API server are stubbed out.
+    for name in ("patch_already_checked", "process_pod_deletion", "_read_pod_container_states", "_read_pod_events"):
+        monkeypatch.setattr(task, name, lambda *a, **k: None)
+    monkeypatch.setattr(task, "is_istio_enabled", lambda pod: False)
+    pod = failed_pod(code)
+    with pytest.raises(AirflowException) as raised:
+        task.cleanup(pod, pod)
+    assert type(raised.value) is expected
+    assert f"rps quality exited {code}" in str(raised.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Deploy material: the manifests provide what the DAG wires
+# --------------------------------------------------------------------------------------------
+
+
+def manifests():
+    docs = []
+    for path in sorted(K8S_DIR.glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def test_manifests_define_every_secret_key_the_dag_reads_and_hold_no_values(dag_module):
+    docs = manifests()
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    for name, keys in dag_module.Settings().secrets.values():
+        assert name in secrets, f"Secret {name} missing from airflow/k8s"
+        data = secrets[name].get("stringData") or {}
+        assert set(keys) <= set(data), f"Secret {name} lacks {set(keys) - set(data)}"
+    for secret in secrets.values():
+        assert not secret.get("data"), "Secrets must not carry values"
+        assert all(v in ("", None) for v in (secret.get("stringData") or {}).values()), "Secrets must not carry values"
+
+
+def test_manifests_define_the_namespace_account_volume_and_configmaps(dag_module):
+    settings = dag_module.Settings()
+    docs = manifests()
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+        if d["kind"] != "Namespace" and d["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            assert d["metadata"].get("namespace") == settings.namespace, d["metadata"]
+    assert settings.namespace in by_kind["Namespace"]
+    assert settings.service_account in by_kind["ServiceAccount"]
+    assert settings.data_pvc in by_kind["PersistentVolumeClaim"]
+    assert settings.env_configmap in by_kind["ConfigMap"]
+    # The Airflow worker may launch, watch and delete pods in the namespace, and read their logs.
+    rules = [r for role in by_kind["Role"].values() for r in role["rules"]]
+    pod_verbs = {v for r in rules if "pods" in r["resources"] for v in r["verbs"]}
+    assert {"create", "get", "list", "watch", "delete", "patch"} <= pod_verbs
+    assert any("pods/log" in r["resources"] for r in rules)
+
+
+def test_helm_values_set_the_dag_settings(dag_module):
+    values = yaml.safe_load((K8S_DIR.parent / "helm-values.yaml").read_text())
+    env = {e["name"]: e["value"] for e in values["env"]}
+    assert env["RPS_AIRFLOW_EXECUTOR"] == "kubernetes"
+    assert env["RPS_AIRFLOW_NAMESPACE"] == dag_module.Settings().namespace
+    for name in env:
+        assert name.startswith(("RPS_AIRFLOW_", "AIRFLOW__")), name
+        assert (
+            name.startswith("AIRFLOW__")
+            or name in DAG_FILE.read_text()
+            or name in (K8S_DIR.parent / "README.md").read_text()
+        )
+
+
+@pytest.mark.parametrize("dag_id", [PIPELINE, EXTRACT])
+def test_rendered_pods_are_valid_kubernetes_objects(monkeypatch, dag_id):
+    """Every pod the DAG would create, against Kubernetes' OpenAPI schema (strict: no unknown fields)."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
+    from kubernetes.client import ApiClient
+
+    bag = dagbag(monkeypatch, RPS_AIRFLOW_SERVE_URL="http://rps-serve.rps.svc:8080")
+    for task in bag.dags[dag_id].tasks:
+        pod = render(task, **MARCH_1).build_pod_request_obj(dry_run=True)
+        manifest = ApiClient().sanitize_for_serialization(pod)
+        kubernetes_validate.validate(manifest, "1.37.0", strict=True)

@@ -1,0 +1,298 @@
+"""`airflow dags test` of the real DAG in local mode, on the bundled sample and on corrupted data.
+
+Each run is a real Airflow DAG run (sqlite metadata DB in a temporary AIRFLOW_HOME) whose tasks
+run the rps binary from RPS_BIN_DIR as local processes. Task states are read back from the
+metadata DB; artifacts from the temporary RPS_HOME.
+
+1. crypto_volatility_extract for one monthly interval: only that month is extracted.
+2. crypto_volatility_pipeline for the 2018 interval, with a real `rps serve` waiting for a model:
+   every task succeeds, the model and reports exist, and refresh_serving made serve load the
+   champion.
+3. The same pipeline on a CSV with broken OHLC rows: quality fails once (exit 5, no retry) and
+   transform/train/evaluate never run.
+"""
+
+import csv
+import json
+import os
+import pathlib
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+
+import pytest
+
+from rps_dag_testing import DAGS, NO_AIRFLOW, ROOT, clean_env
+
+pytest.importorskip("airflow", reason=NO_AIRFLOW)
+
+AIRFLOW = pathlib.Path(sys.executable).parent / "airflow"
+SAMPLE = ROOT / "data/sample/btc_usd_1h_coinbase_2018.csv"
+PIPELINE = "crypto_volatility_pipeline"
+EXTRACT = "crypto_volatility_extract"
+TOKEN = "airflow-test-token"
+HOUR_MS = 3_600_000
+
+
+def ms(text):
+    return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp() * 1000)
+
+
+@pytest.fixture(scope="module")
+def bin_dir():
+    value = os.environ.get("RPS_BIN_DIR")
+    if not value:
+        pytest.skip("RPS_BIN_DIR is not set (the folder holding rps and rps-*): run through `make test`")
+    path = pathlib.Path(value)
+    if not (path / "rps").is_file():
+        pytest.skip(f"RPS_BIN_DIR={value} holds no rps binary: build it (make build)")
+    return path
+
+
+class Airflow:
+    """One AIRFLOW_HOME with its sqlite DB, and the `airflow` CLI run against it."""
+
+    def __init__(self, home, bin_dir):
+        self.home = home
+        self.bin_dir = bin_dir
+        self.base_env = clean_env(
+            {
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+        )
+
+    def cli(self, *args, env=None, timeout=600):
+        run_env = dict(self.base_env, **(env or {}))
+        started = time.monotonic()
+        out = subprocess.run(
+            [str(AIRFLOW), *args],
+            check=False,
+            env=run_env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        out.seconds = time.monotonic() - started
+        return out
+
+    def dags_test(self, dag_id, logical_date, rps_home, params, reports, **settings):
+        env = {
+            "RPS_AIRFLOW_EXECUTOR": "local",
+            "RPS_BIN": str(self.bin_dir / "rps"),
+            "RPS_HOME": str(rps_home),
+            "RPS_PARAMS": str(params),
+            "RPS_AIRFLOW_REPORT_DIR": str(reports),
+            "RPS_AIRFLOW_WORKDIR": str(self.home),
+            # A short retry delay, so that an unexpected retry shows up as try_number 2, not a hang.
+            "RPS_AIRFLOW_RETRY_DELAY_SECONDS": "1",
+            **settings,
+        }
+        out = self.cli("dags", "test", dag_id, logical_date, env=env)
+        return out, self.task_states(dag_id)
+
+    def task_states(self, dag_id):
+        """task_id -> (state, try_number) of the latest run of dag_id."""
+        with sqlite3.connect(self.home / "airflow.db") as db:
+            row = db.execute(
+                "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
+            ).fetchone()
+            assert row, f"no run of {dag_id} in the metadata DB"
+            rows = db.execute(
+                "SELECT task_id, state, try_number FROM task_instance WHERE dag_id = ? AND run_id = ?",
+                (dag_id, row[0]),
+            ).fetchall()
+        return {task: (state, tries) for task, state, tries in rows}
+
+
+def log_tail(out, lines=60):
+    text = (out.stdout + out.stderr).splitlines()
+    return "\n".join(text[-lines:])
+
+
+def params_reading(tmp, csv_path):
+    """params.yaml of the repository, reading `csv_path` instead of the relative sample path."""
+    text = (ROOT / "params.yaml").read_text()
+    assert "path: data/sample/btc_usd_1h_coinbase_2018.csv" in text
+    path = tmp / f"params-{csv_path.stem}.yaml"
+    path.write_text(text.replace("path: data/sample/btc_usd_1h_coinbase_2018.csv", f"path: {csv_path}"))
+    return path
+
+
+def raw_span(rps_home):
+    manifest = json.loads((rps_home / "data/raw/BTC-USD/_manifest.json").read_text())
+    parts = manifest["partitions"]
+    return sum(p["rows"] for p in parts), min(p["first_ts"] for p in parts), max(p["last_ts"] for p in parts)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+@pytest.fixture(scope="module")
+def airflow(bin_dir, tmp_path_factory):
+    home = tmp_path_factory.mktemp("airflow-home")
+    af = Airflow(home, bin_dir)
+    out = af.cli("db", "migrate")
+    assert out.returncode == 0, log_tail(out)
+    yield af
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def serve(bin_dir, tmp_path_factory):
+    """`rps serve` on the registry the pipeline run will write, waiting for its first model."""
+    rps_home = tmp_path_factory.mktemp("rps-home")
+    port = free_port()
+    env = clean_env({"RPS_SERVE_TOKEN": TOKEN, "NO_COLOR": "1"})
+    args = [
+        str(bin_dir / "rps"),
+        "serve",
+        "--registry",
+        str(rps_home / "registry"),
+        "--wait-for-model",
+        "--bind",
+        f"127.0.0.1:{port}",
+    ]
+    with open(rps_home.parent / "serve.log", "w") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            status, _ = http_get(f"{url}/health")
+            if status == 200:
+                break
+        except OSError:
+            pass
+        assert process.poll() is None, "rps serve exited"
+        assert time.monotonic() < deadline, "rps serve did not come up"
+        time.sleep(0.2)
+    yield url, rps_home
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def test_extract_dag_fetches_exactly_its_data_interval(airflow, tmp_path):
+    rps_home = tmp_path / "rps-home"
+    # A monthly schedule: logical date 2018-04-01 is the interval [2018-03-01, 2018-04-01).
+    out, states = airflow.dags_test(
+        EXTRACT,
+        "2018-04-01T00:00:00+00:00",
+        rps_home,
+        params_reading(tmp_path, SAMPLE),
+        tmp_path / "reports",
+        RPS_AIRFLOW_EXTRACT_SCHEDULE="@monthly",
+    )
+    assert out.returncode == 0, log_tail(out)
+    assert states == {"extract": ("success", 1), "quality": ("success", 1)}, log_tail(out)
+    rows, first, last = raw_span(rps_home)
+    assert (rows, first, last) == (31 * 24, ms("2018-03-01T00:00:00"), ms("2018-03-31T23:00:00"))
+    assert "--start 2018-03-01T00:00:00Z --end 2018-04-01T00:00:00Z" in out.stdout + out.stderr
+    assert json.loads((tmp_path / "reports/quality.json").read_text())["passed"] is True
+
+
+def test_pipeline_runs_every_stage_on_the_sample_and_refreshes_serving(airflow, serve, tmp_path):
+    serve_url, rps_home = serve
+    reports = tmp_path / "reports"
+    status, _ = http_get(f"{serve_url}/ready")
+    assert status == 503, "serve must start without a model"
+    # A yearly schedule: logical date 2019-01-01 is the interval [2018-01-01, 2019-01-01), the sample.
+    out, states = airflow.dags_test(
+        PIPELINE,
+        "2019-01-01T00:00:00+00:00",
+        rps_home,
+        params_reading(tmp_path, SAMPLE),
+        reports,
+        RPS_AIRFLOW_PIPELINE_SCHEDULE="@yearly",
+        RPS_AIRFLOW_SERVE_URL=serve_url,
+        RPS_SERVE_TOKEN=TOKEN,
+    )
+    print(f"airflow dags test {PIPELINE}: {out.seconds:.0f} s")
+    assert out.returncode == 0, log_tail(out)
+    tasks = ["extract", "quality", "transform", "train", "evaluate", "refresh_serving"]
+    assert states == {t: ("success", 1) for t in tasks}, log_tail(out)
+
+    assert raw_span(rps_home) == (8760, ms("2018-01-01T00:00:00"), ms("2018-12-31T23:00:00"))
+    assert (rps_home / "data/features/BTC-USD/features.parquet").is_file()
+    for name in ("model.json", "model.ubj", "meta.json"):
+        assert (rps_home / "models/candidate" / name).stat().st_size > 0, name
+    for name in ("quality.json", "quality.html", "metrics.json", "evaluation.md", "predictions.csv"):
+        assert (reports / name).stat().st_size > 0, name
+    assert json.loads((reports / "quality.json").read_text())["passed"] is True
+    aliases = json.loads((rps_home / "registry/btc-volatility/aliases.json").read_text())
+    assert "champion" in json.dumps(aliases), aliases
+
+    # refresh_serving's POST made the running server load the new champion.
+    status, body = http_get(f"{serve_url}/ready")
+    assert status == 200, body
+    status, body = http_get(f"{serve_url}/model")
+    assert status == 200 and json.loads(body)["alias"] == "champion", body
+
+
+def corrupt_sample(path):
+    """The sample with high and low swapped (and widened) on every 40th hour: extracts, fails OHLC."""
+    with open(SAMPLE, newline="") as src, open(path, "w", newline="") as dst:
+        reader, writer = csv.reader(src), csv.writer(dst)
+        header = next(reader)
+        writer.writerow(header)
+        high, low = header.index("high"), header.index("low")
+        for i, row in enumerate(reader):
+            if i % 40 == 7:
+                row[high], row[low] = f"{float(row[low]) * 0.9:.2f}", f"{float(row[high]) * 1.1:.2f}"
+            writer.writerow(row)
+    return path
+
+
+def test_a_failed_quality_gate_stops_the_pipeline_before_training(airflow, tmp_path):
+    rps_home = tmp_path / "rps-home"
+    reports = tmp_path / "reports"
+    bad = corrupt_sample(tmp_path / "btc_broken_ohlc.csv")
+    out, states = airflow.dags_test(
+        PIPELINE,
+        "2019-01-01T00:00:00+00:00",
+        rps_home,
+        params_reading(tmp_path, bad),
+        reports,
+        RPS_AIRFLOW_PIPELINE_SCHEDULE="@yearly",
+    )
+    assert out.returncode != 0, "the DAG run must fail"
+    assert states["extract"] == ("success", 1)
+    # Exit 5 is final: one try although the task has retries left.
+    assert states["quality"] == ("failed", 1), log_tail(out)
+    for task in ("transform", "train", "evaluate"):
+        assert states[task][0] == "upstream_failed", states
+    assert "rps quality exited 5 (quality gate failed)" in out.stdout + out.stderr
+
+    report = json.loads((reports / "quality.json").read_text())
+    assert report["passed"] is False
+    failed = {c["name"] for c in report["checks"] if not c["passed"]}
+    assert "ohlc_sanity" in failed, failed
+    # Nothing downstream of the gate was produced.
+    assert not (rps_home / "data/features").exists()
+    assert not (rps_home / "models").exists()
+    assert not (rps_home / "registry").exists()
+    assert not (reports / "metrics.json").exists()
