@@ -38,12 +38,26 @@ build: setup-rust ## build the stage binaries (static, release)
 demo: build ## run extract → quality → transform → train → evaluate on the bundled sample (DATA=file.csv for yours)
 	@bash scripts/demo.sh "$(BIN)" "$(DEMO_HOME)" "$(DATA)"
 
+.PHONY: dvc-repro
+dvc-repro: build setup-python ## run the pipeline as a DVC pipeline (dvc.yaml): only what changed re-runs
+	PATH="$(BIN):$(VENV)/bin:$$PATH" dvc repro
+
+.PHONY: airflow-local
+airflow-local: build setup-python ## the Airflow DAG in local mode on the bundled sample (airflow dags test)
+	@VENV=$(VENV) RPS_BIN=$(BIN)/rps bash airflow/run-local.sh
+
 .PHONY: setup-python
 setup-python: ## the Python venv the tests use (uv, pinned requirements)
 	@bash scripts/setup-python.sh "$(VENV)"
 
+.PHONY: setup-tools
+setup-tools: ## Debian tools the tests use: promtool (prometheus)
+	@command -v promtool >/dev/null || { echo 'installing prometheus (promtool) from Debian'; \
+	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends prometheus >/dev/null; }
+
 .PHONY: test
-test: setup-rust setup-python ## install, start servers on loopback, run every test, stop servers
+test: setup-rust setup-python setup-tools ## install, start servers on loopback, run every test, stop servers
 	@bash scripts/test.sh "$(TARGET)" "$(BIN)" "$(VENV)"
 
 .PHONY: lint

@@ -24,6 +24,9 @@ for s in crates/*/tests/servers.sh; do
   eval "$env_lines"
 done
 
+echo "== monitoring: promtool check config / check rules / test rules"
+bash scripts/check-monitoring.sh
+
 echo "== cargo test (every test, including those that need the servers)"
 export RPS_BIN_DIR="$bin"
 cargo test --release --locked --target "$target" --workspace --no-fail-fast -- --include-ignored

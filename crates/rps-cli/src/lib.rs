@@ -184,12 +184,17 @@ impl Home {
     }
 
     /// The MLflow client when `MLFLOW_TRACKING_URI` is set (with `MLFLOW_TRACKING_USERNAME` /
-    /// `MLFLOW_TRACKING_PASSWORD` or `MLFLOW_TRACKING_TOKEN`), else `None`.
+    /// `MLFLOW_TRACKING_PASSWORD` or `MLFLOW_TRACKING_TOKEN`), else `None`. Runs whose artifact
+    /// URI is `s3://` (a server started with `--default-artifact-root s3://…` and no artifact
+    /// proxy) upload straight to the bucket with the S3 settings of the storage seam.
     pub fn mlflow(
         &self,
     ) -> Result<Option<Arc<rps_mlflow::MlflowClient>>, rps_tracking::TrackingError> {
         match rps_mlflow::MlflowConfig::from_env()? {
-            Some(config) => Ok(Some(Arc::new(rps_mlflow::MlflowClient::new(config)?))),
+            Some(config) => Ok(Some(Arc::new(
+                rps_mlflow::MlflowClient::new(config)?
+                    .with_artifact_backend(Box::new(rps_tracking::S3Artifacts)),
+            ))),
             None => Ok(None),
         }
     }
@@ -214,6 +219,19 @@ impl Home {
         }
         Ok(Arc::new(local))
     }
+}
+
+/// Run tags naming the data a stage read: the dataset URI and, for a local folder (what DVC
+/// tracks), DVC's own hash of it, equal to the `md5` that `dvc.lock` records for that input.
+/// A failure to hash is logged, never fatal: tags are for tracing, not for correctness.
+pub fn data_tags(store: &dyn rps_store::ObjectStore) -> Vec<(String, String)> {
+    let mut tags = vec![("data_uri".to_owned(), store.uri(""))];
+    match rps_store::dvc::dir_md5(store) {
+        Ok(Some(md5)) => tags.push(("dvc_md5".to_owned(), md5)),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "could not compute the DVC hash of the input"),
+    }
+    tags
 }
 
 /// The commit the running code was built from: `RPS_GIT_COMMIT` (set in images), else

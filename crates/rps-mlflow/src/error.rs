@@ -134,6 +134,15 @@ pub enum MlflowError {
         uri: String,
     },
 
+    /// An [`crate::ArtifactBackend`] (e.g. S3) failed to store or read an artifact.
+    #[error("artifact store {uri}: {message}")]
+    ArtifactStore {
+        /// The artifact's URI.
+        uri: String,
+        /// What went wrong, from the backend.
+        message: String,
+    },
+
     /// Local file IO failed.
     #[error("{action} {path}: {source}")]
     Io {

@@ -71,13 +71,16 @@ pub fn run(args: &Args) -> Result<(), QualityError> {
         .clone()
         .unwrap_or_else(|| home.raw(&params.data.symbol));
     let tracker = home.tracker()?;
-    let raw = RawDataset::new(rps_store::open(&input)?);
+    let input_store = rps_store::open(&input)?;
+    let data_tags = rps_cli::data_tags(input_store.as_ref());
+    let raw = RawDataset::new(input_store);
     let (manifest, bars, problems) = raw.read_all()?;
-    let tags = BTreeMap::from([
+    let mut tags = BTreeMap::from([
         ("git_commit".to_owned(), rps_cli::git_commit()),
         ("stage".to_owned(), "quality".to_owned()),
         ("data_hash".to_owned(), manifest.content_hash()),
     ]);
+    tags.extend(data_tags);
     rps_tracking::with_run(tracker.as_ref(), "quality", &tags, |run| {
         let now = chrono::Utc::now().timestamp_millis();
         let report: QualityReport =

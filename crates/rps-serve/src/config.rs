@@ -51,7 +51,10 @@ pub struct Config {
     #[arg(long, env = "RPS_SERVE_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
 
-    /// Model registry: a folder (or file:// URI) as written by `rps train` / `rps promote`.
+    /// Model registry: a folder, file:// or s3:// URI as written by `rps train` / `rps evaluate`.
+    /// With MLFLOW_TRACKING_URI set (and MLFLOW_TRACKING_USERNAME/PASSWORD or _TOKEN), the
+    /// champion comes from MLflow's model registry instead; this folder is then only the
+    /// fallback for servers without a registry (DagHub).
     #[arg(long, env = "RPS_REGISTRY", default_value = ".rps/registry")]
     pub registry: String,
 

@@ -63,6 +63,24 @@ pub fn init_tracing(format: LogFormat) {
     };
 }
 
+/// The registry the champion comes from: MLflow's when `MLFLOW_TRACKING_URI` is set (the same
+/// variables as the stages; a server without a registry falls back to `local`), else `local`.
+fn open_registry(local: LocalRegistry) -> Result<Arc<dyn rps_tracking::Registry>, ServeError> {
+    let mlflow = |e: rps_mlflow::MlflowError| ServeError::Config(format!("MLflow: {e}"));
+    match rps_mlflow::MlflowConfig::from_env().map_err(mlflow)? {
+        Some(cfg) => {
+            let client = rps_mlflow::MlflowClient::new(cfg)
+                .map_err(mlflow)?
+                .with_artifact_backend(Box::new(rps_tracking::S3Artifacts));
+            Ok(Arc::new(rps_tracking::MlflowRegistry::new(
+                Arc::new(client),
+                local,
+            )))
+        }
+        None => Ok(Arc::new(local)),
+    }
+}
+
 /// Open the registry and load the model; fails with [`ServeError::NoModel`] unless
 /// `--wait-for-model`.
 async fn prepare(config: Config) -> Result<Arc<AppState>, ServeError> {
@@ -81,7 +99,7 @@ async fn prepare(config: Config) -> Result<Arc<AppState>, ServeError> {
         uri: config.registry.clone(),
         source,
     })?;
-    let registry = Arc::new(LocalRegistry::new(store));
+    let registry = open_registry(LocalRegistry::new(store))?;
     let state = Arc::new(AppState::new(config, registry));
     match state.refresh().await {
         Ok(r) => tracing::info!(result = ?r, registry = %state.registry_describe(), "model loaded"),

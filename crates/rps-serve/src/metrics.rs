@@ -222,6 +222,54 @@ impl Metrics {
             "process_start_time_seconds {}",
             fmt_f64(self.start_time)
         );
+        write_process_metrics(out);
+    }
+}
+
+/// The standard process metrics (CPU, memory, file descriptors) from `/proc/self`, named as the
+/// Prometheus client libraries name them; nothing on systems without procfs.
+fn write_process_metrics(out: &mut String) {
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name in parentheses; utime and stime are fields 14 and 15,
+        // in clock ticks (USER_HZ, 100 on Linux).
+        if let Some((_, rest)) = stat.rsplit_once(')') {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |field: usize| f.get(field - 3).and_then(|v| v.parse::<f64>().ok());
+            if let (Some(user), Some(system)) = (ticks(14), ticks(15)) {
+                let _ = writeln!(
+                    out,
+                    "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}",
+                    fmt_f64((user + system) / 100.0)
+                );
+            }
+        }
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        };
+        for (key, name, help) in [
+            ("VmRSS:", "process_resident_memory_bytes", "Resident memory size in bytes."),
+            ("VmSize:", "process_virtual_memory_bytes", "Virtual memory size in bytes."),
+        ] {
+            if let Some(v) = kib(key) {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                    fmt_f64(v * 1024.0)
+                );
+            }
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let _ = writeln!(
+            out,
+            "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}",
+            fds.count()
+        );
     }
 }
 

@@ -1,7 +1,7 @@
 //! Storage for RPS stages.
 //!
 //! - [`object`]: the [`ObjectStore`] seam over URIs. `file://` URIs and plain paths are local
-//!   folders (the embedded default); `s3://` lands with the S3 issue behind the same trait.
+//!   folders (the embedded default); `s3://bucket/prefix` is S3 or MinIO ([`s3`]).
 //!   Every `put` is atomic from a reader's point of view.
 //! - [`raw`]: the raw candle dataset — monthly Parquet partitions plus a manifest that is swapped
 //!   last, so readers always see a consistent snapshot.
@@ -9,11 +9,13 @@
 //! - [`import`]: reading OHLCV candles from a user's CSV or Parquet file with a column mapping.
 //! - [`parquet_io`]: Arrow ⇄ Parquet bytes.
 
+pub mod dvc;
 pub mod frame;
 pub mod import;
 pub mod object;
 pub mod parquet_io;
 pub mod raw;
+pub mod s3;
 
 pub use object::{ObjectStore, StoreError, open};
 

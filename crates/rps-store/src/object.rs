@@ -20,6 +20,29 @@ pub enum StoreError {
     Unsupported { uri: String, reason: String },
     #[error("invalid object key {key:?}: {reason}")]
     InvalidKey { key: String, reason: String },
+    #[error("object store request failed on {uri}: {message}")]
+    Remote { uri: String, message: String },
+}
+
+/// Keys are relative `/`-separated paths without empty, `.` or `..` segments.
+pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
+    let bad = |reason: &str| StoreError::InvalidKey {
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if key.is_empty() {
+        return Err(bad("empty"));
+    }
+    if key.starts_with('/')
+        || key
+            .split('/')
+            .any(|s| s == ".." || s == "." || s.is_empty())
+    {
+        return Err(bad(
+            "must be a relative path without '.', '..' or empty segments",
+        ));
+    }
+    Ok(())
 }
 
 /// A place to keep objects: a flat namespace of `/`-separated keys under a root.
@@ -29,6 +52,17 @@ pub enum StoreError {
 pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Read a whole object.
     fn get(&self, key: &str) -> Result<Vec<u8>, StoreError>;
+    /// Read the bytes `range` of an object (remote stores fetch only those bytes).
+    fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>, StoreError> {
+        let all = self.get(key)?;
+        let end = usize::try_from(range.end).unwrap_or(usize::MAX).min(all.len());
+        let start = usize::try_from(range.start).unwrap_or(usize::MAX).min(end);
+        Ok(all[start..end].to_vec())
+    }
+    /// The size of an object in bytes.
+    fn size(&self, key: &str) -> Result<u64, StoreError> {
+        Ok(self.get(key)?.len() as u64)
+    }
     /// Write a whole object atomically, replacing any previous one.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
     /// Keys under `prefix` (recursively), sorted.
@@ -54,17 +88,14 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 }
 
 /// Open the store rooted at `uri`: a plain path or `file://` URI is a local folder (created on
-/// first write).
+/// first write); `s3://bucket/prefix` is a bucket on S3 or an S3-compatible server such as MinIO,
+/// configured from the environment (see [`crate::s3`]).
 pub fn open(uri: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
     if let Some(path) = uri.strip_prefix("file://") {
         return Ok(Arc::new(LocalStore::new(path)));
     }
     if uri.starts_with("s3://") {
-        return Err(StoreError::Unsupported {
-            uri: uri.to_owned(),
-            reason: "the S3 backend is not built into this version yet; use a local path"
-                .to_owned(),
-        });
+        return Ok(Arc::new(crate::s3::S3Store::from_uri(uri)?));
     }
     if let Some((scheme, _)) = uri.split_once("://") {
         return Err(StoreError::Unsupported {
@@ -87,22 +118,7 @@ impl LocalStore {
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
-        let bad = |reason: &str| StoreError::InvalidKey {
-            key: key.to_owned(),
-            reason: reason.to_owned(),
-        };
-        if key.is_empty() {
-            return Err(bad("empty"));
-        }
-        if key.starts_with('/')
-            || key
-                .split('/')
-                .any(|s| s == ".." || s == "." || s.is_empty())
-        {
-            return Err(bad(
-                "must be a relative path without '.', '..' or empty segments",
-            ));
-        }
+        check_key(key)?;
         Ok(self.root.join(key))
     }
 
@@ -139,6 +155,42 @@ impl ObjectStore for LocalStore {
     fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.path(key)?;
         std::fs::read(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::NotFound { uri: self.uri(key) }
+            } else {
+                StoreError::Io {
+                    uri: self.uri(key),
+                    source: e,
+                }
+            }
+        })
+    }
+
+    fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>, StoreError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.path(key)?;
+        let not_found = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::NotFound { uri: self.uri(key) }
+            } else {
+                StoreError::Io {
+                    uri: self.uri(key),
+                    source: e,
+                }
+            }
+        };
+        let mut file = std::fs::File::open(&path).map_err(not_found)?;
+        file.seek(SeekFrom::Start(range.start)).map_err(self.io(key))?;
+        let mut out = Vec::new();
+        file.take(range.end.saturating_sub(range.start))
+            .read_to_end(&mut out)
+            .map_err(self.io(key))?;
+        Ok(out)
+    }
+
+    fn size(&self, key: &str) -> Result<u64, StoreError> {
+        let path = self.path(key)?;
+        std::fs::metadata(&path).map(|m| m.len()).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 StoreError::NotFound { uri: self.uri(key) }
             } else {
@@ -225,5 +277,10 @@ mod tests {
             Err(StoreError::Unsupported { .. })
         ));
         assert!(!s.exists("nope").unwrap());
+        s.put("r.bin", b"0123456789").unwrap();
+        assert_eq!(s.get_range("r.bin", 2..5).unwrap(), b"234");
+        assert_eq!(s.get_range("r.bin", 8..50).unwrap(), b"89");
+        assert_eq!(s.size("r.bin").unwrap(), 10);
+        assert!(matches!(s.size("nope"), Err(StoreError::NotFound { .. })));
     }
 }

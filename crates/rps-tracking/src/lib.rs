@@ -16,7 +16,7 @@ pub mod mlflow;
 mod registry;
 
 pub use local::{LocalRun, LocalTracker, RunRecord};
-pub use mlflow::{MlflowRegistry, MlflowRun, MlflowTracker};
+pub use mlflow::{MlflowRegistry, MlflowRun, MlflowTracker, S3Artifacts};
 pub use registry::{LoadedModel, LocalRegistry, ModelFiles, Registry, VersionInfo};
 
 use std::collections::BTreeMap;

@@ -415,3 +415,57 @@ mod erased_json {
         }
     }
 }
+
+/// Run artifacts whose URI is `s3://…` go straight to the bucket through the storage seam's S3
+/// client (same `AWS_*` settings as the datasets; MLflow's own clients read
+/// `MLFLOW_S3_ENDPOINT_URL`, which the seam honours too).
+#[derive(Debug, Clone, Copy)]
+pub struct S3Artifacts;
+
+impl S3Artifacts {
+    fn store(artifact_uri: &str) -> Result<rps_store::s3::S3Store, rps_mlflow::MlflowError> {
+        rps_store::s3::S3Store::from_uri(artifact_uri.trim_end_matches('/')).map_err(|e| {
+            rps_mlflow::MlflowError::ArtifactStore {
+                uri: artifact_uri.to_owned(),
+                message: e.to_string(),
+            }
+        })
+    }
+}
+
+impl rps_mlflow::ArtifactBackend for S3Artifacts {
+    fn handles(&self, artifact_uri: &str) -> bool {
+        artifact_uri.starts_with("s3://")
+    }
+
+    fn upload(
+        &self,
+        artifact_uri: &str,
+        artifact_path: &str,
+        bytes: &[u8],
+    ) -> Result<(), rps_mlflow::MlflowError> {
+        use rps_store::ObjectStore as _;
+        let store = Self::store(artifact_uri)?;
+        store
+            .put(artifact_path, bytes)
+            .map_err(|e| rps_mlflow::MlflowError::ArtifactStore {
+                uri: store.uri(artifact_path),
+                message: e.to_string(),
+            })
+    }
+
+    fn download(
+        &self,
+        artifact_uri: &str,
+        artifact_path: &str,
+    ) -> Result<Vec<u8>, rps_mlflow::MlflowError> {
+        use rps_store::ObjectStore as _;
+        let store = Self::store(artifact_uri)?;
+        store
+            .get(artifact_path)
+            .map_err(|e| rps_mlflow::MlflowError::ArtifactStore {
+                uri: store.uri(artifact_path),
+                message: e.to_string(),
+            })
+    }
+}

@@ -71,13 +71,16 @@ pub fn run(args: &Args) -> Result<(), TrainError> {
     let out_uri = args.out.clone().unwrap_or_else(|| home.candidate());
     let tracker = home.tracker()?;
     let registry = home.registry()?;
-    let (ds, schema) = rps_store::frame::read(rps_store::open(&features)?.as_ref())?;
+    let features_store = rps_store::open(&features)?;
+    let data_tags = rps_cli::data_tags(features_store.as_ref());
+    let (ds, schema) = rps_store::frame::read(features_store.as_ref())?;
     let git_commit = rps_cli::git_commit();
-    let tags = BTreeMap::from([
+    let mut tags = BTreeMap::from([
         ("git_commit".to_owned(), git_commit.clone()),
         ("stage".to_owned(), "train".to_owned()),
         ("data_hash".to_owned(), schema.data_hash.clone()),
     ]);
+    tags.extend(data_tags);
     rps_tracking::with_run(tracker.as_ref(), "train", &tags, |run| {
         let tr = ds.rows(Split::Train);
         let va = ds.rows(Split::Validation);

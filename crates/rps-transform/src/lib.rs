@@ -223,7 +223,9 @@ pub fn run(args: &Args) -> Result<(), TransformError> {
         .clone()
         .unwrap_or_else(|| home.features(&params.data.symbol));
     let tracker = home.tracker()?;
-    let raw = RawDataset::new(rps_store::open(&input)?);
+    let input_store = rps_store::open(&input)?;
+    let data_tags = rps_cli::data_tags(input_store.as_ref());
+    let raw = RawDataset::new(input_store);
     let (manifest, bars, problems) = raw.read_all()?;
     if !problems.is_empty() {
         return Err(TransformError::Schema(problems.join("; ")));
@@ -235,11 +237,12 @@ pub fn run(args: &Args) -> Result<(), TransformError> {
         )));
     }
     let data_hash = manifest.content_hash();
-    let tags = BTreeMap::from([
+    let mut tags = BTreeMap::from([
         ("git_commit".to_owned(), rps_cli::git_commit()),
         ("stage".to_owned(), "transform".to_owned()),
         ("data_hash".to_owned(), data_hash.clone()),
     ]);
+    tags.extend(data_tags);
     rps_tracking::with_run(tracker.as_ref(), "transform", &tags, |run| {
         let (ds, schema) = transform(&params, &bars, &data_hash)?;
         let store = rps_store::open(&out)?;

@@ -6,5 +6,6 @@ mod endpoints;
 mod hotswap;
 mod input;
 mod metrics;
+mod monitoring;
 mod shutdown;
 mod support;
