@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import xgboost as xgb
 
-from conftest import run_pipeline, stage_env
+from rps_testing import run_pipeline, stage_env
 
 MODEL = "btc-volatility"
 

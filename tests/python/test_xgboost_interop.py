@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import xgboost as xgb
 
-from conftest import bin_dir
+from rps_testing import bin_dir
 
 
 def examples_dir():
