@@ -118,3 +118,34 @@ fn config_offline() -> S3Config {
         retry_timeout: Duration::from_secs(1),
     }
 }
+
+/// A writer killed mid-upload leaves a multipart upload that was never completed: readers see no
+/// object at all, never a prefix of one.
+#[test]
+#[ignore = "needs the S3 server from crates/rps-store/tests/servers.sh"]
+fn an_unfinished_upload_is_invisible() {
+    use object_store::{MultipartUpload as _, ObjectStoreExt as _};
+    let cfg = config();
+    let bucket = std::env::var("RPS_TEST_S3_BUCKET").unwrap_or_else(|_| "rps-test".to_owned());
+    let s = store("killed");
+    let prefix = s.uri("").trim_start_matches(&format!("s3://{bucket}/")).to_owned();
+    let raw = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(&bucket)
+        .with_endpoint(cfg.endpoint.clone().unwrap())
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let path = object_store::path::Path::from(format!("{prefix}/data.parquet"));
+        let mut upload = raw.put_multipart(&path).await.unwrap();
+        upload.put_part(vec![7u8; 5 * 1024 * 1024].into()).await.unwrap();
+        // The writer dies here: no complete, no abort.
+        drop(upload);
+    });
+    assert_eq!(s.list("").unwrap(), Vec::<String>::new());
+    assert!(matches!(s.get("data.parquet"), Err(StoreError::NotFound { .. })));
+}
