@@ -31,5 +31,6 @@ echo "== cargo test (every test, including those that need the servers)"
 export RPS_BIN_DIR="$bin"
 cargo test --release --locked --target "$target" --workspace --no-fail-fast -- --include-ignored
 
-echo "== python interop tests"
+echo "== python tests: interop, Airflow, shipping (the image build included)"
+export RPS_REQUIRE_IMAGE=1
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python

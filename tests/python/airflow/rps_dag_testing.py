@@ -21,7 +21,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 DAGS = ROOT / "dags"
 DAG_FILE = DAGS / "crypto_volatility_pipeline.py"
-K8S_DIR = ROOT / "airflow" / "k8s"
+K8S_DIR = ROOT / "deploy" / "k8s"
 
 # Settings the DAG reads; the tests decide every one of them.
 DAG_ENV_PREFIXES = ("RPS_AIRFLOW_",)
