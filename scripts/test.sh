@@ -29,8 +29,11 @@ bash scripts/check-monitoring.sh
 
 echo "== cargo test (every test, including those that need the servers)"
 export RPS_BIN_DIR="$bin"
-cargo test --release --locked --target "$target" --workspace --no-fail-fast -- --include-ignored
+status=0
+cargo test --release --locked --target "$target" --workspace --no-fail-fast -- --include-ignored || status=$?
 
 echo "== python tests: interop, Airflow, shipping (the image build included)"
 export RPS_REQUIRE_IMAGE=1
-"$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
+"$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python || status=$?
+# Both suites always run; either failing fails the run.
+exit "$status"
