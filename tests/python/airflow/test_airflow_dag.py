@@ -500,7 +500,7 @@ def test_manifests_define_the_namespace_account_volume_and_configmaps(dag_module
 
 
 def test_helm_values_set_the_dag_settings(dag_module):
-    values = yaml.safe_load((K8S_DIR.parent / "helm-values.yaml").read_text())
+    values = yaml.safe_load((DAGS.parent / "airflow" / "helm-values.yaml").read_text())
     env = {e["name"]: e["value"] for e in values["env"]}
     assert env["RPS_AIRFLOW_EXECUTOR"] == "kubernetes"
     assert env["RPS_AIRFLOW_NAMESPACE"] == dag_module.Settings().namespace
