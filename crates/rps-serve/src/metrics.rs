@@ -252,8 +252,16 @@ fn write_process_metrics(out: &mut String) {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         };
         for (key, name, help) in [
-            ("VmRSS:", "process_resident_memory_bytes", "Resident memory size in bytes."),
-            ("VmSize:", "process_virtual_memory_bytes", "Virtual memory size in bytes."),
+            (
+                "VmRSS:",
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+            ),
+            (
+                "VmSize:",
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+            ),
         ] {
             if let Some(v) = kib(key) {
                 let _ = writeln!(

@@ -44,7 +44,13 @@ pub fn dir_md5_of(files: &[(String, String)]) -> String {
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let entries: Vec<String> = sorted
         .iter()
-        .map(|(path, md5)| format!("{{\"md5\": {}, \"relpath\": {}}}", py_json_str(md5), py_json_str(path)))
+        .map(|(path, md5)| {
+            format!(
+                "{{\"md5\": {}, \"relpath\": {}}}",
+                py_json_str(md5),
+                py_json_str(path)
+            )
+        })
         .collect();
     let listing = format!("[{}]", entries.join(", "));
     format!("{}.dir", hex(&Md5::digest(listing.as_bytes())))

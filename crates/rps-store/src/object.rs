@@ -55,7 +55,9 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Read the bytes `range` of an object (remote stores fetch only those bytes).
     fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>, StoreError> {
         let all = self.get(key)?;
-        let end = usize::try_from(range.end).unwrap_or(usize::MAX).min(all.len());
+        let end = usize::try_from(range.end)
+            .unwrap_or(usize::MAX)
+            .min(all.len());
         let start = usize::try_from(range.start).unwrap_or(usize::MAX).min(end);
         Ok(all[start..end].to_vec())
     }
@@ -122,6 +124,18 @@ impl LocalStore {
         Ok(self.root.join(key))
     }
 
+    /// A failed read: `NotFound` for a missing file, else an I/O error.
+    fn read_error(&self, key: &str, e: std::io::Error) -> StoreError {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            StoreError::NotFound { uri: self.uri(key) }
+        } else {
+            StoreError::Io {
+                uri: self.uri(key),
+                source: e,
+            }
+        }
+    }
+
     fn io(&self, key: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
         let uri = self.uri(key);
         move |source| StoreError::Io { uri, source }
@@ -154,33 +168,15 @@ fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
 impl ObjectStore for LocalStore {
     fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.path(key)?;
-        std::fs::read(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                StoreError::NotFound { uri: self.uri(key) }
-            } else {
-                StoreError::Io {
-                    uri: self.uri(key),
-                    source: e,
-                }
-            }
-        })
+        std::fs::read(&path).map_err(|e| self.read_error(key, e))
     }
 
     fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>, StoreError> {
         use std::io::{Read, Seek, SeekFrom};
         let path = self.path(key)?;
-        let not_found = |e: std::io::Error| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                StoreError::NotFound { uri: self.uri(key) }
-            } else {
-                StoreError::Io {
-                    uri: self.uri(key),
-                    source: e,
-                }
-            }
-        };
-        let mut file = std::fs::File::open(&path).map_err(not_found)?;
-        file.seek(SeekFrom::Start(range.start)).map_err(self.io(key))?;
+        let mut file = std::fs::File::open(&path).map_err(|e| self.read_error(key, e))?;
+        file.seek(SeekFrom::Start(range.start))
+            .map_err(self.io(key))?;
         let mut out = Vec::new();
         file.take(range.end.saturating_sub(range.start))
             .read_to_end(&mut out)
@@ -190,16 +186,9 @@ impl ObjectStore for LocalStore {
 
     fn size(&self, key: &str) -> Result<u64, StoreError> {
         let path = self.path(key)?;
-        std::fs::metadata(&path).map(|m| m.len()).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                StoreError::NotFound { uri: self.uri(key) }
-            } else {
-                StoreError::Io {
-                    uri: self.uri(key),
-                    source: e,
-                }
-            }
-        })
+        std::fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|e| self.read_error(key, e))
     }
 
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {

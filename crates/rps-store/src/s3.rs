@@ -82,9 +82,7 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, StoreError> {
 
 /// Run a future on the S3 runtime and wait for it. Never calls `block_on`, so it does not panic
 /// when the caller is itself inside a Tokio runtime.
-fn wait<T: Send + 'static>(
-    fut: impl Future<Output = T> + Send + 'static,
-) -> Result<T, StoreError> {
+fn wait<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> Result<T, StoreError> {
     let rt = runtime()?;
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     rt.spawn(async move {
@@ -249,17 +247,26 @@ impl S3Store {
                 "access denied by {}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) and the bucket policy ({text})",
                 self.endpoint
             )),
-            _ if ["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"]
-                .iter()
-                .any(|c| all.contains(c)) =>
+            _ if [
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "AccessDenied",
+            ]
+            .iter()
+            .any(|c| all.contains(c)) =>
             {
                 remote(format!(
                     "the server rejected the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY ({text})"
                 ))
             }
-            _ if ["error sending request", "onnection refused", "dns error", "timed out"]
-                .iter()
-                .any(|c| all.contains(c)) =>
+            _ if [
+                "error sending request",
+                "onnection refused",
+                "dns error",
+                "timed out",
+            ]
+            .iter()
+            .any(|c| all.contains(c)) =>
             {
                 remote(format!(
                     "cannot reach the S3 endpoint {} after retries: check AWS_ENDPOINT_URL and that the server is up ({text})",

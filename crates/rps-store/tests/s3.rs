@@ -3,9 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+use rps_store::ObjectStore;
 use rps_store::StoreError;
 use rps_store::s3::{S3Config, S3Store};
-use rps_store::ObjectStore;
 use std::time::Duration;
 
 fn config() -> S3Config {
@@ -28,7 +28,11 @@ fn store(test: &str) -> S3Store {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    S3Store::new(&format!("s3://{bucket}/store-tests/{test}-{nonce}"), &config()).unwrap()
+    S3Store::new(
+        &format!("s3://{bucket}/store-tests/{test}-{nonce}"),
+        &config(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -53,7 +57,10 @@ fn round_trip_list_range_delete() {
     s.delete("a/b.txt").unwrap();
     assert_eq!(s.list("a/").unwrap(), vec!["a/bc.txt"]);
     assert!(s.uri("c.txt").starts_with("s3://"));
-    assert!(matches!(s.put("../x", b""), Err(StoreError::InvalidKey { .. })));
+    assert!(matches!(
+        s.put("../x", b""),
+        Err(StoreError::InvalidKey { .. })
+    ));
 }
 
 #[test]
@@ -64,7 +71,9 @@ fn large_objects_go_up_in_parts() {
     s.put("big.bin", &big).unwrap();
     assert_eq!(s.size("big.bin").unwrap(), big.len() as u64);
     assert_eq!(s.get("big.bin").unwrap(), big);
-    let tail = s.get_range("big.bin", 11 * 1024 * 1024..11 * 1024 * 1024 + 7).unwrap();
+    let tail = s
+        .get_range("big.bin", 11 * 1024 * 1024..11 * 1024 * 1024 + 7)
+        .unwrap();
     assert_eq!(tail, &big[11 * 1024 * 1024..11 * 1024 * 1024 + 7]);
     assert_eq!(s.list("").unwrap(), vec!["big.bin"]);
 }
@@ -74,7 +83,10 @@ fn large_objects_go_up_in_parts() {
 fn missing_bucket_is_named() {
     let s = S3Store::new("s3://no-such-bucket-rps/x", &config()).unwrap();
     let err = s.put("k", b"v").unwrap_err().to_string();
-    assert!(err.contains("no-such-bucket-rps") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("no-such-bucket-rps") && err.contains("does not exist"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -96,14 +108,20 @@ fn unreachable_endpoint_names_the_variable() {
     let err = s.get("k").unwrap_err();
     assert!(matches!(err, StoreError::Remote { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("AWS_ENDPOINT_URL") && msg.contains(&port.to_string()), "{msg}");
+    assert!(
+        msg.contains("AWS_ENDPOINT_URL") && msg.contains(&port.to_string()),
+        "{msg}"
+    );
 }
 
 #[test]
 fn bad_uris_are_refused() {
     for uri in ["s3://", "s3:///prefix", "s3://b/a//b", "s3://b/../x"] {
         assert!(
-            matches!(S3Store::new(uri, &config_offline()), Err(StoreError::Unsupported { .. })),
+            matches!(
+                S3Store::new(uri, &config_offline()),
+                Err(StoreError::Unsupported { .. })
+            ),
             "{uri}"
         );
     }
@@ -128,7 +146,10 @@ fn an_unfinished_upload_is_invisible() {
     let cfg = config();
     let bucket = std::env::var("RPS_TEST_S3_BUCKET").unwrap_or_else(|_| "rps-test".to_owned());
     let s = store("killed");
-    let prefix = s.uri("").trim_start_matches(&format!("s3://{bucket}/")).to_owned();
+    let prefix = s
+        .uri("")
+        .trim_start_matches(&format!("s3://{bucket}/"))
+        .to_owned();
     let raw = object_store::aws::AmazonS3Builder::new()
         .with_bucket_name(&bucket)
         .with_endpoint(cfg.endpoint.clone().unwrap())
@@ -138,14 +159,23 @@ fn an_unfinished_upload_is_invisible() {
         .with_secret_access_key("testing")
         .build()
         .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let path = object_store::path::Path::from(format!("{prefix}/data.parquet"));
         let mut upload = raw.put_multipart(&path).await.unwrap();
-        upload.put_part(vec![7u8; 5 * 1024 * 1024].into()).await.unwrap();
+        upload
+            .put_part(vec![7u8; 5 * 1024 * 1024].into())
+            .await
+            .unwrap();
         // The writer dies here: no complete, no abort.
         drop(upload);
     });
     assert_eq!(s.list("").unwrap(), Vec::<String>::new());
-    assert!(matches!(s.get("data.parquet"), Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        s.get("data.parquet"),
+        Err(StoreError::NotFound { .. })
+    ));
 }

@@ -267,7 +267,10 @@ fn curl(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// Kills the server when the test ends, however it ends.
@@ -294,15 +297,30 @@ fn serve_takes_the_champion_from_mlflow_and_refreshes_it() {
     let p = Project::new(&full.replace("num_boost_round: 60", "num_boost_round: 2"))
         .with_env("MLFLOW_TRACKING_URI", &uri)
         .with_env("MLFLOW_EXPERIMENT_NAME", &experiment);
-    for stage in ["rps-extract", "rps-quality", "rps-transform", "rps-train", "rps-evaluate"] {
+    for stage in [
+        "rps-extract",
+        "rps-quality",
+        "rps-transform",
+        "rps-train",
+        "rps-evaluate",
+    ] {
         p.ok(stage, &[]);
     }
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let base = format!("http://127.0.0.1:{port}");
     let _server = Server(
         std::process::Command::new(rps_pipeline_tests::bin_dir().join("rps-serve"))
-            .args(["--bind", &format!("127.0.0.1:{port}"), "--model-name", &model_name])
+            .args([
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--model-name",
+                &model_name,
+            ])
             .arg("--registry")
             .arg(p.path(".rps/registry"))
             .env("MLFLOW_TRACKING_URI", &uri)
@@ -314,28 +332,63 @@ fn serve_takes_the_champion_from_mlflow_and_refreshes_it() {
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !curl(&["-f", &format!("{base}/ready")]).0 {
-        assert!(std::time::Instant::now() < deadline, "rps-serve not ready in 60 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rps-serve not ready in 60 s"
+        );
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
-    let model: serde_json::Value = serde_json::from_str(&curl(&[&format!("{base}/model")]).1).unwrap();
+    let model: serde_json::Value =
+        serde_json::from_str(&curl(&[&format!("{base}/model")]).1).unwrap();
     assert_eq!(model["version"], 1, "{model}");
     let n = model["features"].as_array().unwrap().len();
     let row = format!("{{\"features\":[{}]}}", vec!["0.5"; n].join(","));
-    let (ok, body) = curl(&["-f", "-H", "Content-Type: application/json", "-d", &row, &format!("{base}/predict")]);
+    let (ok, body) = curl(&[
+        "-f",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &row,
+        &format!("{base}/predict"),
+    ]);
     assert!(ok, "{body}");
-    assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["prediction"].as_f64().unwrap() > 0.0);
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["prediction"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
 
     std::fs::write(p.path("params.yaml"), &full).unwrap();
     p.ok("rps-train", &[]);
     p.ok("rps-evaluate", &[]);
-    let (_, denied) = curl(&["-X", "POST", "-o", "/dev/null", "-w", "%{http_code}", &format!("{base}/refresh")]);
+    let (_, denied) = curl(&[
+        "-X",
+        "POST",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("{base}/refresh"),
+    ]);
     assert_eq!(denied, "401");
-    let (ok, body) = curl(&["-f", "-X", "POST", "-H", "Authorization: Bearer test-token", &format!("{base}/refresh")]);
+    let (ok, body) = curl(&[
+        "-f",
+        "-X",
+        "POST",
+        "-H",
+        "Authorization: Bearer test-token",
+        &format!("{base}/refresh"),
+    ]);
     assert!(ok, "{body}");
     let refreshed: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(refreshed["status"], "swapped", "{refreshed}");
     assert_eq!(refreshed["version"], 2, "{refreshed}");
-    let model: serde_json::Value = serde_json::from_str(&curl(&[&format!("{base}/model")]).1).unwrap();
+    let model: serde_json::Value =
+        serde_json::from_str(&curl(&[&format!("{base}/model")]).1).unwrap();
     assert_eq!(model["version"], 2);
-    assert!(!p.path(".rps/registry").exists(), "the versions live in MLflow, not locally");
+    assert!(
+        !p.path(".rps/registry").exists(),
+        "the versions live in MLflow, not locally"
+    );
 }

@@ -65,10 +65,16 @@ fn every_stage_reads_and_writes_s3() {
     let home = format!("s3://{}/pipeline-{}", bucket(), nonce());
     let h = ["--home", home.as_str()];
     p.ok("rps-extract", &[h[0], h[1], "--full-refresh"]);
-    p.ok("rps-quality", &[h[0], h[1], "--report-dir", &format!("{home}/reports")]);
+    p.ok(
+        "rps-quality",
+        &[h[0], h[1], "--report-dir", &format!("{home}/reports")],
+    );
     p.ok("rps-transform", &h);
     p.ok("rps-train", &h);
-    let eval = p.ok("rps-evaluate", &[h[0], h[1], "--report-dir", &format!("{home}/reports")]);
+    let eval = p.ok(
+        "rps-evaluate",
+        &[h[0], h[1], "--report-dir", &format!("{home}/reports")],
+    );
     assert!(eval.stderr.contains("promot"), "{}", eval.stderr);
 
     let store = s3(&home);
@@ -82,34 +88,57 @@ fn every_stage_reads_and_writes_s3() {
         "reports/metrics.json",
         "reports/predictions.png",
     ] {
-        assert!(keys.iter().any(|k| k == want), "{want} missing from {keys:?}");
+        assert!(
+            keys.iter().any(|k| k == want),
+            "{want} missing from {keys:?}"
+        );
     }
-    assert!(keys.iter().any(|k| k.starts_with("data/raw/BTC-USD/") && k.ends_with(".parquet")));
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("data/raw/BTC-USD/") && k.ends_with(".parquet"))
+    );
     assert!(keys.iter().any(|k| k.starts_with("registry/")), "{keys:?}");
     // Nothing local: the project folder holds only params.yaml.
-    let local: Vec<_> = std::fs::read_dir(p.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let local: Vec<_> = std::fs::read_dir(p.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(local, vec![std::ffi::OsString::from("params.yaml")]);
 
     // An incremental rerun of extract is idempotent: the same partitions, the same manifest.
     let manifest = store.get("data/raw/BTC-USD/_manifest.json").unwrap();
     p.ok("rps-extract", &h);
-    assert_eq!(store.get("data/raw/BTC-USD/_manifest.json").unwrap(), manifest);
+    assert_eq!(
+        store.get("data/raw/BTC-USD/_manifest.json").unwrap(),
+        manifest
+    );
 }
 
 #[test]
 #[ignore = "needs the S3 server from crates/rps-store/tests/servers.sh"]
 fn s3_failures_name_the_problem() {
     let p = s3_project();
-    let o = p.run("rps-extract", &["--full-refresh", "--out", "s3://no-such-bucket-rps/raw"]);
+    let o = p.run(
+        "rps-extract",
+        &["--full-refresh", "--out", "s3://no-such-bucket-rps/raw"],
+    );
     assert_eq!(o.code, 7, "{}", o.stderr);
-    assert!(o.stderr.contains("no-such-bucket-rps") && o.stderr.contains("does not exist"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("no-such-bucket-rps") && o.stderr.contains("does not exist"),
+        "{}",
+        o.stderr
+    );
 
     let home = format!("s3://{}/empty-{}", bucket(), nonce());
     let o = p.run("rps-transform", &["--home", &home]);
     assert_eq!(o.code, 4, "{}", o.stderr);
     assert!(o.stderr.contains(&home), "{}", o.stderr);
 
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let p = p.with_env("AWS_ENDPOINT_URL", &format!("http://127.0.0.1:{dead}"));
     let o = p.run("rps-extract", &["--full-refresh", "--home", &home]);
     assert_eq!(o.code, 7, "{}", o.stderr);
@@ -118,7 +147,11 @@ fn s3_failures_name_the_problem() {
 
 /// `dvc` from the test venv (on PATH in make test).
 fn dvc(dir: &Path, args: &[&str]) -> (bool, String) {
-    let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Command::new("dvc")
         .args(args)
         .current_dir(dir)
@@ -156,21 +189,35 @@ fn git(dir: &Path, args: &[&str]) {
         .env("GIT_COMMITTER_EMAIL", "t@t")
         .output()
         .unwrap();
-    assert!(st.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
 }
 
 /// A copy of the repository's DVC project (dvc.yaml, params.yaml, .dvc/config, the sample).
 fn dvc_project(remote: &str) -> tempfile::TempDir {
     let root = repo_root();
     let dir = tempfile::tempdir().unwrap();
-    for f in ["dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore", "data/sample/btc_usd_1h_coinbase_2018.csv"] {
+    for f in [
+        "dvc.yaml",
+        "params.yaml",
+        ".dvcignore",
+        ".dvc/config",
+        ".dvc/.gitignore",
+        "data/sample/btc_usd_1h_coinbase_2018.csv",
+    ] {
         let to = dir.path().join(f);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(root.join(f), &to).unwrap();
     }
     git(dir.path(), &["init", "-q"]);
     must(dir.path(), &["remote", "modify", "minio", "url", remote]);
-    must(dir.path(), &["remote", "modify", "minio", "endpointurl", &endpoint()]);
+    must(
+        dir.path(),
+        &["remote", "modify", "minio", "endpointurl", &endpoint()],
+    );
     dir
 }
 
@@ -189,7 +236,8 @@ fn run_tags(home: &Path, stage: &str) -> Vec<serde_json::Value> {
     let mut tags = Vec::new();
     for e in std::fs::read_dir(home.join("runs")).unwrap() {
         let run: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(e.unwrap().path().join("run.json")).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(e.unwrap().path().join("run.json")).unwrap())
+                .unwrap();
         if run["stage"] == stage {
             tags.push(run["tags"].clone());
         }
@@ -206,7 +254,10 @@ fn dvc_repro_push_pull() {
 
     let first = must(dir, &["repro"]);
     for stage in ["extract", "quality", "transform", "train", "evaluate"] {
-        assert!(first.contains(&format!("Running stage '{stage}'")), "{first}");
+        assert!(
+            first.contains(&format!("Running stage '{stage}'")),
+            "{first}"
+        );
     }
     assert!(dir.join("models/candidate/model.json").exists());
     assert!(dir.join("reports/evaluate/metrics.json").exists());
@@ -215,31 +266,59 @@ fn dvc_repro_push_pull() {
     let features_md5 = lock_md5(dir, "train", "data/features/BTC-USD");
     let train_tags = run_tags(&dir.join(".rps"), "train");
     assert_eq!(train_tags.len(), 1);
-    assert_eq!(train_tags[0]["dvc_md5"], features_md5.as_str(), "{train_tags:?}");
+    assert_eq!(
+        train_tags[0]["dvc_md5"],
+        features_md5.as_str(),
+        "{train_tags:?}"
+    );
     let raw_md5 = lock_md5(dir, "transform", "data/raw/BTC-USD");
-    assert_eq!(run_tags(&dir.join(".rps"), "transform")[0]["dvc_md5"], raw_md5.as_str());
+    assert_eq!(
+        run_tags(&dir.join(".rps"), "transform")[0]["dvc_md5"],
+        raw_md5.as_str()
+    );
 
     // A second repro is a no-op.
-    let model_time = std::fs::metadata(dir.join("models/candidate/model.json")).unwrap().modified().unwrap();
+    let model_time = std::fs::metadata(dir.join("models/candidate/model.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
     let again = must(dir, &["repro"]);
     assert!(!again.contains("Running stage"), "{again}");
     assert!(must(dir, &["status"]).contains("up to date"));
     assert_eq!(
-        std::fs::metadata(dir.join("models/candidate/model.json")).unwrap().modified().unwrap(),
+        std::fs::metadata(dir.join("models/candidate/model.json"))
+            .unwrap()
+            .modified()
+            .unwrap(),
         model_time
     );
 
     // Changing one training knob re-runs train and evaluate only.
     let params = std::fs::read_to_string(dir.join("params.yaml")).unwrap();
     assert!(params.contains("    eta: 0.03"));
-    std::fs::write(dir.join("params.yaml"), params.replace("    eta: 0.03", "    eta: 0.05")).unwrap();
+    std::fs::write(
+        dir.join("params.yaml"),
+        params.replace("    eta: 0.03", "    eta: 0.05"),
+    )
+    .unwrap();
     let third = must(dir, &["repro"]);
-    for (stage, ran) in [("extract", false), ("quality", false), ("transform", false), ("train", true), ("evaluate", true)] {
-        assert_eq!(third.contains(&format!("Running stage '{stage}'")), ran, "{stage}: {third}");
+    for (stage, ran) in [
+        ("extract", false),
+        ("quality", false),
+        ("transform", false),
+        ("train", true),
+        ("evaluate", true),
+    ] {
+        assert_eq!(
+            third.contains(&format!("Running stage '{stage}'")),
+            ran,
+            "{stage}: {third}"
+        );
     }
 
     // Metrics and plots read evaluate's outputs.
-    let metrics: serde_json::Value = serde_json::from_str(&must(dir, &["metrics", "show", "--json"])).unwrap();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&must(dir, &["metrics", "show", "--json"])).unwrap();
     let m = &metrics[""]["data"]["reports/evaluate/metrics.json"]["data"];
     assert!(m["model"]["qlike"].as_f64().unwrap() > 0.0, "{metrics}");
     must(dir, &["plots", "show", "--json"]);
@@ -247,18 +326,33 @@ fn dvc_repro_push_pull() {
     // Share through the remote and get it back in a fresh checkout.
     must(dir, &["push"]);
     let clone = tempfile::tempdir().unwrap();
-    for f in ["dvc.yaml", "dvc.lock", "params.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore"] {
+    for f in [
+        "dvc.yaml",
+        "dvc.lock",
+        "params.yaml",
+        ".dvcignore",
+        ".dvc/config",
+        ".dvc/.gitignore",
+    ] {
         let to = clone.path().join(f);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(dir.join(f), &to).unwrap();
     }
     git(clone.path(), &["init", "-q"]);
-    must(clone.path(), &["pull", "models/candidate", "data/features/BTC-USD"]);
+    must(
+        clone.path(),
+        &["pull", "models/candidate", "data/features/BTC-USD"],
+    );
     assert_eq!(
         std::fs::read(clone.path().join("models/candidate/model.json")).unwrap(),
         std::fs::read(dir.join("models/candidate/model.json")).unwrap()
     );
-    assert!(clone.path().join("data/features/BTC-USD/features.parquet").exists());
+    assert!(
+        clone
+            .path()
+            .join("data/features/BTC-USD/features.parquet")
+            .exists()
+    );
 }
 
 /// An MLflow experiment whose artifact root is a bucket (what a server started with
@@ -272,11 +366,23 @@ fn mlflow_runs_with_an_s3_artifact_root() {
     let experiment = format!("rps-s3-artifacts-{}", nonce());
     let body = format!(r#"{{"name":"{experiment}","artifact_location":"{root}"}}"#);
     let created = Command::new("curl")
-        .args(["-fsS", "-X", "POST", "-H", "Content-Type: application/json", "-d", &body])
+        .args([
+            "-fsS",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body,
+        ])
         .arg(format!("{mlflow}/api/2.0/mlflow/experiments/create"))
         .output()
         .unwrap();
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
 
     let p = s3_project()
         .with_env("MLFLOW_TRACKING_URI", &mlflow)
@@ -289,10 +395,15 @@ fn mlflow_runs_with_an_s3_artifact_root() {
         .iter()
         .find(|k| k.ends_with("/artifacts/model/MLmodel"))
         .unwrap_or_else(|| panic!("no model/MLmodel under {root}: {keys:?}"));
-    assert!(keys.iter().any(|k| k.ends_with("/artifacts/quality.html")), "{keys:?}");
+    assert!(
+        keys.iter().any(|k| k.ends_with("/artifacts/quality.html")),
+        "{keys:?}"
+    );
     let run_id = mlmodel.split('/').next().unwrap();
 
-    let Ok(python) = std::env::var("RPS_TEST_MLFLOW_PYTHON") else { return };
+    let Ok(python) = std::env::var("RPS_TEST_MLFLOW_PYTHON") else {
+        return;
+    };
     let script = format!(
         "import mlflow, pandas as pd\n\
          m = mlflow.pyfunc.load_model('runs:/{run_id}/model')\n\
