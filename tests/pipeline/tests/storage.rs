@@ -196,23 +196,31 @@ fn git(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A copy of the repository's DVC project (dvc.yaml, params.yaml, .dvc/config, the sample).
-fn dvc_project(remote: &str) -> tempfile::TempDir {
-    let root = repo_root();
+/// A new git work tree holding copies of `files` from `from`.
+fn checkout(from: &Path, files: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for f in [
-        "dvc.yaml",
-        "params.yaml",
-        ".dvcignore",
-        ".dvc/config",
-        ".dvc/.gitignore",
-        "data/sample/btc_usd_1h_coinbase_2018.csv",
-    ] {
+    for f in files {
         let to = dir.path().join(f);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(root.join(f), &to).unwrap();
+        std::fs::copy(from.join(f), &to).unwrap();
     }
     git(dir.path(), &["init", "-q"]);
+    dir
+}
+
+/// A copy of the repository's DVC project (dvc.yaml, params.yaml, .dvc/config, the sample).
+fn dvc_project(remote: &str) -> tempfile::TempDir {
+    let dir = checkout(
+        &repo_root(),
+        &[
+            "dvc.yaml",
+            "params.yaml",
+            ".dvcignore",
+            ".dvc/config",
+            ".dvc/.gitignore",
+            "data/sample/btc_usd_1h_coinbase_2018.csv",
+        ],
+    );
     must(dir.path(), &["remote", "modify", "minio", "url", remote]);
     must(
         dir.path(),
@@ -325,20 +333,17 @@ fn dvc_repro_push_pull() {
 
     // Share through the remote and get it back in a fresh checkout.
     must(dir, &["push"]);
-    let clone = tempfile::tempdir().unwrap();
-    for f in [
-        "dvc.yaml",
-        "dvc.lock",
-        "params.yaml",
-        ".dvcignore",
-        ".dvc/config",
-        ".dvc/.gitignore",
-    ] {
-        let to = clone.path().join(f);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(dir.join(f), &to).unwrap();
-    }
-    git(clone.path(), &["init", "-q"]);
+    let clone = checkout(
+        dir,
+        &[
+            "dvc.yaml",
+            "dvc.lock",
+            "params.yaml",
+            ".dvcignore",
+            ".dvc/config",
+            ".dvc/.gitignore",
+        ],
+    );
     must(
         clone.path(),
         &["pull", "models/candidate", "data/features/BTC-USD"],
