@@ -38,6 +38,10 @@ build: setup-rust ## build the stage binaries (static, release)
 demo: build ## run extract → quality → transform → train → evaluate on the bundled sample (DATA=file.csv for yours)
 	@bash scripts/demo.sh "$(BIN)" "$(DEMO_HOME)" "$(DATA)"
 
+.PHONY: model-quality
+model-quality: build ## the walk-forward model-quality table on the bundled sample, ../shared BTC and ETH
+	@bash scripts/model-quality.sh "$(BIN)" .rps/model-quality ../shared/data
+
 .PHONY: dvc-repro
 dvc-repro: build setup-python ## run the pipeline as a DVC pipeline (dvc.yaml): only what changed re-runs
 	PATH="$(BIN):$(VENV)/bin:$$PATH" dvc repro

@@ -21,6 +21,9 @@ pub struct FeatureParams {
     pub long_window: usize,
     /// Days of history behind the time-of-day volatility profile.
     pub seasonal_days: usize,
+    /// Decays λ of the EWMA volatility features `ewma_vol_{100λ}` (RiskMetrics-style
+    /// variance averages that react to spikes faster than the log HAR terms).
+    pub ewma_lambdas: Vec<f64>,
 }
 
 impl Default for FeatureParams {
@@ -30,6 +33,7 @@ impl Default for FeatureParams {
             har_windows: vec![1, 4, 24, 168],
             long_window: 24,
             seasonal_days: 28,
+            ewma_lambdas: vec![0.8, 0.9, 0.97],
         }
     }
 }
@@ -95,6 +99,25 @@ impl FeatureFrame {
     /// Row `i` in model order.
     pub fn row(&self, i: usize) -> Vec<f64> {
         self.columns.iter().map(|c| c[i]).collect()
+    }
+
+    /// Whether each row can be learned from or scored: its bar exists, its target is known and
+    /// every HAR term (`har_*`) is finite — the rule the chronological split applies.
+    pub fn usable(&self) -> Vec<bool> {
+        let har: Vec<&Vec<f64>> = self
+            .names
+            .iter()
+            .zip(&self.columns)
+            .filter(|(n, _)| n.starts_with("har_"))
+            .map(|(_, c)| c)
+            .collect();
+        (0..self.len())
+            .map(|i| {
+                self.present[i]
+                    && self.target[i].is_finite()
+                    && har.iter().all(|c| c[i].is_finite())
+            })
+            .collect()
     }
 }
 
@@ -166,7 +189,26 @@ pub fn feature_names(p: &FeatureParams) -> Vec<String> {
         "day_of_week".to_owned(),
         "is_weekend".to_owned(),
     ]);
+    for lambda in &p.ewma_lambdas {
+        names.push(ewma_name(*lambda));
+    }
+    names.extend([format!("max_vol_{l}b"), format!("stale_{l}b")]);
+    // Level-free shape of the volatility term structure: each shorter HAR term and the
+    // time-of-day profile relative to the longest HAR term.
+    if let Some(longest) = p.har_windows.iter().max() {
+        for k in p.har_windows.iter().filter(|k| *k != longest) {
+            names.push(format!("har_{k}b_rel"));
+        }
+        names.push("seasonal_vol_rel".to_owned());
+    }
     names
+}
+
+/// Name of the EWMA volatility feature with decay `lambda`, e.g. `ewma_vol_094` for 0.94.
+pub fn ewma_name(lambda: f64) -> String {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let pct = (lambda * 100.0).round() as u32;
+    format!("ewma_vol_{pct:03}")
 }
 
 /// Build the feature frame over a bar grid. `bars[i]` is the bar at grid slot `i` (consecutive
@@ -230,6 +272,7 @@ pub fn build(
 
     let names = feature_names(fp);
     let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(n); names.len()];
+    let mut ewma_state = vec![f64::NAN; fp.ewma_lambdas.len()];
     let l = fp.long_window;
     for t in 0..n {
         let mut row: Vec<f64> = Vec::with_capacity(names.len());
@@ -266,18 +309,19 @@ pub fn build(
         // Time-of-day profile: RMS volatility of the same slot over the previous days.
         let mut seasonal = (0.0, 0usize);
         for d in 1..=fp.seasonal_days {
-            if let Some(j) = t.checked_sub(d * bars_per_day) {
-                if var[j].is_finite() {
-                    seasonal.0 += var[j];
-                    seasonal.1 += 1;
-                }
+            if let Some(j) = t.checked_sub(d * bars_per_day)
+                && var[j].is_finite()
+            {
+                seasonal.0 += var[j];
+                seasonal.1 += 1;
             }
         }
-        row.push(if seasonal.1 * 2 >= fp.seasonal_days && seasonal.1 > 0 {
+        let seasonal_log = if seasonal.1 * 2 >= fp.seasonal_days && seasonal.1 > 0 {
             0.5 * (seasonal.0 / seasonal.1 as f64).ln()
         } else {
             f64::NAN
-        });
+        };
+        row.push(seasonal_log);
         let hour = f64::from(hour_of_day(ts[t]));
         let angle = 2.0 * std::f64::consts::PI * hour / 24.0;
         row.push(angle.sin());
@@ -285,6 +329,47 @@ pub fn build(
         let dow = day_of_week(ts[t]);
         row.push(f64::from(dow));
         row.push(if dow >= 5 { 1.0 } else { 0.0 });
+        for (state, lambda) in ewma_state.iter_mut().zip(&fp.ewma_lambdas) {
+            if var[t].is_finite() {
+                *state = if state.is_nan() {
+                    var[t]
+                } else {
+                    lambda * *state + (1.0 - lambda) * var[t]
+                };
+            }
+            row.push(0.5 * state.ln());
+        }
+        row.push(if t + 1 >= l {
+            let w = &floored[t + 1 - l..=t];
+            let n = w.iter().filter(|v| v.is_finite()).count();
+            if n * 2 >= l {
+                w.iter()
+                    .copied()
+                    .filter(|v| v.is_finite())
+                    .fold(0.0, f64::max)
+                    .ln()
+            } else {
+                f64::NAN
+            }
+        } else {
+            f64::NAN
+        });
+        // Stale bars: the range is at the floor (no trading, or a flat bar filled in).
+        row.push(if t + 1 >= l {
+            floored[t + 1 - l..=t]
+                .iter()
+                .filter(|v| **v <= floor)
+                .count() as f64
+        } else {
+            f64::NAN
+        });
+        if let Some(&longest) = fp.har_windows.iter().max() {
+            let long = 0.5 * trailing_mean(&var, t, longest).ln();
+            for &k in fp.har_windows.iter().filter(|k| **k != longest) {
+                row.push(0.5 * trailing_mean(&var, t, k).ln() - long);
+            }
+            row.push(seasonal_log - long);
+        }
         for (c, v) in columns.iter_mut().zip(row) {
             c.push(if v.is_finite() { v } else { f64::NAN });
         }
@@ -315,6 +400,7 @@ pub fn build(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::volatility::parkinson;
@@ -351,6 +437,7 @@ mod tests {
             har_windows: vec![1, 4],
             long_window: 4,
             seasonal_days: 2,
+            ewma_lambdas: vec![0.5],
         }
     }
 
@@ -419,6 +506,24 @@ mod tests {
         );
         close_to(f.column("day_of_week").unwrap()[t], 2.0);
         close_to(f.column("is_weekend").unwrap()[t], 0.0);
+        // EWMA variance seeded with the first bar, λ = 0.5.
+        let mut e = vol[0] * vol[0];
+        for v in &vol[1..=t] {
+            e = 0.5 * e + 0.5 * v * v;
+        }
+        close_to(f.column("ewma_vol_050").unwrap()[t], 0.5 * e.ln());
+        let max4 = (52..=55).map(|i| vol[i]).fold(0.0, f64::max);
+        close_to(f.column("max_vol_4b").unwrap()[t], max4.ln());
+        close_to(f.column("stale_4b").unwrap()[t], 0.0);
+        close_to(
+            f.column("har_1b_rel").unwrap()[t],
+            vol[t].ln() - 0.5 * v4.ln(),
+        );
+        close_to(
+            f.column("seasonal_vol_rel").unwrap()[t],
+            0.5 * seasonal.ln() - 0.5 * v4.ln(),
+        );
+        assert_eq!(ewma_name(0.94), "ewma_vol_094");
         close_to(f.target[t], vol[t + 1]);
         assert!(f.target[59].is_nan(), "the last bar has no known future");
         assert!(
@@ -447,6 +552,9 @@ mod tests {
         close_to(f.column("har_1b").unwrap()[10], (1e-3f64).ln());
         close_to(f.target[9], ((1e-6 + vol[11] * vol[11]) / 2.0).sqrt());
         assert!(f.target[28].is_nan());
+        // The stale bar counts in the windows that hold it.
+        let stale = f.column("stale_4b").unwrap();
+        assert_eq!(&stale[9..15], &[0.0, 1.0, 1.0, 1.0, 1.0, 0.0]);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`volatility`]: log returns and volatility estimators (Parkinson, realized, Garman–Klass).
 //! - [`features`]: the point-in-time feature matrix and the prediction target.
 //! - [`split`]: chronological train/validation/test splits with a purge gap.
+//! - [`walkforward`]: walk-forward (expanding or rolling window) folds with purge gaps.
 //! - [`baselines`]: persistence, EWMA and HAR-RV forecasts.
 //! - [`metrics`]: RMSE, MAE, R², QLIKE, Diebold–Mariano.
 //! - [`quality`]: the data-quality checks behind the quality gate.
@@ -29,5 +30,6 @@ pub mod stats;
 pub mod synthetic;
 pub mod time;
 pub mod volatility;
+pub mod walkforward;
 
 pub use candle::{Candle, Interval};

@@ -6,6 +6,7 @@ use crate::features::{FeatureParams, TargetParams};
 use crate::quality::QualityParams;
 use crate::split::SplitParams;
 use crate::synthetic::SyntheticParams;
+use crate::walkforward::Window;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -170,8 +171,26 @@ pub enum TargetTransform {
     Log,
     /// Fit `σ²` with a gamma objective (QLIKE-consistent); predict `sqrt(ŷ)`.
     Variance,
+    /// Fit `σ^k` (`k` = `train.power`) with a gamma objective; predict `ŷ^(1/k)`: the power
+    /// mean `E[σ^k]^(1/k)`, which moves from the geometric mean (k → 0, the log-accuracy
+    /// optimum) through the mean volatility (k = 1) to the root mean variance (k = 2, the
+    /// QLIKE optimum).
+    Power,
     /// Fit `σ` directly.
     Identity,
+}
+
+/// How the forecast scale is calibrated on the validation split: the model's volatility
+/// forecasts are multiplied by one factor estimated there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Calibration {
+    /// No factor.
+    None,
+    /// Duan's (1983) smearing `mean(σ / σ̂)`: an unbiased volatility forecast.
+    Duan,
+    /// `sqrt(mean(σ² / σ̂²))`: the variance scale that minimises QLIKE on validation.
+    Qlike,
 }
 
 /// Training knobs (`train:`).
@@ -181,17 +200,30 @@ pub struct TrainParams {
     /// Registered model name.
     pub model_name: String,
     pub target_transform: TargetTransform,
+    /// The exponent `k` of the `power` transform (0 < k ≤ 2).
+    pub power: f64,
+    /// Exponents to choose `k` from on validation (empty: use `power`): the largest whose
+    /// validation R² on log volatility is at least that of the linear base margin alone.
+    pub power_grid: Vec<f64>,
+    /// Feature columns (log volatilities, e.g. the HAR terms) of a linear base margin: an OLS
+    /// fit of `ln σ` on them over the training rows, from which the booster learns the
+    /// correction. Empty for none. Trees cannot extrapolate, the linear margin can: it keeps
+    /// forecasts right when volatility leaves the range seen in training.
+    pub base_margin: Vec<String>,
+    /// Forecast scale calibrated on validation.
+    pub calibration: Calibration,
     pub num_boost_round: usize,
     /// Stop when the validation loss has not improved for this many rounds.
     pub early_stopping_rounds: usize,
-    /// XGBoost hyper-parameters by XGBoost's own names, passed through unchanged.
+    /// XGBoost hyper-parameters by XGBoost's own names, passed through unchanged. Without an
+    /// `objective` the transform picks it: `reg:squarederror` for log and identity,
+    /// `reg:gamma` for variance and power (for variance the QLIKE-consistent deviance).
     pub xgboost: BTreeMap<String, serde_json::Value>,
 }
 
 impl Default for TrainParams {
     fn default() -> Self {
         let xgboost = [
-            ("objective", serde_json::json!("reg:squarederror")),
             ("eta", serde_json::json!(0.03)),
             ("max_depth", serde_json::json!(4)),
             ("min_child_weight", serde_json::json!(20)),
@@ -207,6 +239,10 @@ impl Default for TrainParams {
         Self {
             model_name: "btc-volatility".to_owned(),
             target_transform: TargetTransform::Log,
+            power: 1.0,
+            power_grid: Vec::new(),
+            base_margin: Vec::new(),
+            calibration: Calibration::Duan,
             num_boost_round: 2000,
             early_stopping_rounds: 100,
             xgboost,
@@ -237,8 +273,14 @@ pub struct EvaluateParams {
     /// Required relative improvement of the primary metric over the champion's, on the same
     /// test span, for the challenger to be promoted (0.01 = 1 %).
     pub promotion_margin: f64,
-    /// Walk-forward folds (0 turns walk-forward off).
+    /// Walk-forward folds (0 turns walk-forward off): the model is retrained at every fold and
+    /// the report gains per-fold and pooled out-of-sample tables.
     pub walk_forward_folds: usize,
+    /// Share of the usable rows, at the end of the data, that the walk-forward test blocks
+    /// cover together.
+    pub walk_forward_test_fraction: f64,
+    /// `expanding` (all history) or `rolling` (as much history as the first fold has).
+    pub walk_forward_window: Window,
     /// Newey–West lags of the Diebold–Mariano test.
     pub dm_lags: usize,
 }
@@ -255,14 +297,31 @@ impl Default for EvaluateParams {
             primary_metric: PrimaryMetric::Qlike,
             promotion_margin: 0.0,
             walk_forward_folds: 0,
+            walk_forward_test_fraction: 0.5,
+            walk_forward_window: Window::Expanding,
             dm_lags: 24,
         }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_repository_params_file_parses() {
+        let text = include_str!("../../../params.yaml");
+        let p: Params = serde_yaml::from_str(text).unwrap();
+        assert!(p.evaluate.walk_forward_folds > 0);
+        assert!(
+            p.train
+                .base_margin
+                .iter()
+                .all(|t| crate::features::feature_names(&p.features).contains(t)),
+            "the base margin names features the transform builds"
+        );
+    }
 
     #[test]
     fn empty_file_is_all_defaults_and_typos_are_refused() {
@@ -277,5 +336,14 @@ mod tests {
                 .unwrap();
         assert_eq!(p.data.interval, Interval::M30);
         assert_eq!(p.train.xgboost["max_depth"], serde_json::json!(3));
+        let p: Params = serde_yaml::from_str(
+            "train:\n  target_transform: power\n  power_grid: [1.0, 2.0]\n  base_margin: [har_1b]\n  calibration: qlike\nevaluate:\n  walk_forward_folds: 4\n  walk_forward_window: rolling\n",
+        )
+        .unwrap();
+        assert_eq!(p.train.target_transform, TargetTransform::Power);
+        assert_eq!(p.train.power_grid, vec![1.0, 2.0]);
+        assert_eq!(p.train.calibration, Calibration::Qlike);
+        assert_eq!(p.evaluate.walk_forward_window, Window::Rolling);
+        assert_eq!(p.evaluate.walk_forward_test_fraction, 0.5);
     }
 }

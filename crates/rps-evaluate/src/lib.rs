@@ -15,7 +15,7 @@ use rps_core::params::{Params, PrimaryMetric};
 use rps_core::split::Split;
 use rps_model::{Rows, VolatilityModel};
 use rps_store::frame::Dataset;
-use rps_tracking::{ModelFiles, Registry, VersionInfo};
+use rps_tracking::{MetricPoint, ModelFiles, Registry, VersionInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -70,6 +70,10 @@ pub enum EvaluateError {
     },
     #[error("the test split is empty")]
     NoTestRows,
+    #[error("walk-forward: {0}")]
+    WalkForward(#[from] rps_core::walkforward::WalkForwardError),
+    #[error("the dataset's bar {0:?} is not an interval")]
+    Bar(String),
     #[error("evaluate.har_terms names {0:?}, which is not a feature column")]
     UnknownHarTerm(String),
     #[error("challenger v{version} not promoted: {reason}")]
@@ -80,7 +84,11 @@ impl StageError for EvaluateError {
     fn exit_code(&self) -> u8 {
         match self {
             Self::Params(_) | Self::UnknownHarTerm(_) => exit::CONFIG,
-            Self::Frame(_) | Self::FeatureMismatch { .. } | Self::NoTestRows => exit::INPUT,
+            Self::Frame(_)
+            | Self::FeatureMismatch { .. }
+            | Self::NoTestRows
+            | Self::WalkForward(_)
+            | Self::Bar(_) => exit::INPUT,
             Self::Model(_) | Self::Har(_) => exit::MODEL,
             Self::NotPromoted { .. } => exit::NOT_PROMOTED,
             Self::Tracking(e) if e.is_remote() => exit::REMOTE,
@@ -178,7 +186,10 @@ pub fn evaluate(
     if test.is_empty() {
         return Err(EvaluateError::NoTestRows);
     }
-    let (base, har) = baselines(params, ds, &ds.rows(Split::Train))?;
+    // HAR-RV sees what the model saw: the training and validation splits.
+    let mut fit_rows = ds.rows(Split::Train);
+    fit_rows.extend(ds.rows(Split::Validation));
+    let (base, har) = baselines(params, ds, &fit_rows)?;
     let realized: Vec<f64> = test.iter().map(|&i| f.target[i]).collect();
     let mut forecasts = vec![(
         "model".to_owned(),
@@ -188,9 +199,27 @@ pub fn evaluate(
         base.into_iter()
             .map(|(n, v)| (n, test.iter().map(|&i| v[i]).collect::<Vec<_>>())),
     );
+    let (scores, dm_vs_har) = score_all(&realized, &forecasts, params.evaluate.dm_lags);
+    Ok(Evaluation {
+        ts: test.iter().map(|&i| f.ts[i]).collect(),
+        realized,
+        forecasts,
+        scores,
+        dm_vs_har,
+        har,
+    })
+}
+
+/// Scores of every forecaster on `realized`, and the DM test of the first (the model) against
+/// `har_rv` on QLIKE losses.
+fn score_all(
+    realized: &[f64],
+    forecasts: &[(String, Vec<f64>)],
+    dm_lags: usize,
+) -> (Vec<(String, Scores)>, DieboldMariano) {
     let scores = forecasts
         .iter()
-        .map(|(n, p)| (n.clone(), metrics::score(&realized, p)))
+        .map(|(n, p)| (n.clone(), metrics::score(realized, p)))
         .collect();
     let losses = |p: &[f64]| {
         realized
@@ -199,18 +228,175 @@ pub fn evaluate(
             .map(|(y, h)| qlike_one(*y, *h))
             .collect::<Vec<_>>()
     };
-    let dm_vs_har = metrics::diebold_mariano(
-        &losses(&forecasts[0].1),
-        &losses(&forecasts[3].1),
-        params.evaluate.dm_lags,
-    );
-    Ok(Evaluation {
-        ts: test.iter().map(|&i| f.ts[i]).collect(),
-        realized,
-        forecasts,
-        scores,
+    let har = forecasts
+        .iter()
+        .find(|(n, _)| n == "har_rv")
+        .map_or(&forecasts[0].1, |(_, p)| p);
+    let dm = metrics::diebold_mariano(&losses(&forecasts[0].1), &losses(har), dm_lags);
+    (scores, dm)
+}
+
+/// One walk-forward fold: a model retrained on the fold's history and every forecaster scored
+/// on its test block.
+#[derive(Debug, Clone)]
+pub struct FoldResult {
+    pub train_rows: usize,
+    pub validation_rows: usize,
+    pub best_iteration: Option<usize>,
+    /// The model's calibrated scale factor.
+    pub smearing: f64,
+    /// The exponent of the power transform the fold's model uses.
+    pub power: Option<f64>,
+    pub ts: Vec<i64>,
+    pub realized: Vec<f64>,
+    /// model, persistence, ewma, har_rv.
+    pub forecasts: Vec<(String, Vec<f64>)>,
+    pub scores: Vec<(String, Scores)>,
+    pub dm_vs_har: DieboldMariano,
+}
+
+/// Walk-forward evaluation: per-fold results and the pooled out-of-sample scores.
+#[derive(Debug, Clone)]
+pub struct WalkForward {
+    pub folds: Vec<FoldResult>,
+    /// Every fold's test rows together.
+    pub pooled: Vec<(String, Scores)>,
+    /// Model vs HAR-RV on the pooled QLIKE losses (in time order).
+    pub dm_vs_har: DieboldMariano,
+    pub window: rps_core::walkforward::Window,
+}
+
+impl WalkForward {
+    pub fn pooled_score(&self, name: &str) -> Option<&Scores> {
+        self.pooled.iter().find(|(n, _)| n == name).map(|(_, s)| s)
+    }
+
+    /// The acceptance check of the model against the baselines on the pooled scores.
+    pub fn verdict(&self) -> Option<Verdict> {
+        let model = self.pooled_score("model")?;
+        let har = self.pooled_score("har_rv")?;
+        let (best_name, best) = self
+            .pooled
+            .iter()
+            .filter(|(n, _)| n != "model")
+            .min_by(|a, b| a.1.qlike.total_cmp(&b.1.qlike))?;
+        let qlike_gain = 1.0 - model.qlike / best.qlike;
+        Some(Verdict {
+            best_baseline: best_name.clone(),
+            qlike_gain,
+            r2_log_vs_har: model.r2_log - har.r2_log,
+            passed: qlike_gain >= QLIKE_GAIN_REQUIRED && model.r2_log >= har.r2_log,
+        })
+    }
+}
+
+/// The model must beat the lowest baseline QLIKE by this share.
+pub const QLIKE_GAIN_REQUIRED: f64 = 0.05;
+
+/// Whether the model beats the baselines on both counts at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The baseline with the lowest pooled QLIKE.
+    pub best_baseline: String,
+    /// `1 − QLIKE(model) / QLIKE(best baseline)`: the share by which the model's QLIKE is lower.
+    pub qlike_gain: f64,
+    /// `R²log(model) − R²log(HAR-RV)`.
+    pub r2_log_vs_har: f64,
+    /// QLIKE at least 5 % lower than the best baseline's and R² (log) at least HAR-RV's.
+    pub passed: bool,
+}
+
+/// Gather the targets and the model's rows for `idx`.
+fn gather(ds: &Dataset, idx: &[usize]) -> (Rows, Vec<f64>) {
+    (
+        Rows::gather(&ds.frame.columns, idx),
+        idx.iter().map(|&i| ds.frame.target[i]).collect(),
+    )
+}
+
+/// Walk-forward evaluation over `evaluate.walk_forward_folds` folds: at each fold the model is
+/// retrained with `train:` on the fold's training rows (early stopping and calibration on its
+/// validation rows), HAR-RV is refitted on both, and the model and every baseline forecast the
+/// fold's test block. `bar_ms` is the dataset's bar length.
+pub fn walk_forward(
+    params: &Params,
+    ds: &Dataset,
+    bar_ms: i64,
+) -> Result<WalkForward, EvaluateError> {
+    use rps_core::walkforward::{WalkForwardParams, folds};
+    let f = &ds.frame;
+    let ev = &params.evaluate;
+    let sp = &params.split;
+    let wp = WalkForwardParams {
+        folds: ev.walk_forward_folds,
+        test_fraction: ev.walk_forward_test_fraction,
+        validation_fraction: sp.validation / (sp.train + sp.validation),
+        gap: sp.gap,
+        window: ev.walk_forward_window,
+    };
+    let plan = folds(&f.ts, &f.usable(), bar_ms, params.target.horizon, &wp)?;
+    let mut out = Vec::with_capacity(plan.len());
+    for (k, fold) in plan.iter().enumerate() {
+        let (xt, yt) = gather(ds, &fold.train);
+        let (xv, yv) = gather(ds, &fold.validation);
+        let (xs, realized) = gather(ds, &fold.test);
+        let (model, _) = VolatilityModel::train(
+            &params.train,
+            &f.names,
+            params.target.floor,
+            (&xt, &yt),
+            (&xv, &yv),
+        )?;
+        let mut seen = fold.train.clone();
+        seen.extend(&fold.validation);
+        let (base, _) = baselines(params, ds, &seen)?;
+        let mut forecasts = vec![("model".to_owned(), model.predict(&xs)?)];
+        forecasts.extend(
+            base.into_iter()
+                .map(|(n, v)| (n, fold.test.iter().map(|&i| v[i]).collect::<Vec<_>>())),
+        );
+        let (scores, dm_vs_har) = score_all(&realized, &forecasts, ev.dm_lags);
+        tracing::info!(
+            "walk-forward fold {}/{}: {} train, {} validation, {} test rows; model QLIKE {:.4}, R²(log) {:.4}",
+            k + 1,
+            plan.len(),
+            fold.train.len(),
+            fold.validation.len(),
+            fold.test.len(),
+            scores[0].1.qlike,
+            scores[0].1.r2_log
+        );
+        out.push(FoldResult {
+            train_rows: fold.train.len(),
+            validation_rows: fold.validation.len(),
+            best_iteration: model.meta.best_iteration,
+            smearing: model.meta.smearing,
+            power: model.meta.power,
+            ts: fold.test.iter().map(|&i| f.ts[i]).collect(),
+            realized,
+            forecasts,
+            scores,
+            dm_vs_har,
+        });
+    }
+    let realized: Vec<f64> = out.iter().flat_map(|r| r.realized.clone()).collect();
+    let forecasts: Vec<(String, Vec<f64>)> = out[0]
+        .forecasts
+        .iter()
+        .enumerate()
+        .map(|(j, (n, _))| {
+            (
+                n.clone(),
+                out.iter().flat_map(|r| r.forecasts[j].1.clone()).collect(),
+            )
+        })
+        .collect();
+    let (pooled, dm_vs_har) = score_all(&realized, &forecasts, ev.dm_lags);
+    Ok(WalkForward {
+        folds: out,
+        pooled,
         dm_vs_har,
-        har,
+        window: ev.walk_forward_window,
     })
 }
 
@@ -296,7 +482,13 @@ fn scores_json(s: &Scores) -> serde_json::Value {
 }
 
 /// The report, in Markdown.
-pub fn markdown(e: &Evaluation, d: &Decision, info: &VersionInfo, symbol: &str) -> String {
+pub fn markdown(
+    e: &Evaluation,
+    d: &Decision,
+    info: &VersionInfo,
+    symbol: &str,
+    walk_forward: Option<&str>,
+) -> String {
     let rows: Vec<rps_report::Row> = e
         .scores
         .iter()
@@ -318,13 +510,15 @@ pub fn markdown(e: &Evaluation, d: &Decision, info: &VersionInfo, symbol: &str) 
         "**kept out** (champion unchanged)"
     };
     format!(
-        "# Model evaluation: {name} v{v} ({symbol})\n\n\
-Test split: {n} hourly rows, {from} to {to} UTC. Lower QLIKE, RMSE and MAE are better; R² is on \
+        "# Model evaluation: {name} v{v} ({symbol})\n\n## Test split: the candidate from rps-train\n\n\
+{n} hourly test rows, {from} to {to} UTC. Lower QLIKE, RMSE and MAE are better; R² is on \
 volatility, R² (log) on log volatility. Every forecast is floored identically.\n\n{table}\n\
 Diebold–Mariano, model vs HAR-RV on QLIKE: mean loss difference {dm:.5}, statistic {st:.2}, p-value {p:.4} \
 (negative favours the model).\n\n\
-HAR-RV: ln σ = {coef} (smearing {sm:.4}), fitted on the training split.\n\n\
-## Decision\n\nChallenger v{v} was {verdict}: {reason}.\n\n![predicted vs realized](predictions.png)\n",
+HAR-RV: ln σ = {coef} (smearing {sm:.4}), fitted on the training and validation splits.\n\n\
+![predicted vs realized](predictions.png)\n\n{wf}\
+## Decision\n\nChallenger v{v} was {verdict}: {reason}.\n",
+        wf = walk_forward.unwrap_or_default(),
         name = info.name,
         v = info.version,
         n = e.ts.len(),
@@ -349,6 +543,191 @@ HAR-RV: ln σ = {coef} (smearing {sm:.4}), fitted on the training split.\n\n\
     )
 }
 
+fn utc(t: Option<&i64>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp_millis(*t))
+        .map_or_else(
+            || "-".to_owned(),
+            |d| d.format("%Y-%m-%d %H:%M").to_string(),
+        )
+}
+
+/// File name of fold `k`'s (0-based) plot.
+pub fn fold_png(k: usize) -> String {
+    format!("walkforward_fold{}.png", k + 1)
+}
+
+/// The walk-forward section of the report, in Markdown.
+pub fn walk_forward_markdown(wf: &WalkForward, params: &Params) -> String {
+    let rows: Vec<rps_report::Row> = wf
+        .pooled
+        .iter()
+        .map(|(n, s)| rps_report::Row {
+            name: n.clone(),
+            scores: *s,
+        })
+        .collect();
+    let n: usize = wf.folds.iter().map(|f| f.realized.len()).sum();
+    let first = wf.folds.first().and_then(|f| f.ts.first());
+    let last = wf.folds.last().and_then(|f| f.ts.last());
+    let window = match wf.window {
+        rps_core::walkforward::Window::Expanding => "expanding window: all earlier history",
+        rps_core::walkforward::Window::Rolling => "rolling window: the most recent history",
+    };
+    let verdict = wf.verdict().map_or_else(String::new, |v| {
+        format!(
+            "Verdict: the model's pooled QLIKE is {:.1} % {} than the best baseline's ({}; at least {:.0} % lower required) \
+and its R² (log) is {:+.4} against HAR-RV's (at least 0 required): **{}**.\n\n",
+            v.qlike_gain.abs() * 100.0,
+            if v.qlike_gain >= 0.0 { "lower" } else { "higher" },
+            v.best_baseline,
+            QLIKE_GAIN_REQUIRED * 100.0,
+            v.r2_log_vs_har,
+            if v.passed {
+                "beats every baseline on both counts"
+            } else {
+                "does not beat the baselines on both counts"
+            }
+        )
+    });
+    let mut fold_rows = Vec::new();
+    for (k, f) in wf.folds.iter().enumerate() {
+        let span = format!("{} – {}", utc(f.ts.first()), utc(f.ts.last()));
+        for (name, sc) in &f.scores {
+            fold_rows.push(rps_report::FoldRow {
+                fold: k + 1,
+                span: span.clone(),
+                train_rows: f.train_rows,
+                name: name.clone(),
+                scores: *sc,
+                dm: (name == "model").then_some(f.dm_vs_har.statistic),
+            });
+        }
+    }
+    let plots: String = (0..wf.folds.len())
+        .map(|k| format!("![fold {}]({})\n", k + 1, fold_png(k)))
+        .collect();
+    format!(
+        "## Walk-forward: {folds} folds, pooled out of sample\n\n{n} hourly test rows, {from} to {to} UTC, in {folds} consecutive blocks. At every fold the model is retrained ({window}; the last {vshare:.0} % of it for early stopping and calibration, purged by {gap} bars on each side) and HAR-RV is refitted on the same rows; EWMA and persistence need no fitting.\n\n{table}\nDiebold–Mariano, model vs HAR-RV on pooled QLIKE: mean loss difference {dm:.5}, statistic {st:.2}, p-value {p:.4} (negative favours the model).\n\n{verdict}### Per fold\n\n{folds_table}\n{plots}",
+        folds = wf.folds.len(),
+        from = utc(first),
+        to = utc(last),
+        vshare = 100.0 * params.split.validation / (params.split.train + params.split.validation),
+        gap = params.split.gap,
+        table = rps_report::metrics_table(&rows),
+        dm = wf.dm_vs_har.mean_diff,
+        st = wf.dm_vs_har.statistic,
+        p = wf.dm_vs_har.p_value,
+        folds_table = rps_report::fold_table(&fold_rows),
+    )
+}
+
+/// The walk-forward results as JSON (for metrics.json).
+fn walk_forward_json(wf: &WalkForward) -> Result<serde_json::Value, serde_json::Error> {
+    let table = |scores: &[(String, Scores)]| {
+        scores
+            .iter()
+            .map(|(n, s)| (n.clone(), scores_json(s)))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    let folds: Vec<serde_json::Value> = wf
+        .folds
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "from": utc(f.ts.first()),
+                "to": utc(f.ts.last()),
+                "train_rows": f.train_rows,
+                "validation_rows": f.validation_rows,
+                "best_iteration": f.best_iteration,
+                "smearing": f.smearing,
+                "power": f.power,
+                "scores": table(&f.scores),
+                "diebold_mariano_vs_har_rv": f.dm_vs_har,
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "folds": folds,
+        "pooled": table(&wf.pooled),
+        "diebold_mariano_vs_har_rv": wf.dm_vs_har,
+        "verdict": serde_json::to_value(wf.verdict())?,
+    }))
+}
+
+/// Every fold's test forecasts as CSV.
+pub fn walk_forward_csv(wf: &WalkForward) -> String {
+    let mut csv = String::from("fold,ts,realized,model,persistence,ewma,har_rv\n");
+    for (k, f) in wf.folds.iter().enumerate() {
+        for (i, t) in f.ts.iter().enumerate() {
+            let when = chrono::DateTime::from_timestamp_millis(*t)
+                .map_or_else(String::new, |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            let vals: Vec<String> = f
+                .forecasts
+                .iter()
+                .map(|(_, p)| format!("{:.8}", p[i]))
+                .collect();
+            csv.push_str(&format!(
+                "{},{when},{:.8},{}\n",
+                k + 1,
+                f.realized[i],
+                vals.join(",")
+            ));
+        }
+    }
+    csv
+}
+
+/// Walk-forward metrics for the tracker: pooled values, and one point per fold (step = fold).
+fn walk_forward_metrics(wf: &WalkForward) -> (Vec<(String, f64)>, Vec<MetricPoint>) {
+    let metric_values = |s: &Scores| {
+        [
+            ("qlike", s.qlike),
+            ("rmse", s.rmse),
+            ("mae", s.mae),
+            ("r2", s.r2),
+            ("r2_log", s.r2_log),
+        ]
+    };
+    let mut values = Vec::new();
+    for (n, s) in &wf.pooled {
+        for (m, v) in metric_values(s) {
+            values.push((format!("wf_{n}_{m}"), v));
+        }
+    }
+    values.push(("wf_dm_stat_vs_har_rv".to_owned(), wf.dm_vs_har.statistic));
+    values.push(("wf_dm_p_value_vs_har_rv".to_owned(), wf.dm_vs_har.p_value));
+    if let Some(v) = wf.verdict() {
+        values.push(("wf_qlike_gain_vs_best_baseline".to_owned(), v.qlike_gain));
+        values.push(("wf_r2_log_vs_har_rv".to_owned(), v.r2_log_vs_har));
+        values.push((
+            "wf_beats_baselines".to_owned(),
+            f64::from(u8::from(v.passed)),
+        ));
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut points = Vec::new();
+    for (k, f) in wf.folds.iter().enumerate() {
+        let step = i64::try_from(k + 1).unwrap_or(i64::MAX);
+        for (n, s) in &f.scores {
+            for (m, v) in metric_values(s) {
+                points.push(MetricPoint {
+                    key: format!("wf_fold_{n}_{m}"),
+                    value: v,
+                    step,
+                    timestamp_ms: now,
+                });
+            }
+        }
+        points.push(MetricPoint {
+            key: "wf_fold_dm_stat_vs_har_rv".to_owned(),
+            value: f.dm_vs_har.statistic,
+            step,
+            timestamp_ms: now,
+        });
+    }
+    (values, points)
+}
+
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), EvaluateError> {
     let params = rps_cli::load_params(&args.common.params)?;
@@ -360,17 +739,20 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
     let model_dir = rps_store::open(&args.model.clone().unwrap_or_else(|| home.candidate()))?;
     let tracker = home.tracker()?;
     let registry = home.registry()?;
-    let (ds, schema) = rps_store::frame::read(rps_store::open(&features)?.as_ref())?;
+    let features_store = rps_store::open(&features)?;
+    let data_tags = rps_cli::data_tags(features_store.as_ref());
+    let (ds, schema) = rps_store::frame::read(features_store.as_ref())?;
     let files = ModelFiles::read(model_dir.as_ref(), "")?;
     let info: VersionInfo = serde_json::from_slice(&model_dir.get("version.json")?)?;
     let model = files.model()?;
-    let tags = BTreeMap::from([
+    let mut tags = BTreeMap::from([
         ("git_commit".to_owned(), rps_cli::git_commit()),
         ("stage".to_owned(), "evaluate".to_owned()),
         ("data_hash".to_owned(), schema.data_hash.clone()),
         ("model_name".to_owned(), info.name.clone()),
         ("model_version".to_owned(), info.version.to_string()),
     ]);
+    tags.extend(data_tags);
     let decision = rps_tracking::with_run(tracker.as_ref(), "evaluate", &tags, |run| {
         let e = evaluate(&params, &ds, &model)?;
         let metric = params.evaluate.primary_metric;
@@ -397,8 +779,21 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
             serde_json::to_value(e.dm_vs_har)?,
         );
         json.insert("promotion".to_owned(), serde_json::to_value(&decision)?);
+        let wf = if params.evaluate.walk_forward_folds > 0 {
+            let bar: rps_core::Interval = schema
+                .bar
+                .parse()
+                .map_err(|_| EvaluateError::Bar(schema.bar.clone()))?;
+            Some(walk_forward(&params, &ds, bar.ms())?)
+        } else {
+            None
+        };
+        let wf_md = wf.as_ref().map(|w| walk_forward_markdown(w, &params));
+        if let Some(w) = &wf {
+            json.insert("walk_forward".to_owned(), walk_forward_json(w)?);
+        }
         let metrics_json = serde_json::to_vec_pretty(&serde_json::Value::Object(json))?;
-        let md = markdown(&e, &decision, &info, &params.data.symbol);
+        let md = markdown(&e, &decision, &info, &params.data.symbol, wf_md.as_deref());
         let mut csv = String::from("ts,realized,model,persistence,ewma,har_rv\n");
         for (i, t) in e.ts.iter().enumerate() {
             let when = chrono::DateTime::from_timestamp_millis(*t)
@@ -428,6 +823,38 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
         out.put("evaluation.md", md.as_bytes())?;
         out.put("predictions.csv", csv.as_bytes())?;
         out.put("predictions.png", &png)?;
+        let mut wf_files: Vec<(String, Vec<u8>)> = Vec::new();
+        if let Some(w) = &wf {
+            wf_files.push((
+                "walkforward.csv".to_owned(),
+                walk_forward_csv(w).into_bytes(),
+            ));
+            for (k, f) in w.folds.iter().enumerate() {
+                let series: Vec<(&str, &[f64])> = f
+                    .forecasts
+                    .iter()
+                    .filter(|(n, _)| n == "model" || n == "har_rv" || n == "ewma")
+                    .map(|(n, p)| (n.as_str(), p.as_slice()))
+                    .collect();
+                let png = rps_report::forecast_png(
+                    &f.ts,
+                    &f.realized,
+                    &series,
+                    &format!(
+                        "{} hourly volatility: walk-forward fold {}/{}",
+                        params.data.symbol,
+                        k + 1,
+                        w.folds.len()
+                    ),
+                    1200,
+                    500,
+                )?;
+                wf_files.push((fold_png(k), png));
+            }
+            for (name, bytes) in &wf_files {
+                out.put(name, bytes)?;
+            }
+        }
         let mut values: Vec<(String, f64)> = Vec::new();
         for (n, s) in &e.scores {
             values.extend([
@@ -439,6 +866,11 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
             ]);
         }
         values.push(("dm_stat_vs_har_rv".to_owned(), e.dm_vs_har.statistic));
+        if let Some(w) = &wf {
+            let (pooled, points) = walk_forward_metrics(w);
+            values.extend(pooled);
+            run.log_metrics(&points)?;
+        }
         values.push((
             "promoted".to_owned(),
             f64::from(u8::from(decision.promoted)),
@@ -459,12 +891,27 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
                 "ewma_lambda".to_owned(),
                 params.evaluate.ewma_lambda.to_string(),
             ),
+            (
+                "walk_forward_folds".to_owned(),
+                params.evaluate.walk_forward_folds.to_string(),
+            ),
+            (
+                "walk_forward_test_fraction".to_owned(),
+                params.evaluate.walk_forward_test_fraction.to_string(),
+            ),
+            (
+                "walk_forward_window".to_owned(),
+                format!("{:?}", params.evaluate.walk_forward_window).to_lowercase(),
+            ),
         ])?;
         for (name, bytes) in [
             ("metrics.json", metrics_json.as_slice()),
             ("evaluation.md", md.as_bytes()),
             ("predictions.png", png.as_slice()),
         ] {
+            run.log_artifact(name, bytes)?;
+        }
+        for (name, bytes) in &wf_files {
             run.log_artifact(name, bytes)?;
         }
         tracing::info!(
@@ -502,10 +949,13 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
 #[allow(clippy::print_stdout)]
 fn print_table(md: &str) {
     // The comparison table is the stage's result: it goes to stdout, logs go to stderr.
-    for line in md
-        .lines()
-        .filter(|l| l.starts_with('|') || l.starts_with("Diebold"))
-    {
+    for line in md.lines().filter(|l| {
+        l.starts_with('|')
+            || l.starts_with('#')
+            || l.starts_with("Diebold")
+            || l.starts_with("Verdict")
+            || l.starts_with("Challenger")
+    }) {
         println!("{line}");
     }
 }
@@ -536,8 +986,115 @@ fn champion_loss(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use rps_core::Interval;
+    use rps_core::params::TargetTransform;
+    use rps_core::synthetic::{SyntheticParams, simulate};
+
+    const HOUR: i64 = 3_600_000;
+
+    /// A synthetic hourly dataset through the transform stage's own code, and params for a fast
+    /// walk-forward over it.
+    fn synthetic() -> (Params, Dataset) {
+        let bars = simulate(&SyntheticParams::default(), Interval::H1, 0, 2400 * HOUR);
+        let mut params = Params::default();
+        params.train.num_boost_round = 60;
+        params.train.early_stopping_rounds = 10;
+        params.train.target_transform = TargetTransform::Power;
+        params.train.power_grid = vec![1.0, 2.0];
+        params.train.base_margin = vec!["har_1b".into(), "har_24b".into()];
+        params.evaluate.walk_forward_folds = 3;
+        params.evaluate.walk_forward_test_fraction = 0.3;
+        let (ds, _) = rps_transform::transform(&params, &bars, "synthetic").unwrap();
+        (params, ds)
+    }
+
+    #[test]
+    fn walk_forward_scores_every_forecaster_on_every_fold() {
+        let (params, ds) = synthetic();
+        let wf = walk_forward(&params, &ds, HOUR).unwrap();
+        assert_eq!(wf.folds.len(), 3);
+        let names: Vec<&str> = wf.pooled.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["model", "persistence", "ewma", "har_rv"]);
+        let mut n = 0;
+        let mut last_ts = i64::MIN;
+        for f in &wf.folds {
+            assert!(f.ts[0] > last_ts, "folds in time order, no overlap");
+            last_ts = *f.ts.last().unwrap();
+            assert!(f.train_rows > 0 && f.validation_rows > 0);
+            assert!(f.power == Some(1.0) || f.power == Some(2.0));
+            for (_, s) in &f.scores {
+                assert_eq!(s.n, f.realized.len(), "the same rows for every forecaster");
+                assert!(s.qlike.is_finite() && s.r2_log.is_finite());
+            }
+            n += f.realized.len();
+        }
+        // The pooled scores are those of the concatenated test blocks.
+        for (name, s) in &wf.pooled {
+            assert_eq!(s.n, n);
+            let j = wf.folds[0]
+                .forecasts
+                .iter()
+                .position(|(x, _)| x == name)
+                .unwrap();
+            let y: Vec<f64> = wf.folds.iter().flat_map(|f| f.realized.clone()).collect();
+            let h: Vec<f64> = wf
+                .folds
+                .iter()
+                .flat_map(|f| f.forecasts[j].1.clone())
+                .collect();
+            assert_eq!(*s, metrics::score(&y, &h));
+        }
+        assert!(wf.dm_vs_har.statistic.is_finite());
+        let v = wf.verdict().unwrap();
+        let best = wf
+            .pooled
+            .iter()
+            .skip(1)
+            .map(|(_, s)| s.qlike)
+            .fold(f64::INFINITY, f64::min);
+        assert!((v.qlike_gain - (1.0 - wf.pooled[0].1.qlike / best)).abs() < 1e-12);
+        assert_eq!(
+            v.passed,
+            v.qlike_gain >= QLIKE_GAIN_REQUIRED && v.r2_log_vs_har >= 0.0
+        );
+
+        let md = walk_forward_markdown(&wf, &params);
+        assert!(md.contains("## Walk-forward: 3 folds"), "{md}");
+        assert!(md.contains("| forecaster | QLIKE"));
+        assert!(md.contains("| 3 |"), "a row per fold");
+        for k in 0..3 {
+            assert!(md.contains(&format!("]({})", fold_png(k))));
+        }
+        let json = walk_forward_json(&wf).unwrap();
+        assert_eq!(json["folds"].as_array().unwrap().len(), 3);
+        assert!(json["pooled"]["har_rv"]["qlike"].is_number());
+        assert!(json["verdict"]["passed"].is_boolean());
+        let csv = walk_forward_csv(&wf);
+        assert_eq!(csv.lines().count(), n + 1);
+        let (values, points) = walk_forward_metrics(&wf);
+        assert!(values.iter().any(|(k, _)| k == "wf_model_qlike"));
+        assert_eq!(
+            points
+                .iter()
+                .filter(|p| p.key == "wf_fold_model_qlike")
+                .count(),
+            3,
+            "one point per fold"
+        );
+    }
+
+    #[test]
+    fn walk_forward_refuses_impossible_folds() {
+        let (mut params, ds) = synthetic();
+        params.evaluate.walk_forward_folds = 500;
+        assert!(matches!(
+            walk_forward(&params, &ds, HOUR),
+            Err(EvaluateError::WalkForward(_))
+        ));
+    }
 
     #[test]
     fn decisions() {

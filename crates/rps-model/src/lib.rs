@@ -5,11 +5,18 @@
 //! same numbers.
 //!
 //! The booster predicts the target in a transformed space ([`TargetTransform`]); the
-//! [`ModelMeta`] saved beside it says how to map a raw booster output back to a volatility:
-//! `log` → `exp(raw) · smearing`, `variance` → `sqrt(raw) / 100`, `identity` → `raw`, then the floor.
+//! [`ModelMeta`] saved beside it says how to map a raw booster output (what XGBoost's
+//! `Booster.predict` returns for the feature row) back to a volatility:
+//! `log` → `exp(raw + L) · smearing`, `variance` → `sqrt(raw) / 100 · exp(L) · smearing`,
+//! `power` (exponent `k` in `meta.power`) → `raw^(1/k) / 100 · exp(L) · smearing`,
+//! `identity` → `raw · smearing`, then the floor. `L` is the optional linear base margin on log
+//! volatility, `L = b0 + Σ b_k · x_k` over the feature columns named in `meta.margin` (0 without
+//! one): the booster was trained on top of it (XGBoost's `base_margin`), so it learns only the
+//! nonlinear correction while the linear part carries the volatility level — trees cannot
+//! extrapolate to levels they never saw, a linear function can.
 
 use hessboost::prelude::*;
-use rps_core::params::{TargetTransform, TrainParams};
+use rps_core::params::{Calibration, TargetTransform, TrainParams};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -42,6 +49,70 @@ pub enum ModelError {
     NoData(String),
     #[error("row has {got} features, the model expects {expected}")]
     Width { got: usize, expected: usize },
+    #[error("{param} names {name:?}, which is not a feature of the model")]
+    UnknownFeature { param: &'static str, name: String },
+    #[error("the base margin could not be fitted: {0}")]
+    Margin(#[from] rps_core::linalg::OlsError),
+    #[error("the identity transform takes no base margin (it is a log-volatility offset)")]
+    MarginTransform,
+    #[error("train.power must lie in (0, 2], got {0}")]
+    Power(f64),
+    #[error(
+        "train.power_grid needs a train.base_margin: the benchmark the exponent is chosen against"
+    )]
+    GridWithoutMargin,
+}
+
+/// A linear base margin on log volatility, `L(x) = b0 + Σ b_k · x_k`, fitted by OLS of `ln σ`
+/// on the training rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearMargin {
+    /// Feature columns, in coefficient order.
+    pub terms: Vec<String>,
+    /// Intercept first, then one per term.
+    pub coefficients: Vec<f64>,
+    /// Training mean of each term, used in place of a missing (non-finite) value.
+    pub means: Vec<f64>,
+}
+
+impl LinearMargin {
+    /// Fit on the rows of `x` (columns `idx` of it) against volatilities `y`.
+    fn fit(terms: &[String], idx: &[usize], x: &Rows, y: &[f64]) -> Result<Self, ModelError> {
+        let mut design = Vec::with_capacity(x.n_rows);
+        let mut target = Vec::with_capacity(x.n_rows);
+        let mut sums = vec![0.0; idx.len()];
+        for (r, &yr) in y.iter().enumerate() {
+            let row = &x.values[r * x.n_cols..(r + 1) * x.n_cols];
+            let vals: Vec<f64> = idx.iter().map(|&j| f64::from(row[j])).collect();
+            if yr > 0.0 && yr.is_finite() && vals.iter().all(|v| v.is_finite()) {
+                for (s, v) in sums.iter_mut().zip(&vals) {
+                    *s += v;
+                }
+                let mut d = Vec::with_capacity(idx.len() + 1);
+                d.push(1.0);
+                d.extend(vals);
+                design.push(d);
+                target.push(yr.ln());
+            }
+        }
+        let coefficients = rps_core::linalg::ols(&design, &target)?;
+        let n = design.len() as f64;
+        Ok(Self {
+            terms: terms.to_vec(),
+            coefficients,
+            means: sums.into_iter().map(|s| s / n).collect(),
+        })
+    }
+
+    /// `L(row)` given the positions of the terms in the row.
+    fn eval(&self, idx: &[usize], row: &[f32]) -> f64 {
+        let mut z = self.coefficients[0];
+        for ((&j, b), m) in idx.iter().zip(&self.coefficients[1..]).zip(&self.means) {
+            let v = f64::from(row[j]);
+            z += b * if v.is_finite() { v } else { *m };
+        }
+        z
+    }
 }
 
 /// What is saved beside the booster.
@@ -49,16 +120,43 @@ pub enum ModelError {
 pub struct ModelMeta {
     pub features: Vec<String>,
     pub transform: TargetTransform,
-    /// Multiplier applied after `exp` for the log transform (Duan's smearing, from validation).
+    /// The exponent `k` of the `power` transform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<f64>,
+    /// Multiplier applied to every volatility forecast, estimated on validation
+    /// (`train.calibration`: Duan's smearing, the QLIKE-optimal scale, or 1).
     pub smearing: f64,
+    /// The linear base margin the booster was trained on top of, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin: Option<LinearMargin>,
+    /// How the exponent of the power transform was chosen on validation, if from a grid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<PowerSelection>,
     /// Volatility floor applied to every prediction.
     pub floor: f64,
+    /// XGBoost's `base_score`, in output space.
     pub base_score: f64,
     pub best_iteration: Option<usize>,
     pub num_trees: usize,
     pub engine: String,
     /// The XGBoost parameters the booster was trained with.
     pub xgboost_params: BTreeMap<String, serde_json::Value>,
+}
+
+/// One exponent tried by [`VolatilityModel::train`] with a `power_grid`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerCandidate {
+    pub power: f64,
+    pub validation_qlike: f64,
+    pub validation_r2_log: f64,
+}
+
+/// The exponents tried and the benchmark they were held to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerSelection {
+    /// Validation R² on log volatility of the linear base margin alone (Duan-smeared).
+    pub benchmark_r2_log: f64,
+    pub candidates: Vec<PowerCandidate>,
 }
 
 /// A rectangular block of rows (row-major), NaN for missing.
@@ -103,28 +201,137 @@ pub struct History {
 pub struct VolatilityModel {
     booster: BoostedModel,
     pub meta: ModelMeta,
+    /// Positions of the margin terms among the features.
+    margin_idx: Vec<usize>,
 }
 
-fn label(transform: TargetTransform, vol: f64) -> f64 {
+/// Positions of `terms` among `features`.
+fn positions(
+    features: &[String],
+    terms: &[String],
+    param: &'static str,
+) -> Result<Vec<usize>, ModelError> {
+    terms
+        .iter()
+        .map(|t| {
+            features
+                .iter()
+                .position(|f| f == t)
+                .ok_or_else(|| ModelError::UnknownFeature {
+                    param,
+                    name: t.clone(),
+                })
+        })
+        .collect()
+}
+
+/// The exponent `k` of a transform that learns `(100 σ)^k` with a log link (variance: 2).
+fn exponent(transform: TargetTransform, power: Option<f64>) -> Option<f64> {
     match transform {
-        TargetTransform::Log => vol.ln(),
-        TargetTransform::Variance => (vol * PERCENT).powi(2),
-        TargetTransform::Identity => vol,
+        TargetTransform::Variance => Some(2.0),
+        TargetTransform::Power => Some(power.unwrap_or(1.0)),
+        TargetTransform::Log | TargetTransform::Identity => None,
+    }
+}
+
+/// The booster's margin offset for a log-volatility margin `l`: what `base_margin` holds.
+fn booster_offset(transform: TargetTransform, k: Option<f64>, l: f64) -> f64 {
+    match (transform, k) {
+        // The gamma model's margin is ln (100 σ)^k; its base_score (100^k) carries the percent.
+        (_, Some(k)) => k * (l + PERCENT.ln()),
+        (TargetTransform::Log, None) => l,
+        (_, None) => 0.0,
+    }
+}
+
+fn label(transform: TargetTransform, k: Option<f64>, vol: f64) -> f64 {
+    match (transform, k) {
+        (_, Some(k)) => (vol * PERCENT).powf(k),
+        (TargetTransform::Log, None) => vol.ln(),
+        (_, None) => vol,
     }
 }
 
 fn default_objective(transform: TargetTransform) -> &'static str {
     match transform {
-        TargetTransform::Variance => "reg:gamma",
+        TargetTransform::Variance | TargetTransform::Power => "reg:gamma",
         TargetTransform::Log | TargetTransform::Identity => "reg:squarederror",
     }
 }
 
 impl VolatilityModel {
     /// Train on `train` rows with early stopping on `valid`. Targets are floored volatilities.
-    /// `base_score` is set explicitly to the mean training label (in output space) unless the
-    /// parameters give one, so Python's XGBoost and hessboost agree on it.
+    /// `base_score` is set explicitly, so Python's XGBoost and hessboost agree on it: the mean
+    /// training label (in output space) unless the parameters give one, or with a base margin
+    /// the margin-free origin. The forecast scale (`smearing`) is then calibrated on `valid`.
+    ///
+    /// With the `power` transform and a `power_grid`, one model is trained per exponent and
+    /// the most QLIKE-oriented one (the largest `k`) whose validation R² on log volatility is
+    /// at least that of the linear base margin alone is kept (the smallest `k` if none is):
+    /// the trees may trade log accuracy for QLIKE only while the model stays at least as
+    /// log-accurate as its own HAR-type base.
     pub fn train(
+        p: &TrainParams,
+        features: &[String],
+        floor: f64,
+        train: (&Rows, &[f64]),
+        valid: (&Rows, &[f64]),
+    ) -> Result<(Self, History), ModelError> {
+        if p.target_transform != TargetTransform::Power || p.power_grid.is_empty() {
+            return Self::train_one(p, features, floor, train, valid);
+        }
+        if p.base_margin.is_empty() {
+            return Err(ModelError::GridWithoutMargin);
+        }
+        let mut grid = p.power_grid.clone();
+        grid.sort_by(f64::total_cmp);
+        grid.dedup();
+        let mut fits = Vec::with_capacity(grid.len());
+        for &k in &grid {
+            let q = TrainParams {
+                power: k,
+                ..p.clone()
+            };
+            fits.push(Self::train_one(&q, features, floor, train, valid)?);
+        }
+        // The benchmark: the linear margin alone, with Duan's smearing from the training rows.
+        let m = &fits[0].0;
+        let base = |x: &Rows| -> Vec<f64> {
+            (0..x.n_rows)
+                .map(|r| {
+                    m.margin_of(&x.values[r * x.n_cols..(r + 1) * x.n_cols])
+                        .exp()
+                })
+                .collect()
+        };
+        let (xt, yt) = train;
+        let (xv, yv) = valid;
+        let bt = base(xt);
+        let smear = yt.iter().zip(&bt).map(|(y, b)| y / b).sum::<f64>() / bt.len() as f64;
+        let bv: Vec<f64> = base(xv).iter().map(|b| (b * smear).max(floor)).collect();
+        let benchmark = rps_core::metrics::score(yv, &bv).r2_log;
+        let mut candidates = Vec::with_capacity(fits.len());
+        for (model, _) in &fits {
+            let s = rps_core::metrics::score(yv, &model.predict(xv)?);
+            candidates.push(PowerCandidate {
+                power: model.meta.power.unwrap_or(f64::NAN),
+                validation_qlike: s.qlike,
+                validation_r2_log: s.r2_log,
+            });
+        }
+        let chosen = candidates
+            .iter()
+            .rposition(|c| c.validation_r2_log >= benchmark)
+            .unwrap_or(0);
+        let (mut model, history) = fits.swap_remove(chosen);
+        model.meta.selection = Some(PowerSelection {
+            benchmark_r2_log: benchmark,
+            candidates,
+        });
+        Ok((model, history))
+    }
+
+    fn train_one(
         p: &TrainParams,
         features: &[String],
         floor: f64,
@@ -139,35 +346,76 @@ impl VolatilityModel {
                 xt.n_rows, xv.n_rows
             )));
         }
+        let power = (p.target_transform == TargetTransform::Power).then_some(p.power);
+        if power.is_some_and(|k| !(k > 0.0 && k <= 2.0)) {
+            return Err(ModelError::Power(p.power));
+        }
+        let k = exponent(p.target_transform, power);
         #[allow(clippy::cast_possible_truncation)]
         let lt: Vec<f32> = yt
             .iter()
-            .map(|&v| label(p.target_transform, v) as f32)
+            .map(|&v| label(p.target_transform, k, v) as f32)
             .collect();
         #[allow(clippy::cast_possible_truncation)]
         let lv: Vec<f32> = yv
             .iter()
-            .map(|&v| label(p.target_transform, v) as f32)
+            .map(|&v| label(p.target_transform, k, v) as f32)
             .collect();
         let mut xgb = p.xgboost.clone();
         xgb.entry("objective".to_owned())
             .or_insert_with(|| default_objective(p.target_transform).into());
-        if p.target_transform == TargetTransform::Variance {
+        if k.is_some() {
             // Early-stop on the gamma likelihood (QLIKE's cousin), not on RMSE of variances.
             xgb.entry("eval_metric".to_owned())
                 .or_insert_with(|| "gamma-nloglik".into());
         }
-        let base_score = lt.iter().map(|&v| f64::from(v)).sum::<f64>() / lt.len() as f64;
-        xgb.entry("base_score".to_owned())
-            .or_insert_with(|| serde_json::json!(base_score));
+        let margin_idx = positions(features, &p.base_margin, "train.base_margin")?;
+        let margin = if p.base_margin.is_empty() {
+            None
+        } else if p.target_transform == TargetTransform::Identity {
+            return Err(ModelError::MarginTransform);
+        } else {
+            Some(LinearMargin::fit(&p.base_margin, &margin_idx, xt, yt)?)
+        };
+        // base_score is explicit so that Python's XGBoost and hessboost agree on it. With a
+        // margin it is the margin-free origin (0 for log, 100^k for variance and power), so
+        // that `Booster.predict` without a base_margin returns what `to_volatility` expects.
+        let base_score = match (&margin, k) {
+            (Some(_), Some(k)) => PERCENT.powf(k),
+            (Some(_), None) => 0.0,
+            (None, _) => lt.iter().map(|&v| f64::from(v)).sum::<f64>() / lt.len() as f64,
+        };
+        if margin.is_some() {
+            xgb.insert("base_score".to_owned(), serde_json::json!(base_score));
+        } else {
+            xgb.entry("base_score".to_owned())
+                .or_insert_with(|| serde_json::json!(base_score));
+        }
         let params = TrainingParams::from_xgboost(xgb.clone()).map_err(ModelError::Params)?;
+        #[allow(clippy::cast_possible_truncation)]
+        let offsets = |x: &Rows| -> Option<Vec<f32>> {
+            margin.as_ref().map(|m| {
+                (0..x.n_rows)
+                    .map(|r| {
+                        let row = &x.values[r * x.n_cols..(r + 1) * x.n_cols];
+                        booster_offset(p.target_transform, k, m.eval(&margin_idx, row)) as f32
+                    })
+                    .collect()
+            })
+        };
+        let with_margin = |d: DMatrix, x: &Rows| match offsets(x) {
+            Some(o) => d.with_base_margin(&o),
+            None => Ok(d),
+        };
         let dtrain = xt
             .dmatrix()
             .and_then(|d| d.with_labels(&lt))
+            .and_then(|d| with_margin(d, xt))
             .map_err(ModelError::Train)?;
         let dvalid = xv
             .dmatrix()
             .and_then(|d| d.with_labels(&lv))
+            .and_then(|d| with_margin(d, xv))
             .map_err(ModelError::Train)?;
         let mut trainer = Trainer::new(&params, &dtrain, p.num_boost_round.max(1))
             .eval(&dtrain, "train")
@@ -193,27 +441,46 @@ impl VolatilityModel {
         let meta = ModelMeta {
             features: features.to_vec(),
             transform: p.target_transform,
+            power,
             smearing: 1.0,
+            margin,
+            selection: None,
             floor,
-            base_score: f64::from(booster.base_score()),
+            // In output space, as XGBoost's config reports it (the engine keeps the margin).
+            base_score: xgb
+                .get("base_score")
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or_else(|| f64::from(booster.base_score())),
             best_iteration: booster.best_iteration(),
             num_trees: booster.num_boost_rounds(),
             engine: ENGINE.to_owned(),
             xgboost_params: xgb,
         };
-        let mut model = Self { booster, meta };
-        if p.target_transform == TargetTransform::Log {
-            // Duan's smearing on validation residuals: exp of a log-scale fit is the median, the
-            // factor turns it into the mean, which QLIKE and RMSE reward.
-            let raw = model.predict_raw(xv)?;
-            let s: f64 = raw
+        let mut model = Self {
+            booster,
+            meta,
+            margin_idx,
+        };
+        // The scale factor, from validation forecasts before the floor.
+        let raw = model.predict_raw(xv)?;
+        let unscaled: Vec<f64> = raw
+            .iter()
+            .enumerate()
+            .map(|(r, &v)| model.unscaled(v, &xv.values[r * xv.n_cols..(r + 1) * xv.n_cols]))
+            .collect();
+        let pairs = || {
+            unscaled
                 .iter()
                 .zip(yv)
-                .map(|(r, y)| (y.ln() - r).exp())
-                .sum::<f64>()
-                / raw.len() as f64;
-            model.meta.smearing = if s.is_finite() && s > 0.0 { s } else { 1.0 };
-        }
+                .filter(|(h, y)| **h > 0.0 && h.is_finite() && y.is_finite())
+        };
+        let n = pairs().count() as f64;
+        let s = match p.calibration {
+            Calibration::None => 1.0,
+            Calibration::Duan => pairs().map(|(h, y)| y / h).sum::<f64>() / n,
+            Calibration::Qlike => (pairs().map(|(h, y)| (y / h).powi(2)).sum::<f64>() / n).sqrt(),
+        };
+        model.meta.smearing = if s.is_finite() && s > 0.0 { s } else { 1.0 };
         Ok((model, history))
     }
 
@@ -233,13 +500,30 @@ impl VolatilityModel {
         Ok(p.as_slice().iter().map(|&v| f64::from(v)).collect())
     }
 
-    /// Map a raw output to a floored volatility.
-    pub fn to_volatility(&self, raw: f64) -> f64 {
-        let v = match self.meta.transform {
-            TargetTransform::Log => raw.exp() * self.meta.smearing,
-            TargetTransform::Variance => raw.max(0.0).sqrt() / PERCENT,
-            TargetTransform::Identity => raw,
-        };
+    /// The log-volatility base margin `L` of a feature row (0 without a margin).
+    pub fn margin_of(&self, row: &[f32]) -> f64 {
+        self.meta
+            .margin
+            .as_ref()
+            .map_or(0.0, |m| m.eval(&self.margin_idx, row))
+    }
+
+    /// The volatility forecast of a raw output before the scale factor and the floor.
+    fn unscaled(&self, raw: f64, row: &[f32]) -> f64 {
+        let l = self.margin_of(row);
+        match (
+            self.meta.transform,
+            exponent(self.meta.transform, self.meta.power),
+        ) {
+            (_, Some(k)) => raw.max(0.0).powf(1.0 / k) / PERCENT * l.exp(),
+            (TargetTransform::Log, None) => (raw + l).exp(),
+            (_, None) => raw,
+        }
+    }
+
+    /// Map a raw output for the feature row `row` to a floored volatility.
+    pub fn to_volatility(&self, raw: f64, row: &[f32]) -> f64 {
+        let v = self.unscaled(raw, row) * self.meta.smearing;
         if v.is_finite() {
             v.max(self.meta.floor)
         } else {
@@ -252,7 +536,8 @@ impl VolatilityModel {
         Ok(self
             .predict_raw(x)?
             .into_iter()
-            .map(|r| self.to_volatility(r))
+            .enumerate()
+            .map(|(r, v)| self.to_volatility(v, &x.values[r * x.n_cols..(r + 1) * x.n_cols]))
             .collect())
     }
 
@@ -268,7 +553,7 @@ impl VolatilityModel {
             .booster
             .predict_row(row, Iterations::Best)
             .map_err(ModelError::Predict)?;
-        Ok(self.to_volatility(f64::from(raw)))
+        Ok(self.to_volatility(f64::from(raw), row))
     }
 
     /// Gain-based feature importance by feature name.
@@ -306,7 +591,15 @@ impl VolatilityModel {
             ModelFormat::XgboostUbjson
         };
         let booster = BoostedModel::decode(booster_bytes, format).map_err(ModelError::Format)?;
-        Ok(Self { booster, meta })
+        let margin_idx = match &meta.margin {
+            Some(m) => positions(&meta.features, &m.terms, "the model's margin")?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            booster,
+            meta,
+            margin_idx,
+        })
     }
 
     pub fn meta_json(&self) -> Result<Vec<u8>, ModelError> {
@@ -315,6 +608,7 @@ impl VolatilityModel {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -352,6 +646,7 @@ mod tests {
         for transform in [
             TargetTransform::Log,
             TargetTransform::Variance,
+            TargetTransform::Power,
             TargetTransform::Identity,
         ] {
             let mut p = TrainParams {
@@ -392,6 +687,182 @@ mod tests {
                     expected: 3
                 })
             ));
+        }
+    }
+
+    /// Rows whose log volatility is linear in column 0 (a log-volatility feature) plus a bump
+    /// in column 1, with column 0 drawn from `[lo, hi]`.
+    fn log_linear(n: usize, seed: u64, lo: f64, hi: f64) -> (Rows, Vec<f64>) {
+        let (x, _) = data(n, seed);
+        let mut values = x.values.clone();
+        let mut y = Vec::new();
+        for r in 0..n {
+            // `data` draws from [-1, 0).
+            let u = f64::from(values[r * 3]) + 1.0;
+            let l = lo + (hi - lo) * u;
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                values[r * 3] = l as f32;
+            }
+            let bump = if values[r * 3 + 1] > -0.5 { 0.3 } else { 0.0 };
+            y.push((0.9 * l - 0.4 + bump).exp());
+        }
+        (
+            Rows {
+                values,
+                n_rows: n,
+                n_cols: 3,
+            },
+            y,
+        )
+    }
+
+    #[test]
+    fn a_base_margin_extrapolates_and_round_trips() {
+        let names: Vec<String> = ["lv", "b", "c"].map(str::to_owned).to_vec();
+        // Training levels ln σ in [-6, -4]; the test level -8 was never seen.
+        let (xt, yt) = log_linear(800, 1, -6.0, -4.0);
+        let (xv, yv) = log_linear(200, 2, -6.0, -4.0);
+        let (xs, ys) = log_linear(200, 3, -8.0, -7.5);
+        for transform in [
+            TargetTransform::Log,
+            TargetTransform::Variance,
+            TargetTransform::Power,
+        ] {
+            let mut p = TrainParams {
+                target_transform: transform,
+                num_boost_round: 300,
+                early_stopping_rounds: 20,
+                calibration: Calibration::None,
+                ..TrainParams::default()
+            };
+            p.xgboost.insert("eta".to_owned(), serde_json::json!(0.1));
+            let (plain, _) =
+                VolatilityModel::train(&p, &names, 1e-6, (&xt, &yt), (&xv, &yv)).unwrap();
+            p.base_margin = vec!["lv".to_owned()];
+            let (m, _) = VolatilityModel::train(&p, &names, 1e-6, (&xt, &yt), (&xv, &yv)).unwrap();
+            let coef = &m.meta.margin.as_ref().unwrap().coefficients;
+            assert!(
+                (coef[1] - 0.9).abs() < 0.05,
+                "{transform:?}: slope {coef:?}"
+            );
+            let log_err = |pred: &[f64]| {
+                pred.iter()
+                    .zip(&ys)
+                    .map(|(a, b)| (a.ln() - b.ln()).abs())
+                    .sum::<f64>()
+                    / ys.len() as f64
+            };
+            let (with, without) = (
+                log_err(&m.predict(&xs).unwrap()),
+                log_err(&plain.predict(&xs).unwrap()),
+            );
+            assert!(
+                with < 0.1 && without > 1.0,
+                "{transform:?}: mean |log error| {with} with the margin, {without} without"
+            );
+            // The documented mapping from the raw output (what XGBoost's predict returns).
+            let raw = m.predict_raw(&xs).unwrap();
+            let pred = m.predict(&xs).unwrap();
+            for r in 0..5 {
+                let l = coef[0] + coef[1] * f64::from(xs.values[r * 3]);
+                let want = match transform {
+                    TargetTransform::Log => (raw[r] + l).exp(),
+                    TargetTransform::Power => raw[r] / 100.0 * l.exp(), // k = 1
+                    _ => raw[r].sqrt() / 100.0 * l.exp(),
+                } * m.meta.smearing;
+                assert!((pred[r] - want).abs() < 1e-9 * want, "{transform:?}");
+            }
+            let meta: ModelMeta = serde_json::from_slice(&m.meta_json().unwrap()).unwrap();
+            let back = VolatilityModel::from_parts(&m.to_xgboost_json().unwrap(), meta).unwrap();
+            assert_eq!(back.predict(&xs).unwrap(), pred);
+            let one = m.predict_one(&xs.values[..3]).unwrap();
+            assert!((one - pred[0]).abs() < 1e-6 * pred[0]);
+        }
+    }
+
+    #[test]
+    fn the_power_grid_keeps_the_most_qlike_minded_exponent_that_holds_log_accuracy() {
+        let names: Vec<String> = ["lv", "b", "c"].map(str::to_owned).to_vec();
+        let (xt, yt) = log_linear(800, 1, -6.0, -4.0);
+        let (xv, yv) = log_linear(200, 2, -6.0, -4.0);
+        let mut p = TrainParams {
+            target_transform: TargetTransform::Power,
+            power_grid: vec![2.0, 0.5, 1.0],
+            num_boost_round: 100,
+            early_stopping_rounds: 20,
+            calibration: Calibration::None,
+            ..TrainParams::default()
+        };
+        assert!(matches!(
+            VolatilityModel::train(&p, &names, 1e-6, (&xt, &yt), (&xv, &yv)),
+            Err(ModelError::GridWithoutMargin)
+        ));
+        p.base_margin = vec!["lv".to_owned()];
+        let (m, _) = VolatilityModel::train(&p, &names, 1e-6, (&xt, &yt), (&xv, &yv)).unwrap();
+        let sel = m.meta.selection.clone().unwrap();
+        let powers: Vec<f64> = sel.candidates.iter().map(|c| c.power).collect();
+        assert_eq!(powers, [0.5, 1.0, 2.0], "tried in increasing order");
+        let ok: Vec<f64> = sel
+            .candidates
+            .iter()
+            .filter(|c| c.validation_r2_log >= sel.benchmark_r2_log)
+            .map(|c| c.power)
+            .collect();
+        // Noise-free data: the trees add the bump, so every exponent beats the linear base.
+        assert_eq!(ok.len(), 3, "{sel:?}");
+        assert_eq!(m.meta.power, Some(2.0));
+        let meta: ModelMeta = serde_json::from_slice(&m.meta_json().unwrap()).unwrap();
+        assert_eq!(meta, m.meta);
+        p.power = 3.0;
+        p.power_grid.clear();
+        assert!(matches!(
+            VolatilityModel::train(&p, &names, 1e-6, (&xt, &yt), (&xv, &yv)),
+            Err(ModelError::Power(_))
+        ));
+    }
+
+    #[test]
+    fn calibration_scales_to_validation() {
+        let (xt, yt) = data(800, 1);
+        let (xv, yv) = data(200, 2);
+        let names: Vec<String> = ["a", "b", "c"].map(str::to_owned).to_vec();
+        let mut p = TrainParams {
+            num_boost_round: 50,
+            ..TrainParams::default()
+        };
+        let mut fits = Vec::new();
+        for c in [Calibration::None, Calibration::Duan, Calibration::Qlike] {
+            p.calibration = c;
+            let (m, _) = VolatilityModel::train(&p, &names, 1e-4, (&xt, &yt), (&xv, &yv)).unwrap();
+            fits.push(m);
+        }
+        assert_eq!(fits[0].meta.smearing, 1.0);
+        let base = fits[0].predict(&xv).unwrap();
+        let duan = yv.iter().zip(&base).map(|(y, h)| y / h).sum::<f64>() / yv.len() as f64;
+        let q = (yv
+            .iter()
+            .zip(&base)
+            .map(|(y, h)| (y / h).powi(2))
+            .sum::<f64>()
+            / yv.len() as f64)
+            .sqrt();
+        assert!((fits[1].meta.smearing - duan).abs() < 1e-9);
+        assert!((fits[2].meta.smearing - q).abs() < 1e-9);
+        assert!(
+            q >= duan,
+            "Jensen: the variance scale is at least the volatility one"
+        );
+        // The QLIKE scale minimises validation QLIKE over scale factors.
+        let qlike = |m: &VolatilityModel, k: f64| {
+            let pred = m.predict(&xv).unwrap();
+            yv.iter()
+                .zip(&pred)
+                .map(|(y, h)| rps_core::metrics::qlike_one(*y, h * k))
+                .sum::<f64>()
+        };
+        for k in [0.9, 1.1] {
+            assert!(qlike(&fits[2], 1.0) < qlike(&fits[2], k));
         }
     }
 

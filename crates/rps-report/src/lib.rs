@@ -144,6 +144,54 @@ pub fn metrics_table(rows: &[Row]) -> String {
     s
 }
 
+/// One forecaster in one walk-forward fold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldRow {
+    /// 1-based fold number.
+    pub fold: usize,
+    /// The fold's test span, e.g. `2018-07-01 00:00 – 2018-08-01 23:00`.
+    pub span: String,
+    pub train_rows: usize,
+    pub name: String,
+    pub scores: Scores,
+    /// Diebold–Mariano statistic of this forecaster against HAR-RV in the fold (model only).
+    pub dm: Option<f64>,
+}
+
+/// A Markdown table of every forecaster in every walk-forward fold; in each fold the lowest
+/// QLIKE is marked in bold.
+pub fn fold_table(rows: &[FoldRow]) -> String {
+    let mut s = String::from(
+        "| fold | test span (UTC) | train rows | forecaster | QLIKE | RMSE | MAE | R² (log) | DM vs HAR-RV | rows |\n|---:|---|---:|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let best = rows
+            .iter()
+            .filter(|x| x.fold == r.fold)
+            .map(|x| x.scores.qlike)
+            .fold(f64::INFINITY, f64::min);
+        let name = if (r.scores.qlike - best).abs() < f64::EPSILON {
+            format!("**{}**", r.name)
+        } else {
+            r.name.clone()
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {name} | {:.4} | {:.6} | {:.6} | {:.4} | {} | {} |",
+            r.fold,
+            r.span,
+            r.train_rows,
+            r.scores.qlike,
+            r.scores.rmse,
+            r.scores.mae,
+            r.scores.r2_log,
+            r.dm.map_or_else(String::new, |d| format!("{d:.2}")),
+            r.scores.n
+        );
+    }
+    s
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("could not draw the plot: {0}")]
 pub struct PlotError(String);
@@ -243,6 +291,7 @@ fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>, png::Encod
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -270,6 +319,27 @@ mod tests {
             },
         ];
         insta::assert_snapshot!(metrics_table(&rows));
+    }
+
+    #[test]
+    fn fold_table_snapshot() {
+        let row = |fold: usize, name: &str, q: f64, dm: Option<f64>| FoldRow {
+            fold,
+            span: format!("2018-0{fold}-01 00:00 – 2018-0{fold}-28 23:00"),
+            train_rows: 1000 * fold,
+            name: name.into(),
+            scores: scores(q),
+            dm,
+        };
+        let rows = vec![
+            row(1, "model", 0.21, Some(-2.5)),
+            row(1, "har_rv", 0.25, None),
+            row(2, "model", 0.31, Some(0.4)),
+            row(2, "har_rv", 0.30, None),
+        ];
+        let t = fold_table(&rows);
+        assert_eq!(t.matches("**").count(), 4, "one best per fold");
+        insta::assert_snapshot!(t);
     }
 
     #[test]

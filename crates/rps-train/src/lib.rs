@@ -48,7 +48,14 @@ pub enum TrainError {
 impl StageError for TrainError {
     fn exit_code(&self) -> u8 {
         match self {
-            Self::Params(_) | Self::Model(rps_model::ModelError::Params(_)) => exit::CONFIG,
+            Self::Params(_)
+            | Self::Model(
+                rps_model::ModelError::Params(_)
+                | rps_model::ModelError::UnknownFeature { .. }
+                | rps_model::ModelError::MarginTransform
+                | rps_model::ModelError::Power(_)
+                | rps_model::ModelError::GridWithoutMargin,
+            ) => exit::CONFIG,
             Self::Frame(
                 rps_store::frame::FrameError::Store(rps_store::StoreError::NotFound { .. })
                 | rps_store::frame::FrameError::Mismatch { .. },
@@ -100,6 +107,13 @@ pub fn run(args: &Args) -> Result<(), TrainError> {
                 format!("{:?}", tp.target_transform).to_lowercase(),
             ),
             ("num_boost_round".to_owned(), tp.num_boost_round.to_string()),
+            ("power".to_owned(), tp.power.to_string()),
+            ("power_grid".to_owned(), format!("{:?}", tp.power_grid)),
+            ("base_margin".to_owned(), tp.base_margin.join(",")),
+            (
+                "calibration".to_owned(),
+                format!("{:?}", tp.calibration).to_lowercase(),
+            ),
             (
                 "early_stopping_rounds".to_owned(),
                 tp.early_stopping_rounds.to_string(),
@@ -142,7 +156,7 @@ pub fn run(args: &Args) -> Result<(), TrainError> {
         let pred = model.predict(&xv)?;
         let s = metrics::score(&yv, &pred);
         let best = model.meta.best_iteration.unwrap_or(0);
-        let final_metrics = BTreeMap::from([
+        let mut final_metrics = BTreeMap::from([
             ("validation_qlike".to_owned(), s.qlike),
             ("validation_rmse".to_owned(), s.rmse),
             ("validation_mae".to_owned(), s.mae),
@@ -150,6 +164,9 @@ pub fn run(args: &Args) -> Result<(), TrainError> {
             ("validation_r2_log".to_owned(), s.r2_log),
             ("best_iteration".to_owned(), best as f64),
         ]);
+        if let Some(k) = model.meta.power {
+            final_metrics.insert("power".to_owned(), k);
+        }
         run.log_values(
             &final_metrics
                 .iter()
@@ -163,9 +180,15 @@ pub fn run(args: &Args) -> Result<(), TrainError> {
         out.put("feature_importance.json", &importance)?;
         out.put(
             "train_metrics.json",
-            &serde_json::to_vec_pretty(
-                &serde_json::json!({"validation": s, "best_iteration": best, "history": history}),
-            )?,
+            &serde_json::to_vec_pretty(&serde_json::json!({
+                "validation": s,
+                "best_iteration": best,
+                "power": model.meta.power,
+                "power_selection": model.meta.selection,
+                "base_margin": model.meta.margin,
+                "smearing": model.meta.smearing,
+                "history": history,
+            }))?,
         )?;
         for name in [rps_model::XGB_JSON, rps_model::META, "schema.json"] {
             run.log_artifact(&format!("model/{name}"), &out.get(name)?)?;
@@ -188,8 +211,12 @@ pub fn run(args: &Args) -> Result<(), TrainError> {
             ("model_version".to_owned(), version.to_string()),
         ])?;
         tracing::info!(
-            "trained {} trees (best iteration {best}); validation QLIKE {:.4}, R²(log) {:.4}; registered {} v{version} in {}; files in {}",
+            "trained {} trees (best iteration {best}{}); validation QLIKE {:.4}, R²(log) {:.4}; registered {} v{version} in {}; files in {}",
             model.meta.num_trees,
+            model
+                .meta
+                .power
+                .map_or_else(String::new, |k| format!(", power k = {k}")),
             s.qlike,
             s.r2_log,
             tp.model_name,
