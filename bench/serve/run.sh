@@ -40,7 +40,7 @@ REGISTRY="${1:-}"
 if [[ -z "$REGISTRY" ]]; then
   REGISTRY="$WORK/registry"
   echo "training a demo model into $REGISTRY ..." >&2
-  target/release/examples/demo_registry "$REGISTRY" >&2
+  "${CARGO_TARGET_DIR:-target}/release/examples/demo_registry" "$REGISTRY" >&2
 fi
 BODY="$WORK/request.json"
 if [[ -f "$REGISTRY/request.json" ]]; then
@@ -61,7 +61,7 @@ wait_for() { # url
   echo "timed out waiting for $1" >&2; return 1
 }
 
-RUST_LOG=warn target/release/rps-serve --registry "$REGISTRY" --bind "127.0.0.1:$RUST_PORT" \
+RUST_LOG=warn "${CARGO_TARGET_DIR:-target}/release/rps-serve" --registry "$REGISTRY" --bind "127.0.0.1:$RUST_PORT" \
   --workers "$WORKERS" --drift-window 1000 >"$WORK/rust.log" 2>&1 &
 PIDS+=($!)
 RPS_REGISTRY="$REGISTRY" "$VENV/bin/python" -m uvicorn fastapi_app:app --app-dir "$HERE" \
