@@ -392,3 +392,157 @@ fn serve_takes_the_champion_from_mlflow_and_refreshes_it() {
         "the versions live in MLflow, not locally"
     );
 }
+
+/// An MLflow server without a model registry (older DagHub, a tracking-only deployment): a
+/// loopback proxy in front of the real server answers every registry endpoint with MLflow's own
+/// `404 ENDPOINT_NOT_FOUND` and forwards the rest.
+struct NoRegistryProxy {
+    uri: String,
+    registry_calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl NoRegistryProxy {
+    fn start(upstream: &str) -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::atomic::Ordering;
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri = format!("http://{}", listener.local_addr().unwrap());
+        let registry_calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let calls = registry_calls.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut client) = conn else { continue };
+                let upstream = upstream.clone();
+                let calls = calls.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(client.try_clone().unwrap());
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut headers = Vec::new();
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        reader.read_line(&mut line).unwrap();
+                        if line == "\r\n" || line.is_empty() {
+                            break;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if !lower.starts_with("connection:") {
+                            headers.push(line);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let path = request_line.split_whitespace().nth(1).unwrap_or("");
+                    if path.contains("/registered-models") || path.contains("/model-versions") {
+                        calls.fetch_add(1, Ordering::Relaxed);
+                        let body = r#"{"error_code":"ENDPOINT_NOT_FOUND","message":"No API endpoint found"}"#;
+                        let _ = write!(
+                            client,
+                            "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        return;
+                    }
+                    let mut up = std::net::TcpStream::connect(&upstream).unwrap();
+                    let mut head = request_line;
+                    for h in headers {
+                        head.push_str(&h);
+                    }
+                    head.push_str("connection: close\r\n\r\n");
+                    up.write_all(head.as_bytes()).unwrap();
+                    up.write_all(&body).unwrap();
+                    let mut response = Vec::new();
+                    up.read_to_end(&mut response).unwrap();
+                    let _ = client.write_all(&response);
+                });
+            }
+        });
+        Self {
+            uri,
+            registry_calls,
+        }
+    }
+}
+
+/// Against a server without a registry, train and evaluate still record their runs in MLflow
+/// and keep versions and aliases in the local fallback registry (`<home>/registry`), with a
+/// warning saying so; a second model is compared with the fallback's champion.
+#[test]
+#[ignore = "needs a real MLflow server; run by make test"]
+fn a_server_without_a_registry_falls_back_to_the_local_registry() {
+    let upstream = server_uri();
+    let proxy = NoRegistryProxy::start(&upstream);
+    let experiment = unique("rps-no-registry");
+    let model_name = unique("rps-fallback-model");
+    let p = Project::new(&params(&model_name, ""))
+        .with_env("MLFLOW_TRACKING_URI", &proxy.uri)
+        .with_env("MLFLOW_EXPERIMENT_NAME", &experiment);
+    for stage in ["rps-extract", "rps-quality", "rps-transform"] {
+        p.ok(stage, &[]);
+    }
+    let train = p.run("rps-train", &[]);
+    assert_eq!(train.code, 0, "{}", train.stderr);
+    assert!(
+        train.stderr.contains("has no model registry"),
+        "the fallback is announced: {}",
+        train.stderr
+    );
+    p.ok("rps-evaluate", &[]);
+    assert!(
+        proxy
+            .registry_calls
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "the stages did ask the server's registry first"
+    );
+
+    // Versions and the champion alias live in the local fallback registry ...
+    let local = rps_tracking::LocalRegistry::new(
+        rps_store::open(p.path(".rps/registry").to_str().unwrap()).unwrap(),
+    );
+    use rps_tracking::Registry as _;
+    assert_eq!(local.versions(&model_name).unwrap(), vec![1]);
+    assert_eq!(local.alias(&model_name, "champion").unwrap(), Some(1));
+    // ... while the runs, with the model artifacts, are on the server.
+    let client = MlflowClient::new(MlflowConfig::new(&upstream).unwrap()).unwrap();
+    let exp = client
+        .get_experiment_by_name(&experiment)
+        .unwrap()
+        .expect("the experiment was created through the proxy");
+    let runs = client
+        .search_runs(&[exp.experiment_id.as_str()], "", &[], 100)
+        .unwrap();
+    assert_eq!(runs.len(), 5, "one run per stage");
+    let train_run = runs
+        .iter()
+        .find(|r| r.tags.get("rps.stage").map(String::as_str) == Some("train"))
+        .unwrap();
+    assert_eq!(train_run.info.status, Some(RunStatus::Finished));
+    assert!(
+        client
+            .list_artifacts(&train_run.info.run_id, "model")
+            .unwrap()
+            .iter()
+            .any(|f| f.path == "model/model.json")
+    );
+    assert!(
+        client.get_model_version(&model_name, "1").is_err(),
+        "nothing was registered on the server"
+    );
+
+    // A second model is registered as version 2 and judged against the fallback's champion.
+    p.ok("rps-train", &[]);
+    p.ok("rps-evaluate", &[]);
+    assert_eq!(local.versions(&model_name).unwrap(), vec![1, 2]);
+    assert!(local.alias(&model_name, "champion").unwrap().is_some());
+}
