@@ -35,5 +35,9 @@ cargo test --release --locked --target "$target" --workspace --no-fail-fast -- -
 echo "== python tests: interop, Airflow, shipping (the image build included)"
 export RPS_REQUIRE_IMAGE=1
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python || status=$?
-# Both suites always run; either failing fails the run.
+
+echo "== lint: rustfmt --check, clippy -D warnings (what make lint runs)"
+cargo fmt --all -- --check || status=$?
+cargo clippy --workspace --all-targets --locked -- -D warnings || status=$?
+# Every suite always runs; any failing fails the run.
 exit "$status"

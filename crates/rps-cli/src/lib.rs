@@ -237,10 +237,10 @@ pub fn data_tags(store: &dyn rps_store::ObjectStore) -> Vec<(String, String)> {
 /// The commit the running code was built from: `RPS_GIT_COMMIT` (set in images), else
 /// `git rev-parse HEAD`, else `unknown`.
 pub fn git_commit() -> String {
-    if let Ok(c) = std::env::var("RPS_GIT_COMMIT") {
-        if !c.is_empty() {
-            return c;
-        }
+    if let Ok(c) = std::env::var("RPS_GIT_COMMIT")
+        && !c.is_empty()
+    {
+        return c;
     }
     std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])

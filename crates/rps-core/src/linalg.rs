@@ -37,11 +37,12 @@ pub fn ols(x: &[Vec<f64>], y: &[f64]) -> Result<Vec<f64>, OlsError> {
             return Err(OlsError::Singular);
         }
         a.swap(col, pivot);
-        for r in 0..cols {
+        let pivot_row = a[col].clone();
+        for (r, row) in a.iter_mut().enumerate().take(cols) {
             if r != col {
-                let factor = a[r][col] / a[col][col];
-                for c in col..=cols {
-                    a[r][c] -= factor * a[col][c];
+                let factor = row[col] / pivot_row[col];
+                for (x, p) in row[col..=cols].iter_mut().zip(&pivot_row[col..=cols]) {
+                    *x -= factor * p;
                 }
             }
         }

@@ -96,6 +96,9 @@ fn share(count: usize, total: usize) -> f64 {
 /// Run every check on `bars` in the order they were stored (not de-duplicated, not sorted).
 /// `schema_problems` are problems the reader found (missing or mistyped columns): each fails the
 /// `schema` check. `now_ms` is the current time, for freshness.
+/// A named numeric column of a candle.
+type Column = (&'static str, fn(&Candle) -> f64);
+
 pub fn run(
     bars: &[Candle],
     interval: Interval,
@@ -123,7 +126,7 @@ pub fn run(
         detail: format!("{n} rows (need at least {})", p.min_rows),
     });
 
-    let cols: [(&str, fn(&Candle) -> f64); 5] = [
+    let cols: [Column; 5] = [
         ("open", |c| c.open),
         ("high", |c| c.high),
         ("low", |c| c.low),

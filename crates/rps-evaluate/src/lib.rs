@@ -126,13 +126,16 @@ pub fn loss(s: &Scores, m: PrimaryMetric) -> f64 {
     }
 }
 
+/// Named forecasts, one value per row.
+pub type Forecasts = Vec<(String, Vec<f64>)>;
+
 /// Baseline forecasts for every row of the dataset (in time order): persistence, EWMA and
 /// HAR-RV fitted on `fit_rows`.
 pub fn baselines(
     params: &Params,
     ds: &Dataset,
     fit_rows: &[usize],
-) -> Result<(Vec<(String, Vec<f64>)>, Har), EvaluateError> {
+) -> Result<(Forecasts, Har), EvaluateError> {
     let f = &ds.frame;
     let floor = params.target.floor;
     let cols: Vec<&[f64]> = params

@@ -192,7 +192,7 @@ pub fn extract(params: &Params, args: &Args, out: &str) -> Result<Summary, Extra
     ) {
         (Some(last), Some(s)) => s.max(last + interval.ms()),
         (Some(last), None) => last + interval.ms(),
-        (None, Some(s)) => Some(s).unwrap_or(s),
+        (None, Some(s)) => s,
         (None, None) if d.source == SourceKind::File => i64::MIN,
         (None, None) => return Err(ExtractError::Config(
             "data.start (or --start) is required for the first fetch from an API or the simulator"
@@ -266,13 +266,13 @@ fn fetch(
             // The file's rows are stored as they are (duplicates collapse to the last one); the
             // quality gate judges the values.
             rps_core::candle::sort_dedup(&mut bars);
-            if let Some(found) = rps_core::candle::infer_interval(&bars) {
-                if found != interval {
-                    return Err(ExtractError::Config(format!(
-                        "{} holds {found} bars but data.interval is {interval}; set data.interval: {found} (and data.bar for the model's bar)",
-                        d.file.path
-                    )));
-                }
+            if let Some(found) = rps_core::candle::infer_interval(&bars)
+                && found != interval
+            {
+                return Err(ExtractError::Config(format!(
+                    "{} holds {found} bars but data.interval is {interval}; set data.interval: {found} (and data.bar for the model's bar)",
+                    d.file.path
+                )));
             }
             Ok(bars)
         }

@@ -296,14 +296,15 @@ impl RawDataset {
         replace: bool,
     ) -> Result<(Manifest, usize), RawError> {
         let current = self.manifest()?;
-        if let Some(m) = &current {
-            if m.interval != interval && !replace {
-                return Err(RawError::IntervalMismatch {
-                    uri: self.uri(),
-                    found: m.interval.to_string(),
-                    wanted: interval.to_string(),
-                });
-            }
+        if let Some(m) = &current
+            && m.interval != interval
+            && !replace
+        {
+            return Err(RawError::IntervalMismatch {
+                uri: self.uri(),
+                found: m.interval.to_string(),
+                wanted: interval.to_string(),
+            });
         }
         let month_of = |ts: i64| {
             let (y, m) = year_month(ts);

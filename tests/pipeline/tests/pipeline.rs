@@ -1,4 +1,5 @@
 //! The stage binaries end to end, on the real data in ../shared/data.
+#![allow(clippy::unwrap_used)]
 
 use rps_pipeline_tests::{Project, btc_params, shared_data};
 
