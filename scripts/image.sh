@@ -178,6 +178,10 @@ done
 curl -fsS "http://127.0.0.1:$port/health" >/dev/null || fail "/health"
 curl -fsS "http://127.0.0.1:$port/metrics" | grep -q '^model_info' || fail "/metrics has no model_info"
 echo "serve: /ready, /health and /metrics answer on 127.0.0.1:$port"
+# The compose health check, from inside the image; and it must fail on a port nobody serves.
+run "$ctr" -- /rps probe "http://127.0.0.1:$port/ready" || fail "rps probe /ready failed inside the image"
+if run "$ctr" -- /rps probe --timeout 1 "http://127.0.0.1:1/ready" 2>/dev/null; then fail "rps probe passed on a closed port"; fi
+echo "serve: rps probe (the compose health check) passes inside the image"
 # buildah's chroot runtime answers its own SIGTERM with SIGKILL for the child, so send SIGTERM to
 # rps itself (the innermost descendant: buildah → chroot runtime → chroot exec → /rps).
 leaf=$serve_pid

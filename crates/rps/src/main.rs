@@ -5,6 +5,8 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod probe;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -34,6 +36,8 @@ enum Stage {
     Evaluate(rps_evaluate::Args),
     /// Serve predictions over HTTP with metrics, drift and hot model swaps.
     Serve(rps_serve::Config),
+    /// Health check for containers: GET a URL, exit 0 on 2xx, 1 otherwise.
+    Probe(probe::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Stage::Probe(a) => match probe::run(&a) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                #[allow(clippy::print_stderr)] // the probe's whole output, read by the runtime
+                {
+                    eprintln!("rps probe: {e}");
+                }
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -54,6 +54,7 @@ def test_image_build_ran_the_stages_inside(image_run):
     assert "extract, quality, transform, train, evaluate: ok" in out
     assert "files owned by 65532:65532" in out, "stages must run as the image's non-root user"
     assert "serve: /ready, /health and /metrics answer" in out
+    assert "serve: rps probe (the compose health check) passes inside the image" in out
     assert "serve: stopped cleanly on SIGTERM" in out
     assert "static: yes" in out
 
