@@ -344,9 +344,9 @@ mod tests {
         // Momentum is the label rule on the past move: for consecutive labelled rows h = 1
         // apart, momentum at t+1 is the truth at t.
         let mom = &e.forecasts[2].1;
-        for i in 1..e.ts.len() {
-            if e.ts[i] - e.ts[i - 1] == HOUR {
-                assert_eq!(mom[i], e.truth[i - 1]);
+        for (i, w) in e.ts.windows(2).enumerate() {
+            if w[1] - w[0] == HOUR {
+                assert_eq!(mom[i + 1], e.truth[i]);
             }
         }
         let d = decide_signal(1, e.score("model").unwrap().macro_f1, None, 0.0);

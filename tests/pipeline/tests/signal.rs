@@ -1,5 +1,6 @@
 //! The signal task (`train.task: signal`) end to end on the bundled sample: extract → quality →
 //! transform → train → evaluate, then the saved model reloaded in Rust alone.
+#![allow(clippy::unwrap_used)]
 
 use rps_pipeline_tests::{Project, repo_root};
 
@@ -12,7 +13,10 @@ fn signal_params() -> String {
         "path: data/sample/btc_usd_1h_coinbase_2018.csv",
         &format!("path: {}", sample.display()),
     );
-    assert!(text.contains("  task: volatility "), "params.yaml has train.task");
+    assert!(
+        text.contains("  task: volatility "),
+        "params.yaml has train.task"
+    );
     text.replace("  task: volatility ", "  task: signal ")
 }
 
@@ -55,7 +59,10 @@ fn signal_task_on_the_bundled_sample() {
     }
     let meta = p.json(".rps/models/candidate/meta.json");
     assert_eq!(meta["task"], "signal");
-    assert_eq!(meta["signal"]["classes"], serde_json::json!(["sell", "hold", "buy"]));
+    assert_eq!(
+        meta["signal"]["classes"],
+        serde_json::json!(["sell", "hold", "buy"])
+    );
     assert_eq!(meta["signal"]["horizon"], 1);
     assert_eq!(meta["signal"]["threshold"], 0.002);
     assert_eq!(meta["xgboost_params"]["objective"], "multi:softprob");
@@ -73,7 +80,10 @@ fn signal_task_on_the_bundled_sample() {
     let n = m["model"]["n"].as_u64().unwrap();
     let schema = p.json(".rps/data/features/BTC-USD/schema.json");
     let test_rows = schema["rows"]["test"].as_u64().unwrap();
-    assert!(n <= test_rows && n + 5 >= test_rows, "{n} labelled of {test_rows}");
+    assert!(
+        n <= test_rows && n + 5 >= test_rows,
+        "{n} labelled of {test_rows}"
+    );
     for name in ["model", "majority", "momentum"] {
         let s = &m[name];
         assert_eq!(s["n"], n, "{name}: the same rows");
@@ -86,7 +96,10 @@ fn signal_task_on_the_bundled_sample() {
             .iter()
             .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
             .sum();
-        assert_eq!(total, n, "{name}: the confusion matrix counts every test row");
+        assert_eq!(
+            total, n,
+            "{name}: the confusion matrix counts every test row"
+        );
     }
     let md = std::fs::read_to_string(p.path("reports/evaluation.md")).unwrap();
     assert!(md.contains("rows = truth, columns = predicted"), "{md}");
