@@ -1032,6 +1032,8 @@ fn run_signal(
     out.put("metrics.json", &metrics_json)?;
     out.put("evaluation.md", md.as_bytes())?;
     out.put("predictions.csv", csv.as_bytes())?;
+    let png = signal::accuracy_png(&e, &params.data.symbol)?;
+    out.put("predictions.png", &png)?;
     let mut values = signal::logged_values(&e);
     values.push((
         "promoted".to_owned(),
@@ -1063,6 +1065,7 @@ fn run_signal(
         ("metrics.json", metrics_json.as_slice()),
         ("evaluation.md", md.as_bytes()),
         ("predictions.csv", csv.as_bytes()),
+        ("predictions.png", png.as_slice()),
     ] {
         run.log_artifact(name, bytes)?;
     }

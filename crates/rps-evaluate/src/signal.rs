@@ -213,6 +213,53 @@ pub fn predictions_csv(e: &SignalEvaluation) -> String {
     csv
 }
 
+/// Bars in the rolling window of the accuracy plot (three days of hours).
+pub const ROLLING: usize = 72;
+
+/// Each forecaster's accuracy over the last [`ROLLING`] labelled rows (fewer at the start).
+pub fn rolling_accuracy(e: &SignalEvaluation) -> Vec<(String, Vec<f64>)> {
+    e.forecasts
+        .iter()
+        .map(|(n, p)| {
+            let hits: Vec<f64> = p
+                .iter()
+                .zip(&e.truth)
+                .map(|(a, b)| f64::from(u8::from(a == b)))
+                .collect();
+            let mut sum = 0.0;
+            let acc = (0..hits.len())
+                .map(|i| {
+                    sum += hits[i];
+                    if i >= ROLLING {
+                        sum -= hits[i - ROLLING];
+                    }
+                    sum / (i + 1).min(ROLLING) as f64
+                })
+                .collect();
+            (n.clone(), acc)
+        })
+        .collect()
+}
+
+/// predictions.png: rolling accuracy of the model and momentum against the majority baseline.
+pub fn accuracy_png(e: &SignalEvaluation, symbol: &str) -> Result<Vec<u8>, rps_report::PlotError> {
+    let acc = rolling_accuracy(e);
+    let get = |name: &str| {
+        acc.iter()
+            .find(|(n, _)| n == name)
+            .map_or(&[][..], |(_, v)| v.as_slice())
+    };
+    rps_report::series_png(
+        &e.ts,
+        ("majority", get("majority")),
+        &[("model", get("model")), ("momentum", get("momentum"))],
+        &format!("{symbol} trading signals: accuracy over the last {ROLLING} test rows"),
+        "accuracy",
+        1200,
+        500,
+    )
+}
+
 /// A confusion matrix in Markdown: rows = truth, columns = predicted.
 pub fn confusion_markdown(s: &SignalScores) -> String {
     let mut md = String::from(
@@ -270,7 +317,7 @@ pub fn markdown(e: &SignalEvaluation, d: &Decision, info: &VersionInfo, params: 
 buy if r > {th}, sell if r < -{th}, else hold. Truth: sell {ts}, hold {thold}, buy {tb}. \
 Baselines: majority (always **{maj}**, the most frequent class of the training rows) and momentum \
 (the label of the last {h}-bar move; hold on {fb} rows without one). Promotion on macro F1.\n\n{table}\n\
-## Confusion matrices (rows = truth, columns = predicted)\n\n{confusions}\
+![rolling accuracy](predictions.png)\n\n## Confusion matrices (rows = truth, columns = predicted)\n\n{confusions}\
 Walk-forward evaluation runs for the volatility task only.\n\n\
 ## Decision\n\nChallenger v{v} was {verdict}: {reason}.\n",
         name = info.name,
@@ -370,6 +417,16 @@ mod tests {
         assert_eq!(json["model"]["confusion"].as_array().unwrap().len(), 3);
         assert!(json["majority"]["macro_f1"].is_number());
         assert_eq!(predictions_csv(&e).lines().count(), e.ts.len() + 1);
+        let acc = rolling_accuracy(&e);
+        let model_hits = e.forecasts[0]
+            .1
+            .iter()
+            .zip(&e.truth)
+            .take(ROLLING)
+            .filter(|(a, b)| a == b)
+            .count();
+        assert!((acc[0].1[ROLLING - 1] - model_hits as f64 / ROLLING as f64).abs() < 1e-12);
+        assert!(accuracy_png(&e, "BTC-USD").unwrap().starts_with(b"\x89PNG"));
         assert!(
             logged_values(&e)
                 .iter()
