@@ -14,6 +14,9 @@
 //! one): the booster was trained on top of it (XGBoost's `base_margin`), so it learns only the
 //! nonlinear correction while the linear part carries the volatility level — trees cannot
 //! extrapolate to levels they never saw, a linear function can.
+//!
+//! [`SignalModel`] is the Buy/Hold/Sell model of `train.task: signal`: `multi:softprob` over 3
+//! classes (0 sell, 1 hold, 2 buy), its `meta.json` marked `"task": "signal"` with the label rule.
 
 use hessboost::prelude::*;
 use rps_core::params::{Calibration, TargetTransform, Task, TrainParams};
