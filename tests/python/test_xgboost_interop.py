@@ -99,3 +99,46 @@ def test_rps_engine_predicts_python_xgboost_models_identically(tmp_path):
             path = tmp_path / f"py_{objective.replace(':', '_')}.{ext}"
             booster.save_model(str(path))
             np.testing.assert_allclose(rust_predict(path, X[:500], tmp_path), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_python_xgboost_loads_the_signal_model_and_predicts_the_same_probabilities(tmp_path):
+    """`train.task: signal`: Python's xgboost loads the multi:softprob model RPS saved (JSON and
+    UBJ) and predicts, for every labelled test row, the class probabilities (sell, hold, buy) that
+    rps-evaluate wrote to predictions.csv."""
+    import datetime
+    import shutil
+
+    from rps_testing import ROOT, STAGES, run_stage
+
+    proj = tmp_path / "signal"
+    (proj / "data" / "sample").mkdir(parents=True)
+    shutil.copy(ROOT / "data/sample/btc_usd_1h_coinbase_2018.csv", proj / "data/sample/")
+    params = (ROOT / "params.yaml").read_text()
+    assert "  task: volatility " in params
+    (proj / "params.yaml").write_text(params.replace("  task: volatility ", "  task: signal ", 1))
+    for stage in STAGES:
+        run_stage(stage, proj)
+    model_dir = proj / ".rps/models/candidate"
+    meta = json.loads((model_dir / "meta.json").read_text())
+    assert meta["task"] == "signal" and meta["signal"]["classes"] == ["sell", "hold", "buy"]
+    feats = proj / ".rps/data/features/BTC-USD"
+    schema = json.loads((feats / "schema.json").read_text())
+    table = pq.read_table(feats / "features.parquet").to_pydict()
+    row_of = {ts.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"): i for i, ts in enumerate(table["ts"])}
+    reported = np.genfromtxt(proj / "reports/predictions.csv", delimiter=",", names=True, dtype=None, encoding="utf-8")
+    rows = [row_of[t] for t in reported["ts"]]
+    assert len(rows) > 1000 and all(table["split"][i] == "test" for i in rows)
+    X = np.array([[np.nan if table[f][i] is None else table[f][i] for f in schema["features"]] for i in rows], dtype=np.float32)
+    preds = {}
+    for name in ["model.json", "model.ubj"]:
+        booster = xgb.Booster()
+        booster.load_model(str(model_dir / name))
+        preds[name] = booster.predict(xgb.DMatrix(X, missing=np.nan))
+    np.testing.assert_array_equal(preds["model.json"], preds["model.ubj"])
+    p = preds["model.json"]
+    assert p.shape == (len(rows), 3)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=0, atol=1e-5)
+    want = np.stack([reported["p_sell"], reported["p_hold"], reported["p_buy"]], axis=1)
+    np.testing.assert_allclose(p, want, rtol=0, atol=1e-6)
+    classes = np.array(meta["signal"]["classes"])
+    assert (classes[p.argmax(axis=1)] == reported["model"]).all()

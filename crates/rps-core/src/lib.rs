@@ -14,6 +14,8 @@
 //! - [`quality`]: the data-quality checks behind the quality gate.
 //! - [`synthetic`]: a seeded GARCH simulator with regime switches.
 //! - [`params`]: the typed form of `params.yaml`.
+//! - [`signal`]: Buy/Hold/Sell labels, the majority and momentum baselines, classification
+//!   metrics.
 //! - [`schema`]: the feature schema shared by transform, train, evaluate and serve.
 //! - [`stats`]: reference statistics of features (for drift detection).
 
@@ -25,6 +27,7 @@ pub mod metrics;
 pub mod params;
 pub mod quality;
 pub mod schema;
+pub mod signal;
 pub mod split;
 pub mod stats;
 pub mod synthetic;

@@ -4,6 +4,7 @@
 use crate::candle::Interval;
 use crate::features::{FeatureParams, TargetParams};
 use crate::quality::QualityParams;
+use crate::signal::SignalParams;
 use crate::split::SplitParams;
 use crate::synthetic::SyntheticParams;
 use crate::walkforward::Window;
@@ -21,6 +22,8 @@ pub struct Params {
     pub split: SplitParams,
     pub train: TrainParams,
     pub evaluate: EvaluateParams,
+    /// Buy/Hold/Sell labels of the `signal` task.
+    pub signal: SignalParams,
 }
 
 /// Where the market data comes from (`data:`).
@@ -193,12 +196,41 @@ pub enum Calibration {
     Qlike,
 }
 
+/// What the train and evaluate stages learn and judge (`train.task`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Next-bar volatility (regression; the default).
+    #[default]
+    Volatility,
+    /// Buy/Hold/Sell over `signal.horizon` bars (3-class classification, `multi:softprob`).
+    Signal,
+}
+
+impl Task {
+    pub fn is_volatility(&self) -> bool {
+        *self == Self::Volatility
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Volatility => "volatility",
+            Self::Signal => "signal",
+        }
+    }
+}
+
 /// Training knobs (`train:`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainParams {
-    /// Registered model name.
+    /// `volatility` (default) or `signal`.
+    pub task: Task,
+    /// Registered model name of the volatility task.
     pub model_name: String,
+    /// Registered model name of the signal task (a separate registry entry, so a signal model
+    /// never becomes the volatility champion).
+    pub signal_model_name: String,
     pub target_transform: TargetTransform,
     /// The exponent `k` of the `power` transform (0 < k ≤ 2).
     pub power: f64,
@@ -237,7 +269,9 @@ impl Default for TrainParams {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         Self {
+            task: Task::Volatility,
             model_name: "btc-volatility".to_owned(),
+            signal_model_name: "btc-signal".to_owned(),
             target_transform: TargetTransform::Log,
             power: 1.0,
             power_grid: Vec::new(),
@@ -246,6 +280,16 @@ impl Default for TrainParams {
             num_boost_round: 2000,
             early_stopping_rounds: 100,
             xgboost,
+        }
+    }
+}
+
+impl TrainParams {
+    /// The registry name of the model `task` trains.
+    pub fn registered_name(&self) -> &str {
+        match self.task {
+            Task::Volatility => &self.model_name,
+            Task::Signal => &self.signal_model_name,
         }
     }
 }
@@ -314,6 +358,8 @@ mod tests {
         let text = include_str!("../../../params.yaml");
         let p: Params = serde_yaml::from_str(text).unwrap();
         assert!(p.evaluate.walk_forward_folds > 0);
+        assert_eq!(p.train.task, Task::Volatility);
+        assert!(p.signal.validate().is_ok());
         assert!(
             p.train
                 .base_margin
@@ -345,5 +391,18 @@ mod tests {
         assert_eq!(p.train.calibration, Calibration::Qlike);
         assert_eq!(p.evaluate.walk_forward_window, Window::Rolling);
         assert_eq!(p.evaluate.walk_forward_test_fraction, 0.5);
+        assert_eq!(p.train.task, Task::Volatility);
+        assert_eq!(p.train.registered_name(), "btc-volatility");
+        let p: Params = serde_yaml::from_str(
+            "train:\n  task: signal\nsignal:\n  horizon: 4\n  threshold: 0.005\n",
+        )
+        .unwrap();
+        assert_eq!(p.train.task, Task::Signal);
+        assert_eq!(p.train.registered_name(), "btc-signal");
+        assert_eq!(p.signal.horizon, 4);
+        let err = serde_yaml::from_str::<Params>("signal:\n  thresholds: [0.1, 0.2]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `thresholds`"), "{err}");
     }
 }

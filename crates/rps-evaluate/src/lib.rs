@@ -11,13 +11,15 @@ use clap::Parser;
 use rps_cli::{CommonArgs, Home, StageError, exit};
 use rps_core::baselines::{Har, ewma, persistence};
 use rps_core::metrics::{self, DieboldMariano, Scores, qlike_one};
-use rps_core::params::{Params, PrimaryMetric};
+use rps_core::params::{Params, PrimaryMetric, Task};
 use rps_core::split::Split;
 use rps_model::{Rows, VolatilityModel};
 use rps_store::frame::Dataset;
 use rps_tracking::{MetricPoint, ModelFiles, Registry, VersionInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+pub mod signal;
 
 /// Score the trained model and the baselines on the test split, write the report, and promote
 /// the model to champion when it beats the current one.
@@ -41,6 +43,10 @@ pub struct Args {
     /// Exit 9 when the challenger is not promoted (for CI checks).
     #[arg(long)]
     pub require_promotion: bool,
+    /// The raw dataset the features were built from, for a signal model's labels (default:
+    /// <home>/data/raw/<symbol>); unused for a volatility model.
+    #[arg(long)]
+    pub raw: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,11 +84,14 @@ pub enum EvaluateError {
     UnknownHarTerm(String),
     #[error("challenger v{version} not promoted: {reason}")]
     NotPromoted { version: u32, reason: String },
+    #[error("signal labels: {0}")]
+    Transform(#[from] rps_transform::TransformError),
 }
 
 impl StageError for EvaluateError {
     fn exit_code(&self) -> u8 {
         match self {
+            Self::Transform(e) => e.exit_code(),
             Self::Params(_) | Self::UnknownHarTerm(_) => exit::CONFIG,
             Self::Frame(_)
             | Self::FeatureMismatch { .. }
@@ -424,17 +433,38 @@ pub fn decide(
     metric: PrimaryMetric,
     margin: f64,
 ) -> Decision {
-    let metric_name = format!("{metric:?}").to_lowercase();
+    decide_by(
+        challenger_version,
+        challenger,
+        champion,
+        &format!("{metric:?}").to_lowercase(),
+        false,
+        margin,
+    )
+}
+
+/// Decide whether `challenger` replaces `champion` on the metric `metric_name`, lower-is-better
+/// unless `higher_is_better`: promoted for a relative improvement of at least `margin`. The
+/// decision records the metric's own values.
+pub fn decide_by(
+    challenger_version: u32,
+    challenger: f64,
+    champion: Option<(u32, f64)>,
+    metric_name: &str,
+    higher_is_better: bool,
+    margin: f64,
+) -> Decision {
     let base = Decision {
         promoted: false,
         challenger_version,
         champion_version: champion.map(|c| c.0),
-        metric: metric_name.clone(),
+        metric: metric_name.to_owned(),
         challenger,
         champion: champion.map(|c| c.1),
         margin,
         reason: String::new(),
     };
+    let loss = |v: f64| if higher_is_better { -v } else { v };
     match champion {
         None => Decision {
             promoted: true,
@@ -447,6 +477,7 @@ pub fn decide(
             ..base
         },
         Some((v, champ)) => {
+            let (champ, challenger) = (loss(champ), loss(challenger));
             let improvement = (champ - challenger) / champ.abs().max(f64::MIN_POSITIVE);
             if improvement >= margin && challenger < champ {
                 Decision {
@@ -747,7 +778,6 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
     let (ds, schema) = rps_store::frame::read(features_store.as_ref())?;
     let files = ModelFiles::read(model_dir.as_ref(), "")?;
     let info: VersionInfo = serde_json::from_slice(&model_dir.get("version.json")?)?;
-    let model = files.model()?;
     let mut tags = BTreeMap::from([
         ("git_commit".to_owned(), rps_cli::git_commit()),
         ("stage".to_owned(), "evaluate".to_owned()),
@@ -756,177 +786,201 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
         ("model_version".to_owned(), info.version.to_string()),
     ]);
     tags.extend(data_tags);
-    let decision = rps_tracking::with_run(tracker.as_ref(), "evaluate", &tags, |run| {
-        let e = evaluate(&params, &ds, &model)?;
-        let metric = params.evaluate.primary_metric;
-        let challenger_loss = loss(e.score("model").unwrap_or_else(|| unreachable!()), metric);
-        let champion = champion_loss(registry.as_ref(), &info.name, &params, &ds, metric)?;
-        let decision = decide(
-            info.version,
-            challenger_loss,
-            champion,
-            metric,
-            params.evaluate.promotion_margin,
-        );
-        registry.set_alias(&info.name, "challenger", info.version)?;
-        if decision.promoted {
-            registry.set_alias(&info.name, "champion", info.version)?;
-        }
-        let out = rps_store::open(&args.report_dir)?;
-        let mut json = serde_json::Map::new();
-        for (n, s) in &e.scores {
-            json.insert(n.clone(), scores_json(s));
-        }
-        json.insert(
-            "diebold_mariano_vs_har_rv".to_owned(),
-            serde_json::to_value(e.dm_vs_har)?,
-        );
-        json.insert("promotion".to_owned(), serde_json::to_value(&decision)?);
-        let wf = if params.evaluate.walk_forward_folds > 0 {
-            let bar: rps_core::Interval = schema
-                .bar
-                .parse()
-                .map_err(|_| EvaluateError::Bar(schema.bar.clone()))?;
-            Some(walk_forward(&params, &ds, bar.ms())?)
-        } else {
-            None
-        };
-        let wf_md = wf.as_ref().map(|w| walk_forward_markdown(w, &params));
-        if let Some(w) = &wf {
-            json.insert("walk_forward".to_owned(), walk_forward_json(w)?);
-        }
-        let metrics_json = serde_json::to_vec_pretty(&serde_json::Value::Object(json))?;
-        let md = markdown(&e, &decision, &info, &params.data.symbol, wf_md.as_deref());
-        let mut csv = String::from("ts,realized,model,persistence,ewma,har_rv\n");
-        for (i, t) in e.ts.iter().enumerate() {
-            let when = chrono::DateTime::from_timestamp_millis(*t)
-                .map_or_else(String::new, |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-            let vals: Vec<String> = e
-                .forecasts
-                .iter()
-                .map(|(_, p)| format!("{:.8}", p[i]))
-                .collect();
-            csv.push_str(&format!("{when},{:.8},{}\n", e.realized[i], vals.join(",")));
-        }
-        let series: Vec<(&str, &[f64])> = e
-            .forecasts
-            .iter()
-            .filter(|(n, _)| n == "model" || n == "har_rv")
-            .map(|(n, p)| (n.as_str(), p.as_slice()))
-            .collect();
-        let png = rps_report::forecast_png(
-            &e.ts,
-            &e.realized,
-            &series,
-            &format!("{} hourly volatility: test split", params.data.symbol),
-            1200,
-            500,
-        )?;
-        out.put("metrics.json", &metrics_json)?;
-        out.put("evaluation.md", md.as_bytes())?;
-        out.put("predictions.csv", csv.as_bytes())?;
-        out.put("predictions.png", &png)?;
-        let mut wf_files: Vec<(String, Vec<u8>)> = Vec::new();
-        if let Some(w) = &wf {
-            wf_files.push((
-                "walkforward.csv".to_owned(),
-                walk_forward_csv(w).into_bytes(),
-            ));
-            for (k, f) in w.folds.iter().enumerate() {
-                let series: Vec<(&str, &[f64])> = f
+    let decision = if files.meta.task == Task::Signal {
+        tags.insert("task".to_owned(), Task::Signal.as_str().to_owned());
+        let raw = args
+            .raw
+            .clone()
+            .unwrap_or_else(|| home.raw(&params.data.symbol));
+        let cols =
+            rps_transform::read_signal_columns(&params, &raw, &schema.data_hash, &ds.frame.ts)?;
+        let model = rps_model::SignalModel::from_parts(&files.xgb_ubj, files.meta.clone())?;
+        rps_tracking::with_run(tracker.as_ref(), "evaluate", &tags, |run| {
+            run_signal(
+                run,
+                &params,
+                &ds,
+                &cols,
+                &model,
+                registry.as_ref(),
+                &info,
+                &args.report_dir,
+            )
+        })?
+    } else {
+        let model = files.model()?;
+        rps_tracking::with_run(tracker.as_ref(), "evaluate", &tags, |run| {
+            let e = evaluate(&params, &ds, &model)?;
+            let metric = params.evaluate.primary_metric;
+            let challenger_loss = loss(e.score("model").unwrap_or_else(|| unreachable!()), metric);
+            let champion = champion_loss(registry.as_ref(), &info.name, &params, &ds, metric)?;
+            let decision = decide(
+                info.version,
+                challenger_loss,
+                champion,
+                metric,
+                params.evaluate.promotion_margin,
+            );
+            registry.set_alias(&info.name, "challenger", info.version)?;
+            if decision.promoted {
+                registry.set_alias(&info.name, "champion", info.version)?;
+            }
+            let out = rps_store::open(&args.report_dir)?;
+            let mut json = serde_json::Map::new();
+            for (n, s) in &e.scores {
+                json.insert(n.clone(), scores_json(s));
+            }
+            json.insert(
+                "diebold_mariano_vs_har_rv".to_owned(),
+                serde_json::to_value(e.dm_vs_har)?,
+            );
+            json.insert("promotion".to_owned(), serde_json::to_value(&decision)?);
+            let wf = if params.evaluate.walk_forward_folds > 0 {
+                let bar: rps_core::Interval = schema
+                    .bar
+                    .parse()
+                    .map_err(|_| EvaluateError::Bar(schema.bar.clone()))?;
+                Some(walk_forward(&params, &ds, bar.ms())?)
+            } else {
+                None
+            };
+            let wf_md = wf.as_ref().map(|w| walk_forward_markdown(w, &params));
+            if let Some(w) = &wf {
+                json.insert("walk_forward".to_owned(), walk_forward_json(w)?);
+            }
+            let metrics_json = serde_json::to_vec_pretty(&serde_json::Value::Object(json))?;
+            let md = markdown(&e, &decision, &info, &params.data.symbol, wf_md.as_deref());
+            let mut csv = String::from("ts,realized,model,persistence,ewma,har_rv\n");
+            for (i, t) in e.ts.iter().enumerate() {
+                let when = chrono::DateTime::from_timestamp_millis(*t)
+                    .map_or_else(String::new, |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+                let vals: Vec<String> = e
                     .forecasts
                     .iter()
-                    .filter(|(n, _)| n == "model" || n == "har_rv" || n == "ewma")
-                    .map(|(n, p)| (n.as_str(), p.as_slice()))
+                    .map(|(_, p)| format!("{:.8}", p[i]))
                     .collect();
-                let png = rps_report::forecast_png(
-                    &f.ts,
-                    &f.realized,
-                    &series,
-                    &format!(
-                        "{} hourly volatility: walk-forward fold {}/{}",
-                        params.data.symbol,
-                        k + 1,
-                        w.folds.len()
-                    ),
-                    1200,
-                    500,
-                )?;
-                wf_files.push((fold_png(k), png));
+                csv.push_str(&format!("{when},{:.8},{}\n", e.realized[i], vals.join(",")));
+            }
+            let series: Vec<(&str, &[f64])> = e
+                .forecasts
+                .iter()
+                .filter(|(n, _)| n == "model" || n == "har_rv")
+                .map(|(n, p)| (n.as_str(), p.as_slice()))
+                .collect();
+            let png = rps_report::forecast_png(
+                &e.ts,
+                &e.realized,
+                &series,
+                &format!("{} hourly volatility: test split", params.data.symbol),
+                1200,
+                500,
+            )?;
+            out.put("metrics.json", &metrics_json)?;
+            out.put("evaluation.md", md.as_bytes())?;
+            out.put("predictions.csv", csv.as_bytes())?;
+            out.put("predictions.png", &png)?;
+            let mut wf_files: Vec<(String, Vec<u8>)> = Vec::new();
+            if let Some(w) = &wf {
+                wf_files.push((
+                    "walkforward.csv".to_owned(),
+                    walk_forward_csv(w).into_bytes(),
+                ));
+                for (k, f) in w.folds.iter().enumerate() {
+                    let series: Vec<(&str, &[f64])> = f
+                        .forecasts
+                        .iter()
+                        .filter(|(n, _)| n == "model" || n == "har_rv" || n == "ewma")
+                        .map(|(n, p)| (n.as_str(), p.as_slice()))
+                        .collect();
+                    let png = rps_report::forecast_png(
+                        &f.ts,
+                        &f.realized,
+                        &series,
+                        &format!(
+                            "{} hourly volatility: walk-forward fold {}/{}",
+                            params.data.symbol,
+                            k + 1,
+                            w.folds.len()
+                        ),
+                        1200,
+                        500,
+                    )?;
+                    wf_files.push((fold_png(k), png));
+                }
+                for (name, bytes) in &wf_files {
+                    out.put(name, bytes)?;
+                }
+            }
+            let mut values: Vec<(String, f64)> = Vec::new();
+            for (n, s) in &e.scores {
+                values.extend([
+                    (format!("{n}_qlike"), s.qlike),
+                    (format!("{n}_rmse"), s.rmse),
+                    (format!("{n}_mae"), s.mae),
+                    (format!("{n}_r2"), s.r2),
+                    (format!("{n}_r2_log"), s.r2_log),
+                ]);
+            }
+            values.push(("dm_stat_vs_har_rv".to_owned(), e.dm_vs_har.statistic));
+            if let Some(w) = &wf {
+                let (pooled, points) = walk_forward_metrics(w);
+                values.extend(pooled);
+                run.log_metrics(&points)?;
+            }
+            values.push((
+                "promoted".to_owned(),
+                f64::from(u8::from(decision.promoted)),
+            ));
+            run.log_values(
+                &values
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), *v))
+                    .collect::<Vec<_>>(),
+            )?;
+            run.log_params(&[
+                ("primary_metric".to_owned(), decision.metric.clone()),
+                (
+                    "promotion_margin".to_owned(),
+                    params.evaluate.promotion_margin.to_string(),
+                ),
+                (
+                    "ewma_lambda".to_owned(),
+                    params.evaluate.ewma_lambda.to_string(),
+                ),
+                (
+                    "walk_forward_folds".to_owned(),
+                    params.evaluate.walk_forward_folds.to_string(),
+                ),
+                (
+                    "walk_forward_test_fraction".to_owned(),
+                    params.evaluate.walk_forward_test_fraction.to_string(),
+                ),
+                (
+                    "walk_forward_window".to_owned(),
+                    format!("{:?}", params.evaluate.walk_forward_window).to_lowercase(),
+                ),
+            ])?;
+            for (name, bytes) in [
+                ("metrics.json", metrics_json.as_slice()),
+                ("evaluation.md", md.as_bytes()),
+                ("predictions.png", png.as_slice()),
+            ] {
+                run.log_artifact(name, bytes)?;
             }
             for (name, bytes) in &wf_files {
-                out.put(name, bytes)?;
+                run.log_artifact(name, bytes)?;
             }
-        }
-        let mut values: Vec<(String, f64)> = Vec::new();
-        for (n, s) in &e.scores {
-            values.extend([
-                (format!("{n}_qlike"), s.qlike),
-                (format!("{n}_rmse"), s.rmse),
-                (format!("{n}_mae"), s.mae),
-                (format!("{n}_r2"), s.r2),
-                (format!("{n}_r2_log"), s.r2_log),
-            ]);
-        }
-        values.push(("dm_stat_vs_har_rv".to_owned(), e.dm_vs_har.statistic));
-        if let Some(w) = &wf {
-            let (pooled, points) = walk_forward_metrics(w);
-            values.extend(pooled);
-            run.log_metrics(&points)?;
-        }
-        values.push((
-            "promoted".to_owned(),
-            f64::from(u8::from(decision.promoted)),
-        ));
-        run.log_values(
-            &values
-                .iter()
-                .map(|(k, v)| (k.as_str(), *v))
-                .collect::<Vec<_>>(),
-        )?;
-        run.log_params(&[
-            ("primary_metric".to_owned(), decision.metric.clone()),
-            (
-                "promotion_margin".to_owned(),
-                params.evaluate.promotion_margin.to_string(),
-            ),
-            (
-                "ewma_lambda".to_owned(),
-                params.evaluate.ewma_lambda.to_string(),
-            ),
-            (
-                "walk_forward_folds".to_owned(),
-                params.evaluate.walk_forward_folds.to_string(),
-            ),
-            (
-                "walk_forward_test_fraction".to_owned(),
-                params.evaluate.walk_forward_test_fraction.to_string(),
-            ),
-            (
-                "walk_forward_window".to_owned(),
-                format!("{:?}", params.evaluate.walk_forward_window).to_lowercase(),
-            ),
-        ])?;
-        for (name, bytes) in [
-            ("metrics.json", metrics_json.as_slice()),
-            ("evaluation.md", md.as_bytes()),
-            ("predictions.png", png.as_slice()),
-        ] {
-            run.log_artifact(name, bytes)?;
-        }
-        for (name, bytes) in &wf_files {
-            run.log_artifact(name, bytes)?;
-        }
-        tracing::info!(
-            "{}",
-            if decision.promoted {
-                "PROMOTED"
-            } else {
-                "KEPT"
-            }
-        );
-        Ok::<_, EvaluateError>((decision, md, out.uri("")))
-    })?;
+            tracing::info!(
+                "{}",
+                if decision.promoted {
+                    "PROMOTED"
+                } else {
+                    "KEPT"
+                }
+            );
+            Ok::<_, EvaluateError>((decision, md, out.uri("")))
+        })?
+    };
     let (decision, md, where_) = decision;
     tracing::info!(
         "challenger v{}: {} — {}",
@@ -947,6 +1001,78 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
         });
     }
     Ok(())
+}
+
+/// The signal task inside the evaluate run: score, decide on macro F1, write and log.
+#[allow(clippy::too_many_arguments)]
+fn run_signal(
+    run: &mut dyn rps_tracking::Run,
+    params: &Params,
+    ds: &Dataset,
+    cols: &rps_transform::SignalColumns,
+    model: &rps_model::SignalModel,
+    registry: &dyn Registry,
+    info: &VersionInfo,
+    report_dir: &str,
+) -> Result<(Decision, String, String), EvaluateError> {
+    let e = signal::evaluate_signal(ds, cols, model)?;
+    let macro_f1 = e.score("model").map_or(f64::NAN, |s| s.macro_f1);
+    let champion = signal::champion_macro_f1(registry, &info.name, ds, cols)?;
+    let decision = signal::decide_signal(
+        info.version,
+        macro_f1,
+        champion,
+        params.evaluate.promotion_margin,
+    );
+    registry.set_alias(&info.name, "challenger", info.version)?;
+    if decision.promoted {
+        registry.set_alias(&info.name, "champion", info.version)?;
+    }
+    let out = rps_store::open(report_dir)?;
+    let metrics_json = serde_json::to_vec_pretty(&signal::metrics_json(&e, params, &decision)?)?;
+    let md = signal::markdown(&e, &decision, info, params);
+    let csv = signal::predictions_csv(&e);
+    out.put("metrics.json", &metrics_json)?;
+    out.put("evaluation.md", md.as_bytes())?;
+    out.put("predictions.csv", csv.as_bytes())?;
+    let png = signal::accuracy_png(&e, &params.data.symbol)?;
+    out.put("predictions.png", &png)?;
+    let mut values = signal::logged_values(&e);
+    values.push((
+        "promoted".to_owned(),
+        f64::from(u8::from(decision.promoted)),
+    ));
+    run.log_values(
+        &values
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect::<Vec<_>>(),
+    )?;
+    run.log_params(&[
+        ("task".to_owned(), Task::Signal.as_str().to_owned()),
+        ("primary_metric".to_owned(), decision.metric.clone()),
+        (
+            "promotion_margin".to_owned(),
+            params.evaluate.promotion_margin.to_string(),
+        ),
+        (
+            "signal_horizon".to_owned(),
+            params.signal.horizon.to_string(),
+        ),
+        (
+            "signal_threshold".to_owned(),
+            params.signal.threshold.to_string(),
+        ),
+    ])?;
+    for (name, bytes) in [
+        ("metrics.json", metrics_json.as_slice()),
+        ("evaluation.md", md.as_bytes()),
+        ("predictions.csv", csv.as_bytes()),
+        ("predictions.png", png.as_slice()),
+    ] {
+        run.log_artifact(name, bytes)?;
+    }
+    Ok((decision, md, out.uri("")))
 }
 
 #[allow(clippy::print_stdout)]

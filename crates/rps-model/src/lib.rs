@@ -14,9 +14,13 @@
 //! one): the booster was trained on top of it (XGBoost's `base_margin`), so it learns only the
 //! nonlinear correction while the linear part carries the volatility level — trees cannot
 //! extrapolate to levels they never saw, a linear function can.
+//!
+//! [`SignalModel`] is the Buy/Hold/Sell model of `train.task: signal`: `multi:softprob` over 3
+//! classes (0 sell, 1 hold, 2 buy), its `meta.json` marked `"task": "signal"` with the label rule.
 
 use hessboost::prelude::*;
-use rps_core::params::{Calibration, TargetTransform, TrainParams};
+use rps_core::params::{Calibration, TargetTransform, Task, TrainParams};
+use rps_core::signal::{Signal, SignalParams};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -61,6 +65,17 @@ pub enum ModelError {
         "train.power_grid needs a train.base_margin: the benchmark the exponent is chosen against"
     )]
     GridWithoutMargin,
+    #[error("{rows} rows but {labels} labels")]
+    Labels { rows: usize, labels: usize },
+    #[error("the model is a {found} model, expected a {expected} model")]
+    Task {
+        found: &'static str,
+        expected: &'static str,
+    },
+    #[error(
+        "the booster predicts {got} values per row, a signal model predicts 3 (sell, hold, buy)"
+    )]
+    Classes { got: usize },
 }
 
 /// A linear base margin on log volatility, `L(x) = b0 + Σ b_k · x_k`, fitted by OLS of `ln σ`
@@ -115,9 +130,27 @@ impl LinearMargin {
     }
 }
 
+/// What a signal model's labels mean, saved in `meta.json` (`signal`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalMeta {
+    /// Class names in the booster's output order: `["sell", "hold", "buy"]`.
+    pub classes: Vec<String>,
+    /// Bars ahead of the labels' return.
+    pub horizon: usize,
+    /// The labels' log-return threshold.
+    pub threshold: f64,
+}
+
 /// What is saved beside the booster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelMeta {
+    /// What the booster predicts: `volatility` (absent from the file, as before the signal task
+    /// existed) or `signal`.
+    #[serde(default, skip_serializing_if = "Task::is_volatility")]
+    pub task: Task,
+    /// The signal task's classes and label rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<SignalMeta>,
     pub features: Vec<String>,
     pub transform: TargetTransform,
     /// The exponent `k` of the `power` transform.
@@ -439,6 +472,8 @@ impl VolatilityModel {
         };
         let booster = result.model;
         let meta = ModelMeta {
+            task: Task::Volatility,
+            signal: None,
             features: features.to_vec(),
             transform: p.target_transform,
             power,
@@ -581,16 +616,7 @@ impl VolatilityModel {
 
     /// Load from XGBoost-format bytes (JSON or UBJ, detected) and metadata.
     pub fn from_parts(booster_bytes: &[u8], meta: ModelMeta) -> Result<Self, ModelError> {
-        let format = if booster_bytes.first() == Some(&b'{')
-            && booster_bytes
-                .get(1)
-                .is_some_and(|b| b.is_ascii_whitespace() || *b == b'"')
-        {
-            ModelFormat::XgboostJson
-        } else {
-            ModelFormat::XgboostUbjson
-        };
-        let booster = BoostedModel::decode(booster_bytes, format).map_err(ModelError::Format)?;
+        let booster = decode(booster_bytes)?;
         let margin_idx = match &meta.margin {
             Some(m) => positions(&meta.features, &m.terms, "the model's margin")?,
             None => Vec::new(),
@@ -600,6 +626,219 @@ impl VolatilityModel {
             meta,
             margin_idx,
         })
+    }
+
+    pub fn meta_json(&self) -> Result<Vec<u8>, ModelError> {
+        Ok(serde_json::to_vec_pretty(&self.meta)?)
+    }
+}
+
+/// Decode XGBoost JSON or UBJSON bytes (detected).
+fn decode(booster_bytes: &[u8]) -> Result<BoostedModel, ModelError> {
+    let format = if booster_bytes.first() == Some(&b'{')
+        && booster_bytes
+            .get(1)
+            .is_some_and(|b| b.is_ascii_whitespace() || *b == b'"')
+    {
+        ModelFormat::XgboostJson
+    } else {
+        ModelFormat::XgboostUbjson
+    };
+    BoostedModel::decode(booster_bytes, format).map_err(ModelError::Format)
+}
+
+/// The Buy/Hold/Sell model: XGBoost's `multi:softprob` over 3 classes in the order of
+/// [`Signal::index`] (0 sell, 1 hold, 2 buy). `Booster.predict` in Python returns the same
+/// `n × 3` probabilities as [`SignalModel::predict_proba`].
+#[derive(Debug, Clone)]
+pub struct SignalModel {
+    booster: BoostedModel,
+    pub meta: ModelMeta,
+}
+
+/// The booster's class count.
+pub const NUM_CLASS: usize = 3;
+
+impl SignalModel {
+    /// Train on `train` rows and labels with early stopping on the validation `mlogloss`.
+    /// `train.xgboost` is used as given except `objective` (`multi:softprob`), `num_class` (3)
+    /// and `eval_metric` (`mlogloss`), which the task fixes.
+    pub fn train(
+        p: &TrainParams,
+        sp: &SignalParams,
+        features: &[String],
+        train: (&Rows, &[Signal]),
+        valid: (&Rows, &[Signal]),
+    ) -> Result<(Self, History), ModelError> {
+        let (xt, yt) = train;
+        let (xv, yv) = valid;
+        for (x, y) in [(xt, yt), (xv, yv)] {
+            if x.n_rows != y.len() {
+                return Err(ModelError::Labels {
+                    rows: x.n_rows,
+                    labels: y.len(),
+                });
+            }
+        }
+        if xt.n_rows == 0 || xv.n_rows == 0 {
+            return Err(ModelError::NoData(format!(
+                "{} training and {} validation rows with a signal label",
+                xt.n_rows, xv.n_rows
+            )));
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let codes = |y: &[Signal]| -> Vec<f32> { y.iter().map(|s| s.index() as f32).collect() };
+        let mut xgb = p.xgboost.clone();
+        xgb.insert("objective".to_owned(), "multi:softprob".into());
+        xgb.insert("num_class".to_owned(), serde_json::json!(NUM_CLASS));
+        xgb.insert("eval_metric".to_owned(), "mlogloss".into());
+        let params = TrainingParams::from_xgboost(xgb.clone()).map_err(ModelError::Params)?;
+        let dtrain = xt
+            .dmatrix()
+            .and_then(|d| d.with_labels(&codes(yt)))
+            .map_err(ModelError::Train)?;
+        let dvalid = xv
+            .dmatrix()
+            .and_then(|d| d.with_labels(&codes(yv)))
+            .map_err(ModelError::Train)?;
+        let mut trainer = Trainer::new(&params, &dtrain, p.num_boost_round.max(1))
+            .eval(&dtrain, "train")
+            .eval(&dvalid, "validation");
+        if let Some(r) = NonZeroUsize::new(p.early_stopping_rounds) {
+            trainer = trainer.early_stopping_rounds(r);
+        }
+        let result = trainer.train().map_err(ModelError::Train)?;
+        let metric = result.history.metrics().last().cloned().unwrap_or_default();
+        let series = |d: &str| {
+            result
+                .history
+                .series(d, &metric)
+                .map(Iterator::collect)
+                .unwrap_or_default()
+        };
+        let history = History {
+            train: series("train"),
+            validation: series("validation"),
+            metric,
+        };
+        let booster = result.model;
+        let meta = ModelMeta {
+            task: Task::Signal,
+            signal: Some(SignalMeta {
+                classes: rps_core::signal::class_names(),
+                horizon: sp.horizon,
+                threshold: sp.threshold,
+            }),
+            features: features.to_vec(),
+            // Not used by a signal model: no transform, scale, margin or floor.
+            transform: TargetTransform::Identity,
+            power: None,
+            smearing: 1.0,
+            margin: None,
+            selection: None,
+            floor: 0.0,
+            // The first class's intercept (margin space); the booster file holds all three.
+            base_score: f64::from(booster.base_score()),
+            best_iteration: booster.best_iteration(),
+            num_trees: booster.num_boost_rounds(),
+            engine: ENGINE.to_owned(),
+            xgboost_params: xgb,
+        };
+        let model = Self { booster, meta };
+        model.check_width()?;
+        Ok((model, history))
+    }
+
+    fn check_width(&self) -> Result<(), ModelError> {
+        let got = self.booster.prediction_width();
+        if got == NUM_CLASS {
+            Ok(())
+        } else {
+            Err(ModelError::Classes { got })
+        }
+    }
+
+    /// Class probabilities (sell, hold, buy) of each row; each row sums to 1.
+    pub fn predict_proba(&self, x: &Rows) -> Result<Vec<[f64; NUM_CLASS]>, ModelError> {
+        if x.n_cols != self.meta.features.len() {
+            return Err(ModelError::Width {
+                got: x.n_cols,
+                expected: self.meta.features.len(),
+            });
+        }
+        let d = x.dmatrix().map_err(ModelError::Predict)?;
+        let p = self
+            .booster
+            .predict(&d, Iterations::Best)
+            .map_err(ModelError::Predict)?;
+        Ok(p.as_slice()
+            .chunks_exact(NUM_CLASS)
+            .map(|c| [f64::from(c[0]), f64::from(c[1]), f64::from(c[2])])
+            .collect())
+    }
+
+    /// One row's probabilities, allocation-free in the engine (the serving path).
+    pub fn predict_proba_one(&self, row: &[f32]) -> Result<[f64; NUM_CLASS], ModelError> {
+        if row.len() != self.meta.features.len() {
+            return Err(ModelError::Width {
+                got: row.len(),
+                expected: self.meta.features.len(),
+            });
+        }
+        let mut out = [0.0f32; NUM_CLASS];
+        self.booster
+            .predict_row_into(row, Iterations::Best, &mut out)
+            .map_err(ModelError::Predict)?;
+        Ok(out.map(f64::from))
+    }
+
+    /// The most probable class of each row.
+    pub fn predict(&self, x: &Rows) -> Result<Vec<Signal>, ModelError> {
+        Ok(self
+            .predict_proba(x)?
+            .iter()
+            .map(|p| rps_core::signal::argmax(p))
+            .collect())
+    }
+
+    /// Gain-based feature importance by feature name (summed over the classes' trees).
+    pub fn importance(&self) -> BTreeMap<String, f64> {
+        self.booster
+            .feature_importance(ImportanceType::TotalGain)
+            .into_iter()
+            .filter_map(|(i, g)| self.meta.features.get(i).map(|n| (n.clone(), g)))
+            .collect()
+    }
+
+    /// The booster in XGBoost's JSON format.
+    pub fn to_xgboost_json(&self) -> Result<Vec<u8>, ModelError> {
+        self.booster
+            .encode(ModelFormat::XgboostJson)
+            .map_err(ModelError::Format)
+    }
+
+    /// The booster in XGBoost's UBJSON format.
+    pub fn to_xgboost_ubj(&self) -> Result<Vec<u8>, ModelError> {
+        self.booster
+            .encode(ModelFormat::XgboostUbjson)
+            .map_err(ModelError::Format)
+    }
+
+    /// Load from XGBoost-format bytes (JSON or UBJ, detected) and metadata; refuses a
+    /// volatility model's metadata and a booster without 3 class outputs.
+    pub fn from_parts(booster_bytes: &[u8], meta: ModelMeta) -> Result<Self, ModelError> {
+        if meta.task != Task::Signal {
+            return Err(ModelError::Task {
+                found: meta.task.as_str(),
+                expected: Task::Signal.as_str(),
+            });
+        }
+        let model = Self {
+            booster: decode(booster_bytes)?,
+            meta,
+        };
+        model.check_width()?;
+        Ok(model)
     }
 
     pub fn meta_json(&self) -> Result<Vec<u8>, ModelError> {
@@ -882,5 +1121,78 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("max_dept"), "{err}");
+    }
+
+    #[test]
+    fn a_signal_model_learns_three_classes_and_round_trips() {
+        let names: Vec<String> = ["a", "b", "c"].map(str::to_owned).to_vec();
+        let classes = |x: &Rows| -> Vec<Signal> {
+            (0..x.n_rows)
+                .map(|r| match x.values[r * 3] {
+                    v if v > 0.3 => Signal::Buy,
+                    v if v < -0.3 => Signal::Sell,
+                    _ => Signal::Hold,
+                })
+                .collect()
+        };
+        let (xt, _) = data(900, 1);
+        let (xv, _) = data(300, 2);
+        let (yt, yv) = (classes(&xt), classes(&xv));
+        let mut p = TrainParams {
+            num_boost_round: 200,
+            early_stopping_rounds: 20,
+            ..TrainParams::default()
+        };
+        p.xgboost.insert("eta".to_owned(), serde_json::json!(0.3));
+        let sp = SignalParams::default();
+        let (m, h) = SignalModel::train(&p, &sp, &names, (&xt, &yt), (&xv, &yv)).unwrap();
+        assert_eq!(h.metric, "mlogloss");
+        assert!(h.validation.last().unwrap() < h.validation.first().unwrap());
+        let proba = m.predict_proba(&xv).unwrap();
+        assert_eq!(proba.len(), xv.n_rows);
+        for row in &proba {
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{row:?}");
+        }
+        let pred = m.predict(&xv).unwrap();
+        let s = rps_core::signal::score(&yv, &pred);
+        assert!(s.accuracy > 0.9, "{s:?}");
+        assert_eq!(m.meta.task, Task::Signal);
+        assert_eq!(
+            m.meta.signal.as_ref().unwrap().classes,
+            ["sell", "hold", "buy"]
+        );
+        let meta: ModelMeta = serde_json::from_slice(&m.meta_json().unwrap()).unwrap();
+        assert_eq!(meta, m.meta);
+        for bytes in [m.to_xgboost_json().unwrap(), m.to_xgboost_ubj().unwrap()] {
+            let back = SignalModel::from_parts(&bytes, meta.clone()).unwrap();
+            assert_eq!(back.predict_proba(&xv).unwrap(), proba);
+        }
+        let one = m.predict_proba_one(&xv.values[..3]).unwrap();
+        assert_eq!(one, proba[0]);
+        assert!(matches!(
+            SignalModel::train(&p, &sp, &names, (&xt, &yt[1..]), (&xv, &yv)),
+            Err(ModelError::Labels { .. })
+        ));
+        // A volatility model's files are refused, and its meta.json does not change.
+        let (vm, _) = VolatilityModel::train(
+            &TrainParams {
+                num_boost_round: 5,
+                ..TrainParams::default()
+            },
+            &names,
+            1e-4,
+            (&xt, &vec![0.01; xt.n_rows]),
+            (&xv, &vec![0.01; xv.n_rows]),
+        )
+        .unwrap();
+        assert!(matches!(
+            SignalModel::from_parts(&vm.to_xgboost_json().unwrap(), vm.meta.clone()),
+            Err(ModelError::Task { .. })
+        ));
+        let text = String::from_utf8(vm.meta_json().unwrap()).unwrap();
+        assert!(
+            !text.contains("\"task\"") && !text.contains("\"signal\""),
+            "{text}"
+        );
     }
 }

@@ -205,7 +205,30 @@ pub fn forecast_png(
     width: u32,
     height: u32,
 ) -> Result<Vec<u8>, PlotError> {
+    series_png(
+        ts,
+        ("realized", realized),
+        series,
+        title,
+        "hourly volatility",
+        width,
+        height,
+    )
+}
+
+/// A PNG (width × height) of non-negative series over time: a reference series in grey and the
+/// named `series` in colour, the y axis from 0 and labelled `y_desc`.
+pub fn series_png(
+    ts: &[i64],
+    reference: (&str, &[f64]),
+    series: &[(&str, &[f64])],
+    title: &str,
+    y_desc: &str,
+    width: u32,
+    height: u32,
+) -> Result<Vec<u8>, PlotError> {
     use plotters::prelude::*;
+    let (reference_name, realized) = reference;
     static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
     let err = |e: &dyn std::fmt::Display| PlotError(e.to_string());
     // Registering twice is harmless; the font is needed before any text is drawn.
@@ -238,7 +261,7 @@ pub fn forecast_png(
         chart
             .configure_mesh()
             .x_desc(format!("days since {}", fmt_ts(Some(t0))))
-            .y_desc("hourly volatility")
+            .y_desc(y_desc)
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(|e| err(&e))?;
@@ -248,7 +271,7 @@ pub fn forecast_png(
                 RGBColor(170, 170, 170),
             ))
             .map_err(|e| err(&e))?
-            .label("realized")
+            .label(reference_name)
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RGBColor(170, 170, 170)));
         let colors = [
             RGBColor(214, 39, 40),

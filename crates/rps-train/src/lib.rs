@@ -1,19 +1,32 @@
 //! `rps-train`: fit the volatility model on the training split with early stopping on the
 //! validation split, save it in XGBoost's format, and register it as a new model version.
+//!
+//! With `train.task: signal` the same rows train a Buy/Hold/Sell classifier instead
+//! (`multi:softprob`, classes 0 sell, 1 hold, 2 buy; labels by `rps_core::signal::label` from
+//! the raw closes, see `rps_transform::read_signal_columns`), registered under
+//! `train.signal_model_name`.
 
 use clap::Parser;
 use rps_cli::{CommonArgs, Home, StageError, exit};
 use rps_core::metrics;
+use rps_core::params::{Params, Task};
+use rps_core::schema::FeatureSchema;
+use rps_core::signal::{self, Signal};
 use rps_core::split::Split;
-use rps_model::{Rows, VolatilityModel};
+use rps_model::{History, Rows, SignalModel, VolatilityModel};
+use rps_store::frame::Dataset;
 use rps_tracking::{MetricPoint, ModelFiles, VersionInfo};
+use rps_transform::SignalColumns;
 use std::collections::BTreeMap;
 
-/// Train the volatility model and register it as a new version.
+/// Train the volatility model (or, with `train.task: signal`, the Buy/Hold/Sell model) and
+/// register it as a new version.
 ///
 /// Hyper-parameters come from `train.xgboost` in params.yaml under XGBoost's own names
 /// (eta, max_depth, subsample, …); `train.target_transform` picks what the booster learns
-/// (log volatility, variance with a gamma objective, or volatility). Writes the model
+/// (log volatility, variance with a gamma objective, or volatility). The signal task fixes
+/// objective multi:softprob, num_class 3 (0 sell, 1 hold, 2 buy) and eval_metric mlogloss, and
+/// labels rows from the raw closes with `signal.horizon` and `signal.threshold`. Writes the model
 /// (model.json and model.ubj in XGBoost's format, meta.json, schema.json) and
 /// train_metrics.json to --out, and a new version to the registry.
 #[derive(Debug, Parser)]
@@ -27,6 +40,10 @@ pub struct Args {
     /// Where to write the trained model (default: <home>/models/candidate).
     #[arg(long)]
     pub out: Option<String>,
+    /// The raw dataset the features were built from, for the signal task's labels (default:
+    /// <home>/data/raw/<symbol>); unused by the volatility task.
+    #[arg(long)]
+    pub raw: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,11 +60,19 @@ pub enum TrainError {
     Model(#[from] rps_model::ModelError),
     #[error("could not encode JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("signal labels: {0}")]
+    Transform(#[from] rps_transform::TransformError),
+    #[error(
+        "signal.horizon ({horizon}) exceeds split.gap ({gap}): labels would look into the next split"
+    )]
+    SignalHorizon { horizon: usize, gap: usize },
 }
 
 impl StageError for TrainError {
     fn exit_code(&self) -> u8 {
         match self {
+            Self::Transform(e) => e.exit_code(),
+            Self::SignalHorizon { .. } => exit::CONFIG,
             Self::Params(_)
             | Self::Model(
                 rps_model::ModelError::Params(_)
@@ -67,6 +92,255 @@ impl StageError for TrainError {
     }
 }
 
+/// What a fit hands to the shared tail of the stage (files, registration).
+struct Fitted {
+    files: ModelFiles,
+    importance: BTreeMap<String, f64>,
+    final_metrics: BTreeMap<String, f64>,
+    train_metrics: serde_json::Value,
+    /// The first half of the closing log line.
+    summary: String,
+}
+
+fn log_history(run: &mut dyn rps_tracking::Run, history: &History) -> Result<(), TrainError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut points = Vec::new();
+    for (step, (t, v)) in history.train.iter().zip(&history.validation).enumerate() {
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        points.push(MetricPoint {
+            key: format!("train_{}", history.metric),
+            value: *t,
+            step,
+            timestamp_ms: now,
+        });
+        points.push(MetricPoint {
+            key: format!("validation_{}", history.metric),
+            value: *v,
+            step,
+            timestamp_ms: now,
+        });
+    }
+    run.log_metrics(&points)?;
+    Ok(())
+}
+
+fn log_values(
+    run: &mut dyn rps_tracking::Run,
+    values: &BTreeMap<String, f64>,
+) -> Result<(), TrainError> {
+    run.log_values(
+        &values
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect::<Vec<_>>(),
+    )?;
+    Ok(())
+}
+
+/// The volatility task.
+fn fit_volatility(
+    run: &mut dyn rps_tracking::Run,
+    params: &Params,
+    ds: &Dataset,
+    schema: &FeatureSchema,
+) -> Result<Fitted, TrainError> {
+    let tr = ds.rows(Split::Train);
+    let va = ds.rows(Split::Validation);
+    let f = &ds.frame;
+    let y = |idx: &[usize]| idx.iter().map(|&i| f.target[i]).collect::<Vec<f64>>();
+    let (xt, yt) = (Rows::gather(&f.columns, &tr), y(&tr));
+    let (xv, yv) = (Rows::gather(&f.columns, &va), y(&va));
+    let tp = &params.train;
+    let mut logged: Vec<(String, String)> = tp
+        .xgboost
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string().trim_matches('"').to_owned()))
+        .collect();
+    logged.extend([
+        (
+            "target_transform".to_owned(),
+            format!("{:?}", tp.target_transform).to_lowercase(),
+        ),
+        ("num_boost_round".to_owned(), tp.num_boost_round.to_string()),
+        ("power".to_owned(), tp.power.to_string()),
+        ("power_grid".to_owned(), format!("{:?}", tp.power_grid)),
+        ("base_margin".to_owned(), tp.base_margin.join(",")),
+        (
+            "calibration".to_owned(),
+            format!("{:?}", tp.calibration).to_lowercase(),
+        ),
+        (
+            "early_stopping_rounds".to_owned(),
+            tp.early_stopping_rounds.to_string(),
+        ),
+        ("engine".to_owned(), rps_model::ENGINE.to_owned()),
+        ("train_rows".to_owned(), tr.len().to_string()),
+        ("validation_rows".to_owned(), va.len().to_string()),
+    ]);
+    run.log_params(&logged)?;
+    tracing::info!(
+        "training on {} rows, early stopping on {} validation rows",
+        tr.len(),
+        va.len()
+    );
+    let (model, history) = VolatilityModel::train(
+        tp,
+        &schema.features,
+        params.target.floor,
+        (&xt, &yt),
+        (&xv, &yv),
+    )?;
+    log_history(run, &history)?;
+    let pred = model.predict(&xv)?;
+    let s = metrics::score(&yv, &pred);
+    let best = model.meta.best_iteration.unwrap_or(0);
+    let mut final_metrics = BTreeMap::from([
+        ("validation_qlike".to_owned(), s.qlike),
+        ("validation_rmse".to_owned(), s.rmse),
+        ("validation_mae".to_owned(), s.mae),
+        ("validation_r2".to_owned(), s.r2),
+        ("validation_r2_log".to_owned(), s.r2_log),
+        ("best_iteration".to_owned(), best as f64),
+    ]);
+    if let Some(k) = model.meta.power {
+        final_metrics.insert("power".to_owned(), k);
+    }
+    log_values(run, &final_metrics)?;
+    let summary = format!(
+        "trained {} trees (best iteration {best}{}); validation QLIKE {:.4}, R²(log) {:.4}",
+        model.meta.num_trees,
+        model
+            .meta
+            .power
+            .map_or_else(String::new, |k| format!(", power k = {k}")),
+        s.qlike,
+        s.r2_log,
+    );
+    Ok(Fitted {
+        files: ModelFiles::from_model(&model, schema)?,
+        importance: model.importance(),
+        final_metrics,
+        train_metrics: serde_json::json!({
+            "validation": s,
+            "best_iteration": best,
+            "power": model.meta.power,
+            "power_selection": model.meta.selection,
+            "base_margin": model.meta.margin,
+            "smearing": model.meta.smearing,
+            "history": history,
+        }),
+        summary,
+    })
+}
+
+/// Rows of `which` that have a signal label, and their labels.
+pub fn labelled(
+    ds: &Dataset,
+    which: Split,
+    labels: &[Option<Signal>],
+) -> (Vec<usize>, Vec<Signal>) {
+    ds.rows(which)
+        .into_iter()
+        .filter_map(|i| labels[i].map(|l| (i, l)))
+        .unzip()
+}
+
+/// Class counts (sell, hold, buy).
+fn counts(y: &[Signal]) -> [usize; 3] {
+    let mut c = [0; 3];
+    for s in y {
+        c[s.index()] += 1;
+    }
+    c
+}
+
+/// The signal task: the same feature rows, Buy/Hold/Sell labels, `multi:softprob`.
+fn fit_signal(
+    run: &mut dyn rps_tracking::Run,
+    params: &Params,
+    ds: &Dataset,
+    schema: &FeatureSchema,
+    cols: &SignalColumns,
+) -> Result<Fitted, TrainError> {
+    let (tr, yt) = labelled(ds, Split::Train, &cols.labels);
+    let (va, yv) = labelled(ds, Split::Validation, &cols.labels);
+    let f = &ds.frame;
+    let (xt, xv) = (Rows::gather(&f.columns, &tr), Rows::gather(&f.columns, &va));
+    let tp = &params.train;
+    let sp = &params.signal;
+    let (ct, cv) = (counts(&yt), counts(&yv));
+    let mut logged: Vec<(String, String)> = tp
+        .xgboost
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string().trim_matches('"').to_owned()))
+        .collect();
+    logged.extend([
+        ("task".to_owned(), Task::Signal.as_str().to_owned()),
+        ("objective".to_owned(), "multi:softprob".to_owned()),
+        ("num_class".to_owned(), rps_model::NUM_CLASS.to_string()),
+        ("classes".to_owned(), signal::class_names().join(",")),
+        ("signal_horizon".to_owned(), sp.horizon.to_string()),
+        ("signal_threshold".to_owned(), sp.threshold.to_string()),
+        ("num_boost_round".to_owned(), tp.num_boost_round.to_string()),
+        (
+            "early_stopping_rounds".to_owned(),
+            tp.early_stopping_rounds.to_string(),
+        ),
+        ("engine".to_owned(), rps_model::ENGINE.to_owned()),
+        ("train_rows".to_owned(), tr.len().to_string()),
+        ("validation_rows".to_owned(), va.len().to_string()),
+    ]);
+    run.log_params(&logged)?;
+    tracing::info!(
+        "training the signal model on {} rows (sell/hold/buy {}/{}/{}), early stopping on {} validation rows",
+        tr.len(),
+        ct[0],
+        ct[1],
+        ct[2],
+        va.len()
+    );
+    let (model, history) = SignalModel::train(tp, sp, &schema.features, (&xt, &yt), (&xv, &yv))?;
+    log_history(run, &history)?;
+    let s = signal::score(&yv, &model.predict(&xv)?);
+    let best = model.meta.best_iteration.unwrap_or(0);
+    let best_loss = history.validation.get(best).copied().unwrap_or(f64::NAN);
+    let mut final_metrics = BTreeMap::from([
+        ("validation_accuracy".to_owned(), s.accuracy),
+        ("validation_macro_f1".to_owned(), s.macro_f1),
+        ("validation_mlogloss".to_owned(), best_loss),
+        ("best_iteration".to_owned(), best as f64),
+    ]);
+    for (c, cs) in Signal::ALL.iter().zip(&s.per_class) {
+        final_metrics.insert(format!("validation_f1_{}", c.as_str()), cs.f1);
+    }
+    log_values(run, &final_metrics)?;
+    let summary = format!(
+        "trained the signal model: {} trees (best iteration {best}); validation mlogloss {best_loss:.4}, accuracy {:.4}, macro F1 {:.4}",
+        model.meta.num_trees, s.accuracy, s.macro_f1,
+    );
+    Ok(Fitted {
+        files: ModelFiles {
+            xgb_json: model.to_xgboost_json()?,
+            xgb_ubj: model.to_xgboost_ubj()?,
+            meta: model.meta.clone(),
+            schema: schema.clone(),
+        },
+        importance: model.importance(),
+        final_metrics,
+        train_metrics: serde_json::json!({
+            "task": "signal",
+            "classes": signal::class_names(),
+            "horizon": sp.horizon,
+            "threshold": sp.threshold,
+            "class_counts": {"train": ct, "validation": cv},
+            "validation": s,
+            "best_iteration": best,
+            "history": history,
+        }),
+        summary,
+    })
+}
+
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), TrainError> {
     let params = rps_cli::load_params(&args.common.params)?;
@@ -81,145 +355,74 @@ pub fn run(args: &Args) -> Result<(), TrainError> {
     let features_store = rps_store::open(&features)?;
     let data_tags = rps_cli::data_tags(features_store.as_ref());
     let (ds, schema) = rps_store::frame::read(features_store.as_ref())?;
+    let signal_cols = match params.train.task {
+        Task::Volatility => None,
+        Task::Signal => {
+            if params.signal.horizon > params.split.gap {
+                return Err(TrainError::SignalHorizon {
+                    horizon: params.signal.horizon,
+                    gap: params.split.gap,
+                });
+            }
+            let raw = args
+                .raw
+                .clone()
+                .unwrap_or_else(|| home.raw(&params.data.symbol));
+            Some(rps_transform::read_signal_columns(
+                &params,
+                &raw,
+                &schema.data_hash,
+                &ds.frame.ts,
+            )?)
+        }
+    };
+    let model_name = params.train.registered_name().to_owned();
     let git_commit = rps_cli::git_commit();
     let mut tags = BTreeMap::from([
         ("git_commit".to_owned(), git_commit.clone()),
         ("stage".to_owned(), "train".to_owned()),
         ("data_hash".to_owned(), schema.data_hash.clone()),
     ]);
+    if signal_cols.is_some() {
+        tags.insert("task".to_owned(), Task::Signal.as_str().to_owned());
+    }
     tags.extend(data_tags);
     rps_tracking::with_run(tracker.as_ref(), "train", &tags, |run| {
-        let tr = ds.rows(Split::Train);
-        let va = ds.rows(Split::Validation);
-        let f = &ds.frame;
-        let y = |idx: &[usize]| idx.iter().map(|&i| f.target[i]).collect::<Vec<f64>>();
-        let (xt, yt) = (Rows::gather(&f.columns, &tr), y(&tr));
-        let (xv, yv) = (Rows::gather(&f.columns, &va), y(&va));
-        let tp = &params.train;
-        let mut logged: Vec<(String, String)> = tp
-            .xgboost
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string().trim_matches('"').to_owned()))
-            .collect();
-        logged.extend([
-            (
-                "target_transform".to_owned(),
-                format!("{:?}", tp.target_transform).to_lowercase(),
-            ),
-            ("num_boost_round".to_owned(), tp.num_boost_round.to_string()),
-            ("power".to_owned(), tp.power.to_string()),
-            ("power_grid".to_owned(), format!("{:?}", tp.power_grid)),
-            ("base_margin".to_owned(), tp.base_margin.join(",")),
-            (
-                "calibration".to_owned(),
-                format!("{:?}", tp.calibration).to_lowercase(),
-            ),
-            (
-                "early_stopping_rounds".to_owned(),
-                tp.early_stopping_rounds.to_string(),
-            ),
-            ("engine".to_owned(), rps_model::ENGINE.to_owned()),
-            ("train_rows".to_owned(), tr.len().to_string()),
-            ("validation_rows".to_owned(), va.len().to_string()),
-        ]);
-        run.log_params(&logged)?;
-        tracing::info!(
-            "training on {} rows, early stopping on {} validation rows",
-            tr.len(),
-            va.len()
-        );
-        let (model, history) = VolatilityModel::train(
-            tp,
-            &schema.features,
-            params.target.floor,
-            (&xt, &yt),
-            (&xv, &yv),
-        )?;
-        let now = chrono::Utc::now().timestamp_millis();
-        let mut points = Vec::new();
-        for (step, (t, v)) in history.train.iter().zip(&history.validation).enumerate() {
-            let step = i64::try_from(step).unwrap_or(i64::MAX);
-            points.push(MetricPoint {
-                key: format!("train_{}", history.metric),
-                value: *t,
-                step,
-                timestamp_ms: now,
-            });
-            points.push(MetricPoint {
-                key: format!("validation_{}", history.metric),
-                value: *v,
-                step,
-                timestamp_ms: now,
-            });
-        }
-        run.log_metrics(&points)?;
-        let pred = model.predict(&xv)?;
-        let s = metrics::score(&yv, &pred);
-        let best = model.meta.best_iteration.unwrap_or(0);
-        let mut final_metrics = BTreeMap::from([
-            ("validation_qlike".to_owned(), s.qlike),
-            ("validation_rmse".to_owned(), s.rmse),
-            ("validation_mae".to_owned(), s.mae),
-            ("validation_r2".to_owned(), s.r2),
-            ("validation_r2_log".to_owned(), s.r2_log),
-            ("best_iteration".to_owned(), best as f64),
-        ]);
-        if let Some(k) = model.meta.power {
-            final_metrics.insert("power".to_owned(), k);
-        }
-        run.log_values(
-            &final_metrics
-                .iter()
-                .map(|(k, v)| (k.as_str(), *v))
-                .collect::<Vec<_>>(),
-        )?;
-        let files = ModelFiles::from_model(&model, &schema)?;
+        let fitted = match &signal_cols {
+            None => fit_volatility(run, &params, &ds, &schema)?,
+            Some(cols) => fit_signal(run, &params, &ds, &schema, cols)?,
+        };
         let out = rps_store::open(&out_uri)?;
-        files.write(out.as_ref(), "")?;
-        let importance = serde_json::to_vec_pretty(&model.importance())?;
+        fitted.files.write(out.as_ref(), "")?;
+        let importance = serde_json::to_vec_pretty(&fitted.importance)?;
         out.put("feature_importance.json", &importance)?;
         out.put(
             "train_metrics.json",
-            &serde_json::to_vec_pretty(&serde_json::json!({
-                "validation": s,
-                "best_iteration": best,
-                "power": model.meta.power,
-                "power_selection": model.meta.selection,
-                "base_margin": model.meta.margin,
-                "smearing": model.meta.smearing,
-                "history": history,
-            }))?,
+            &serde_json::to_vec_pretty(&fitted.train_metrics)?,
         )?;
         for name in [rps_model::XGB_JSON, rps_model::META, "schema.json"] {
             run.log_artifact(&format!("model/{name}"), &out.get(name)?)?;
         }
         run.log_artifact("feature_importance.json", &importance)?;
         let info = VersionInfo {
-            name: tp.model_name.clone(),
+            name: model_name.clone(),
             version: 0,
             created_at: chrono::Utc::now().to_rfc3339(),
             run_id: run.id().to_owned(),
             data_hash: schema.data_hash.clone(),
             git_commit: git_commit.clone(),
-            metrics: final_metrics,
+            metrics: fitted.final_metrics,
         };
-        let version = registry.register(&files, info.clone())?;
+        let version = registry.register(&fitted.files, info.clone())?;
         let info = VersionInfo { version, ..info };
         out.put("version.json", &serde_json::to_vec_pretty(&info)?)?;
         run.set_tags(&[
-            ("model_name".to_owned(), tp.model_name.clone()),
+            ("model_name".to_owned(), model_name.clone()),
             ("model_version".to_owned(), version.to_string()),
         ])?;
         tracing::info!(
-            "trained {} trees (best iteration {best}{}); validation QLIKE {:.4}, R²(log) {:.4}; registered {} v{version} in {}; files in {}",
-            model.meta.num_trees,
-            model
-                .meta
-                .power
-                .map_or_else(String::new, |k| format!(", power k = {k}")),
-            s.qlike,
-            s.r2_log,
-            tp.model_name,
+            "{}; registered {model_name} v{version} in {}; files in {}",
+            fitted.summary,
             registry.describe(),
             out.uri("")
         );

@@ -12,6 +12,7 @@ use rps_core::candle::{Candle, Interval, resample};
 use rps_core::features::{self, FeatureFrame};
 use rps_core::params::Params;
 use rps_core::schema::FeatureSchema;
+use rps_core::signal::Signal;
 use rps_core::split::{self, Split};
 use rps_core::stats::ColumnStats;
 use rps_core::volatility::{Estimator, garman_klass, parkinson, realized};
@@ -55,13 +56,23 @@ pub enum TransformError {
     Split(#[from] rps_core::split::SplitError),
     #[error("the raw dataset has schema problems: {0}; run rps-quality for the full report")]
     Schema(String),
+    #[error(
+        "the raw dataset {uri} (content hash {found}) is not the snapshot the features were built from ({expected}); rerun rps-transform"
+    )]
+    RawChanged {
+        uri: String,
+        expected: String,
+        found: String,
+    },
+    #[error("bad signal parameters: {0}")]
+    Signal(#[from] rps_core::signal::SignalParamsError),
 }
 
 impl StageError for TransformError {
     fn exit_code(&self) -> u8 {
         match self {
-            Self::Params(_) | Self::Config(_) => exit::CONFIG,
-            Self::Split(_) | Self::Schema(_) => exit::INPUT,
+            Self::Params(_) | Self::Config(_) | Self::Signal(_) => exit::CONFIG,
+            Self::Split(_) | Self::Schema(_) | Self::RawChanged { .. } => exit::INPUT,
             Self::Raw(rps_store::raw::RawError::Store(rps_store::StoreError::NotFound {
                 ..
             })) => exit::INPUT,
@@ -210,6 +221,79 @@ pub fn transform(
     ))
 }
 
+/// Buy/Hold/Sell labels and the momentum baseline for each row of a feature dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalColumns {
+    /// `label(close[t], close[t + h])`; `None` for the last `h` bars and around missing bars.
+    pub labels: Vec<Option<Signal>>,
+    /// `label(close[t - h], close[t])`: the momentum baseline's prediction.
+    pub momentum: Vec<Option<Signal>>,
+}
+
+/// Signal labels for the rows at `ts` (a feature dataset's timestamps), from the raw bars the
+/// dataset was built from. The features file holds no prices, so the labels come from the
+/// closes on the same bar grid transform uses ([`bar_grid`], resampled to `data.bar`), through
+/// [`rps_core::signal::labels`] and [`rps_core::signal::momentum`]: the one label rule. Pure.
+pub fn signal_columns(
+    params: &Params,
+    bars: &[Candle],
+    ts: &[i64],
+) -> Result<SignalColumns, TransformError> {
+    params.signal.validate()?;
+    let mut bars = bars.to_vec();
+    rps_core::candle::sort_dedup(&mut bars);
+    let d = &params.data;
+    let (grid_ts, grid, _) = bar_grid(&bars, d.interval, d.bar, params.target.estimator);
+    let close: Vec<f64> = grid
+        .iter()
+        .map(|b| b.as_ref().map_or(f64::NAN, |c| c.close))
+        .collect();
+    let labels = rps_core::signal::labels(&close, &params.signal);
+    let momentum = rps_core::signal::momentum(&close, &params.signal);
+    let slot = |t: i64| -> Option<usize> {
+        let t0 = *grid_ts.first()?;
+        let offset = t.checked_sub(t0)?;
+        if offset % d.bar.ms() != 0 {
+            return None;
+        }
+        usize::try_from(offset / d.bar.ms())
+            .ok()
+            .filter(|&i| i < grid_ts.len())
+    };
+    let pick = |v: &[Option<Signal>]| -> Vec<Option<Signal>> {
+        ts.iter().map(|&t| slot(t).and_then(|i| v[i])).collect()
+    };
+    Ok(SignalColumns {
+        labels: pick(&labels),
+        momentum: pick(&momentum),
+    })
+}
+
+/// [`signal_columns`] from the raw dataset at `raw_uri`, which must be the snapshot the
+/// features were built from (its content hash is `data_hash`).
+pub fn read_signal_columns(
+    params: &Params,
+    raw_uri: &str,
+    data_hash: &str,
+    ts: &[i64],
+) -> Result<SignalColumns, TransformError> {
+    let store = rps_store::open(raw_uri)?;
+    let uri = store.uri("");
+    let (manifest, bars, problems) = RawDataset::new(store).read_all()?;
+    if !problems.is_empty() {
+        return Err(TransformError::Schema(problems.join("; ")));
+    }
+    let found = manifest.content_hash();
+    if found != data_hash {
+        return Err(TransformError::RawChanged {
+            uri,
+            expected: data_hash.to_owned(),
+            found,
+        });
+    }
+    signal_columns(params, &bars, ts)
+}
+
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), TransformError> {
     let params = rps_cli::load_params(&args.common.params)?;
@@ -288,8 +372,49 @@ pub fn run(args: &Args) -> Result<(), TransformError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signal_columns_follow_the_grid_and_the_one_label_rule() {
+        let h = 3_600_000;
+        let bar = |ts: i64, c: f64| Candle {
+            ts,
+            open: c,
+            high: c * 1.01,
+            low: c * 0.99,
+            close: c,
+            volume: 1.0,
+        };
+        // Slot 2 is missing.
+        let bars = vec![
+            bar(0, 100.0),
+            bar(h, 101.0),
+            bar(3 * h, 100.0),
+            bar(4 * h, 100.1),
+        ];
+        let params = Params::default();
+        let sp = &params.signal;
+        let cols = signal_columns(&params, &bars, &[h, 0, 3 * h, 4 * h, 7 * h]).unwrap();
+        let l = |a: f64, b: f64| rps_core::signal::label(a, b, sp);
+        assert_eq!(
+            cols.labels,
+            [None, l(100.0, 101.0), l(100.0, 100.1), None, None],
+            "no label across the missing bar or past the end"
+        );
+        assert_eq!(cols.labels[1], Some(Signal::Buy));
+        assert_eq!(
+            cols.momentum,
+            [l(100.0, 101.0), None, None, l(100.0, 100.1), None]
+        );
+        let mut bad = Params::default();
+        bad.signal.horizon = 0;
+        assert!(matches!(
+            signal_columns(&bad, &bars, &[0]),
+            Err(TransformError::Signal(_))
+        ));
+    }
 
     #[test]
     fn grid_marks_missing_bars_and_resamples() {

@@ -30,7 +30,8 @@ enum Stage {
     Quality(rps_quality::Args),
     /// Build the point-in-time features and the target.
     Transform(rps_transform::Args),
-    /// Train the volatility model and register it as a new version.
+    /// Train the volatility model (or, with `train.task: signal`, the Buy/Hold/Sell model) and
+    /// register it as a new version.
     Train(rps_train::Args),
     /// Score the candidate against the baselines and the champion; promote it if it wins.
     Evaluate(rps_evaluate::Args),
