@@ -765,10 +765,15 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
             metric,
             params.evaluate.promotion_margin,
         );
-        registry.set_alias(&info.name, "challenger", info.version)?;
-        if decision.promoted {
-            registry.set_alias(&info.name, "champion", info.version)?;
-        }
+        // The live set (README "Serving predictions"): champion, challenger, baseline.
+        let live = rps_tracking::live::record_evaluation(
+            registry.as_ref(),
+            &info.name,
+            info.version,
+            decision.promoted,
+        )?;
+        tracing::info!(model = %info.name, ?live, "live set");
+        rps_tracking::live::retain(registry.as_ref(), &info.name, params.evaluate.keep_versions)?;
         let out = rps_store::open(&args.report_dir)?;
         let mut json = serde_json::Map::new();
         for (n, s) in &e.scores {

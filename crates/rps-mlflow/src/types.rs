@@ -151,6 +151,27 @@ pub struct ModelVersion {
     /// Unix ms.
     #[serde(default, deserialize_with = "de_opt_i64")]
     pub creation_timestamp: Option<i64>,
+    /// Tags of the version (`model-versions/set-tag`).
+    #[serde(default)]
+    pub tags: Vec<ModelVersionTag>,
+}
+
+impl ModelVersion {
+    /// The value of tag `key`, if set.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|t| t.key == key)
+            .map(|t| t.value.as_str())
+    }
+}
+
+/// One tag of a model version.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ModelVersionTag {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
 }
 
 /// An experiment.

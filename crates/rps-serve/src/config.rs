@@ -20,6 +20,7 @@ ENDPOINTS:
                                          or a batch ({\"instances\": [{...}, ...]})
   GET  /health   liveness            GET /ready    200 once a model is loaded, else 503
   GET  /model    served model        GET /metrics  Prometheus text exposition
+  GET  /models   the live set (champion, challenger, baseline: alias, version, metrics)
   POST /refresh  reload the alias from the registry (Authorization: Bearer <token>)
 
 EXIT CODES:
@@ -105,6 +106,16 @@ pub struct Config {
     /// Most non-alias versions kept loaded for `?model=` queries.
     #[arg(long, env = "RPS_SERVE_MODEL_CACHE", default_value_t = 4)]
     pub model_cache: usize,
+
+    /// The other live aliases served side by side with --alias (those that exist in the
+    /// registry): loaded at start and on every refresh, all or nothing.
+    #[arg(
+        long,
+        env = "RPS_SERVE_LIVE_ALIASES",
+        value_delimiter = ',',
+        default_value = "champion,challenger,baseline"
+    )]
+    pub live_aliases: Vec<String>,
 
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "RPS_SERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]

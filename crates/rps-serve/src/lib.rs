@@ -43,7 +43,7 @@ mod state;
 
 pub use config::{Config, LogFormat, parse_bytes, parse_duration};
 pub use error::{ApiError, ServeError};
-pub use state::{AppState, LoadError, Refreshed, Served};
+pub use state::{AppState, LiveSet, LoadError, Refreshed, Served};
 
 use rps_tracking::LocalRegistry;
 use std::future::Future;

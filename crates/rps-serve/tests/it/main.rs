@@ -5,6 +5,7 @@
 mod endpoints;
 mod hotswap;
 mod input;
+mod liveset;
 mod metrics;
 mod monitoring;
 mod shutdown;
