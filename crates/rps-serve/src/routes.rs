@@ -31,6 +31,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ready", get(ready))
         .route("/model", get(model))
         .route("/models", get(models))
+        .route("/dashboard", get(dashboard))
+        .route("/api/history", get(history))
         .route("/metrics", get(metrics))
         .route("/refresh", post(refresh))
         .fallback(not_found)
@@ -96,7 +98,7 @@ async fn not_found(req: Request) -> ApiError {
         StatusCode::NOT_FOUND,
         "not_found",
         format!(
-            "no route {} {}; routes: POST /predict, GET /health, /ready, /model, /models, /metrics, POST /refresh",
+            "no route {} {}; routes: POST /predict, GET /health, /ready, /model, /models, /metrics, /dashboard, /api/history, POST /refresh",
             req.method(),
             req.uri().path()
         ),
@@ -512,4 +514,58 @@ fn write_version_metrics(out: &mut String, state: &AppState, live: Option<&LiveS
             v = s.info.version,
         );
     }
+}
+
+/// The dashboard page (self-contained: no external scripts, styles or fonts).
+const DASHBOARD_HTML: &str = include_str!("dashboard.html");
+
+async fn dashboard() -> Response {
+    let mut r = DASHBOARD_HTML.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    symbol: Option<String>,
+    hours: Option<u32>,
+}
+
+/// `GET /api/history?symbol=BTC-USD&hours=168`.
+async fn history(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<crate::history::History>, ApiError> {
+    let Query(q) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let Some(url) = state.config.database_url.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_database",
+            "no stream data is configured: start rps-serve with --database-url (DATABASE_URL) \
+             pointing at the PostgreSQL that `rps stream` writes",
+        ));
+    };
+    let hours = q.hours.unwrap_or(168);
+    if hours == 0 || hours > crate::history::MAX_HOURS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!(
+                "hours must be 1 to {} (got {hours})",
+                crate::history::MAX_HOURS
+            ),
+        ));
+    }
+    let symbol = q.symbol.unwrap_or_else(|| "BTC-USD".to_owned());
+    crate::history::read(url, &state.config.model_name, &symbol, hours)
+        .await
+        .map(Json)
+        .map_err(|e| {
+            tracing::warn!(error = %e, "history query failed");
+            ApiError::new(StatusCode::BAD_GATEWAY, "database_error", e.to_string())
+        })
 }

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod dashboard;
 mod endpoints;
 mod hotswap;
 mod input;
