@@ -284,6 +284,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn model_version_tags_and_aliases_parse() -> Result<(), serde_json::Error> {
+        let mv: ModelVersion = serde_json::from_str(
+            r#"{"name":"m","version":"3","aliases":["challenger"],"tags":[{"key":"rps.archived","value":"true"}]}"#,
+        )?;
+        assert_eq!(mv.tag("rps.archived"), Some("true"));
+        assert_eq!(mv.tag("other"), None);
+        assert_eq!(mv.aliases, vec!["challenger".to_owned()]);
+        let bare: ModelVersion = serde_json::from_str(r#"{"name":"m","version":"1"}"#)?;
+        assert!(bare.tags.is_empty());
+        Ok(())
+    }
+
+    #[test]
     fn metric_wire_format_handles_strings_and_non_finite() -> Result<(), serde_json::Error> {
         let m: Metric = serde_json::from_str(
             r#"{"key":"a","value":"NaN","timestamp":"1700000000000","step":"3"}"#,
