@@ -55,13 +55,16 @@ setup-python: ## the Python venv the tests use (uv, pinned requirements)
 	@bash scripts/setup-python.sh "$(VENV)"
 
 .PHONY: setup-tools
-setup-tools: ## Debian tools the tests use: promtool (prometheus), buildah (the image)
+setup-tools: ## Debian tools the tests use: promtool (prometheus), buildah (the image), chromium (dashboard)
 	@command -v promtool >/dev/null || { echo 'installing prometheus (promtool) from Debian'; \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 update -qq && \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@command -v buildah >/dev/null || { echo 'installing buildah from Debian'; \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 update -qq && \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends buildah >/dev/null; }
+	@command -v chromium >/dev/null || { echo 'installing chromium from Debian (headless dashboard test)'; \
+	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends chromium >/dev/null; }
 
 .PHONY: image
 image: setup-rust setup-tools ## build the container image with buildah (FROM scratch) and check it; EXPORT=rps.tar keeps it

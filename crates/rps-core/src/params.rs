@@ -327,6 +327,9 @@ pub struct EvaluateParams {
     pub walk_forward_window: Window,
     /// Newey–West lags of the Diebold–Mariano test.
     pub dm_lags: usize,
+    /// Registry retention: after each evaluation, active versions beyond the newest
+    /// `keep_versions` are archived unless an alias points at them (0 keeps everything).
+    pub keep_versions: usize,
 }
 
 impl Default for EvaluateParams {
@@ -344,6 +347,7 @@ impl Default for EvaluateParams {
             walk_forward_test_fraction: 0.5,
             walk_forward_window: Window::Expanding,
             dm_lags: 24,
+            keep_versions: 0,
         }
     }
 }

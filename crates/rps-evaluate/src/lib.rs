@@ -762,6 +762,20 @@ fn walk_forward_metrics(wf: &WalkForward) -> (Vec<(String, f64)>, Vec<MetricPoin
     (values, points)
 }
 
+/// Move the live-set aliases after an evaluation (README "Serving predictions": champion,
+/// challenger, baseline), then archive what retention lets go (`evaluate.keep_versions`).
+fn record_live_set(
+    registry: &dyn rps_tracking::Registry,
+    info: &VersionInfo,
+    promoted: bool,
+    params: &Params,
+) -> Result<(), EvaluateError> {
+    let live = rps_tracking::live::record_evaluation(registry, &info.name, info.version, promoted)?;
+    tracing::info!(model = %info.name, ?live, "live set");
+    rps_tracking::live::retain(registry, &info.name, params.evaluate.keep_versions)?;
+    Ok(())
+}
+
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), EvaluateError> {
     let params = rps_cli::load_params(&args.common.params)?;
@@ -821,10 +835,7 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
                 metric,
                 params.evaluate.promotion_margin,
             );
-            registry.set_alias(&info.name, "challenger", info.version)?;
-            if decision.promoted {
-                registry.set_alias(&info.name, "champion", info.version)?;
-            }
+            record_live_set(registry.as_ref(), &info, decision.promoted, &params)?;
             let out = rps_store::open(&args.report_dir)?;
             let mut json = serde_json::Map::new();
             for (n, s) in &e.scores {
@@ -1024,10 +1035,7 @@ fn run_signal(
         champion,
         params.evaluate.promotion_margin,
     );
-    registry.set_alias(&info.name, "challenger", info.version)?;
-    if decision.promoted {
-        registry.set_alias(&info.name, "champion", info.version)?;
-    }
+    record_live_set(registry, info, decision.promoted, params)?;
     let out = rps_store::open(report_dir)?;
     let metrics_json = serde_json::to_vec_pretty(&signal::metrics_json(&e, params, &decision)?)?;
     let md = signal::markdown(&e, &decision, info, params);

@@ -84,6 +84,6 @@ pub use model_dir::{
 };
 pub use registry::validate_alias;
 pub use types::{
-    Experiment, FileInfo, LogModelOutcome, Metric, ModelVersion, Run, RunInfo, RunStatus,
-    now_millis,
+    Experiment, FileInfo, LogModelOutcome, Metric, ModelVersion, ModelVersionTag, Run, RunInfo,
+    RunStatus, now_millis,
 };

@@ -201,6 +201,25 @@ impl MlflowClient {
         Ok(out)
     }
 
+    /// Sets tag `key` of version `version` of `name` (`model-versions/set-tag`).
+    ///
+    /// # Errors
+    /// [`MlflowError::RegistryUnsupported`], transport, auth and API errors.
+    pub fn set_model_version_tag(
+        &self,
+        name: &str,
+        version: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<()> {
+        validate_name(name)?;
+        let _: serde_json::Value = self.post_json(
+            &format!("{TRACKING}/model-versions/set-tag"),
+            &json!({ "name": name, "version": version, "key": key, "value": value }),
+        )?;
+        Ok(())
+    }
+
     /// One model version.
     ///
     /// # Errors

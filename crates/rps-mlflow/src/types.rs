@@ -151,6 +151,27 @@ pub struct ModelVersion {
     /// Unix ms.
     #[serde(default, deserialize_with = "de_opt_i64")]
     pub creation_timestamp: Option<i64>,
+    /// Tags of the version (`model-versions/set-tag`).
+    #[serde(default)]
+    pub tags: Vec<ModelVersionTag>,
+}
+
+impl ModelVersion {
+    /// The value of tag `key`, if set.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|t| t.key == key)
+            .map(|t| t.value.as_str())
+    }
+}
+
+/// One tag of a model version.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ModelVersionTag {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
 }
 
 /// An experiment.
@@ -261,6 +282,19 @@ fn de_opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_version_tags_and_aliases_parse() -> Result<(), serde_json::Error> {
+        let mv: ModelVersion = serde_json::from_str(
+            r#"{"name":"m","version":"3","aliases":["challenger"],"tags":[{"key":"rps.archived","value":"true"}]}"#,
+        )?;
+        assert_eq!(mv.tag("rps.archived"), Some("true"));
+        assert_eq!(mv.tag("other"), None);
+        assert_eq!(mv.aliases, vec!["challenger".to_owned()]);
+        let bare: ModelVersion = serde_json::from_str(r#"{"name":"m","version":"1"}"#)?;
+        assert!(bare.tags.is_empty());
+        Ok(())
+    }
 
     #[test]
     fn metric_wire_format_handles_strings_and_non_finite() -> Result<(), serde_json::Error> {

@@ -20,6 +20,9 @@ ENDPOINTS:
                                          or a batch ({\"instances\": [{...}, ...]})
   GET  /health   liveness            GET /ready    200 once a model is loaded, else 503
   GET  /model    served model        GET /metrics  Prometheus text exposition
+  GET  /models   the live set (champion, challenger, baseline: alias, version, metrics)
+  GET  /dashboard  HTML page: price, realized vs predicted volatility, signals per version
+  GET  /api/history?symbol=BTC-USD&hours=168  the dashboard's data (needs --database-url)
   POST /refresh  reload the alias from the registry (Authorization: Bearer <token>)
 
 EXIT CODES:
@@ -105,6 +108,22 @@ pub struct Config {
     /// Most non-alias versions kept loaded for `?model=` queries.
     #[arg(long, env = "RPS_SERVE_MODEL_CACHE", default_value_t = 4)]
     pub model_cache: usize,
+
+    /// The other live aliases served side by side with --alias (those that exist in the
+    /// registry): loaded at start and on every refresh, all or nothing.
+    #[arg(
+        long,
+        env = "RPS_SERVE_LIVE_ALIASES",
+        value_delimiter = ',',
+        default_value = "champion,challenger,baseline"
+    )]
+    pub live_aliases: Vec<String>,
+
+    /// PostgreSQL with the stream's `candles` and `predictions` tables (what `rps stream
+    /// --database-url` writes), e.g. postgres://user:pass@host/rps. Behind GET /api/history and
+    /// the charts of GET /dashboard; without it the dashboard lists the live models only.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "RPS_SERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]

@@ -1,5 +1,6 @@
-//! `rps-serve`: the RPS prediction service. It serves the registry's `champion` volatility model
-//! over HTTP (axum on tokio) and swaps in a new champion without downtime.
+//! `rps-serve`: the RPS prediction service. It serves the registry's live set — the `champion`
+//! volatility model, with `challenger` and `baseline` side by side — over HTTP (axum on tokio)
+//! and swaps in a new set without downtime.
 //!
 //! # Endpoints
 //!
@@ -10,6 +11,9 @@
 //! | `GET /ready` | 200 once a model is loaded, 503 before |
 //! | `GET /model[?model=…]` | name, version, trained-at, metrics, features and the full feature schema |
 //! | `GET /metrics` | Prometheus text: `http_requests_total{method,path,status}`, `prediction_latency_seconds`, `model_prediction_value`, `data_drift_ratio`, `feature_psi{feature}`, `model_info{name,version}`, `model_last_reload_timestamp_seconds`, `process_start_time_seconds`, `model_reloads_total{result}`, … |
+//! | `GET /models` | the live set: every live alias (`champion`, `challenger`, `baseline`) with its version, metrics and rows served |
+//! | `GET /dashboard` | a self-contained HTML page (inline JS + SVG): the live models, and with `--database-url` price, realized vs predicted volatility and signals per version |
+//! | `GET /api/history?symbol=&hours=` | the dashboard's data from the stream's PostgreSQL tables (module [`history`]) |
 //! | `POST /refresh` | `Authorization: Bearer <token>`: reload the alias from the registry and swap atomically (403 when no token is configured, 401 for a missing or wrong one) |
 //!
 //! Every error is JSON: `{"error": {"code": "missing_feature", "message": "`features`: missing feature `har_24b`"}}`
@@ -17,11 +21,11 @@
 //! features or wrong length, 413 oversized body or batch, 503 not ready or timed out.
 //!
 //! # Design
-//! - **Hot swap**: the model sits in an [`arc_swap::ArcSwapOption`]; each request clones the
-//!   `Arc` once, so in-flight requests finish on the model they started with. A candidate is
+//! - **Hot swap**: the live set sits in an [`arc_swap::ArcSwapOption`]; each request clones the
+//!   model's `Arc` once, so in-flight requests finish on the model they started with. A candidate is
 //!   loaded and checked (schema vs model features, reference statistics, feature list unchanged
 //!   unless `--allow-schema-change`, finite forecast on the reference medians) before the swap,
-//!   so a bad model is refused and the old one keeps serving.
+//!   so a bad model is refused and the old set keeps serving (all or nothing).
 //! - **Drift**: every predicted row goes into a ring of the last `--drift-window` rows; the share
 //!   of values outside the reference range ([`rps_core::stats::ColumnStats::is_out_of_range`]) is
 //!   kept incrementally, and PSI per feature ([`rps_core::stats::ColumnStats::psi`]) is computed
@@ -36,6 +40,7 @@
 mod config;
 mod drift;
 mod error;
+pub mod history;
 mod input;
 mod metrics;
 mod routes;
@@ -43,7 +48,7 @@ mod state;
 
 pub use config::{Config, LogFormat, parse_bytes, parse_duration};
 pub use error::{ApiError, ServeError};
-pub use state::{AppState, LoadError, Refreshed, Served};
+pub use state::{AppState, LiveSet, LoadError, Refreshed, Served};
 
 use rps_tracking::LocalRegistry;
 use std::future::Future;

@@ -3,7 +3,7 @@
 use crate::error::ApiError;
 use crate::input;
 use crate::metrics::{escape, fmt_f64};
-use crate::state::{AppState, LoadError, Refreshed, Served};
+use crate::state::{AppState, LiveSet, LoadError, Refreshed, Served};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -30,6 +30,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/model", get(model))
+        .route("/models", get(models))
+        .route("/dashboard", get(dashboard))
+        .route("/api/history", get(history))
         .route("/metrics", get(metrics))
         .route("/refresh", post(refresh))
         .fallback(not_found)
@@ -95,7 +98,7 @@ async fn not_found(req: Request) -> ApiError {
         StatusCode::NOT_FOUND,
         "not_found",
         format!(
-            "no route {} {}; routes: POST /predict, GET /health, /ready, /model, /metrics, POST /refresh",
+            "no route {} {}; routes: POST /predict, GET /health, /ready, /model, /models, /metrics, /dashboard, /api/history, POST /refresh",
             req.method(),
             req.uri().path()
         ),
@@ -138,7 +141,7 @@ async fn pick(
         .as_deref()
         .is_none_or(|m| m.trim().is_empty() || m == state.config.alias)
     {
-        return state.current.load_full().ok_or_else(not_ready);
+        return state.current().ok_or_else(not_ready);
     }
     state
         .lookup(q.model.as_deref())
@@ -231,7 +234,13 @@ async fn predict(
     } else {
         json!({ "model": served.info.name, "version": served.info.version, "prediction": predictions.first() })
     };
-    m.latency.observe(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed().as_secs_f64();
+    m.latency.observe(elapsed);
+    served
+        .predictions
+        .fetch_add(predictions.len() as u64, Ordering::Relaxed);
+    served.latency_sum.add(elapsed);
+    served.latency_count.fetch_add(1, Ordering::Relaxed);
     Ok(Json(body).into_response())
 }
 
@@ -256,7 +265,7 @@ async fn health() -> Json<serde_json::Value> {
 }
 
 async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
-    let served = state.current.load_full().ok_or_else(not_ready)?;
+    let served = state.current().ok_or_else(not_ready)?;
     Ok(Json(
         json!({ "status": "ready", "model": served.info.name, "version": served.info.version }),
     ))
@@ -269,14 +278,17 @@ async fn model(
     let served = pick(&state, query).await?;
     let meta = &served.model.meta;
     let is_champion = state
-        .current
-        .load()
-        .as_ref()
+        .current()
         .is_some_and(|c| c.info.version == served.info.version);
+    let live = state.live.load_full();
+    let aliases = live
+        .as_ref()
+        .map_or_else(Vec::new, |l| l.aliases_of(served.info.version));
     Ok(Json(json!({
         "name": served.info.name,
         "version": served.info.version,
         "alias": if is_champion { Some(state.config.alias.as_str()) } else { None },
+        "aliases": aliases,
         "trained_at": served.info.created_at,
         "run_id": served.info.run_id,
         "data_hash": served.info.data_hash,
@@ -298,7 +310,9 @@ async fn model(
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut out = String::with_capacity(8192);
     state.metrics.write(&mut out);
-    let served = state.current.load_full();
+    let live = state.live.load_full();
+    let served = state.current();
+    write_version_metrics(&mut out, &state, live.as_deref());
     let _ = writeln!(
         out,
         "# HELP model_info The served model (value 1).\n# TYPE model_info gauge"
@@ -387,14 +401,14 @@ async fn refresh(
     let name = state.config.model_name.clone();
     match state.refresh().await {
         Ok(Refreshed::Swapped { from, to }) => Ok(Json(
-            json!({ "status": "swapped", "model": name, "previous_version": from, "version": to }),
+            json!({ "status": "swapped", "model": name, "previous_version": from, "version": to, "live": live_versions(&state) }),
         )),
         Ok(Refreshed::Unchanged { version }) => Ok(Json(
-            json!({ "status": "unchanged", "model": name, "version": version }),
+            json!({ "status": "unchanged", "model": name, "version": version, "live": live_versions(&state) }),
         )),
         Err(e) => {
             let mut err = load_error(&e);
-            if let Some(cur) = state.current.load().as_ref() {
+            if let Some(cur) = state.current() {
                 err.message = format!(
                     "{}; still serving version {}",
                     err.message, cur.info.version
@@ -403,4 +417,155 @@ async fn refresh(
             Err(err)
         }
     }
+}
+
+/// alias → version of the live set.
+fn live_versions(state: &AppState) -> std::collections::BTreeMap<String, u32> {
+    state
+        .live
+        .load()
+        .as_ref()
+        .map_or_else(Default::default, |l| l.versions())
+}
+
+/// `GET /models`: the live set, served alias first.
+async fn models(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let live = state.live.load_full().ok_or_else(not_ready)?;
+    let models: Vec<serde_json::Value> = live
+        .models
+        .iter()
+        .map(|(alias, s)| {
+            json!({
+                "alias": alias,
+                "version": s.info.version,
+                "trained_at": s.info.created_at,
+                "run_id": s.info.run_id,
+                "data_hash": s.info.data_hash,
+                "metrics": s.info.metrics,
+                "features": s.schema.features.len(),
+                "loaded_at": s.loaded_at,
+                "predictions": s.predictions.load(Ordering::Relaxed),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "model": state.config.model_name,
+        "served_alias": state.config.alias,
+        "live": models,
+    })))
+}
+
+/// Per-version families: `model_version_info{alias,version}` (one per live alias),
+/// `model_version_predictions_total{version}` and the
+/// `model_version_prediction_latency_seconds{version}` summary (one per loaded version: the
+/// live set and the `?model=` cache).
+fn write_version_metrics(out: &mut String, state: &AppState, live: Option<&LiveSet>) {
+    let _ = writeln!(
+        out,
+        "# HELP model_version_info The live set: which version each live alias serves (value 1).\n# TYPE model_version_info gauge"
+    );
+    let mut loaded: Vec<Arc<Served>> = Vec::new();
+    if let Some(l) = live {
+        for (alias, s) in &l.models {
+            let _ = writeln!(
+                out,
+                "model_version_info{{alias=\"{}\",version=\"{}\"}} 1",
+                escape(alias),
+                s.info.version
+            );
+            if !loaded.iter().any(|x| x.info.version == s.info.version) {
+                loaded.push(s.clone());
+            }
+        }
+    }
+    for s in state
+        .cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+    {
+        if !loaded.iter().any(|x| x.info.version == s.info.version) {
+            loaded.push(s.clone());
+        }
+    }
+    loaded.sort_by_key(|s| s.info.version);
+    let _ = writeln!(
+        out,
+        "# HELP model_version_predictions_total Rows predicted, by model version.\n# TYPE model_version_predictions_total counter"
+    );
+    for s in &loaded {
+        let _ = writeln!(
+            out,
+            "model_version_predictions_total{{version=\"{}\"}} {}",
+            s.info.version,
+            s.predictions.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP model_version_prediction_latency_seconds Time to validate and predict one /predict request, by model version.\n# TYPE model_version_prediction_latency_seconds summary"
+    );
+    for s in &loaded {
+        let _ = writeln!(
+            out,
+            "model_version_prediction_latency_seconds_sum{{version=\"{v}\"}} {}\nmodel_version_prediction_latency_seconds_count{{version=\"{v}\"}} {}",
+            fmt_f64(s.latency_sum.get()),
+            s.latency_count.load(Ordering::Relaxed),
+            v = s.info.version,
+        );
+    }
+}
+
+/// The dashboard page (self-contained: no external scripts, styles or fonts).
+const DASHBOARD_HTML: &str = include_str!("dashboard.html");
+
+async fn dashboard() -> Response {
+    let mut r = DASHBOARD_HTML.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    symbol: Option<String>,
+    hours: Option<u32>,
+}
+
+/// `GET /api/history?symbol=BTC-USD&hours=168`.
+async fn history(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<crate::history::History>, ApiError> {
+    let Query(q) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let Some(url) = state.config.database_url.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_database",
+            "no stream data is configured: start rps-serve with --database-url (DATABASE_URL) \
+             pointing at the PostgreSQL that `rps stream` writes",
+        ));
+    };
+    let hours = q.hours.unwrap_or(168);
+    if hours == 0 || hours > crate::history::MAX_HOURS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!(
+                "hours must be 1 to {} (got {hours})",
+                crate::history::MAX_HOURS
+            ),
+        ));
+    }
+    let symbol = q.symbol.unwrap_or_else(|| "BTC-USD".to_owned());
+    crate::history::read(url, &state.config.model_name, &symbol, hours)
+        .await
+        .map(Json)
+        .map_err(|e| {
+            tracing::warn!(error = %e, "history query failed");
+            ApiError::new(StatusCode::BAD_GATEWAY, "database_error", e.to_string())
+        })
 }

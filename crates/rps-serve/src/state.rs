@@ -1,20 +1,23 @@
-//! The served model and its atomic replacement.
+//! The served models and their atomic replacement.
 //!
-//! The champion lives in an [`ArcSwapOption`]: a request takes its own `Arc<Served>` once and
-//! uses it to the end, so a swap never disturbs it (the old model is freed when its last request
-//! finishes). A candidate is loaded and checked completely *before* the swap; one that fails to
-//! load or is inconsistent is rejected and the old one keeps serving.
+//! The live set — the served alias (`--alias`, default `champion`) plus every other live alias
+//! that exists (`--live-aliases`: `challenger`, `baseline`) — lives in one [`ArcSwapOption`]: a
+//! request takes its own `Arc<Served>` once and uses it to the end, so a swap never disturbs it
+//! (an old model is freed when its last request finishes). A new set is loaded and checked
+//! completely *before* the swap, all or nothing: if any of its models fails to load or is
+//! inconsistent, the whole set is refused and the old one keeps serving.
 
 use crate::config::Config;
 use crate::drift::DriftWindow;
+use crate::metrics::AtomicF64;
 use crate::metrics::Metrics;
 use arc_swap::ArcSwapOption;
 use axum::http::StatusCode;
 use rps_core::schema::FeatureSchema;
 use rps_model::VolatilityModel;
 use rps_tracking::{LoadedModel, Registry, TrackingError, VersionInfo};
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// A loaded, checked model version with its drift window.
@@ -28,6 +31,54 @@ pub struct Served {
     pub drift: Mutex<DriftWindow>,
     /// Unix time it was loaded.
     pub loaded_at: f64,
+    /// Rows predicted by this version (`model_version_predictions_total{version}`).
+    pub predictions: AtomicU64,
+    /// Time spent in its `/predict` requests (`model_version_prediction_latency_seconds`).
+    pub latency_sum: AtomicF64,
+    pub latency_count: AtomicU64,
+}
+
+/// The live set: alias → model, the served alias first, then `--live-aliases` in order.
+#[derive(Debug)]
+pub struct LiveSet {
+    pub models: Vec<(String, Arc<Served>)>,
+}
+
+impl LiveSet {
+    /// The served alias's model (always present).
+    pub fn primary(&self) -> Option<&Arc<Served>> {
+        self.models.first().map(|(_, s)| s)
+    }
+
+    /// The model an alias of the set points at.
+    pub fn get(&self, alias: &str) -> Option<&Arc<Served>> {
+        self.models.iter().find(|(a, _)| a == alias).map(|(_, s)| s)
+    }
+
+    /// A version of the set, under whichever alias.
+    pub fn version(&self, version: u32) -> Option<&Arc<Served>> {
+        self.models
+            .iter()
+            .find(|(_, s)| s.info.version == version)
+            .map(|(_, s)| s)
+    }
+
+    /// The aliases of the set pointing at `version`.
+    pub fn aliases_of(&self, version: u32) -> Vec<&str> {
+        self.models
+            .iter()
+            .filter(|(_, s)| s.info.version == version)
+            .map(|(a, _)| a.as_str())
+            .collect()
+    }
+
+    /// alias → version.
+    pub fn versions(&self) -> BTreeMap<String, u32> {
+        self.models
+            .iter()
+            .map(|(a, s)| (a.clone(), s.info.version))
+            .collect()
+    }
 }
 
 /// Why a model could not be loaded or was refused.
@@ -159,6 +210,9 @@ impl Served {
             index,
             drift,
             loaded_at: now_secs(),
+            predictions: AtomicU64::new(0),
+            latency_sum: AtomicF64::default(),
+            latency_count: AtomicU64::new(0),
         })
     }
 
@@ -179,7 +233,8 @@ impl Served {
     }
 }
 
-/// Outcome of a refresh.
+/// Outcome of a refresh. `from` / `to` / `version` are the served alias's versions; a swap can
+/// also be a move of another live alias only (`from == Some(to)`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refreshed {
     Swapped { from: Option<u32>, to: u32 },
@@ -190,7 +245,7 @@ pub enum Refreshed {
 pub struct AppState {
     pub config: Config,
     pub registry: Arc<dyn Registry>,
-    pub current: ArcSwapOption<Served>,
+    pub live: ArcSwapOption<LiveSet>,
     /// Side-by-side versions (`?model=`), most recently loaded last.
     pub cache: Mutex<Vec<Arc<Served>>>,
     pub metrics: Metrics,
@@ -218,11 +273,16 @@ impl AppState {
         Self {
             config,
             registry,
-            current: ArcSwapOption::empty(),
+            live: ArcSwapOption::empty(),
             cache: Mutex::new(Vec::new()),
             metrics: Metrics::new(now_secs()),
             refresh_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The served alias's model, if loaded.
+    pub fn current(&self) -> Option<Arc<Served>> {
+        self.live.load().as_ref().and_then(|l| l.primary().cloned())
     }
 
     /// The version `reference` (alias or number) points to now.
@@ -284,32 +344,109 @@ impl AppState {
         result
     }
 
+    /// The aliases of the live set to look for: the served one first, then the others.
+    fn wanted_aliases(&self) -> Vec<String> {
+        let mut out = vec![self.config.alias.clone()];
+        for a in &self.config.live_aliases {
+            let a = a.trim();
+            if !a.is_empty() && !out.iter().any(|o| o == a) {
+                out.push(a.to_owned());
+            }
+        }
+        out
+    }
+
     async fn refresh_locked(&self) -> Result<Refreshed, LoadError> {
-        let version = self.resolve_version(&self.config.alias).await?;
-        let current = self.current.load_full();
-        if let Some(cur) = &current
-            && cur.info.version == version
-        {
-            return Ok(Refreshed::Unchanged { version });
+        let (registry, name) = (self.registry.clone(), self.config.model_name.clone());
+        let aliases = blocking(move || Ok(registry.aliases(&name)?)).await?;
+        let mut wanted: Vec<(String, u32)> = Vec::new();
+        for (i, alias) in self.wanted_aliases().into_iter().enumerate() {
+            let version = match alias.trim_start_matches('v').parse::<u32>() {
+                Ok(v) => Some(v),
+                Err(_) => aliases.get(&alias).copied(),
+            };
+            match version {
+                Some(v) => wanted.push((alias, v)),
+                // The served alias must exist; the other live aliases are optional.
+                None if i == 0 => {
+                    return Err(LoadError::NotFound(format!(
+                        "model {:?} has no alias {alias:?}",
+                        self.config.model_name
+                    )));
+                }
+                None => {}
+            }
+        }
+        let old = self.live.load_full();
+        let old_versions: Vec<(String, u32)> = old.as_ref().map_or_else(Vec::new, |l| {
+            l.models
+                .iter()
+                .map(|(a, s)| (a.clone(), s.info.version))
+                .collect()
+        });
+        let old_primary = old
+            .as_ref()
+            .and_then(|l| l.primary())
+            .map(|s| s.info.version);
+        let primary = wanted.first().map_or(0, |(_, v)| *v);
+        if old.is_some() && old_versions == wanted {
+            return Ok(Refreshed::Unchanged { version: primary });
         }
         let previous = if self.config.allow_schema_change {
             None
         } else {
-            current.as_ref().map(|c| c.schema.features.clone())
+            old.as_ref()
+                .and_then(|l| l.primary())
+                .map(|c| c.schema.features.clone())
         };
-        let served = self.load_checked(version, previous).await?;
-        self.metrics.last_reload.set(served.loaded_at);
-        self.current.store(Some(Arc::new(served)));
+        // Load every new version first (reusing the loaded ones, which keeps their drift
+        // windows and counters); any failure refuses the whole set.
+        let mut models: Vec<(String, Arc<Served>)> = Vec::with_capacity(wanted.len());
+        for (i, (alias, version)) in wanted.iter().enumerate() {
+            let reuse = models
+                .iter()
+                .map(|(_, s)| s)
+                .find(|s| s.info.version == *version)
+                .cloned()
+                .or_else(|| old.as_ref().and_then(|l| l.version(*version).cloned()));
+            let served = match reuse {
+                Some(s) => s,
+                None => {
+                    let prev = if i == 0 { previous.clone() } else { None };
+                    Arc::new(self.load_checked(*version, prev).await.map_err(|e| {
+                        let ctx = |m: String| format!("alias {alias:?}: {m}");
+                        match e {
+                            LoadError::NotFound(m) => LoadError::NotFound(ctx(m)),
+                            LoadError::Failed(m) => LoadError::Failed(ctx(m)),
+                            LoadError::Rejected(m) => LoadError::Rejected(ctx(m)),
+                        }
+                    })?)
+                }
+            };
+            if i == 0
+                && let Some(p) = &previous
+                && p != &served.schema.features
+            {
+                return Err(LoadError::Rejected(format!(
+                    "alias {alias:?}: version {version}'s feature schema differs from the served \
+                     model's; clients would break — restart with --allow-schema-change to accept it"
+                )));
+            }
+            models.push((alias.clone(), served));
+        }
+        self.metrics.last_reload.set(now_secs());
+        self.live.store(Some(Arc::new(LiveSet { models })));
         Ok(Refreshed::Swapped {
-            from: current.map(|c| c.info.version),
-            to: version,
+            from: old_primary,
+            to: primary,
         })
     }
 
     /// The model a request asks for: the served one, or another alias / version (`?model=`),
     /// loaded on demand and cached.
     pub async fn lookup(&self, reference: Option<&str>) -> Result<Arc<Served>, LoadError> {
-        let current = self.current.load_full();
+        let live = self.live.load_full();
+        let current = live.as_ref().and_then(|l| l.primary().cloned());
         let reference = match reference.map(str::trim) {
             None | Some("") => None,
             Some(r) if r == self.config.alias => None,
@@ -318,9 +455,13 @@ impl AppState {
         let Some(reference) = reference else {
             return current.ok_or_else(|| LoadError::NotFound("no model is loaded yet".to_owned()));
         };
+        // A live alias answers from the set loaded at the last refresh.
+        if let Some(hit) = live.as_ref().and_then(|l| l.get(reference)) {
+            return Ok(hit.clone());
+        }
         let version = self.resolve_version(reference).await?;
-        if let Some(cur) = current.filter(|c| c.info.version == version) {
-            return Ok(cur);
+        if let Some(hit) = live.as_ref().and_then(|l| l.version(version)) {
+            return Ok(hit.clone());
         }
         if let Some(hit) = self
             .cache

@@ -3,14 +3,17 @@
 //! Two seams, each with the embedded local implementation used when no server is configured:
 //! - [`Tracker`] / [`Run`]: parameters, metrics (with steps), tags, artifacts and a final status
 //!   per stage run — MLflow's model. [`LocalTracker`] keeps them under `<root>/<run_id>/`.
-//! - [`Registry`]: numbered model versions and aliases (`champion`, `challenger`).
+//! - [`Registry`]: numbered model versions and aliases (`champion`, `challenger`, `baseline`:
+//!   the live set, module [`live`]); old versions are archived, never deleted
+//!   ([`live::retain`]).
 //!   [`LocalRegistry`] keeps them in an object store:
 //!   `<model>/versions/<n>/{model.json, model.ubj, meta.json, schema.json, version.json}` and
-//!   `<model>/aliases.json`.
+//!   `<model>/aliases.json`; archived versions move to `<model>/archive/<n>/`.
 //!
 //! With `MLFLOW_TRACKING_URI` set, [`MlflowTracker`] and [`MlflowRegistry`] put both on an
 //! MLflow server instead (module [`mlflow`]).
 
+pub mod live;
 mod local;
 pub mod mlflow;
 mod registry;

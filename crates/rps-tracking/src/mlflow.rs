@@ -30,6 +30,8 @@ pub const MODEL_ARTIFACT_PATH: &str = "model";
 pub const OUTPUT_NAME: &str = "volatility";
 /// RPS's record of a version, beside the model files.
 const VERSION_JSON: &str = "version.json";
+/// The model-version tag that marks a version archived by retention (value `true`).
+pub const ARCHIVED_TAG: &str = "rps.archived";
 
 impl From<MlflowError> for TrackingError {
     fn from(e: MlflowError) -> Self {
@@ -274,6 +276,35 @@ impl MlflowRegistry {
     }
 }
 
+impl MlflowRegistry {
+    /// The server's versions of `name`, ascending: the archived ones (tag [`ARCHIVED_TAG`]) or
+    /// the others.
+    /// Every version of `name` in full. MLflow's `model-versions/search` leaves out aliases
+    /// (and is not guaranteed to carry tags), so each version is read back with
+    /// `model-versions/get`; retention keeps the count small.
+    fn full_versions(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(u32, rps_mlflow::ModelVersion)>, TrackingError> {
+        let mut out = Vec::new();
+        for mv in self.client.search_model_versions(name)? {
+            let v = parse_version(name, &mv.version)?;
+            out.push((v, self.client.get_model_version(name, &mv.version)?));
+        }
+        out.sort_by_key(|(v, _)| *v);
+        Ok(out)
+    }
+
+    fn remote_versions(&self, name: &str, archived: bool) -> Result<Vec<u32>, TrackingError> {
+        Ok(self
+            .full_versions(name)?
+            .into_iter()
+            .filter(|(_, mv)| (mv.tag(ARCHIVED_TAG) == Some("true")) == archived)
+            .map(|(v, _)| v)
+            .collect())
+    }
+}
+
 fn is_unsupported(e: &MlflowError) -> bool {
     matches!(e, MlflowError::RegistryUnsupported { .. })
 }
@@ -346,17 +377,52 @@ impl Registry for MlflowRegistry {
 
     fn versions(&self, name: &str) -> Result<Vec<u32>, TrackingError> {
         self.either(
-            || {
-                let mut v = self
-                    .client
-                    .search_model_versions(name)?
-                    .iter()
-                    .map(|mv| parse_version(name, &mv.version))
-                    .collect::<Result<Vec<u32>, _>>()?;
-                v.sort_unstable();
-                Ok(v)
-            },
+            || self.remote_versions(name, false),
             |local| local.versions(name),
+        )
+    }
+
+    fn aliases(&self, name: &str) -> Result<BTreeMap<String, u32>, TrackingError> {
+        self.either(
+            || {
+                let mut out = BTreeMap::new();
+                for (v, mv) in self.full_versions(name)? {
+                    for a in mv.aliases {
+                        out.insert(a, v);
+                    }
+                }
+                Ok(out)
+            },
+            |local| local.aliases(name),
+        )
+    }
+
+    fn archive(&self, name: &str, version: u32) -> Result<(), TrackingError> {
+        self.either(
+            || {
+                let v = version.to_string();
+                match self.client.get_model_version(name, &v) {
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() => {
+                        return Err(TrackingError::NoVersion {
+                            name: name.to_owned(),
+                            version,
+                        });
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                Ok(self
+                    .client
+                    .set_model_version_tag(name, &v, ARCHIVED_TAG, "true")?)
+            },
+            |local| local.archive(name, version),
+        )
+    }
+
+    fn archived(&self, name: &str) -> Result<Vec<u32>, TrackingError> {
+        self.either(
+            || self.remote_versions(name, true),
+            |local| local.archived(name),
         )
     }
 

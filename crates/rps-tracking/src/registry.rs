@@ -133,6 +133,13 @@ pub trait Registry: Send + Sync {
     fn versions(&self, name: &str) -> Result<Vec<u32>, TrackingError>;
     fn load(&self, name: &str, version: u32) -> Result<LoadedModel, TrackingError>;
     fn describe(&self) -> String;
+    /// Every alias of `name` and the version it points at.
+    fn aliases(&self, name: &str) -> Result<BTreeMap<String, u32>, TrackingError>;
+    /// Take `version` out of the active list ([`Registry::versions`]) without deleting it: it
+    /// stays loadable by number and is listed by [`Registry::archived`].
+    fn archive(&self, name: &str, version: u32) -> Result<(), TrackingError>;
+    /// Archived versions, ascending.
+    fn archived(&self, name: &str) -> Result<Vec<u32>, TrackingError>;
 
     /// Resolve `reference` — an alias (`champion`) or a version number — and load it.
     fn resolve(&self, name: &str, reference: &str) -> Result<LoadedModel, TrackingError> {
@@ -160,7 +167,7 @@ impl LocalRegistry {
         Self { store }
     }
 
-    fn aliases(&self, name: &str) -> Result<BTreeMap<String, u32>, TrackingError> {
+    fn read_aliases(&self, name: &str) -> Result<BTreeMap<String, u32>, TrackingError> {
         let key = format!("{name}/aliases.json");
         match self.store.get(&key) {
             Ok(b) => serde_json::from_slice(&b).map_err(|source| TrackingError::Json {
@@ -175,9 +182,14 @@ impl LocalRegistry {
 
 impl Registry for LocalRegistry {
     fn register(&self, files: &ModelFiles, mut info: VersionInfo) -> Result<u32, TrackingError> {
-        let version = self.versions(&info.name)?.last().map_or(1, |v| v + 1);
+        let highest = self
+            .versions(&info.name)?
+            .into_iter()
+            .chain(self.archived(&info.name)?)
+            .max();
+        let version = highest.map_or(1, |v| v + 1);
         info.version = version;
-        let prefix = format!("{}/versions/{version}", info.name);
+        let prefix = format!("{}/{VERSIONS}/{version}", info.name);
         files.write(self.store.as_ref(), &prefix)?;
         let key = format!("{prefix}/version.json");
         let json = serde_json::to_vec_pretty(&info).map_err(|source| TrackingError::Json {
@@ -190,13 +202,13 @@ impl Registry for LocalRegistry {
     }
 
     fn set_alias(&self, name: &str, alias: &str, version: u32) -> Result<(), TrackingError> {
-        if !self.versions(name)?.contains(&version) {
+        if !self.versions(name)?.contains(&version) && !self.archived(name)?.contains(&version) {
             return Err(TrackingError::NoVersion {
                 name: name.to_owned(),
                 version,
             });
         }
-        let mut aliases = self.aliases(name)?;
+        let mut aliases = self.read_aliases(name)?;
         aliases.insert(alias.to_owned(), version);
         let key = format!("{name}/aliases.json");
         let json = serde_json::to_vec_pretty(&aliases).map_err(|source| TrackingError::Json {
@@ -208,11 +220,61 @@ impl Registry for LocalRegistry {
     }
 
     fn alias(&self, name: &str, alias: &str) -> Result<Option<u32>, TrackingError> {
-        Ok(self.aliases(name)?.get(alias).copied())
+        Ok(self.read_aliases(name)?.get(alias).copied())
     }
 
     fn versions(&self, name: &str) -> Result<Vec<u32>, TrackingError> {
-        let prefix = format!("{name}/versions/");
+        self.list_versions(name, VERSIONS)
+    }
+
+    fn load(&self, name: &str, version: u32) -> Result<LoadedModel, TrackingError> {
+        self.load_version(name, version)
+    }
+
+    fn describe(&self) -> String {
+        format!("local registry {}", self.store.uri(""))
+    }
+
+    fn aliases(&self, name: &str) -> Result<BTreeMap<String, u32>, TrackingError> {
+        self.read_aliases(name)
+    }
+
+    fn archive(&self, name: &str, version: u32) -> Result<(), TrackingError> {
+        let from = format!("{name}/{VERSIONS}/{version}/");
+        let to = format!("{name}/{ARCHIVE}/{version}/");
+        let keys = self.store.list(&from)?;
+        if !keys.iter().any(|k| k.ends_with("/version.json")) {
+            return Err(TrackingError::NoVersion {
+                name: name.to_owned(),
+                version,
+            });
+        }
+        // Copy with version.json last (complete before it counts as archived), then delete
+        // version.json first (the version leaves the active list in one step).
+        let (record, files): (Vec<&String>, Vec<&String>) =
+            keys.iter().partition(|k| k.ends_with("/version.json"));
+        for k in files.iter().chain(&record) {
+            let rel = k.strip_prefix(&from).unwrap_or(k);
+            self.store.put(&format!("{to}{rel}"), &self.store.get(k)?)?;
+        }
+        for k in record.iter().chain(&files) {
+            self.store.delete(k)?;
+        }
+        Ok(())
+    }
+
+    fn archived(&self, name: &str) -> Result<Vec<u32>, TrackingError> {
+        self.list_versions(name, ARCHIVE)
+    }
+}
+
+/// Active versions live under `<model>/versions/<n>/`, archived ones under `<model>/archive/<n>/`.
+const VERSIONS: &str = "versions";
+const ARCHIVE: &str = "archive";
+
+impl LocalRegistry {
+    fn list_versions(&self, name: &str, folder: &str) -> Result<Vec<u32>, TrackingError> {
+        let prefix = format!("{name}/{folder}/");
         let mut v: Vec<u32> = self
             .store
             .list(&prefix)?
@@ -228,8 +290,23 @@ impl Registry for LocalRegistry {
         Ok(v)
     }
 
-    fn load(&self, name: &str, version: u32) -> Result<LoadedModel, TrackingError> {
-        let prefix = format!("{name}/versions/{version}");
+    /// Where version `version` lives: the active folder, else the archive.
+    fn version_prefix(&self, name: &str, version: u32) -> Result<String, TrackingError> {
+        let active = format!("{name}/{VERSIONS}/{version}");
+        if self.store.exists(&format!("{active}/version.json"))? {
+            return Ok(active);
+        }
+        let archived = format!("{name}/{ARCHIVE}/{version}");
+        if self.store.exists(&format!("{archived}/version.json"))? {
+            return Ok(archived);
+        }
+        Ok(active)
+    }
+}
+
+impl LocalRegistry {
+    fn load_version(&self, name: &str, version: u32) -> Result<LoadedModel, TrackingError> {
+        let prefix = self.version_prefix(name, version)?;
         let key = format!("{prefix}/version.json");
         let info: VersionInfo = match self.store.get(&key) {
             Ok(b) => serde_json::from_slice(&b).map_err(|source| TrackingError::Json {
@@ -247,9 +324,5 @@ impl Registry for LocalRegistry {
         let files = ModelFiles::read(self.store.as_ref(), &prefix)?;
         let model = files.model()?;
         Ok(LoadedModel { info, files, model })
-    }
-
-    fn describe(&self) -> String {
-        format!("local registry {}", self.store.uri(""))
     }
 }

@@ -2,9 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod dashboard;
 mod endpoints;
 mod hotswap;
 mod input;
+mod liveset;
 mod metrics;
 mod monitoring;
 mod shutdown;

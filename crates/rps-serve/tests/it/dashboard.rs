@@ -1,0 +1,308 @@
+//! `GET /dashboard` and `GET /api/history`: the stream's PostgreSQL tables behind the page, and
+//! the page rendered by headless Chromium.
+//!
+//! The PostgreSQL tests need `RPS_TEST_DATABASE_URL` (crates/rps-serve/tests/servers.sh starts
+//! one; `make test` runs them); the browser test also needs `chromium` (Debian package; or set
+//! `RPS_CHROMIUM`). Screenshots go to `RPS_TEST_ARTIFACTS` (default: cargo's per-crate test temp
+//! folder, `<target>/tmp`), as `dashboard.png` and `dashboard-no-database.png`.
+
+use crate::support::*;
+use rps_tracking::Registry as _;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The agreed schema (crates/rps-stream/migrations/0001_init.sql).
+const DDL: &str = "
+CREATE TABLE candles (symbol text NOT NULL, bar_time timestamptz NOT NULL, open double precision, high double precision, low double precision, close double precision, volume double precision, PRIMARY KEY (symbol, bar_time));
+CREATE TABLE predictions (model text NOT NULL, version text NOT NULL, alias text, symbol text NOT NULL, bar_time timestamptz NOT NULL, task text NOT NULL, volatility double precision, signal text, p_sell double precision, p_hold double precision, p_buy double precision, predicted_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (model, version, symbol, bar_time));
+";
+
+const BARS: i64 = 48;
+/// 2026-01-01T00:00:00Z
+const START: i64 = 1_767_225_600;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn bar(i: i64) -> (f64, f64, f64, f64) {
+    #[allow(clippy::cast_precision_loss)]
+    let x = i as f64;
+    let close = 90_000.0 + 800.0 * (x / 6.0).sin() + 20.0 * x;
+    let range = 0.004 + 0.003 * (x / 5.0).cos().abs();
+    (
+        close * (1.0 - range / 3.0),
+        close * (1.0 + range),
+        close * (1.0 - range),
+        close,
+    )
+}
+
+/// A fresh database under `RPS_TEST_DATABASE_URL` with the schema and 48 hourly bars of
+/// BTC-USD, predictions of versions 1 and 2 of btc-volatility for every bar, and rows another
+/// model and another symbol wrote (which must not show). Returns its URL.
+fn database(tag: &str) -> String {
+    let base = std::env::var("RPS_TEST_DATABASE_URL")
+        .expect("RPS_TEST_DATABASE_URL (start crates/rps-serve/tests/servers.sh)");
+    let name = format!("rps_serve_{tag}_{}", std::process::id());
+    let url = match base.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("RPS_TEST_DATABASE_URL has no database: {base}"),
+    };
+    runtime().block_on(async {
+        let (admin, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            admin.batch_execute(&sql).await.unwrap();
+        }
+        let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        db.batch_execute(DDL).await.unwrap();
+        for i in 0..BARS {
+            let t = chrono::DateTime::from_timestamp(START + 3600 * i, 0).unwrap();
+            let (o, h, l, c) = bar(i);
+            db.execute(
+                "INSERT INTO candles VALUES ('BTC-USD', $1, $2, $3, $4, $5, 12.5)",
+                &[&t, &o, &h, &l, &c],
+            )
+            .await
+            .unwrap();
+            db.execute(
+                "INSERT INTO candles VALUES ('ETH-USD', $1, 1, 2, 1, 1.5, 1)",
+                &[&t],
+            )
+            .await
+            .unwrap();
+            for (version, alias, scale) in [("1", "champion", 1.15), ("2", "challenger", 0.8)] {
+                let vol = scale * rps_core::volatility::parkinson(h, l);
+                let signal = ["sell", "hold", "buy"][usize::try_from((i + i64::from(scale < 1.0)) % 3).unwrap()];
+                db.execute(
+                    "INSERT INTO predictions (model, version, alias, symbol, bar_time, task, volatility, signal, p_sell, p_hold, p_buy) \
+                     VALUES ('btc-volatility', $1, $2, 'BTC-USD', $3, 'volatility', $4, $5, 0.2, 0.5, 0.3)",
+                    &[&version, &alias, &t, &vol, &signal],
+                )
+                .await
+                .unwrap();
+            }
+            db.execute(
+                "INSERT INTO predictions (model, version, symbol, bar_time, task, volatility) \
+                 VALUES ('other-model', '7', 'BTC-USD', $1, 'volatility', 0.5)",
+                &[&t],
+            )
+            .await
+            .unwrap();
+        }
+    });
+    url
+}
+
+/// A registry whose live set is champion v1, challenger v2, and a server on `database_url`.
+fn serve(database_url: Option<String>) -> (Fixture, rps_serve::Server) {
+    let f = Fixture::empty();
+    f.register();
+    f.register();
+    f.promote(1);
+    f.registry.set_alias(NAME, "challenger", 2).unwrap();
+    let mut cfg = f.config();
+    cfg.database_url = database_url;
+    let s = rps_serve::Server::spawn(cfg).unwrap();
+    (f, s)
+}
+
+#[test]
+fn the_page_is_self_contained_and_history_needs_a_database() {
+    let (_f, s) = serve(None);
+    let c = client();
+    let r = c.get(format!("{}/dashboard", s.url())).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = r.text().unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("/api/history"),
+        "{html}"
+    );
+    for external in ["src=\"http", "href=\"http", "src='http", "@import", "<link"] {
+        assert!(
+            !html.contains(external),
+            "the page loads nothing from elsewhere: {external}"
+        );
+    }
+    let msg = expect_error(
+        c.get(format!("{}/api/history", s.url())).send().unwrap(),
+        503,
+        "no_database",
+    );
+    assert!(msg.contains("--database-url"), "{msg}");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (RPS_TEST_DATABASE_URL); make test runs it"]
+fn history_reads_the_stream_tables() {
+    let url = database("history");
+    let (_f, s) = serve(Some(url));
+    let c = client();
+    let h: Value = c
+        .get(format!("{}/api/history?symbol=BTC-USD&hours=24", s.url()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let candles = h["candles"].as_array().unwrap_or_else(|| panic!("{h}"));
+    assert_eq!(candles.len(), 24, "the last 24 bars: {h}");
+    assert_eq!(candles[23]["t"], "2026-01-02T23:00:00Z");
+    assert_eq!(candles[0]["t"], "2026-01-02T00:00:00Z");
+    let (_, high, low, close) = bar(BARS - 1);
+    assert_eq!(candles[23]["close"].as_f64(), Some(close));
+    let realized = candles[23]["realized"].as_f64().unwrap();
+    assert!((realized - rps_core::volatility::parkinson(high, low)).abs() < 1e-15);
+    let series = h["series"].as_array().unwrap();
+    let versions: Vec<&str> = series
+        .iter()
+        .map(|s| s["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["1", "2"], "only btc-volatility's versions: {h}");
+    assert_eq!(series[1]["alias"], "challenger");
+    assert_eq!(series[1]["points"].as_array().unwrap().len(), 24);
+    assert!(series[0]["points"][0]["signal"].is_string());
+    // Another symbol, an empty one, and bad queries.
+    let eth: Value = c
+        .get(format!("{}/api/history?symbol=ETH-USD&hours=5", s.url()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(eth["candles"].as_array().unwrap().len(), 5);
+    assert_eq!(eth["series"].as_array().unwrap().len(), 0);
+    let none: Value = c
+        .get(format!("{}/api/history?symbol=XRP-USD", s.url()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(none["candles"].as_array().unwrap().len(), 0);
+    expect_error(
+        c.get(format!("{}/api/history?hours=0", s.url()))
+            .send()
+            .unwrap(),
+        400,
+        "invalid_query",
+    );
+}
+
+#[test]
+fn a_database_that_is_down_is_a_502() {
+    let (_f, s) = serve(Some("postgres://postgres@127.0.0.1:1/none".to_owned()));
+    expect_error(
+        client()
+            .get(format!("{}/api/history", s.url()))
+            .send()
+            .unwrap(),
+        502,
+        "database_error",
+    );
+}
+
+fn chromium() -> String {
+    std::env::var("RPS_CHROMIUM").unwrap_or_else(|_| "chromium".to_owned())
+}
+
+fn artifacts() -> PathBuf {
+    let dir = std::env::var_os("RPS_TEST_ARTIFACTS")
+        .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Run headless Chromium on `url`: `--dump-dom` (the DOM after the page's scripts ran) or
+/// `--screenshot`.
+fn browse(url: &str, mode: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--hide-scrollbars",
+            // Lets the page's fetches and drawing finish before the dump / screenshot.
+            "--virtual-time-budget=10000",
+            "--window-size=1280,900",
+            &format!("--user-data-dir={}", profile.path().display()),
+            mode,
+            url,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {} ({e}); install chromium", chromium()));
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn screenshot(url: &str, name: &str) -> PathBuf {
+    let png = artifacts().join(name);
+    let _ = std::fs::remove_file(&png);
+    browse(url, &format!("--screenshot={}", png.display()));
+    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+    assert!(bytes.starts_with(b"\x89PNG"), "{} is a PNG", png.display());
+    eprintln!(
+        "dashboard screenshot: {} ({} bytes)",
+        png.display(),
+        bytes.len()
+    );
+    png
+}
+
+#[test]
+#[ignore = "needs chromium + PostgreSQL (RPS_TEST_DATABASE_URL); make test runs it"]
+fn the_dashboard_renders_in_a_headless_browser() {
+    let url = database("dashboard");
+    let (_f, s) = serve(Some(url));
+    let page = format!("{}/dashboard?symbol=BTC-USD&hours=48", s.url());
+    let dom = browse(&page, "--dump-dom");
+    assert!(
+        dom.contains("data-state=\"ready\""),
+        "the script finished: {dom}"
+    );
+    for v in ["1", "2"] {
+        assert!(
+            dom.contains(&format!("class=\"series live\" data-version=\"{v}\"")),
+            "a volatility path for live version {v}: {dom}"
+        );
+        assert!(dom.contains(&format!("class=\"signal-row\" data-version=\"{v}\"")));
+    }
+    assert!(dom.contains("class=\"realized\"") && dom.contains("class=\"price\""));
+    assert!(dom.contains("id=\"live-models\""));
+    let png = screenshot(&page, "dashboard.png");
+    let size = std::fs::metadata(&png).unwrap().len();
+    // A blank 1280x900 page compresses to a few KB; three charts make it much larger.
+    assert!(size > 20_000, "{} is only {size} bytes", png.display());
+
+    // Without a database the page still lists the live models and says why there are no charts.
+    let (_f2, s2) = serve(None);
+    let page = format!("{}/dashboard", s2.url());
+    let dom = browse(&page, "--dump-dom");
+    assert!(dom.contains("data-state=\"no-history\""), "{dom}");
+    assert!(dom.contains("no stream data is configured"), "{dom}");
+    assert!(dom.contains("challenger"), "{dom}");
+    screenshot(&page, "dashboard-no-database.png");
+}
