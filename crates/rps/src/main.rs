@@ -10,7 +10,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// RPS: Bitcoin volatility forecasting, from market data to a served model.
 ///
-/// Pipeline order: extract → quality → transform → train → evaluate; serve answers predictions.
+/// Pipeline order: extract → quality → transform → train → evaluate; serve answers predictions,
+/// stream predicts each new bar from Kafka into PostgreSQL.
 /// Every stage reads its knobs from params.yaml (--params) and keeps its data under --home
 /// unless given URIs.
 #[derive(Debug, Parser)]
@@ -34,6 +35,9 @@ enum Stage {
     Evaluate(rps_evaluate::Args),
     /// Serve predictions over HTTP with metrics, drift and hot model swaps.
     Serve(rps_serve::Config),
+    /// Stream candles through Kafka and write online predictions to PostgreSQL
+    /// (produce, consume, reconcile, migrate).
+    Stream(rps_stream::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         Stage::Transform(a) => stage(&a.common, || rps_transform::run(&a)),
         Stage::Train(a) => stage(&a.common, || rps_train::run(&a)),
         Stage::Evaluate(a) => stage(&a.common, || rps_evaluate::run(&a)),
+        Stage::Stream(a) => stage(&a.common, || rps_stream::run(&a)),
         Stage::Serve(config) => {
             rps_serve::init_tracing(config.log_format);
             match rps_serve::run(config) {
