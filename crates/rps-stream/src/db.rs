@@ -57,6 +57,8 @@ pub fn to_time(ms: i64) -> Result<DateTime<Utc>, StreamError> {
 /// A PostgreSQL connection.
 pub struct Db {
     client: Client,
+    /// Wait this long before each batch's COMMIT (tests only; zero otherwise).
+    pub commit_delay: std::time::Duration,
 }
 
 const UPSERT_CANDLE: &str = "INSERT INTO candles (symbol, bar_time, open, high, low, close, volume)
@@ -97,7 +99,10 @@ impl Db {
                 tracing::error!(error = %e, "PostgreSQL connection closed");
             }
         });
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            commit_delay: std::time::Duration::ZERO,
+        })
     }
 
     /// Apply the migrations not applied yet, each in its own transaction, under an advisory
@@ -279,6 +284,9 @@ impl Db {
             tx.execute(UPSERT_OFFSET, &[consumer, topic, partition, next])
                 .await
                 .map_err(pg_err("store the offset"))?;
+        }
+        if !self.commit_delay.is_zero() {
+            tokio::time::sleep(self.commit_delay).await;
         }
         tx.commit().await.map_err(pg_err("commit a batch"))?;
         Ok(changed)

@@ -136,6 +136,10 @@ pub struct ConsumeArgs {
     /// without a restart; run `reconcile` to rewrite the past).
     #[arg(long, default_value_t = 60)]
     pub refresh_secs: u64,
+    /// Testing aid: hold every transaction open this long before COMMIT (the crash test kills
+    /// the consumer inside open transactions, whatever the build's speed).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub commit_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, ClapArgs)]
@@ -411,6 +415,7 @@ fn consume(s: &Settings, a: &ConsumeArgs) -> Result<(), StreamError> {
     let rt = runtime()?;
     rt.block_on(async {
         let mut db = s.db().await?;
+        db.commit_delay = Duration::from_millis(a.commit_delay_ms);
         let client = kafka::connect(&s.brokers, s.kafka_timeout).await?;
         let parts = kafka::topic_partitions(&client, &s.topic, sp.partitions, true).await?;
         let mut readers: Vec<(PartitionClient, i32, i64)> = Vec::new();

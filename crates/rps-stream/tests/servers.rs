@@ -290,9 +290,20 @@ fn a_consumer_killed_mid_stream_resumes_without_lost_or_duplicated_rows() {
     let db = e.db("");
     e.run(&db, &["migrate"]);
     let n = BARS as i64;
-    // Small transactions so that the kill lands between and inside them.
+    // Small transactions held open 15 ms each, so that the kill lands inside one.
     let mut child = e
-        .command(&db, &["consume", "--batch-size", "7", "--idle-exit", "30"])
+        .command(
+            &db,
+            &[
+                "consume",
+                "--batch-size",
+                "7",
+                "--idle-exit",
+                "30",
+                "--commit-delay-ms",
+                "15",
+            ],
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
