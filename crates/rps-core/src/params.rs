@@ -24,6 +24,7 @@ pub struct Params {
     pub evaluate: EvaluateParams,
     /// Buy/Hold/Sell labels of the `signal` task.
     pub signal: SignalParams,
+    pub stream: StreamParams,
 }
 
 /// Where the market data comes from (`data:`).
@@ -348,6 +349,43 @@ impl Default for EvaluateParams {
             walk_forward_window: Window::Expanding,
             dm_lags: 24,
             keep_versions: 0,
+        }
+    }
+}
+
+/// Streaming (`stream:`, read by `rps stream`): the Kafka topic of closed candles, the consumer
+/// that predicts each new bar, and the live models it predicts with. Flags and environment
+/// variables (`--brokers` / `RPS_KAFKA_BROKERS`, …) override these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamParams {
+    /// Kafka bootstrap brokers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Topic the candles are published to (one message per closed bar, keyed by symbol).
+    pub topic: String,
+    /// Partitions of the topic when `rps stream` creates it.
+    pub partitions: i32,
+    /// Consumer name: its next offset per topic partition is kept in PostgreSQL under it.
+    pub consumer: String,
+    /// Registry aliases predicted with, in order; aliases that do not exist are skipped.
+    pub aliases: Vec<String>,
+    /// Bars of history the online feature builder keeps per symbol (at least the longest
+    /// feature lookback; the EWMA features need a few hundred more to forget their start).
+    pub history_bars: usize,
+    /// Most messages written to PostgreSQL in one transaction.
+    pub batch_size: usize,
+}
+
+impl Default for StreamParams {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".to_owned(),
+            topic: "rps-candles".to_owned(),
+            partitions: 1,
+            consumer: "rps-stream".to_owned(),
+            aliases: vec!["champion".to_owned(), "challenger".to_owned()],
+            history_bars: 2048,
+            batch_size: 500,
         }
     }
 }

@@ -12,7 +12,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// RPS: Bitcoin volatility forecasting, from market data to a served model.
 ///
-/// Pipeline order: extract → quality → transform → train → evaluate; serve answers predictions.
+/// Pipeline order: extract → quality → transform → train → evaluate; serve answers predictions,
+/// stream predicts each new bar from Kafka into PostgreSQL.
 /// Every stage reads its knobs from params.yaml (--params) and keeps its data under --home
 /// unless given URIs.
 #[derive(Debug, Parser)]
@@ -39,6 +40,9 @@ enum Stage {
     Serve(rps_serve::Config),
     /// Health check for containers: GET a URL, exit 0 on 2xx, 1 otherwise.
     Probe(probe::Args),
+    /// Stream candles through Kafka and write online predictions to PostgreSQL
+    /// (produce, consume, reconcile, migrate).
+    Stream(rps_stream::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Stage::Transform(a) => stage(&a.common, || rps_transform::run(&a)),
         Stage::Train(a) => stage(&a.common, || rps_train::run(&a)),
         Stage::Evaluate(a) => stage(&a.common, || rps_evaluate::run(&a)),
+        Stage::Stream(a) => stage(&a.common, || rps_stream::run(&a)),
         Stage::Serve(config) => {
             rps_serve::init_tracing(config.log_format);
             match rps_serve::run(config) {

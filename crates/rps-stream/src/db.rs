@@ -1,0 +1,319 @@
+//! The PostgreSQL side: migrations, candles, predictions and consumer offsets.
+//!
+//! Exactly-once: [`Db::commit_batch`] writes a batch's candles, its predictions (idempotent
+//! upserts keyed by model, version, symbol, bar) and the consumer's next offset in ONE
+//! transaction. A consumer killed at any point leaves either all of a batch or none of it, and
+//! on restart resumes from the stored offset with the stored candle history.
+
+use crate::StreamError;
+use chrono::{DateTime, Utc};
+use rps_core::candle::Candle;
+use std::collections::HashMap;
+use tokio_postgres::{Client, NoTls};
+
+/// The migrations, in order: (version, name, SQL). Applied once each, recorded in
+/// `schema_migrations`.
+pub const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "0001_init", include_str!("../migrations/0001_init.sql"))];
+
+/// One prediction row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub model: String,
+    pub version: String,
+    pub alias: Option<String>,
+    pub symbol: String,
+    pub bar_time: DateTime<Utc>,
+    /// `volatility` or `signal`.
+    pub task: &'static str,
+    pub volatility: Option<f64>,
+    pub signal: Option<String>,
+    pub p_sell: Option<f64>,
+    pub p_hold: Option<f64>,
+    pub p_buy: Option<f64>,
+}
+
+/// A stored prediction's identity and alias, for reconciling.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RowKey {
+    pub model: String,
+    pub version: String,
+    pub bar_time: DateTime<Utc>,
+}
+
+pub(crate) fn pg_err(what: &str) -> impl FnOnce(tokio_postgres::Error) -> StreamError + '_ {
+    move |source| StreamError::Postgres {
+        what: what.to_owned(),
+        source: Box::new(source),
+    }
+}
+
+/// Milliseconds since the epoch → a UTC time.
+pub fn to_time(ms: i64) -> Result<DateTime<Utc>, StreamError> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StreamError::Input(format!("bar time {ms} ms is out of range")))
+}
+
+/// A PostgreSQL connection.
+pub struct Db {
+    client: Client,
+    /// Wait this long before each batch's COMMIT (tests only; zero otherwise).
+    pub commit_delay: std::time::Duration,
+}
+
+const UPSERT_CANDLE: &str = "INSERT INTO candles (symbol, bar_time, open, high, low, close, volume)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (symbol, bar_time) DO UPDATE SET open = EXCLUDED.open, high = EXCLUDED.high,
+  low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume
+WHERE (candles.open, candles.high, candles.low, candles.close, candles.volume)
+  IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume)";
+
+// A row is rewritten only when something in it changed: a replay leaves predicted_at alone.
+const UPSERT_PREDICTION: &str = "INSERT INTO predictions
+  (model, version, alias, symbol, bar_time, task, volatility, signal, p_sell, p_hold, p_buy, predicted_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
+ON CONFLICT (model, version, symbol, bar_time) DO UPDATE SET alias = EXCLUDED.alias,
+  task = EXCLUDED.task, volatility = EXCLUDED.volatility, signal = EXCLUDED.signal,
+  p_sell = EXCLUDED.p_sell, p_hold = EXCLUDED.p_hold, p_buy = EXCLUDED.p_buy,
+  predicted_at = EXCLUDED.predicted_at
+WHERE (predictions.alias, predictions.task, predictions.volatility, predictions.signal,
+       predictions.p_sell, predictions.p_hold, predictions.p_buy)
+  IS DISTINCT FROM (EXCLUDED.alias, EXCLUDED.task, EXCLUDED.volatility, EXCLUDED.signal,
+       EXCLUDED.p_sell, EXCLUDED.p_hold, EXCLUDED.p_buy)";
+
+const UPSERT_OFFSET: &str =
+    "INSERT INTO stream_offsets (consumer, topic, partition, next_offset, updated_at)
+VALUES ($1, $2, $3, $4, now())
+ON CONFLICT (consumer, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset,
+  updated_at = EXCLUDED.updated_at";
+
+impl Db {
+    /// Connect (`postgres://user:pass@host:port/db` or a key=value string). TLS is not
+    /// supported yet: use a loopback, a private network or a TLS-terminating proxy.
+    pub async fn connect(url: &str) -> Result<Self, StreamError> {
+        let (client, connection) = tokio_postgres::connect(url, NoTls)
+            .await
+            .map_err(pg_err("connect to PostgreSQL"))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::error!(error = %e, "PostgreSQL connection closed");
+            }
+        });
+        Ok(Self {
+            client,
+            commit_delay: std::time::Duration::ZERO,
+        })
+    }
+
+    /// Apply the migrations not applied yet, each in its own transaction, under an advisory
+    /// lock (two consumers starting together migrate once). Returns the versions applied.
+    pub async fn migrate(&mut self) -> Result<Vec<i32>, StreamError> {
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(pg_err("begin migration"))?;
+        tx.batch_execute(
+            "SELECT pg_advisory_xact_lock(7243105);
+             CREATE TABLE IF NOT EXISTS schema_migrations (
+               version integer PRIMARY KEY, name text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(pg_err("create schema_migrations"))?;
+        let done: Vec<i32> = tx
+            .query("SELECT version FROM schema_migrations", &[])
+            .await
+            .map_err(pg_err("read schema_migrations"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut applied = Vec::new();
+        for (version, name, sql) in MIGRATIONS {
+            if done.contains(version) {
+                continue;
+            }
+            tx.batch_execute(sql)
+                .await
+                .map_err(pg_err(&format!("apply migration {name}")))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[version, name],
+            )
+            .await
+            .map_err(pg_err("record migration"))?;
+            applied.push(*version);
+        }
+        tx.commit().await.map_err(pg_err("commit migrations"))?;
+        Ok(applied)
+    }
+
+    /// The stored next offset of `consumer` on `topic`/`partition`.
+    pub async fn next_offset(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, StreamError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT next_offset FROM stream_offsets WHERE consumer = $1 AND topic = $2 AND partition = $3",
+                &[&consumer, &topic, &partition],
+            )
+            .await
+            .map_err(pg_err("read the stored offset"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// The newest `limit` candles of `symbol` at or after `since`, oldest first.
+    pub async fn candles(
+        &self,
+        symbol: &str,
+        since: Option<DateTime<Utc>>,
+        limit: Option<i64>,
+    ) -> Result<Vec<Candle>, StreamError> {
+        let since = since.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        let limit = limit.unwrap_or(i64::MAX);
+        let rows = self
+            .client
+            .query(
+                "SELECT bar_time, open, high, low, close, volume FROM (
+                   SELECT * FROM candles WHERE symbol = $1 AND bar_time >= $2
+                   ORDER BY bar_time DESC LIMIT $3) c ORDER BY bar_time",
+                &[&symbol, &since, &limit],
+            )
+            .await
+            .map_err(pg_err("read candles"))?;
+        Ok(rows
+            .iter()
+            .map(|r| Candle {
+                ts: r.get::<_, DateTime<Utc>>(0).timestamp_millis(),
+                open: r.get(1),
+                high: r.get(2),
+                low: r.get(3),
+                close: r.get(4),
+                volume: r.get(5),
+            })
+            .collect())
+    }
+
+    /// Stored predictions of `symbol` at or after `since`: key → alias.
+    pub async fn prediction_keys(
+        &self,
+        symbol: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<HashMap<RowKey, Option<String>>, StreamError> {
+        let since = since.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        let rows = self
+            .client
+            .query(
+                "SELECT model, version, bar_time, alias FROM predictions WHERE symbol = $1 AND bar_time >= $2",
+                &[&symbol, &since],
+            )
+            .await
+            .map_err(pg_err("read predictions"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    RowKey {
+                        model: r.get(0),
+                        version: r.get(1),
+                        bar_time: r.get(2),
+                    },
+                    r.get(3),
+                )
+            })
+            .collect())
+    }
+
+    /// Write candles, predictions and (when given) the consumer's next offsets in one
+    /// transaction. Returns the number of prediction rows inserted or changed.
+    pub async fn commit_batch(
+        &mut self,
+        candles: &[(String, Candle)],
+        predictions: &[Prediction],
+        offsets: &[(&str, &str, i32, i64)],
+    ) -> Result<u64, StreamError> {
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(pg_err("begin a batch"))?;
+        let up_candle = tx
+            .prepare(UPSERT_CANDLE)
+            .await
+            .map_err(pg_err("prepare the candle upsert"))?;
+        let up_pred = tx
+            .prepare(UPSERT_PREDICTION)
+            .await
+            .map_err(pg_err("prepare the prediction upsert"))?;
+        for (symbol, c) in candles {
+            let t = to_time(c.ts)?;
+            tx.execute(
+                &up_candle,
+                &[symbol, &t, &c.open, &c.high, &c.low, &c.close, &c.volume],
+            )
+            .await
+            .map_err(pg_err("upsert a candle"))?;
+        }
+        let mut changed = 0;
+        for p in predictions {
+            changed += tx
+                .execute(
+                    &up_pred,
+                    &[
+                        &p.model,
+                        &p.version,
+                        &p.alias,
+                        &p.symbol,
+                        &p.bar_time,
+                        &p.task,
+                        &p.volatility,
+                        &p.signal,
+                        &p.p_sell,
+                        &p.p_hold,
+                        &p.p_buy,
+                    ],
+                )
+                .await
+                .map_err(pg_err("upsert a prediction"))?;
+        }
+        for (consumer, topic, partition, next) in offsets {
+            tx.execute(UPSERT_OFFSET, &[consumer, topic, partition, next])
+                .await
+                .map_err(pg_err("store the offset"))?;
+        }
+        if !self.commit_delay.is_zero() {
+            tokio::time::sleep(self.commit_delay).await;
+        }
+        tx.commit().await.map_err(pg_err("commit a batch"))?;
+        Ok(changed)
+    }
+
+    /// Set the alias of existing rows (reconcile, when an alias moved but the version stayed).
+    pub async fn set_aliases(
+        &mut self,
+        symbol: &str,
+        rows: &[(RowKey, Option<String>)],
+    ) -> Result<u64, StreamError> {
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(pg_err("begin alias update"))?;
+        let mut n = 0;
+        for (k, alias) in rows {
+            n += tx
+                .execute(
+                    "UPDATE predictions SET alias = $5 WHERE model = $1 AND version = $2 AND symbol = $3 AND bar_time = $4",
+                    &[&k.model, &k.version, &symbol, &k.bar_time, alias],
+                )
+                .await
+                .map_err(pg_err("update an alias"))?;
+        }
+        tx.commit().await.map_err(pg_err("commit alias update"))?;
+        Ok(n)
+    }
+}

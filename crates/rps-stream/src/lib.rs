@@ -1,0 +1,685 @@
+//! `rps-stream`: candles through Kafka, one prediction per new bar into PostgreSQL.
+//!
+//! - `produce`: replay a candle file (the `data.file` import of `rps extract`) onto a Kafka
+//!   topic, one JSON message per closed bar keyed by symbol, as fast as possible or at N bars/s.
+//! - `consume`: read the topic from the offset stored in PostgreSQL, build each new bar's
+//!   features online with the batch code ([`online`]), predict with every live alias of the
+//!   registry ([`live`]), and write candles, predictions and the next offset in one transaction
+//!   ([`db`]): exactly-once into PostgreSQL across crashes.
+//! - `reconcile`: after a promotion, predict the stored candle history with the current live
+//!   set and write only the rows that are missing or whose alias moved.
+//! - `migrate`: apply the SQL migrations (`consume` does it too).
+
+pub mod db;
+pub mod kafka;
+pub mod live;
+pub mod online;
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use db::{Db, Prediction, RowKey};
+use online::OnlineFeatures;
+use rps_cli::{CommonArgs, Home, StageError, exit};
+use rps_core::candle::Candle;
+use rps_core::params::Params;
+use rskafka::client::partition::{Compression, OffsetAt, PartitionClient};
+use rskafka::record::Record;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// The EXIT CODES section of `rps stream --help`.
+pub const EXIT_HELP: &str = "EXIT CODES:
+  0  success (consume: stopped by SIGTERM/Ctrl-C, --idle-exit or --max-messages)
+  1  internal error (a bug)
+  2  bad command line
+  3  bad configuration (params.yaml, flags, no database URL, missing topic)
+  4  bad input data (the candle file of produce)
+  6  Kafka or PostgreSQL failed (after retries)
+  7  storage failed (the model registry's store)
+  8  no live model (consume, reconcile) or a prediction failed
+
+ENVIRONMENT:
+  RPS_KAFKA_BROKERS  Kafka bootstrap brokers (host:port,…), overrides stream.brokers
+  RPS_KAFKA_TOPIC    topic, overrides stream.topic
+  DATABASE_URL       PostgreSQL, e.g. postgres://rps@127.0.0.1:5432/rps (password: use ~/.pgpass or PGPASSWORD-free URLs from a secret)";
+
+/// Stream candles through Kafka and write one prediction per new bar and live model to
+/// PostgreSQL, exactly once.
+///
+/// Typical use: `rps stream produce --speed 0` in one place, `rps stream consume` in another;
+/// after `rps evaluate` promotes a new champion, `rps stream reconcile`. Knobs: `stream:` in
+/// params.yaml; flags and environment variables override them.
+#[derive(Debug, Parser)]
+#[command(name = "rps-stream", version, after_help = EXIT_HELP)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub conn: Connection,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where Kafka and PostgreSQL are.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Connection {
+    /// Kafka bootstrap brokers, comma-separated host:port (default: stream.brokers).
+    #[arg(long, global = true, env = "RPS_KAFKA_BROKERS")]
+    pub brokers: Option<String>,
+    /// Kafka topic of the candles (default: stream.topic).
+    #[arg(long, global = true, env = "RPS_KAFKA_TOPIC")]
+    pub topic: Option<String>,
+    /// PostgreSQL connection URL (postgres://user@host:port/db). Never put a password in
+    /// params.yaml or a script: use the environment.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Give up on Kafka requests that keep failing after this many seconds.
+    #[arg(long, global = true, default_value_t = 30)]
+    pub kafka_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Publish the candles of a file to the topic, one JSON message per bar keyed by symbol.
+    Produce(ProduceArgs),
+    /// Read the topic, predict every new bar with the live models, write to PostgreSQL.
+    Consume(ConsumeArgs),
+    /// Re-predict the stored history with the current live models; write only what changed.
+    Reconcile(ReconcileArgs),
+    /// Create or upgrade the PostgreSQL tables (consume does this too).
+    Migrate,
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+pub struct ProduceArgs {
+    /// Candle file to replay, CSV or Parquet in the layout of data.file (default: data.file.path).
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Bars per second; 0 publishes as fast as the broker takes them.
+    #[arg(long, default_value_t = 0.0)]
+    pub speed: f64,
+    /// Publish only the first N bars of the file.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Skip the first N bars of the file (with --limit: replay a slice).
+    #[arg(long, default_value_t = 0)]
+    pub skip: usize,
+    /// The message key and symbol (default: data.symbol).
+    #[arg(long)]
+    pub symbol: Option<String>,
+    /// Records per Kafka produce request (record batch) when --speed is 0. 1 makes every offset
+    /// a batch boundary, which tansu 0.6 needs: fetching from the middle of a batch skips to
+    /// the next batch there. With Apache Kafka, 500 is several times faster.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+pub struct ConsumeArgs {
+    /// Consumer name: offsets are stored per name (default: stream.consumer). A new name
+    /// starts from the beginning of the topic.
+    #[arg(long)]
+    pub consumer: Option<String>,
+    /// Live registry aliases to predict with, comma-separated; missing ones are skipped
+    /// (default: stream.aliases).
+    #[arg(long, value_delimiter = ',')]
+    pub aliases: Option<Vec<String>>,
+    /// Most messages per PostgreSQL transaction (default: stream.batch_size).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Stop after this many seconds without a new message (default: run until SIGTERM).
+    #[arg(long)]
+    pub idle_exit: Option<f64>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub max_messages: Option<u64>,
+    /// Re-read the registry's aliases every this many seconds (a promotion takes effect
+    /// without a restart; run `reconcile` to rewrite the past).
+    #[arg(long, default_value_t = 60)]
+    pub refresh_secs: u64,
+    /// Testing aid: hold every transaction open this long before COMMIT (the crash test kills
+    /// the consumer inside open transactions, whatever the build's speed).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub commit_delay_ms: u64,
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+pub struct ReconcileArgs {
+    /// Live registry aliases, comma-separated (default: stream.aliases).
+    #[arg(long, value_delimiter = ',')]
+    pub aliases: Option<Vec<String>>,
+    /// Symbol whose history is reconciled (default: data.symbol).
+    #[arg(long)]
+    pub symbol: Option<String>,
+    /// Only bars at or after this time (RFC 3339); default: the whole stored history.
+    #[arg(long)]
+    pub since: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Params(#[from] rps_cli::ParamsError),
+    #[error("bad configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Import(#[from] rps_store::import::ImportError),
+    #[error("bad input: {0}")]
+    Input(String),
+    #[error("Kafka: {what} failed")]
+    Kafka {
+        what: String,
+        #[source]
+        source: Box<rskafka::client::error::Error>,
+    },
+    #[error("PostgreSQL: {what} failed")]
+    Postgres {
+        what: String,
+        #[source]
+        source: Box<tokio_postgres::Error>,
+    },
+    #[error(transparent)]
+    Tracking(#[from] rps_tracking::TrackingError),
+    #[error(transparent)]
+    Model(#[from] rps_model::ModelError),
+    #[error("model {model} needs feature {feature:?}, which the features: params do not build")]
+    FeatureMismatch { model: String, feature: String },
+    #[error("no live model: none of the aliases {aliases:?} of {model:?} is set in the registry")]
+    NoLiveModel { model: String, aliases: Vec<String> },
+    #[error("could not start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error(
+        "Kafka: {topic}/{partition} jumped from offset {expected} to {got}: the broker skipped records (tansu 0.6 does this when a multi-record batch is fetched from its middle; produce with --batch 1)"
+    )]
+    Gap {
+        topic: String,
+        partition: i32,
+        expected: i64,
+        got: i64,
+    },
+    #[error("a background task failed: {0}")]
+    Join(String),
+}
+
+impl StageError for StreamError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Self::Params(_) | Self::Config(_) | Self::FeatureMismatch { .. } => exit::CONFIG,
+            Self::Import(_) | Self::Input(_) => exit::INPUT,
+            Self::Kafka { .. } | Self::Postgres { .. } | Self::Gap { .. } => exit::REMOTE,
+            Self::Tracking(e) if e.is_remote() => exit::REMOTE,
+            Self::Tracking(_) => exit::STORAGE,
+            Self::Model(_) | Self::NoLiveModel { .. } => exit::MODEL,
+            Self::Runtime(_) | Self::Join(_) => exit::INTERNAL,
+        }
+    }
+}
+
+/// What the subcommands share once flags, env and params.yaml are merged.
+struct Settings {
+    params: Params,
+    home: Home,
+    brokers: String,
+    topic: String,
+    database_url: Option<String>,
+    kafka_timeout: Duration,
+}
+
+impl Settings {
+    fn new(args: &Args) -> Result<Self, StreamError> {
+        let params = rps_cli::load_params(&args.common.params)?;
+        let s = &params.stream;
+        Ok(Self {
+            brokers: args
+                .conn
+                .brokers
+                .clone()
+                .unwrap_or_else(|| s.brokers.clone()),
+            topic: args.conn.topic.clone().unwrap_or_else(|| s.topic.clone()),
+            database_url: args.conn.database_url.clone().filter(|u| !u.is_empty()),
+            kafka_timeout: Duration::from_secs(args.conn.kafka_timeout.max(1)),
+            home: Home::new(&args.common.home),
+            params,
+        })
+    }
+
+    async fn db(&self) -> Result<Db, StreamError> {
+        let url = self.database_url.as_deref().ok_or_else(|| {
+            StreamError::Config("no PostgreSQL URL: set DATABASE_URL or --database-url".to_owned())
+        })?;
+        let mut db = Db::connect(url).await?;
+        let applied = db.migrate().await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied PostgreSQL migrations");
+        }
+        Ok(db)
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, StreamError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(StreamError::Runtime)
+}
+
+/// Run the stage.
+pub fn run(args: &Args) -> Result<(), StreamError> {
+    let settings = Settings::new(args)?;
+    match &args.command {
+        Command::Produce(a) => runtime()?.block_on(produce(&settings, a)),
+        Command::Consume(a) => consume(&settings, a),
+        Command::Reconcile(a) => reconcile(&settings, a),
+        Command::Migrate => runtime()?.block_on(async {
+            let url = settings.database_url.as_deref().ok_or_else(|| {
+                StreamError::Config(
+                    "no PostgreSQL URL: set DATABASE_URL or --database-url".to_owned(),
+                )
+            })?;
+            let applied = Db::connect(url).await?.migrate().await?;
+            tracing::info!("migrations applied: {applied:?} (all others were already there)");
+            Ok(())
+        }),
+    }
+}
+
+async fn produce(s: &Settings, a: &ProduceArgs) -> Result<(), StreamError> {
+    if !(a.speed >= 0.0 && a.speed.is_finite()) {
+        return Err(StreamError::Config(format!(
+            "--speed must be 0 or a positive number of bars per second, not {}",
+            a.speed
+        )));
+    }
+    let mut file = s.params.data.file.clone();
+    if let Some(p) = &a.input {
+        file.path.clone_from(p);
+    }
+    let mut bars = rps_store::import::read_file(&file)?;
+    rps_core::candle::sort_dedup(&mut bars);
+    let bars: Vec<Candle> = bars
+        .into_iter()
+        .skip(a.skip)
+        .take(a.limit.unwrap_or(usize::MAX))
+        .collect();
+    let symbol = a
+        .symbol
+        .clone()
+        .unwrap_or_else(|| s.params.data.symbol.clone());
+    let interval = s.params.data.interval.to_string();
+    let client = kafka::connect(&s.brokers, s.kafka_timeout).await?;
+    let parts =
+        kafka::topic_partitions(&client, &s.topic, s.params.stream.partitions, true).await?;
+    let n_parts = i32::try_from(parts.len()).unwrap_or(1);
+    let target = kafka::partition_for(symbol.as_bytes(), n_parts);
+    let pc = kafka::partition(&client, &s.topic, target).await?;
+    let record = |c: &Candle| -> Result<Record, StreamError> {
+        let value = serde_json::to_vec(&kafka::CandleMessage::new(&symbol, &interval, c))
+            .map_err(|e| StreamError::Input(e.to_string()))?;
+        Ok(Record {
+            key: Some(symbol.as_bytes().to_vec()),
+            value: Some(value),
+            headers: BTreeMap::new(),
+            timestamp: chrono::Utc::now(),
+        })
+    };
+    let started = Instant::now();
+    let chunk = if a.speed == 0.0 { a.batch.max(1) } else { 1 };
+    let mut sent = 0usize;
+    for block in bars.chunks(chunk) {
+        let records = block.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+        pc.produce(records, Compression::NoCompression)
+            .await
+            .map_err(kafka::kafka_err("produce"))?;
+        sent += block.len();
+        if a.speed > 0.0 {
+            let due = started + Duration::from_secs_f64(sent as f64 / a.speed);
+            tokio::time::sleep_until(due.into()).await;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        "produced {sent} bars of {symbol} to {}/{target} in {secs:.2} s ({:.0} bars/s)",
+        s.topic,
+        sent as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+fn load_live(
+    s: &Settings,
+    aliases: &[String],
+    features: &[String],
+) -> Result<Vec<live::LiveModel>, StreamError> {
+    let registry = s.home.registry()?;
+    let name = &s.params.train.model_name;
+    let live = live::load(registry.as_ref(), name, aliases, features)?;
+    if live.is_empty() {
+        return Err(StreamError::NoLiveModel {
+            model: name.clone(),
+            aliases: aliases.to_vec(),
+        });
+    }
+    Ok(live)
+}
+
+/// Stops the consumer between batches on SIGTERM or Ctrl-C.
+fn shutdown_flag() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no SIGTERM handler");
+                        let _ = ctrl_c.await;
+                        let _ = tx.send(true);
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("stopping after the current batch");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Totals of a consume run.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    messages: u64,
+    bad: u64,
+    replayed: u64,
+    predictions: u64,
+    batches: u64,
+}
+
+fn consume(s: &Settings, a: &ConsumeArgs) -> Result<(), StreamError> {
+    let sp = &s.params.stream;
+    let consumer = a.consumer.clone().unwrap_or_else(|| sp.consumer.clone());
+    let aliases = a.aliases.clone().unwrap_or_else(|| sp.aliases.clone());
+    let batch_size = a.batch_size.unwrap_or(sp.batch_size).max(1);
+    let template = OnlineFeatures::new(&s.params, sp.history_bars)?;
+    let features = template.names().to_vec();
+    // The registry may be a blocking HTTP client: load outside the async runtime.
+    let mut live = load_live(s, &aliases, &features)?;
+    tracing::info!("live models: {}", live::describe(&live));
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut db = s.db().await?;
+        db.commit_delay = Duration::from_millis(a.commit_delay_ms);
+        let client = kafka::connect(&s.brokers, s.kafka_timeout).await?;
+        let parts = kafka::topic_partitions(&client, &s.topic, sp.partitions, true).await?;
+        let mut readers: Vec<(PartitionClient, i32, i64)> = Vec::new();
+        for p in parts {
+            let pc = kafka::partition(&client, &s.topic, p).await?;
+            let next = match db.next_offset(&consumer, &s.topic, p).await? {
+                Some(o) => o,
+                None => pc
+                    .get_offset(OffsetAt::Earliest)
+                    .await
+                    .map_err(kafka::kafka_err("read the earliest offset"))?,
+            };
+            tracing::info!(consumer, topic = s.topic, partition = p, next, "resuming");
+            readers.push((pc, p, next));
+        }
+        let stop = shutdown_flag();
+        let mut builders: HashMap<String, OnlineFeatures> = HashMap::new();
+        let mut counts = Counts::default();
+        let started = Instant::now();
+        let mut last_message = Instant::now();
+        let mut last_refresh = Instant::now();
+        'outer: loop {
+            if *stop.borrow() {
+                break;
+            }
+            if last_refresh.elapsed() >= Duration::from_secs(a.refresh_secs.max(1)) {
+                last_refresh = Instant::now();
+                live = refresh_live(s, &aliases, &features, live).await?;
+            }
+            let mut got_any = false;
+            for (pc, p, next) in &mut readers {
+                let (mut records, _high) = pc
+                    .fetch_records(*next, 1..4_000_000, 200)
+                    .await
+                    .map_err(kafka::kafka_err("fetch"))?;
+                records.retain(|r| r.offset >= *next);
+                records.sort_by_key(|r| r.offset);
+                // Nothing may be skipped: a gap would silently lose bars (the topic is not
+                // compacted and not transactional, so offsets are dense).
+                if let Some(first) = records.first()
+                    && first.offset != *next
+                {
+                    return Err(StreamError::Gap {
+                        topic: s.topic.clone(),
+                        partition: *p,
+                        expected: *next,
+                        got: first.offset,
+                    });
+                }
+                if let Some(max) = a.max_messages {
+                    let left = usize::try_from(max.saturating_sub(counts.messages))
+                        .unwrap_or(usize::MAX);
+                    records.truncate(left);
+                }
+                for chunk in records.chunks(batch_size) {
+                    let mut candles = Vec::with_capacity(chunk.len());
+                    let mut predictions = Vec::new();
+                    for r in chunk {
+                        counts.messages += 1;
+                        let Some(msg) = r
+                            .record
+                            .value
+                            .as_deref()
+                            .and_then(|v| serde_json::from_slice::<kafka::CandleMessage>(v).ok())
+                        else {
+                            counts.bad += 1;
+                            tracing::warn!(partition = *p, offset = r.offset, "not a candle message: skipped");
+                            continue;
+                        };
+                        let candle = msg.candle();
+                        if !builders.contains_key(&msg.symbol) {
+                            let mut b = template.clone();
+                            let limit = i64::try_from(sp.history_bars).unwrap_or(i64::MAX);
+                            b.seed(db.candles(&msg.symbol, None, Some(limit)).await?);
+                            builders.insert(msg.symbol.clone(), b);
+                        }
+                        let Some(builder) = builders.get_mut(&msg.symbol) else {
+                            continue;
+                        };
+                        match builder.push(candle) {
+                            Some(row) => {
+                                let t = db::to_time(row.ts)?;
+                                for m in &live {
+                                    predictions.push(m.prediction(&msg.symbol, t, &row.values)?);
+                                }
+                            }
+                            None => counts.replayed += 1,
+                        }
+                        candles.push((msg.symbol, candle));
+                    }
+                    let Some(last) = chunk.last() else { continue };
+                    let next_offset = last.offset + 1;
+                    counts.predictions += db
+                        .commit_batch(&candles, &predictions, &[(&consumer, &s.topic, *p, next_offset)])
+                        .await?;
+                    counts.batches += 1;
+                    *next = next_offset;
+                    got_any = true;
+                }
+                if a.max_messages.is_some_and(|m| counts.messages >= m) {
+                    break 'outer;
+                }
+            }
+            if got_any {
+                last_message = Instant::now();
+            } else if a
+                .idle_exit
+                .is_some_and(|secs| last_message.elapsed().as_secs_f64() >= secs)
+            {
+                tracing::info!("no new message for {:?} s: stopping", a.idle_exit);
+                break;
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        tracing::info!(
+            "consumed {} messages ({} bad, {} replayed bars) in {} transactions; {} prediction rows written; {secs:.1} s, {:.0} messages/s",
+            counts.messages,
+            counts.bad,
+            counts.replayed,
+            counts.batches,
+            counts.predictions,
+            counts.messages as f64 / secs.max(1e-9)
+        );
+        Ok(())
+    })
+}
+
+/// Re-read the aliases (blocking registry calls off the async threads); keep the old set when
+/// the registry fails or no alias is left.
+async fn refresh_live(
+    s: &Settings,
+    aliases: &[String],
+    features: &[String],
+    old: Vec<live::LiveModel>,
+) -> Result<Vec<live::LiveModel>, StreamError> {
+    let home = s.home.clone();
+    let name = s.params.train.model_name.clone();
+    let (aliases, features) = (aliases.to_vec(), features.to_vec());
+    let fresh = tokio::task::spawn_blocking(move || {
+        let registry = home.registry()?;
+        live::load(registry.as_ref(), &name, &aliases, &features)
+    })
+    .await
+    .map_err(|e| StreamError::Join(e.to_string()))?;
+    match fresh {
+        Ok(new) if !new.is_empty() => {
+            let key = |l: &[live::LiveModel]| {
+                l.iter()
+                    .map(|m| (m.version, m.alias.clone()))
+                    .collect::<Vec<_>>()
+            };
+            if key(&new) != key(&old) {
+                tracing::info!("live models now: {}", live::describe(&new));
+            }
+            Ok(new)
+        }
+        Ok(_) => {
+            tracing::warn!("no live alias left in the registry: keeping the previous models");
+            Ok(old)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not refresh the live models: keeping the previous ones");
+            Ok(old)
+        }
+    }
+}
+
+/// What `reconcile` did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileCounts {
+    /// Bars of stored history looked at.
+    pub bars: usize,
+    /// Rows of live versions that were missing, now written.
+    pub inserted: u64,
+    /// Rows of live versions whose alias moved, now updated.
+    pub alias_updated: u64,
+    /// Rows of live versions already right.
+    pub unchanged: u64,
+    /// Rows of versions no longer live, left as the record of what was predicted then.
+    pub stale: u64,
+}
+
+fn reconcile(s: &Settings, a: &ReconcileArgs) -> Result<(), StreamError> {
+    let aliases = a
+        .aliases
+        .clone()
+        .unwrap_or_else(|| s.params.stream.aliases.clone());
+    let symbol = a
+        .symbol
+        .clone()
+        .unwrap_or_else(|| s.params.data.symbol.clone());
+    let since = a
+        .since
+        .as_deref()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|e| StreamError::Config(format!("--since {t:?}: {e}")))
+        })
+        .transpose()?;
+    // Validates data.bar/interval and the estimator like consume does.
+    let names = OnlineFeatures::new(&s.params, s.params.stream.history_bars)?
+        .names()
+        .to_vec();
+    let live = load_live(s, &aliases, &names)?;
+    tracing::info!("live models: {}", live::describe(&live));
+    let counts = runtime()?.block_on(async {
+        let mut db = s.db().await?;
+        // All stored history: the features of the first reconciled bar need the bars before it.
+        let candles = db.candles(&symbol, None, None).await?;
+        let existing = db.prediction_keys(&symbol, since).await?;
+        let d = &s.params.data;
+        let (ts, grid, vol) =
+            rps_transform::bar_grid(&candles, d.interval, d.bar, s.params.target.estimator);
+        let bars_per_day = usize::try_from(86_400_000 / d.bar.ms()).unwrap_or(1).max(1);
+        let frame = rps_core::features::build(
+            &ts,
+            &grid,
+            &vol,
+            &s.params.features,
+            &s.params.target,
+            bars_per_day,
+        );
+        let mut c = ReconcileCounts::default();
+        let mut inserts: Vec<Prediction> = Vec::new();
+        let mut moved: Vec<(RowKey, Option<String>)> = Vec::new();
+        let mut live_keys: HashSet<RowKey> = HashSet::new();
+        for i in (0..frame.len()).filter(|&i| frame.present[i]) {
+            let t = db::to_time(frame.ts[i])?;
+            if since.is_some_and(|s| t < s) {
+                continue;
+            }
+            c.bars += 1;
+            let row = frame.row(i);
+            for m in &live {
+                let key = RowKey {
+                    model: m.name.clone(),
+                    version: m.version.to_string(),
+                    bar_time: t,
+                };
+                match existing.get(&key) {
+                    None => inserts.push(m.prediction(&symbol, t, &row)?),
+                    Some(alias) if alias.as_deref() != Some(m.alias.as_str()) => {
+                        moved.push((key.clone(), Some(m.alias.clone())));
+                    }
+                    Some(_) => c.unchanged += 1,
+                }
+                live_keys.insert(key);
+            }
+        }
+        c.stale = existing.keys().filter(|k| !live_keys.contains(k)).count() as u64;
+        for block in inserts.chunks(1000) {
+            c.inserted += db.commit_batch(&[], block, &[]).await?;
+        }
+        c.alias_updated = db.set_aliases(&symbol, &moved).await?;
+        Ok::<_, StreamError>(c)
+    })?;
+    tracing::info!(
+        "reconciled {symbol}: {} bars; {} rows inserted, {} aliases updated, {} unchanged, {} rows of versions no longer live kept",
+        counts.bars,
+        counts.inserted,
+        counts.alias_updated,
+        counts.unchanged,
+        counts.stale
+    );
+    Ok(())
+}

@@ -1,0 +1,408 @@
+//! Streaming end to end against a real PostgreSQL and a real Kafka-compatible broker (tansu),
+//! both on loopback, started by `crates/rps-stream/tests/servers.sh` (scripts/test.sh does it):
+//! produce → consume → rows; idempotent reruns; SIGKILL mid-stream and resume; reconcile.
+//!
+//! Every test gets its own database and topic, so they can run in parallel against one pair of
+//! servers. The `rps-stream` binary is driven exactly as an operator would.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use rps_core::params::Params;
+use rps_core::split::Split;
+use rps_model::{Rows, VolatilityModel};
+use rps_tracking::{LocalRegistry, ModelFiles, Registry, VersionInfo};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BARS: usize = 1000;
+const SERVERS: &str = "needs PostgreSQL and Kafka (tansu): crates/rps-stream/tests/servers.sh";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    params: PathBuf,
+    home: PathBuf,
+    brokers: String,
+    base_url: String,
+    topic: String,
+    name: String,
+}
+
+fn sample() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../data/sample/btc_usd_1h_coinbase_2018.csv"
+    )
+    .to_owned()
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set: run {SERVERS}"))
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Run SQL on database `db` of the test server; rows as strings.
+fn sql(base: &str, db: &str, q: &str) -> Vec<Vec<Option<String>>> {
+    let url = with_db(base, db);
+    rt().block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test PostgreSQL");
+        tokio::spawn(conn);
+        let msgs = client.simple_query(q).await.expect(q);
+        msgs.into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+fn count(e: &Env, db: &str, q: &str) -> i64 {
+    sql(&e.base_url, db, q)[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn with_db(base: &str, db: &str) -> String {
+    let (head, _) = base.rsplit_once('/').expect("URL ends with /database");
+    format!("{head}/{db}")
+}
+
+/// The small model of these tests, trained on the first `BARS` sample bars.
+fn train(params: &Params, seed: i64) -> (ModelFiles, VolatilityModel) {
+    let mut bars = rps_store::import::read_file(&params.data.file).unwrap();
+    rps_core::candle::sort_dedup(&mut bars);
+    bars.truncate(BARS);
+    let (ds, schema) = rps_transform::transform(params, &bars, "test").unwrap();
+    let f = &ds.frame;
+    let (tr, va) = (ds.rows(Split::Train), ds.rows(Split::Validation));
+    let y = |idx: &[usize]| idx.iter().map(|&i| f.target[i]).collect::<Vec<f64>>();
+    let mut tp = params.train.clone();
+    tp.xgboost
+        .insert("seed".to_owned(), serde_json::json!(seed));
+    let (model, _) = VolatilityModel::train(
+        &tp,
+        &schema.features,
+        params.target.floor,
+        (&Rows::gather(&f.columns, &tr), &y(&tr)),
+        (&Rows::gather(&f.columns, &va), &y(&va)),
+    )
+    .unwrap();
+    (ModelFiles::from_model(&model, &schema).unwrap(), model)
+}
+
+fn register(e: &Env, files: &ModelFiles, alias: &str) -> u32 {
+    let registry =
+        LocalRegistry::new(rps_store::open(e.home.join("registry").to_str().unwrap()).unwrap());
+    let info = VersionInfo {
+        name: "btc-volatility".to_owned(),
+        version: 0,
+        created_at: "2026-01-01T00:00:00Z".to_owned(),
+        run_id: "test".to_owned(),
+        data_hash: "test".to_owned(),
+        git_commit: "test".to_owned(),
+        metrics: Default::default(),
+    };
+    let v = registry.register(files, info).unwrap();
+    registry.set_alias("btc-volatility", alias, v).unwrap();
+    v
+}
+
+fn set_alias(e: &Env, alias: &str, v: u32) {
+    let registry =
+        LocalRegistry::new(rps_store::open(e.home.join("registry").to_str().unwrap()).unwrap());
+    registry.set_alias("btc-volatility", alias, v).unwrap();
+}
+
+/// A fresh database `rps_<name>` and topic, a home folder with a params file.
+fn setup(name: &str) -> Env {
+    let base_url = var("RPS_TEST_DATABASE_URL");
+    let brokers = var("RPS_TEST_KAFKA_BROKERS");
+    let dir = tempfile::tempdir().unwrap();
+    let mut params: Params = serde_yaml::from_str(include_str!("../../../params.yaml")).unwrap();
+    params.data.file.path = sample();
+    params.train.num_boost_round = 40;
+    params.train.power_grid = Vec::new();
+    params.stream.batch_size = 50;
+    let p = dir.path().join("params.yaml");
+    std::fs::write(&p, serde_yaml::to_string(&params).unwrap()).unwrap();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let e = Env {
+        params: p,
+        home: dir.path().join("home"),
+        _dir: dir,
+        brokers,
+        base_url,
+        topic: format!("rps-test-{name}-{stamp}"),
+        name: name.to_owned(),
+    };
+    for db in [e.db(""), e.db("_ref")] {
+        sql(
+            &e.base_url,
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {db}"),
+        );
+        sql(&e.base_url, "postgres", &format!("CREATE DATABASE {db}"));
+    }
+    e
+}
+
+impl Env {
+    fn db(&self, suffix: &str) -> String {
+        format!("rps_{}{suffix}", self.name)
+    }
+
+    fn params(&self) -> Params {
+        serde_yaml::from_str(&std::fs::read_to_string(&self.params).unwrap()).unwrap()
+    }
+
+    fn command(&self, db: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rps-stream"));
+        c.arg("--params")
+            .arg(&self.params)
+            .arg("--home")
+            .arg(&self.home)
+            .args(["--brokers", &self.brokers, "--topic", &self.topic])
+            .args(["--database-url", &with_db(&self.base_url, db)])
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("RPS_KAFKA_BROKERS")
+            .env_remove("RPS_KAFKA_TOPIC");
+        c
+    }
+
+    fn run(&self, db: &str, args: &[&str]) -> Output {
+        let out = self.command(db, args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "rps-stream {args:?} failed:\n{err}");
+        eprintln!("rps-stream {args:?}:\n{err}");
+        out
+    }
+
+    fn produce(&self, extra: &[&str]) {
+        let limit = BARS.to_string();
+        let mut args = vec!["produce", "--limit", &limit];
+        args.extend_from_slice(extra);
+        self.run(&self.db(""), &args);
+    }
+
+    fn consume(&self, db: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["consume", "--idle-exit", "2"];
+        args.extend_from_slice(extra);
+        self.run(db, &args)
+    }
+
+    /// (model, version, bar_time, volatility, predicted_at) of every row, sorted.
+    fn rows(&self, db: &str) -> Vec<Vec<Option<String>>> {
+        sql(
+            &self.base_url,
+            db,
+            "SELECT model, version, alias, symbol, bar_time::text, task, volatility::text, predicted_at::text
+             FROM predictions ORDER BY model, version, symbol, bar_time",
+        )
+    }
+}
+
+fn without_predicted_at(rows: &[Vec<Option<String>>]) -> Vec<Vec<Option<String>>> {
+    rows.iter().map(|r| r[..7].to_vec()).collect()
+}
+
+#[test]
+#[ignore = "needs PostgreSQL and Kafka (tansu): crates/rps-stream/tests/servers.sh"]
+fn produce_consume_writes_one_row_per_bar_and_reruns_change_nothing() {
+    let e = setup("basic");
+    let (files, _) = train(&e.params(), 42);
+    register(&e, &files, "champion");
+    e.run(&e.db(""), &["migrate"]);
+    e.run(&e.db(""), &["migrate"]); // idempotent
+    assert_eq!(
+        count(&e, &e.db(""), "SELECT count(*) FROM schema_migrations"),
+        1
+    );
+    e.produce(&[]);
+    let out = e.consume(&e.db(""), &["--aliases", "champion,challenger,baseline"]);
+    let db = e.db("");
+    let n = BARS as i64;
+    assert_eq!(count(&e, &db, "SELECT count(*) FROM candles"), n);
+    assert_eq!(count(&e, &db, "SELECT count(*) FROM predictions"), n);
+    assert_eq!(
+        count(
+            &e,
+            &db,
+            "SELECT count(*) FROM predictions WHERE alias = 'champion' AND task = 'volatility' AND volatility > 0 AND version = '1'"
+        ),
+        n
+    );
+    assert_eq!(
+        count(
+            &e,
+            &db,
+            "SELECT next_offset FROM stream_offsets WHERE consumer = 'rps-stream'"
+        ),
+        n
+    );
+    let first = e.rows(&db);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("alias not set: skipped"));
+
+    // The same consumer again: nothing new to read.
+    e.consume(&db, &[]);
+    assert_eq!(e.rows(&db), first);
+    // A new consumer name reads the topic from the start: same rows, none rewritten.
+    e.consume(&db, &["--consumer", "second"]);
+    assert_eq!(e.rows(&db), first);
+    // The file published twice: replayed bars change nothing either.
+    e.produce(&[]);
+    e.consume(&db, &[]);
+    assert_eq!(e.rows(&db), first);
+    assert_eq!(
+        count(
+            &e,
+            &db,
+            "SELECT next_offset FROM stream_offsets WHERE consumer = 'rps-stream'"
+        ),
+        2 * n
+    );
+}
+
+#[test]
+#[ignore = "needs PostgreSQL and Kafka (tansu): crates/rps-stream/tests/servers.sh"]
+// A failing SQL query panics with the child still running; the test process exit reaps it.
+#[allow(clippy::zombie_processes)]
+fn a_consumer_killed_mid_stream_resumes_without_lost_or_duplicated_rows() {
+    let e = setup("crash");
+    let (files, _) = train(&e.params(), 42);
+    register(&e, &files, "champion");
+    e.produce(&[]);
+    let db = e.db("");
+    e.run(&db, &["migrate"]);
+    let n = BARS as i64;
+    // Small transactions held open 15 ms each, so that the kill lands inside one.
+    let mut child = e
+        .command(
+            &db,
+            &[
+                "consume",
+                "--batch-size",
+                "7",
+                "--idle-exit",
+                "30",
+                "--commit-delay-ms",
+                "15",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let at_kill = loop {
+        let c = count(&e, &db, "SELECT count(*) FROM predictions");
+        if c >= n / 4 {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            break count(&e, &db, "SELECT count(*) FROM predictions");
+        }
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the consumer made no progress");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(
+        at_kill < n,
+        "killed after the end ({at_kill} rows): not a mid-stream kill"
+    );
+    // Committed state is consistent at the kill: one candle and one prediction per consumed
+    // message, and the stored offset is exactly that many.
+    let offset = count(&e, &db, "SELECT next_offset FROM stream_offsets");
+    assert_eq!(offset, at_kill);
+    assert_eq!(count(&e, &db, "SELECT count(*) FROM candles"), at_kill);
+    eprintln!("killed with {at_kill} of {n} bars committed");
+
+    e.consume(&db, &["--batch-size", "7"]);
+    // The reference: the same stream consumed without interruption into another database.
+    e.run(&e.db("_ref"), &["migrate"]);
+    e.consume(&e.db("_ref"), &[]);
+    let (got, want) = (e.rows(&db), e.rows(&e.db("_ref")));
+    assert_eq!(
+        got.len() as i64,
+        n,
+        "one row per bar: nothing lost, nothing duplicated"
+    );
+    assert_eq!(without_predicted_at(&got), without_predicted_at(&want));
+    assert_eq!(count(&e, &db, "SELECT next_offset FROM stream_offsets"), n);
+    assert_eq!(
+        count(&e, &db, "SELECT count(DISTINCT bar_time) FROM predictions"),
+        n
+    );
+}
+
+#[test]
+#[ignore = "needs PostgreSQL and Kafka (tansu): crates/rps-stream/tests/servers.sh"]
+fn reconcile_after_a_promotion_writes_only_the_affected_rows() {
+    let e = setup("reconcile");
+    let params = e.params();
+    let (v1_files, _) = train(&params, 42);
+    let v1 = register(&e, &v1_files, "champion");
+    e.produce(&[]);
+    let db = e.db("");
+    e.consume(&db, &[]);
+    let before = e.rows(&db);
+    assert_eq!(before.len(), BARS);
+
+    // A new champion; the old one stays live as challenger.
+    let mut p2 = params.clone();
+    p2.train.num_boost_round = 25;
+    let (v2_files, _) = train(&p2, 7);
+    let v2 = register(&e, &v2_files, "champion");
+    set_alias(&e, "challenger", v1);
+    let out = e.run(&db, &["reconcile"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains(&format!(
+            "{BARS} rows inserted, {BARS} aliases updated, 0 unchanged"
+        )),
+        "{log}"
+    );
+    let after = e.rows(&db);
+    assert_eq!(after.len(), 2 * BARS);
+    let (old, new): (Vec<_>, Vec<_>) = after
+        .iter()
+        .partition(|r| r[1].as_deref() == Some(&v1.to_string()[..]));
+    assert!(new.iter().all(
+        |r| r[1].as_deref() == Some(&v2.to_string()[..]) && r[2].as_deref() == Some("champion")
+    ));
+    // v1's rows: only the alias moved; forecasts and write times are untouched.
+    for (b, o) in before.iter().zip(&old) {
+        assert_eq!(o[2].as_deref(), Some("challenger"));
+        assert_eq!((&b[..2], &b[3..]), (&o[..2], &o[3..]));
+    }
+    // Reconciling again changes nothing.
+    let out = e.run(&db, &["reconcile"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!(
+        "0 rows inserted, 0 aliases updated, {} unchanged",
+        2 * BARS
+    )));
+    assert_eq!(e.rows(&db), after);
+    // The reconciled rows are the ones a consumer streaming with the new live set writes.
+    e.consume(&e.db("_ref"), &[]);
+    assert_eq!(
+        without_predicted_at(&e.rows(&e.db("_ref"))),
+        without_predicted_at(&after)
+    );
+}
