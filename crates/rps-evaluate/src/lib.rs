@@ -822,7 +822,7 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
             )
         })?
     } else {
-        let model = files.model()?;
+        let model = files.model()?.into_volatility()?;
         rps_tracking::with_run(tracker.as_ref(), "evaluate", &tags, |run| {
             let e = evaluate(&params, &ds, &model)?;
             let metric = params.evaluate.primary_metric;
@@ -1109,8 +1109,8 @@ fn champion_loss(
     let Some(v) = registry.alias(name, "champion")? else {
         return Ok(None);
     };
-    let champ = registry.load(name, v)?;
-    match evaluate(params, ds, &champ.model) {
+    let champ = registry.load(name, v)?.model.into_volatility()?;
+    match evaluate(params, ds, &champ) {
         Ok(e) => Ok(e.score("model").map(|s| (v, loss(s, metric)))),
         Err(EvaluateError::FeatureMismatch { .. }) => {
             tracing::warn!(

@@ -101,8 +101,7 @@ pub fn champion_macro_f1(
     let Some(v) = registry.alias(name, "champion")? else {
         return Ok(None);
     };
-    let loaded = registry.load(name, v)?;
-    let champ = SignalModel::from_parts(&loaded.files.xgb_ubj, loaded.files.meta.clone())?;
+    let champ = registry.load(name, v)?.model.into_signal()?;
     match evaluate_signal(ds, cols, &champ) {
         Ok(e) => Ok(e.score("model").map(|s| (v, s.macro_f1))),
         Err(EvaluateError::FeatureMismatch { .. }) => {

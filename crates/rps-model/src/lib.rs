@@ -614,8 +614,15 @@ impl VolatilityModel {
             .map_err(ModelError::Format)
     }
 
-    /// Load from XGBoost-format bytes (JSON or UBJ, detected) and metadata.
+    /// Load from XGBoost-format bytes (JSON or UBJ, detected) and metadata; refuses a signal
+    /// model's metadata (use [`Model::from_parts`] to load either).
     pub fn from_parts(booster_bytes: &[u8], meta: ModelMeta) -> Result<Self, ModelError> {
+        if meta.task != Task::Volatility {
+            return Err(ModelError::Task {
+                found: meta.task.as_str(),
+                expected: Task::Volatility.as_str(),
+            });
+        }
         let booster = decode(booster_bytes)?;
         let margin_idx = match &meta.margin {
             Some(m) => positions(&meta.features, &m.terms, "the model's margin")?,
@@ -843,6 +850,93 @@ impl SignalModel {
 
     pub fn meta_json(&self) -> Result<Vec<u8>, ModelError> {
         Ok(serde_json::to_vec_pretty(&self.meta)?)
+    }
+}
+
+/// A registry version's model, whichever task it was trained for (`meta.json`'s `task`).
+#[derive(Debug, Clone)]
+pub enum Model {
+    Volatility(VolatilityModel),
+    Signal(SignalModel),
+}
+
+/// One row's forecast by a [`Model`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Forecast {
+    /// Next-bar volatility (the target's units, floored).
+    Volatility(f64),
+    /// The most probable class and the probabilities of (sell, hold, buy).
+    Signal {
+        signal: Signal,
+        probabilities: [f64; NUM_CLASS],
+    },
+}
+
+impl Forecast {
+    /// Whether every number in it is finite.
+    pub fn is_finite(&self) -> bool {
+        match self {
+            Self::Volatility(v) => v.is_finite(),
+            Self::Signal { probabilities, .. } => probabilities.iter().all(|p| p.is_finite()),
+        }
+    }
+}
+
+impl Model {
+    /// Load from XGBoost-format bytes and metadata, as a volatility or a signal model according
+    /// to `meta.task`.
+    pub fn from_parts(booster_bytes: &[u8], meta: ModelMeta) -> Result<Self, ModelError> {
+        Ok(match meta.task {
+            Task::Volatility => Self::Volatility(VolatilityModel::from_parts(booster_bytes, meta)?),
+            Task::Signal => Self::Signal(SignalModel::from_parts(booster_bytes, meta)?),
+        })
+    }
+
+    pub fn meta(&self) -> &ModelMeta {
+        match self {
+            Self::Volatility(m) => &m.meta,
+            Self::Signal(m) => &m.meta,
+        }
+    }
+
+    pub fn task(&self) -> Task {
+        self.meta().task
+    }
+
+    /// One row (values in `meta().features` order).
+    pub fn predict_one(&self, row: &[f32]) -> Result<Forecast, ModelError> {
+        Ok(match self {
+            Self::Volatility(m) => Forecast::Volatility(m.predict_one(row)?),
+            Self::Signal(m) => {
+                let probabilities = m.predict_proba_one(row)?;
+                Forecast::Signal {
+                    signal: rps_core::signal::argmax(&probabilities),
+                    probabilities,
+                }
+            }
+        })
+    }
+
+    /// The volatility model, or [`ModelError::Task`] for a signal model.
+    pub fn into_volatility(self) -> Result<VolatilityModel, ModelError> {
+        match self {
+            Self::Volatility(m) => Ok(m),
+            Self::Signal(m) => Err(ModelError::Task {
+                found: m.meta.task.as_str(),
+                expected: Task::Volatility.as_str(),
+            }),
+        }
+    }
+
+    /// The signal model, or [`ModelError::Task`] for a volatility model.
+    pub fn into_signal(self) -> Result<SignalModel, ModelError> {
+        match self {
+            Self::Signal(m) => Ok(m),
+            Self::Volatility(m) => Err(ModelError::Task {
+                found: m.meta.task.as_str(),
+                expected: Task::Signal.as_str(),
+            }),
+        }
     }
 }
 
@@ -1194,5 +1288,28 @@ mod tests {
             !text.contains("\"task\"") && !text.contains("\"signal\""),
             "{text}"
         );
+        // ... and the other way round; `Model` loads either by its meta.json.
+        let sbytes = m.to_xgboost_ubj().unwrap();
+        assert!(matches!(
+            VolatilityModel::from_parts(&sbytes, m.meta.clone()),
+            Err(ModelError::Task { .. })
+        ));
+        let any = Model::from_parts(&sbytes, m.meta.clone()).unwrap();
+        assert_eq!(any.task(), Task::Signal);
+        assert_eq!(
+            any.predict_one(&xv.values[..3]).unwrap(),
+            Forecast::Signal {
+                signal: rps_core::signal::argmax(&proba[0]),
+                probabilities: proba[0],
+            }
+        );
+        assert!(any.clone().into_volatility().is_err());
+        assert!(any.into_signal().is_ok());
+        let any = Model::from_parts(&vm.to_xgboost_ubj().unwrap(), vm.meta.clone()).unwrap();
+        assert_eq!(
+            any.predict_one(&xv.values[..3]).unwrap(),
+            Forecast::Volatility(vm.predict_one(&xv.values[..3]).unwrap())
+        );
+        assert!(any.into_signal().is_err());
     }
 }

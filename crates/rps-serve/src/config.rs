@@ -125,6 +125,12 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// The Buy/Hold/Sell model whose streamed signals the dashboard shows beside the served
+    /// model's forecasts (`train.signal_model_name`). To serve it, run another rps-serve with
+    /// --model-name set to it.
+    #[arg(long, env = "RPS_SIGNAL_MODEL_NAME", default_value = "btc-signal")]
+    pub signal_model_name: String,
+
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "RPS_SERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

@@ -44,6 +44,8 @@ pub struct Point {
 /// The predictions of one model version.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Series {
+    /// The registered model (the served one, or the signal model).
+    pub model: String,
     pub version: String,
     /// The alias the stream recorded with its latest row (may be stale; the live set is in
     /// `GET /models`).
@@ -56,7 +58,8 @@ pub struct Series {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct History {
     pub symbol: String,
-    pub model: String,
+    /// The served model first, then the signal model whose rows are shown too.
+    pub models: Vec<String>,
     pub hours: u32,
     pub candles: Vec<Bar>,
     pub series: Vec<Series>,
@@ -66,10 +69,10 @@ fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Read the last `hours` of `symbol` for model `model`.
+/// Read the last `hours` of `symbol` for the registered `models`.
 pub async fn read(
     database_url: &str,
-    model: &str,
+    models: &[String],
     symbol: &str,
     hours: u32,
 ) -> Result<History, HistoryError> {
@@ -81,7 +84,7 @@ pub async fn read(
             tracing::warn!(error = %e, "PostgreSQL connection ended with an error");
         }
     });
-    let result = query(&client, model, symbol, hours).await;
+    let result = query(&client, models, symbol, hours).await;
     drop(client);
     let _ = conn.await;
     result
@@ -89,7 +92,7 @@ pub async fn read(
 
 async fn query(
     client: &tokio_postgres::Client,
-    model: &str,
+    models: &[String],
     symbol: &str,
     hours: u32,
 ) -> Result<History, HistoryError> {
@@ -98,15 +101,15 @@ async fn query(
     let end: Option<chrono::DateTime<chrono::Utc>> = client
         .query_one(
             "SELECT coalesce((SELECT max(bar_time) FROM candles WHERE symbol = $1), \
-                             (SELECT max(bar_time) FROM predictions WHERE symbol = $1 AND model = $2))",
-            &[&symbol, &model],
+                             (SELECT max(bar_time) FROM predictions WHERE symbol = $1 AND model = ANY($2)))",
+            &[&symbol, &models],
         )
         .await
         .map_err(HistoryError::Query)?
         .get(0);
     let mut history = History {
         symbol: symbol.to_owned(),
-        model: model.to_owned(),
+        models: models.to_vec(),
         hours,
         candles: Vec::new(),
         series: Vec::new(),
@@ -143,21 +146,22 @@ async fn query(
     let rows = client
         .query(
             &format!(
-                "SELECT version, alias, task, bar_time, volatility, signal FROM predictions \
-                 WHERE symbol = $1 AND {window} AND model = $4 ORDER BY version, bar_time"
+                "SELECT version, alias, task, bar_time, volatility, signal, model FROM predictions \
+                 WHERE symbol = $1 AND {window} AND model = ANY($4) ORDER BY model, version, bar_time"
             ),
-            &[&symbol, &end, &hours_f, &model],
+            &[&symbol, &end, &hours_f, &models],
         )
         .await
         .map_err(HistoryError::Query)?;
-    let mut by_version: BTreeMap<(String, String), Series> = BTreeMap::new();
+    let mut by_version: BTreeMap<(String, String, String), Series> = BTreeMap::new();
     for r in rows {
-        let (version, alias, task): (String, Option<String>, String) =
-            (r.get(0), r.get(1), r.get(2));
+        let (version, alias, task, model): (String, Option<String>, String, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(6));
         let t: chrono::DateTime<chrono::Utc> = r.get(3);
         let s = by_version
-            .entry((version.clone(), task.clone()))
+            .entry((model.clone(), version.clone(), task.clone()))
             .or_insert_with(|| Series {
+                model,
                 version,
                 alias: None,
                 task,
@@ -173,9 +177,10 @@ async fn query(
         });
     }
     let mut series: Vec<Series> = by_version.into_values().collect();
-    // Numeric order of versions ("10" after "9").
+    // The served model first (the order of `models`), versions in numeric order ("10" after "9").
     series.sort_by_key(|s| {
         (
+            models.iter().position(|m| *m == s.model),
             s.version.parse::<u64>().unwrap_or(u64::MAX),
             s.version.clone(),
         )

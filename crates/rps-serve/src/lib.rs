@@ -6,7 +6,7 @@
 //!
 //! | route | what |
 //! | --- | --- |
-//! | `POST /predict[?model=<alias\|version>]` | one row — `{"features": {"ret_1b_pct": 0.1, …}}` (by name, canonical) or `{"features": [0.1, …]}` (schema order) — answered `{"model", "version", "prediction"}`; or a batch `{"instances": [{…}, …]}` answered `{"model", "version", "predictions": […]}`. `?model=` queries another alias or version side by side (loaded on demand, cached). |
+//! | `POST /predict[?model=<alias\|version>]` | one row — `{"features": {"ret_1b_pct": 0.1, …}}` (by name, canonical) or `{"features": [0.1, …]}` (schema order) — answered `{"model", "version", "task", "prediction"}`; or a batch `{"instances": [{…}, …]}` answered `{"model", "version", "task", "predictions": […]}`. A volatility prediction is a number, a signal model's `{"signal", "probabilities"}`. `?model=` queries another alias or version side by side (loaded on demand, cached). |
 //! | `GET /health` | liveness: 200 while the process runs |
 //! | `GET /ready` | 200 once a model is loaded, 503 before |
 //! | `GET /model[?model=…]` | name, version, trained-at, metrics, features and the full feature schema |

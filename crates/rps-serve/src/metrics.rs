@@ -95,6 +95,8 @@ pub struct Metrics {
     pub latency: Histogram,
     pub values: Histogram,
     pub predictions: AtomicU64,
+    /// Signal rows predicted per class, in `Signal::index` order (sell, hold, buy).
+    pub signals: [AtomicU64; 3],
     pub reloads_ok: AtomicU64,
     pub reloads_rejected: AtomicU64,
     pub reloads_failed: AtomicU64,
@@ -109,6 +111,7 @@ impl Metrics {
             latency: Histogram::new(LATENCY_BUCKETS),
             values: Histogram::new(VALUE_BUCKETS),
             predictions: AtomicU64::new(0),
+            signals: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             reloads_ok: AtomicU64::new(0),
             reloads_rejected: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -176,7 +179,7 @@ impl Metrics {
         self.values.write(
             out,
             "model_prediction_value",
-            "Predicted one-hour volatility (fraction) of each predicted row.",
+            "Predicted one-hour volatility (fraction) of each row a volatility model predicted.",
         );
         let _ = writeln!(
             out,
@@ -187,6 +190,17 @@ impl Metrics {
             "model_predictions_total {}",
             self.predictions.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP model_signal_predictions_total Rows a signal model classified, by class.\n# TYPE model_signal_predictions_total counter"
+        );
+        for (class, c) in ["sell", "hold", "buy"].iter().zip(&self.signals) {
+            let _ = writeln!(
+                out,
+                "model_signal_predictions_total{{signal=\"{class}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP model_reloads_total Model (re)loads by result.\n# TYPE model_reloads_total counter"

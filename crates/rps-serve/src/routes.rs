@@ -12,6 +12,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use rps_core::signal::Signal;
+use rps_model::Forecast;
 use serde::Deserialize;
 use serde_json::json;
 use std::fmt::Write as _;
@@ -225,14 +227,21 @@ async fn predict(
     served.observe(&rows.values);
     let m = &state.metrics;
     for p in &predictions {
-        m.values.observe(*p);
+        match p {
+            Forecast::Volatility(v) => m.values.observe(*v),
+            Forecast::Signal { signal, .. } => {
+                m.signals[signal.index()].fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
     m.predictions
         .fetch_add(predictions.len() as u64, Ordering::Relaxed);
+    let task = served.model.task().as_str();
     let body = if rows.batch {
-        json!({ "model": served.info.name, "version": served.info.version, "predictions": predictions })
+        let values: Vec<serde_json::Value> = predictions.iter().map(forecast_json).collect();
+        json!({ "model": served.info.name, "version": served.info.version, "task": task, "predictions": values })
     } else {
-        json!({ "model": served.info.name, "version": served.info.version, "prediction": predictions.first() })
+        json!({ "model": served.info.name, "version": served.info.version, "task": task, "prediction": predictions.first().map(forecast_json) })
     };
     let elapsed = started.elapsed().as_secs_f64();
     m.latency.observe(elapsed);
@@ -244,7 +253,25 @@ async fn predict(
     Ok(Json(body).into_response())
 }
 
-fn predict_rows(served: &Served, values: &[f32]) -> Result<Vec<f64>, ApiError> {
+/// A volatility forecast is a number; a signal is `{"signal": "buy", "probabilities": {…}}`.
+fn forecast_json(f: &Forecast) -> serde_json::Value {
+    match f {
+        Forecast::Volatility(v) => json!(v),
+        Forecast::Signal {
+            signal,
+            probabilities,
+        } => json!({
+            "signal": signal.as_str(),
+            "probabilities": {
+                "sell": probabilities[Signal::Sell.index()],
+                "hold": probabilities[Signal::Hold.index()],
+                "buy": probabilities[Signal::Buy.index()],
+            },
+        }),
+    }
+}
+
+fn predict_rows(served: &Served, values: &[f32]) -> Result<Vec<Forecast>, ApiError> {
     let n = served.schema.features.len().max(1);
     values
         .chunks_exact(n)
@@ -276,7 +303,7 @@ async fn model(
     query: Result<Query<ModelQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let served = pick(&state, query).await?;
-    let meta = &served.model.meta;
+    let meta = served.model.meta();
     let is_champion = state
         .current()
         .is_some_and(|c| c.info.version == served.info.version);
@@ -295,6 +322,8 @@ async fn model(
         "git_commit": served.info.git_commit,
         "metrics": served.info.metrics,
         "features": served.schema.features,
+        "task": meta.task.as_str(),
+        "signal": meta.signal,
         "model": {
             "transform": meta.transform,
             "floor": meta.floor,
@@ -561,7 +590,11 @@ async fn history(
         ));
     }
     let symbol = q.symbol.unwrap_or_else(|| "BTC-USD".to_owned());
-    crate::history::read(url, &state.config.model_name, &symbol, hours)
+    let models = [
+        state.config.model_name.clone(),
+        state.config.signal_model_name.clone(),
+    ];
+    crate::history::read(url, &models, &symbol, hours)
         .await
         .map(Json)
         .map_err(|e| {

@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use arc_swap::ArcSwapOption;
 use axum::http::StatusCode;
 use rps_core::schema::FeatureSchema;
-use rps_model::VolatilityModel;
+use rps_model::Model;
 use rps_tracking::{LoadedModel, Registry, TrackingError, VersionInfo};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub struct Served {
     pub info: VersionInfo,
     pub schema: FeatureSchema,
-    pub model: VolatilityModel,
+    /// A volatility or a signal model (the registered name's versions are one or the other).
+    pub model: Model,
     /// Feature name → input position.
     pub index: HashMap<String, usize>,
     pub drift: Mutex<DriftWindow>,
@@ -130,23 +131,24 @@ impl Served {
         drift_window: usize,
     ) -> Result<Self, LoadError> {
         let LoadedModel { info, files, model } = loaded;
+        let trained_on = &model.meta().features;
         let schema = files.schema;
         let label = format!("{} version {}", info.name, info.version);
-        if schema.features != model.meta.features {
+        if schema.features != *trained_on {
             let at = schema
                 .features
                 .iter()
-                .zip(&model.meta.features)
+                .zip(trained_on)
                 .position(|(a, b)| a != b);
             return Err(LoadError::Rejected(match at {
                 Some(i) => format!(
                     "{label}: schema.json and meta.json disagree at feature {i} (`{}` vs `{}`)",
-                    schema.features[i], model.meta.features[i]
+                    schema.features[i], trained_on[i]
                 ),
                 None => format!(
                     "{label}: schema.json lists {} features but the model was trained on {}",
                     schema.features.len(),
-                    model.meta.features.len()
+                    trained_on.len()
                 ),
             }));
         }
@@ -191,7 +193,7 @@ impl Served {
             Ok(v) if v.is_finite() => {}
             Ok(v) => {
                 return Err(LoadError::Rejected(format!(
-                    "{label}: predicts {v} on the reference medians"
+                    "{label}: predicts {v:?} on the reference medians"
                 )));
             }
             Err(e) => return Err(LoadError::Rejected(format!("{label}: cannot predict: {e}"))),

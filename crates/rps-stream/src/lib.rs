@@ -183,8 +183,11 @@ pub enum StreamError {
     Model(#[from] rps_model::ModelError),
     #[error("model {model} needs feature {feature:?}, which the features: params do not build")]
     FeatureMismatch { model: String, feature: String },
-    #[error("no live model: none of the aliases {aliases:?} of {model:?} is set in the registry")]
-    NoLiveModel { model: String, aliases: Vec<String> },
+    #[error("no live model: none of the aliases {aliases:?} of {models:?} is set in the registry")]
+    NoLiveModel {
+        models: Vec<String>,
+        aliases: Vec<String>,
+    },
     #[error("could not start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
     #[error(
@@ -351,11 +354,11 @@ fn load_live(
     features: &[String],
 ) -> Result<Vec<live::LiveModel>, StreamError> {
     let registry = s.home.registry()?;
-    let name = &s.params.train.model_name;
-    let live = live::load(registry.as_ref(), name, aliases, features)?;
+    let names = live::model_names(&s.params);
+    let live = live::load_all(registry.as_ref(), &names, aliases, features)?;
     if live.is_empty() {
         return Err(StreamError::NoLiveModel {
-            model: name.clone(),
+            models: names,
             aliases: aliases.to_vec(),
         });
     }
@@ -552,11 +555,11 @@ async fn refresh_live(
     old: Vec<live::LiveModel>,
 ) -> Result<Vec<live::LiveModel>, StreamError> {
     let home = s.home.clone();
-    let name = s.params.train.model_name.clone();
+    let names = live::model_names(&s.params);
     let (aliases, features) = (aliases.to_vec(), features.to_vec());
     let fresh = tokio::task::spawn_blocking(move || {
         let registry = home.registry()?;
-        live::load(registry.as_ref(), &name, &aliases, &features)
+        live::load_all(registry.as_ref(), &names, &aliases, &features)
     })
     .await
     .map_err(|e| StreamError::Join(e.to_string()))?;

@@ -8,7 +8,7 @@
 
 use rps_core::params::Params;
 use rps_core::split::Split;
-use rps_model::{Rows, VolatilityModel};
+use rps_model::{Rows, SignalModel, VolatilityModel};
 use rps_tracking::{LocalRegistry, ModelFiles, Registry, VersionInfo};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -102,11 +102,44 @@ fn train(params: &Params, seed: i64) -> (ModelFiles, VolatilityModel) {
     (ModelFiles::from_model(&model, &schema).unwrap(), model)
 }
 
+/// The first `BARS` sample bars, their batch features and a small Buy/Hold/Sell model.
+fn train_signal(params: &Params) -> (ModelFiles, SignalModel, rps_core::features::FeatureFrame) {
+    let mut bars = rps_store::import::read_file(&params.data.file).unwrap();
+    rps_core::candle::sort_dedup(&mut bars);
+    bars.truncate(BARS);
+    let (ds, schema) = rps_transform::transform(params, &bars, "test").unwrap();
+    let cols = rps_transform::signal_columns(params, &bars, &ds.frame.ts).unwrap();
+    let f = &ds.frame;
+    let labelled = |which: Split| -> (Rows, Vec<rps_core::signal::Signal>) {
+        let (ix, y): (Vec<usize>, Vec<_>) = ds
+            .rows(which)
+            .into_iter()
+            .filter_map(|i| cols.labels[i].map(|l| (i, l)))
+            .unzip();
+        (Rows::gather(&f.columns, &ix), y)
+    };
+    let (t, v) = (labelled(Split::Train), labelled(Split::Validation));
+    let (model, _) = SignalModel::train(
+        &params.train,
+        &params.signal,
+        &schema.features,
+        (&t.0, &t.1),
+        (&v.0, &v.1),
+    )
+    .unwrap();
+    let files = ModelFiles::from_signal_model(&model, &schema).unwrap();
+    (files, model, ds.frame)
+}
+
 fn register(e: &Env, files: &ModelFiles, alias: &str) -> u32 {
+    register_as(e, "btc-volatility", files, alias)
+}
+
+fn register_as(e: &Env, name: &str, files: &ModelFiles, alias: &str) -> u32 {
     let registry =
         LocalRegistry::new(rps_store::open(e.home.join("registry").to_str().unwrap()).unwrap());
     let info = VersionInfo {
-        name: "btc-volatility".to_owned(),
+        name: name.to_owned(),
         version: 0,
         created_at: "2026-01-01T00:00:00Z".to_owned(),
         run_id: "test".to_owned(),
@@ -115,7 +148,7 @@ fn register(e: &Env, files: &ModelFiles, alias: &str) -> u32 {
         metrics: Default::default(),
     };
     let v = registry.register(files, info).unwrap();
-    registry.set_alias("btc-volatility", alias, v).unwrap();
+    registry.set_alias(name, alias, v).unwrap();
     v
 }
 
@@ -405,4 +438,64 @@ fn reconcile_after_a_promotion_writes_only_the_affected_rows() {
         without_predicted_at(&e.rows(&e.db("_ref"))),
         without_predicted_at(&after)
     );
+}
+
+#[test]
+#[ignore = "needs PostgreSQL and Kafka (tansu): crates/rps-stream/tests/servers.sh"]
+fn signal_models_stream_their_class_and_probabilities_beside_volatility() {
+    let e = setup("signal");
+    let params = e.params();
+    let (vol, _) = train(&params, 42);
+    register(&e, &vol, "champion");
+    let (files, model, frame) = train_signal(&params);
+    let v = register_as(&e, &params.train.signal_model_name, &files, "champion");
+    e.produce(&[]);
+    let db = e.db("");
+    e.consume(&db, &[]);
+    let n = BARS as i64;
+    assert_eq!(count(&e, &db, "SELECT count(*) FROM predictions"), 2 * n);
+    assert_eq!(
+        count(
+            &e,
+            &db,
+            &format!(
+                "SELECT count(*) FROM predictions WHERE model = 'btc-signal' AND version = '{v}' \
+                 AND task = 'signal' AND alias = 'champion' AND volatility IS NULL \
+                 AND signal IN ('sell', 'hold', 'buy') AND abs(p_sell + p_hold + p_buy - 1) < 1e-5"
+            )
+        ),
+        n
+    );
+    // Each streamed signal is the one the batch features give (online = batch features).
+    let rows = sql(
+        &e.base_url,
+        &db,
+        "SELECT (extract(epoch from bar_time) * 1000)::bigint::text, signal, p_buy::text \
+         FROM predictions WHERE task = 'signal'",
+    );
+    let mut checked = 0;
+    for r in &rows {
+        let ts: i64 = r[0].as_deref().unwrap().parse().unwrap();
+        let i = frame
+            .ts
+            .iter()
+            .position(|&t| t == ts)
+            .expect("a bar of the batch frame");
+        #[allow(clippy::cast_possible_truncation)]
+        let x: Vec<f32> = frame.row(i).iter().map(|&v| v as f32).collect();
+        let p = model.predict_proba_one(&x).unwrap();
+        assert_eq!(
+            r[1].as_deref(),
+            Some(rps_core::signal::argmax(&p).as_str()),
+            "bar {ts}"
+        );
+        let p_buy: f64 = r[2].as_deref().unwrap().parse().unwrap();
+        assert!((p_buy - p[2]).abs() < 1e-6, "bar {ts}: {p_buy} vs {}", p[2]);
+        checked += 1;
+    }
+    assert_eq!(checked, BARS);
+    // Reconcile covers both models: nothing to do after a complete stream.
+    let out = e.run(&db, &["reconcile"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("0 rows inserted, 0 aliases updated"), "{log}");
 }

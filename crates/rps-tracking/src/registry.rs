@@ -2,7 +2,7 @@
 
 use crate::TrackingError;
 use rps_core::schema::FeatureSchema;
-use rps_model::{META, ModelMeta, VolatilityModel, XGB_JSON, XGB_UBJ};
+use rps_model::{META, Model, ModelMeta, SignalModel, VolatilityModel, XGB_JSON, XGB_UBJ};
 use rps_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -34,6 +34,19 @@ pub struct ModelFiles {
 impl ModelFiles {
     pub fn from_model(
         model: &VolatilityModel,
+        schema: &FeatureSchema,
+    ) -> Result<Self, TrackingError> {
+        Ok(Self {
+            xgb_json: model.to_xgboost_json()?,
+            xgb_ubj: model.to_xgboost_ubj()?,
+            meta: model.meta.clone(),
+            schema: schema.clone(),
+        })
+    }
+
+    /// The files of a Buy/Hold/Sell model (`train.task: signal`).
+    pub fn from_signal_model(
+        model: &SignalModel,
         schema: &FeatureSchema,
     ) -> Result<Self, TrackingError> {
         Ok(Self {
@@ -96,12 +109,9 @@ impl ModelFiles {
         })
     }
 
-    /// Decode the model.
-    pub fn model(&self) -> Result<VolatilityModel, TrackingError> {
-        Ok(VolatilityModel::from_parts(
-            &self.xgb_ubj,
-            self.meta.clone(),
-        )?)
+    /// Decode the model, a volatility or a signal model by `meta.task`.
+    pub fn model(&self) -> Result<Model, TrackingError> {
+        Ok(Model::from_parts(&self.xgb_ubj, self.meta.clone())?)
     }
 }
 
@@ -121,7 +131,8 @@ mod erased {
 pub struct LoadedModel {
     pub info: VersionInfo,
     pub files: ModelFiles,
-    pub model: VolatilityModel,
+    /// Volatility or signal, by the version's `meta.json`.
+    pub model: Model,
 }
 
 /// Numbered model versions with movable aliases.

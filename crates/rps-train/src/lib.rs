@@ -319,12 +319,7 @@ fn fit_signal(
         model.meta.num_trees, s.accuracy, s.macro_f1,
     );
     Ok(Fitted {
-        files: ModelFiles {
-            xgb_json: model.to_xgboost_json()?,
-            xgb_ubj: model.to_xgboost_ubj()?,
-            meta: model.meta.clone(),
-            schema: schema.clone(),
-        },
+        files: ModelFiles::from_signal_model(&model, schema)?,
         importance: model.importance(),
         final_metrics,
         train_metrics: serde_json::json!({

@@ -12,11 +12,8 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The agreed schema (crates/rps-stream/migrations/0001_init.sql).
-const DDL: &str = "
-CREATE TABLE candles (symbol text NOT NULL, bar_time timestamptz NOT NULL, open double precision, high double precision, low double precision, close double precision, volume double precision, PRIMARY KEY (symbol, bar_time));
-CREATE TABLE predictions (model text NOT NULL, version text NOT NULL, alias text, symbol text NOT NULL, bar_time timestamptz NOT NULL, task text NOT NULL, volatility double precision, signal text, p_sell double precision, p_hold double precision, p_buy double precision, predicted_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (model, version, symbol, bar_time));
-";
+/// The stream's schema, from its migration (what `rps stream migrate` applies).
+const DDL: &str = include_str!("../../../rps-stream/migrations/0001_init.sql");
 
 const BARS: i64 = 48;
 /// 2026-01-01T00:00:00Z
@@ -86,15 +83,23 @@ fn database(tag: &str) -> String {
             .unwrap();
             for (version, alias, scale) in [("1", "champion", 1.15), ("2", "challenger", 0.8)] {
                 let vol = scale * rps_core::volatility::parkinson(h, l);
-                let signal = ["sell", "hold", "buy"][usize::try_from((i + i64::from(scale < 1.0)) % 3).unwrap()];
                 db.execute(
-                    "INSERT INTO predictions (model, version, alias, symbol, bar_time, task, volatility, signal, p_sell, p_hold, p_buy) \
-                     VALUES ('btc-volatility', $1, $2, 'BTC-USD', $3, 'volatility', $4, $5, 0.2, 0.5, 0.3)",
-                    &[&version, &alias, &t, &vol, &signal],
+                    "INSERT INTO predictions (model, version, alias, symbol, bar_time, task, volatility) \
+                     VALUES ('btc-volatility', $1, $2, 'BTC-USD', $3, 'volatility', $4)",
+                    &[&version, &alias, &t, &vol],
                 )
                 .await
                 .unwrap();
             }
+            // The signal model's rows, as `rps stream consume` writes them.
+            let signal = ["sell", "hold", "buy"][usize::try_from(i % 3).unwrap()];
+            db.execute(
+                "INSERT INTO predictions (model, version, alias, symbol, bar_time, task, signal, p_sell, p_hold, p_buy) \
+                 VALUES ('btc-signal', '1', 'champion', 'BTC-USD', $1, 'signal', $2, 0.2, 0.5, 0.3)",
+                &[&t, &signal],
+            )
+            .await
+            .unwrap();
             db.execute(
                 "INSERT INTO predictions (model, version, symbol, bar_time, task, volatility) \
                  VALUES ('other-model', '7', 'BTC-USD', $1, 'volatility', 0.5)",
@@ -172,14 +177,37 @@ fn history_reads_the_stream_tables() {
     let realized = candles[23]["realized"].as_f64().unwrap();
     assert!((realized - rps_core::volatility::parkinson(high, low)).abs() < 1e-15);
     let series = h["series"].as_array().unwrap();
-    let versions: Vec<&str> = series
+    let versions: Vec<(&str, &str, &str)> = series
         .iter()
-        .map(|s| s["version"].as_str().unwrap())
+        .map(|s| {
+            (
+                s["model"].as_str().unwrap(),
+                s["version"].as_str().unwrap(),
+                s["task"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(versions, ["1", "2"], "only btc-volatility's versions: {h}");
+    assert_eq!(
+        versions,
+        [
+            ("btc-volatility", "1", "volatility"),
+            ("btc-volatility", "2", "volatility"),
+            ("btc-signal", "1", "signal"),
+        ],
+        "the served model's versions, then the signal model's; not other-model: {h}"
+    );
+    assert_eq!(
+        h["models"],
+        serde_json::json!(["btc-volatility", "btc-signal"])
+    );
     assert_eq!(series[1]["alias"], "challenger");
     assert_eq!(series[1]["points"].as_array().unwrap().len(), 24);
-    assert!(series[0]["points"][0]["signal"].is_string());
+    assert!(series[0]["points"][0]["volatility"].is_f64());
+    assert_eq!(
+        series[2]["points"][23]["signal"], "buy",
+        "bar 47: 47 % 3 = 2"
+    );
+    assert!(series[2]["points"][0]["volatility"].is_null());
     // Another symbol, an empty one, and bad queries.
     let eth: Value = c
         .get(format!("{}/api/history?symbol=ETH-USD&hours=5", s.url()))
@@ -243,7 +271,7 @@ fn browse(url: &str, mode: &str) -> String {
             "--hide-scrollbars",
             // Lets the page's fetches and drawing finish before the dump / screenshot.
             "--virtual-time-budget=10000",
-            "--window-size=1280,900",
+            "--window-size=1280,1000",
             &format!("--user-data-dir={}", profile.path().display()),
             mode,
             url,
@@ -288,13 +316,21 @@ fn the_dashboard_renders_in_a_headless_browser() {
             dom.contains(&format!("class=\"series live\" data-version=\"{v}\"")),
             "a volatility path for live version {v}: {dom}"
         );
-        assert!(dom.contains(&format!("class=\"signal-row\" data-version=\"{v}\"")));
     }
+    assert!(
+        dom.contains("class=\"signal-row\" data-model=\"btc-signal\" data-version=\"1\""),
+        "a signal row for the signal model: {dom}"
+    );
+    assert_eq!(
+        dom.matches("class=\"signal buy\"").count(),
+        16,
+        "48 bars, every third a buy"
+    );
     assert!(dom.contains("class=\"realized\"") && dom.contains("class=\"price\""));
     assert!(dom.contains("id=\"live-models\""));
     let png = screenshot(&page, "dashboard.png");
     let size = std::fs::metadata(&png).unwrap().len();
-    // A blank 1280x900 page compresses to a few KB; three charts make it much larger.
+    // A blank 1280x1000 page compresses to a few KB; three charts make it much larger.
     assert!(size > 20_000, "{} is only {size} bytes", png.display());
 
     // Without a database the page still lists the live models and says why there are no charts.

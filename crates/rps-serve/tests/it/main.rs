@@ -10,4 +10,5 @@ mod liveset;
 mod metrics;
 mod monitoring;
 mod shutdown;
+mod signal;
 mod support;

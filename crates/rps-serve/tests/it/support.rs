@@ -8,7 +8,7 @@ use rps_core::params::{Params, TrainParams};
 use rps_core::schema::FeatureSchema;
 use rps_core::split::Split;
 use rps_core::synthetic::{SyntheticParams, simulate};
-use rps_model::{Rows, VolatilityModel};
+use rps_model::{Rows, SignalModel, VolatilityModel};
 use rps_serve::{Config, Server};
 use rps_tracking::{LocalRegistry, ModelFiles, Registry, VersionInfo};
 use serde_json::{Map, Value, json};
@@ -17,11 +17,15 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub const NAME: &str = "btc-volatility";
+/// The signal model's registered name (`train.signal_model_name`).
+pub const SIGNAL_NAME: &str = "btc-signal";
 pub const TOKEN: &str = "test-token";
 
 /// The model, its schema and some realistic (all-finite) feature rows from the test split.
 pub struct Trained {
     pub model: VolatilityModel,
+    /// A Buy/Hold/Sell model on the same rows (`train.task: signal`).
+    pub signal: SignalModel,
     pub schema: FeatureSchema,
     pub rows: Vec<Vec<f64>>,
 }
@@ -61,6 +65,24 @@ fn train() -> Trained {
         (&xv, &ys(&va)),
     )
     .unwrap();
+    // The signal task's model: the same feature rows, labels from the closes (one label rule).
+    let cols = rps_transform::signal_columns(&params, &bars, &frame.ts).unwrap();
+    let labelled = |ix: &[usize]| -> (Rows, Vec<rps_core::signal::Signal>) {
+        let (ix, y): (Vec<usize>, Vec<_>) = ix
+            .iter()
+            .filter_map(|&i| cols.labels[i].map(|l| (i, l)))
+            .unzip();
+        (Rows::gather(&frame.columns, &ix), y)
+    };
+    let (st, sv) = (labelled(&tr), labelled(&va));
+    let (signal, _) = SignalModel::train(
+        &p,
+        &params.signal,
+        &frame.names,
+        (&st.0, &st.1),
+        (&sv.0, &sv.1),
+    )
+    .unwrap();
     let rows: Vec<Vec<f64>> = te
         .iter()
         .map(|&i| frame.row(i))
@@ -70,6 +92,7 @@ fn train() -> Trained {
     assert!(rows.len() >= 50, "enough finite test rows");
     Trained {
         model,
+        signal,
         schema,
         rows,
     }
@@ -108,8 +131,21 @@ impl Fixture {
     }
 
     pub fn register_files(&self, files: &ModelFiles) -> u32 {
+        self.register_as(NAME, files)
+    }
+
+    /// Register the signal model as a new version of [`SIGNAL_NAME`] and make it its champion.
+    pub fn register_signal_champion(&self) -> u32 {
+        let t = trained();
+        let files = ModelFiles::from_signal_model(&t.signal, &t.schema).unwrap();
+        let v = self.register_as(SIGNAL_NAME, &files);
+        self.registry.set_alias(SIGNAL_NAME, "champion", v).unwrap();
+        v
+    }
+
+    pub fn register_as(&self, name: &str, files: &ModelFiles) -> u32 {
         let info = VersionInfo {
-            name: NAME.to_owned(),
+            name: name.to_owned(),
             version: 0,
             created_at: "2026-01-01T00:00:00Z".to_owned(),
             run_id: "0123456789abcdef0123456789abcdef".to_owned(),
