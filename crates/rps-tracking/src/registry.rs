@@ -36,12 +36,8 @@ impl ModelFiles {
         model: &VolatilityModel,
         schema: &FeatureSchema,
     ) -> Result<Self, TrackingError> {
-        Ok(Self {
-            xgb_json: model.to_xgboost_json()?,
-            xgb_ubj: model.to_xgboost_ubj()?,
-            meta: model.meta.clone(),
-            schema: schema.clone(),
-        })
+        let (json, ubj) = (model.to_xgboost_json()?, model.to_xgboost_ubj()?);
+        Ok(Self::new(json, ubj, &model.meta, schema))
     }
 
     /// The files of a Buy/Hold/Sell model (`train.task: signal`).
@@ -49,12 +45,17 @@ impl ModelFiles {
         model: &SignalModel,
         schema: &FeatureSchema,
     ) -> Result<Self, TrackingError> {
-        Ok(Self {
-            xgb_json: model.to_xgboost_json()?,
-            xgb_ubj: model.to_xgboost_ubj()?,
-            meta: model.meta.clone(),
+        let (json, ubj) = (model.to_xgboost_json()?, model.to_xgboost_ubj()?);
+        Ok(Self::new(json, ubj, &model.meta, schema))
+    }
+
+    fn new(xgb_json: Vec<u8>, xgb_ubj: Vec<u8>, meta: &ModelMeta, schema: &FeatureSchema) -> Self {
+        Self {
+            xgb_json,
+            xgb_ubj,
+            meta: meta.clone(),
             schema: schema.clone(),
-        })
+        }
     }
 
     /// Write the four files under `prefix` (`prefix/model.json`, …), metadata last.
