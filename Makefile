@@ -87,6 +87,10 @@ bench: build ## transform throughput, train wall time, single-row predict latenc
 clean: ## remove build output and the local store
 	rm -rf target .rps reports
 
+.PHONY: bench-stream
+bench-stream: build setup-python ## rps stream through tansu + PostgreSQL on loopback: produce / consume bars/s, reconcile time
+	BIN=$(BIN) PY=$(PY) bash bench/stream/run.sh
+
 .PHONY: bench-serve
 bench-serve: setup-python ## rps-serve vs a FastAPI + xgboost app under wrk (apt-get install wrk)
 	@command -v wrk >/dev/null || { $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq wrk >/dev/null; }

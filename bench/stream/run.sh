@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Benchmark the streaming stage on the release binary: the bundled sample (8,760 hourly bars)
+# through a real Kafka-protocol broker (tansu) into a real PostgreSQL, both on loopback (started
+# by crates/rps-stream/tests/servers.sh). Prints bars/s of produce (one record per request, as
+# tansu needs, and 500 per request as Apache Kafka allows), of consume with one live model and
+# with a volatility and a signal model live, and the wall time of a full-history reconcile.
+# There is no reference to put beside these figures: the seed design had no streaming path.
+#
+# Usage: BIN=DIR [PY=python3] bench/stream/run.sh     (make bench-stream sets both)
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+BIN="${BIN:?set BIN to the folder of the release rps binary}"
+PY="${PY:-python3}"
+command -v psql >/dev/null || { echo "psql not found (PostgreSQL client)" >&2; exit 2; }
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/rps-bench-stream.XXXXXX")"
+cleanup() {
+  bash "$ROOT/crates/rps-stream/tests/servers.sh" stop "$WORK/servers" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+cd "$ROOT"
+home="$WORK/home"
+quiet() { "$@" >"$WORK/step.log" 2>&1 || { cat "$WORK/step.log" >&2; exit 1; }; }
+export RUST_LOG=info NO_COLOR=1
+
+echo "training the volatility model on the bundled sample (make demo's steps) ..." >&2
+quiet bash scripts/demo.sh "$BIN" "$home"
+eval "$(bash crates/rps-stream/tests/servers.sh start "$PY" "$WORK/servers")"
+base="${RPS_TEST_DATABASE_URL%/*}"
+psql "$base/postgres" -qAt -c "CREATE DATABASE bench_one" -c "CREATE DATABASE bench_two" >/dev/null
+stream() { # db topic args...
+  local db=$1 topic=$2; shift 2
+  "$BIN/rps" stream --home "$home" --brokers "$RPS_TEST_KAFKA_BROKERS" --topic "$topic" \
+    --database-url "$base/$db" "$@"
+}
+rate() { grep -oE '[0-9]+ (bars|messages)/s' "$1" | tail -n 1 | grep -oE '^[0-9]+'; }
+bars() { grep -oE 'produced [0-9]+ bars' "$1" | grep -oE '[0-9]+'; }
+
+stream bench_one bench-b1 produce --speed 0 --batch 1 2>"$WORK/p1.log"
+stream bench_one bench-b500 produce --speed 0 --batch 500 2>"$WORK/p500.log"
+n=$(bars "$WORK/p1.log")
+stream bench_one bench-b1 consume --max-messages "$n" 2>"$WORK/c1.log"
+
+echo "training the signal model (train.task: signal) ..." >&2
+sed 's/^  task: volatility /  task: signal     /' params.yaml >"$WORK/signal.yaml"
+grep -q '^  task: signal ' "$WORK/signal.yaml" || { echo "could not set train.task in a params copy" >&2; exit 1; }
+quiet "$BIN/rps" train --home "$home" --params "$WORK/signal.yaml"
+quiet "$BIN/rps" evaluate --home "$home" --params "$WORK/signal.yaml" --report-dir "$WORK/signal-reports"
+
+stream bench_two bench-b1 consume --max-messages "$n" 2>"$WORK/c2.log"
+start=$(date +%s.%N)
+stream bench_one bench-b1 reconcile 2>"$WORK/r.log"
+end=$(date +%s.%N)
+inserted=$(grep -oE '[0-9]+ rows inserted' "$WORK/r.log" | grep -oE '^[0-9]+')
+
+echo
+echo "rps stream, release build, $n bars of the bundled sample; tansu + PostgreSQL on loopback ($(nproc) cores shared)"
+printf '%-52s %12s\n' "step" "bars/s"
+printf '%-52s %12s\n' "produce, 1 record per request (tansu-safe default)" "$(rate "$WORK/p1.log")"
+printf '%-52s %12s\n' "produce, --batch 500 (Apache Kafka)" "$(rate "$WORK/p500.log")"
+printf '%-52s %12s\n' "consume, 1 live model (volatility champion)" "$(rate "$WORK/c1.log")"
+printf '%-52s %12s\n' "consume, 2 live models (+ signal champion)" "$(rate "$WORK/c2.log")"
+printf 'reconcile of the full history after the signal model went live: %s rows in %.1f s\n' \
+  "$inserted" "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')"
