@@ -4,6 +4,7 @@ Two DAGs are defined here from the same stage specifications:
 
 ``crypto_volatility_pipeline`` (retrain cadence, daily by default)
     extract -> quality -> transform -> train -> evaluate [-> refresh_serving]
+                                                         [-> reconcile]
 ``crypto_volatility_extract`` (data cadence, hourly by default)
     extract -> quality
 
@@ -27,6 +28,13 @@ transform/train/evaluate end ``upstream_failed``; nothing is trained on bad data
 Retries: exit codes that mean the input or the configuration is wrong (2 usage, 3 config, 4 bad
 input, 5 quality gate, 8 model, 9 not promoted) fail the task immediately; anything else (6 remote,
 7 storage, 1 internal, a killed pod, a node lost) is retried with exponential back-off.
+
+``reconcile`` (only with ``RPS_AIRFLOW_STREAM_RECONCILE=true``) runs ``rps stream reconcile`` after
+evaluate, beside refresh_serving: the predictions ``rps stream consume`` stored in PostgreSQL are
+re-predicted with the live set evaluate just moved (champion, challenger, baseline), and only
+missing rows and moved aliases are written. It needs the stream's database: ``DATABASE_URL`` from
+the ``rps-stream`` Secret in pods, from the worker's environment in local mode. Off by default, so
+installations without a stream database keep the five tasks.
 
 All settings are environment variables of the Airflow scheduler, DAG processor and workers, read
 when the DAG file is parsed; ``airflow/README.md`` lists them with their defaults. A bad value is a
@@ -67,7 +75,7 @@ EXIT_MEANINGS = {
     5: "quality gate failed",
     6: "remote source or server failed after retries",
     7: "storage failed",
-    8: "model training or evaluation failed",
+    8: "model training, evaluation or prediction failed (or no live model)",
     9: "challenger not promoted",
 }
 # Deterministic failures: a retry would fail the same way, so the task fails at once.
@@ -86,6 +94,7 @@ DEFAULT_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
     "train": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
     "evaluate": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
     "refresh_serving": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+    "reconcile": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
 }
 DEFAULT_TIMEOUT_MINUTES = {
     "extract": 30,
@@ -94,6 +103,7 @@ DEFAULT_TIMEOUT_MINUTES = {
     "train": 120,
     "evaluate": 30,
     "refresh_serving": 5,
+    "reconcile": 30,
 }
 
 # Kubernetes Secrets wired as env vars: group -> (default Secret name, keys = env var names).
@@ -104,6 +114,7 @@ SECRET_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "s3": ("rps-s3", ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")),
     "mlflow": ("rps-mlflow", ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")),
     "serve": ("rps-serve", ("RPS_SERVE_TOKEN",)),
+    "stream": ("rps-stream", ("DATABASE_URL",)),
 }
 
 
@@ -234,6 +245,7 @@ class Settings:
     data_uri: str | None = None
     report_dir: str = f"{POD_HOME}/reports"
     serve_url: str | None = None
+    stream_reconcile: bool = False
     # kubernetes
     image: str = DEFAULT_IMAGE
     image_pull_policy: str = "IfNotPresent"
@@ -292,6 +304,7 @@ class Settings:
             data_uri=(_get(env, "RPS_AIRFLOW_DATA_URI") or "").rstrip("/") or None,
             report_dir=_get(env, "RPS_AIRFLOW_REPORT_DIR") or ("reports" if local else f"{POD_HOME}/reports"),
             serve_url=(_get(env, "RPS_AIRFLOW_SERVE_URL") or "").rstrip("/") or None,
+            stream_reconcile=_bool(env, "RPS_AIRFLOW_STREAM_RECONCILE", False),
             image=_get(env, "RPS_AIRFLOW_IMAGE", DEFAULT_IMAGE) or DEFAULT_IMAGE,
             image_pull_policy=pull_policy,
             image_pull_secrets=tuple(
@@ -383,11 +396,14 @@ class Stage:
     arguments: tuple[str, ...]  # rps: `rps` arguments, may hold templates; refresh: the URL
     secret_groups: tuple[str, ...] = ("s3", "mlflow")
     program: str = "rps"  # rps: the stage image / RPS_BIN; refresh: POST to rps serve
+    upstream: str | None = None  # the task it follows; None: the one before it in the list
 
     @property
     def stage(self) -> str | None:
-        """The rps stage this task runs (None for the refresh request)."""
-        return self.arguments[0] if self.program == "rps" else None
+        """The rps stage this task runs (None for the refresh request): `train`, `stream reconcile`."""
+        if self.program != "rps":
+            return None
+        return " ".join(self.arguments[:2]) if self.arguments[0] == "stream" else self.arguments[0]
 
 
 def stage_specs(settings: Settings, dag_id: str) -> list[Stage]:
@@ -428,6 +444,19 @@ def stage_specs(settings: Settings, dag_id: str) -> list[Stage]:
                 (f"{settings.serve_url}/refresh",),
                 ("serve",),
                 program="refresh",
+            )
+        )
+    if settings.stream_reconcile:
+        # Beside refresh_serving, not after it: a stream database that is down must not keep the
+        # new champion from being served, and a failed refresh must not leave the stored
+        # predictions behind. Runs after every evaluate, promotion or not: evaluate may also have
+        # moved the challenger alias. Nothing changed = nothing written.
+        stages.append(
+            Stage(
+                "reconcile",
+                ("stream", "reconcile"),
+                ("s3", "mlflow", "stream"),
+                upstream="evaluate",
             )
         )
     return stages
@@ -687,6 +716,8 @@ image (`RPS_AIRFLOW_EXECUTOR=kubernetes`, the default) or as a local process (`l
 * **transform -> train -> evaluate** build features, train a candidate and promote it to champion
   only if it beats the current one; **refresh_serving** (when `RPS_AIRFLOW_SERVE_URL` is set) makes
   `rps serve` load the champion.
+* **reconcile** (when `RPS_AIRFLOW_STREAM_RECONCILE=true`) runs `rps stream reconcile`: the stream's
+  stored predictions (PostgreSQL, `DATABASE_URL`) follow the live set evaluate just moved.
 
 Exit codes 2, 3, 4, 5, 8, 9 (usage, config, bad input, quality gate, model, not promoted) fail a task
 at once; others (remote or storage failures, killed pods) are retried with exponential back-off.
@@ -731,8 +762,9 @@ def build_dag(settings: Settings, dag_id: str) -> DAG:
     with dag:
         for stage in stage_specs(settings, dag_id):
             task = make(settings, stage, settings.task_timeouts[stage.task_id])
-            if previous is not None:
-                previous >> task
+            after = dag.get_task(stage.upstream) if stage.upstream else previous
+            if after is not None:
+                after >> task
             previous = task
     return dag
 

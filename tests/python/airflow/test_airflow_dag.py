@@ -52,6 +52,11 @@ def chain_of(dag):
     return order
 
 
+def edges_of(dag):
+    """Every (upstream, downstream) pair of the graph."""
+    return {(t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids}
+
+
 class FakeRun:
     def __init__(self, run_after):
         self.run_after = run_after
@@ -104,6 +109,7 @@ def test_local_mode_imports_without_errors(monkeypatch):
         ("RPS_AIRFLOW_RETRIES", "many"),
         ("RPS_AIRFLOW_RESOURCES", '{"training": {"limits": {"memory": "8Gi"}}}'),
         ("RPS_AIRFLOW_START_DATE", "yesterday"),
+        ("RPS_AIRFLOW_STREAM_RECONCILE", "maybe"),
     ],
 )
 def test_a_bad_setting_is_an_import_error_naming_the_variable(monkeypatch, name, value):
@@ -155,6 +161,31 @@ def test_refresh_serving_is_added_after_evaluate_when_configured(monkeypatch):
     bag = dagbag(monkeypatch, RPS_AIRFLOW_SERVE_URL="http://rps-serve.rps.svc:8080/")
     assert chain_of(bag.dags[PIPELINE]) == [*CHAIN, "refresh_serving"]
     assert chain_of(bag.dags[EXTRACT]) == ["extract", "quality"]
+
+
+def test_reconcile_is_off_without_its_setting(monkeypatch):
+    """Installations without a stream database keep the five tasks (and need no rps-stream Secret)."""
+    for value in (None, "", "false"):
+        bag = dagbag(monkeypatch, **({} if value is None else {"RPS_AIRFLOW_STREAM_RECONCILE": value}))
+        assert "reconcile" not in bag.dags[PIPELINE].task_ids, value
+        assert chain_of(bag.dags[PIPELINE]) == CHAIN
+
+
+def test_reconcile_follows_evaluate_when_enabled(monkeypatch):
+    bag = dagbag(monkeypatch, RPS_AIRFLOW_STREAM_RECONCILE="true")
+    assert bag.import_errors == {}
+    dag = bag.dags[PIPELINE]
+    assert edges_of(dag) == {*zip(CHAIN, CHAIN[1:]), ("evaluate", "reconcile")}
+    assert dag.get_task("reconcile").trigger_rule == "all_success"  # not after a failed evaluate
+    assert chain_of(bag.dags[EXTRACT]) == ["extract", "quality"]  # the hourly DAG promotes nothing
+
+
+def test_reconcile_runs_beside_refresh_serving_not_behind_it(monkeypatch):
+    """A stream database that is down must not keep the new champion from being served."""
+    bag = dagbag(monkeypatch, RPS_AIRFLOW_STREAM_RECONCILE="1", RPS_AIRFLOW_SERVE_URL="http://rps-serve.rps.svc:8080")
+    dag = bag.dags[PIPELINE]
+    assert edges_of(dag) == {*zip(CHAIN, CHAIN[1:]), ("evaluate", "refresh_serving"), ("evaluate", "reconcile")}
+    assert dag.get_task("reconcile").execution_timeout == timedelta(minutes=30)
 
 
 def test_retries_timeouts_and_quality_stops_the_run(monkeypatch):
@@ -312,6 +343,49 @@ def test_settings_change_the_pods(monkeypatch):
     assert dag.get_task("train").execution_timeout == timedelta(hours=4)
 
 
+def test_reconcile_pod_runs_rps_stream_reconcile_with_the_database_from_its_secret(monkeypatch):
+    bag = dagbag(monkeypatch, RPS_AIRFLOW_STREAM_RECONCILE="true", RPS_AIRFLOW_IMAGE="registry.example.com/rps:1.2.3")
+    task = render(bag.dags[PIPELINE].get_task("reconcile"), **MARCH_1)
+    assert isinstance(task, KubernetesPodOperator)
+    assert task.rps_stage == "stream reconcile"
+    pod = task.build_pod_request_obj(dry_run=True)
+    (container,) = pod.spec.containers
+    assert container.image == "registry.example.com/rps:1.2.3"
+    assert not container.command  # the image's entrypoint: rps
+    assert container.args == ["stream", "reconcile"]
+    # The registry (MLflow/S3 or the data volume) like the other stages, plus the database.
+    assert secret_env(pod) == dict(STAGE_SECRETS, DATABASE_URL=("rps-stream", "DATABASE_URL"))
+    env = env_of(pod)
+    assert env["RPS_HOME"].value == "/var/lib/rps"
+    assert env["RPS_PARAMS"].value == "/etc/rps/params.yaml"
+    assert [e.config_map_ref.name for e in container.env_from] == ["rps-env"]
+    assert {v.name for v in pod.spec.volumes} >= {"rps-data", "rps-params", "tmp"}
+    assert pod.spec.security_context.run_as_non_root is True
+    assert container.security_context.read_only_root_filesystem is True
+    assert container.resources.limits == {"cpu": "1", "memory": "1Gi"}
+    assert pod.spec.active_deadline_seconds == 30 * 60 + 60
+    assert pod.metadata.labels["app.kubernetes.io/component"] == "reconcile"
+
+
+def test_reconcile_secret_is_configurable(monkeypatch):
+    bag = dagbag(
+        monkeypatch,
+        RPS_AIRFLOW_STREAM_RECONCILE="true",
+        RPS_AIRFLOW_STREAM_SECRET="timescale",
+        RPS_AIRFLOW_RECONCILE_TIMEOUT_MINUTES="90",
+        RPS_AIRFLOW_RESOURCES='{"reconcile": {"limits": {"memory": "4Gi"}}}',
+    )
+    assert bag.import_errors == {}
+    task = render(bag.dags[PIPELINE].get_task("reconcile"), **MARCH_1)
+    pod = task.build_pod_request_obj(dry_run=True)
+    assert secret_env(pod)["DATABASE_URL"] == ("timescale", "DATABASE_URL")
+    assert pod.spec.containers[0].resources.limits["memory"] == "4Gi"
+    assert task.execution_timeout == timedelta(minutes=90)
+    # The other stages never see the database.
+    train = render(bag.dags[PIPELINE].get_task("train"), **MARCH_1).build_pod_request_obj(dry_run=True)
+    assert "DATABASE_URL" not in secret_env(train)
+
+
 def test_refresh_serving_pod_posts_with_the_token_from_its_secret(monkeypatch):
     bag = dagbag(monkeypatch, RPS_AIRFLOW_SERVE_URL="http://rps-serve.rps.svc:8080")
     task = render(bag.dags[PIPELINE].get_task("refresh_serving"), **MARCH_1)
@@ -375,12 +449,18 @@ def test_the_window_of_a_real_dagrun_from_the_timetable(monkeypatch):
 
 
 def test_local_mode_builds_the_identical_graph_with_local_processes(monkeypatch):
-    common = {"RPS_AIRFLOW_SERVE_URL": "http://127.0.0.1:8080", "RPS_AIRFLOW_REPORT_DIR": "/srv/rps/reports"}
+    common = {
+        "RPS_AIRFLOW_SERVE_URL": "http://127.0.0.1:8080",
+        "RPS_AIRFLOW_REPORT_DIR": "/srv/rps/reports",
+        "RPS_AIRFLOW_STREAM_RECONCILE": "true",
+    }
     pods = dagbag(monkeypatch, **common)
     local = dagbag(monkeypatch, RPS_AIRFLOW_EXECUTOR="local", RPS_BIN="/opt/rps/bin/rps", **common)
+    assert "reconcile" in local.dags[PIPELINE].task_ids
     for dag_id in (PIPELINE, EXTRACT):
         k8s_dag, local_dag = pods.dags[dag_id], local.dags[dag_id]
-        assert chain_of(local_dag) == chain_of(k8s_dag)
+        assert edges_of(local_dag) == edges_of(k8s_dag)
+        assert set(local_dag.task_ids) == set(k8s_dag.task_ids)
         for k8s_task in k8s_dag.tasks:
             local_task = local_dag.get_task(k8s_task.task_id)
             assert not isinstance(local_task, KubernetesPodOperator)
@@ -456,6 +536,21 @@ def test_pod_operator_maps_the_pod_exit_code(dag_module, monkeypatch, code, expe
     assert f"rps quality exited {code}" in str(raised.value)
 
 
+@pytest.mark.parametrize("code,expected", [(3, AirflowFailException), (8, AirflowFailException), (6, AirflowException)])
+def test_reconcile_pod_exit_codes(dag_module, monkeypatch, code, expected):
+    """No database URL (3) or no live model (8) fail at once; PostgreSQL down (6) is retried."""
+    settings = dag_module.Settings.from_env({"RPS_AIRFLOW_STREAM_RECONCILE": "true"})
+    task = dag_module.build_dags(settings)[PIPELINE].get_task("reconcile")
+    for name in ("patch_already_checked", "process_pod_deletion", "_read_pod_container_states", "_read_pod_events"):
+        monkeypatch.setattr(task, name, lambda *a, **k: None)
+    monkeypatch.setattr(task, "is_istio_enabled", lambda pod: False)
+    pod = failed_pod(code)
+    with pytest.raises(AirflowException) as raised:
+        task.cleanup(pod, pod)
+    assert type(raised.value) is expected
+    assert f"rps stream reconcile exited {code}" in str(raised.value)
+
+
 # --------------------------------------------------------------------------------------------
 # Deploy material: the manifests provide what the DAG wires
 # --------------------------------------------------------------------------------------------
@@ -519,7 +614,7 @@ def test_rendered_pods_are_valid_kubernetes_objects(monkeypatch, dag_id):
     kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
     from kubernetes.client import ApiClient
 
-    bag = dagbag(monkeypatch, RPS_AIRFLOW_SERVE_URL="http://rps-serve.rps.svc:8080")
+    bag = dagbag(monkeypatch, RPS_AIRFLOW_SERVE_URL="http://rps-serve.rps.svc:8080", RPS_AIRFLOW_STREAM_RECONCILE="true")
     for task in bag.dags[dag_id].tasks:
         pod = render(task, **MARCH_1).build_pod_request_obj(dry_run=True)
         manifest = ApiClient().sanitize_for_serialization(pod)

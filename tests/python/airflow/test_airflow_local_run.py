@@ -10,6 +10,9 @@ metadata DB; artifacts from the temporary RPS_HOME.
    champion.
 3. The same pipeline on a CSV with broken OHLC rows: quality fails once (exit 5, no retry) and
    transform/train/evaluate never run.
+4. The pipeline with RPS_AIRFLOW_STREAM_RECONCILE=true against a real PostgreSQL (started by
+   crates/rps-serve/tests/servers.sh; skipped without initdb/pg_ctl) holding streamed candles:
+   reconcile runs `rps stream reconcile` after evaluate and writes the champion's predictions.
 """
 
 import csv
@@ -21,6 +24,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -296,3 +300,81 @@ def test_a_failed_quality_gate_stops_the_pipeline_before_training(airflow, tmp_p
     assert not (rps_home / "models").exists()
     assert not (rps_home / "registry").exists()
     assert not (reports / "metrics.json").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# reconcile: the stream's stored predictions follow the live set (real PostgreSQL)
+# --------------------------------------------------------------------------------------------
+
+PG_SCRIPT = ROOT / "crates/rps-serve/tests/servers.sh"
+
+
+def psql(url, *args):
+    out = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qAt", *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL cluster (trust auth, loopback); its admin URL."""
+    if not (shutil.which("initdb") and shutil.which("pg_ctl") and shutil.which("psql")):
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) and psql are not on PATH")
+    # Not under pytest's 0700 temp root: as root the cluster belongs to `postgres`, which must
+    # traverse the parents (servers.sh opens STATE itself).
+    state = tempfile.mkdtemp(prefix="rps-airflow-pg-")
+    try:
+        out = subprocess.run(["bash", str(PG_SCRIPT), "start", sys.executable, state], capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stderr
+        yield out.stdout.strip().rsplit("RPS_TEST_DATABASE_URL=", 1)[1]
+    finally:
+        subprocess.run(["bash", str(PG_SCRIPT), "stop", state], capture_output=True, timeout=120)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_pipeline_reconciles_the_stream_database(airflow, postgres, bin_dir, tmp_path):
+    admin = postgres
+    psql(admin, "-c", "CREATE DATABASE rps_airflow_reconcile")
+    url = admin.rsplit("/", 1)[0] + "/rps_airflow_reconcile"
+    params = params_reading(tmp_path, SAMPLE)
+    env = clean_env({"DATABASE_URL": url, "NO_COLOR": "1"})
+    migrate = subprocess.run(
+        [str(bin_dir / "rps"), "stream", "--params", str(params), "migrate"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    # What `rps stream consume` would have stored: the last 1000 bars of the sample.
+    with open(SAMPLE, newline="") as src:
+        rows = list(csv.DictReader(src))[-1000:]
+    candles = tmp_path / "candles.csv"
+    with open(candles, "w", newline="") as dst:
+        writer = csv.writer(dst)
+        for r in rows:
+            writer.writerow(["BTC-USD", r["timestamp_utc"], r["open"], r["high"], r["low"], r["close"], r["volume_btc"]])
+    psql(url, "-c", f"\\copy candles (symbol, bar_time, open, high, low, close, volume) FROM '{candles}' WITH (FORMAT csv)")
+    assert psql(url, "-c", "SELECT count(*) FROM predictions") == "0"
+
+    rps_home = tmp_path / "rps-home"
+    out, states = airflow.dags_test(
+        PIPELINE,
+        "2019-01-01T00:00:00+00:00",
+        rps_home,
+        params,
+        tmp_path / "reports",
+        RPS_AIRFLOW_PIPELINE_SCHEDULE="@yearly",
+        RPS_AIRFLOW_STREAM_RECONCILE="true",
+        DATABASE_URL=url,
+    )
+    print(f"airflow dags test {PIPELINE} with reconcile: {out.seconds:.0f} s")
+    assert out.returncode == 0, log_tail(out)
+    tasks = ["extract", "quality", "transform", "train", "evaluate", "reconcile"]
+    assert states == {t: ("success", 1) for t in tasks}, log_tail(out)
+    assert "stream reconcile" in out.stdout + out.stderr
+
+    # The champion evaluate just promoted (version 1: also the baseline) predicted the stored bars.
+    found = psql(url, "-c", "SELECT model, version, alias, task, count(*), count(volatility) FROM predictions GROUP BY 1, 2, 3, 4")
+    (row,) = found.splitlines()
+    model, version, alias, task, n, n_vol = row.split("|")
+    assert (model, version, task) == ("btc-volatility", "1", "volatility"), row
+    assert "champion" in alias.split(","), row
+    # One row per bar with complete features: at most the stored bars, most of them.
+    assert 500 < int(n) <= 1000 and n_vol == n, row

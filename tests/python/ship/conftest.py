@@ -14,8 +14,9 @@ def rps_help():
     if binary is None:
         pytest.fail("no built rps binary: set RPS_BIN_DIR or build it (make build); make test does both")
 
-    def flags(stage: str) -> set[str]:
-        out = run(binary, stage, "--help", check=True).stdout
+    def flags(*stage: str) -> set[str]:
+        """`rps_help("serve")`, or a sub-command: `rps_help("stream", "consume")`."""
+        out = run(binary, *stage, "--help", check=True).stdout
         return set(re.findall(r"(--[a-z][a-z0-9-]*)", out))
 
     return flags

@@ -2,6 +2,7 @@
 the stack it describes: services, health checks, volumes, .env names, the monitoring mounts."""
 
 import json
+import pathlib
 import re
 
 import pytest
@@ -10,10 +11,14 @@ import yaml
 from ship_helpers import DOCKER, MONITORING, ROOT, option_names, run, tool
 
 COMPOSE = DOCKER / "docker-compose.yml"
-REQUIRED = ["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "RPS_SERVE_TOKEN", "GRAFANA_ADMIN_PASSWORD"]
-LONG_RUNNING = ["minio", "mlflow", "airflow", "prometheus", "grafana", "rps-serve"]
+REQUIRED = ["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "RPS_SERVE_TOKEN", "GRAFANA_ADMIN_PASSWORD", "POSTGRES_PASSWORD"]
+LONG_RUNNING = ["minio", "mlflow", "airflow", "prometheus", "grafana", "rps-serve", "postgres", "kafka"]
 # Every long-running service has a health check; rps-serve's image is FROM scratch (no shell, no
-# curl), so its check is `rps probe`.
+# curl), so its check is `rps probe`. rps-stream-consume is long-running too but has no HTTP port
+# to probe (see test_stream_consume): it is restarted when it exits.
+STREAM = ["postgres", "kafka", "rps-stream-migrate", "rps-stream-consume", "rps-stream-produce"]
+ONE_SHOT = ["minio-init", "rps-stream-migrate", "rps-stream-produce"]
+RPS_IMAGE_SERVICES = ["rps-serve", "rps-stream-migrate", "rps-stream-consume", "rps-stream-produce"]
 
 
 def compose(*args, env_file=None, profiles=()):
@@ -62,9 +67,20 @@ def test_secrets_have_no_defaults():
         assert f"required variable {name} is missing" in out.stderr
 
 
+def test_every_use_of_a_secret_is_required():
+    """Not one `${SECRET:-default}` anywhere: each occurrence of a password, token or key is `:?`
+    (a single defaulted use would start a service with a known password)."""
+    text = COMPOSE.read_text()
+    uses = re.findall(r"\$\{([A-Z][A-Z0-9_]*)(:?[?-])?", text)
+    secret = [(n, op) for n, op in uses if re.search(r"PASSWORD|TOKEN|SECRET|ROOT_USER", n)]
+    assert {n for n, _ in secret} >= set(REQUIRED)
+    for name, op in secret:
+        assert op == ":?", f"${{{name}}} used with {op or 'no'} default"
+
+
 def test_services(config):
     services = set(config["services"])
-    assert set(LONG_RUNNING) | {"minio-init", "rps"} == services
+    assert set(LONG_RUNNING) | set(ONE_SHOT) | {"rps-stream-consume", "rps"} == services
 
 
 def test_health_checks(config):
@@ -82,6 +98,31 @@ def test_dependencies_wait_for_health(config):
     assert s["mlflow"]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
     assert s["airflow"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
     assert s["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    assert s["rps-stream-migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    consume = s["rps-stream-consume"]["depends_on"]
+    assert consume["postgres"]["condition"] == "service_healthy"
+    assert consume["kafka"]["condition"] == "service_healthy"
+    assert consume["rps-stream-migrate"]["condition"] == "service_completed_successfully"
+    assert consume["mlflow"]["condition"] == "service_healthy"  # the registry of the live models
+    assert s["rps-stream-produce"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+# Started, not healthy, on purpose: rps serve is unready until the first model is trained, and
+# Prometheus must scrape (and alert) meanwhile.
+STARTED_ONLY = {("prometheus", "rps-serve")}
+
+
+def test_every_dependency_waits_for_a_condition(config):
+    """Every dependency waits for health (services with a check) or success (one-shots)."""
+    for name, svc in config["services"].items():
+        for dep, spec in svc.get("depends_on", {}).items():
+            if (name, dep) in STARTED_ONLY:
+                assert spec["condition"] == "service_started", (name, dep)
+            elif dep in ONE_SHOT:
+                assert spec["condition"] == "service_completed_successfully", (name, dep)
+            else:
+                assert "healthcheck" in config["services"][dep], (name, dep)
+                assert spec["condition"] == "service_healthy", (name, dep)
 
 
 def test_bucket_creation_is_idempotent(config):
@@ -102,6 +143,12 @@ def test_named_volumes(config):
     assert ("mlflow", "mlflow-db", "/mlflow/db") in named
     assert ("rps-serve", "rps-home", "/work/.rps") in named
     assert ("airflow", "rps-home", "/opt/airflow/rps/.rps") in named
+    assert {"postgres-data", "kafka-data"} <= set(config["volumes"])
+    assert ("postgres", "postgres-data", "/var/lib/postgresql/data") in named
+    assert ("kafka", "kafka-data", "/var/lib/kafka/data") in named
+    # The consumer reads the registry the DAG writes, never writes it.
+    consume = {m["target"]: m for m in config["services"]["rps-stream-consume"]["volumes"]}
+    assert consume["/work/.rps"]["source"] == "rps-home" and consume["/work/.rps"]["read_only"] is True
 
 
 def test_monitoring_is_mounted(config):
@@ -188,3 +235,110 @@ def test_env_example_has_every_name_and_no_value():
         names.add(m.group(1))
     used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE.read_text()))
     assert used - names == set(), f"compose variables missing from .env.example: {sorted(used - names)}"
+
+
+# --------------------------------------------------------------------------------------------
+# The streaming stage: PostgreSQL, Kafka, rps stream migrate / consume / produce
+# --------------------------------------------------------------------------------------------
+
+DATABASE_URL = "postgres://rps:dummy-postgres_password@postgres:5432/rps"
+
+
+def test_postgres(config):
+    p = config["services"]["postgres"]
+    assert p["image"].startswith("docker.io/library/postgres:16")
+    env = p["environment"]
+    assert env["POSTGRES_PASSWORD"] == "dummy-postgres_password"  # from .env, no default
+    assert env["POSTGRES_USER"] == "rps" and env["POSTGRES_DB"] == "rps"
+    test = p["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "pg_isready"]
+    # TCP, not the socket: the image's init server listens on the socket only, so a socket check
+    # would call a database still running its init scripts healthy.
+    assert "--host=127.0.0.1" in test and "--dbname=rps" in test
+    assert p["restart"] == "unless-stopped"
+
+
+def test_kafka_is_single_node_kraft_reachable_by_service_name(config):
+    k = config["services"]["kafka"]
+    assert k["image"].startswith("docker.io/apache/kafka:3.9")
+    env = k["environment"]
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
+    advertised = dict(l.split("://", 1) for l in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    assert advertised["INTERNAL"] == "kafka:9092", "containers bootstrap with kafka:9092"
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "INTERNAL"
+    # The host listener advertises the published loopback port.
+    (port,) = k["ports"]
+    assert advertised["EXTERNAL"] == f"127.0.0.1:{port['published']}"
+    assert port["target"] == 9094
+    listeners = dict(l.split("://", 1) for l in env["KAFKA_LISTENERS"].split(","))
+    assert set(listeners) == set(advertised) | {"CONTROLLER"}
+    # One broker: internal topics cannot be replicated three times.
+    assert str(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == "1"
+    assert env["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
+    assert "kafka:9092" in k["healthcheck"]["test"]
+
+
+def test_stream_services_run_rps_stream_with_valid_flags(config, rps_help):
+    s = config["services"]
+    for name in ["rps-stream-migrate", "rps-stream-consume", "rps-stream-produce"]:
+        svc = s[name]
+        assert svc["build"]["dockerfile"] == "docker/Dockerfile" and svc["build"]["target"] == "rps", name
+        assert svc["image"] == s["rps-serve"]["image"], name
+        command = svc["command"]
+        assert command[0] == "stream", name
+        assert set(option_names(command)) <= rps_help("stream", command[1]), name
+        assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"], name
+        assert any(m["target"] == "/work/params.yaml" and m["read_only"] for m in svc["volumes"]), name
+        assert svc["environment"]["RPS_PARAMS"] == "/work/params.yaml", name
+    assert s["rps-stream-migrate"]["command"][:2] == ["stream", "migrate"]
+    assert s["rps-stream-consume"]["command"][:2] == ["stream", "consume"]
+    assert s["rps-stream-produce"]["command"][:2] == ["stream", "produce"]
+
+
+def test_stream_database_url_comes_from_the_env_file(config):
+    for name in ["rps-stream-migrate", "rps-stream-consume", "rps-serve", "airflow"]:
+        assert config["services"][name]["environment"]["DATABASE_URL"] == DATABASE_URL, name
+    assert "DATABASE_URL" not in config["services"]["rps-stream-produce"]["environment"]
+
+
+def test_stream_consume(config):
+    c = config["services"]["rps-stream-consume"]
+    assert c["restart"] == "unless-stopped"
+    assert "healthcheck" not in c, "FROM scratch and no HTTP port: nothing to probe (exit + restart instead)"
+    env = c["environment"]
+    assert env["RPS_KAFKA_BROKERS"] == "kafka:9092"
+    # The same registry as rps serve: the stack's MLflow, artifacts in MinIO.
+    serve = config["services"]["rps-serve"]["environment"]
+    for key in ["MLFLOW_TRACKING_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"]:
+        assert env[key] == serve[key], key
+    assert "--idle-exit" not in option_names(c["command"]), "runs until stopped"
+
+
+def test_stream_one_shots(config):
+    s = config["services"]
+    for name in ["rps-stream-migrate", "rps-stream-produce"]:
+        assert s[name]["restart"] == "no", name
+    produce = s["rps-stream-produce"]
+    args = dict(a.split("=", 1) for a in produce["command"] if a.startswith("--") and "=" in a)
+    assert float(args["--speed"]) > 0, "a replay paced like a live feed"
+    # The bundled sample, mounted read-only where --input points.
+    sample = next(m for m in produce["volumes"] if m["target"] == "/work/data/sample")
+    assert sample["type"] == "bind" and sample["read_only"] is True
+    assert sample["source"] == str(ROOT / "data/sample")
+    assert args["--input"].startswith("/work/data/sample/")
+    assert (ROOT / "data/sample" / pathlib.Path(args["--input"]).name).is_file()
+    assert produce["environment"]["RPS_KAFKA_BROKERS"] == "kafka:9092"
+
+
+def test_airflow_reconciles_the_stream_after_evaluate(config):
+    env = config["services"]["airflow"]["environment"]
+    assert env["RPS_AIRFLOW_STREAM_RECONCILE"] == "true"
+
+
+def test_rps_containers_are_hardened(config):
+    for name in RPS_IMAGE_SERVICES:
+        svc = config["services"][name]
+        assert svc["read_only"] is True, name
+        assert svc["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in svc["security_opt"], name

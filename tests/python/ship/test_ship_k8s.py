@@ -161,7 +161,7 @@ def test_rbac_lets_airflow_run_pods(res):
     binding = res[("RoleBinding", "rps-pod-launcher")]
     assert binding["roleRef"]["name"] == "rps-pod-launcher"
     assert all(s["kind"] == "ServiceAccount" for s in binding["subjects"])
-    for sa in ("rps-serve", "rps-pipeline"):
+    for sa in ("rps-serve", "rps-pipeline", "rps-stream"):
         assert res[("ServiceAccount", sa)]["automountServiceAccountToken"] is False
 
 
@@ -197,6 +197,121 @@ def test_names_agree_with_the_airflow_dag(res):
         assert secret, f"no Secret template {name}"
         assert set(re.findall(r'"([A-Z0-9_]+)"', keys)) == set(secret["stringData"]), name
     assert ("Secret", "rps-serve") in res
+    assert ("Secret", "rps-stream") in res
     # Stage pods run as the image's user and mount the PVC where the DAG says RPS_HOME is.
     assert re.search(r"^RUN_AS = 65532\b", dag, re.M)
     assert re.search(r'^POD_HOME = "/var/lib/rps"', dag, re.M)
+
+
+# --------------------------------------------------------------------------------------------
+# rps stream consume (stream.yaml)
+# --------------------------------------------------------------------------------------------
+
+STREAM_SELECTOR = {"app.kubernetes.io/name": "rps", "app.kubernetes.io/component": "stream-consume"}
+
+
+@pytest.fixture(scope="module")
+def consumer(res):
+    return res[("Deployment", "rps-stream-consume")]
+
+
+@pytest.fixture(scope="module")
+def consumer_container(consumer):
+    (c,) = consumer["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def test_the_consumer_is_one_pod_replaced_not_rolled(consumer):
+    # One consumer name per set of partitions: never two pods at once, not even during a rollout.
+    assert consumer["spec"]["replicas"] == 1
+    assert consumer["spec"]["strategy"] == {"type": "Recreate"}
+    assert "stream.yaml" in yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+
+
+def test_no_autoscaler_or_second_deployment_runs_the_consumer(res):
+    for (kind, name), doc in res.items():
+        if kind == "HorizontalPodAutoscaler":
+            assert doc["spec"]["scaleTargetRef"]["name"] != "rps-stream-consume", name
+        if kind == "Deployment" and name != "rps-stream-consume":
+            (c,) = doc["spec"]["template"]["spec"]["containers"]
+            assert c.get("args", [])[:2] != ["stream", "consume"], name
+
+
+def test_the_consumer_runs_rps_stream_consume(consumer_container, rps_help):
+    c = consumer_container
+    assert c["image"] == f"ghcr.io/rps-mlops/rps:{workspace_version()}"
+    assert c["args"][:2] == ["stream", "consume"]
+    assert set(option_names(c["args"])) <= rps_help("stream", "consume")
+    assert "--idle-exit" not in option_names(c["args"]) and "--max-messages" not in option_names(c["args"])
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(c["resources"][kind]), kind
+    assert "ports" not in c, "consume listens on nothing"
+
+
+def test_the_consumer_takes_the_database_from_a_secret_and_kafka_from_the_configmap(consumer_container, res):
+    env = {e["name"]: e for e in consumer_container["env"]}
+    db = env["DATABASE_URL"]
+    assert "value" not in db
+    ref = db["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == ("rps-stream", "DATABASE_URL")
+    assert not ref.get("optional"), "without a database the pod must not start"
+    brokers = env["RPS_KAFKA_BROKERS"]["valueFrom"]["configMapKeyRef"]
+    assert (brokers["name"], brokers["key"]) == ("rps-env", "RPS_KAFKA_BROKERS")
+    assert "RPS_KAFKA_BROKERS" in res[("ConfigMap", "rps-env")]["data"]
+    assert "DATABASE_URL" in res[("Secret", "rps-stream")]["stringData"]
+    # No credential as a literal value anywhere in the container's env.
+    for name, e in env.items():
+        if any(w in name for w in ("PASSWORD", "SECRET", "TOKEN", "DATABASE_URL")):
+            assert "value" not in e, name
+    # Params, registry and MLflow/S3 settings as for the stage pods and rps serve.
+    assert env["RPS_PARAMS"]["value"] == "/etc/rps/params.yaml"
+    assert env["RPS_HOME"]["value"] == "/var/lib/rps"
+    sources = {(k, v["name"]) for f in consumer_container["envFrom"] for k, v in f.items() if k != "prefix"}
+    assert sources == {("configMapRef", "rps-env"), ("secretRef", "rps-mlflow"), ("secretRef", "rps-s3")}
+
+
+def test_the_consumer_runs_non_root_read_only(consumer, consumer_container):
+    pod = consumer["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "rps-stream"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["automountServiceAccountToken"] is False
+    sc = consumer_container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    mounts = {m["mountPath"]: m for m in consumer_container["volumeMounts"]}
+    assert mounts["/var/lib/rps"]["readOnly"] is True, "reads the registry, never writes it"
+    assert mounts["/etc/rps"]["readOnly"] is True
+    assert "/tmp" in mounts
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["rps-data"]["persistentVolumeClaim"]["claimName"] == "rps-data"
+    assert volumes["rps-params"]["configMap"]["name"] == "rps-params"
+
+
+def test_the_consumer_has_no_http_probe_and_says_why(consumer_container):
+    """A FROM-scratch image without a shell, and no HTTP port: liveness is the exit code plus the
+    Deployment's restartPolicy (Always). The manifest must say so rather than fake a probe."""
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert probe not in consumer_container, probe
+    text = (K8S / "stream.yaml").read_text()
+    assert "No probes" in text and "restartPolicy" in text
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    assert re.search(r"^FROM scratch AS rps$", dockerfile, re.M), "the premise changed: revisit the probe"
+
+
+def test_the_consumer_selectors_and_network_policy(consumer, res):
+    assert consumer["spec"]["selector"]["matchLabels"] == STREAM_SELECTOR
+    assert STREAM_SELECTOR.items() <= consumer["spec"]["template"]["metadata"]["labels"].items()
+    policy = res[("NetworkPolicy", "rps-stream-consume")]
+    assert policy["spec"]["podSelector"]["matchLabels"] == STREAM_SELECTOR
+    assert policy["spec"]["policyTypes"] == ["Ingress"] and policy["spec"]["ingress"] == []
+    # The serve selector must not catch the consumer's pods (the Service would route to them).
+    assert not SELECTOR.items() <= consumer["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_serve_reads_the_stream_database_optionally(container):
+    env = {e["name"]: e for e in container["env"]}
+    ref = env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"], ref["optional"]) == ("rps-stream", "DATABASE_URL", True)
