@@ -40,7 +40,8 @@ pub const EXIT_HELP: &str = "EXIT CODES:
 ENVIRONMENT:
   RPS_KAFKA_BROKERS  Kafka bootstrap brokers (host:port,…), overrides stream.brokers
   RPS_KAFKA_TOPIC    topic, overrides stream.topic
-  DATABASE_URL       PostgreSQL, e.g. postgres://rps@127.0.0.1:5432/rps (password: use ~/.pgpass or PGPASSWORD-free URLs from a secret)";
+  DATABASE_URL       PostgreSQL, e.g. postgres://rps:PASSWORD@127.0.0.1:5432/rps, set from a secret
+                     (percent-encode reserved characters; PGPASSWORD and ~/.pgpass are not read)";
 
 /// Stream candles through Kafka and write one prediction per new bar and live model to
 /// PostgreSQL, exactly once.
