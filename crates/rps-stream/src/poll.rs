@@ -82,7 +82,8 @@ pub fn retry_at(now_ms: i64, interval: Interval, settle_ms: i64, retry_ms: i64) 
 pub fn initial_start(since: Option<i64>, backfill: usize, end: i64, interval: Interval) -> i64 {
     since.unwrap_or_else(|| {
         let n = i64::try_from(backfill).unwrap_or(i64::MAX);
-        end.saturating_sub(n.saturating_mul(interval.ms()))
+        // No market has bars before 1970: a huge backfill means "everything".
+        end.saturating_sub(n.saturating_mul(interval.ms())).max(0)
     })
 }
 
@@ -467,7 +468,7 @@ mod tests {
         assert_eq!(initial_start(None, 48, end, h1), T0 + 52 * H);
         assert_eq!(initial_start(None, 0, end, h1), end);
         assert_eq!(initial_start(Some(T0), 48, end, h1), T0);
-        assert_eq!(initial_start(None, usize::MAX, end, h1), i64::MIN);
+        assert_eq!(initial_start(None, usize::MAX, end, h1), 0);
         // The topic wins over where the run started.
         assert_eq!(resume_from(Some(T0 + 99 * H), h1, T0), end);
         assert_eq!(resume_from(None, h1, T0 + 7 * H), T0 + 7 * H);

@@ -178,12 +178,12 @@ fn setup(name: &str, base_url: &str) -> Env {
 }
 
 impl Env {
-    fn command(&self, params: &Path, args: &[&str]) -> Command {
+    fn command(&self, params: &Path, topic: &str, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_rps-stream"));
         c.arg("--params")
             .arg(params)
             .args(["--home", "/nonexistent-rps-home"])
-            .args(["--brokers", &self.brokers, "--topic", &self.topic])
+            .args(["--brokers", &self.brokers, "--topic", topic])
             .args(["--kafka-timeout", "10"])
             .args(["produce", "--follow", "--source", "binance"])
             .args(["--settle-secs", "2"])
@@ -195,7 +195,7 @@ impl Env {
 
     fn follow(&self, args: &[&str]) -> Output {
         let t = Instant::now();
-        let out = self.command(&self.params, args).output().unwrap();
+        let out = self.command(&self.params, &self.topic, args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         eprintln!("produce --follow {args:?} ({:.1} s):\n{err}", t.elapsed().as_secs_f64());
         assert!(out.status.success(), "produce --follow {args:?} failed:\n{err}");
@@ -281,31 +281,43 @@ fn follow_publishes_each_closed_bar_once_and_resumes_from_the_topic() {
     e.follow(&["--max-polls", "1"]);
     assert_eq!(times(&e.topic()), want2);
 
-    // A symbol the exchange refuses: exit 3 at once (no retry loop), nothing published.
+    // A symbol the exchange refuses (on an empty topic, so there is something to fetch): exit 3
+    // at once, even with --max-failures 0 (never give up on transient errors).
     let asked = mock.requests();
+    let other = format!("{}-refused", e.topic);
     let out = e
-        .command(&e.bad_symbol_params, &["--max-failures", "0"])
+        .command(&e.bad_symbol_params, &other, &["--max-failures", "0"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("Invalid symbol"), "{err}");
-    assert_eq!(mock.requests(), asked + 1);
-    assert_eq!(times(&e.topic()), want2);
+    assert_eq!(mock.requests(), asked + 1, "a refused request is not retried");
 
     // Without --max-polls it polls, then sleeps until the next bar: SIGTERM stops it cleanly.
     let mut child = e
-        .command(&e.params, &[])
+        .command(&e.params, &e.topic, &[])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let (log, stderr) = (Arc::clone(&log), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+                let Ok(line) = line else { break };
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        })
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while mock.requests() < asked + 2 && Instant::now() < deadline {
+    while !log.lock().unwrap().contains("next poll at") {
+        assert!(Instant::now() < deadline, "no poll: {}", log.lock().unwrap());
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Let it reach the sleep (the poll's fetch is answered; publishing nothing is quick).
-    std::thread::sleep(Duration::from_millis(500));
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let t = Instant::now();
@@ -316,8 +328,9 @@ fn follow_publishes_each_closed_bar_once_and_resumes_from_the_topic() {
         assert!(t.elapsed() < Duration::from_secs(5), "SIGTERM did not stop it");
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut log = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    reader.join().unwrap();
+    let log = log.lock().unwrap().clone();
+    eprintln!("produce --follow until SIGTERM:\n{log}");
     assert!(status.success(), "{log}");
     assert!(log.contains("next poll at") && log.contains("stopped after 1 polls"), "{log}");
     assert_eq!(times(&e.topic()), want2);
