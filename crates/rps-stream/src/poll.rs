@@ -112,16 +112,16 @@ fn is_fatal(e: &StreamError) -> bool {
                 // Binance's 418 is an IP ban: knocking again extends it.
                 | MarketError::Banned { .. }
         ),
-        StreamError::Kafka { .. } | StreamError::Postgres { .. } | StreamError::Gap { .. } => {
-            false
-        }
+        StreamError::Kafka { .. } | StreamError::Postgres { .. } | StreamError::Gap { .. } => false,
         _ => true,
     }
 }
 
 fn fmt_ts(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    DateTime::<Utc>::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
 }
 
 fn now_ms() -> i64 {
@@ -218,9 +218,9 @@ impl Poller<'_> {
         stop: &tokio::sync::watch::Receiver<bool>,
     ) -> Result<usize, StreamError> {
         let last = last_bar_on_topic(&self.pc, &self.symbol, &self.interval_name).await?;
-        let started_at = *self.started_at.get_or_insert_with(|| {
-            initial_start(self.since, self.backfill, end, self.interval)
-        });
+        let started_at = *self
+            .started_at
+            .get_or_insert_with(|| initial_start(self.since, self.backfill, end, self.interval));
         let start = resume_from(last, self.interval, started_at);
         if start >= end {
             tracing::info!(
@@ -373,13 +373,13 @@ pub(crate) async fn follow(s: &Settings, a: &ProduceArgs) -> Result<(), StreamEr
                         last: Box::new(e),
                     });
                 }
-                let chain = std::iter::successors(
-                    Some(&e as &(dyn std::error::Error + 'static)),
-                    |e| e.source(),
-                )
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(": ");
+                let chain =
+                    std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                        e.source()
+                    })
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(": ");
                 tracing::warn!("poll failed ({failures} in a row): {chain}");
             }
         }
@@ -451,9 +451,15 @@ mod tests {
             T0 + 13 * H + 10_000
         );
         // Between the close and the settle: this bar's settle, not the next one's.
-        assert_eq!(next_poll_at(T0 + 12 * H + 3_000, h1, 10_000), T0 + 12 * H + 10_000);
+        assert_eq!(
+            next_poll_at(T0 + 12 * H + 3_000, h1, 10_000),
+            T0 + 12 * H + 10_000
+        );
         // Right at the settle point, the following bar.
-        assert_eq!(next_poll_at(T0 + 12 * H + 10_000, h1, 10_000), T0 + 13 * H + 10_000);
+        assert_eq!(
+            next_poll_at(T0 + 12 * H + 10_000, h1, 10_000),
+            T0 + 13 * H + 10_000
+        );
         let m30 = Interval::M30;
         assert_eq!(next_poll_at(T0 + 31 * 60_000, m30, 0), T0 + H);
         // Retries come sooner, but never later than the next bar.
@@ -489,6 +495,40 @@ mod tests {
             .map(|c| c.ts)
             .collect();
         assert_eq!(got, vec![T0 + H, T0 + 2 * H, T0 + 3 * H]);
+    }
+
+    #[test]
+    fn follow_flags_parse_and_exclude_the_replay_flags() {
+        use clap::{CommandFactory, Parser};
+        crate::Args::command().debug_assert();
+        let parse = |args: &[&str]| {
+            crate::Args::try_parse_from([&["rps-stream", "produce"], args].concat()).map(
+                |a| match a.command {
+                    crate::Command::Produce(p) => p.follow,
+                    _ => FollowArgs::default(),
+                },
+            )
+        };
+        let f = parse(&["--follow", "--max-polls", "3", "--backfill", "10"]).unwrap_or_default();
+        assert!(f.follow);
+        assert_eq!((f.max_polls, f.backfill), (Some(3), Some(10)));
+        assert_eq!((f.settle_secs, f.retry_secs, f.max_failures), (10, 60, 5));
+        assert!(parse(&["--follow", "--input", "x.csv"]).is_err());
+        assert!(parse(&["--follow", "--speed", "5"]).is_err());
+        assert!(
+            parse(&[
+                "--follow",
+                "--since",
+                "2024-01-01T00:00:00Z",
+                "--backfill",
+                "1"
+            ])
+            .is_err()
+        );
+        assert!(parse(&["--max-polls", "1"]).is_err(), "needs --follow");
+        assert!(parse(&["--follow", "--max-polls", "0"]).is_err());
+        assert!(parse(&["--follow", "--source", "file"]).is_err());
+        assert!(!parse(&["--speed", "5"]).unwrap_or_default().follow);
     }
 
     #[test]

@@ -26,7 +26,11 @@ fn current_hour() -> i64 {
     let now = now_ms();
     let h0 = now.div_euclid(H) * H;
     if now - h0 < 5_000 || h0 + H - now < 20_000 {
-        let wake = if now - h0 < 5_000 { h0 + 5_000 } else { h0 + H + 5_000 };
+        let wake = if now - h0 < 5_000 {
+            h0 + 5_000
+        } else {
+            h0 + H + 5_000
+        };
         std::thread::sleep(Duration::from_millis(
             u64::try_from(wake - now).unwrap_or(0) + 100,
         ));
@@ -150,8 +154,7 @@ struct Env {
 }
 
 fn setup(name: &str, base_url: &str) -> Env {
-    let brokers =
-        std::env::var("RPS_TEST_KAFKA_BROKERS").unwrap_or_else(|_| panic!("{SERVERS}"));
+    let brokers = std::env::var("RPS_TEST_KAFKA_BROKERS").unwrap_or_else(|_| panic!("{SERVERS}"));
     let dir = tempfile::tempdir().unwrap();
     let mut params: Params = serde_yaml::from_str(include_str!("../../../params.yaml")).unwrap();
     // data.source stays `file` (as for training): --source binance picks the API.
@@ -195,10 +198,19 @@ impl Env {
 
     fn follow(&self, args: &[&str]) -> Output {
         let t = Instant::now();
-        let out = self.command(&self.params, &self.topic, args).output().unwrap();
+        let out = self
+            .command(&self.params, &self.topic, args)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        eprintln!("produce --follow {args:?} ({:.1} s):\n{err}", t.elapsed().as_secs_f64());
-        assert!(out.status.success(), "produce --follow {args:?} failed:\n{err}");
+        eprintln!(
+            "produce --follow {args:?} ({:.1} s):\n{err}",
+            t.elapsed().as_secs_f64()
+        );
+        assert!(
+            out.status.success(),
+            "produce --follow {args:?} failed:\n{err}"
+        );
         out
     }
 
@@ -259,7 +271,10 @@ fn follow_publishes_each_closed_bar_once_and_resumes_from_the_topic() {
     let first = e.topic();
     let want: Vec<i64> = (2..=24).rev().map(|k| h0 - k * H).collect();
     assert_eq!(times(&first), want, "the closed bars, in order, once");
-    assert!(!times(&first).contains(&h0), "the open bar is never published");
+    assert!(
+        !times(&first).contains(&h0),
+        "the open bar is never published"
+    );
     let m = &first[0];
     assert_eq!((m.symbol.as_str(), m.interval.as_str()), ("BTC-USD", "1h"));
     assert!(m.high > m.low && m.volume == 12.5);
@@ -275,7 +290,11 @@ fn follow_publishes_each_closed_bar_once_and_resumes_from_the_topic() {
     let mut want2 = want.clone();
     want2.push(h0 - H);
     assert_eq!(times(&after), want2);
-    assert_eq!(after[..first.len()], first[..], "earlier messages untouched");
+    assert_eq!(
+        after[..first.len()],
+        first[..],
+        "earlier messages untouched"
+    );
 
     // And once more: nothing new.
     e.follow(&["--max-polls", "1"]);
@@ -292,7 +311,11 @@ fn follow_publishes_each_closed_bar_once_and_resumes_from_the_topic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("Invalid symbol"), "{err}");
-    assert_eq!(mock.requests(), asked + 1, "a refused request is not retried");
+    assert_eq!(
+        mock.requests(),
+        asked + 1,
+        "a refused request is not retried"
+    );
 
     // Without --max-polls it polls, then sleeps until the next bar: SIGTERM stops it cleanly.
     let mut child = e
@@ -315,24 +338,40 @@ fn follow_publishes_each_closed_bar_once_and_resumes_from_the_topic() {
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while !log.lock().unwrap().contains("next poll at") {
-        assert!(Instant::now() < deadline, "no poll: {}", log.lock().unwrap());
+        assert!(
+            Instant::now() < deadline,
+            "no poll: {}",
+            log.lock().unwrap()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let t = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(t.elapsed() < Duration::from_secs(5), "SIGTERM did not stop it");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "SIGTERM did not stop it"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     reader.join().unwrap();
     let log = log.lock().unwrap().clone();
     eprintln!("produce --follow until SIGTERM:\n{log}");
     assert!(status.success(), "{log}");
-    assert!(log.contains("next poll at") && log.contains("stopped after 1 polls"), "{log}");
+    assert!(
+        log.contains("next poll at") && log.contains("stopped after 1 polls"),
+        "{log}"
+    );
     assert_eq!(times(&e.topic()), want2);
     assert!(started.elapsed() < Duration::from_secs(30));
 }
