@@ -113,10 +113,9 @@ pub struct ProduceArgs {
     /// The message key and symbol (default: data.symbol).
     #[arg(long)]
     pub symbol: Option<String>,
-    /// Records per Kafka produce request (record batch) when --speed is 0 or with --follow. 1
-    /// makes every offset
-    /// a batch boundary, which tansu 0.6 needs: fetching from the middle of a batch skips to
-    /// the next batch there. With Apache Kafka, 500 is several times faster.
+    /// Records per Kafka produce request (record batch) when --speed is 0 or with --follow.
+    /// 1 makes every offset a batch boundary, which tansu 0.6 needs: fetching from the middle
+    /// of a batch skips to the next batch there. With Apache Kafka, 500 is several times faster.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
     #[command(flatten)]
