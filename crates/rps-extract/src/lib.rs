@@ -9,9 +9,6 @@ use clap::Parser;
 use rps_cli::{CommonArgs, Home, StageError, exit};
 use rps_core::params::{Params, SourceKind};
 use rps_core::{Candle, Interval};
-use rps_market::{
-    BinanceClient, CoinCapClient, CoinCapMode, FetchRequest, MarketSource, RetryPolicy,
-};
 use rps_store::raw::RawDataset;
 use std::collections::BTreeMap;
 
@@ -282,34 +279,12 @@ fn fetch(
             start,
             end,
         )),
-        SourceKind::Binance => {
-            let client = BinanceClient::new(&d.binance.base_url, RetryPolicy::default())?;
-            let req = FetchRequest::new(d.binance.symbol.clone(), interval, start, end);
-            Ok(client.fetch(&req, &mut progress("binance"))?)
-        }
-        SourceKind::Coincap => {
-            let key = std::env::var("COINCAP_API_KEY")
-                .ok()
-                .filter(|k| !k.is_empty());
-            if key.is_none() {
-                tracing::warn!("COINCAP_API_KEY is not set: CoinCap v3 will answer 401");
-            }
-            let mode = match d.coincap.mode.as_str() {
-                "history" => CoinCapMode::History,
-                "candles" => CoinCapMode::Candles {
-                    exchange: d.coincap.exchange.clone(),
-                    quote_id: d.coincap.quote_id.clone(),
-                },
-                other => {
-                    return Err(ExtractError::Config(format!(
-                        "data.coincap.mode must be `candles` or `history`, not {other:?}"
-                    )));
-                }
-            };
-            let client =
-                CoinCapClient::new(&d.coincap.base_url, key, mode, RetryPolicy::default())?;
-            let req = FetchRequest::new(d.coincap.slug.clone(), interval, start, end);
-            Ok(client.fetch(&req, &mut progress("coincap"))?)
+        SourceKind::Binance | SourceKind::Coincap => {
+            let key = std::env::var("COINCAP_API_KEY").ok();
+            let src = rps_market::from_params(d.source, d, key)?
+                .ok_or_else(|| ExtractError::Config("not a market API".to_owned()))?;
+            let req = src.request(interval, start, end);
+            Ok(src.client.fetch(&req, &mut progress(src.client.name()))?)
         }
     }
 }

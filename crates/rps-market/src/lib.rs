@@ -50,11 +50,13 @@
 
 pub mod binance;
 pub mod coincap;
+pub mod configured;
 mod error;
 mod http;
 
 pub use binance::BinanceClient;
 pub use coincap::{CoinCapClient, CoinCapMode};
+pub use configured::{ConfiguredSource, from_params};
 pub use error::MarketError;
 pub use http::{Clock, RetryPolicy, Sleeper, system_clock, thread_sleeper};
 

@@ -60,6 +60,22 @@ impl CandleMessage {
     }
 }
 
+/// The record of one closed candle: key `symbol`, value the JSON [`CandleMessage`].
+pub fn candle_record(
+    symbol: &str,
+    interval: &str,
+    c: &Candle,
+) -> Result<rskafka::record::Record, StreamError> {
+    let value = serde_json::to_vec(&CandleMessage::new(symbol, interval, c))
+        .map_err(|e| StreamError::Input(e.to_string()))?;
+    Ok(rskafka::record::Record {
+        key: Some(symbol.as_bytes().to_vec()),
+        value: Some(value),
+        headers: std::collections::BTreeMap::new(),
+        timestamp: chrono::Utc::now(),
+    })
+}
+
 /// Kafka's default partitioner (murmur2 of the key, positive, modulo the partition count), so
 /// that other Kafka clients place a symbol on the same partition.
 pub fn partition_for(key: &[u8], partitions: i32) -> i32 {

@@ -1,7 +1,8 @@
 //! `rps-stream`: candles through Kafka, one prediction per new bar into PostgreSQL.
 //!
 //! - `produce`: replay a candle file (the `data.file` import of `rps extract`) onto a Kafka
-//!   topic, one JSON message per closed bar keyed by symbol, as fast as possible or at N bars/s.
+//!   topic, one JSON message per closed bar keyed by symbol, as fast as possible or at N bars/s;
+//!   with `--follow`, poll the market API every bar instead ([`poll`]).
 //! - `consume`: read the topic from the offset stored in PostgreSQL, build each new bar's
 //!   features online with the batch code ([`online`]), predict with every live alias of the
 //!   registry ([`live`]), and write candles, predictions and the next offset in one transaction
@@ -14,6 +15,7 @@ pub mod db;
 pub mod kafka;
 pub mod live;
 pub mod online;
+pub mod poll;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use db::{Db, Prediction, RowKey};
@@ -28,18 +30,22 @@ use std::time::{Duration, Instant};
 
 /// The EXIT CODES section of `rps stream --help`.
 pub const EXIT_HELP: &str = "EXIT CODES:
-  0  success (consume: stopped by SIGTERM/Ctrl-C, --idle-exit or --max-messages)
+  0  success (consume: stopped by SIGTERM/Ctrl-C, --idle-exit or --max-messages;
+     produce --follow: stopped by SIGTERM/Ctrl-C or --max-polls)
   1  internal error (a bug)
   2  bad command line
-  3  bad configuration (params.yaml, flags, no database URL, missing topic)
+  3  bad configuration (params.yaml, flags, no database URL, missing topic; produce --follow:
+     the market API refused the request, e.g. an unknown symbol)
   4  bad input data (the candle file of produce)
-  6  Kafka or PostgreSQL failed (after retries)
+  6  Kafka, PostgreSQL or the market API failed (after retries; produce --follow: after
+     --max-failures failed polls in a row, or at once on an IP ban)
   7  storage failed (the model registry's store)
   8  no live model (consume, reconcile) or a prediction failed
 
 ENVIRONMENT:
   RPS_KAFKA_BROKERS  Kafka bootstrap brokers (host:port,…), overrides stream.brokers
   RPS_KAFKA_TOPIC    topic, overrides stream.topic
+  COINCAP_API_KEY    CoinCap v3 API key (produce --follow with data.source: coincap)
   DATABASE_URL       PostgreSQL, e.g. postgres://rps:PASSWORD@127.0.0.1:5432/rps, set from a secret
                      (percent-encode reserved characters; PGPASSWORD and ~/.pgpass are not read)";
 
@@ -80,7 +86,8 @@ pub struct Connection {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Publish the candles of a file to the topic, one JSON message per bar keyed by symbol.
+    /// Publish the candles of a file (or, with --follow, of the market API every bar) to the
+    /// topic, one JSON message per closed bar keyed by symbol.
     Produce(ProduceArgs),
     /// Read the topic, predict every new bar with the live models, write to PostgreSQL.
     Consume(ConsumeArgs),
@@ -107,11 +114,13 @@ pub struct ProduceArgs {
     /// The message key and symbol (default: data.symbol).
     #[arg(long)]
     pub symbol: Option<String>,
-    /// Records per Kafka produce request (record batch) when --speed is 0. 1 makes every offset
-    /// a batch boundary, which tansu 0.6 needs: fetching from the middle of a batch skips to
-    /// the next batch there. With Apache Kafka, 500 is several times faster.
+    /// Records per Kafka produce request (record batch) when --speed is 0 or with --follow.
+    /// 1 makes every offset a batch boundary, which tansu 0.6 needs: fetching from the middle
+    /// of a batch skips to the next batch there. With Apache Kafka, 500 is several times faster.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    #[command(flatten)]
+    pub follow: poll::FollowArgs,
 }
 
 #[derive(Debug, Clone, ClapArgs)]
@@ -202,6 +211,14 @@ pub enum StreamError {
     },
     #[error("a background task failed: {0}")]
     Join(String),
+    #[error(transparent)]
+    Market(#[from] rps_market::MarketError),
+    #[error("{failures} polls of the market in a row failed (--max-failures)")]
+    PollsFailed {
+        failures: u32,
+        #[source]
+        last: Box<StreamError>,
+    },
 }
 
 impl StageError for StreamError {
@@ -214,6 +231,12 @@ impl StageError for StreamError {
             Self::Tracking(_) => exit::STORAGE,
             Self::Model(_) | Self::NoLiveModel { .. } => exit::MODEL,
             Self::Runtime(_) | Self::Join(_) => exit::INTERNAL,
+            Self::Market(
+                rps_market::MarketError::InvalidRequest { .. }
+                | rps_market::MarketError::Setup { .. },
+            ) => exit::CONFIG,
+            Self::Market(_) => exit::REMOTE,
+            Self::PollsFailed { last, .. } => last.exit_code(),
         }
     }
 }
@@ -288,6 +311,9 @@ pub fn run(args: &Args) -> Result<(), StreamError> {
 }
 
 async fn produce(s: &Settings, a: &ProduceArgs) -> Result<(), StreamError> {
+    if a.follow.follow {
+        return poll::follow(s, a).await;
+    }
     if !(a.speed >= 0.0 && a.speed.is_finite()) {
         return Err(StreamError::Config(format!(
             "--speed must be 0 or a positive number of bars per second, not {}",
