@@ -55,7 +55,7 @@ setup-python: ## the Python venv the tests use (uv, pinned requirements)
 	@bash scripts/setup-python.sh "$(VENV)"
 
 .PHONY: setup-tools
-setup-tools: ## Debian tools the tests use: promtool (prometheus), buildah (the image), chromium (dashboard)
+setup-tools: ## Debian tools the tests use: promtool (prometheus), buildah (the image), chromium (dashboard), postgresql
 	@command -v promtool >/dev/null || { echo 'installing prometheus (promtool) from Debian'; \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 update -qq && \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends prometheus >/dev/null; }
@@ -65,6 +65,10 @@ setup-tools: ## Debian tools the tests use: promtool (prometheus), buildah (the 
 	@command -v chromium >/dev/null || { echo 'installing chromium from Debian (headless dashboard test)'; \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 update -qq && \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends chromium >/dev/null; }
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo 'installing postgresql from Debian (stream and dashboard tests)'; \
+	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends postgresql >/dev/null; }
 
 .PHONY: image
 image: setup-rust setup-tools ## build the container image with buildah (FROM scratch) and check it; EXPORT=rps.tar keeps it

@@ -11,6 +11,10 @@
 # initdb refuses to run as root: as root the cluster belongs to the user `postgres`
 # (runuser), otherwise to the current user. Exports are also written to STATE_DIR/pg/env.sh.
 set -euo pipefail
+# Debian's postgresql package keeps initdb/pg_ctl in /usr/lib/postgresql/<major>/bin, off the PATH.
+if ! command -v initdb >/dev/null; then
+  for d in /usr/lib/postgresql/*/bin; do [[ -x "$d/initdb" ]] && PATH="$d:$PATH"; done
+fi
 
 die() { echo "servers.sh (postgres): $*" >&2; exit 1; }
 

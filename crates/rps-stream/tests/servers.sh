@@ -12,6 +12,10 @@
 #   cargo install tansu --locked --features dynostore --root ~/.cache/rps-tools
 # PostgreSQL's server refuses to run as root: as root, initdb and pg_ctl run as user postgres.
 set -euo pipefail
+# Debian's postgresql package keeps initdb/pg_ctl in /usr/lib/postgresql/<major>/bin, off the PATH.
+if ! command -v initdb >/dev/null; then
+  for d in /usr/lib/postgresql/*/bin; do [[ -x "$d/initdb" ]] && PATH="$d:$PATH"; done
+fi
 
 READY_TIMEOUT="${RPS_STREAM_READY_TIMEOUT:-60}"
 TOOLS="${RPS_TOOLS_ROOT:-$HOME/.cache/rps-tools}"
