@@ -32,6 +32,14 @@ pub struct CandleMessage {
 }
 
 impl CandleMessage {
+    /// The candle a record carries, or `None` for an empty or non-candle value.
+    pub fn decode(record: &rskafka::record::Record) -> Option<Self> {
+        record
+            .value
+            .as_deref()
+            .and_then(|v| serde_json::from_slice(v).ok())
+    }
+
     pub fn new(symbol: &str, interval: &str, c: &Candle) -> Self {
         Self {
             symbol: symbol.to_owned(),

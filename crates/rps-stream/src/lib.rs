@@ -505,12 +505,7 @@ fn consume(s: &Settings, a: &ConsumeArgs) -> Result<(), StreamError> {
                     let mut predictions = Vec::new();
                     for r in chunk {
                         counts.messages += 1;
-                        let Some(msg) = r
-                            .record
-                            .value
-                            .as_deref()
-                            .and_then(|v| serde_json::from_slice::<kafka::CandleMessage>(v).ok())
-                        else {
+                        let Some(msg) = kafka::CandleMessage::decode(&r.record) else {
                             counts.bad += 1;
                             tracing::warn!(partition = *p, offset = r.offset, "not a candle message: skipped");
                             continue;

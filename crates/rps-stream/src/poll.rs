@@ -163,12 +163,7 @@ pub async fn last_bar_on_topic(
                 break;
             };
             for r in records.iter().filter(|r| r.offset >= next) {
-                let Some(msg) = r
-                    .record
-                    .value
-                    .as_deref()
-                    .and_then(|v| serde_json::from_slice::<kafka::CandleMessage>(v).ok())
-                else {
+                let Some(msg) = kafka::CandleMessage::decode(&r.record) else {
                     continue;
                 };
                 if msg.symbol != symbol {
