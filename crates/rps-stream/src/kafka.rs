@@ -159,6 +159,18 @@ pub async fn connect(brokers: &str, deadline: Duration) -> Result<Client, Stream
         .map_err(kafka_err(&format!("connect to {brokers}")))
 }
 
+/// The partitions of `topic` as the cluster lists them now (`None`: no such topic).
+async fn listed_partitions(client: &Client, topic: &str) -> Result<Option<Vec<i32>>, StreamError> {
+    Ok(client
+        .list_topics()
+        .await
+        .map_err(kafka_err("list topics"))?
+        .into_iter()
+        .find(|t| t.name == topic)
+        .map(|t| t.partitions.into_iter().collect::<Vec<i32>>())
+        .filter(|p| !p.is_empty()))
+}
+
 /// The partitions of `topic`, creating the topic with `partitions` partitions when it does not
 /// exist (and `create` is set).
 pub async fn topic_partitions(
@@ -167,19 +179,7 @@ pub async fn topic_partitions(
     partitions: i32,
     create: bool,
 ) -> Result<Vec<i32>, StreamError> {
-    let find = |topics: Vec<rskafka::topic::Topic>| {
-        topics
-            .into_iter()
-            .find(|t| t.name == topic)
-            .map(|t| t.partitions.into_iter().collect::<Vec<i32>>())
-            .filter(|p| !p.is_empty())
-    };
-    if let Some(p) = find(
-        client
-            .list_topics()
-            .await
-            .map_err(kafka_err("list topics"))?,
-    ) {
+    if let Some(p) = listed_partitions(client, topic).await? {
         return Ok(p);
     }
     if !create {
@@ -200,12 +200,7 @@ pub async fn topic_partitions(
         tracing::info!(topic, partitions, "created Kafka topic");
     }
     for _ in 0..50 {
-        if let Some(p) = find(
-            client
-                .list_topics()
-                .await
-                .map_err(kafka_err("list topics"))?,
-        ) {
+        if let Some(p) = listed_partitions(client, topic).await? {
             return Ok(p);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
