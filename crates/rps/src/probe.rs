@@ -107,9 +107,15 @@ mod tests {
         let url = format!("http://{}/ready", listener.local_addr().unwrap());
         std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
-            let mut req = [0u8; 1024];
-            let n = s.read(&mut req).unwrap();
-            assert!(String::from_utf8_lossy(&req[..n]).starts_with("GET /ready HTTP/1.1\r\n"));
+            // The request may arrive in several reads: read up to the blank line.
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "the probe closed before the end of its request");
+                req.extend_from_slice(&buf[..n]);
+            }
+            assert!(String::from_utf8_lossy(&req).starts_with("GET /ready HTTP/1.1\r\n"));
             write!(s, "{status_line}\r\ncontent-length: 2\r\n\r\nok").unwrap();
         });
         url
