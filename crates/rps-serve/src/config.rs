@@ -131,6 +131,12 @@ pub struct Config {
     #[arg(long, env = "RPS_SIGNAL_MODEL_NAME", default_value = "btc-signal")]
     pub signal_model_name: String,
 
+    /// The bar-volatility estimator the dashboard's "realized" line uses: the one the models
+    /// forecast, params.yaml's `target.estimator` (parkinson or garman_klass; `realized` needs
+    /// sub-bars the stream does not keep).
+    #[arg(long, env = "RPS_REALIZED_ESTIMATOR", value_enum, default_value_t = RealizedEstimator::GarmanKlass)]
+    pub realized_estimator: RealizedEstimator,
+
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "RPS_SERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -220,5 +226,24 @@ mod tests {
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Config::command().debug_assert();
+    }
+}
+
+/// How `GET /api/history` computes a bar's realized volatility (see `--realized-estimator`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RealizedEstimator {
+    /// Parkinson's high-low range ([`rps_core::volatility::parkinson`]).
+    Parkinson,
+    /// Garman–Klass open-high-low-close ([`rps_core::volatility::garman_klass`]).
+    GarmanKlass,
+}
+
+impl RealizedEstimator {
+    /// The volatility of one bar (a fraction); NaN for a malformed bar.
+    pub fn of(self, c: &rps_core::Candle) -> f64 {
+        match self {
+            Self::Parkinson => rps_core::volatility::parkinson(c.high, c.low),
+            Self::GarmanKlass => rps_core::volatility::garman_klass(c),
+        }
     }
 }

@@ -3,9 +3,9 @@
 //! `predictions`; schema in crates/rps-stream/migrations/0001_init.sql).
 //!
 //! The window ends at the newest candle of the symbol (or the newest prediction when there are
-//! no candles), so a stream that stopped still shows its last hours. Realized volatility is the
-//! Parkinson estimate of each bar ([`rps_core::volatility::parkinson`]), the quantity the models
-//! forecast.
+//! no candles), so a stream that stopped still shows its last hours. Realized volatility is each
+//! bar's estimate by `--realized-estimator` ([`crate::config::RealizedEstimator`]): the quantity
+//! the models forecast, params.yaml's `target.estimator`.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -28,7 +28,7 @@ pub struct Bar {
     /// RFC 3339, UTC.
     pub t: String,
     pub close: Option<f64>,
-    /// Parkinson volatility of the bar (a fraction), `None` when high/low are missing or bad.
+    /// Volatility of the bar (a fraction) by the configured estimator, `None` for a bad bar.
     pub realized: Option<f64>,
 }
 
@@ -75,6 +75,7 @@ pub async fn read(
     models: &[String],
     symbol: &str,
     hours: u32,
+    estimator: crate::config::RealizedEstimator,
 ) -> Result<History, HistoryError> {
     let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
         .await
@@ -84,7 +85,7 @@ pub async fn read(
             tracing::warn!(error = %e, "PostgreSQL connection ended with an error");
         }
     });
-    let result = query(&client, models, symbol, hours).await;
+    let result = query(&client, models, symbol, hours, estimator).await;
     drop(client);
     let _ = conn.await;
     result
@@ -95,6 +96,7 @@ async fn query(
     models: &[String],
     symbol: &str,
     hours: u32,
+    estimator: crate::config::RealizedEstimator,
 ) -> Result<History, HistoryError> {
     let hours_f = f64::from(hours);
     // The window's end: the newest candle, else the newest prediction.
@@ -121,7 +123,7 @@ async fn query(
     let rows = client
         .query(
             &format!(
-                "SELECT bar_time, close, high, low FROM candles WHERE symbol = $1 AND {window} \
+                "SELECT bar_time, open, high, low, close FROM candles WHERE symbol = $1 AND {window} \
                  ORDER BY bar_time"
             ),
             &[&symbol, &end, &hours_f],
@@ -130,16 +132,24 @@ async fn query(
         .map_err(HistoryError::Query)?;
     for r in rows {
         let t: chrono::DateTime<chrono::Utc> = r.get(0);
-        let (high, low): (Option<f64>, Option<f64>) = (r.get(2), r.get(3));
-        let realized = match (high, low) {
-            (Some(h), Some(l)) => {
-                Some(rps_core::volatility::parkinson(h, l)).filter(|v| v.is_finite())
+        let ohlc: [Option<f64>; 4] = [r.get(1), r.get(2), r.get(3), r.get(4)];
+        let realized = match ohlc {
+            [Some(open), Some(high), Some(low), Some(close)] => {
+                let bar = rps_core::Candle {
+                    ts: t.timestamp_millis(),
+                    open,
+                    high,
+                    low,
+                    close,
+                    volume: 0.0,
+                };
+                Some(estimator.of(&bar)).filter(|v| v.is_finite())
             }
             _ => None,
         };
         history.candles.push(Bar {
             t: rfc3339(t),
-            close: r.get(1),
+            close: ohlc[3],
             realized,
         });
     }

@@ -46,7 +46,7 @@ mod metrics;
 mod routes;
 mod state;
 
-pub use config::{Config, LogFormat, parse_bytes, parse_duration};
+pub use config::{Config, LogFormat, RealizedEstimator, parse_bytes, parse_duration};
 pub use error::{ApiError, ServeError};
 pub use state::{AppState, LiveSet, LoadError, Refreshed, Served};
 

@@ -594,11 +594,17 @@ async fn history(
         state.config.model_name.clone(),
         state.config.signal_model_name.clone(),
     ];
-    crate::history::read(url, &models, &symbol, hours)
-        .await
-        .map(Json)
-        .map_err(|e| {
-            tracing::warn!(error = %e, "history query failed");
-            ApiError::new(StatusCode::BAD_GATEWAY, "database_error", e.to_string())
-        })
+    crate::history::read(
+        url,
+        &models,
+        &symbol,
+        hours,
+        state.config.realized_estimator,
+    )
+    .await
+    .map(Json)
+    .map_err(|e| {
+        tracing::warn!(error = %e, "history query failed");
+        ApiError::new(StatusCode::BAD_GATEWAY, "database_error", e.to_string())
+    })
 }

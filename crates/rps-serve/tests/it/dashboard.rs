@@ -7,6 +7,7 @@
 //! folder, `<target>/tmp`), as `dashboard.png` and `dashboard-no-database.png`.
 
 use crate::support::*;
+use rps_serve::RealizedEstimator as Estimator;
 use rps_tracking::Registry as _;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -82,7 +83,7 @@ fn database(tag: &str) -> String {
             .await
             .unwrap();
             for (version, alias, scale) in [("1", "champion", 1.15), ("2", "challenger", 0.8)] {
-                let vol = scale * rps_core::volatility::parkinson(h, l);
+                let vol = scale * realized(Estimator::GarmanKlass, i);
                 db.execute(
                     "INSERT INTO predictions (model, version, alias, symbol, bar_time, task, volatility) \
                      VALUES ('btc-volatility', $1, $2, 'BTC-USD', $3, 'volatility', $4)",
@@ -113,7 +114,28 @@ fn database(tag: &str) -> String {
 }
 
 /// A registry whose live set is champion v1, challenger v2, and a server on `database_url`.
+/// Bar `i`'s volatility by `estimator`, computed here from the bar itself.
+fn realized(estimator: Estimator, i: i64) -> f64 {
+    let (open, high, low, close) = bar(i);
+    let c = rps_core::Candle {
+        ts: 0,
+        open,
+        high,
+        low,
+        close,
+        volume: 12.5,
+    };
+    match estimator {
+        Estimator::Parkinson => rps_core::volatility::parkinson(high, low),
+        Estimator::GarmanKlass => rps_core::volatility::garman_klass(&c),
+    }
+}
+
 fn serve(database_url: Option<String>) -> (Fixture, rps_serve::Server) {
+    serve_with(database_url, Estimator::GarmanKlass)
+}
+
+fn serve_with(database_url: Option<String>, estimator: Estimator) -> (Fixture, rps_serve::Server) {
     let f = Fixture::empty();
     f.register();
     f.register();
@@ -121,6 +143,7 @@ fn serve(database_url: Option<String>) -> (Fixture, rps_serve::Server) {
     f.registry.set_alias(NAME, "challenger", 2).unwrap();
     let mut cfg = f.config();
     cfg.database_url = database_url;
+    cfg.realized_estimator = estimator;
     let s = rps_serve::Server::spawn(cfg).unwrap();
     (f, s)
 }
@@ -160,7 +183,7 @@ fn the_page_is_self_contained_and_history_needs_a_database() {
 #[ignore = "needs PostgreSQL (RPS_TEST_DATABASE_URL); make test runs it"]
 fn history_reads_the_stream_tables() {
     let url = database("history");
-    let (_f, s) = serve(Some(url));
+    let (_f, s) = serve(Some(url.clone()));
     let c = client();
     let h: Value = c
         .get(format!("{}/api/history?symbol=BTC-USD&hours=24", s.url()))
@@ -172,10 +195,22 @@ fn history_reads_the_stream_tables() {
     assert_eq!(candles.len(), 24, "the last 24 bars: {h}");
     assert_eq!(candles[23]["t"], "2026-01-02T23:00:00Z");
     assert_eq!(candles[0]["t"], "2026-01-02T00:00:00Z");
-    let (_, high, low, close) = bar(BARS - 1);
+    let (_, _, _, close) = bar(BARS - 1);
     assert_eq!(candles[23]["close"].as_f64(), Some(close));
-    let realized = candles[23]["realized"].as_f64().unwrap();
-    assert!((realized - rps_core::volatility::parkinson(high, low)).abs() < 1e-15);
+    // Realized volatility by the default estimator (Garman–Klass, params.yaml's target), and by
+    // Parkinson's when the server is told so: the two differ on these bars.
+    let gk = candles[23]["realized"].as_f64().unwrap();
+    assert!((gk - realized(Estimator::GarmanKlass, BARS - 1)).abs() < 1e-15);
+    let (_f2, s2) = serve_with(Some(url), Estimator::Parkinson);
+    let h2: Value = c
+        .get(format!("{}/api/history?symbol=BTC-USD&hours=24", s2.url()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let parkinson = h2["candles"][23]["realized"].as_f64().unwrap();
+    assert!((parkinson - realized(Estimator::Parkinson, BARS - 1)).abs() < 1e-15);
+    assert!((parkinson - gk).abs() > 1e-5, "{parkinson} vs {gk}");
     let series = h["series"].as_array().unwrap();
     let versions: Vec<(&str, &str, &str)> = series
         .iter()
