@@ -11,7 +11,7 @@ metadata DB; artifacts from the temporary RPS_HOME.
 3. The same pipeline on a CSV with broken OHLC rows: quality fails once (exit 5, no retry) and
    transform/train/evaluate never run.
 4. The pipeline with RPS_AIRFLOW_STREAM_RECONCILE=true against a real PostgreSQL (started by
-   crates/rps-serve/tests/servers.sh; skipped without initdb/pg_ctl) holding streamed candles:
+   tests/servers/postgres.sh, or make test's shared one; skipped without PostgreSQL) holding streamed candles:
    reconcile runs `rps stream reconcile` after evaluate and writes the champion's predictions.
 """
 
@@ -306,7 +306,7 @@ def test_a_failed_quality_gate_stops_the_pipeline_before_training(airflow, tmp_p
 # reconcile: the stream's stored predictions follow the live set (real PostgreSQL)
 # --------------------------------------------------------------------------------------------
 
-PG_SCRIPT = ROOT / "crates/rps-serve/tests/servers.sh"
+PG_SCRIPT = ROOT / "tests/servers/postgres.sh"
 
 
 def psql(url, *args):
@@ -317,14 +317,20 @@ def psql(url, *args):
 
 @pytest.fixture(scope="module")
 def postgres():
-    """A throwaway PostgreSQL cluster (trust auth, loopback); its admin URL."""
-    if not (shutil.which("initdb") and shutil.which("pg_ctl") and shutil.which("psql")):
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) and psql are not on PATH")
-    # Not under pytest's 0700 temp root: as root the cluster belongs to `postgres`, which must
-    # traverse the parents (servers.sh opens STATE itself).
+    """A PostgreSQL admin URL: the tests' shared server when `make test` started it
+    (RPS_TEST_DATABASE_URL), else a throwaway cluster from tests/servers/postgres.sh."""
+    shared = os.environ.get("RPS_TEST_DATABASE_URL")
+    if shared:
+        yield shared
+        return
+    if not shutil.which("psql"):
+        pytest.skip("psql is not on PATH (make setup-tools installs PostgreSQL)")
+    # Not under pytest's 0700 temp root: the script keeps its state there as this user.
     state = tempfile.mkdtemp(prefix="rps-airflow-pg-")
     try:
         out = subprocess.run(["bash", str(PG_SCRIPT), "start", sys.executable, state], capture_output=True, text=True, timeout=180)
+        if out.returncode != 0 and "not found" in out.stderr:
+            pytest.skip(out.stderr.strip())
         assert out.returncode == 0, out.stderr
         yield out.stdout.strip().rsplit("RPS_TEST_DATABASE_URL=", 1)[1]
     finally:
@@ -334,8 +340,10 @@ def postgres():
 
 def test_pipeline_reconciles_the_stream_database(airflow, postgres, bin_dir, tmp_path):
     admin = postgres
-    psql(admin, "-c", "CREATE DATABASE rps_airflow_reconcile")
-    url = admin.rsplit("/", 1)[0] + "/rps_airflow_reconcile"
+    db = f"rps_airflow_reconcile_{os.getpid()}"
+    psql(admin, "-c", f"DROP DATABASE IF EXISTS {db}")
+    psql(admin, "-c", f"CREATE DATABASE {db}")
+    url = admin.rsplit("/", 1)[0] + "/" + db
     params = params_reading(tmp_path, SAMPLE)
     env = clean_env({"DATABASE_URL": url, "NO_COLOR": "1"})
     migrate = subprocess.run(
