@@ -27,8 +27,10 @@ def r2_log(h):
 
 
 target_q = 0.95 * qlike(d["ewma"])
-har_r2 = r2_log(d["har_rv"])
-print(f"{sys.argv[1]}: QLIKE target {target_q:.4f} (5 % below EWMA), R²(log) target {har_r2:.4f} (HAR-RV)")
+# HAR-RV's R² (log) bar: the better of its level forecast and its log-scale one (har_rv_log,
+# written by rps-evaluate since the rule compares against both).
+har_r2 = max(r2_log(d[n]) for n in ("har_rv", "har_rv_log") if n in d.dtype.names)
+print(f"{sys.argv[1]}: QLIKE target {target_q:.4f} (5 % below EWMA), R²(log) target {har_r2:.4f} (HAR-RV's best)")
 for name in ["model", "har_rv", "ewma"]:
     scales = np.linspace(-0.6, 0.6, 241)
     qs = [qlike(d[name] * np.exp(s)) for s in scales]

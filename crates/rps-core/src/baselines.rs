@@ -79,11 +79,18 @@ impl Har {
 
     /// Forecast volatility for row `i`; NaN when a regressor is missing.
     pub fn predict(&self, columns: &[&[f64]], i: usize) -> f64 {
+        self.predict_log_scale(columns, i) * self.smearing
+    }
+
+    /// `exp(fitted)` without the smearing: the log-scale forecast (the conditional median when
+    /// the residuals are symmetric), HAR-RV's best on R² of log volatility; NaN when a regressor
+    /// is missing.
+    pub fn predict_log_scale(&self, columns: &[&[f64]], i: usize) -> f64 {
         let mut z = self.coefficients[0];
         for (c, b) in columns.iter().zip(&self.coefficients[1..]) {
             z += b * c[i];
         }
-        z.exp() * self.smearing
+        z.exp()
     }
 }
 
@@ -118,5 +125,6 @@ mod tests {
         }
         assert!((har.smearing - 1.0).abs() < 1e-9);
         assert!((har.predict(&[&a, &b], 7) - y[7]).abs() < 1e-9);
+        assert!((har.predict_log_scale(&[&a, &b], 7) - y[7]).abs() < 1e-9);
     }
 }
