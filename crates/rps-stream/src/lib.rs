@@ -146,6 +146,11 @@ pub struct ConsumeArgs {
     /// without a restart; run `reconcile` to rewrite the past).
     #[arg(long, default_value_t = 60)]
     pub refresh_secs: u64,
+    /// Liveness file for an exec probe (the image has no shell): written when the consumer
+    /// starts and again at least every 10 s while its loop runs — after every fetch and every
+    /// committed batch — so `rps probe --file PATH --max-age 120` fails once the consumer hangs.
+    #[arg(long, env = "RPS_STREAM_HEARTBEAT_FILE")]
+    pub heartbeat_file: Option<std::path::PathBuf>,
     /// Testing aid: hold every transaction open this long before COMMIT (the crash test kills
     /// the consumer inside open transactions, whatever the build's speed).
     #[arg(long, hide = true, default_value_t = 0)]
@@ -211,6 +216,12 @@ pub enum StreamError {
     },
     #[error("a background task failed: {0}")]
     Join(String),
+    #[error("could not write the heartbeat file {path}: {source}")]
+    Heartbeat {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Market(#[from] rps_market::MarketError),
     #[error("{failures} polls of the market in a row failed (--max-failures)")]
@@ -219,6 +230,45 @@ pub enum StreamError {
         #[source]
         last: Box<StreamError>,
     },
+}
+
+/// The consumer's liveness file (`--heartbeat-file`): the current Unix time, rewritten at most
+/// every [`Heartbeat::EVERY`].
+struct Heartbeat {
+    path: std::path::PathBuf,
+    last: Instant,
+}
+
+impl Heartbeat {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn start(path: &std::path::Path) -> Result<Self, StreamError> {
+        write_heartbeat(path).map_err(|source| StreamError::Heartbeat {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            last: Instant::now(),
+        })
+    }
+
+    fn beat(&mut self) {
+        if self.last.elapsed() < Self::EVERY {
+            return;
+        }
+        self.last = Instant::now();
+        if let Err(e) = write_heartbeat(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not write the heartbeat file");
+        }
+    }
+}
+
+fn write_heartbeat(path: &std::path::Path) -> std::io::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    std::fs::write(path, format!("{now}\n"))
 }
 
 impl StageError for StreamError {
@@ -231,6 +281,7 @@ impl StageError for StreamError {
             Self::Tracking(_) => exit::STORAGE,
             Self::Model(_) | Self::NoLiveModel { .. } => exit::MODEL,
             Self::Runtime(_) | Self::Join(_) => exit::INTERNAL,
+            Self::Heartbeat { .. } => exit::STORAGE,
             Self::Market(
                 rps_market::MarketError::InvalidRequest { .. }
                 | rps_market::MarketError::Setup { .. },
@@ -462,6 +513,9 @@ fn consume(s: &Settings, a: &ConsumeArgs) -> Result<(), StreamError> {
             readers.push((pc, p, next));
         }
         let stop = shutdown_flag();
+        // The first write fails loudly (a read-only path would make every probe fail); later
+        // ones only warn, and the probe sees the file age.
+        let mut heartbeat = a.heartbeat_file.as_deref().map(Heartbeat::start).transpose()?;
         let mut builders: HashMap<String, OnlineFeatures> = HashMap::new();
         let mut counts = Counts::default();
         let started = Instant::now();
@@ -474,6 +528,9 @@ fn consume(s: &Settings, a: &ConsumeArgs) -> Result<(), StreamError> {
             if last_refresh.elapsed() >= Duration::from_secs(a.refresh_secs.max(1)) {
                 last_refresh = Instant::now();
                 live = refresh_live(s, &aliases, &features, live).await?;
+            }
+            if let Some(h) = &mut heartbeat {
+                h.beat();
             }
             let mut got_any = false;
             for (pc, p, next) in &mut readers {
@@ -539,6 +596,9 @@ fn consume(s: &Settings, a: &ConsumeArgs) -> Result<(), StreamError> {
                     counts.batches += 1;
                     *next = next_offset;
                     got_any = true;
+                    if let Some(h) = &mut heartbeat {
+                        h.beat();
+                    }
                 }
                 if a.max_messages.is_some_and(|m| counts.messages >= m) {
                     break 'outer;

@@ -291,9 +291,42 @@ fn produce_consume_writes_one_row_per_bar_and_reruns_change_nothing() {
     let first = e.rows(&db);
     assert!(String::from_utf8_lossy(&out.stderr).contains("alias not set: skipped"));
 
-    // The same consumer again: nothing new to read.
-    e.consume(&db, &[]);
+    // The same consumer again: nothing new to read. With a heartbeat file: written at start
+    // (the current Unix time), so a liveness probe of a just-started consumer passes.
+    let heartbeat = e.home.join("heartbeat");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    e.consume(&db, &["--heartbeat-file", heartbeat.to_str().unwrap()]);
     assert_eq!(e.rows(&db), first);
+    let beat: u64 = std::fs::read_to_string(&heartbeat)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        beat >= before,
+        "heartbeat {beat} written before the run started at {before}"
+    );
+    // An unwritable heartbeat path is refused at once, before anything is consumed.
+    let bad = e.home.join("no-such-dir").join("heartbeat");
+    let out = e
+        .command(
+            &db,
+            &[
+                "consume",
+                "--idle-exit",
+                "1",
+                "--heartbeat-file",
+                bad.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("could not write the heartbeat file"), "{err}");
+    assert_eq!(out.status.code(), Some(7), "a storage error: {err}");
     // A new consumer name reads the topic from the start: same rows, none rewritten.
     e.consume(&db, &["--consumer", "second"]);
     assert_eq!(e.rows(&db), first);

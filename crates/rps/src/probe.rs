@@ -1,14 +1,18 @@
 //! `rps probe URL`: an HTTP health check for images without a shell or curl (the image is FROM
 //! scratch). GET the URL on plain HTTP with a deadline; success is a 2xx status.
+//! `rps probe --file PATH --max-age SECS`: the same for a process that serves no HTTP (`rps stream
+//! consume --heartbeat-file PATH`): success is a file modified at most SECS ago.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-/// Check that an HTTP endpoint answers 2xx; exit 0 if it does, 1 if not (the reason on stderr).
+/// Check that an HTTP endpoint answers 2xx, or that a heartbeat file is fresh; exit 0 if so,
+/// 1 if not (the reason on stderr).
 ///
 /// Meant for container health checks: `rps probe http://127.0.0.1:8080/ready` (compose
-/// `healthcheck`, Kubernetes `exec` probes). Plain `http://` only.
+/// `healthcheck`, Kubernetes `exec` probes; plain `http://` only), or for the stream consumer
+/// `rps probe --file /tmp/rps-heartbeat --max-age 120`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The URL to GET.
@@ -17,6 +21,13 @@ pub struct Args {
     /// Give up after this many seconds (connect, send and read together).
     #[arg(long, default_value_t = 3.0)]
     pub timeout: f64,
+    /// Check this heartbeat file instead of a URL (what `rps stream consume --heartbeat-file`
+    /// writes).
+    #[arg(long, conflicts_with = "url")]
+    pub file: Option<std::path::PathBuf>,
+    /// With --file: the file must have been modified at most this many seconds ago.
+    #[arg(long, default_value_t = 120.0, requires = "file")]
+    pub max_age: f64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -27,6 +38,28 @@ pub enum ProbeError {
     Io { url: String, message: String },
     #[error("{url}: answered {status_line:?}")]
     Status { url: String, status_line: String },
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+}
+
+/// `Ok` when `path` was modified at most `max_age` seconds ago.
+fn check_file(path: &std::path::Path, max_age: f64) -> Result<String, ProbeError> {
+    let err = |message: String| ProbeError::File {
+        path: path.display().to_string(),
+        message,
+    };
+    let modified = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map_err(|e| err(e.to_string()))?;
+    // A clock step back makes the file look new: treat it as fresh rather than restart a pod.
+    let age = modified.elapsed().map_or(0.0, |d| d.as_secs_f64());
+    if age <= max_age {
+        Ok(format!("{}: modified {age:.0} s ago", path.display()))
+    } else {
+        Err(err(format!(
+            "last modified {age:.0} s ago, more than --max-age {max_age} s: the process stopped beating"
+        )))
+    }
 }
 
 /// `(host:port, path)` of a plain HTTP URL.
@@ -46,8 +79,11 @@ fn split(url: &str) -> Result<(String, String), ProbeError> {
     Ok((authority, path.to_owned()))
 }
 
-/// GET `args.url`; `Ok` with the status line on 2xx.
+/// GET `args.url` (`Ok` with the status line on 2xx), or with `--file` check the file's age.
 pub fn run(args: &Args) -> Result<String, ProbeError> {
+    if let Some(path) = &args.file {
+        return check_file(path, args.max_age);
+    }
     let url = args.url.as_str();
     let io = |e: std::io::Error| ProbeError::Io {
         url: url.to_owned(),
@@ -125,7 +161,57 @@ mod tests {
         Args {
             url: url.to_owned(),
             timeout: 5.0,
+            file: None,
+            max_age: 120.0,
         }
+    }
+
+    fn file_args(path: &std::path::Path, max_age: f64) -> Args {
+        Args {
+            file: Some(path.to_owned()),
+            max_age,
+            ..args("http://unused/")
+        }
+    }
+
+    #[test]
+    fn a_fresh_heartbeat_file_is_healthy_a_stale_or_missing_one_is_not() {
+        let dir = std::env::temp_dir().join(format!("rps-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("heartbeat");
+        let e = run(&file_args(&path, 120.0)).unwrap_err();
+        assert!(matches!(e, ProbeError::File { .. }), "a missing file: {e}");
+        std::fs::write(&path, "1\n").unwrap();
+        assert!(run(&file_args(&path, 120.0)).is_ok());
+        // Ten minutes old.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let e = run(&file_args(&path, 120.0)).unwrap_err();
+        assert!(e.to_string().contains("stopped beating"), "{e}");
+        assert!(run(&file_args(&path, 900.0)).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn file_and_url_are_exclusive_on_the_command_line() {
+        use clap::Parser;
+        #[derive(Debug, clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            probe: Args,
+        }
+        let cli = Cli::try_parse_from(["probe", "--file", "/tmp/hb", "--max-age", "60"]).unwrap();
+        assert_eq!(
+            cli.probe.file.as_deref(),
+            Some(std::path::Path::new("/tmp/hb"))
+        );
+        assert!(Cli::try_parse_from(["probe", "http://x/ready", "--file", "/tmp/hb"]).is_err());
+        assert!(Cli::try_parse_from(["probe", "--max-age", "60"]).is_err());
     }
 
     #[test]

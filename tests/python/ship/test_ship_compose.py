@@ -14,8 +14,8 @@ COMPOSE = DOCKER / "docker-compose.yml"
 REQUIRED = ["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "RPS_SERVE_TOKEN", "GRAFANA_ADMIN_PASSWORD", "POSTGRES_PASSWORD"]
 LONG_RUNNING = ["minio", "mlflow", "airflow", "prometheus", "grafana", "rps-serve", "postgres", "kafka"]
 # Every long-running service has a health check; rps-serve's image is FROM scratch (no shell, no
-# curl), so its check is `rps probe`. rps-stream-consume is long-running too but has no HTTP port
-# to probe (see test_stream_consume): it is restarted when it exits.
+# curl), so its check is `rps probe`. rps-stream-consume is long-running too but has no HTTP port:
+# its check is `rps probe --file` on the heartbeat file it writes (see test_stream_consume).
 STREAM = ["postgres", "kafka", "rps-stream-migrate", "rps-stream-consume", "rps-stream-produce"]
 ONE_SHOT = ["minio-init", "rps-stream-migrate", "rps-stream-produce"]
 RPS_IMAGE_SERVICES = ["rps-serve", "rps-stream-migrate", "rps-stream-consume", "rps-stream-produce"]
@@ -302,11 +302,18 @@ def test_stream_database_url_comes_from_the_env_file(config):
     assert "DATABASE_URL" not in config["services"]["rps-stream-produce"]["environment"]
 
 
-def test_stream_consume(config):
+def test_stream_consume(config, rps_help):
     c = config["services"]["rps-stream-consume"]
     assert c["restart"] == "unless-stopped"
-    assert "healthcheck" not in c, "FROM scratch and no HTTP port: nothing to probe (exit + restart instead)"
     env = c["environment"]
+    # No HTTP port: the check is the age of the heartbeat file consume writes every 10 s, on
+    # the tmpfs (the root filesystem is read-only).
+    heartbeat = env["RPS_STREAM_HEARTBEAT_FILE"]
+    test = c["healthcheck"]["test"]
+    assert test[:4] == ["CMD", "/rps", "probe", "--file"] and test[4] == heartbeat, test
+    assert float(test[test.index("--max-age") + 1]) >= 30, "at least three beats"
+    assert set(option_names(test)) <= rps_help("probe")
+    assert c["read_only"] and heartbeat.startswith("/tmp/") and "/tmp" in c["tmpfs"]
     assert env["RPS_KAFKA_BROKERS"] == "kafka:9092"
     # The same registry as rps serve: the stack's MLflow, artifacts in MinIO.
     serve = config["services"]["rps-serve"]["environment"]

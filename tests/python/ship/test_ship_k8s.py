@@ -248,6 +248,23 @@ def test_the_consumer_runs_rps_stream_consume(consumer_container, rps_help):
     assert "ports" not in c, "consume listens on nothing"
 
 
+def test_a_hung_consumer_is_restarted_by_its_heartbeat_probe(consumer, consumer_container, rps_help):
+    # No HTTP port and no shell: consume writes a heartbeat file every 10 s and `rps probe
+    # --file` checks its age; the file lives on a writable emptyDir (the root is read-only).
+    c = consumer_container
+    env = {e["name"]: e for e in c["env"]}
+    heartbeat = env["RPS_STREAM_HEARTBEAT_FILE"]["value"]
+    command = c["livenessProbe"]["exec"]["command"]
+    assert command[:4] == ["/rps", "probe", "--file", heartbeat], command
+    assert float(command[command.index("--max-age") + 1]) >= 30, "at least three beats"
+    assert set(option_names(command)) <= rps_help("probe")
+    assert c["securityContext"]["readOnlyRootFilesystem"]
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in consumer["spec"]["template"]["spec"]["volumes"]}
+    directory = heartbeat.rsplit("/", 1)[0]
+    assert "emptyDir" in volumes[mounts[directory]], "the heartbeat needs a writable volume"
+
+
 def test_the_consumer_takes_the_database_from_a_secret_and_kafka_from_the_configmap(consumer_container, res):
     env = {e["name"]: e for e in consumer_container["env"]}
     db = env["DATABASE_URL"]
@@ -291,12 +308,13 @@ def test_the_consumer_runs_non_root_read_only(consumer, consumer_container):
 
 
 def test_the_consumer_has_no_http_probe_and_says_why(consumer_container):
-    """A FROM-scratch image without a shell, and no HTTP port: liveness is the exit code plus the
-    Deployment's restartPolicy (Always). The manifest must say so rather than fake a probe."""
-    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+    """A FROM-scratch image without a shell, and no HTTP port: no HTTP or readiness probe, only
+    the heartbeat-file liveness probe (tested above), and the manifest says why."""
+    for probe in ("readinessProbe", "startupProbe"):
         assert probe not in consumer_container, probe
+    assert "httpGet" not in consumer_container["livenessProbe"]
     text = (K8S / "stream.yaml").read_text()
-    assert "No probes" in text and "restartPolicy" in text
+    assert "serves no HTTP" in text and "heartbeat" in text
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert re.search(r"^FROM scratch AS rps$", dockerfile, re.M), "the premise changed: revisit the probe"
 
