@@ -50,6 +50,10 @@ dvc-repro: build setup-python ## run the pipeline as a DVC pipeline (dvc.yaml): 
 airflow-local: build setup-python ## the Airflow DAG in local mode on the bundled sample (airflow dags test)
 	@VENV=$(VENV) RPS_BIN=$(BIN)/rps bash airflow/run-local.sh
 
+.PHONY: docs
+docs: ## build the reference book (docs/) with mdBook into target/book
+	@bash scripts/docs.sh
+
 .PHONY: setup-python
 setup-python: ## the Python venv the tests use (uv, pinned requirements)
 	@bash scripts/setup-python.sh "$(VENV)"

@@ -577,8 +577,12 @@ class RpsLocalOperator(BaseOperator):
         self._terminate()
 
 
+# One DAG run = one pipeline invocation: with MLflow, its stage runs nest under one parent run.
+PIPELINE_RUN_ENV = {"RPS_PIPELINE_RUN": "{{ run_id }}"}
+
+
 def _pod_env(settings: Settings) -> dict[str, str]:
-    env = {"RPS_HOME": POD_HOME, "RPS_LOG_FORMAT": "json"}
+    env = {"RPS_HOME": POD_HOME, "RPS_LOG_FORMAT": "json", **PIPELINE_RUN_ENV}
     if settings.params_configmap:
         env["RPS_PARAMS"] = f"{POD_PARAMS_DIR}/params.yaml"
     return env
@@ -699,6 +703,7 @@ def _local_task(settings: Settings, stage: Stage, timeout: timedelta) -> RpsLoca
         rps_stage=stage.stage,
         program=program,
         arguments=arguments,
+        env_vars=dict(PIPELINE_RUN_ENV),
         cwd=settings.workdir,
         execution_timeout=timeout,
     )

@@ -5,12 +5,16 @@ set -euo pipefail
 bin=$1 home=$2 data=${3:-}
 reports="$home/reports"
 args=(--home "$home")
+# With MLflow configured, the five stage runs nest under one parent run for this invocation.
+export RPS_PIPELINE_RUN="${RPS_PIPELINE_RUN:-demo-$(date -u +%Y%m%dT%H%M%SZ)}"
 extract=(--full-refresh)
 if [[ -n "$data" ]]; then
   [[ -f "$data" ]] || { echo "error: DATA=$data: no such file" >&2; exit 4; }
   extract+=(--file "$data")
 fi
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Bold headings on a terminal only (never in pipes, CI logs, or with NO_COLOR set).
+if [[ -t 1 && -z "${NO_COLOR:-}" ]]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+step() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 step "extract: ${data:-bundled sample data/sample/btc_usd_1h_coinbase_2018.csv}"
 "$bin/rps-extract" "${args[@]}" "${extract[@]}"
 step "quality gate"

@@ -32,8 +32,10 @@ export RPS_BIN_DIR="$bin"
 status=0
 cargo test --release --locked --target "$target" --workspace --no-fail-fast -- --include-ignored || status=$?
 
-echo "== python tests: interop, Airflow, shipping (the image build included)"
+echo "== python tests: interop, Airflow, shipping (the image build included), docs"
 export RPS_REQUIRE_IMAGE=1
+RPS_MDBOOK=$(bash scripts/docs.sh --install-only) || status=$?
+export RPS_MDBOOK
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python || status=$?
 
 echo "== lint: rustfmt --check, clippy -D warnings (what make lint runs)"

@@ -1,9 +1,12 @@
 //! Plumbing shared by every RPS stage binary. This is the edge: the only crate (with the
 //! binaries) that prints to the terminal or picks a process exit code.
 //!
-//! - [`CommonArgs`]: `--params`, `--home`, `--log-format`, `-v`/`-q`, flattened into each stage.
-//! - [`exit`]: the exit codes every stage documents, and [`finish`] to map an error to one.
-//! - [`load_params`]: `params.yaml` with unknown keys refused.
+//! - [`CommonArgs`]: `--params`, `--set`, `--home`, `--log-format`, `--color`, `-v`/`-q`,
+//!   flattened into each stage.
+//! - [`exit`]: the exit codes every stage documents, and [`finish`] to map an error to one and
+//!   print it once (with a hint where the cause is known).
+//! - [`CommonArgs::load_params`]: `params.yaml` with unknown keys refused, the `--set`
+//!   overrides applied, and the one validation ([`rps_core::validate`]) run before anything else.
 //! - [`Home`]: the embedded default folder (`.rps/`) with the object store, registry and runs.
 //! - [`progress`]: a progress bar on a terminal, silence in a pod.
 
@@ -55,6 +58,31 @@ pub trait StageError: std::error::Error {
     fn exit_code(&self) -> u8;
 }
 
+/// When human-format logs use colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ColorChoice {
+    /// Only on a terminal, and not when `NO_COLOR` is set.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to write ANSI colour codes to stderr.
+    pub fn enabled(self) -> bool {
+        use std::io::IsTerminal;
+        match self {
+            Self::Always => true,
+            Self::Never => false,
+            Self::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::stderr().is_terminal()
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -69,6 +97,10 @@ pub struct CommonArgs {
     /// The parameter file every stage reads its knobs from.
     #[arg(long, global = true, default_value = "params.yaml", env = "RPS_PARAMS")]
     pub params: PathBuf,
+    /// Override one value of the parameter file, e.g. `--set train.xgboost.eta=0.1` or
+    /// `--set split.gap=48` (repeatable; the value is YAML; checked like the file itself).
+    #[arg(long = "set", global = true, value_name = "SECTION.KEY=VALUE")]
+    pub set: Vec<String>,
     /// The embedded home folder: object store, model registry and run records live under it
     /// when no server is configured.
     #[arg(long, global = true, default_value = ".rps", env = "RPS_HOME")]
@@ -76,6 +108,9 @@ pub struct CommonArgs {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "RPS_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Colours in human logs: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, env = "RPS_COLOR")]
+    pub color: ColorChoice,
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -84,8 +119,20 @@ pub struct CommonArgs {
     pub quiet: bool,
 }
 
+impl CommonArgs {
+    /// The parameters this run uses: `--params` (or `RPS_PARAMS`), then each `--set`, then the
+    /// one validation. Every stage calls this first, so a bad value stops it before any work.
+    pub fn load_params(&self) -> Result<Params, ParamsError> {
+        load_params_with(&self.params, &self.set)
+    }
+}
+
+/// How [`finish`] reports: set by [`init_logging`].
+static FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
 /// Start logging to stderr. `RUST_LOG` overrides the level.
 pub fn init_logging(args: &CommonArgs) {
+    let _ = FORMAT.set(args.log_format);
     let level = match (args.quiet, args.verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
@@ -98,27 +145,97 @@ pub fn init_logging(args: &CommonArgs) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match args.log_format {
-        LogFormat::Human => builder.with_target(false).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Human => builder
+            .with_target(false)
+            .with_ansi(args.color.enabled())
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_ansi(false)
+            .try_init(),
     };
 }
 
-/// Print the error chain and return the exit code for it.
+/// Report the error once and return its exit code. On a terminal (human format) that is an
+/// `error:` line, one `caused by:` line per cause not already in the message above it, and a
+/// `hint:` where the cause is known; with `--log-format json` one JSON log event with the same
+/// fields, so a log shipper gets one record per failure.
 #[allow(clippy::print_stderr)]
 pub fn finish<E: StageError>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("error: {e}");
-            let mut source = e.source();
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
+            let (message, causes) = chain(&e);
+            let hint = hint(&message, &causes);
+            let code = e.exit_code();
+            match FORMAT.get() {
+                Some(LogFormat::Json) => tracing::error!(
+                    exit_code = code,
+                    causes = %causes.join("; "),
+                    hint = hint.unwrap_or(""),
+                    "{message}"
+                ),
+                _ => {
+                    eprintln!("error: {message}");
+                    for c in &causes {
+                        eprintln!("  caused by: {c}");
+                    }
+                    if let Some(h) = hint {
+                        eprintln!("  hint: {h}");
+                    }
+                }
             }
-            ExitCode::from(e.exit_code())
+            ExitCode::from(code)
         }
     }
+}
+
+/// The error's message and its causes, leaving out a cause whose text the line above already
+/// holds (`#[error("…: {source}")]` wrappers repeat their source).
+fn chain(e: &dyn std::error::Error) -> (String, Vec<String>) {
+    let message = e.to_string();
+    let mut causes = Vec::new();
+    let mut last = message.clone();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !last.contains(&text) {
+            causes.push(text.clone());
+        }
+        last = text;
+        source = s.source();
+    }
+    (message, causes)
+}
+
+/// What to do about an error whose cause is known: a missing input names the stage that makes
+/// it; a missing parameter file names the flag and variable that point at one.
+fn hint(message: &str, causes: &[String]) -> Option<&'static str> {
+    let all = std::iter::once(message).chain(causes.iter().map(String::as_str));
+    for text in all {
+        if text.starts_with("cannot read parameter file") && text.contains("No such file") {
+            return Some(
+                "run from the project folder that holds params.yaml, or pass --params PATH (or set RPS_PARAMS)",
+            );
+        }
+        let Some((_, missing)) = text.split_once("object not found: ") else {
+            continue;
+        };
+        let missing = missing.trim_end();
+        if missing.ends_with("schema.json") || missing.ends_with("features.parquet") {
+            return Some(
+                "the feature dataset is missing: run `rps transform` first (or pass --features)",
+            );
+        }
+        if missing.ends_with("_manifest.json") {
+            return Some("the raw dataset is missing: run `rps extract` first");
+        }
+        if missing.contains("models/candidate") || missing.ends_with("version.json") {
+            return Some("no trained model: run `rps train` first (or pass --model)");
+        }
+    }
+    None
 }
 
 /// The problem with a parameter file.
@@ -136,21 +253,108 @@ pub enum ParamsError {
         #[source]
         source: serde_yaml::Error,
     },
+    #[error("bad --set {arg:?}: {problem}")]
+    Override { arg: String, problem: String },
+    #[error("invalid parameter file {path}{with_sets}: {source}")]
+    Invalid {
+        path: String,
+        /// ` with --set …` when overrides were applied.
+        with_sets: String,
+        #[source]
+        source: rps_core::validate::InvalidParams,
+    },
 }
 
-/// Read `params.yaml`. Every section and key is optional (defaults apply); unknown keys fail.
+/// Read `params.yaml` (no overrides) and validate it. Every section and key is optional (defaults
+/// apply); unknown keys fail.
 pub fn load_params(path: &Path) -> Result<Params, ParamsError> {
+    load_params_with(path, &[])
+}
+
+/// Read `params.yaml`, apply `section.key=value` overrides, and validate the result: the
+/// overrides are parsed as YAML and put into the file's tree before it is typed, so they are
+/// refused exactly as the same value in the file would be (unknown key, wrong type, bad range).
+pub fn load_params_with(path: &Path, sets: &[String]) -> Result<Params, ParamsError> {
+    let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ParamsError::Read {
-        path: path.display().to_string(),
+        path: shown.clone(),
         source,
     })?;
-    if text.trim().is_empty() {
-        return Ok(Params::default());
-    }
-    serde_yaml::from_str(&text).map_err(|source| ParamsError::Parse {
-        path: path.display().to_string(),
+    let parse = |source| ParamsError::Parse {
+        path: shown.clone(),
         source,
-    })
+    };
+    let params: Params = if sets.is_empty() {
+        if text.trim().is_empty() {
+            Params::default()
+        } else {
+            serde_yaml::from_str(&text).map_err(parse)?
+        }
+    } else {
+        let mut tree: serde_yaml::Value = if text.trim().is_empty() {
+            serde_yaml::Value::Mapping(serde_yaml::Mapping::new())
+        } else {
+            serde_yaml::from_str(&text).map_err(parse)?
+        };
+        for arg in sets {
+            apply_set(&mut tree, arg)?;
+        }
+        serde_yaml::from_value(tree).map_err(|source| ParamsError::Parse {
+            path: format!("{shown} with --set {}", sets.join(" --set ")),
+            source,
+        })?
+    };
+    rps_core::validate::params(&params).map_err(|source| ParamsError::Invalid {
+        path: shown.clone(),
+        with_sets: if sets.is_empty() {
+            String::new()
+        } else {
+            format!(" with --set {}", sets.join(" --set "))
+        },
+        source,
+    })?;
+    Ok(params)
+}
+
+/// Put one `a.b.c=value` into the YAML tree, creating the sections on the way.
+fn apply_set(tree: &mut serde_yaml::Value, arg: &str) -> Result<(), ParamsError> {
+    let bad = |problem: &str| ParamsError::Override {
+        arg: arg.to_owned(),
+        problem: problem.to_owned(),
+    };
+    let (key, value) = arg
+        .split_once('=')
+        .ok_or_else(|| bad("expected SECTION.KEY=VALUE, e.g. train.xgboost.eta=0.1"))?;
+    let path: Vec<&str> = key.trim().split('.').collect();
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(bad("the key has an empty part"));
+    }
+    let value: serde_yaml::Value = if value.trim().is_empty() {
+        serde_yaml::Value::String(String::new())
+    } else {
+        serde_yaml::from_str(value).map_err(|e| bad(&format!("the value is not YAML: {e}")))?
+    };
+    let mut node = tree;
+    for (i, part) in path.iter().enumerate() {
+        if node.is_null() {
+            *node = serde_yaml::Value::Mapping(serde_yaml::Mapping::new());
+        }
+        let map = node.as_mapping_mut().ok_or_else(|| {
+            bad(&format!(
+                "`{}` is a value, not a section",
+                path[..i].join(".")
+            ))
+        })?;
+        let k = serde_yaml::Value::String((*part).to_owned());
+        if i + 1 == path.len() {
+            map.insert(k, value);
+            return Ok(());
+        }
+        node = map
+            .entry(k)
+            .or_insert(serde_yaml::Value::Mapping(serde_yaml::Mapping::new()));
+    }
+    Ok(())
 }
 
 /// The embedded default layout under one folder.
@@ -235,20 +439,31 @@ pub fn data_tags(store: &dyn rps_store::ObjectStore) -> Vec<(String, String)> {
 }
 
 /// The commit the running code was built from: `RPS_GIT_COMMIT` (set in images), else
-/// `git rev-parse HEAD`, else `unknown`.
+/// `git rev-parse HEAD` with `-dirty` appended when tracked files have uncommitted changes (as
+/// `git describe --dirty` does: a model trained from such a tree cannot be rebuilt from the
+/// commit alone), else `unknown`. Trackers split the suffix into a `git_dirty` tag.
 pub fn git_commit() -> String {
     if let Ok(c) = std::env::var("RPS_GIT_COMMIT")
         && !c.is_empty()
     {
         return c;
     }
-    std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map_or_else(|| "unknown".to_owned(), |s| s.trim().to_owned())
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+    };
+    let Some(commit) = git(&["rev-parse", "HEAD"]).map(|s| s.trim().to_owned()) else {
+        return "unknown".to_owned();
+    };
+    match git(&["status", "--porcelain", "--untracked-files=no"]) {
+        Some(changes) if !changes.trim().is_empty() => format!("{commit}-dirty"),
+        _ => commit,
+    }
 }
 
 /// Progress bars for long terminal work; hidden when stderr is not a terminal (pods, CI).
@@ -294,5 +509,95 @@ mod tests {
         );
         std::fs::write(&p, "").unwrap();
         assert_eq!(load_params(&p).unwrap(), Params::default());
+    }
+
+    #[test]
+    fn set_overrides_are_applied_and_checked_like_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("params.yaml");
+        std::fs::write(&p, "train:\n  xgboost:\n    eta: 0.03\nsplit:\n  gap: 48\n").unwrap();
+        let sets = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let got = load_params_with(
+            &p,
+            &sets(&[
+                "train.xgboost.eta=0.1",
+                "split.gap=72",
+                "data.symbol=ETH-USD",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(got.train.xgboost["eta"], serde_json::json!(0.1));
+        assert_eq!(got.split.gap, 72);
+        assert_eq!(got.data.symbol, "ETH-USD");
+        // Typos, wrong types and bad ranges are refused as in the file, naming the key.
+        let err = load_params_with(&p, &sets(&["train.num_boost_rounds=5"])).unwrap_err();
+        assert!(err.to_string().contains("num_boost_rounds"), "{err}");
+        let err = load_params_with(&p, &sets(&["split.gap=many"])).unwrap_err();
+        assert!(matches!(err, ParamsError::Parse { .. }), "{err}");
+        let err = load_params_with(&p, &sets(&["split.train=1.7"])).unwrap_err();
+        assert!(
+            matches!(err, ParamsError::Invalid { .. }) && err.to_string().contains("split.train"),
+            "{err}"
+        );
+        let err = load_params_with(&p, &sets(&["split.gap"])).unwrap_err();
+        assert!(matches!(err, ParamsError::Override { .. }), "{err}");
+        let err = load_params_with(&p, &sets(&["split.gap.x=1"])).unwrap_err();
+        assert!(err.to_string().contains("`split.gap` is a value"), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_file_is_a_config_error_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("params.yaml");
+        std::fs::write(&p, "split:\n  train: 1.7\n").unwrap();
+        let err = load_params(&p).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("split.train: must lie in (0, 1), got 1.7"),
+            "{err}"
+        );
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read x: {source}")]
+    struct Wrapper {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let e = Wrapper {
+            source: std::io::Error::other("disk on fire"),
+        };
+        let (message, causes) = chain(&e);
+        assert_eq!(message, "cannot read x: disk on fire");
+        assert!(causes.is_empty(), "{causes:?}");
+    }
+
+    #[test]
+    fn known_causes_get_a_hint() {
+        assert!(
+            hint(
+                "object not found: .rps/data/features/BTC-USD/schema.json",
+                &[]
+            )
+            .unwrap()
+            .contains("rps transform")
+        );
+        assert!(
+            hint(
+                "cannot read parameter file params.yaml: No such file or directory (os error 2)",
+                &[]
+            )
+            .unwrap()
+            .contains("RPS_PARAMS")
+        );
+        assert!(
+            hint("x", &["object not found: a/_manifest.json".to_owned()])
+                .unwrap()
+                .contains("rps extract")
+        );
+        assert_eq!(hint("something else", &[]), None);
     }
 }

@@ -32,6 +32,7 @@ pub mod split;
 pub mod stats;
 pub mod synthetic;
 pub mod time;
+pub mod validate;
 pub mod volatility;
 pub mod walkforward;
 

@@ -807,7 +807,7 @@ fn record_live_set(
 
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), EvaluateError> {
-    let params = rps_cli::load_params(&args.common.params)?;
+    let params = args.common.load_params()?;
     let home = Home::new(&args.common.home);
     let features = args
         .features

@@ -101,7 +101,7 @@ pub struct Summary {
 
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), ExtractError> {
-    let mut params = rps_cli::load_params(&args.common.params)?;
+    let mut params = args.common.load_params()?;
     if let Some(s) = &args.source {
         params.data.source = match s.as_str() {
             "binance" => SourceKind::Binance,

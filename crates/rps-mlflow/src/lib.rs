@@ -65,6 +65,7 @@ pub mod batch;
 mod client;
 mod config;
 mod error;
+mod inputs;
 mod model_dir;
 mod registry;
 mod types;
@@ -77,6 +78,7 @@ pub use config::{
     MlflowConfig, RetryPolicy,
 };
 pub use error::{MlflowError, Result};
+pub use inputs::{Dataset, DatasetInput, MAX_DIGEST_LEN};
 pub use model_dir::{
     DEFAULT_PYTHON_VERSION, MODEL_DATA_FILE, ModelFile, PythonEnv, VERIFIED_MLFLOW_VERSION,
     VERIFIED_XGBOOST_VERSION, XgboostModel, new_model_uuid, utc_now_string,

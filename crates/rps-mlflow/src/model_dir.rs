@@ -31,6 +31,13 @@ pub const VERIFIED_XGBOOST_VERSION: &str = "3.2.0";
 pub const DEFAULT_PYTHON_VERSION: &str = "3.11.7";
 /// The model file name inside the directory.
 pub const MODEL_DATA_FILE: &str = "model.json";
+/// RPS's pyfunc loader module, shipped inside the model directory under `code/` (see
+/// [`XgboostModel::with_rps_pyfunc`]).
+pub const RPS_PYFUNC_MODULE: &str = "rps_pyfunc";
+/// Where the loader lives in the model directory.
+pub const RPS_PYFUNC_FILE: &str = "code/rps_pyfunc.py";
+/// The loader's source.
+pub const RPS_PYFUNC_SOURCE: &str = include_str!("pyfunc/rps_pyfunc.py");
 
 /// The Python environment recorded in the model directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +84,7 @@ impl Default for PythonEnv {
 }
 
 /// An XGBoost JSON model plus what MLflow needs to serve it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct XgboostModel {
     /// The booster as XGBoost JSON (`Booster.save_model("x.json")` format).
     pub model_json: Vec<u8>,
@@ -95,6 +102,12 @@ pub struct XgboostModel {
     pub model_uuid: String,
     /// `YYYY-MM-DD HH:MM:SS.ffffff`, UTC.
     pub utc_time_created: String,
+    /// The pyfunc's output columns `(type, name)` when the `python_function` flavor is RPS's own
+    /// loader ([`XgboostModel::with_rps_pyfunc`]); `None`: `mlflow.xgboost` (raw booster output).
+    pub pyfunc_outputs: Option<Vec<(String, String)>>,
+    /// Rows (in `feature_names` order) saved as the model's input example
+    /// (`input_example.json`, pandas `split` orient); non-finite values are written as `null`.
+    pub input_example: Option<Vec<Vec<f64>>>,
 }
 
 /// One file of the model directory.
@@ -173,7 +186,53 @@ impl XgboostModel {
             env: PythonEnv::default(),
             model_uuid: new_model_uuid(),
             utc_time_created: utc_now_string(),
+            pyfunc_outputs: None,
+            input_example: None,
         })
+    }
+
+    /// Save `rows` (each in `feature_names` order) as the input example MLflow shows on the
+    /// model page and uses for `mlflow models predict` / serving checks.
+    #[must_use]
+    pub fn with_input_example(mut self, rows: Vec<Vec<f64>>) -> Self {
+        self.input_example = Some(rows);
+        self
+    }
+
+    /// `input_example.json`: `{"columns": [...], "data": [[...], ...]}`.
+    fn input_example_json(&self) -> Option<serde_json::Value> {
+        let rows = self.input_example.as_ref()?;
+        let data: Vec<Vec<serde_json::Value>> = rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|v| {
+                        serde_json::Number::from_f64(*v).map_or(serde_json::Value::Null, Into::into)
+                    })
+                    .collect()
+            })
+            .collect();
+        Some(json!({ "columns": self.feature_names, "data": data }))
+    }
+
+    /// Make the `python_function` flavor RPS's own loader (`code/rps_pyfunc.py`, shipped in the
+    /// directory), whose `predict` returns forecasts — `outputs` are its columns as
+    /// `(type, name)`, e.g. `("double", "volatility")` — instead of raw booster values. It reads
+    /// `meta.json` beside `model.json`, which the caller uploads into the same directory. The
+    /// `xgboost` flavor stays, for those who want the booster.
+    #[must_use]
+    pub fn with_rps_pyfunc(mut self, outputs: Vec<(String, String)>) -> Self {
+        self.pyfunc_outputs = Some(outputs);
+        self
+    }
+
+    /// The `loader_module` and `code` of the `python_function` flavor.
+    fn pyfunc_loader(&self) -> (&'static str, Option<&'static str>) {
+        if self.pyfunc_outputs.is_some() {
+            (RPS_PYFUNC_MODULE, Some("code"))
+        } else {
+            ("mlflow.xgboost", None)
+        }
     }
 
     /// Records the run and the artifact path the directory is logged under.
@@ -206,7 +265,16 @@ impl XgboostModel {
     /// which is what MLflow infers from its predictions).
     #[must_use]
     pub fn signature_outputs(&self) -> String {
-        format!("[{}]", column_spec("float", &self.output_name))
+        match &self.pyfunc_outputs {
+            Some(cols) => format!(
+                "[{}]",
+                cols.iter()
+                    .map(|(ty, name)| column_spec(ty, name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => format!("[{}]", column_spec("float", &self.output_name)),
+        }
     }
 
     /// The `MLmodel` YAML, keys sorted as PyYAML's `safe_dump` writes them.
@@ -218,12 +286,16 @@ impl XgboostModel {
             y.push_str(&format!("artifact_path: {}\n", yaml_scalar(p)));
         }
         y.push_str("flavors:\n");
+        let (loader, code) = self.pyfunc_loader();
         y.push_str("  python_function:\n");
+        if let Some(code) = code {
+            y.push_str(&format!("    code: {code}\n"));
+        }
         y.push_str(&format!("    data: {MODEL_DATA_FILE}\n"));
         y.push_str("    env:\n");
         y.push_str("      conda: conda.yaml\n");
         y.push_str("      virtualenv: python_env.yaml\n");
-        y.push_str("    loader_module: mlflow.xgboost\n");
+        y.push_str(&format!("    loader_module: {loader}\n"));
         y.push_str(&format!(
             "    python_version: {}\n",
             yaml_scalar(&env.python_version)
@@ -248,6 +320,13 @@ impl XgboostModel {
         y.push_str("prompts: null\n");
         if let Some(r) = &self.run_id {
             y.push_str(&format!("run_id: {}\n", yaml_scalar(r)));
+        }
+        if self.input_example.is_some() {
+            y.push_str("saved_input_example_info:\n");
+            y.push_str("  artifact_path: input_example.json\n");
+            y.push_str("  pandas_orient: split\n");
+            y.push_str("  serving_input_path: serving_input_example.json\n");
+            y.push_str("  type: dataframe\n");
         }
         y.push_str("signature:\n");
         y.push_str(&format!(
@@ -300,7 +379,7 @@ impl XgboostModel {
     /// Every file of the directory, `MLmodel` first.
     #[must_use]
     pub fn files(&self) -> Vec<ModelFile> {
-        vec![
+        let mut files = vec![
             ModelFile {
                 name: "MLmodel",
                 bytes: self.mlmodel_yaml().into_bytes(),
@@ -321,7 +400,25 @@ impl XgboostModel {
                 name: "conda.yaml",
                 bytes: self.conda_yaml().into_bytes(),
             },
-        ]
+        ];
+        if let Some(example) = self.input_example_json() {
+            files.push(ModelFile {
+                name: "input_example.json",
+                bytes: example.to_string().into_bytes(),
+            });
+            files.push(ModelFile {
+                name: "serving_input_example.json",
+                bytes: serde_json::to_vec_pretty(&json!({ "dataframe_split": example }))
+                    .unwrap_or_default(),
+            });
+        }
+        if self.pyfunc_outputs.is_some() {
+            files.push(ModelFile {
+                name: RPS_PYFUNC_FILE,
+                bytes: RPS_PYFUNC_SOURCE.as_bytes().to_vec(),
+            });
+        }
+        files
     }
 
     /// Writes the directory `model_dir` (created if needed; existing files are replaced).
@@ -333,6 +430,10 @@ impl XgboostModel {
             .map_err(|e| MlflowError::io("creating", model_dir, e))?;
         for f in self.files() {
             let path = model_dir.join(f.name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| MlflowError::io("creating", parent, e))?;
+            }
             std::fs::write(&path, &f.bytes).map_err(|e| MlflowError::io("writing", &path, e))?;
         }
         Ok(())
@@ -343,16 +444,21 @@ impl XgboostModel {
     /// `flavors`).
     #[must_use]
     pub fn log_model_json(&self) -> String {
+        let (loader, code) = self.pyfunc_loader();
+        let mut pyfunc = json!({
+            "data": MODEL_DATA_FILE,
+            "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"},
+            "loader_module": loader,
+            "python_version": self.env.python_version,
+        });
+        if let Some(code) = code {
+            pyfunc["code"] = json!(code);
+        }
         let mut v = json!({
             "utc_time_created": self.utc_time_created,
             "model_uuid": self.model_uuid,
             "flavors": {
-                "python_function": {
-                    "data": MODEL_DATA_FILE,
-                    "env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"},
-                    "loader_module": "mlflow.xgboost",
-                    "python_version": self.env.python_version,
-                },
+                "python_function": pyfunc,
                 "xgboost": {
                     "code": null,
                     "data": MODEL_DATA_FILE,
@@ -367,6 +473,14 @@ impl XgboostModel {
         }
         if let Some(p) = &self.artifact_path {
             v["artifact_path"] = json!(p);
+        }
+        if self.input_example.is_some() {
+            v["saved_input_example_info"] = json!({
+                "artifact_path": "input_example.json",
+                "pandas_orient": "split",
+                "serving_input_path": "serving_input_example.json",
+                "type": "dataframe",
+            });
         }
         v.to_string()
     }
@@ -499,6 +613,72 @@ mod tests {
     fn time_shape() {
         let t = utc_now_string();
         assert_eq!(t.len(), "2026-11-23 03:59:52.063148".len(), "{t}");
+    }
+
+    #[test]
+    fn rps_pyfunc_ships_its_loader_and_names_its_outputs() {
+        let json = br#"{"learner":{}}"#.to_vec();
+        let plain = XgboostModel::new(json.clone(), vec!["a".into()], "volatility").unwrap();
+        assert!(
+            plain
+                .mlmodel_yaml()
+                .contains("    loader_module: mlflow.xgboost\n")
+        );
+        assert!(!plain.files().iter().any(|f| f.name == RPS_PYFUNC_FILE));
+
+        let m = XgboostModel::new(json, vec!["a".into()], "volatility")
+            .unwrap()
+            .with_rps_pyfunc(vec![
+                ("string".into(), "signal".into()),
+                ("double".into(), "p_sell".into()),
+            ]);
+        let y = m.mlmodel_yaml();
+        assert!(
+            y.contains("  python_function:\n    code: code\n    data: model.json\n"),
+            "{y}"
+        );
+        assert!(y.contains("    loader_module: rps_pyfunc\n"), "{y}");
+        // The booster stays reachable as the xgboost flavor.
+        assert!(
+            y.contains("  xgboost:\n    code: null\n    data: model.json\n"),
+            "{y}"
+        );
+        assert_eq!(
+            m.signature_outputs(),
+            r#"[{"type": "string", "name": "signal", "required": true}, {"type": "double", "name": "p_sell", "required": true}]"#
+        );
+        let loader = m
+            .files()
+            .into_iter()
+            .find(|f| f.name == RPS_PYFUNC_FILE)
+            .unwrap();
+        let src = String::from_utf8(loader.bytes).unwrap();
+        assert!(src.contains("def _load_pyfunc(data_path):"));
+        let logged: serde_json::Value = serde_json::from_str(&m.log_model_json()).unwrap();
+        assert_eq!(
+            logged["flavors"]["python_function"]["loader_module"],
+            "rps_pyfunc"
+        );
+        assert_eq!(logged["flavors"]["python_function"]["code"], "code");
+
+        let dir = tempfile::tempdir().unwrap();
+        m.write_dir(dir.path()).unwrap();
+        assert!(dir.path().join(RPS_PYFUNC_FILE).is_file());
+
+        let m = m.with_input_example(vec![vec![0.5], vec![f64::NAN]]);
+        assert!(
+            m.mlmodel_yaml()
+                .contains("saved_input_example_info:\n  artifact_path: input_example.json\n")
+        );
+        let example = m
+            .files()
+            .into_iter()
+            .find(|f| f.name == "input_example.json")
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(example.bytes).unwrap(),
+            r#"{"columns":["a"],"data":[[0.5],[null]]}"#
+        );
     }
 
     #[test]

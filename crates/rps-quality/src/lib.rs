@@ -64,7 +64,7 @@ impl StageError for QualityError {
 
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), QualityError> {
-    let params = rps_cli::load_params(&args.common.params)?;
+    let params = args.common.load_params()?;
     let home = Home::new(&args.common.home);
     let input = args
         .input

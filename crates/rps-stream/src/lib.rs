@@ -304,7 +304,7 @@ struct Settings {
 
 impl Settings {
     fn new(args: &Args) -> Result<Self, StreamError> {
-        let params = rps_cli::load_params(&args.common.params)?;
+        let params = args.common.load_params()?;
         let s = &params.stream;
         Ok(Self {
             brokers: args

@@ -16,6 +16,7 @@
 pub mod live;
 mod local;
 pub mod mlflow;
+pub mod pipeline;
 mod registry;
 
 pub use local::{LocalRun, LocalTracker, RunRecord};

@@ -84,17 +84,39 @@ impl Tracker for MlflowTracker {
     ) -> Result<Box<dyn Run>, TrackingError> {
         let experiment_id = self.experiment_id()?;
         let mut all: BTreeMap<String, String> = tags.clone();
+        let parent = match crate::pipeline::invocation() {
+            Some(id) => {
+                let run_id = crate::pipeline::parent_run(&self.client, &experiment_id, &id)?;
+                all.insert(crate::pipeline::PARENT_TAG.to_owned(), run_id.clone());
+                all.insert(crate::pipeline::PIPELINE_TAG.to_owned(), id);
+                Some(crate::pipeline::Parent {
+                    run_id,
+                    closes: stage == crate::pipeline::LAST_STAGE,
+                })
+            }
+            None => None,
+        };
         all.insert("rps.stage".to_owned(), stage.to_owned());
         all.insert("mlflow.source.name".to_owned(), format!("rps-{stage}"));
         all.insert("mlflow.source.type".to_owned(), "LOCAL".to_owned());
         if let Some(c) = tags.get("git_commit") {
-            all.insert("mlflow.source.git.commit".to_owned(), c.clone());
+            let (commit, dirty) = split_dirty(c);
+            all.insert("mlflow.source.git.commit".to_owned(), commit.to_owned());
+            all.insert("git_dirty".to_owned(), dirty.to_string());
         }
         let tags: Vec<(String, String)> = all.into_iter().collect();
         let info = self.client.create_run(&experiment_id, stage, &tags)?;
+        if let Some(input) = crate::pipeline::dataset_input(stage, &tags.iter().cloned().collect())
+            && let Err(e) = self.client.log_inputs(&info.run_id, &[input])
+        {
+            // Lineage is for people reading the UI; a server that cannot take it is no reason
+            // to stop the stage.
+            tracing::warn!(run_id = %info.run_id, "could not log the run's dataset: {e}");
+        }
         Ok(Box::new(MlflowRun {
             client: self.client.clone(),
             info,
+            parent,
         }))
     }
 
@@ -112,6 +134,8 @@ impl Tracker for MlflowTracker {
 pub struct MlflowRun {
     client: Arc<MlflowClient>,
     info: RunInfo,
+    /// The pipeline invocation's parent run, when `RPS_PIPELINE_RUN` is set.
+    parent: Option<crate::pipeline::Parent>,
 }
 
 impl MlflowRun {
@@ -159,7 +183,11 @@ impl Run for MlflowRun {
             RunStatus::Finished => rps_mlflow::RunStatus::Finished,
             RunStatus::Failed => rps_mlflow::RunStatus::Failed,
         };
-        Ok(self.client.update_run(&self.info.run_id, status)?)
+        self.client.update_run(&self.info.run_id, status)?;
+        if let Some(p) = &self.parent {
+            p.stage_ended(&self.client, status);
+        }
+        Ok(())
     }
 }
 
@@ -222,7 +250,9 @@ impl MlflowRegistry {
             files.xgb_json.clone(),
             files.schema.features.clone(),
             OUTPUT_NAME,
-        )?;
+        )?
+        .with_rps_pyfunc(pyfunc_outputs(&files.meta))
+        .with_input_example(vec![reference_row(&files.schema)]);
         self.client
             .log_xgboost_model(run, MODEL_ARTIFACT_PATH, &model)?;
         let json = |v: &dyn erased_json::Json, name: &str| {
@@ -240,6 +270,38 @@ impl MlflowRegistry {
         put(META, &json(&files.meta, META)?)?;
         put(VERSION_JSON, &json(info, VERSION_JSON)?)?;
         Ok(())
+    }
+
+    /// Give the registered model and the new version a description and `rps.*` tags (data,
+    /// span, headline metrics, code). Best effort: they are for people reading the UI, so a
+    /// server that refuses them only costs a warning.
+    fn annotate(&self, files: &ModelFiles, info: &VersionInfo, version: u32) {
+        let v = version.to_string();
+        let (description, tags) = describe_version(files, info);
+        let task = if files.meta.task.as_str() == "signal" {
+            "Buy/Hold/Sell signal"
+        } else {
+            "volatility (σ of log returns)"
+        };
+        let model_description = format!(
+            "Next-bar {task} of {} from RPS ({} bars). Aliases: champion (served), challenger (latest runner-up), baseline (first champion). Each version's description and rps.* tags say what data, span, metrics and code it came from.",
+            files.schema.symbol, files.schema.bar,
+        );
+        let result = (|| -> Result<(), MlflowError> {
+            self.client
+                .update_model_version_description(&info.name, &v, &description)?;
+            for (k, value) in &tags {
+                self.client
+                    .set_model_version_tag(&info.name, &v, k, value)?;
+            }
+            self.client
+                .update_registered_model_description(&info.name, &model_description)?;
+            self.client
+                .set_registered_model_tag(&info.name, "rps.symbol", &files.schema.symbol)
+        })();
+        if let Err(e) = result {
+            tracing::warn!(model = %info.name, version, "could not describe the model version: {e}");
+        }
     }
 
     /// The run that logged a version and the artifact path of its model directory.
@@ -305,6 +367,64 @@ impl MlflowRegistry {
     }
 }
 
+/// `abc123-dirty` → (`abc123`, true): the commit and whether the tree had uncommitted changes.
+pub fn split_dirty(commit: &str) -> (&str, bool) {
+    commit
+        .strip_suffix("-dirty")
+        .map_or((commit, false), |c| (c, true))
+}
+
+/// What the MLflow UI shows for a registered model and each version: a description and tags
+/// with the data, span, headline metrics and code a version came from.
+fn describe_version(files: &ModelFiles, info: &VersionInfo) -> (String, Vec<(String, String)>) {
+    let s = &files.schema;
+    let day = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map_or_else(|| ms.to_string(), |d| d.format("%Y-%m-%d").to_string())
+    };
+    let span = format!("{} .. {}", day(s.first_ts), day(s.last_ts));
+    let (commit, dirty) = split_dirty(&info.git_commit);
+    let task = files.meta.task.as_str();
+    let headline: Vec<String> = info
+        .metrics
+        .iter()
+        .filter(|(k, _)| k.starts_with("validation_"))
+        .map(|(k, v)| format!("{} {v:.4}", k.trim_start_matches("validation_")))
+        .collect();
+    let description = format!(
+        "RPS {task} model for {symbol} ({bar} bars), trained on {span} (data {hash}); validation: {metrics}; code {commit}{dirty}.",
+        symbol = s.symbol,
+        bar = s.bar,
+        hash = info.data_hash.chars().take(12).collect::<String>(),
+        metrics = if headline.is_empty() {
+            "none".to_owned()
+        } else {
+            headline.join(", ")
+        },
+        dirty = if dirty {
+            " (with uncommitted changes)"
+        } else {
+            ""
+        },
+    );
+    let mut tags = vec![
+        ("rps.task".to_owned(), task.to_owned()),
+        ("rps.symbol".to_owned(), s.symbol.clone()),
+        ("rps.bar".to_owned(), s.bar.clone()),
+        ("rps.span".to_owned(), span),
+        ("rps.data_hash".to_owned(), info.data_hash.clone()),
+        ("rps.git_commit".to_owned(), commit.to_owned()),
+        ("rps.git_dirty".to_owned(), dirty.to_string()),
+    ];
+    tags.extend(
+        info.metrics
+            .iter()
+            .filter(|(k, v)| k.starts_with("validation_") && v.is_finite())
+            .map(|(k, v)| (format!("rps.{k}"), format!("{v:.6}"))),
+    );
+    (description, tags)
+}
+
 fn is_unsupported(e: &MlflowError) -> bool {
     matches!(e, MlflowError::RegistryUnsupported { .. })
 }
@@ -336,6 +456,9 @@ impl Registry for MlflowRegistry {
             },
             |local| local.register(files, info.clone()),
         )?;
+        if !self.uses_fallback() {
+            self.annotate(files, &info, version);
+        }
         let mut tags = vec![("rps.model_version".to_owned(), version.to_string())];
         if self.uses_fallback() {
             tags.push(("rps.registry".to_owned(), "local".to_owned()));
@@ -533,5 +656,45 @@ impl rps_mlflow::ArtifactBackend for S3Artifacts {
                 uri: store.uri(artifact_path),
                 message: e.to_string(),
             })
+    }
+}
+
+/// A typical input row: each feature's training median (its mean when the quantiles are
+/// missing), from the schema's reference statistics.
+fn reference_row(schema: &rps_core::schema::FeatureSchema) -> Vec<f64> {
+    schema
+        .features
+        .iter()
+        .map(|f| {
+            schema
+                .reference
+                .iter()
+                .find(|c| &c.name == f)
+                .map_or(f64::NAN, |c| {
+                    c.quantiles
+                        .get(3)
+                        .copied()
+                        .filter(|q| q.is_finite())
+                        .unwrap_or(c.mean)
+                })
+        })
+        .collect()
+}
+
+/// The columns RPS's pyfunc `predict` returns for a model: `volatility` for the volatility task;
+/// `signal` and one `p_<class>` per class for the signal task.
+fn pyfunc_outputs(meta: &rps_model::ModelMeta) -> Vec<(String, String)> {
+    let double = |n: &str| ("double".to_owned(), n.to_owned());
+    match meta.task {
+        rps_core::params::Task::Volatility => vec![double(OUTPUT_NAME)],
+        rps_core::params::Task::Signal => {
+            let mut cols = vec![("string".to_owned(), "signal".to_owned())];
+            let classes = meta
+                .signal
+                .as_ref()
+                .map_or_else(rps_core::signal::class_names, |s| s.classes.clone());
+            cols.extend(classes.iter().map(|c| double(&format!("p_{c}"))));
+            cols
+        }
     }
 }

@@ -338,7 +338,7 @@ fn fit_signal(
 
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), TrainError> {
-    let params = rps_cli::load_params(&args.common.params)?;
+    let params = args.common.load_params()?;
     let home = Home::new(&args.common.home);
     let features = args
         .features

@@ -296,7 +296,7 @@ pub fn read_signal_columns(
 
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), TransformError> {
-    let params = rps_cli::load_params(&args.common.params)?;
+    let params = args.common.load_params()?;
     let home = Home::new(&args.common.home);
     let input = args
         .input

@@ -72,6 +72,7 @@ def interval_context(start, end, run_after=None):
         "data_interval_start": start,
         "data_interval_end": end,
         "dag_run": FakeRun(run_after or end),
+        "run_id": f"scheduled__{start.isoformat()}",
     }
 
 
@@ -267,6 +268,8 @@ def test_every_task_is_a_pod_with_the_configured_image_and_its_command(monkeypat
         assert env["RPS_HOME"].value == "/var/lib/rps"
         assert env["RPS_PARAMS"].value == "/etc/rps/params.yaml"
         assert env["RPS_LOG_FORMAT"].value == "json"
+        # One DAG run = one MLflow parent run with the stage runs nested under it.
+        assert env["RPS_PIPELINE_RUN"].value == MARCH_1["run_id"], env["RPS_PIPELINE_RUN"].value
         assert [e.config_map_ref.name for e in container.env_from] == ["rps-env"]
 
 

@@ -363,6 +363,11 @@ fn the_dashboard_renders_in_a_headless_browser() {
     );
     assert!(dom.contains("class=\"realized\"") && dom.contains("class=\"price\""));
     assert!(dom.contains("id=\"live-models\""));
+    // The validation QLIKE column reads what /models really returns (rps-train's keys).
+    assert!(
+        dom.contains("<td class=\"qlike\">0.1230</td>"),
+        "validation QLIKE shown: {dom}"
+    );
     let png = screenshot(&page, "dashboard.png");
     let size = std::fs::metadata(&png).unwrap().len();
     // A blank 1280x1000 page compresses to a few KB; three charts make it much larger.

@@ -33,7 +33,7 @@ fn health_ready_and_model() {
     assert_eq!(m["version"], 1);
     assert_eq!(m["alias"], "champion");
     assert_eq!(m["trained_at"], "2026-01-01T00:00:00Z");
-    assert_eq!(m["metrics"]["qlike"], 0.123);
+    assert_eq!(m["metrics"]["validation_qlike"], 0.123);
     let features: Vec<String> = serde_json::from_value(m["features"].clone()).unwrap();
     assert_eq!(features, trained().schema.features);
     assert_eq!(

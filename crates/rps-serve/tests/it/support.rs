@@ -151,7 +151,11 @@ impl Fixture {
             run_id: "0123456789abcdef0123456789abcdef".to_owned(),
             data_hash: "synthetic-42".to_owned(),
             git_commit: "test".to_owned(),
-            metrics: BTreeMap::from([("qlike".to_owned(), 0.123), ("rmse".to_owned(), 0.001)]),
+            // The keys rps-train records.
+            metrics: BTreeMap::from([
+                ("validation_qlike".to_owned(), 0.123),
+                ("validation_rmse".to_owned(), 0.001),
+            ]),
         };
         self.registry.register(files, info).unwrap()
     }

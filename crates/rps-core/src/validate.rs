@@ -1,0 +1,228 @@
+//! The one validation of a parameter set, run once by every stage before it does anything
+//! (`rps_cli` calls [`params`] right after reading params.yaml and the `--set` overrides): a bad
+//! value is a configuration error (exit 3) naming its key, never a failure halfway through a run.
+//!
+//! Parsing already refuses unknown keys and wrong types; this checks what types cannot say:
+//! ranges, and fields that must agree with each other.
+
+use crate::params::{Params, TargetTransform};
+use std::fmt;
+
+/// One bad value: the params.yaml key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub key: &'static str,
+    pub message: String,
+}
+
+/// Every problem found in a parameter set (at least one).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct InvalidParams {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for InvalidParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", p.key, p.message))
+            .collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+/// Check a parameter set; `Err` lists every problem, each naming its key.
+pub fn params(p: &Params) -> Result<(), InvalidParams> {
+    let mut problems = Vec::new();
+    let mut bad = |key: &'static str, message: String| problems.push(Problem { key, message });
+
+    let s = &p.split;
+    if !(s.train > 0.0 && s.train < 1.0) {
+        bad(
+            "split.train",
+            format!("must lie in (0, 1), got {}", s.train),
+        );
+    }
+    if !(s.validation > 0.0 && s.validation < 1.0) {
+        bad(
+            "split.validation",
+            format!("must lie in (0, 1), got {}", s.validation),
+        );
+    }
+    if s.train + s.validation >= 1.0 && s.train < 1.0 && s.validation < 1.0 {
+        bad(
+            "split.train",
+            format!(
+                "split.train + split.validation must be below 1 to leave a test split, got {} + {}",
+                s.train, s.validation
+            ),
+        );
+    }
+    if s.gap < p.target.horizon {
+        bad(
+            "split.gap",
+            format!(
+                "must be at least target.horizon ({}) or targets leak across splits, got {}",
+                p.target.horizon, s.gap
+            ),
+        );
+    }
+    if p.target.horizon == 0 {
+        bad("target.horizon", "must be at least 1 bar".to_owned());
+    }
+    if !(p.target.floor.is_finite() && p.target.floor >= 0.0) {
+        bad(
+            "target.floor",
+            format!("must be a finite number >= 0, got {}", p.target.floor),
+        );
+    }
+
+    let t = &p.train;
+    if t.target_transform == TargetTransform::Power && !(t.power > 0.0 && t.power <= 2.0) {
+        bad(
+            "train.power",
+            format!("must lie in (0, 2], got {}", t.power),
+        );
+    }
+    if let Some(k) = t.power_grid.iter().find(|k| !(**k > 0.0 && **k <= 2.0)) {
+        bad(
+            "train.power_grid",
+            format!("every exponent must lie in (0, 2], got {k}"),
+        );
+    }
+    if t.num_boost_round == 0 {
+        bad("train.num_boost_round", "must be at least 1".to_owned());
+    }
+    if t.model_name.trim().is_empty() {
+        bad("train.model_name", "must not be empty".to_owned());
+    }
+
+    let e = &p.evaluate;
+    if !(e.ewma_lambda > 0.0 && e.ewma_lambda < 1.0) {
+        bad(
+            "evaluate.ewma_lambda",
+            format!("must lie in (0, 1), got {}", e.ewma_lambda),
+        );
+    }
+    if !(e.promotion_margin.is_finite() && e.promotion_margin >= 0.0) {
+        bad(
+            "evaluate.promotion_margin",
+            format!("must be a finite number >= 0, got {}", e.promotion_margin),
+        );
+    }
+    if !(e.walk_forward_test_fraction > 0.0 && e.walk_forward_test_fraction < 1.0) {
+        bad(
+            "evaluate.walk_forward_test_fraction",
+            format!("must lie in (0, 1), got {}", e.walk_forward_test_fraction),
+        );
+    }
+    if let Err(err) = p.signal.validate() {
+        let key = match err {
+            crate::signal::SignalParamsError::Horizon => "signal.horizon",
+            crate::signal::SignalParamsError::Threshold(_) => "signal.threshold",
+        };
+        bad(key, err.to_string());
+    }
+
+    if p.data.symbol.trim().is_empty() || p.data.symbol.contains(['/', '\\']) {
+        bad(
+            "data.symbol",
+            format!(
+                "must be a non-empty name without '/' (it names storage folders), got {:?}",
+                p.data.symbol
+            ),
+        );
+    }
+    let when = |key: &'static str, v: &Option<String>| {
+        v.as_deref().map(|s| {
+            (
+                key,
+                s.to_owned(),
+                chrono::DateTime::parse_from_rfc3339(s).map(|d| d.timestamp_millis()),
+            )
+        })
+    };
+    let start = when("data.start", &p.data.start);
+    let end = when("data.end", &p.data.end);
+    for (key, text, parsed) in [&start, &end].into_iter().flatten() {
+        if parsed.is_err() {
+            bad(key, format!("must be an RFC 3339 time, got {text:?}"));
+        }
+    }
+    if let (Some((_, a, Ok(s))), Some((_, b, Ok(e)))) = (&start, &end)
+        && e <= s
+    {
+        bad(
+            "data.end",
+            format!("must be after data.start ({a}), got {b}"),
+        );
+    }
+
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(InvalidParams { problems })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(p: &Params) -> Vec<&'static str> {
+        params(p)
+            .err()
+            .map(|e| e.problems.iter().map(|x| x.key).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_defaults_and_the_shipped_file_are_valid() {
+        assert_eq!(params(&Params::default()), Ok(()));
+        let shipped: Params = serde_yaml::from_str(include_str!("../../../params.yaml")).unwrap();
+        assert_eq!(params(&shipped), Ok(()));
+    }
+
+    #[test]
+    fn each_bad_value_is_named_by_its_key() {
+        let mut p = Params::default();
+        p.split.train = 1.7;
+        assert_eq!(keys(&p), vec!["split.train"]);
+        let msg = params(&p).unwrap_err().to_string();
+        assert!(
+            msg.contains("split.train: must lie in (0, 1), got 1.7"),
+            "{msg}"
+        );
+
+        let mut p = Params::default();
+        p.split.train = 0.8;
+        p.split.validation = 0.3;
+        assert_eq!(keys(&p), vec!["split.train"]);
+
+        let mut p = Params::default();
+        p.split.gap = 0;
+        assert_eq!(keys(&p), vec!["split.gap"]);
+
+        let mut p = Params::default();
+        p.target.floor = -1.0;
+        p.evaluate.ewma_lambda = 1.0;
+        p.signal.horizon = 0;
+        assert_eq!(
+            keys(&p),
+            vec!["target.floor", "evaluate.ewma_lambda", "signal.horizon"]
+        );
+
+        let mut p = Params::default();
+        p.data.start = Some("2021-01-02T00:00:00Z".into());
+        p.data.end = Some("2021-01-01T00:00:00Z".into());
+        assert_eq!(keys(&p), vec!["data.end"]);
+        p.data.end = Some("yesterday".into());
+        assert_eq!(keys(&p), vec!["data.end"]);
+
+        let mut p = Params::default();
+        p.train.target_transform = TargetTransform::Power;
+        p.train.power = 3.0;
+        assert_eq!(keys(&p), vec!["train.power"]);
+    }
+}
