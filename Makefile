@@ -46,6 +46,10 @@ model-quality: build ## the walk-forward model-quality table on the bundled samp
 dvc-repro: build setup-python ## run the pipeline as a DVC pipeline (dvc.yaml): only what changed re-runs
 	PATH="$(BIN):$(VENV)/bin:$$PATH" dvc repro
 
+.PHONY: dvc-plots
+dvc-plots: setup-python ## the charts of the last dvc repro → dvc_plots/index.html (offline: vega is inlined)
+	PATH="$(VENV)/bin:$$PATH" dvc plots show
+
 .PHONY: airflow-local
 airflow-local: build setup-python ## the Airflow DAG in local mode on the bundled sample (airflow dags test)
 	@VENV=$(VENV) RPS_BIN=$(BIN)/rps bash airflow/run-local.sh

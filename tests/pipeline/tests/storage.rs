@@ -208,7 +208,8 @@ fn checkout(from: &Path, files: &[&str]) -> tempfile::TempDir {
     dir
 }
 
-/// A copy of the repository's DVC project (dvc.yaml, params.yaml, .dvc/config, the sample).
+/// A copy of the repository's DVC project (dvc.yaml, params.yaml, .dvc/config, the plot
+/// templates, the sample).
 fn dvc_project(remote: &str) -> tempfile::TempDir {
     let dir = checkout(
         &repo_root(),
@@ -218,6 +219,8 @@ fn dvc_project(remote: &str) -> tempfile::TempDir {
             ".dvcignore",
             ".dvc/config",
             ".dvc/.gitignore",
+            ".dvc/plots/timeseries.json",
+            ".dvc/plots/offline.html",
             "data/sample/btc_usd_1h_coinbase_2018.csv",
         ],
     );
