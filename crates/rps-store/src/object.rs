@@ -294,7 +294,15 @@ impl ObjectStore for LocalStore {
         fn sweep(dir: &Path, host: &str, removed: &mut usize) -> std::io::Result<()> {
             let entries = match std::fs::read_dir(dir) {
                 Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                // Nothing written there yet (or not a folder: the write will say so).
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    return Ok(());
+                }
                 Err(e) => return Err(e),
             };
             for entry in entries {

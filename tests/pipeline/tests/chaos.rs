@@ -247,8 +247,11 @@ fn inspect(stage: Stage, dir: &Path, old: &Path, new: &Path) -> Seen {
                     Err(e) => return Seen::Mixed(format!("candidate unreadable: {e}")),
                     Ok(files) => {
                         // What evaluate checks: the candidate is the registered version.
-                        let info: rps_tracking::VersionInfo =
-                            serde_json::from_slice(&snap.get("version.json").unwrap()).unwrap();
+                        let info: rps_tracking::VersionInfo = match snap.get("version.json") {
+                            Ok(b) => serde_json::from_slice(&b).unwrap(),
+                            Err(e) if e.is_input() => return Seen::Refused,
+                            Err(e) => return Seen::Mixed(format!("version.json: {e}")),
+                        };
                         use rps_tracking::Registry;
                         let reg = registry.load(&info.name, info.version).unwrap();
                         if reg.files.hashes().unwrap() != files.hashes().unwrap() {
@@ -423,13 +426,12 @@ fn fixture(stage: Stage, template: &Path) -> Fixture {
     }
 }
 
-fn judge(row: &mut Row, what: &str, seen: Seen, rerun: Result<(), String>) {
+/// Count one interrupted run: `kill` for kills (survived when nothing was lost), else disk full.
+fn judge(row: &mut Row, what: &str, seen: Seen, rerun: Result<(), String>, kill: bool) {
+    let lost_before = row.lost;
     match seen {
-        Seen::Old | Seen::New => row.survived += 1,
-        Seen::Refused => {
-            row.survived += 1;
-            row.refused += 1;
-        }
+        Seen::Old | Seen::New => {}
+        Seen::Refused => row.refused += 1,
         Seen::Mixed(m) => {
             row.lost += 1;
             row.failures.push(format!("{what}: {m}"));
@@ -438,6 +440,9 @@ fn judge(row: &mut Row, what: &str, seen: Seen, rerun: Result<(), String>) {
     if let Err(m) = rerun {
         row.lost += 1;
         row.failures.push(format!("{what}: {m}"));
+    }
+    if kill && row.lost == lost_before {
+        row.survived += 1;
     }
 }
 
@@ -486,7 +491,7 @@ fn kill_at_every_commit_point(stage: Stage, fx: &Fixture, row: &mut Row) {
             row.failures.push(format!("kill at rename {n}: {m}"));
         }
         let rerun = rerun_and_check(stage, &dir, &fx.new, fx.deterministic_model);
-        judge(row, &format!("kill at rename {n}"), seen, rerun);
+        judge(row, &format!("kill at rename {n}"), seen, rerun, true);
     }
 }
 
@@ -518,7 +523,13 @@ fn random_kills(stage: Stage, fx: &Fixture, row: &mut Row, count: usize) {
         row.random_kills += 1;
         let seen = inspect(stage, &dir, &fx.old, &fx.new);
         let rerun = rerun_and_check(stage, &dir, &fx.new, fx.deterministic_model);
-        judge(row, &format!("random kill {k} at {at:?}"), seen, rerun);
+        judge(
+            row,
+            &format!("random kill {k} at {at:?}"),
+            seen,
+            rerun,
+            true,
+        );
     }
 }
 
@@ -611,7 +622,7 @@ fn disk_full(stage: Stage, fx: &Fixture, row: &mut Row, fractions: &[f64]) {
         let seen = inspect(stage, &dir, &fx.old, &fx.new);
         fs.resize(512 * 1024);
         let rerun = rerun_and_check(stage, &dir, &fx.new, fx.deterministic_model);
-        judge(row, &what, seen, rerun);
+        judge(row, &what, seen, rerun, false);
     }
 }
 
@@ -712,9 +723,9 @@ fn kills_and_full_disks_leave_old_or_new_state() {
             "| {} | {} | {} | {} | {} | {} | {} |",
             stage.bin(),
             r.kill_points,
+            r.random_kills,
             r.survived,
             r.refused,
-            r.random_kills,
             r.disk_full,
             r.lost
         );
