@@ -315,7 +315,7 @@ fn inspect(stage: Stage, dir: &Path, old: &Path, new: &Path) -> Seen {
                     .zip(normalise(state(old)))
                     .zip(normalise(state(new))),
             )
-            .filter(|(_, ((n, o), w))| n != o && n != w)
+            .filter(|(_, ((n, o), w))| *n != o && *n != w)
             .map(|(f, _)| *f)
             .collect();
         Seen::Mixed(format!("neither old nor new: {differing:?}"))
