@@ -715,7 +715,7 @@ fn kills_and_full_disks_leave_old_or_new_state() {
         t0.elapsed().as_secs_f64()
     );
     println!(
-        "| stage | kill points | kills survived | refused as torn | random kills | disk-full cases | data lost |"
+        "| stage | kill points | random kills | kills survived | refused as torn | disk-full cases | data lost |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (stage, r) in &table {

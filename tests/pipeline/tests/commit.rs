@@ -240,15 +240,15 @@ fn evaluate_moves_no_alias_when_its_reports_cannot_be_written() {
     let aliases = p.path(".rps/registry/btc-volatility/aliases.json");
     assert!(!aliases.exists());
     // The report folder cannot be created (a file sits where it should be): storage, exit 7.
-    std::fs::write(p.path("reports"), b"not a folder").unwrap();
-    let o = p.run("rps-evaluate", &[]);
-    expect(&o, 7, &["reports"], "unwritable reports");
+    std::fs::write(p.path("eval"), b"not a folder").unwrap();
+    let o = p.run("rps-evaluate", &["--report-dir", "eval"]);
+    expect(&o, 7, &["eval/metrics.json"], "unwritable reports");
     assert!(
         !aliases.exists(),
         "the champion moved although the reports were not written"
     );
-    std::fs::remove_file(p.path("reports")).unwrap();
-    p.ok("rps-evaluate", &[]);
+    std::fs::remove_file(p.path("eval")).unwrap();
+    p.ok("rps-evaluate", &["--report-dir", "eval"]);
     let a: serde_json::Value = p.json(".rps/registry/btc-volatility/aliases.json");
     assert_eq!(a["champion"], 1);
 }
