@@ -63,7 +63,7 @@ setup-python: ## the Python venv the tests use (uv, pinned requirements)
 	@bash scripts/setup-python.sh "$(VENV)"
 
 .PHONY: setup-tools
-setup-tools: ## Debian tools the tests use: promtool (prometheus), buildah (the image), chromium (dashboard), postgresql
+setup-tools: ## Debian tools the tests use: promtool (prometheus), buildah (the image), chromium (dashboard), postgresql, strace
 	@command -v promtool >/dev/null || { echo 'installing prometheus (promtool) from Debian'; \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 update -qq && \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends prometheus >/dev/null; }
@@ -73,6 +73,9 @@ setup-tools: ## Debian tools the tests use: promtool (prometheus), buildah (the 
 	@command -v chromium >/dev/null || { echo 'installing chromium from Debian (headless dashboard test)'; \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 update -qq && \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends chromium >/dev/null; }
+	@command -v strace >/dev/null || { echo 'installing strace from Debian (chaos suite: kills at commit points)'; \
+	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends strace >/dev/null; }
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo 'installing postgresql from Debian (stream and dashboard tests)'; \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 update -qq && \
@@ -85,6 +88,11 @@ image: setup-rust setup-tools ## build the container image with buildah (FROM sc
 .PHONY: test
 test: setup-rust setup-python setup-tools ## install, start servers on loopback, run every test, stop servers
 	@bash scripts/test.sh "$(TARGET)" "$(BIN)" "$(VENV)"
+
+.PHONY: chaos
+chaos: build ## kill every file-writing stage at each commit point, at random, and on a full disk (needs strace, root for tmpfs)
+	@command -v strace >/dev/null || { $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq strace >/dev/null; }
+	RPS_CHAOS_FULL=1 RPS_BIN_DIR=$(BIN) $(CARGO) test --release --locked --target $(TARGET) -p rps-pipeline-tests --test chaos -- --include-ignored --nocapture
 
 .PHONY: lint
 lint: ## rustfmt and clippy with warnings as errors

@@ -93,6 +93,10 @@ impl StageError for EvaluateError {
         match self {
             Self::Transform(e) => e.exit_code(),
             Self::Params(_) | Self::UnknownHarTerm(_) => exit::CONFIG,
+            Self::Frame(e) if !e.is_input() => exit::STORAGE,
+            Self::Tracking(e) if e.is_input() => exit::INPUT,
+            Self::Tracking(rps_tracking::TrackingError::NoVersion { .. }) => exit::INPUT,
+            Self::Model(e) if e.is_load_error() => exit::INPUT,
             Self::Frame(_)
             | Self::FeatureMismatch { .. }
             | Self::NoTestRows
@@ -805,6 +809,44 @@ fn record_live_set(
     Ok(())
 }
 
+/// Read the candidate folder rps-train committed, and check that it IS the registry's copy of
+/// the version its `version.json` names (same files, same hashes): a torn folder, or one whose
+/// model is not that registered version, is refused (exit 4) rather than scored under a
+/// version number that is not its own.
+pub fn read_candidate(
+    model_dir: &dyn rps_store::ObjectStore,
+    registry: &dyn Registry,
+) -> Result<(ModelFiles, VersionInfo), EvaluateError> {
+    let snap = rps_store::commit::Snapshot::open(model_dir, "rps-train")
+        .map_err(rps_tracking::TrackingError::from)?;
+    let files = ModelFiles::read_committed(&snap)?;
+    let info: VersionInfo = serde_json::from_slice(
+        &snap
+            .get("version.json")
+            .map_err(rps_tracking::TrackingError::from)?,
+    )
+    .map_err(|source| rps_tracking::TrackingError::Json {
+        uri: model_dir.uri("version.json"),
+        source,
+    })?;
+    let registered = registry.load(&info.name, info.version)?;
+    let (ours, theirs) = (files.hashes()?, registered.files.hashes()?);
+    for (file, sha) in &ours {
+        let other = theirs.get(file).map_or("missing", String::as_str);
+        if other != sha {
+            return Err(rps_tracking::TrackingError::NotRegistered {
+                uri: model_dir.uri(""),
+                name: info.name.clone(),
+                version: info.version,
+                file: format!("{file} (sha256 {})", &sha[..12]),
+                registry: format!("sha256 {}", &other[..other.len().min(12)]),
+            }
+            .into());
+        }
+    }
+    Ok((files, info))
+}
+
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), EvaluateError> {
     let params = args.common.load_params()?;
@@ -819,8 +861,7 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
     let features_store = rps_store::open(&features)?;
     let data_tags = rps_cli::data_tags(features_store.as_ref());
     let (ds, schema) = rps_store::frame::read(features_store.as_ref())?;
-    let files = ModelFiles::read(model_dir.as_ref(), "")?;
-    let info: VersionInfo = serde_json::from_slice(&model_dir.get("version.json")?)?;
+    let (files, info) = read_candidate(model_dir.as_ref(), registry.as_ref())?;
     let mut tags = BTreeMap::from([
         ("git_commit".to_owned(), rps_cli::git_commit()),
         ("stage".to_owned(), "evaluate".to_owned()),
@@ -864,8 +905,8 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
                 metric,
                 params.evaluate.promotion_margin,
             );
-            record_live_set(registry.as_ref(), &info, decision.promoted, &params)?;
             let out = rps_store::open(&args.report_dir)?;
+            rps_store::commit::sweep_stale_temp(out.as_ref());
             let mut json = serde_json::Map::new();
             for (n, s) in &e.scores {
                 json.insert(n.clone(), scores_json(s));
@@ -1010,6 +1051,10 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
             for (name, bytes) in &wf_files {
                 run.log_artifact(name, bytes)?;
             }
+            // Decide, write every report and record the run, then move the aliases last: a
+            // stage that fails before here (a full disk, a tracking server down) leaves the
+            // live set as it was, and its rerun decides again.
+            record_live_set(registry.as_ref(), &info, decision.promoted, &params)?;
             tracing::info!(
                 "{}",
                 if decision.promoted {
@@ -1064,8 +1109,8 @@ fn run_signal(
         champion,
         params.evaluate.promotion_margin,
     );
-    record_live_set(registry, info, decision.promoted, params)?;
     let out = rps_store::open(report_dir)?;
+    rps_store::commit::sweep_stale_temp(out.as_ref());
     let metrics_json = serde_json::to_vec_pretty(&signal::metrics_json(&e, params, &decision)?)?;
     let md = signal::markdown(&e, &decision, info, params);
     let csv = signal::predictions_csv(&e);
@@ -1109,6 +1154,8 @@ fn run_signal(
     ] {
         run.log_artifact(name, bytes)?;
     }
+    // The aliases move last, after every report is written (see the volatility task).
+    record_live_set(registry, info, decision.promoted, params)?;
     Ok((decision, md, out.uri("")))
 }
 

@@ -47,6 +47,8 @@ pub enum ModelError {
     Predict(#[source] HessboostError),
     #[error("model file could not be encoded or decoded: {0}")]
     Format(#[source] HessboostError),
+    #[error("model file is not a readable XGBoost model (JSON or UBJSON): {0}")]
+    Load(#[source] HessboostError),
     #[error("bad model metadata: {0}")]
     Meta(#[from] serde_json::Error),
     #[error("no usable training rows: {0}")]
@@ -76,6 +78,17 @@ pub enum ModelError {
         "the booster predicts {got} values per row, a signal model predicts 3 (sell, hold, buy)"
     )]
     Classes { got: usize },
+}
+
+impl ModelError {
+    /// Whether a model file that was read is bad (undecodable booster, metadata that is not
+    /// JSON, a booster of the wrong shape or task): bad input (exit 4), not a failed fit.
+    pub fn is_load_error(&self) -> bool {
+        matches!(
+            self,
+            Self::Load(_) | Self::Meta(_) | Self::Task { .. } | Self::Classes { .. }
+        )
+    }
 }
 
 /// A linear base margin on log volatility, `L(x) = b0 + Σ b_k · x_k`, fitted by OLS of `ln σ`
@@ -651,7 +664,7 @@ fn decode(booster_bytes: &[u8]) -> Result<BoostedModel, ModelError> {
     } else {
         ModelFormat::XgboostUbjson
     };
-    BoostedModel::decode(booster_bytes, format).map_err(ModelError::Format)
+    BoostedModel::decode(booster_bytes, format).map_err(ModelError::Load)
 }
 
 /// The Buy/Hold/Sell model: XGBoost's `multi:softprob` over 3 classes in the order of

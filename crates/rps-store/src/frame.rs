@@ -1,6 +1,7 @@
 //! The feature dataset: one Parquet file with `ts`, `split`, the features, `bar_vol` and
 //! `target`, plus `schema.json`.
 
+use crate::commit::{CommitError, Snapshot, Writer};
 use crate::object::{ObjectStore, StoreError};
 use crate::parquet_io::{self, ParquetError};
 use arrow::array::{
@@ -14,6 +15,8 @@ use std::sync::Arc;
 
 pub const DATASET: &str = "features.parquet";
 pub const SCHEMA: &str = "schema.json";
+/// The stage that writes the feature dataset (named in "rerun …" messages).
+pub const STAGE: &str = "rps-transform";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -21,6 +24,8 @@ pub enum FrameError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Parquet(#[from] ParquetError),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
     #[error("bad feature schema {uri}: {source}")]
     Schema {
         uri: String,
@@ -29,6 +34,19 @@ pub enum FrameError {
     },
     #[error("feature dataset {uri} does not match its schema: {problem}")]
     Mismatch { uri: String, problem: String },
+}
+
+impl FrameError {
+    /// Whether the dataset itself is missing or bad — torn, not Parquet, a schema that is not
+    /// JSON, columns that do not match (exit 4, input) — rather than the store failing (exit 7).
+    pub fn is_input(&self) -> bool {
+        match self {
+            Self::Store(e) => matches!(e, StoreError::NotFound { .. }),
+            Self::Commit(e) => e.is_input(),
+            Self::Parquet(e) => !matches!(e, ParquetError::Write(_)),
+            Self::Schema { .. } | Self::Mismatch { .. } => true,
+        }
+    }
 }
 
 /// A feature frame with each row's split.
@@ -88,26 +106,36 @@ pub fn to_batch(ds: &Dataset) -> RecordBatch {
         .unwrap_or_else(|e| unreachable!("columns have equal length: {e}"))
 }
 
-/// Write the dataset and its schema (dataset first, schema last).
+/// Write the dataset and its schema, then the commit record ([`crate::commit`]): readers see
+/// both new files or refuse, never the new dataset with the old schema.
 pub fn write(
     store: &dyn ObjectStore,
     ds: &Dataset,
     schema: &FeatureSchema,
 ) -> Result<(), FrameError> {
-    store.put(DATASET, &parquet_io::encode(&to_batch(ds))?)?;
+    let bytes = parquet_io::encode(&to_batch(ds))?;
     let json = serde_json::to_vec_pretty(schema).map_err(|source| FrameError::Schema {
         uri: store.uri(SCHEMA),
         source,
     })?;
-    store.put(SCHEMA, &json)?;
+    let mut w = Writer::begin(store, STAGE)?;
+    w.put(DATASET, &bytes)?;
+    w.put(SCHEMA, &json)?;
+    w.commit()?;
     Ok(())
 }
 
-pub fn read_schema(store: &dyn ObjectStore) -> Result<FeatureSchema, FrameError> {
-    serde_json::from_slice(&store.get(SCHEMA)?).map_err(|source| FrameError::Schema {
+fn parse_schema(store: &dyn ObjectStore, bytes: &[u8]) -> Result<FeatureSchema, FrameError> {
+    serde_json::from_slice(bytes).map_err(|source| FrameError::Schema {
         uri: store.uri(SCHEMA),
         source,
     })
+}
+
+/// The committed schema alone.
+pub fn read_schema(store: &dyn ObjectStore) -> Result<FeatureSchema, FrameError> {
+    let snap = Snapshot::open(store, STAGE)?;
+    parse_schema(store, &snap.get(SCHEMA)?)
 }
 
 fn f64_column(batch: &RecordBatch, name: &str, uri: &str) -> Result<Vec<f64>, FrameError> {
@@ -131,9 +159,10 @@ fn f64_column(batch: &RecordBatch, name: &str, uri: &str) -> Result<Vec<f64>, Fr
 
 /// Read the dataset and its schema.
 pub fn read(store: &dyn ObjectStore) -> Result<(Dataset, FeatureSchema), FrameError> {
-    let schema = read_schema(store)?;
+    let snap = Snapshot::open(store, STAGE)?;
+    let schema = parse_schema(store, &snap.get(SCHEMA)?)?;
     let uri = store.uri(DATASET);
-    let batches = parquet_io::decode(store.get(DATASET)?, &uri)?;
+    let batches = parquet_io::decode(snap.get(DATASET)?, &uri)?;
     let batch = arrow::compute::concat_batches(
         &batches
             .first()
@@ -180,4 +209,97 @@ pub fn read(store: &dyn ObjectStore) -> Result<(Dataset, FeatureSchema), FrameEr
         target,
     };
     Ok((Dataset { frame, split }, schema))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn dataset(shift: f64) -> (Dataset, FeatureSchema) {
+        let n = 8;
+        let params = rps_core::params::Params::default();
+        let frame = FeatureFrame {
+            ts: (0..n).map(|i| i * 3_600_000).collect(),
+            names: vec!["f".to_owned()],
+            columns: vec![(0..n).map(|i| i as f64 + shift).collect()],
+            bar_vol: vec![0.01; n as usize],
+            target: vec![0.02; n as usize],
+            present: vec![true; n as usize],
+        };
+        let schema = FeatureSchema {
+            version: FeatureSchema::VERSION,
+            symbol: "X".to_owned(),
+            bar: "1h".to_owned(),
+            features: vec!["f".to_owned()],
+            feature_params: params.features,
+            target: params.target,
+            reference: Vec::new(),
+            rows: Default::default(),
+            first_ts: 0,
+            last_ts: 0,
+            data_hash: format!("hash-{shift}"),
+        };
+        let split = vec![Split::Train; n as usize];
+        (Dataset { frame, split }, schema)
+    }
+
+    #[test]
+    fn new_features_never_pair_with_the_old_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = crate::open(dir.path().to_str().unwrap()).unwrap();
+        let (old, old_schema) = dataset(0.0);
+        write(s.as_ref(), &old, &old_schema).unwrap();
+        assert_eq!(read(s.as_ref()).unwrap(), (old.clone(), old_schema.clone()));
+        // A transform killed after features.parquet, before schema.json and the record.
+        let (new, _) = dataset(100.0);
+        s.put(DATASET, &parquet_io::encode(&to_batch(&new)).unwrap())
+            .unwrap();
+        let e = read(s.as_ref()).unwrap_err();
+        assert!(e.is_input(), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("torn or in-progress output")
+                && msg.contains(DATASET)
+                && msg.contains("rerun rps-transform"),
+            "{msg}"
+        );
+        // The schema alone is still the committed one.
+        assert_eq!(read_schema(s.as_ref()).unwrap(), old_schema);
+        // The rerun commits both.
+        let (new, new_schema) = dataset(100.0);
+        write(s.as_ref(), &new, &new_schema).unwrap();
+        assert_eq!(read(s.as_ref()).unwrap(), (new, new_schema));
+    }
+
+    #[test]
+    fn a_missing_dataset_is_not_found_and_a_corrupt_one_is_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = crate::open(dir.path().to_str().unwrap()).unwrap();
+        let e = read(s.as_ref()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                FrameError::Commit(CommitError::Store(StoreError::NotFound { .. }))
+            ),
+            "{e}"
+        );
+        assert!(e.is_input());
+        // A committed but undecodable file (corrupted after the commit, hashes re-recorded):
+        // the Parquet error names the file and is bad input.
+        let mut w = Writer::begin(s.as_ref(), STAGE).unwrap();
+        w.put(DATASET, b"PAR1 truncated").unwrap();
+        w.put(SCHEMA, b"{\"version\": 1").unwrap();
+        w.commit().unwrap();
+        let e = read(s.as_ref()).unwrap_err();
+        assert!(e.is_input() && e.to_string().contains(SCHEMA), "{e}");
+        let (_, schema) = dataset(0.0);
+        let mut w = Writer::begin(s.as_ref(), STAGE).unwrap();
+        w.put(DATASET, b"PAR1 truncated").unwrap();
+        w.put(SCHEMA, &serde_json::to_vec(&schema).unwrap())
+            .unwrap();
+        w.commit().unwrap();
+        let e = read(s.as_ref()).unwrap_err();
+        assert!(e.is_input() && e.to_string().contains(DATASET), "{e}");
+    }
 }

@@ -5,10 +5,14 @@
 //!   Every `put` is atomic from a reader's point of view.
 //! - [`raw`]: the raw candle dataset — monthly Parquet partitions plus a manifest that is swapped
 //!   last, so readers always see a consistent snapshot.
+//! - [`commit`]: multi-file outputs (features + schema, a model's files, reports) committed by a
+//!   record of every file's hash written last, which readers verify; sweeping killed writers'
+//!   leftovers.
 //! - [`frame`]: the feature dataset (one Parquet file with a `split` column) and its schema.
 //! - [`import`]: reading OHLCV candles from a user's CSV or Parquet file with a column mapping.
 //! - [`parquet_io`]: Arrow ⇄ Parquet bytes.
 
+pub mod commit;
 pub mod dvc;
 pub mod frame;
 pub mod import;

@@ -87,6 +87,55 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         let _ = key;
         None
     }
+    /// Remove the temporary files killed writers left behind (local folders; remote stores
+    /// have none). Returns how many were removed.
+    fn sweep_stale_temp(&self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+}
+
+/// This machine's host name (`/proc/sys/kernel/hostname`; `unknown` elsewhere), the part of a
+/// temporary file's name that says whose process id it carries.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().replace(['/', '.'], "_"))
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// A temporary file older than this is stale whoever wrote it: a `put` writes, syncs and
+/// renames within seconds.
+pub const TEMP_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Whether a `.tmp*` file is a killed writer's (safe to remove), never a live writer's.
+///
+/// `put` names its temporary file `.tmp-<random>.<pid>.<host>`. It is stale when it was written
+/// on this host (same host name: same process namespace) by a process that is no longer running
+/// (`/proc/<pid>` is gone), or — for any `.tmp*` file, including those of other hosts sharing the
+/// folder — when it has not been modified for [`TEMP_MAX_AGE`]. A live writer's file is never
+/// removed: its process exists, and it is younger than an hour.
+fn temp_is_stale(name: &str, modified: Option<std::time::SystemTime>, host: &str) -> bool {
+    let old = modified
+        .and_then(|m| m.elapsed().ok())
+        .is_some_and(|age| age > TEMP_MAX_AGE);
+    if old {
+        return true;
+    }
+    let Some(rest) = name.strip_prefix(".tmp-") else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, '.');
+    let (_, Some(pid), Some(their_host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    their_host == host
+        && pid != std::process::id()
+        && Path::new("/proc/self").exists()
+        && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Open the store rooted at `uri`: a plain path or `file://` URI is a local folder (created on
@@ -197,8 +246,13 @@ impl ObjectStore for LocalStore {
         std::fs::create_dir_all(dir).map_err(self.io(key))?;
         // Write a temporary file in the same folder, fsync, then rename over the target: a
         // reader sees the old file or the new one, and a killed writer leaves only a `.tmp*`.
+        // The name carries the writer's pid and host, so a later run can tell a killed writer's
+        // leftover from a live one's ([`temp_is_stale`]).
+        let suffix = format!(".{}.{}", std::process::id(), hostname());
         let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp")
+            .prefix(".tmp-")
+            .rand_bytes(6)
+            .suffix(&suffix)
             .tempfile_in(dir)
             .map_err(self.io(key))?;
         tmp.write_all(bytes).map_err(self.io(key))?;
@@ -234,6 +288,45 @@ impl ObjectStore for LocalStore {
 
     fn local_path(&self, key: &str) -> Option<PathBuf> {
         self.path(key).ok()
+    }
+
+    fn sweep_stale_temp(&self) -> Result<usize, StoreError> {
+        fn sweep(dir: &Path, host: &str, removed: &mut usize) -> std::io::Result<()> {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                // Nothing written there yet (or not a folder: the write will say so).
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    sweep(&entry.path(), host, removed)?;
+                } else if name.starts_with(".tmp") {
+                    let modified = entry.metadata().ok().and_then(|m| m.modified().ok());
+                    if temp_is_stale(&name, modified, host) {
+                        match std::fs::remove_file(entry.path()) {
+                            Ok(()) => *removed += 1,
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        let mut removed = 0;
+        sweep(&self.root, &hostname(), &mut removed).map_err(self.io(""))?;
+        Ok(removed)
     }
 }
 
@@ -271,5 +364,63 @@ mod tests {
         assert_eq!(s.get_range("r.bin", 8..50).unwrap(), b"89");
         assert_eq!(s.size("r.bin").unwrap(), 10);
         assert!(matches!(s.size("nope"), Err(StoreError::NotFound { .. })));
+    }
+
+    #[test]
+    fn only_stale_temporary_files_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path().to_str().unwrap()).unwrap();
+        s.put("a/b.txt", b"one").unwrap();
+        let host = hostname();
+        let me = std::process::id();
+        let dead = format!(".tmp-aaaaaa.{}.{host}", u32::MAX - 1);
+        let live = format!(".tmp-bbbbbb.{me}.{host}");
+        let other_host = format!(".tmp-cccccc.{}.some-other-host", u32::MAX - 1);
+        let legacy = ".tmpXYZ123";
+        for n in [&dead, &live, &other_host, &legacy.to_owned()] {
+            std::fs::write(dir.path().join("a").join(n), b"half").unwrap();
+        }
+        // The parent process (cargo's test harness) is alive: its file stays too.
+        let parent = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| {
+                s.rsplit(')')
+                    .next()?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse::<u32>()
+                    .ok()
+            });
+        if let Some(ppid) = parent {
+            std::fs::write(
+                dir.path().join(format!("a/.tmp-dddddd.{ppid}.{host}")),
+                b"x",
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            s.sweep_stale_temp().unwrap(),
+            1,
+            "only the dead local writer's file"
+        );
+        let left: Vec<String> = std::fs::read_dir(dir.path().join("a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!left.contains(&dead), "{left:?}");
+        for n in [&live, &other_host, &legacy.to_owned()] {
+            assert!(left.contains(n), "{n} must stay: {left:?}");
+        }
+        // Age makes any temporary file stale, whoever wrote it.
+        let old = std::time::SystemTime::now() - TEMP_MAX_AGE - std::time::Duration::from_secs(5);
+        assert!(temp_is_stale(&other_host, Some(old), &host));
+        assert!(temp_is_stale(legacy, Some(old), &host));
+        assert!(!temp_is_stale(
+            legacy,
+            Some(std::time::SystemTime::now()),
+            &host
+        ));
+        // The committed file is untouched.
+        assert_eq!(s.get("a/b.txt").unwrap(), b"one");
     }
 }

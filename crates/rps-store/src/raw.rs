@@ -296,6 +296,7 @@ impl RawDataset {
         replace: bool,
     ) -> Result<(Manifest, usize), RawError> {
         let current = self.manifest()?;
+        crate::commit::sweep_orphan_partitions(self.store.as_ref(), current.as_ref())?;
         if let Some(m) = &current
             && m.interval != interval
             && !replace

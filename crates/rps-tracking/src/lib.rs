@@ -31,6 +31,18 @@ pub enum TrackingError {
     Store(#[from] rps_store::StoreError),
     #[error(transparent)]
     Model(#[from] rps_model::ModelError),
+    #[error(transparent)]
+    Commit(#[from] rps_store::commit::CommitError),
+    #[error(
+        "{uri} holds {name} v{version} by its version.json, but its {file} is not the registry's v{version} ({registry}); rerun rps-train"
+    )]
+    NotRegistered {
+        uri: String,
+        name: String,
+        version: u32,
+        file: String,
+        registry: String,
+    },
     #[error("bad record {uri}: {source}")]
     Json {
         uri: String,
@@ -52,6 +64,18 @@ impl TrackingError {
     /// Whether a remote tracking server failed (stages exit with code 6, REMOTE).
     pub fn is_remote(&self) -> bool {
         matches!(self, Self::Remote(_))
+    }
+
+    /// Whether a file that was read is bad or torn — a record or model file that does not parse,
+    /// a torn model folder, a candidate that is not the registered version (exit 4, input) —
+    /// rather than the store or server failing.
+    pub fn is_input(&self) -> bool {
+        match self {
+            Self::Json { .. } | Self::NotRegistered { .. } => true,
+            Self::Commit(e) => e.is_input(),
+            Self::Model(e) => e.is_load_error(),
+            _ => false,
+        }
     }
 }
 

@@ -32,19 +32,22 @@ pub fn record_evaluation(
     promoted: bool,
 ) -> Result<BTreeMap<String, u32>, TrackingError> {
     let champion = registry.alias(name, CHAMPION)?;
+    let mut moves: Vec<(&str, u32)> = Vec::new();
     if promoted && champion != Some(version) {
-        registry.set_alias(name, CHAMPION, version)?;
+        moves.push((CHAMPION, version));
         if let Some(old) = champion {
-            registry.set_alias(name, CHALLENGER, old)?;
+            moves.push((CHALLENGER, old));
         }
         if registry.alias(name, BASELINE)?.is_none() {
             // The first champion ever (or, in a registry from before the live set, the champion
             // that was serving when the first promotion happened).
-            registry.set_alias(name, BASELINE, champion.unwrap_or(version))?;
+            moves.push((BASELINE, champion.unwrap_or(version)));
         }
     } else if !promoted && champion != Some(version) {
-        registry.set_alias(name, CHALLENGER, version)?;
+        moves.push((CHALLENGER, version));
     }
+    // One step: a killed evaluate leaves the old live set or the new one, never half of it.
+    registry.set_aliases(name, &moves)?;
     live_set(registry, name)
 }
 

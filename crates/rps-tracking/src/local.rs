@@ -47,6 +47,9 @@ impl Tracker for LocalTracker {
         stage: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<Box<dyn Run>, TrackingError> {
+        // Temporary files of runs killed mid-write (never a live writer's: see the rule in
+        // rps_store::object).
+        rps_store::commit::sweep_stale_temp(self.store.as_ref());
         let mut run = LocalRun {
             store: self.store.clone(),
             record: RunRecord {

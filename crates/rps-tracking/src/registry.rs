@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// The feature schema's file name inside a model folder.
+pub const SCHEMA: &str = "schema.json";
+
 /// What is recorded about a version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionInfo {
@@ -58,26 +61,57 @@ impl ModelFiles {
         }
     }
 
-    /// Write the four files under `prefix` (`prefix/model.json`, …), metadata last.
-    pub fn write(&self, store: &dyn ObjectStore, prefix: &str) -> Result<(), TrackingError> {
-        let key = |f: &str| {
-            if prefix.is_empty() {
-                f.to_owned()
-            } else {
-                format!("{prefix}/{f}")
-            }
-        };
+    /// The four files and their bytes, in write order (metadata last).
+    pub fn encoded(&self) -> Result<Vec<(&'static str, Vec<u8>)>, TrackingError> {
         let json = |v: &dyn erased::Json, k: &str| {
             v.to_json().map_err(|source| TrackingError::Json {
-                uri: store.uri(k),
+                uri: k.to_owned(),
                 source,
             })
         };
-        store.put(&key(XGB_JSON), &self.xgb_json)?;
-        store.put(&key(XGB_UBJ), &self.xgb_ubj)?;
-        store.put(&key("schema.json"), &json(&self.schema, "schema.json")?)?;
-        store.put(&key(META), &json(&self.meta, META)?)?;
+        Ok(vec![
+            (XGB_JSON, self.xgb_json.clone()),
+            (XGB_UBJ, self.xgb_ubj.clone()),
+            (SCHEMA, json(&self.schema, SCHEMA)?),
+            (META, json(&self.meta, META)?),
+        ])
+    }
+
+    /// Each file's SHA-256 (file name → hex), to tell whether two copies are the same model.
+    pub fn hashes(&self) -> Result<BTreeMap<&'static str, String>, TrackingError> {
+        Ok(self
+            .encoded()?
+            .into_iter()
+            .map(|(k, b)| (k, rps_store::sha256_hex(&b)))
+            .collect())
+    }
+
+    /// Write the four files under `prefix` (`prefix/model.json`, …), metadata last.
+    pub fn write(&self, store: &dyn ObjectStore, prefix: &str) -> Result<(), TrackingError> {
+        for (name, bytes) in self.encoded()? {
+            let key = if prefix.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            store.put(&key, &bytes)?;
+        }
         Ok(())
+    }
+
+    /// Read the four files of a committed model folder (`rps-train`'s output), refusing a torn
+    /// one ([`rps_store::commit`]).
+    pub fn read_committed(snap: &rps_store::commit::Snapshot<'_>) -> Result<Self, TrackingError> {
+        let parse_err = |k: &str| {
+            let uri = snap.uri(k);
+            move |source| TrackingError::Json { uri, source }
+        };
+        Ok(Self {
+            xgb_json: snap.get(XGB_JSON)?,
+            xgb_ubj: snap.get(XGB_UBJ)?,
+            meta: serde_json::from_slice(&snap.get(META)?).map_err(parse_err(META))?,
+            schema: serde_json::from_slice(&snap.get(SCHEMA)?).map_err(parse_err(SCHEMA))?,
+        })
     }
 
     /// Read the files under `prefix`.
@@ -141,6 +175,14 @@ pub trait Registry: Send + Sync {
     /// Store a new version; returns its number (one more than the highest so far).
     fn register(&self, files: &ModelFiles, info: VersionInfo) -> Result<u32, TrackingError>;
     fn set_alias(&self, name: &str, alias: &str, version: u32) -> Result<(), TrackingError>;
+    /// Move several aliases; the local registry writes them in one atomic step (a killed
+    /// evaluate never leaves the champion moved and the challenger not).
+    fn set_aliases(&self, name: &str, moves: &[(&str, u32)]) -> Result<(), TrackingError> {
+        for (alias, version) in moves {
+            self.set_alias(name, alias, *version)?;
+        }
+        Ok(())
+    }
     fn alias(&self, name: &str, alias: &str) -> Result<Option<u32>, TrackingError>;
     fn versions(&self, name: &str) -> Result<Vec<u32>, TrackingError>;
     fn load(&self, name: &str, version: u32) -> Result<LoadedModel, TrackingError>;
@@ -202,6 +244,7 @@ impl Registry for LocalRegistry {
         let version = highest.map_or(1, |v| v + 1);
         info.version = version;
         let prefix = format!("{}/{VERSIONS}/{version}", info.name);
+        rps_store::commit::sweep_stale_temp(self.store.as_ref());
         files.write(self.store.as_ref(), &prefix)?;
         let key = format!("{prefix}/version.json");
         let json = serde_json::to_vec_pretty(&info).map_err(|source| TrackingError::Json {
@@ -214,14 +257,26 @@ impl Registry for LocalRegistry {
     }
 
     fn set_alias(&self, name: &str, alias: &str, version: u32) -> Result<(), TrackingError> {
-        if !self.versions(name)?.contains(&version) && !self.archived(name)?.contains(&version) {
-            return Err(TrackingError::NoVersion {
-                name: name.to_owned(),
-                version,
-            });
+        self.set_aliases(name, &[(alias, version)])
+    }
+
+    fn set_aliases(&self, name: &str, moves: &[(&str, u32)]) -> Result<(), TrackingError> {
+        if moves.is_empty() {
+            return Ok(());
         }
+        rps_store::commit::sweep_stale_temp(self.store.as_ref());
+        let versions = self.versions(name)?;
+        let archived = self.archived(name)?;
         let mut aliases = self.read_aliases(name)?;
-        aliases.insert(alias.to_owned(), version);
+        for (alias, version) in moves {
+            if !versions.contains(version) && !archived.contains(version) {
+                return Err(TrackingError::NoVersion {
+                    name: name.to_owned(),
+                    version: *version,
+                });
+            }
+            aliases.insert((*alias).to_owned(), *version);
+        }
         let key = format!("{name}/aliases.json");
         let json = serde_json::to_vec_pretty(&aliases).map_err(|source| TrackingError::Json {
             uri: self.store.uri(&key),

@@ -81,16 +81,19 @@ impl StageError for TrainError {
                 | rps_model::ModelError::Power(_)
                 | rps_model::ModelError::GridWithoutMargin,
             ) => exit::CONFIG,
-            Self::Frame(
-                rps_store::frame::FrameError::Store(rps_store::StoreError::NotFound { .. })
-                | rps_store::frame::FrameError::Mismatch { .. },
-            ) => exit::INPUT,
+            // Bad or torn inputs (a truncated features.parquet, a schema.json that is not JSON)
+            // are input errors; a store that fails to read or write is storage.
+            Self::Frame(e) if e.is_input() => exit::INPUT,
             Self::Model(_) => exit::MODEL,
             Self::Tracking(e) if e.is_remote() => exit::REMOTE,
+            Self::Tracking(e) if e.is_input() => exit::INPUT,
             Self::Frame(_) | Self::Store(_) | Self::Tracking(_) | Self::Json(_) => exit::STORAGE,
         }
     }
 }
+
+/// This stage's name, in "rerun …" messages of readers of its output.
+pub const STAGE: &str = "rps-train";
 
 /// What a fit hands to the shared tail of the stage (files, registration).
 struct Fitted {
@@ -387,16 +390,26 @@ pub fn run(args: &Args) -> Result<(), TrainError> {
             None => fit_volatility(run, &params, &ds, &schema)?,
             Some(cols) => fit_signal(run, &params, &ds, &schema, cols)?,
         };
+        // The candidate folder is one output: every file, then the commit record listing each
+        // file's hash (rps_store::commit). A train killed or out of space midway leaves a folder
+        // readers refuse ("torn or in-progress output …; rerun rps-train"), never new model
+        // files beside an old version.json.
         let out = rps_store::open(&out_uri)?;
-        fitted.files.write(out.as_ref(), "")?;
+        let mut candidate = rps_store::commit::Writer::begin(out.as_ref(), STAGE)?;
+        let model_files = fitted.files.encoded()?;
+        for (name, bytes) in &model_files {
+            candidate.put(name, bytes)?;
+        }
         let importance = serde_json::to_vec_pretty(&fitted.importance)?;
-        out.put("feature_importance.json", &importance)?;
-        out.put(
+        candidate.put("feature_importance.json", &importance)?;
+        candidate.put(
             "train_metrics.json",
             &serde_json::to_vec_pretty(&fitted.train_metrics)?,
         )?;
-        for name in [rps_model::XGB_JSON, rps_model::META, "schema.json"] {
-            run.log_artifact(&format!("model/{name}"), &out.get(name)?)?;
+        for (name, bytes) in &model_files {
+            if *name != rps_model::XGB_UBJ {
+                run.log_artifact(&format!("model/{name}"), bytes)?;
+            }
         }
         run.log_artifact("feature_importance.json", &importance)?;
         let info = VersionInfo {
@@ -410,7 +423,8 @@ pub fn run(args: &Args) -> Result<(), TrainError> {
         };
         let version = registry.register(&fitted.files, info.clone())?;
         let info = VersionInfo { version, ..info };
-        out.put("version.json", &serde_json::to_vec_pretty(&info)?)?;
+        candidate.put("version.json", &serde_json::to_vec_pretty(&info)?)?;
+        candidate.commit()?;
         run.set_tags(&[
             ("model_name".to_owned(), model_name.clone()),
             ("model_version".to_owned(), version.to_string()),

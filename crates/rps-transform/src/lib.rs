@@ -73,12 +73,27 @@ impl StageError for TransformError {
         match self {
             Self::Params(_) | Self::Config(_) | Self::Signal(_) => exit::CONFIG,
             Self::Split(_) | Self::Schema(_) | Self::RawChanged { .. } => exit::INPUT,
-            Self::Raw(rps_store::raw::RawError::Store(rps_store::StoreError::NotFound {
-                ..
-            })) => exit::INPUT,
+            Self::Raw(e) if raw_is_input(e) => exit::INPUT,
+            Self::Frame(e) if e.is_input() => exit::INPUT,
             Self::Tracking(e) if e.is_remote() => exit::REMOTE,
             Self::Raw(_) | Self::Frame(_) | Self::Store(_) | Self::Tracking(_) => exit::STORAGE,
         }
+    }
+}
+
+/// Whether a raw-dataset failure is bad input (exit 4) — a missing dataset, a manifest that is
+/// not JSON, a partition that is not Parquet (truncated, overwritten) or has the wrong columns —
+/// rather than the store failing to read (exit 7).
+pub fn raw_is_input(e: &rps_store::raw::RawError) -> bool {
+    use rps_store::raw::RawError;
+    match e {
+        RawError::Store(s) => matches!(s, rps_store::StoreError::NotFound { .. }),
+        RawError::Parquet(p) => !matches!(p, rps_store::parquet_io::ParquetError::Write(_)),
+        RawError::Manifest { .. } | RawError::Schema { .. } | RawError::IntervalMismatch { .. } => {
+            true
+        }
+        #[allow(unreachable_patterns)]
+        _ => false,
     }
 }
 
