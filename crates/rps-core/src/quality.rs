@@ -81,7 +81,10 @@ impl QualityParams {
             ("max_null_fraction", self.max_null_fraction),
             ("max_duplicate_fraction", self.max_duplicate_fraction),
             ("max_gap_fraction", self.max_gap_fraction),
-            ("max_ohlc_violation_fraction", self.max_ohlc_violation_fraction),
+            (
+                "max_ohlc_violation_fraction",
+                self.max_ohlc_violation_fraction,
+            ),
             ("max_outlier_fraction", self.max_outlier_fraction),
         ];
         for (key, v) in shares {
@@ -556,7 +559,8 @@ fn spikes(
         // z[j]: the return into bar j in sigmas, scaled for the time between the bars.
         let mut z: Vec<Option<f64>> = vec![None; n];
         for (j, r) in returns(sorted) {
-            let bars_apart = ((sorted[j].ts - sorted[j - 1].ts) as f64 / interval.ms() as f64).max(1.0);
+            let bars_apart =
+                ((sorted[j].ts - sorted[j - 1].ts) as f64 / interval.ms() as f64).max(1.0);
             z[j] = Some(r / (sigma * bars_apart.sqrt()));
         }
         let big = |j: usize| z[j].filter(|v| v.abs() > k);
@@ -577,10 +581,7 @@ fn spikes(
                     } else {
                         format!("{}..{}", rfc3339(sorted[f].ts), rfc3339(sorted[l].ts))
                     };
-                    found.add(format!(
-                        "{span} close {:.1} sigmas out and back",
-                        a.abs()
-                    ));
+                    found.add(format!("{span} close {:.1} sigmas out and back", a.abs()));
                     j = back.map_or(j + 1, |m| m + 1);
                     continue;
                 }
@@ -604,9 +605,15 @@ fn spikes(
             let up = log_sigmas(c.high, c.open.max(c.close)).min(log_sigmas(c.high, hi_next));
             let down = log_sigmas(c.open.min(c.close), c.low).min(log_sigmas(lo_next, c.low));
             if up > k {
-                found.add(format!("{} high {up:.1} sigmas above its neighbours", rfc3339(c.ts)));
+                found.add(format!(
+                    "{} high {up:.1} sigmas above its neighbours",
+                    rfc3339(c.ts)
+                ));
             } else if down > k {
-                found.add(format!("{} low {down:.1} sigmas below its neighbours", rfc3339(c.ts)));
+                found.add(format!(
+                    "{} low {down:.1} sigmas below its neighbours",
+                    rfc3339(c.ts)
+                ));
             }
         }
     }
@@ -798,7 +805,11 @@ mod tests {
         );
         assert_eq!(check_of(&r, "nulls").value, 0.0, "inf is not missing");
         // The -inf low breaks OHLC sanity too: non-finite rows are no longer skipped.
-        assert!(check_of(&r, "ohlc_sanity").detail.contains("1970-01-09T08:00:00Z"));
+        assert!(
+            check_of(&r, "ohlc_sanity")
+                .detail
+                .contains("1970-01-09T08:00:00Z")
+        );
     }
 
     #[test]
@@ -822,7 +833,11 @@ mod tests {
             let c = check_of(&r, "spikes");
             assert!(!c.passed, "x{factor}: {}", c.detail);
             assert_eq!(c.rows.len(), 1, "{:?}", c.rows);
-            assert!(c.rows[0].starts_with("1970-01-30T04:00:00Z close"), "{:?}", c.rows);
+            assert!(
+                c.rows[0].starts_with("1970-01-30T04:00:00Z close"),
+                "{:?}",
+                c.rows
+            );
             // Two outlier returns stay under the 0.1 % budget: only the spike check sees it.
             assert!(check_of(&r, "outliers").passed);
         }
@@ -907,15 +922,27 @@ mod tests {
         let r = gate(&bars);
         let c = check_of(&r, "magnitude");
         assert!(!c.passed);
-        assert!(c.detail.contains("1970-01-03T02:00:00Z price 1e308"), "{}", c.detail);
+        assert!(
+            c.detail.contains("1970-01-03T02:00:00Z price 1e308"),
+            "{}",
+            c.detail
+        );
         let mut bars = series(600);
         bars[60].volume = 1e300;
-        assert!(check_of(&gate(&bars), "magnitude").detail.contains("volume 1e300"));
+        assert!(
+            check_of(&gate(&bars), "magnitude")
+                .detail
+                .contains("volume 1e300")
+        );
         // A tiny positive price: the ratio to its neighbour squares to infinity.
         let mut bars = series(600);
         bars[70].low = 1e-300;
         let c = check_of(&gate(&bars), "magnitude").clone();
-        assert!(c.detail.contains("non-finite return or range"), "{}", c.detail);
+        assert!(
+            c.detail.contains("non-finite return or range"),
+            "{}",
+            c.detail
+        );
     }
 
     #[test]
@@ -944,9 +971,10 @@ mod tests {
             ("max_price: .nan", "quality.max_price"),
             ("max_frozen_bars: 0", "quality.max_frozen_bars"),
         ] {
-            let err = serde_yaml::from_str::<crate::params::Params>(&format!("quality:\n  {yaml}\n"))
-                .unwrap_err()
-                .to_string();
+            let err =
+                serde_yaml::from_str::<crate::params::Params>(&format!("quality:\n  {yaml}\n"))
+                    .unwrap_err()
+                    .to_string();
             assert!(err.contains(key), "{yaml}: {err}");
         }
     }

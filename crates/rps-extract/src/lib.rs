@@ -79,7 +79,9 @@ impl StageError for ExtractError {
         match self {
             Self::Params(_) | Self::Config(_) => exit::CONFIG,
             Self::Store(e) | Self::Raw(R::Store(e)) if store_config(e) => exit::CONFIG,
-            Self::Tracking(rps_tracking::TrackingError::Store(e)) if store_config(e) => exit::CONFIG,
+            Self::Tracking(rps_tracking::TrackingError::Store(e)) if store_config(e) => {
+                exit::CONFIG
+            }
             Self::Import(_) | Self::NoBars { .. } | Self::ConflictingDuplicates { .. } => {
                 exit::INPUT
             }

@@ -60,7 +60,9 @@ pub enum ImportError {
     Parquet(#[from] parquet_io::ParquetError),
     #[error("unknown file format {0:?}: use csv, parquet or auto")]
     Format(String),
-    #[error("{path}, line {line}: longer than {limit} bytes without a line break; not a CSV file of candles?")]
+    #[error(
+        "{path}, line {line}: longer than {limit} bytes without a line break; not a CSV file of candles?"
+    )]
     LineTooLong {
         path: String,
         line: u64,
@@ -137,7 +139,8 @@ pub fn parse_timestamp(s: &str, format: &str) -> Result<i64, String> {
 fn parse_timestamp_offset(s: &str, format: &str) -> Result<(i64, Option<i32>), String> {
     let s = s.trim();
     let rfc = |s: &str| {
-        DateTime::parse_from_rfc3339(s).map(|d| (d.timestamp_millis(), Some(d.offset().local_minus_utc())))
+        DateTime::parse_from_rfc3339(s)
+            .map(|d| (d.timestamp_millis(), Some(d.offset().local_minus_utc())))
     };
     if format == "rfc3339" || format == "auto" {
         if let Ok(v) = rfc(s) {
@@ -357,10 +360,7 @@ fn read_csv<R: Read>(reader: R, p: &FileSourceParams) -> Result<Rows, ImportErro
             current: 0,
             limit: MAX_LINE_BYTES,
         });
-    let headers = rdr
-        .headers()
-        .map_err(|e| csv_error(&path, e))?
-        .clone();
+    let headers = rdr.headers().map_err(|e| csv_error(&path, e))?.clone();
     if headers.iter().all(str::is_empty) {
         return Err(ImportError::Empty { path });
     }

@@ -484,7 +484,9 @@ mod tests {
     fn a_partition_edited_after_the_manifest_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let ds = RawDataset::new(Arc::new(LocalStore::new(dir.path())));
-        let (m, _) = ds.upsert("X", Interval::H1, "test", &bars(0, 1000)).unwrap();
+        let (m, _) = ds
+            .upsert("X", Interval::H1, "test", &bars(0, 1000))
+            .unwrap();
         let key = &m.partitions[1].key;
         let file = dir.path().join(key);
         // Same length, one byte changed (a value edited in place), then a truncation.

@@ -19,7 +19,11 @@ fn corpus_params(file: &str) -> String {
 fn assert_names(o: &Output, what: &str, code: i32, needles: &[&str]) {
     assert_eq!(o.code, code, "{what}: wanted exit {code}:\n{}", o.stderr);
     for n in needles {
-        assert!(o.stderr.contains(n), "{what}: stderr should name {n:?}:\n{}", o.stderr);
+        assert!(
+            o.stderr.contains(n),
+            "{what}: stderr should name {n:?}:\n{}",
+            o.stderr
+        );
     }
 }
 
@@ -27,16 +31,71 @@ fn assert_names(o: &Output, what: &str, code: i32, needles: &[&str]) {
 fn each_malformed_file_stops_the_pipeline_naming_the_check_and_the_row() {
     // (file, the stage that refuses it, exit code, what the message must name)
     let cases: &[(&str, &str, i32, &[&str])] = &[
-        ("inf_high.csv", "rps-quality", 5, &["non_finite: 1 infinite values: 2018-01-03T02:00:00Z high=inf"]),
-        ("spike_x100.csv", "rps-quality", 5, &["spikes: 1 bars", "2018-01-03T12:00:00Z close"]),
-        ("spike_x10.csv", "rps-quality", 5, &["spikes: 1 bars", "2018-01-03T13:00:00Z close"]),
-        ("wick_high_x10.csv", "rps-quality", 5, &["spikes: 1 bars", "2018-01-03T22:00:00Z high"]),
-        ("frozen_200h.csv", "rps-quality", 5, &["frozen: longest run of identical OHLC bars: 200", "2018-01-03T02:00:00Z..2018-01-11T09:00:00Z (200 bars)"]),
-        ("price_1e308.csv", "rps-quality", 5, &["magnitude: 1 bars", "2018-01-04T08:00:00Z price 1e308"]),
-        ("conflicting_duplicates.csv", "rps-extract", 4, &["1 timestamps appear more than once with different values", "2018-01-03T22:00:00Z (lines 72, 73)"]),
-        ("mixed_offsets.csv", "rps-extract", 4, &["the UTC offset of the timestamps changes (+00:00 from line 2, +02:00 from line 62)", "2018-01-03T10:00:00Z (lines 60, 62)", "2018-01-03T11:00:00Z (lines 61, 63)"]),
+        (
+            "inf_high.csv",
+            "rps-quality",
+            5,
+            &["non_finite: 1 infinite values: 2018-01-03T02:00:00Z high=inf"],
+        ),
+        (
+            "spike_x100.csv",
+            "rps-quality",
+            5,
+            &["spikes: 1 bars", "2018-01-03T12:00:00Z close"],
+        ),
+        (
+            "spike_x10.csv",
+            "rps-quality",
+            5,
+            &["spikes: 1 bars", "2018-01-03T13:00:00Z close"],
+        ),
+        (
+            "wick_high_x10.csv",
+            "rps-quality",
+            5,
+            &["spikes: 1 bars", "2018-01-03T22:00:00Z high"],
+        ),
+        (
+            "frozen_200h.csv",
+            "rps-quality",
+            5,
+            &[
+                "frozen: longest run of identical OHLC bars: 200",
+                "2018-01-03T02:00:00Z..2018-01-11T09:00:00Z (200 bars)",
+            ],
+        ),
+        (
+            "price_1e308.csv",
+            "rps-quality",
+            5,
+            &["magnitude: 1 bars", "2018-01-04T08:00:00Z price 1e308"],
+        ),
+        (
+            "conflicting_duplicates.csv",
+            "rps-extract",
+            4,
+            &[
+                "1 timestamps appear more than once with different values",
+                "2018-01-03T22:00:00Z (lines 72, 73)",
+            ],
+        ),
+        (
+            "mixed_offsets.csv",
+            "rps-extract",
+            4,
+            &[
+                "the UTC offset of the timestamps changes (+00:00 from line 2, +02:00 from line 62)",
+                "2018-01-03T10:00:00Z (lines 60, 62)",
+                "2018-01-03T11:00:00Z (lines 61, 63)",
+            ],
+        ),
         // Exact copies are collapsed and counted, not refused.
-        ("identical_duplicates.csv", "rps-quality", 0, &["1 rows repeated another row exactly and were collapsed"]),
+        (
+            "identical_duplicates.csv",
+            "rps-quality",
+            0,
+            &["1 rows repeated another row exactly and were collapsed"],
+        ),
     ];
     for &(file, stage, code, needles) in cases {
         let p = Project::new(&corpus_params(file));
@@ -46,7 +105,11 @@ fn each_malformed_file_stops_the_pipeline_naming_the_check_and_the_row() {
             assert!(!p.path(".rps/data/raw").exists(), "{file}: nothing stored");
             continue;
         }
-        assert_eq!(extract.code, 0, "{file}: extract failed:\n{}", extract.stderr);
+        assert_eq!(
+            extract.code, 0,
+            "{file}: extract failed:\n{}",
+            extract.stderr
+        );
         let quality = p.run("rps-quality", &[]);
         let both = Output {
             code: quality.code,
@@ -83,7 +146,11 @@ fn the_real_data_passes_the_gate() {
     ));
     binance.ok("rps-extract", &[]);
     let o = binance.ok("rps-quality", &[]);
-    assert!(o.stderr.contains("43 timestamps off the grid"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("43 timestamps off the grid"),
+        "{}",
+        o.stderr
+    );
     let q = binance.json("reports/quality.json");
     for c in q["checks"].as_array().unwrap() {
         assert_eq!(c["passed"], true, "{c}");
@@ -111,7 +178,11 @@ fn an_edited_or_truncated_partition_is_refused_with_exit_4() {
         &o,
         "edited partition",
         4,
-        &[key, "does not match the manifest", part["sha256"].as_str().unwrap()],
+        &[
+            key,
+            "does not match the manifest",
+            part["sha256"].as_str().unwrap(),
+        ],
     );
     std::fs::write(&file, &original[..original.len() / 3]).unwrap();
     assert_names(&p.run("rps-quality", &[]), "truncated partition", 4, &[key]);
@@ -126,19 +197,39 @@ fn configuration_mistakes_exit_3() {
     ));
     let o = p.run(
         "rps-extract",
-        &["--start", "2018-03-01T00:00:00Z", "--end", "2018-02-01T00:00:00Z"],
+        &[
+            "--start",
+            "2018-03-01T00:00:00Z",
+            "--end",
+            "2018-02-01T00:00:00Z",
+        ],
     );
-    assert_names(&o, "end before start", 3, &["end 2018-02-01T00:00:00Z is not after start 2018-03-01T00:00:00Z"]);
+    assert_names(
+        &o,
+        "end before start",
+        3,
+        &["end 2018-02-01T00:00:00Z is not after start 2018-03-01T00:00:00Z"],
+    );
     for stage in ["rps-extract", "rps-quality"] {
         let o = p.run(stage, &["--home", "ftp://example.invalid/rps"]);
-        assert_names(&o, stage, 3, &["unsupported storage URI \"ftp://example.invalid/rps"]);
+        assert_names(
+            &o,
+            stage,
+            3,
+            &["unsupported storage URI \"ftp://example.invalid/rps"],
+        );
     }
     let bad = Project::new(&format!(
         "{}quality:\n  outlier_sigmas: -3\n",
         btc_params(&corpus("spike_x10.csv"))
     ));
     for stage in ["rps-extract", "rps-quality"] {
-        assert_names(&bad.run(stage, &[]), stage, 3, &["quality.outlier_sigmas: -3 must be a positive finite number"]);
+        assert_names(
+            &bad.run(stage, &[]),
+            stage,
+            3,
+            &["quality.outlier_sigmas: -3 must be a positive finite number"],
+        );
     }
 }
 
@@ -171,7 +262,12 @@ fn run_measured(args: &[&str], dir: &std::path::Path) -> (i32, String, u64) {
         }
         if let Ok(text) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
             for line in text.lines().filter(|l| l.starts_with("VmHWM:")) {
-                let kb: u64 = line.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0);
+                let kb: u64 = line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse()
+                    .unwrap_or(0);
                 polled = polled.max(kb);
             }
         }
@@ -192,7 +288,8 @@ fn a_huge_file_without_line_breaks_is_refused_in_bounded_memory() {
     {
         use std::io::Write;
         let mut f = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
-        f.write_all(b"timestamp_utc,open,high,low,close,volume_btc,").unwrap();
+        f.write_all(b"timestamp_utc,open,high,low,close,volume_btc,")
+            .unwrap();
         let chunk = vec![b'x'; 1 << 20];
         for _ in 0..64 {
             f.write_all(&chunk).unwrap();
@@ -207,9 +304,14 @@ fn a_huge_file_without_line_breaks_is_refused_in_bounded_memory() {
     );
     assert!(stderr.len() < 4096, "{} bytes of stderr", stderr.len());
     assert!(rss_kib > 0, "no memory measurement");
-    assert!(rss_kib < 200 * 1024, "peak RSS {rss_kib} KiB for a 64 MiB file");
+    assert!(
+        rss_kib < 200 * 1024,
+        "peak RSS {rss_kib} KiB for a 64 MiB file"
+    );
     // A data line past the limit names its line number.
-    let mut text = String::from("timestamp_utc,open,high,low,close,volume_btc\n2018-01-01T00:00:00Z,1,2,0.5,1.5,3\n");
+    let mut text = String::from(
+        "timestamp_utc,open,high,low,close,volume_btc\n2018-01-01T00:00:00Z,1,2,0.5,1.5,3\n",
+    );
     text.push_str(&"9".repeat(2 << 20));
     std::fs::write(&big, text).unwrap();
     let (code, stderr, _) = run_measured(&["--home", ".rps"], dir.path());
@@ -218,11 +320,17 @@ fn a_huge_file_without_line_breaks_is_refused_in_bounded_memory() {
     // Long values are cut in messages.
     std::fs::write(
         &big,
-        format!("timestamp_utc,open,high,low,close,volume_btc\n2018-01-01T00:00:00Z,{},2,0.5,1.5,3\n", "7a".repeat(100_000)),
+        format!(
+            "timestamp_utc,open,high,low,close,volume_btc\n2018-01-01T00:00:00Z,{},2,0.5,1.5,3\n",
+            "7a".repeat(100_000)
+        ),
     )
     .unwrap();
     let (code, stderr, _) = run_measured(&["--home", ".rps"], dir.path());
     assert_eq!(code, 4, "{stderr}");
-    assert!(stderr.contains("is not a number") && stderr.contains('…'), "{stderr}");
+    assert!(
+        stderr.contains("is not a number") && stderr.contains('…'),
+        "{stderr}"
+    );
     assert!(stderr.len() < 4096, "{} bytes of stderr", stderr.len());
 }
