@@ -593,8 +593,7 @@ fn spikes(
             let r = (num / den).ln() / sigma;
             if r.is_finite() { r } else { 0.0 }
         };
-        for i in 0..n {
-            let c = &sorted[i];
+        for (i, c) in sorted.iter().enumerate() {
             let neighbours: Vec<&Candle> = [i.checked_sub(1), (i + 1 < n).then_some(i + 1)]
                 .into_iter()
                 .flatten()

@@ -142,10 +142,10 @@ fn parse_timestamp_offset(s: &str, format: &str) -> Result<(i64, Option<i32>), S
         DateTime::parse_from_rfc3339(s)
             .map(|d| (d.timestamp_millis(), Some(d.offset().local_minus_utc())))
     };
-    if format == "rfc3339" || format == "auto" {
-        if let Ok(v) = rfc(s) {
-            return Ok(v);
-        }
+    if (format == "rfc3339" || format == "auto")
+        && let Ok(v) = rfc(s)
+    {
+        return Ok(v);
     }
     parse_timestamp_plain(s, format).map(|ts| (ts, None))
 }
