@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 #[serde(deny_unknown_fields, default)]
 pub struct Params {
     pub data: DataParams,
+    /// Validated as it is read: a nonsensical threshold names its key.
+    #[serde(deserialize_with = "crate::quality::deserialize_checked")]
     pub quality: QualityParams,
     pub features: FeatureParams,
     pub target: TargetParams,

@@ -60,17 +60,35 @@ pub enum ExtractError {
     Tracking(#[from] rps_tracking::TrackingError),
     #[error("the source returned no bars in the window {start} .. {end}")]
     NoBars { start: String, end: String },
+    #[error(
+        "the source returned {count} timestamps more than once with different values: {listed}"
+    )]
+    ConflictingDuplicates { count: usize, listed: String },
+}
+
+/// Whether a storage error is a bad location in the configuration (`--home ftp://…`, an
+/// unsupported URI or missing S3 settings) rather than storage failing.
+fn store_config(e: &rps_store::StoreError) -> bool {
+    matches!(e, rps_store::StoreError::Unsupported { .. })
 }
 
 impl StageError for ExtractError {
     fn exit_code(&self) -> u8 {
         use rps_market::MarketError as M;
+        use rps_store::raw::RawError as R;
         match self {
             Self::Params(_) | Self::Config(_) => exit::CONFIG,
-            Self::Import(_) | Self::NoBars { .. } => exit::INPUT,
+            Self::Store(e) | Self::Raw(R::Store(e)) if store_config(e) => exit::CONFIG,
+            Self::Tracking(rps_tracking::TrackingError::Store(e)) if store_config(e) => {
+                exit::CONFIG
+            }
+            Self::Import(_) | Self::NoBars { .. } | Self::ConflictingDuplicates { .. } => {
+                exit::INPUT
+            }
+            Self::Raw(e) if e.is_bad_data() => exit::INPUT,
             Self::Market(M::InvalidRequest { .. } | M::Setup { .. }) => exit::CONFIG,
             Self::Market(_) => exit::REMOTE,
-            Self::Raw(rps_store::raw::RawError::IntervalMismatch { .. }) => exit::CONFIG,
+            Self::Raw(R::IntervalMismatch { .. }) => exit::CONFIG,
             Self::Tracking(e) if e.is_remote() => exit::REMOTE,
             Self::Raw(_) | Self::Store(_) | Self::Tracking(_) => exit::STORAGE,
         }
@@ -97,6 +115,8 @@ pub struct Summary {
     pub last_ts: Option<i64>,
     pub dataset: String,
     pub data_hash: String,
+    /// Rows dropped because they repeated another row exactly.
+    pub duplicates_collapsed: usize,
 }
 
 /// Run the stage.
@@ -138,6 +158,7 @@ pub fn run(args: &Args) -> Result<(), ExtractError> {
             ("rows_fetched", summary.fetched as f64),
             ("rows_total", summary.rows as f64),
             ("partitions_written", summary.partitions_written as f64),
+            ("duplicates_collapsed", summary.duplicates_collapsed as f64),
         ])?;
         run.set_tags(&[("data_hash".to_owned(), summary.data_hash.clone())])?;
         Ok::<_, ExtractError>(summary)
@@ -180,6 +201,15 @@ pub fn extract(params: &Params, args: &Args, out: &str) -> Result<Summary, Extra
         .or(d.start.as_deref())
         .map(|s| parse_time(s, "start"))
         .transpose()?;
+    if let Some(s) = configured_start
+        && end <= s
+    {
+        return Err(ExtractError::Config(format!(
+            "the window is empty: end {} is not after start {} (--end/data.end must be later than --start/data.start)",
+            rps_core::quality::rfc3339(end),
+            rps_core::quality::rfc3339(s)
+        )));
+    }
     // Incremental: resume after the last stored bar.
     let start = match (
         manifest
@@ -196,7 +226,30 @@ pub fn extract(params: &Params, args: &Args, out: &str) -> Result<Summary, Extra
                 .to_owned(),
         )),
     };
-    let bars = fetch(params, interval, start, end)?;
+    let mut bars = fetch(params, interval, start, end)?;
+    let dups = rps_core::quality::find_duplicates(&bars);
+    if !dups.conflicting.is_empty() {
+        let mut listed: Vec<String> = dups
+            .conflicting
+            .iter()
+            .take(5)
+            .map(|(ts, _)| rps_core::quality::rfc3339(*ts))
+            .collect();
+        if dups.conflicting.len() > 5 {
+            listed.push(format!("… and {} more", dups.conflicting.len() - 5));
+        }
+        return Err(ExtractError::ConflictingDuplicates {
+            count: dups.conflicting.len(),
+            listed: listed.join(", "),
+        });
+    }
+    if dups.identical > 0 {
+        tracing::warn!(
+            "{} rows repeated another row exactly and were collapsed",
+            dups.identical
+        );
+    }
+    rps_core::candle::sort_dedup(&mut bars);
     let source_name = format!("{:?}", d.source).to_lowercase();
     if bars.is_empty() {
         if manifest.is_some() {
@@ -210,6 +263,7 @@ pub fn extract(params: &Params, args: &Args, out: &str) -> Result<Summary, Extra
                 last_ts: m.last_ts(),
                 dataset: dataset.uri(),
                 data_hash: m.content_hash(),
+                duplicates_collapsed: dups.identical,
             });
         }
         let fmt = |t: i64| {
@@ -234,6 +288,7 @@ pub fn extract(params: &Params, args: &Args, out: &str) -> Result<Summary, Extra
         last_ts: m.last_ts(),
         dataset: dataset.uri(),
         data_hash: m.content_hash(),
+        duplicates_collapsed: dups.identical,
     })
 }
 
@@ -260,9 +315,9 @@ fn fetch(
         SourceKind::File => {
             let mut bars = rps_store::import::read_file(&d.file)?;
             bars.retain(|c| c.ts >= start && c.ts < end);
-            // The file's rows are stored as they are (duplicates collapse to the last one); the
-            // quality gate judges the values.
-            rps_core::candle::sort_dedup(&mut bars);
+            // Conflicting duplicates were refused by the import; identical copies collapse in
+            // `extract` (counted). The quality gate judges the values.
+            bars.sort_by_key(|c| c.ts);
             if let Some(found) = rps_core::candle::infer_interval(&bars)
                 && found != interval
             {

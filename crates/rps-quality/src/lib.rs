@@ -1,7 +1,8 @@
 //! `rps-quality`: the data-quality gate between extract and transform.
 //!
-//! Checks schema and types, missing values, duplicate timestamps, gaps in the bar grid, OHLC
-//! sanity, outlier returns and (optionally) freshness against the thresholds in
+//! Checks schema and types, missing values, infinite values, absurd magnitudes, duplicate
+//! timestamps, gaps in the bar grid, OHLC sanity, outlier returns, spikes against the
+//! neighbouring bars, frozen feeds and (optionally) freshness against the thresholds in
 //! `quality:` of params.yaml. Always writes `quality.json` and `quality.html`; exits 5 with a
 //! short summary naming each failed check when the gate fails, so a pipeline stops before
 //! training.
@@ -47,15 +48,20 @@ pub enum QualityError {
 
 impl StageError for QualityError {
     fn exit_code(&self) -> u8 {
+        use rps_store::StoreError as S;
+        use rps_store::raw::RawError as R;
         match self {
             Self::Params(_) => exit::CONFIG,
             Self::Gate { .. } => exit::QUALITY_GATE,
-            Self::Raw(rps_store::raw::RawError::Store(rps_store::StoreError::NotFound {
-                ..
-            })) => exit::INPUT,
-            Self::Raw(
-                rps_store::raw::RawError::Parquet(_) | rps_store::raw::RawError::Schema { .. },
-            ) => exit::INPUT,
+            // A location the configuration names that no store can serve (`--home ftp://…`).
+            Self::Store(S::Unsupported { .. })
+            | Self::Raw(R::Store(S::Unsupported { .. }))
+            | Self::Tracking(rps_tracking::TrackingError::Store(S::Unsupported { .. })) => {
+                exit::CONFIG
+            }
+            Self::Raw(R::Store(S::NotFound { .. })) => exit::INPUT,
+            // Unreadable or truncated partitions, a corrupt manifest, a checksum mismatch.
+            Self::Raw(e) if e.is_bad_data() => exit::INPUT,
             Self::Tracking(e) if e.is_remote() => exit::REMOTE,
             Self::Raw(_) | Self::Store(_) | Self::Tracking(_) | Self::Json(_) => exit::STORAGE,
         }
@@ -106,6 +112,14 @@ pub fn run(args: &Args) -> Result<(), QualityError> {
             (
                 "outlier_sigmas".to_owned(),
                 params.quality.outlier_sigmas.to_string(),
+            ),
+            (
+                "spike_sigmas".to_owned(),
+                params.quality.spike_sigmas.to_string(),
+            ),
+            (
+                "max_frozen_bars".to_owned(),
+                params.quality.max_frozen_bars.to_string(),
             ),
         ])?;
         let mut values: Vec<(String, f64)> = vec![

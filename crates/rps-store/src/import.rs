@@ -6,7 +6,22 @@ use arrow::datatypes::{DataType, TimeUnit};
 use chrono::{DateTime, NaiveDateTime};
 use rps_core::Candle;
 use rps_core::params::{ColumnMapping, FileSourceParams};
+use std::io::Read;
 use std::path::Path;
+
+/// Longest line accepted in a CSV file (1 MiB): a file without line breaks is refused after
+/// reading this much, not loaded whole.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// Longest piece of the file quoted in an error message, in characters.
+const MAX_QUOTED_CHARS: usize = 200;
+
+/// `s` cut to its first 200 characters plus `…` (values quoted in error messages).
+pub fn clip(s: &str) -> String {
+    match s.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -45,25 +60,111 @@ pub enum ImportError {
     Parquet(#[from] parquet_io::ParquetError),
     #[error("unknown file format {0:?}: use csv, parquet or auto")]
     Format(String),
+    #[error(
+        "{path}, line {line}: longer than {limit} bytes without a line break; not a CSV file of candles?"
+    )]
+    LineTooLong {
+        path: String,
+        line: u64,
+        limit: usize,
+    },
+    #[error(
+        "{path}: {count} timestamps appear more than once with different values (identical copies would be collapsed): {listed}"
+    )]
+    ConflictingDuplicates {
+        path: String,
+        count: usize,
+        listed: String,
+    },
+    #[error(
+        "{path}: the UTC offset of the timestamps changes ({changes}) and the converted times collide: {listed}. Fix the offsets (or the clock) in the file"
+    )]
+    OffsetCollision {
+        path: String,
+        changes: String,
+        listed: String,
+    },
+}
+
+/// A reader that fails once a line grows past `limit` bytes, counting lines as it goes.
+struct LineLimit<R> {
+    inner: R,
+    line: u64,
+    current: usize,
+    limit: usize,
+}
+
+/// The marker inside the I/O error [`LineLimit`] raises.
+#[derive(Debug)]
+struct LineTooLong {
+    line: u64,
+}
+
+impl std::fmt::Display for LineTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {} is too long", self.line)
+    }
+}
+
+impl std::error::Error for LineTooLong {}
+
+impl<R: Read> Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                self.line += 1;
+                self.current = 0;
+            } else {
+                self.current += 1;
+                if self.current > self.limit {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        LineTooLong { line: self.line },
+                    ));
+                }
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// Parse a timestamp cell to epoch ms (UTC) with the given format (see
 /// [`FileSourceParams::timestamp_format`]).
 pub fn parse_timestamp(s: &str, format: &str) -> Result<i64, String> {
+    parse_timestamp_offset(s, format).map(|(ts, _)| ts)
+}
+
+/// [`parse_timestamp`], plus the UTC offset in seconds the cell carried (RFC 3339 cells only).
+fn parse_timestamp_offset(s: &str, format: &str) -> Result<(i64, Option<i32>), String> {
     let s = s.trim();
+    let rfc = |s: &str| {
+        DateTime::parse_from_rfc3339(s)
+            .map(|d| (d.timestamp_millis(), Some(d.offset().local_minus_utc())))
+    };
+    if (format == "rfc3339" || format == "auto")
+        && let Ok(v) = rfc(s)
+    {
+        return Ok(v);
+    }
+    parse_timestamp_plain(s, format).map(|ts| (ts, None))
+}
+
+fn parse_timestamp_plain(s: &str, format: &str) -> Result<i64, String> {
+    let q = clip(s);
     let naive =
         |f: &str| NaiveDateTime::parse_from_str(s, f).map(|d| d.and_utc().timestamp_millis());
     match format {
         "unix_ms" => s
             .parse::<i64>()
-            .map_err(|e| format!("{s:?} is not epoch milliseconds: {e}")),
+            .map_err(|e| format!("{q:?} is not epoch milliseconds: {e}")),
         "unix_s" => s
             .parse::<f64>()
             .map(|v| (v * 1000.0).round() as i64)
-            .map_err(|e| format!("{s:?} is not epoch seconds: {e}")),
+            .map_err(|e| format!("{q:?} is not epoch seconds: {e}")),
         "rfc3339" => DateTime::parse_from_rfc3339(s)
             .map(|d| d.timestamp_millis())
-            .map_err(|e| format!("{s:?} is not RFC 3339: {e}")),
+            .map_err(|e| format!("{q:?} is not RFC 3339: {e}")),
         "auto" => {
             if let Ok(v) = s.parse::<f64>() {
                 // Seconds until the year 5138; larger numbers are milliseconds.
@@ -79,9 +180,9 @@ pub fn parse_timestamp(s: &str, format: &str) -> Result<i64, String> {
                 .or_else(|_| naive("%Y-%m-%dT%H:%M:%S"))
                 .or_else(|_| naive("%Y-%m-%d %H:%M"))
                 .or_else(|_| naive("%Y-%m-%d %I-%p"))
-                .map_err(|_| format!("cannot read timestamp {s:?} (RFC 3339, 'YYYY-MM-DD HH:MM:SS' or epoch seconds/ms expected; set data.file.timestamp_format)"))
+                .map_err(|_| format!("cannot read timestamp {q:?} (RFC 3339, 'YYYY-MM-DD HH:MM:SS' or epoch seconds/ms expected; set data.file.timestamp_format)"))
         }
-        custom => naive(custom).map_err(|e| format!("{s:?} does not match {custom:?}: {e}")),
+        custom => naive(custom).map_err(|e| format!("{q:?} does not match {custom:?}: {e}")),
     }
 }
 
@@ -91,7 +192,7 @@ fn parse_number(s: &str) -> Result<f64, String> {
         return Ok(f64::NAN);
     }
     t.parse::<f64>()
-        .map_err(|_| format!("{t:?} is not a number"))
+        .map_err(|_| format!("{:?} is not a number", clip(t)))
 }
 
 fn fields(m: &ColumnMapping) -> [(&'static str, &str); 6] {
@@ -106,6 +207,12 @@ fn fields(m: &ColumnMapping) -> [(&'static str, &str); 6] {
 }
 
 /// Read candles from the file named in `p` (rows in file order, not de-duplicated).
+///
+/// A CSV file is streamed (a line longer than [`MAX_LINE_BYTES`] is refused); a Parquet file is
+/// read whole. Rows that share a timestamp are refused when their values differ
+/// ([`ImportError::ConflictingDuplicates`]) or when the file's UTC offsets change and the
+/// converted times collide ([`ImportError::OffsetCollision`]); identical copies are kept for the
+/// caller to collapse and count.
 pub fn read_file(p: &FileSourceParams) -> Result<Vec<Candle>, ImportError> {
     let path = Path::new(&p.path);
     let format = match p.format.as_str() {
@@ -119,43 +226,144 @@ pub fn read_file(p: &FileSourceParams) -> Result<Vec<Candle>, ImportError> {
             _ => "csv",
         },
         f @ ("csv" | "parquet") => f,
-        other => return Err(ImportError::Format(other.to_owned())),
+        other => return Err(ImportError::Format(clip(other))),
     };
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+    let io = |source| ImportError::Io {
         path: p.path.clone(),
         source,
-    })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ImportError::Empty {
-            path: p.path.clone(),
-        });
-    }
-    let bars = if format == "csv" {
-        read_csv(&bytes, p)?
-    } else {
-        read_parquet(bytes, p)?
     };
-    if bars.is_empty() {
+    let rows = if format == "csv" {
+        let file = std::fs::File::open(path).map_err(io)?;
+        read_csv(std::io::BufReader::new(file), p)?
+    } else {
+        let bytes = std::fs::read(path).map_err(io)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ImportError::Empty {
+                path: p.path.clone(),
+            });
+        }
+        let bars = read_parquet(bytes, p)?;
+        let lines = (1..=bars.len() as u64).collect();
+        Rows {
+            bars,
+            lines,
+            offsets: Vec::new(),
+        }
+    };
+    if rows.bars.is_empty() {
         return Err(ImportError::NoRows {
             path: p.path.clone(),
         });
     }
-    Ok(bars)
+    check_timestamps(&p.path, &rows)?;
+    Ok(rows.bars)
 }
 
-fn read_csv(bytes: &[u8], p: &FileSourceParams) -> Result<Vec<Candle>, ImportError> {
+/// Candles with where they came from.
+struct Rows {
+    bars: Vec<Candle>,
+    /// The file line (CSV) or row (Parquet, 1-based) of each bar.
+    lines: Vec<u64>,
+    /// Where the UTC offset of the timestamps changes: `(line, offset in seconds)`, the first
+    /// entry being the first offset seen.
+    offsets: Vec<(u64, i32)>,
+}
+
+fn offset_label(secs: i32) -> String {
+    let sign = if secs < 0 { '-' } else { '+' };
+    let a = secs.unsigned_abs();
+    format!("{sign}{:02}:{:02}", a / 3600, a % 3600 / 60)
+}
+
+/// Refuse conflicting duplicates and offset changes that make rows collide; log offset
+/// changes that do not.
+fn check_timestamps(path: &str, rows: &Rows) -> Result<(), ImportError> {
+    let dups = rps_core::quality::find_duplicates(&rows.bars);
+    let changes = rows
+        .offsets
+        .iter()
+        .map(|(line, off)| format!("{} from line {line}", offset_label(*off)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let list = |groups: &[(i64, Vec<usize>)]| {
+        let mut out: Vec<String> = groups
+            .iter()
+            .take(5)
+            .map(|(ts, idx)| {
+                let lines: Vec<String> = idx.iter().map(|&i| rows.lines[i].to_string()).collect();
+                format!(
+                    "{} (lines {})",
+                    rps_core::quality::rfc3339(*ts),
+                    lines.join(", ")
+                )
+            })
+            .collect();
+        if groups.len() > 5 {
+            out.push(format!("… and {} more", groups.len() - 5));
+        }
+        out.join("; ")
+    };
+    if rows.offsets.len() > 1 {
+        if dups.identical > 0 || !dups.conflicting.is_empty() {
+            // Every colliding timestamp, identical or not: an offset change loses rows either way.
+            let mut idx: Vec<usize> = (0..rows.bars.len()).collect();
+            idx.sort_by_key(|&i| rows.bars[i].ts);
+            let groups: Vec<(i64, Vec<usize>)> = idx
+                .chunk_by(|&a, &b| rows.bars[a].ts == rows.bars[b].ts)
+                .filter(|g| g.len() > 1)
+                .map(|g| (rows.bars[g[0]].ts, g.to_vec()))
+                .collect();
+            return Err(ImportError::OffsetCollision {
+                path: path.to_owned(),
+                changes,
+                listed: list(&groups),
+            });
+        }
+        tracing::warn!(
+            "{path}: the UTC offset of the timestamps changes ({changes}); converted to UTC without collisions"
+        );
+    }
+    if !dups.conflicting.is_empty() {
+        return Err(ImportError::ConflictingDuplicates {
+            path: path.to_owned(),
+            count: dups.conflicting.len(),
+            listed: list(&dups.conflicting),
+        });
+    }
+    Ok(())
+}
+
+fn csv_error(path: &str, source: csv::Error) -> ImportError {
+    if let csv::ErrorKind::Io(e) = source.kind()
+        && let Some(t) = e.get_ref().and_then(|x| x.downcast_ref::<LineTooLong>())
+    {
+        return ImportError::LineTooLong {
+            path: path.to_owned(),
+            line: t.line,
+            limit: MAX_LINE_BYTES,
+        };
+    }
+    ImportError::Csv {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn read_csv<R: Read>(reader: R, p: &FileSourceParams) -> Result<Rows, ImportError> {
     let path = p.path.clone();
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(false)
         .trim(csv::Trim::All)
-        .from_reader(bytes);
-    let headers = rdr
-        .headers()
-        .map_err(|source| ImportError::Csv {
-            path: path.clone(),
-            source,
-        })?
-        .clone();
+        .from_reader(LineLimit {
+            inner: reader,
+            line: 1,
+            current: 0,
+            limit: MAX_LINE_BYTES,
+        });
+    let headers = rdr.headers().map_err(|e| csv_error(&path, e))?.clone();
+    if headers.iter().all(str::is_empty) {
+        return Err(ImportError::Empty { path });
+    }
     let mut idx = [0usize; 6];
     for (slot, (field, column)) in idx.iter_mut().zip(fields(&p.columns)) {
         *slot =
@@ -165,30 +373,47 @@ fn read_csv(bytes: &[u8], p: &FileSourceParams) -> Result<Vec<Candle>, ImportErr
                 .ok_or_else(|| ImportError::MissingColumn {
                     path: path.clone(),
                     field: field.to_owned(),
-                    column: column.to_owned(),
-                    found: headers.iter().collect::<Vec<_>>().join(", "),
+                    column: clip(column),
+                    found: clip(&headers.iter().map(clip).collect::<Vec<_>>().join(", ")),
                 })?;
     }
-    let mut bars = Vec::new();
-    for (i, record) in rdr.records().enumerate() {
-        let row = i + 2; // 1-based, after the header
-        let record = record.map_err(|source| ImportError::Csv {
-            path: path.clone(),
-            source,
-        })?;
+    let mut rows = Rows {
+        bars: Vec::new(),
+        lines: Vec::new(),
+        offsets: Vec::new(),
+    };
+    let mut record = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(csv_error(&path, e)),
+        }
+        let row = record
+            .position()
+            .map_or(rows.bars.len() as u64 + 2, csv::Position::line);
         let cell = |k: usize| record.get(idx[k]).unwrap_or("");
         let err = |problem: String| ImportError::Row {
             path: path.clone(),
-            row,
+            row: usize::try_from(row).unwrap_or(usize::MAX),
             problem,
         };
-        let ts = parse_timestamp(cell(0), &p.timestamp_format).map_err(err)?;
+        let (ts, offset) = parse_timestamp_offset(cell(0), &p.timestamp_format).map_err(err)?;
+        if let Some(off) = offset
+            && rows.offsets.last().is_none_or(|(_, last)| *last != off)
+        {
+            rows.offsets.push((row, off));
+        }
         let mut v = [0.0; 5];
         for (k, slot) in v.iter_mut().enumerate() {
-            *slot = parse_number(cell(k + 1))
-                .map_err(|e| err(format!("column {:?}: {e}", fields(&p.columns)[k + 1].1)))?;
+            *slot = parse_number(cell(k + 1)).map_err(|e| {
+                err(format!(
+                    "column {:?}: {e}",
+                    clip(fields(&p.columns)[k + 1].1)
+                ))
+            })?;
         }
-        bars.push(Candle {
+        rows.bars.push(Candle {
             ts,
             open: v[0],
             high: v[1],
@@ -196,8 +421,9 @@ fn read_csv(bytes: &[u8], p: &FileSourceParams) -> Result<Vec<Candle>, ImportErr
             close: v[3],
             volume: v[4],
         });
+        rows.lines.push(row);
     }
-    Ok(bars)
+    Ok(rows)
 }
 
 fn read_parquet(bytes: Vec<u8>, p: &FileSourceParams) -> Result<Vec<Candle>, ImportError> {
@@ -214,12 +440,13 @@ fn read_parquet(bytes: Vec<u8>, p: &FileSourceParams) -> Result<Vec<Candle>, Imp
                     path: p.path.clone(),
                     field: field.to_owned(),
                     column: column.to_owned(),
-                    found: s
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    found: clip(
+                        &s.fields()
+                            .iter()
+                            .map(|f| clip(f.name()))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
                 })
         };
         let [(tf, tc), rest @ ..] = fields(&p.columns);

@@ -36,12 +36,32 @@ pub enum RawError {
     },
     #[error("{uri}: {problem}")]
     Schema { uri: String, problem: String },
+    #[error(
+        "partition {uri} does not match the manifest: sha256 {actual}, the manifest records {expected} (edited or damaged after it was written; re-extract with --full-refresh)"
+    )]
+    Checksum {
+        uri: String,
+        expected: String,
+        actual: String,
+    },
     #[error("dataset at {uri} holds {found} bars, but {wanted} was asked for")]
     IntervalMismatch {
         uri: String,
         found: String,
         wanted: String,
     },
+}
+
+impl RawError {
+    /// Whether the dataset's own content is bad (unreadable Parquet, a wrong schema, a corrupt
+    /// manifest, a partition that does not match its checksum) rather than the storage failing:
+    /// stages report it as bad input data (exit 4).
+    pub fn is_bad_data(&self) -> bool {
+        matches!(
+            self,
+            Self::Parquet(_) | Self::Schema { .. } | Self::Manifest { .. } | Self::Checksum { .. }
+        )
+    }
 }
 
 /// One partition in the manifest.
@@ -247,7 +267,23 @@ impl RawDataset {
         }
     }
 
-    /// Every bar of the snapshot, in storage order, plus schema problems.
+    /// A partition's bytes, refused unless their SHA-256 is the one the manifest records (the
+    /// hash of bytes already in memory: cheap next to decoding them).
+    fn get_verified(&self, p: &Partition) -> Result<Vec<u8>, RawError> {
+        let bytes = self.store.get(&p.key)?;
+        let actual = crate::sha256_hex(&bytes);
+        if actual != p.sha256 {
+            return Err(RawError::Checksum {
+                uri: self.store.uri(&p.key),
+                expected: p.sha256.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Every bar of the snapshot, in storage order, plus schema problems. Each partition is
+    /// verified against the manifest's checksum first ([`RawError::Checksum`]).
     pub fn read_all(&self) -> Result<(Manifest, Vec<Candle>, Vec<String>), RawError> {
         let manifest = self.manifest()?.ok_or_else(|| StoreError::NotFound {
             uri: self.store.uri(MANIFEST),
@@ -256,7 +292,7 @@ impl RawDataset {
         let mut problems = Vec::new();
         for p in &manifest.partitions {
             let uri = self.store.uri(&p.key);
-            let batches = parquet_io::decode(self.store.get(&p.key)?, &uri)?;
+            let batches = parquet_io::decode(self.get_verified(p)?, &uri)?;
             let (b, pr) = from_batches(&batches, &uri)?;
             bars.extend(b);
             problems.extend(pr.into_iter().map(|x| format!("{}: {x}", p.key)));
@@ -335,7 +371,7 @@ impl RawDataset {
             let existing = match partitions.get(&month) {
                 Some(p) => {
                     let uri = self.store.uri(&p.key);
-                    from_batches(&parquet_io::decode(self.store.get(&p.key)?, &uri)?, &uri)?.0
+                    from_batches(&parquet_io::decode(self.get_verified(p)?, &uri)?, &uri)?.0
                 }
                 None => Vec::new(),
             };
@@ -443,5 +479,35 @@ mod tests {
         let (m3, _) = ds.replace("X", Interval::M30, "t", &bars(0, 5)).unwrap();
         assert_eq!((m3.rows(), m3.interval), (5, Interval::M30));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_partition_edited_after_the_manifest_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = RawDataset::new(Arc::new(LocalStore::new(dir.path())));
+        let (m, _) = ds
+            .upsert("X", Interval::H1, "test", &bars(0, 1000))
+            .unwrap();
+        let key = &m.partitions[1].key;
+        let file = dir.path().join(key);
+        // Same length, one byte changed (a value edited in place), then a truncation.
+        let mut bytes = std::fs::read(&file).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        std::fs::write(&file, &bytes).unwrap();
+        let err = ds.read_all().unwrap_err();
+        assert!(err.is_bad_data());
+        let msg = err.to_string();
+        assert!(
+            msg.contains(key.as_str()) && msg.contains(&m.partitions[1].sha256),
+            "{msg}"
+        );
+        // An upsert into the damaged month refuses too, rather than merging into it.
+        assert!(matches!(
+            ds.upsert("X", Interval::H1, "test", &bars(999, 2)),
+            Err(RawError::Checksum { .. })
+        ));
+        std::fs::write(&file, &bytes[..mid]).unwrap();
+        assert!(matches!(ds.read_all(), Err(RawError::Checksum { .. })));
     }
 }

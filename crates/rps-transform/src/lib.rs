@@ -89,11 +89,10 @@ pub fn raw_is_input(e: &rps_store::raw::RawError) -> bool {
     match e {
         RawError::Store(s) => matches!(s, rps_store::StoreError::NotFound { .. }),
         RawError::Parquet(p) => !matches!(p, rps_store::parquet_io::ParquetError::Write(_)),
-        RawError::Manifest { .. } | RawError::Schema { .. } | RawError::IntervalMismatch { .. } => {
-            true
-        }
-        #[allow(unreachable_patterns)]
-        _ => false,
+        RawError::Manifest { .. }
+        | RawError::Schema { .. }
+        | RawError::IntervalMismatch { .. }
+        | RawError::Checksum { .. } => true,
     }
 }
 

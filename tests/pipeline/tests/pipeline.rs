@@ -230,7 +230,7 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing_behind() {
         "rps-quality",
         &[],
         5,
-        "nulls: 15 missing or non-finite values in column `close`",
+        "nulls: 15 missing values in column `close`",
     );
     let q = p.json("reports/quality.json");
     assert_eq!(q["passed"], false);
