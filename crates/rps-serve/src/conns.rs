@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -200,6 +200,9 @@ pub struct Registry {
     pub limits: Limits,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     next_id: AtomicU64,
+    /// Sockets not yet closed: the registered connections plus the shed ones whose task has
+    /// not ended yet.
+    sockets: AtomicUsize,
 }
 
 /// What [`Registry::admit`] decided.
@@ -222,6 +225,7 @@ impl Registry {
             limits,
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
+            sockets: AtomicUsize::new(0),
         }
     }
 
@@ -248,6 +252,7 @@ impl Registry {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(Conn::new(now));
         conns.insert(id, conn.clone());
+        self.sockets.fetch_add(1, Ordering::AcqRel);
         Admission::Admitted { id, conn, shed }
     }
 
@@ -272,9 +277,15 @@ impl Registry {
         true
     }
 
-    /// Forget a connection (its driver ended).
+    /// Forget a connection: its driver ended and its socket is closed.
     pub fn remove(&self, id: u64) {
         self.lock().remove(&id);
+        self.sockets.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Client sockets still open (shed ones included until their task ends).
+    pub fn sockets(&self) -> usize {
+        self.sockets.load(Ordering::Acquire)
     }
 }
 

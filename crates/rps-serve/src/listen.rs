@@ -24,6 +24,8 @@ use tower_service::Service as _;
 const HYPER_MAX_HEADERS: usize = 200;
 const HYPER_MAX_BUF: usize = 64 * 1024;
 
+/// Shed connections whose sockets may still be closing before the accept loop waits for them.
+const CLOSING_SLACK: usize = 16;
 /// Pause after an accept error other than a failed handshake (no busy loop).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// At most one warning per this interval for repeated accept errors.
@@ -74,7 +76,16 @@ pub async fn serve(
         suppressed: 0,
     };
     tokio::pin!(shutdown);
+    let socket_cap = registry.limits.max_connections + CLOSING_SLACK;
     loop {
+        // Shed connections close when their task next runs: wait (briefly) for them before
+        // taking another descriptor.
+        for _ in 0..100 {
+            if registry.sockets() <= socket_cap {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             r = listener.accept() => r,
@@ -169,7 +180,17 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(self, stream: tokio::net::TcpStream, mut stop: watch::Receiver<bool>) {
+    async fn run(self, stream: tokio::net::TcpStream, stop: watch::Receiver<bool>) {
+        // The socket is closed when `serve` returns; then the connection is forgotten.
+        self.serve(stream, stop).await;
+        self.registry.remove(self.id);
+        self.state
+            .metrics
+            .connections_open
+            .store(self.registry.open() as u64, Ordering::Relaxed);
+    }
+
+    async fn serve(&self, stream: tokio::net::TcpStream, mut stop: watch::Receiver<bool>) {
         let _ = stream.set_nodelay(true);
         let clock = self.registry.clock;
         let limits = self.registry.limits;
@@ -228,10 +249,5 @@ impl Driver {
                 }
             }
         }
-        self.registry.remove(self.id);
-        self.state
-            .metrics
-            .connections_open
-            .store(self.registry.open() as u64, Ordering::Relaxed);
     }
 }

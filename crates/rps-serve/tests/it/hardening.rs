@@ -94,9 +94,10 @@ fn a_slowloris_at_twice_the_fd_limit_does_not_starve_health_or_predict() {
     };
     let addr = server.addr;
     assert_eq!(timed_get(addr, "/health").0, 200);
+    let idle_fds = server.open_fds();
 
-    // A head trickled at 4 bytes/s is cut after the 2 s header timeout, never answered.
-    let cut = trickle_until_closed(addr, Duration::from_millis(250), Duration::from_secs(8));
+    // A head trickled at 1 byte/s is cut after the 2 s header timeout, never answered.
+    let cut = trickle_until_closed(addr, Duration::from_secs(1), Duration::from_secs(8));
     assert!(
         cut >= Duration::from_millis(1500) && cut < Duration::from_secs(5),
         "trickled head closed after {cut:?} (header timeout 2s)"
@@ -154,7 +155,7 @@ fn a_slowloris_at_twice_the_fd_limit_does_not_starve_health_or_predict() {
         log.join("\n")
     );
     eprintln!(
-        "slowloris: {} connections at fd limit {NOFILE}, slowest probe {worst:?}, {shed} shed, {} log lines",
+        "slowloris: {} connections at fd limit {NOFILE}, {idle_fds} fds before, slowest probe {worst:?}, {shed} shed, {} log lines",
         4 * NOFILE,
         log.len()
     );
