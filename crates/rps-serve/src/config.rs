@@ -89,6 +89,29 @@ pub struct Config {
     #[arg(long, env = "RPS_SERVE_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
+    /// Longest a client may take to send a complete request head (request line and headers),
+    /// counted from connect, or on a kept-alive connection from its first byte; the connection
+    /// is closed past it (slow-header clients).
+    #[arg(long, env = "RPS_SERVE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Longest a kept-alive connection may sit idle between requests (or unread after its
+    /// response) before it is closed.
+    #[arg(long, env = "RPS_SERVE_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Longest a client may take to send a request body, counted from the end of its head;
+    /// answered 408 `body_timeout` past it (a body shorter than its Content-Length).
+    #[arg(long, env = "RPS_SERVE_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// Most open client connections. Capped at the open-file limit minus 64 (the soft limit is
+    /// raised to the hard one at start). At the cap a new connection sheds the oldest one still
+    /// waiting for a request head or idle between requests, so a real client always gets in;
+    /// when every connection is busy with a request the new one is closed.
+    #[arg(long, env = "RPS_SERVE_MAX_CONNECTIONS", default_value_t = 2048)]
+    pub max_connections: usize,
+
     /// Rows in the sliding window behind `data_drift_ratio` and `feature_psi`.
     #[arg(long, env = "RPS_SERVE_DRIFT_WINDOW", default_value_t = 1000)]
     pub drift_window: usize,

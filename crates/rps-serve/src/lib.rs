@@ -18,7 +18,8 @@
 //!
 //! Every error is JSON: `{"error": {"code": "missing_feature", "message": "`features`: missing feature `har_24b`"}}`
 //! — 415 wrong content type, 400 malformed JSON, 422 unknown / missing / non-finite / non-numeric
-//! features or wrong length, 413 oversized body or batch, 503 not ready or timed out.
+//! features or wrong length, 413 oversized body or batch, 408 a body that does not arrive within
+//! `--body-timeout`, 414 / 431 an oversized request target or headers, 503 not ready or timed out.
 //!
 //! # Design
 //! - **Hot swap**: the live set sits in an [`arc_swap::ArcSwapOption`]; each request clones the
@@ -36,12 +37,20 @@
 //! - **Limits**: body size (`--body-limit`), batch size (`--max-batch`), a per-request timeout,
 //!   panics caught into a 500 JSON answer, and graceful shutdown on SIGTERM / SIGINT that lets
 //!   in-flight requests finish.
+//! - **Connections** (module `listen`, our accept loop over hyper instead of `axum::serve`): a
+//!   header-read timeout, an idle keep-alive timeout, a body timeout (408), and a connection cap
+//!   that fits the open-file limit; at the cap the oldest connection still waiting for a request
+//!   head (or idle) is shed, so slow or silent clients cannot starve `/health` and `/predict`.
 
+mod body;
 mod config;
+mod conns;
 mod drift;
 mod error;
+mod fdlimit;
 pub mod history;
 mod input;
+mod listen;
 mod metrics;
 mod routes;
 mod state;
@@ -154,15 +163,28 @@ async fn serve(
             }
         })
     });
-    let app = routes::router(state);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let c = &state.config;
+    let soft = fdlimit::soft_limit();
+    let limits = conns::Limits {
+        header_timeout: c.header_timeout,
+        idle_timeout: c.idle_timeout,
+        max_connections: fdlimit::connection_cap(c.max_connections, soft),
+    };
+    if limits.max_connections < c.max_connections {
+        tracing::info!(
+            max_connections = limits.max_connections,
+            open_file_limit = soft,
+            "--max-connections lowered to fit the open-file limit"
+        );
+    }
+    let registry = Arc::new(conns::Registry::new(limits));
+    let app = routes::router(state.clone());
+    listen::serve(state, listener, app, registry, shutdown).await;
     if let Some(p) = poller {
         p.abort();
     }
     tracing::info!("shut down");
-    result.map_err(ServeError::Io)
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -201,6 +223,9 @@ fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ServeError
 
 /// Run the service until SIGTERM / SIGINT. Blocks the calling thread.
 pub fn run(config: Config) -> Result<(), ServeError> {
+    // Every connection is a descriptor: use all the hard limit allows (the connection cap is
+    // derived from it).
+    fdlimit::raise_to_hard();
     let rt = runtime(config.workers)?;
     rt.block_on(async move {
         let state = prepare(config).await?;

@@ -2,6 +2,7 @@
 //! histograms on atomics. The request counter is keyed by the route *template* (`/predict`, not
 //! the raw URL; `unmatched` for unknown paths), so label cardinality stays bounded.
 
+use crate::conns::Closed;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::RwLock;
@@ -102,6 +103,12 @@ pub struct Metrics {
     pub reloads_failed: AtomicU64,
     pub last_reload: AtomicF64,
     pub start_time: f64,
+    /// Client connections open now.
+    pub connections_open: AtomicU64,
+    /// Connections the server closed itself, by [`Closed::index`].
+    pub connections_closed: [AtomicU64; 4],
+    /// Failed `accept` calls (out of descriptors, …).
+    pub accept_errors: AtomicU64,
 }
 
 impl Metrics {
@@ -117,6 +124,16 @@ impl Metrics {
             reloads_failed: AtomicU64::new(0),
             last_reload: AtomicF64::default(),
             start_time,
+            connections_open: AtomicU64::new(0),
+            connections_closed: Default::default(),
+            accept_errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Count a connection the server closed itself.
+    pub fn conn_closed(&self, why: Closed) {
+        if let Some(c) = self.connections_closed.get(why.index()) {
+            c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -235,6 +252,28 @@ impl Metrics {
             out,
             "process_start_time_seconds {}",
             fmt_f64(self.start_time)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP http_connections_open Client connections open.\n# TYPE http_connections_open gauge\nhttp_connections_open {}",
+            self.connections_open.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP http_connections_closed_total Connections the server closed itself: header_timeout, idle_timeout, shed (the oldest waiting one, at the connection limit) and refused (at the limit, every connection busy).\n# TYPE http_connections_closed_total counter"
+        );
+        for why in Closed::ALL {
+            let _ = writeln!(
+                out,
+                "http_connections_closed_total{{reason=\"{}\"}} {}",
+                why.as_str(),
+                self.connections_closed[why.index()].load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP http_accept_errors_total Failed accepts (out of file descriptors, ...).\n# TYPE http_accept_errors_total counter\nhttp_accept_errors_total {}",
+            self.accept_errors.load(Ordering::Relaxed)
         );
         write_process_metrics(out);
     }

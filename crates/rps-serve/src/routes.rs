@@ -1,10 +1,13 @@
 //! The HTTP routes and the middleware around them.
 
+use crate::body::{BodyWatch, DeadlineBody};
 use crate::error::ApiError;
 use crate::input;
 use crate::metrics::{escape, fmt_f64};
 use crate::state::{AppState, LiveSet, LoadError, Refreshed, Served};
+use axum::Extension;
 use axum::Router;
+use axum::body::Body;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Query, Request, State};
@@ -43,7 +46,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(middleware::from_fn_with_state(state.clone(), deadlines))
+        .layer(middleware::from_fn(head_limits))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -81,11 +85,26 @@ async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     resp
 }
 
-/// Answer 503 `timeout` when a request takes longer than `--request-timeout`.
-async fn timeout(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+/// The body deadline (`--body-timeout`, answered 408 by the handler that reads the body) and
+/// the request deadline: 503 `timeout` when handling takes longer than `--request-timeout` —
+/// but 408 `body_timeout` when the client was still sending its body then (its fault, not ours).
+async fn deadlines(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let limit = state.config.request_timeout;
+    let watch = Arc::new(BodyWatch::default());
+    let (mut parts, body) = req.into_parts();
+    let length = content_length(&parts.headers);
+    parts.extensions.insert(watch.clone());
+    let body = Body::new(DeadlineBody::new(
+        body,
+        state.config.body_timeout,
+        watch.clone(),
+    ));
+    let req = Request::from_parts(parts, body);
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
+        Err(_) if watch.is_reading() => {
+            body_timeout_error(state.config.body_timeout.min(limit), &watch, length).into_response()
+        }
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "timeout",
@@ -93,6 +112,69 @@ async fn timeout(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         )
         .into_response(),
     }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn body_timeout_error(
+    limit: std::time::Duration,
+    watch: &BodyWatch,
+    length: Option<u64>,
+) -> ApiError {
+    let of = length.map_or_else(String::new, |n| format!(" of the {n} announced"));
+    let mut e = ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        format!(
+            "the request body did not arrive within {limit:?} (--body-timeout): {} bytes received{of}",
+            watch.received()
+        ),
+    );
+    e.close = true;
+    e
+}
+
+/// Longest request target answered (414 `uri_too_long` past it).
+pub const MAX_URI: usize = 8 * 1024;
+/// Most header lines answered (431 `headers_too_large` past it).
+pub const MAX_HEADERS: usize = 100;
+/// Most bytes of header names and values answered (431 `headers_too_large` past it).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// 414 / 431 as JSON for heads hyper accepted but we will not serve; hyper answers (bare)
+/// only beyond its own, larger limits (module `listen`).
+async fn head_limits(req: Request, next: Next) -> Response {
+    let uri = req.uri().to_string().len();
+    if uri > MAX_URI {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is {uri} bytes; the limit is {MAX_URI}"),
+        )
+        .into_response();
+    }
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "{} header lines, {bytes} bytes; the limits are {MAX_HEADERS} lines and {MAX_HEADER_BYTES} bytes",
+                headers.len()
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -169,6 +251,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 async fn predict(
     State(state): State<Arc<AppState>>,
+    watch: Option<Extension<Arc<BodyWatch>>>,
     query: Result<Query<ModelQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -186,7 +269,9 @@ async fn predict(
         ));
     }
     let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(Extension(w)) = watch.as_ref().filter(|w| w.timed_out()) {
+            body_timeout_error(state.config.body_timeout, w, content_length(&headers))
+        } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -211,7 +211,9 @@ fn slow_requests_time_out_with_json() {
     let mut cfg = f.config();
     cfg.request_timeout = std::time::Duration::from_millis(300);
     let s = rps_serve::Server::spawn(cfg).unwrap();
-    // Send the head and part of the body, then stall: the body read runs into the timeout.
+    // Send the head and part of the body, then stall: the body read runs into the request
+    // timeout while the client is still sending — a client error, 408 (issue #21: it was a 503,
+    // which fired the 5xx alert).
     let mut tcp = std::net::TcpStream::connect(s.addr()).unwrap();
     tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
@@ -226,6 +228,6 @@ fn slow_requests_time_out_with_json() {
         buf.extend_from_slice(&chunk[..n]);
     }
     let text = String::from_utf8_lossy(&buf);
-    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
-    assert!(text.contains("\"code\":\"timeout\""), "{text}");
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"code\":\"body_timeout\""), "{text}");
 }

@@ -4,6 +4,8 @@
 
 mod dashboard;
 mod endpoints;
+mod fuzz;
+mod hardening;
 mod hotswap;
 mod input;
 mod liveset;

@@ -242,3 +242,205 @@ pub fn expect_error(resp: reqwest::blocking::Response, status: u16, code: &str) 
     assert_eq!(body["error"]["code"], code, "{body}");
     body["error"]["message"].as_str().unwrap().to_owned()
 }
+
+/// The `rps-serve` binary running as a child process (JSON logs collected), killed on drop.
+pub struct Spawned {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    /// Every log line after `listening`.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Spawned {
+    /// Start `rps-serve --registry <registry> --bind 127.0.0.1:0 --log-format json <args>`,
+    /// under `prlimit --nofile=N:N` when `nofile` is given; `None` when prlimit is missing.
+    pub fn start(registry: &str, args: &[&str], nofile: Option<u32>) -> Option<Self> {
+        use std::io::BufRead as _;
+        let exe = env!("CARGO_BIN_EXE_rps-serve");
+        let mut cmd = match nofile {
+            Some(n) => {
+                if std::process::Command::new("prlimit")
+                    .arg("--version")
+                    .output()
+                    .is_err()
+                {
+                    return None;
+                }
+                let mut c = std::process::Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(exe);
+                c
+            }
+            None => std::process::Command::new(exe),
+        };
+        for (k, _) in std::env::vars() {
+            if k.starts_with("RPS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("RUST_LOG", "info")
+            .args([
+                "--registry",
+                registry,
+                "--bind",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut listening = false;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if listening {
+                    sink.lock().unwrap().push(line);
+                } else if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "listening"
+                {
+                    listening = true;
+                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a `listening` log line")
+            .parse()
+            .unwrap();
+        Some(Self { child, addr, log })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The process's resident set size in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Open file descriptors of the process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(Iterator::count)
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One raw HTTP/1.1 exchange's answer: status, JSON body (if any), whether the server closes.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    pub fn closes(&self) -> bool {
+        self.headers
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close")
+    }
+}
+
+/// Read one response from `r` (`head_only`: the answer to HEAD, no body). `Ok(None)` on a
+/// clean EOF before any byte.
+pub fn read_response(
+    r: &mut impl std::io::BufRead,
+    head_only: bool,
+) -> std::io::Result<Option<RawResponse>> {
+    let mut head = String::new();
+    loop {
+        let mut line = Vec::new();
+        let n = r.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            if head.is_empty() {
+                return Ok(None);
+            }
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = String::from_utf8_lossy(&line).into_owned();
+        let end = line == "\r\n";
+        head.push_str(&line);
+        if end {
+            break;
+        }
+    }
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or(std::io::ErrorKind::InvalidData)?;
+    if (100..200).contains(&status) {
+        // 100 Continue: the real answer follows.
+        return read_response(r, head_only);
+    }
+    let lower = head.to_ascii_lowercase();
+    let mut body = Vec::new();
+    if !head_only && status >= 200 && status != 204 && status != 304 {
+        if let Some(len) = lower
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        {
+            body.resize(len, 0);
+            r.read_exact(&mut body)?;
+        } else if lower.contains("transfer-encoding: chunked") {
+            loop {
+                let mut size = String::new();
+                r.read_line(&mut size)?;
+                let n = usize::from_str_radix(size.trim(), 16)
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
+                let mut chunk = vec![0; n + 2];
+                r.read_exact(&mut chunk)?;
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+        } else {
+            r.read_to_end(&mut body)?;
+        }
+    }
+    Ok(Some(RawResponse {
+        status,
+        headers: head,
+        body,
+    }))
+}
+
+/// Send `request` on a fresh connection, close the write side, read the first response.
+pub fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> Option<RawResponse> {
+    use std::io::Write as _;
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = tcp.write_all(request);
+    let _ = tcp.shutdown(std::net::Shutdown::Write);
+    let mut r = std::io::BufReader::new(tcp);
+    read_response(&mut r, request.starts_with(b"HEAD "))
+        .ok()
+        .flatten()
+}
