@@ -90,9 +90,10 @@ test: setup-rust setup-python setup-tools ## install, start servers on loopback,
 	@bash scripts/test.sh "$(TARGET)" "$(BIN)" "$(VENV)"
 
 .PHONY: chaos
-chaos: build ## kill every file-writing stage at each commit point, at random, and on a full disk (needs strace, root for tmpfs)
+chaos: build ## the fault-injection suite: kills at every commit point, random kills, full disks, serve fuzz and slowloris (needs strace, root for tmpfs)
 	@command -v strace >/dev/null || { $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq strace >/dev/null; }
 	RPS_CHAOS_FULL=1 RPS_BIN_DIR=$(BIN) $(CARGO) test --release --locked --target $(TARGET) -p rps-pipeline-tests --test chaos -- --include-ignored --nocapture
+	RPS_BIN_DIR=$(BIN) $(CARGO) test --release --locked --target $(TARGET) -p rps-serve --test it -- --include-ignored --nocapture fuzz:: hardening::
 
 .PHONY: lint
 lint: ## rustfmt and clippy with warnings as errors

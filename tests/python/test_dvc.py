@@ -248,6 +248,13 @@ def test_experiment_is_compared_with_its_baseline(project):
     assert before[qlike] != after[qlike], "eta changed nothing?"
     assert exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["train"]["xgboost"]["eta"] == 0.1
 
+    # The experiment's evaluate decided and said so, but moved no alias: the champion is still
+    # the baseline's version (an experiment never becomes the production champion).
+    report = (repo / "reports/evaluate/evaluation.md").read_text()
+    assert "DVC experiment eta-0.1" in report and "never moves the registry's aliases" in report, report[-2000:]
+    aliases = json.loads((repo / ".rps/registry/btc-volatility/aliases.json").read_text())
+    assert aliases.get("champion") == 1 and "challenger" not in aliases, aliases
+
     # `dvc metrics diff`: the workspace (the experiment) against HEAD (the baseline).
     diff = json.loads(dvc(repo, "metrics", "diff", "--json", env=env))
     change = diff[metrics_file][qlike]

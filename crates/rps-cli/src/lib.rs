@@ -425,11 +425,42 @@ impl Home {
     }
 }
 
+/// The DVC experiment this stage runs in: `dvc exp run` (also `--temp` and `--queue`) sets
+/// `DVC_EXP_NAME` for the stage commands; `dvc repro` does not.
+pub fn dvc_experiment() -> Option<String> {
+    std::env::var("DVC_EXP_NAME")
+        .ok()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+}
+
+/// Run tags naming what DVC says about this run: `dvc_stage` under `dvc repro` and `dvc exp run`,
+/// `dvc_exp_name` and `dvc_exp_baseline_rev` (the commit the experiment starts from) under
+/// `dvc exp run` only.
+fn dvc_tags() -> Vec<(String, String)> {
+    [
+        ("DVC_STAGE", "dvc_stage"),
+        ("DVC_EXP_NAME", "dvc_exp_name"),
+        ("DVC_EXP_BASELINE_REV", "dvc_exp_baseline_rev"),
+    ]
+    .into_iter()
+    .filter_map(|(var, tag)| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (tag.to_owned(), v.trim().to_owned()))
+    })
+    .collect()
+}
+
 /// Run tags naming the data a stage read: the dataset URI and, for a local folder (what DVC
 /// tracks), DVC's own hash of it, equal to the `md5` that `dvc.lock` records for that input.
-/// A failure to hash is logged, never fatal: tags are for tracing, not for correctness.
+/// A failure to hash is logged, never fatal: tags are for tracing, not for correctness. Under
+/// DVC, the stage and experiment DVC names are added (`dvc_stage`, `dvc_exp_name`,
+/// `dvc_exp_baseline_rev`).
 pub fn data_tags(store: &dyn rps_store::ObjectStore) -> Vec<(String, String)> {
     let mut tags = vec![("data_uri".to_owned(), store.uri(""))];
+    tags.extend(dvc_tags());
     match rps_store::dvc::dir_md5(store) {
         Ok(Some(md5)) => tags.push(("dvc_md5".to_owned(), md5)),
         Ok(None) => {}

@@ -795,14 +795,41 @@ fn walk_forward_metrics(wf: &WalkForward) -> (Vec<(String, f64)>, Vec<MetricPoin
     (values, points)
 }
 
+/// Inside a DVC experiment (`dvc exp run` sets `DVC_EXP_NAME`) the decision is taken and
+/// reported, but never acted on: an experiment is not committed and may be thrown away, so it
+/// must not become the production champion. The report says what it would have done.
+fn in_experiment(mut d: Decision) -> Decision {
+    if let Some(name) = rps_cli::dvc_experiment() {
+        let would = if d.promoted {
+            "would be promoted"
+        } else {
+            "would not be promoted"
+        };
+        d.reason = format!(
+            "DVC experiment {name}: {would} ({}), but an experiment never moves the registry's aliases — keep it with `dvc exp apply {name}`, a commit and `dvc repro`",
+            d.reason
+        );
+        d.promoted = false;
+    }
+    d
+}
+
 /// Move the live-set aliases after an evaluation (README "Serving predictions": champion,
 /// challenger, baseline), then archive what retention lets go (`evaluate.keep_versions`).
+/// Nothing moves inside a DVC experiment ([`in_experiment`]).
 fn record_live_set(
     registry: &dyn rps_tracking::Registry,
     info: &VersionInfo,
     promoted: bool,
     params: &Params,
 ) -> Result<(), EvaluateError> {
+    if let Some(name) = rps_cli::dvc_experiment() {
+        tracing::warn!(
+            experiment = %name,
+            "DVC experiment: the registry's aliases are left as they are"
+        );
+        return Ok(());
+    }
     let live = rps_tracking::live::record_evaluation(registry, &info.name, info.version, promoted)?;
     tracing::info!(model = %info.name, ?live, "live set");
     rps_tracking::live::retain(registry, &info.name, params.evaluate.keep_versions)?;
@@ -898,13 +925,13 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
             let metric = params.evaluate.primary_metric;
             let challenger_loss = loss(e.score("model").unwrap_or_else(|| unreachable!()), metric);
             let champion = champion_loss(registry.as_ref(), &info.name, &params, &ds, metric)?;
-            let decision = decide(
+            let decision = in_experiment(decide(
                 info.version,
                 challenger_loss,
                 champion,
                 metric,
                 params.evaluate.promotion_margin,
-            );
+            ));
             let out = rps_store::open(&args.report_dir)?;
             rps_store::commit::sweep_stale_temp(out.as_ref());
             let mut json = serde_json::Map::new();
@@ -1103,12 +1130,12 @@ fn run_signal(
     let e = signal::evaluate_signal(ds, cols, model)?;
     let macro_f1 = e.score("model").map_or(f64::NAN, |s| s.macro_f1);
     let champion = signal::champion_macro_f1(registry, &info.name, ds, cols)?;
-    let decision = signal::decide_signal(
+    let decision = in_experiment(signal::decide_signal(
         info.version,
         macro_f1,
         champion,
         params.evaluate.promotion_margin,
-    );
+    ));
     let out = rps_store::open(report_dir)?;
     rps_store::commit::sweep_stale_temp(out.as_ref());
     let metrics_json = serde_json::to_vec_pretty(&signal::metrics_json(&e, params, &decision)?)?;

@@ -25,13 +25,15 @@ ENDPOINTS:
   GET  /api/history?symbol=BTC-USD&hours=168  the dashboard's data (needs --database-url)
   POST /refresh  reload the alias from the registry (Authorization: Bearer <token>)
 
-EXIT CODES:
+EXIT CODES (the table every rps command shares):
   0  clean shutdown (SIGTERM / SIGINT, in-flight requests drained)
-  1  unexpected runtime error
+  1  unexpected runtime error (a bug)
   2  usage error (unknown flag, bad value)
-  3  no model could be loaded at startup (see --wait-for-model)
-  4  the bind address could not be bound (in use, no permission)
-  5  invalid configuration (bad registry URI, empty token)";
+  3  bad configuration: an empty token, a bad registry URI, a --bind address that cannot be
+     bound (in use, no permission)
+  4  no model could be loaded at startup (nothing trained or promoted yet; see --wait-for-model)
+  6  the registry's server (MLflow, S3) failed after retries
+  7  the registry's storage failed";
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -257,7 +259,9 @@ mod tests {
 pub enum RealizedEstimator {
     /// Parkinson's high-low range ([`rps_core::volatility::parkinson`]).
     Parkinson,
-    /// Garman–Klass open-high-low-close ([`rps_core::volatility::garman_klass`]).
+    /// Garman–Klass open-high-low-close ([`rps_core::volatility::garman_klass`]); also
+    /// `garman_klass`, as params.yaml's `target.estimator` spells it.
+    #[value(alias = "garman_klass")]
     GarmanKlass,
 }
 

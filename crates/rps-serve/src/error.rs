@@ -28,13 +28,20 @@ pub enum ServeError {
 }
 
 impl ServeError {
-    /// The process exit code documented in `--help` (EXIT CODES).
+    /// The process exit code, from the one table every RPS command uses (`rps_cli::exit`, in
+    /// `--help` and docs/exit-codes.md).
     pub fn exit_code(&self) -> u8 {
+        use rps_cli::exit;
         match self {
-            ServeError::Io(_) => 1,
-            ServeError::NoModel(_) => 3,
-            ServeError::Bind { .. } => 4,
-            ServeError::Config(_) | ServeError::Registry { .. } => 5,
+            ServeError::Io(_) => exit::INTERNAL,
+            ServeError::Config(_) | ServeError::Bind { .. } => exit::CONFIG,
+            ServeError::NoModel(_) => exit::INPUT,
+            ServeError::Registry { source, .. } => match source {
+                rps_store::StoreError::Unsupported { .. }
+                | rps_store::StoreError::InvalidKey { .. } => exit::CONFIG,
+                rps_store::StoreError::Remote { .. } => exit::REMOTE,
+                _ => exit::STORAGE,
+            },
         }
     }
 }

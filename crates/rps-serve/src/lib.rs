@@ -72,8 +72,15 @@ pub fn init_tracing(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // Colours only on a terminal without NO_COLOR: never in pod logs, pipes or CI.
+        LogFormat::Human => builder
+            .with_ansi(rps_cli::ColorChoice::Auto.enabled())
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_ansi(false)
+            .try_init(),
     };
 }
 

@@ -194,10 +194,10 @@ fn not_ready_until_a_model_arrives() {
 }
 
 #[test]
-fn startup_without_a_model_fails_with_exit_code_3() {
+fn startup_without_a_model_fails_with_exit_code_4() {
     let f = Fixture::empty();
     let err = rps_serve::Server::spawn(f.config()).unwrap_err();
-    assert_eq!(err.exit_code(), 3, "{err}");
+    assert_eq!(err.exit_code(), 4, "{err}");
     assert!(err.to_string().contains("champion"), "{err}");
 }
 

@@ -67,6 +67,8 @@ fn help_documents_exit_codes_and_usage_errors_exit_2() {
 
 #[test]
 fn binary_exit_codes_for_no_model_and_bind_failure() {
+    // The shared table: no model is missing upstream output (4), an unusable --bind is a
+    // configuration error (3).
     let empty = Fixture::empty();
     let out = bin()
         .args(["--registry", &empty.path(), "--bind", "127.0.0.1:0"])
@@ -74,7 +76,7 @@ fn binary_exit_codes_for_no_model_and_bind_failure() {
         .unwrap();
     assert_eq!(
         out.status.code(),
-        Some(3),
+        Some(4),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -88,7 +90,7 @@ fn binary_exit_codes_for_no_model_and_bind_failure() {
         .unwrap();
     assert_eq!(
         out.status.code(),
-        Some(4),
+        Some(3),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
