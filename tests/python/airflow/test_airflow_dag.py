@@ -63,6 +63,7 @@ class FakeRun:
 
 
 def render(task, **context):
+    context.setdefault("run_id", "manual__test")  # Airflow always has one
     task.render_template_fields(context, jinja_env=task.dag.get_template_env())
     return task
 
