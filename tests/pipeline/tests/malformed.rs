@@ -1,7 +1,7 @@
 //! The malformed-input corpus (tests/data/malformed, one file per defect class) and the other
 //! attacks on the quality gate and the raw dataset: each must stop the pipeline with its exit
 //! code and a message naming the check and the row; the real data must still pass.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use rps_pipeline_tests::{Output, Project, bin_dir, btc_params, repo_root, shared_data};
 use std::path::PathBuf;
