@@ -134,7 +134,8 @@ def test_runs_name_their_dataset_and_the_version_says_where_it_came_from(mlflow_
     ds = inputs[0].dataset
     assert ds.name == "features/BTC-USD"
     assert ds.digest and len(ds.digest) <= 36
-    assert json.loads(ds.source)["uri"].endswith("data/features/BTC-USD")
+    source = json.loads(ds.source)["uri"].rstrip("/")
+    assert source.endswith(".rps/data/features/BTC-USD") and source.startswith("/"), source
     assert [t.value for t in inputs[0].tags if t.key == "mlflow.data.context"] == ["training"]
 
     champion = client.get_model_version_by_alias(MODEL, "champion")

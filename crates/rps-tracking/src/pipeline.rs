@@ -107,8 +107,16 @@ pub fn dataset_input(
         "evaluate" => "evaluation",
         _ => "source",
     };
+    // A local folder is named by its absolute path: the UI is read away from the stage's cwd.
+    let uri = if uri.contains("://") {
+        uri.clone()
+    } else {
+        std::path::Path::new(uri)
+            .canonicalize()
+            .map_or_else(|_| uri.clone(), |p| p.display().to_string())
+    };
     Some(DatasetInput {
-        dataset: Dataset::at(&name, uri, digest),
+        dataset: Dataset::at(&name, &uri, digest),
         context: context.to_owned(),
     })
 }
