@@ -161,11 +161,17 @@ done
 grep -q 'promoted to champion' "$work/reports/evaluation.md" || fail "evaluation.md has no promotion"
 echo "extract, quality, transform, train, evaluate: ok in $((SECONDS - t)) s (files owned by $(stat -c %u:%g "$work/reports/quality.json"))"
 
-phase "rps serve inside the image"
+phase "rps serve inside the image (docs/deploy.md: -v \"\$PWD/.rps:/work/.rps:ro\" rps serve)"
+# As on a host where another user ran the pipeline: the home belongs to root now, and the image's
+# user 65532 reads it through a read-only mount. What RPS writes follows the umask (0644 files,
+# 0755 folders under 022), so that works; tempfile's 0600 once made it fail.
+chown -R 0:0 "$work/.rps"
+unreadable=$(find "$work/.rps" \( -type f ! -perm -o+r \) -o \( -type d ! -perm -o+rx \) | head -5)
+[[ -z "$unreadable" ]] || fail "files other users cannot read: $unreadable"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # Called directly (not through a function) so that $! is buildah itself, which passes SIGTERM on.
 buildah --root "$state/storage" --runroot "$state/run" --storage-driver vfs run --isolation chroot \
-  --volume "$work/.rps:/work/.rps:ro" "$ctr" -- /rps serve --registry /work/.rps/registry --bind "127.0.0.1:$port" \
+  --volume "$work/.rps:/work/.rps:ro" --workingdir /work "$ctr" -- /rps serve --bind "127.0.0.1:$port" \
   >"$state/serve.log" 2>&1 &
 serve_pid=$!
 ready=

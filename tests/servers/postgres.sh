@@ -5,6 +5,7 @@
 #
 #   postgres.sh start VENV_PYTHON STATE_DIR   # prints `export RPS_TEST_DATABASE_URL=…` on stdout
 #   postgres.sh stop STATE_DIR
+#   postgres.sh restart STATE_DIR [DOWN_SECS]  # fast shutdown, DOWN_SECS down, start on the same port
 #
 # RPS_TEST_DATABASE_URL points at the `postgres` database; each test creates databases of its
 # own there. A second `start` with the same STATE_DIR reuses the running server, so several
@@ -31,7 +32,7 @@ stop_pg() {
   if [[ -f "$pgdata/postmaster.pid" ]]; then
     as_owner pg_ctl -D "$pgdata" -m immediate -w stop >/dev/null 2>&1 || true
   fi
-  rm -rf "$pgdata" "$STATE/pg/data.path" "$STATE/pg/env.sh"
+  rm -rf "$pgdata" "$STATE/pg/data.path" "$STATE/pg/env.sh" "$STATE/pg/port"
 }
 
 case "${1:-}" in
@@ -59,9 +60,23 @@ case "${1:-}" in
     as_owner pg_ctl -D "$pgdata" -l "$pgdata/server.log" -w -t "$READY_TIMEOUT" \
       -o "-p $port -k $pgdata -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null \
       || { tail -n 30 "$pgdata/server.log" >&2; stop_pg; die "PostgreSQL did not start"; }
+    echo "$port" >"$STATE/pg/port"
     echo "export RPS_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$port/postgres" >"$STATE/pg/env.sh"
     echo "postgres.sh: ready on :$port" >&2
     cat "$STATE/pg/env.sh"
+    ;;
+  restart)
+    # The outage tests: clients see an admin shutdown, then refused connections, then the
+    # same server (same data, same port) again.
+    [[ $# -ge 2 ]] || die "usage: postgres.sh restart STATE_DIR [DOWN_SECS]"
+    STATE="$(cd "$2" && pwd)"
+    pgdata="$(cat "$STATE/pg/data.path")" port="$(cat "$STATE/pg/port")"
+    as_owner pg_ctl -D "$pgdata" -m fast -w stop >/dev/null
+    sleep "${3:-0}"
+    as_owner pg_ctl -D "$pgdata" -l "$pgdata/server.log" -w -t "$READY_TIMEOUT" \
+      -o "-p $port -k $pgdata -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null \
+      || { tail -n 30 "$pgdata/server.log" >&2; die "PostgreSQL did not come back"; }
+    echo "postgres.sh: restarted on :$port" >&2
     ;;
   stop)
     [[ $# -eq 2 ]] || die "usage: postgres.sh stop STATE_DIR"
@@ -69,5 +84,5 @@ case "${1:-}" in
     STATE="$(cd "$2" && pwd)"
     stop_pg
     ;;
-  *) die "usage: postgres.sh start VENV_PYTHON STATE_DIR | postgres.sh stop STATE_DIR" ;;
+  *) die "usage: postgres.sh start VENV_PYTHON STATE_DIR | postgres.sh stop STATE_DIR | postgres.sh restart STATE_DIR [DOWN_SECS]" ;;
 esac

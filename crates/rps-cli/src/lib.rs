@@ -191,6 +191,17 @@ pub fn finish<E: StageError>(result: Result<(), E>) -> ExitCode {
     }
 }
 
+/// The error and its causes on one line (`message: cause: cause`), for a warning that is
+/// logged and survived rather than reported by [`finish`].
+#[must_use]
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let (message, causes) = chain(e);
+    std::iter::once(message)
+        .chain(causes)
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 /// The error's message and its causes, leaving out a cause whose text the line above already
 /// holds (`#[error("…: {source}")]` wrappers repeat their source).
 fn chain(e: &dyn std::error::Error) -> (String, Vec<String>) {

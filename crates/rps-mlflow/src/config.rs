@@ -16,6 +16,12 @@ pub const ENV_PASSWORD: &str = "MLFLOW_TRACKING_PASSWORD";
 pub const ENV_TOKEN: &str = "MLFLOW_TRACKING_TOKEN";
 /// `MLFLOW_EXPERIMENT_NAME`: default experiment.
 pub const ENV_EXPERIMENT_NAME: &str = "MLFLOW_EXPERIMENT_NAME";
+/// Retries per request after the first try (the Python client's variable; default 7).
+pub const ENV_MAX_RETRIES: &str = "MLFLOW_HTTP_REQUEST_MAX_RETRIES";
+/// Seconds before the first retry, doubled each time (the Python client's variable; default 2).
+pub const ENV_BACKOFF_FACTOR: &str = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR";
+/// Timeout of one request in seconds (the Python client's variable; default 120).
+pub const ENV_TIMEOUT: &str = "MLFLOW_HTTP_REQUEST_TIMEOUT";
 
 /// How requests authenticate. `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -61,6 +67,10 @@ impl fmt::Debug for Auth {
 }
 
 /// Bounded, capped exponential back-off with jitter, applied to 5xx, 429 and connection errors.
+///
+/// The default is the Python client's: 7 retries, 2 s doubling, at most 120 s apart (each delay
+/// jittered into its upper half), so a server that is down or rate-limits for a minute or two is
+/// ridden out (at least ≈ 2 minutes of retrying before a request gives up).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Total tries per request, including the first (≥ 1).
@@ -74,9 +84,9 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(8),
+            max_attempts: 8,
+            base_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(120),
         }
     }
 }
@@ -183,6 +193,30 @@ impl MlflowConfig {
             (None, None, None) => Auth::None,
         };
         config.experiment_name = get(ENV_EXPERIMENT_NAME);
+        let number = |name: &str| -> Result<Option<f64>> {
+            get(name)
+                .map(|v| {
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|x| x.is_finite() && *x >= 0.0 && *x <= 86_400.0)
+                        .ok_or_else(|| {
+                            MlflowError::Config(format!(
+                                "{name}={v:?} is not a number of seconds or retries (0 to 86400)"
+                            ))
+                        })
+                })
+                .transpose()
+        };
+        if let Some(n) = number(ENV_MAX_RETRIES)? {
+            // Whole retries; 1 + n tries in all.
+            config.retry.max_attempts = 1 + n as u32;
+        }
+        if let Some(f) = number(ENV_BACKOFF_FACTOR)? {
+            config.retry.base_delay = Duration::from_secs_f64(f);
+        }
+        if let Some(t) = number(ENV_TIMEOUT)? {
+            config.timeout = Duration::from_secs_f64(t.max(1.0));
+        }
         Ok(Some(config))
     }
 
@@ -306,5 +340,35 @@ mod tests {
         assert!(d0 >= Duration::from_millis(50) && d0 <= Duration::from_millis(100));
         let d10 = p.delay(10);
         assert!(d10 >= Duration::from_millis(500));
+    }
+
+    #[test]
+    fn the_python_clients_retry_variables_are_honoured_and_checked() -> Result<()> {
+        let c = MlflowConfig::from_lookup(lookup(&[(ENV_TRACKING_URI, "http://x")]))?
+            .ok_or_else(|| MlflowError::Config("expected a config".into()))?;
+        // The defaults ride out a two-minute outage: the smallest total wait of 7 retries.
+        let least: Duration = (0..c.retry.max_attempts - 1)
+            .map(|r| (c.retry.base_delay * 2_u32.pow(r)).min(c.retry.max_delay) / 2)
+            .sum();
+        assert!(least >= Duration::from_secs(120), "{least:?}");
+        let c = MlflowConfig::from_lookup(lookup(&[
+            (ENV_TRACKING_URI, "http://x"),
+            (ENV_MAX_RETRIES, "0"),
+            (ENV_BACKOFF_FACTOR, "0.5"),
+            (ENV_TIMEOUT, "10"),
+        ]))?
+        .ok_or_else(|| MlflowError::Config("expected a config".into()))?;
+        assert_eq!(c.retry.max_attempts, 1);
+        assert_eq!(c.retry.base_delay, Duration::from_millis(500));
+        assert_eq!(c.timeout, Duration::from_secs(10));
+        for (name, value) in [(ENV_MAX_RETRIES, "many"), (ENV_TIMEOUT, "-1")] {
+            let e =
+                MlflowConfig::from_lookup(lookup(&[(ENV_TRACKING_URI, "http://x"), (name, value)]));
+            assert!(
+                matches!(e, Err(MlflowError::Config(m)) if m.contains(name)),
+                "{name}"
+            );
+        }
+        Ok(())
     }
 }

@@ -249,12 +249,13 @@ impl ObjectStore for LocalStore {
         // The name carries the writer's pid and host, so a later run can tell a killed writer's
         // leftover from a live one's ([`temp_is_stale`]).
         let suffix = format!(".{}.{}", std::process::id(), hostname());
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .rand_bytes(6)
-            .suffix(&suffix)
-            .tempfile_in(dir)
-            .map_err(self.io(key))?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".tmp-").rand_bytes(6).suffix(&suffix);
+        // rw for all, less the umask, like any file a tool writes (tempfile's own 0600 would
+        // keep a read-only container user from the models a host run wrote).
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let mut tmp = builder.tempfile_in(dir).map_err(self.io(key))?;
         tmp.write_all(bytes).map_err(self.io(key))?;
         tmp.as_file().sync_all().map_err(self.io(key))?;
         tmp.persist(&path).map_err(|e| StoreError::Io {
@@ -333,6 +334,26 @@ impl ObjectStore for LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Files get the mode any tool would give them under the process umask (0644 under the
+    /// usual 022), not tempfile's 0600: a container user other than the writer can read them.
+    #[cfg(unix)]
+    #[test]
+    fn written_files_follow_the_umask_not_0600() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path().to_str().unwrap()).unwrap();
+        s.put("m/model.json", b"{}").unwrap();
+        let reference = dir.path().join("m/reference");
+        std::fs::write(&reference, b"{}").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("m/model.json")), mode(&reference));
+        assert_ne!(
+            mode(&reference) & 0o044,
+            0,
+            "the test runs under a umask that hides reads"
+        );
+    }
 
     #[test]
     fn local_store_round_trip() {

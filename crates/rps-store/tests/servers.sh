@@ -49,6 +49,7 @@ case "${1:-}" in
     {
       echo "export RPS_TEST_S3_ENDPOINT=http://127.0.0.1:$port"
       echo "export RPS_TEST_S3_BUCKET=rps-test"
+      echo "export RPS_TEST_MOTO_SERVER=$moto_server"
     } >"$STATE/s3/env.sh"
     echo "servers.sh (s3): moto ready on :$port, bucket rps-test" >&2
     cat "$STATE/s3/env.sh"

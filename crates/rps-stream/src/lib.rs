@@ -11,6 +11,7 @@
 //!   set and write only the rows that are missing or whose alias moved.
 //! - `migrate`: apply the SQL migrations (`consume` does it too).
 
+mod consume;
 pub mod db;
 pub mod kafka;
 pub mod live;
@@ -23,9 +24,9 @@ use online::OnlineFeatures;
 use rps_cli::{CommonArgs, Home, StageError, exit};
 use rps_core::candle::Candle;
 use rps_core::params::Params;
-use rskafka::client::partition::{Compression, OffsetAt, PartitionClient};
+use rskafka::client::partition::Compression;
 use rskafka::record::Record;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// The EXIT CODES section of `rps stream --help`.
@@ -37,8 +38,9 @@ pub const EXIT_HELP: &str = "EXIT CODES:
   3  bad configuration (params.yaml, flags, no database URL, missing topic; produce --follow:
      the market API refused the request, e.g. an unknown symbol)
   4  bad input data (the candle file of produce)
-  6  Kafka, PostgreSQL or the market API failed (after retries; produce --follow: after
-     --max-failures failed polls in a row, or at once on an IP ban)
+  6  Kafka, PostgreSQL or the market API failed (after retries; consume: unreachable for
+     --reconnect-secs; produce --follow: after --max-failures failed polls in a row, or at
+     once on an IP ban)
   7  storage failed (the model registry's store)
   8  no live model (consume, reconcile) or a prediction failed
 
@@ -151,6 +153,11 @@ pub struct ConsumeArgs {
     /// committed batch — so `rps probe --file PATH --max-age 120` fails once the consumer hangs.
     #[arg(long, env = "RPS_STREAM_HEARTBEAT_FILE")]
     pub heartbeat_file: Option<std::path::PathBuf>,
+    /// Ride out a lost Kafka broker or PostgreSQL server: reconnect (1 s, 2 s, 4 s … 30 s
+    /// apart) and resume from the committed offsets, giving up (exit 6) after this many seconds
+    /// without a committed batch. 0 exits at the first failure (leave restarts to Kubernetes).
+    #[arg(long, default_value_t = 300)]
+    pub reconnect_secs: u64,
     /// Testing aid: hold every transaction open this long before COMMIT (the crash test kills
     /// the consumer inside open transactions, whatever the build's speed).
     #[arg(long, hide = true, default_value_t = 0)]
@@ -224,51 +231,18 @@ pub enum StreamError {
     },
     #[error(transparent)]
     Market(#[from] rps_market::MarketError),
+    #[error("Kafka or PostgreSQL stayed unreachable for {secs} s (--reconnect-secs)")]
+    Outage {
+        secs: u64,
+        #[source]
+        last: Box<StreamError>,
+    },
     #[error("{failures} polls of the market in a row failed (--max-failures)")]
     PollsFailed {
         failures: u32,
         #[source]
         last: Box<StreamError>,
     },
-}
-
-/// The consumer's liveness file (`--heartbeat-file`): the current Unix time, rewritten at most
-/// every [`Heartbeat::EVERY`].
-struct Heartbeat {
-    path: std::path::PathBuf,
-    last: Instant,
-}
-
-impl Heartbeat {
-    const EVERY: Duration = Duration::from_secs(10);
-
-    fn start(path: &std::path::Path) -> Result<Self, StreamError> {
-        write_heartbeat(path).map_err(|source| StreamError::Heartbeat {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Ok(Self {
-            path: path.to_owned(),
-            last: Instant::now(),
-        })
-    }
-
-    fn beat(&mut self) {
-        if self.last.elapsed() < Self::EVERY {
-            return;
-        }
-        self.last = Instant::now();
-        if let Err(e) = write_heartbeat(&self.path) {
-            tracing::warn!(path = %self.path.display(), error = %e, "could not write the heartbeat file");
-        }
-    }
-}
-
-fn write_heartbeat(path: &std::path::Path) -> std::io::Result<()> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    std::fs::write(path, format!("{now}\n"))
 }
 
 impl StageError for StreamError {
@@ -287,7 +261,7 @@ impl StageError for StreamError {
                 | rps_market::MarketError::Setup { .. },
             ) => exit::CONFIG,
             Self::Market(_) => exit::REMOTE,
-            Self::PollsFailed { last, .. } => last.exit_code(),
+            Self::PollsFailed { last, .. } | Self::Outage { last, .. } => last.exit_code(),
         }
     }
 }
@@ -346,7 +320,7 @@ pub fn run(args: &Args) -> Result<(), StreamError> {
     let settings = Settings::new(args)?;
     match &args.command {
         Command::Produce(a) => runtime()?.block_on(produce(&settings, a)),
-        Command::Consume(a) => consume(&settings, a),
+        Command::Consume(a) => consume::consume(&settings, a),
         Command::Reconcile(a) => reconcile(&settings, a),
         Command::Migrate => runtime()?.block_on(async {
             let url = settings.database_url.as_deref().ok_or_else(|| {
@@ -441,231 +415,6 @@ fn load_live(
         });
     }
     Ok(live)
-}
-
-/// Stops the consumer between batches on SIGTERM or Ctrl-C.
-fn shutdown_flag() -> tokio::sync::watch::Receiver<bool> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "no SIGTERM handler");
-                        let _ = ctrl_c.await;
-                        let _ = tx.send(true);
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        tracing::info!("stopping after the current batch");
-        let _ = tx.send(true);
-    });
-    rx
-}
-
-/// Totals of a consume run.
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    messages: u64,
-    bad: u64,
-    replayed: u64,
-    predictions: u64,
-    batches: u64,
-}
-
-fn consume(s: &Settings, a: &ConsumeArgs) -> Result<(), StreamError> {
-    let sp = &s.params.stream;
-    let consumer = a.consumer.clone().unwrap_or_else(|| sp.consumer.clone());
-    let aliases = a.aliases.clone().unwrap_or_else(|| sp.aliases.clone());
-    let batch_size = a.batch_size.unwrap_or(sp.batch_size).max(1);
-    let template = OnlineFeatures::new(&s.params, sp.history_bars)?;
-    let features = template.names().to_vec();
-    // The registry may be a blocking HTTP client: load outside the async runtime.
-    let mut live = load_live(s, &aliases, &features)?;
-    tracing::info!("live models: {}", live::describe(&live));
-    let rt = runtime()?;
-    rt.block_on(async {
-        let mut db = s.db().await?;
-        db.commit_delay = Duration::from_millis(a.commit_delay_ms);
-        let client = kafka::connect(&s.brokers, s.kafka_timeout).await?;
-        let parts = kafka::topic_partitions(&client, &s.topic, sp.partitions, true).await?;
-        let mut readers: Vec<(PartitionClient, i32, i64)> = Vec::new();
-        for p in parts {
-            let pc = kafka::partition(&client, &s.topic, p).await?;
-            let next = match db.next_offset(&consumer, &s.topic, p).await? {
-                Some(o) => o,
-                None => pc
-                    .get_offset(OffsetAt::Earliest)
-                    .await
-                    .map_err(kafka::kafka_err("read the earliest offset"))?,
-            };
-            tracing::info!(consumer, topic = s.topic, partition = p, next, "resuming");
-            readers.push((pc, p, next));
-        }
-        let stop = shutdown_flag();
-        // The first write fails loudly (a read-only path would make every probe fail); later
-        // ones only warn, and the probe sees the file age.
-        let mut heartbeat = a.heartbeat_file.as_deref().map(Heartbeat::start).transpose()?;
-        let mut builders: HashMap<String, OnlineFeatures> = HashMap::new();
-        let mut counts = Counts::default();
-        let started = Instant::now();
-        let mut last_message = Instant::now();
-        let mut last_refresh = Instant::now();
-        'outer: loop {
-            if *stop.borrow() {
-                break;
-            }
-            if last_refresh.elapsed() >= Duration::from_secs(a.refresh_secs.max(1)) {
-                last_refresh = Instant::now();
-                live = refresh_live(s, &aliases, &features, live).await?;
-            }
-            if let Some(h) = &mut heartbeat {
-                h.beat();
-            }
-            let mut got_any = false;
-            for (pc, p, next) in &mut readers {
-                let (mut records, _high) = pc
-                    .fetch_records(*next, 1..4_000_000, 200)
-                    .await
-                    .map_err(kafka::kafka_err("fetch"))?;
-                records.retain(|r| r.offset >= *next);
-                records.sort_by_key(|r| r.offset);
-                // Nothing may be skipped: a gap would silently lose bars (the topic is not
-                // compacted and not transactional, so offsets are dense).
-                if let Some(first) = records.first()
-                    && first.offset != *next
-                {
-                    return Err(StreamError::Gap {
-                        topic: s.topic.clone(),
-                        partition: *p,
-                        expected: *next,
-                        got: first.offset,
-                    });
-                }
-                if let Some(max) = a.max_messages {
-                    let left = usize::try_from(max.saturating_sub(counts.messages))
-                        .unwrap_or(usize::MAX);
-                    records.truncate(left);
-                }
-                for chunk in records.chunks(batch_size) {
-                    let mut candles = Vec::with_capacity(chunk.len());
-                    let mut predictions = Vec::new();
-                    for r in chunk {
-                        counts.messages += 1;
-                        let Some(msg) = kafka::CandleMessage::decode(&r.record) else {
-                            counts.bad += 1;
-                            tracing::warn!(partition = *p, offset = r.offset, "not a candle message: skipped");
-                            continue;
-                        };
-                        let candle = msg.candle();
-                        if !builders.contains_key(&msg.symbol) {
-                            let mut b = template.clone();
-                            let limit = i64::try_from(sp.history_bars).unwrap_or(i64::MAX);
-                            b.seed(db.candles(&msg.symbol, None, Some(limit)).await?);
-                            builders.insert(msg.symbol.clone(), b);
-                        }
-                        let Some(builder) = builders.get_mut(&msg.symbol) else {
-                            continue;
-                        };
-                        match builder.push(candle) {
-                            Some(row) => {
-                                let t = db::to_time(row.ts)?;
-                                for m in &live {
-                                    predictions.push(m.prediction(&msg.symbol, t, &row.values)?);
-                                }
-                            }
-                            None => counts.replayed += 1,
-                        }
-                        candles.push((msg.symbol, candle));
-                    }
-                    let Some(last) = chunk.last() else { continue };
-                    let next_offset = last.offset + 1;
-                    counts.predictions += db
-                        .commit_batch(&candles, &predictions, &[(&consumer, &s.topic, *p, next_offset)])
-                        .await?;
-                    counts.batches += 1;
-                    *next = next_offset;
-                    got_any = true;
-                    if let Some(h) = &mut heartbeat {
-                        h.beat();
-                    }
-                }
-                if a.max_messages.is_some_and(|m| counts.messages >= m) {
-                    break 'outer;
-                }
-            }
-            if got_any {
-                last_message = Instant::now();
-            } else if a
-                .idle_exit
-                .is_some_and(|secs| last_message.elapsed().as_secs_f64() >= secs)
-            {
-                tracing::info!("no new message for {:?} s: stopping", a.idle_exit);
-                break;
-            }
-        }
-        let secs = started.elapsed().as_secs_f64();
-        tracing::info!(
-            "consumed {} messages ({} bad, {} replayed bars) in {} transactions; {} prediction rows written; {secs:.1} s, {:.0} messages/s",
-            counts.messages,
-            counts.bad,
-            counts.replayed,
-            counts.batches,
-            counts.predictions,
-            counts.messages as f64 / secs.max(1e-9)
-        );
-        Ok(())
-    })
-}
-
-/// Re-read the aliases (blocking registry calls off the async threads); keep the old set when
-/// the registry fails or no alias is left.
-async fn refresh_live(
-    s: &Settings,
-    aliases: &[String],
-    features: &[String],
-    old: Vec<live::LiveModel>,
-) -> Result<Vec<live::LiveModel>, StreamError> {
-    let home = s.home.clone();
-    let names = live::model_names(&s.params);
-    let (aliases, features) = (aliases.to_vec(), features.to_vec());
-    let fresh = tokio::task::spawn_blocking(move || {
-        let registry = home.registry()?;
-        live::load_all(registry.as_ref(), &names, &aliases, &features)
-    })
-    .await
-    .map_err(|e| StreamError::Join(e.to_string()))?;
-    match fresh {
-        Ok(new) if !new.is_empty() => {
-            let key = |l: &[live::LiveModel]| {
-                l.iter()
-                    .map(|m| (m.version, m.alias.clone()))
-                    .collect::<Vec<_>>()
-            };
-            if key(&new) != key(&old) {
-                tracing::info!("live models now: {}", live::describe(&new));
-            }
-            Ok(new)
-        }
-        Ok(_) => {
-            tracing::warn!("no live alias left in the registry: keeping the previous models");
-            Ok(old)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "could not refresh the live models: keeping the previous ones");
-            Ok(old)
-        }
-    }
 }
 
 /// What `reconcile` did.

@@ -345,7 +345,7 @@ pub(crate) async fn follow(s: &Settings, a: &ProduceArgs) -> Result<(), StreamEr
         poller.source.symbol,
         s.topic
     );
-    let mut stop = crate::shutdown_flag();
+    let mut stop = crate::consume::shutdown_flag();
     let (mut polls, mut failures, mut published) = (0_u64, 0_u32, 0_usize);
     loop {
         if *stop.borrow() {

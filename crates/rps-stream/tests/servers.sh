@@ -8,7 +8,8 @@
 #   servers.sh stop STATE_DIR
 #
 # Exports RPS_TEST_DATABASE_URL (the `postgres` database; tests create their own databases) and
-# RPS_TEST_KAFKA_BROKERS; also written to STATE_DIR/stream/env.sh. The tansu binary is taken from
+# RPS_TEST_KAFKA_BROKERS, and RPS_TEST_TANSU (the binary: the outage tests start brokers of their
+# own, stored in the S3 server so that a restart keeps the topic); also written to STATE_DIR/stream/env.sh. The tansu binary is taken from
 # $RPS_TANSU, the PATH or ~/.cache/rps-tools/bin, and built there when missing (≈ 15 min, once):
 #   cargo install tansu --locked --features dynostore --root ~/.cache/rps-tools
 set -euo pipefail
@@ -74,6 +75,7 @@ case "${1:-}" in
     {
       echo "$pg_env"
       echo "export RPS_TEST_KAFKA_BROKERS=127.0.0.1:$k_port"
+      echo "export RPS_TEST_TANSU=$tansu"
     } >"$STATE/stream/env.sh"
     echo "servers.sh (stream): tansu on :$k_port" >&2
     cat "$STATE/stream/env.sh"

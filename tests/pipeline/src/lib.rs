@@ -73,16 +73,17 @@ impl Project {
         self.dir.path().join(rel)
     }
 
-    /// Run `stage` (e.g. `rps-extract`) in the project folder.
-    pub fn run(&self, stage: &str, args: &[&str]) -> Output {
+    /// The command that runs `stage` (e.g. `rps-extract`) in the project folder, with the
+    /// project's environment and no MLflow settings of the developer's.
+    pub fn command(&self, stage: &str, args: &[&str]) -> Command {
         let exe = bin_dir().join(stage);
         assert!(
             exe.exists(),
             "{} not built: run `cargo build --bins` (make test does)",
             exe.display()
         );
-        let out = Command::new(&exe)
-            .args(args)
+        let mut c = Command::new(&exe);
+        c.args(args)
             .current_dir(self.dir.path())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -92,9 +93,13 @@ impl Project {
             .env_remove("MLFLOW_TRACKING_PASSWORD")
             .env_remove("MLFLOW_TRACKING_TOKEN")
             .env_remove("MLFLOW_EXPERIMENT_NAME")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap();
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+
+    /// Run `stage` (e.g. `rps-extract`) in the project folder.
+    pub fn run(&self, stage: &str, args: &[&str]) -> Output {
+        let out = self.command(stage, args).output().unwrap();
         Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

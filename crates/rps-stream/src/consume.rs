@@ -1,0 +1,387 @@
+//! `rps stream consume`: read the topic from the offsets stored in PostgreSQL, predict every new
+//! bar with the live models, write candles, predictions and the next offsets in one transaction.
+//!
+//! Outages: a lost Kafka broker or PostgreSQL server (connection refused or closed, an admin
+//! shutdown, the server starting up) ends the current *session*. The consumer waits (1 s, 2 s,
+//! 4 s … at most 30 s), connects again and resumes from the offsets PostgreSQL committed, with the
+//! feature history re-read from the stored candles, so a batch whose COMMIT was cut off is either
+//! there (and not redone) or not (and redone): no bar lost or doubled. After `--reconnect-secs`
+//! without one committed batch it gives up (exit 6). Other errors end the run at once.
+
+use crate::live::LiveModel;
+use crate::online::OnlineFeatures;
+use crate::{ConsumeArgs, Settings, StreamError, db, kafka, live, load_live, runtime};
+use rskafka::client::partition::{OffsetAt, PartitionClient};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Totals of a consume run.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    messages: u64,
+    bad: u64,
+    replayed: u64,
+    predictions: u64,
+    batches: u64,
+    reconnects: u64,
+}
+
+/// What every session of one consume run shares.
+struct Ctx<'a> {
+    s: &'a Settings,
+    a: &'a ConsumeArgs,
+    consumer: String,
+    aliases: Vec<String>,
+    features: Vec<String>,
+    batch_size: usize,
+    template: OnlineFeatures,
+}
+
+/// Whether `e` is an outage worth reconnecting through: every Kafka client error (the client
+/// already retried within `--kafka-timeout`) and PostgreSQL errors that are not the server
+/// refusing a statement (no SQLSTATE: IO, closed connection; class 08 connection exceptions;
+/// 57P01-57P03 shutdown or start-up; 40001/40P01 serialization failure and deadlock).
+fn is_outage(e: &StreamError) -> bool {
+    match e {
+        StreamError::Kafka { .. } => true,
+        StreamError::Postgres { source, .. } => source.as_db_error().is_none_or(|db| {
+            let code = db.code().code();
+            code.starts_with("08")
+                || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01")
+        }),
+        _ => false,
+    }
+}
+
+/// The wait before reconnect attempt `n` (0-based): 1 s, 2 s, 4 s … capped at 30 s.
+fn reconnect_delay(n: u32) -> Duration {
+    Duration::from_secs(1_u64 << n.min(5)).min(Duration::from_secs(30))
+}
+
+pub(crate) fn consume(s: &Settings, a: &ConsumeArgs) -> Result<(), StreamError> {
+    let sp = &s.params.stream;
+    let template = OnlineFeatures::new(&s.params, sp.history_bars)?;
+    let c = Ctx {
+        s,
+        a,
+        consumer: a.consumer.clone().unwrap_or_else(|| sp.consumer.clone()),
+        aliases: a.aliases.clone().unwrap_or_else(|| sp.aliases.clone()),
+        features: template.names().to_vec(),
+        batch_size: a.batch_size.unwrap_or(sp.batch_size).max(1),
+        template,
+    };
+    // The registry may be a blocking HTTP client: load outside the async runtime.
+    let mut live = load_live(s, &c.aliases, &c.features)?;
+    tracing::info!("live models: {}", live::describe(&live));
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut stop = shutdown_flag();
+        // The first write fails loudly (a read-only path would make every probe fail); later
+        // ones only warn, and the probe sees the file age.
+        let mut heartbeat = a.heartbeat_file.as_deref().map(Heartbeat::start).transpose()?;
+        let mut counts = Counts::default();
+        let started = Instant::now();
+        let budget = Duration::from_secs(a.reconnect_secs);
+        // When the current outage began (the first failure since the last committed batch).
+        let mut outage: Option<(Instant, u32)> = None;
+        loop {
+            let before = counts.batches;
+            let err = match session(&c, &mut live, &stop, &mut heartbeat, &mut counts).await {
+                Ok(()) => break,
+                Err(e) if is_outage(&e) => e,
+                Err(e) => return Err(e),
+            };
+            if counts.batches > before {
+                outage = None;
+            }
+            let (since, attempt) = *outage.get_or_insert((Instant::now(), 0));
+            if since.elapsed() >= budget {
+                return Err(StreamError::Outage {
+                    secs: a.reconnect_secs,
+                    last: Box::new(err),
+                });
+            }
+            let wait = reconnect_delay(attempt);
+            outage = Some((since, attempt + 1));
+            counts.reconnects += 1;
+            tracing::warn!(
+                error = %rps_cli::error_chain(&err),
+                "lost Kafka or PostgreSQL; reconnecting in {} s and resuming from the committed offsets",
+                wait.as_secs()
+            );
+            if let Some(h) = heartbeat.as_mut() {
+                h.beat();
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                break;
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        tracing::info!(
+            "consumed {} messages ({} bad, {} replayed bars) in {} transactions; {} prediction rows written; {} reconnects; {secs:.1} s, {:.0} messages/s",
+            counts.messages,
+            counts.bad,
+            counts.replayed,
+            counts.batches,
+            counts.predictions,
+            counts.reconnects,
+            counts.messages as f64 / secs.max(1e-9)
+        );
+        Ok(())
+    })
+}
+
+/// One connection's worth of consuming: connect, resume from the stored offsets with the feature
+/// history re-read from PostgreSQL, and read until stopped, idle or an error.
+async fn session(
+    c: &Ctx<'_>,
+    live: &mut Vec<LiveModel>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    heartbeat: &mut Option<Heartbeat>,
+    counts: &mut Counts,
+) -> Result<(), StreamError> {
+    let mut db = c.s.db().await?;
+    db.commit_delay = Duration::from_millis(c.a.commit_delay_ms);
+    let client = kafka::connect(&c.s.brokers, c.s.kafka_timeout).await?;
+    let parts =
+        kafka::topic_partitions(&client, &c.s.topic, c.s.params.stream.partitions, true).await?;
+    let mut readers: Vec<(PartitionClient, i32, i64)> = Vec::new();
+    for p in parts {
+        let pc = kafka::partition(&client, &c.s.topic, p).await?;
+        let next = match db.next_offset(&c.consumer, &c.s.topic, p).await? {
+            Some(o) => o,
+            None => pc
+                .get_offset(OffsetAt::Earliest)
+                .await
+                .map_err(kafka::kafka_err("read the earliest offset"))?,
+        };
+        tracing::info!(
+            consumer = c.consumer,
+            topic = c.s.topic,
+            partition = p,
+            next,
+            "resuming"
+        );
+        readers.push((pc, p, next));
+    }
+    let mut builders: HashMap<String, OnlineFeatures> = HashMap::new();
+    let mut last_message = Instant::now();
+    let mut last_refresh = Instant::now();
+    'outer: loop {
+        if *stop.borrow() {
+            break;
+        }
+        if last_refresh.elapsed() >= Duration::from_secs(c.a.refresh_secs.max(1)) {
+            last_refresh = Instant::now();
+            *live = refresh_live(c.s, &c.aliases, &c.features, std::mem::take(live)).await?;
+        }
+        if let Some(h) = heartbeat.as_mut() {
+            h.beat();
+        }
+        let mut got_any = false;
+        for (pc, p, next) in &mut readers {
+            let (mut records, _high) = pc
+                .fetch_records(*next, 1..4_000_000, 200)
+                .await
+                .map_err(kafka::kafka_err("fetch"))?;
+            records.retain(|r| r.offset >= *next);
+            records.sort_by_key(|r| r.offset);
+            // Nothing may be skipped: a gap would silently lose bars (the topic is not
+            // compacted and not transactional, so offsets are dense).
+            if let Some(first) = records.first()
+                && first.offset != *next
+            {
+                return Err(StreamError::Gap {
+                    topic: c.s.topic.clone(),
+                    partition: *p,
+                    expected: *next,
+                    got: first.offset,
+                });
+            }
+            if let Some(max) = c.a.max_messages {
+                let left =
+                    usize::try_from(max.saturating_sub(counts.messages)).unwrap_or(usize::MAX);
+                records.truncate(left);
+            }
+            for chunk in records.chunks(c.batch_size) {
+                let mut candles = Vec::with_capacity(chunk.len());
+                let mut predictions = Vec::new();
+                for r in chunk {
+                    counts.messages += 1;
+                    let Some(msg) = kafka::CandleMessage::decode(&r.record) else {
+                        counts.bad += 1;
+                        tracing::warn!(
+                            partition = *p,
+                            offset = r.offset,
+                            "not a candle message: skipped"
+                        );
+                        continue;
+                    };
+                    let candle = msg.candle();
+                    if !builders.contains_key(&msg.symbol) {
+                        let mut b = c.template.clone();
+                        let limit =
+                            i64::try_from(c.s.params.stream.history_bars).unwrap_or(i64::MAX);
+                        b.seed(db.candles(&msg.symbol, None, Some(limit)).await?);
+                        builders.insert(msg.symbol.clone(), b);
+                    }
+                    let Some(builder) = builders.get_mut(&msg.symbol) else {
+                        continue;
+                    };
+                    match builder.push(candle) {
+                        Some(row) => {
+                            let t = db::to_time(row.ts)?;
+                            for m in live.iter() {
+                                predictions.push(m.prediction(&msg.symbol, t, &row.values)?);
+                            }
+                        }
+                        None => counts.replayed += 1,
+                    }
+                    candles.push((msg.symbol, candle));
+                }
+                let Some(last) = chunk.last() else { continue };
+                let next_offset = last.offset + 1;
+                counts.predictions += db
+                    .commit_batch(
+                        &candles,
+                        &predictions,
+                        &[(&c.consumer, &c.s.topic, *p, next_offset)],
+                    )
+                    .await?;
+                counts.batches += 1;
+                *next = next_offset;
+                got_any = true;
+                if let Some(h) = heartbeat.as_mut() {
+                    h.beat();
+                }
+            }
+            if c.a.max_messages.is_some_and(|m| counts.messages >= m) {
+                break 'outer;
+            }
+        }
+        if got_any {
+            last_message = Instant::now();
+        } else if c
+            .a
+            .idle_exit
+            .is_some_and(|secs| last_message.elapsed().as_secs_f64() >= secs)
+        {
+            tracing::info!("no new message for {:?} s: stopping", c.a.idle_exit);
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The consumer's liveness file (`--heartbeat-file`): the current Unix time, rewritten at most
+/// every [`Heartbeat::EVERY`].
+struct Heartbeat {
+    path: std::path::PathBuf,
+    last: Instant,
+}
+
+impl Heartbeat {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn start(path: &std::path::Path) -> Result<Self, StreamError> {
+        write_heartbeat(path).map_err(|source| StreamError::Heartbeat {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            last: Instant::now(),
+        })
+    }
+
+    fn beat(&mut self) {
+        if self.last.elapsed() < Self::EVERY {
+            return;
+        }
+        self.last = Instant::now();
+        if let Err(e) = write_heartbeat(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not write the heartbeat file");
+        }
+    }
+}
+
+fn write_heartbeat(path: &std::path::Path) -> std::io::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    std::fs::write(path, format!("{now}\n"))
+}
+
+/// Stops the consumer between batches on SIGTERM or Ctrl-C.
+pub(crate) fn shutdown_flag() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no SIGTERM handler");
+                        let _ = ctrl_c.await;
+                        let _ = tx.send(true);
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("stopping after the current batch");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Re-read the aliases (blocking registry calls off the async threads); keep the old set when
+/// the registry fails or no alias is left.
+async fn refresh_live(
+    s: &Settings,
+    aliases: &[String],
+    features: &[String],
+    old: Vec<live::LiveModel>,
+) -> Result<Vec<live::LiveModel>, StreamError> {
+    let home = s.home.clone();
+    let names = live::model_names(&s.params);
+    let (aliases, features) = (aliases.to_vec(), features.to_vec());
+    let fresh = tokio::task::spawn_blocking(move || {
+        let registry = home.registry()?;
+        live::load_all(registry.as_ref(), &names, &aliases, &features)
+    })
+    .await
+    .map_err(|e| StreamError::Join(e.to_string()))?;
+    match fresh {
+        Ok(new) if !new.is_empty() => {
+            let key = |l: &[live::LiveModel]| {
+                l.iter()
+                    .map(|m| (m.version, m.alias.clone()))
+                    .collect::<Vec<_>>()
+            };
+            if key(&new) != key(&old) {
+                tracing::info!("live models now: {}", live::describe(&new));
+            }
+            Ok(new)
+        }
+        Ok(_) => {
+            tracing::warn!("no live alias left in the registry: keeping the previous models");
+            Ok(old)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not refresh the live models: keeping the previous ones");
+            Ok(old)
+        }
+    }
+}
