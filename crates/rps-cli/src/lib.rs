@@ -121,9 +121,19 @@ pub struct CommonArgs {
 
 impl CommonArgs {
     /// The parameters this run uses: `--params` (or `RPS_PARAMS`), then each `--set`, then the
-    /// one validation. Every stage calls this first, so a bad value stops it before any work.
+    /// one validation; and `--home` checked to be a location RPS can store to (a path,
+    /// `file://` or `s3://`; nothing is read or written yet). Every stage calls this first, so
+    /// a bad value stops it before any work, with exit 3.
     pub fn load_params(&self) -> Result<Params, ParamsError> {
-        load_params_with(&self.params, &self.set)
+        let params = load_params_with(&self.params, &self.set)?;
+        match rps_store::open(&self.home) {
+            Err(source @ rps_store::StoreError::Unsupported { .. }) => Err(ParamsError::Home {
+                home: self.home.clone(),
+                source,
+            }),
+            // Other failures belong to the stage's own storage handling.
+            _ => Ok(params),
+        }
     }
 }
 
@@ -263,6 +273,12 @@ pub enum ParamsError {
         path: String,
         #[source]
         source: serde_yaml::Error,
+    },
+    #[error("bad --home {home:?}")]
+    Home {
+        home: String,
+        #[source]
+        source: rps_store::StoreError,
     },
     #[error("bad --set {arg:?}: {problem}")]
     Override { arg: String, problem: String },

@@ -210,7 +210,13 @@ fn configuration_mistakes_exit_3() {
         3,
         &["end 2018-02-01T00:00:00Z is not after start 2018-03-01T00:00:00Z"],
     );
-    for stage in ["rps-extract", "rps-quality"] {
+    for stage in [
+        "rps-extract",
+        "rps-quality",
+        "rps-transform",
+        "rps-train",
+        "rps-evaluate",
+    ] {
         let o = p.run(stage, &["--home", "ftp://example.invalid/rps"]);
         assert_names(
             &o,

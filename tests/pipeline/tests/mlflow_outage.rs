@@ -80,6 +80,7 @@ impl OwnMlflow {
             let ok = Command::new("curl")
                 .args(["-fsS", "-o", "/dev/null", "--max-time", "2"])
                 .arg(format!("{}/health", self.uri()))
+                .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success());
             if ok {
