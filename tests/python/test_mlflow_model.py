@@ -63,7 +63,7 @@ def test_pyfunc_champion_predicts_the_volatility_rps_evaluate_scored(mlflow_pipe
     assert 1e-4 < np.median(vol) < 0.05, np.median(vol)
 
     # The same numbers rps-evaluate scored on the test split (predictions.csv keeps 8 decimals).
-    scored = pd.read_csv(proj / "reports/predictions.csv")
+    scored = pd.read_csv(proj / ".rps/reports/predictions.csv")
     both = pd.DataFrame({"ts": ts, "pyfunc": vol}).merge(scored[["ts", "model"]], on="ts")
     assert len(both) > 1000
     np.testing.assert_allclose(both["pyfunc"], both["model"], rtol=0, atol=6e-9)

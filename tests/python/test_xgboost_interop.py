@@ -75,7 +75,7 @@ def test_python_xgboost_loads_rust_models_and_predicts_the_same(pipeline, tmp_pa
     # And the volatility forecasts evaluate reported come from those raw outputs, through the
     # documented mapping in meta.json (README "Model quality").
     vol = volatility_from_raw(meta, schema["features"], X, preds["model.json"])
-    reported = np.genfromtxt(pipeline / "reports/predictions.csv", delimiter=",", names=True, dtype=None, encoding="utf-8")["model"]
+    reported = np.genfromtxt(pipeline / ".rps/reports/predictions.csv", delimiter=",", names=True, dtype=None, encoding="utf-8")["model"]
     np.testing.assert_allclose(vol, reported, rtol=1e-6, atol=1e-8)
     # base_score is explicit, so both sides agree on it.
     cfg = json.loads(booster.save_config())
@@ -125,7 +125,7 @@ def test_python_xgboost_loads_the_signal_model_and_predicts_the_same_probabiliti
     schema = json.loads((feats / "schema.json").read_text())
     table = pq.read_table(feats / "features.parquet").to_pydict()
     row_of = {ts.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"): i for i, ts in enumerate(table["ts"])}
-    reported = np.genfromtxt(proj / "reports/predictions.csv", delimiter=",", names=True, dtype=None, encoding="utf-8")
+    reported = np.genfromtxt(proj / ".rps/reports/predictions.csv", delimiter=",", names=True, dtype=None, encoding="utf-8")
     rows = [row_of[t] for t in reported["ts"]]
     assert len(rows) > 1000 and all(table["split"][i] == "test" for i in rows)
     X = np.array([[np.nan if table[f][i] is None else table[f][i] for f in schema["features"]] for i in rows], dtype=np.float32)

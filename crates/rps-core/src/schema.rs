@@ -12,6 +12,10 @@ pub struct FeatureSchema {
     /// Schema format version.
     pub version: u32,
     pub symbol: String,
+    /// Where the raw bars came from (`file`, `binance`, `coincap`, `synthetic`); empty in schemas
+    /// written before it was recorded. Evaluate never compares models across sources or symbols.
+    #[serde(default)]
+    pub source: String,
     /// Bar interval of a row, e.g. `1h`.
     pub bar: String,
     /// Feature names in model input order.

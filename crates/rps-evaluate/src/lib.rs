@@ -12,6 +12,7 @@ use rps_cli::{CommonArgs, Home, StageError, exit};
 use rps_core::baselines::{Har, ewma, persistence};
 use rps_core::metrics::{self, DieboldMariano, Scores, qlike_one};
 use rps_core::params::{Params, PrimaryMetric, Task};
+use rps_core::schema::FeatureSchema;
 use rps_core::split::Split;
 use rps_model::{Rows, VolatilityModel};
 use rps_store::frame::Dataset;
@@ -19,12 +20,14 @@ use rps_tracking::{MetricPoint, ModelFiles, Registry, VersionInfo};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+mod headline;
 pub mod signal;
 
 /// Score the trained model and the baselines on the test split, write the report, and promote
 /// the model to champion when it beats the current one.
 ///
-/// Writes <report-dir>/metrics.json (also DVC's metrics file), evaluation.md (the comparison
+/// Writes <report-dir>/metrics.json (the headline numbers, DVC's metrics file),
+/// metrics_detail.json (every score, the walk-forward folds), evaluation.md (the comparison
 /// report), predictions.csv (DVC plots) and predictions.png.
 #[derive(Debug, Parser)]
 #[command(name = "rps-evaluate", version, after_help = exit::HELP)]
@@ -37,9 +40,10 @@ pub struct Args {
     /// The trained model folder written by rps-train (default: <home>/models/candidate).
     #[arg(long)]
     pub model: Option<String>,
-    /// Folder for metrics.json, evaluation.md, predictions.csv and predictions.png.
-    #[arg(long, default_value = "reports")]
-    pub report_dir: String,
+    /// Folder for metrics.json, evaluation.md, predictions.csv and predictions.png (default: <home>/reports, beside everything else
+    /// the stages write; DVC and CI pass their own).
+    #[arg(long)]
+    pub report_dir: Option<String>,
     /// Exit 9 when the challenger is not promoted (for CI checks).
     #[arg(long)]
     pub require_promotion: bool,
@@ -878,6 +882,10 @@ pub fn read_candidate(
 pub fn run(args: &Args) -> Result<(), EvaluateError> {
     let params = args.common.load_params()?;
     let home = Home::new(&args.common.home);
+    let report_dir = args
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| home.join("reports"));
     let features = args
         .features
         .clone()
@@ -915,7 +923,7 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
                 &model,
                 registry.as_ref(),
                 &info,
-                &args.report_dir,
+                &report_dir,
             )
         })?
     } else {
@@ -924,15 +932,31 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
             let e = evaluate(&params, &ds, &model)?;
             let metric = params.evaluate.primary_metric;
             let challenger_loss = loss(e.score("model").unwrap_or_else(|| unreachable!()), metric);
-            let champion = champion_loss(registry.as_ref(), &info.name, &params, &ds, metric)?;
-            let decision = in_experiment(decide(
-                info.version,
-                challenger_loss,
-                champion,
-                metric,
-                params.evaluate.promotion_margin,
-            ));
-            let out = rps_store::open(&args.report_dir)?;
+            let margin = params.evaluate.promotion_margin;
+            let decision = in_experiment(
+                match champion_loss(registry.as_ref(), &info.name, &params, &ds, &schema, metric)? {
+                    Champion::Incomparable(v, why) => {
+                        tracing::warn!("champion v{v} {why}: not compared, the champion is kept");
+                        Decision {
+                            promoted: false,
+                            challenger_version: info.version,
+                            champion_version: Some(v),
+                            metric: format!("{metric:?}").to_lowercase(),
+                            challenger: challenger_loss,
+                            champion: None,
+                            margin,
+                            reason: format!(
+                                "champion v{v} {why}: the two are not comparable, so the champion is kept (train both on one dataset, or give this one another train.model_name or --home)"
+                            ),
+                        }
+                    }
+                    Champion::Scored(v, l) => {
+                        decide(info.version, challenger_loss, Some((v, l)), metric, margin)
+                    }
+                    Champion::None => decide(info.version, challenger_loss, None, metric, margin),
+                },
+            );
+            let out = rps_store::open(&report_dir)?;
             rps_store::commit::sweep_stale_temp(out.as_ref());
             let mut json = serde_json::Map::new();
             for (n, s) in &e.scores {
@@ -956,7 +980,8 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
             if let Some(w) = &wf {
                 json.insert("walk_forward".to_owned(), walk_forward_json(w)?);
             }
-            let metrics_json = serde_json::to_vec_pretty(&serde_json::Value::Object(json))?;
+            let metrics_json = serde_json::to_vec_pretty(&headline::headline(&json))?;
+            let detail_json = serde_json::to_vec_pretty(&serde_json::Value::Object(json))?;
             let md = markdown(&e, &decision, &info, &params.data.symbol, wf_md.as_deref());
             let mut csv = format!("ts,realized,{}\n", forecaster_names(&e.forecasts));
             for (i, t) in e.ts.iter().enumerate() {
@@ -983,6 +1008,7 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
                 1200,
                 500,
             )?;
+            out.put("metrics_detail.json", &detail_json)?;
             out.put("metrics.json", &metrics_json)?;
             out.put("evaluation.md", md.as_bytes())?;
             out.put("predictions.csv", csv.as_bytes())?;
@@ -1070,6 +1096,7 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
             ])?;
             for (name, bytes) in [
                 ("metrics.json", metrics_json.as_slice()),
+                ("metrics_detail.json", detail_json.as_slice()),
                 ("evaluation.md", md.as_bytes()),
                 ("predictions.png", png.as_slice()),
             ] {
@@ -1200,26 +1227,66 @@ fn print_table(md: &str) {
     }
 }
 
-/// The current champion's loss on the same test rows, if there is a champion that can score
-/// this dataset.
+/// The current champion, as far as it can be compared with the challenger.
+enum Champion {
+    /// No champion yet (or one that cannot score these features): the challenger is judged alone.
+    None,
+    /// The champion's version and loss on the challenger's test rows.
+    Scored(u32, f64),
+    /// A champion trained on another dataset (symbol or source), and how they differ.
+    Incomparable(u32, String),
+}
+
+/// How a champion trained on `champion`'s dataset differs from the challenger's (`challenger`):
+/// another symbol, or another source (schemas written before the source was recorded compare
+/// on the symbol alone). `None` when they are the same dataset.
+pub fn incomparable(champion: &FeatureSchema, challenger: &FeatureSchema) -> Option<String> {
+    let what = |s: &FeatureSchema| {
+        if s.source.is_empty() {
+            s.symbol.clone()
+        } else {
+            format!("{} from {}", s.symbol, s.source)
+        }
+    };
+    let other_source = !champion.source.is_empty()
+        && !challenger.source.is_empty()
+        && champion.source != challenger.source;
+    (champion.symbol != challenger.symbol || other_source).then(|| {
+        format!(
+            "was trained on {}, this model on {}",
+            what(champion),
+            what(challenger)
+        )
+    })
+}
+
+/// The current champion's loss on the same test rows, if there is a champion trained on the
+/// same dataset that can score these features.
 fn champion_loss(
     registry: &dyn Registry,
     name: &str,
     params: &Params,
     ds: &Dataset,
+    schema: &FeatureSchema,
     metric: PrimaryMetric,
-) -> Result<Option<(u32, f64)>, EvaluateError> {
+) -> Result<Champion, EvaluateError> {
     let Some(v) = registry.alias(name, "champion")? else {
-        return Ok(None);
+        return Ok(Champion::None);
     };
-    let champ = registry.load(name, v)?.model.into_volatility()?;
+    let loaded = registry.load(name, v)?;
+    if let Some(why) = incomparable(&loaded.files.schema, schema) {
+        return Ok(Champion::Incomparable(v, why));
+    }
+    let champ = loaded.model.into_volatility()?;
     match evaluate(params, ds, &champ) {
-        Ok(e) => Ok(e.score("model").map(|s| (v, loss(s, metric)))),
+        Ok(e) => Ok(e
+            .score("model")
+            .map_or(Champion::None, |s| Champion::Scored(v, loss(s, metric)))),
         Err(EvaluateError::FeatureMismatch { .. }) => {
             tracing::warn!(
                 "champion v{v} was trained on other features and cannot score this dataset; the challenger is judged alone"
             );
-            Ok(None)
+            Ok(Champion::None)
         }
         Err(e) => Err(e),
     }
@@ -1229,6 +1296,34 @@ fn champion_loss(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn models_of_other_symbols_or_sources_are_not_comparable() {
+        let schema = |symbol: &str, source: &str| FeatureSchema {
+            version: FeatureSchema::VERSION,
+            symbol: symbol.to_owned(),
+            source: source.to_owned(),
+            bar: "1h".to_owned(),
+            features: Vec::new(),
+            feature_params: Default::default(),
+            target: Default::default(),
+            reference: Vec::new(),
+            rows: BTreeMap::new(),
+            first_ts: 0,
+            last_ts: 0,
+            data_hash: String::new(),
+        };
+        let file = schema("BTC-USD", "file");
+        assert_eq!(incomparable(&file, &schema("BTC-USD", "file")), None);
+        assert_eq!(
+            incomparable(&file, &schema("BTC-USD", "synthetic")).as_deref(),
+            Some("was trained on BTC-USD from file, this model on BTC-USD from synthetic")
+        );
+        assert!(incomparable(&file, &schema("ETH-USD", "file")).is_some());
+        // A schema from before the source was recorded compares on the symbol alone.
+        assert_eq!(incomparable(&schema("BTC-USD", ""), &file), None);
+        assert!(incomparable(&schema("ETH-USD", ""), &file).is_some());
+    }
     use rps_core::Interval;
     use rps_core::params::TargetTransform;
     use rps_core::synthetic::{SyntheticParams, simulate};

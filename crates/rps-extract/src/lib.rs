@@ -88,7 +88,7 @@ impl StageError for ExtractError {
             Self::Raw(e) if e.is_bad_data() => exit::INPUT,
             Self::Market(M::InvalidRequest { .. } | M::Setup { .. }) => exit::CONFIG,
             Self::Market(_) => exit::REMOTE,
-            Self::Raw(R::IntervalMismatch { .. }) => exit::CONFIG,
+            Self::Raw(R::IntervalMismatch { .. } | R::SourceMismatch { .. }) => exit::CONFIG,
             Self::Tracking(e) if e.is_remote() => exit::REMOTE,
             Self::Raw(_) | Self::Store(_) | Self::Tracking(_) => exit::STORAGE,
         }
@@ -189,6 +189,19 @@ pub fn extract(params: &Params, args: &Args, out: &str) -> Result<Summary, Extra
     } else {
         dataset.manifest()?
     };
+    // One dataset, one source: checked before anything is fetched (the write checks it too).
+    let source_name = format!("{:?}", d.source).to_lowercase();
+    if let Some(m) = &manifest
+        && m.source != source_name
+    {
+        return Err(rps_store::raw::RawError::SourceMismatch {
+            uri: dataset.uri(),
+            symbol: m.symbol.clone(),
+            found: m.source.clone(),
+            wanted: source_name,
+        }
+        .into());
+    }
     let now = Utc::now().timestamp_millis();
     let end = match args.end.as_deref().or(d.end.as_deref()) {
         Some(s) => parse_time(s, "end")?,
@@ -250,7 +263,6 @@ pub fn extract(params: &Params, args: &Args, out: &str) -> Result<Summary, Extra
         );
     }
     rps_core::candle::sort_dedup(&mut bars);
-    let source_name = format!("{:?}", d.source).to_lowercase();
     if bars.is_empty() {
         if manifest.is_some() {
             tracing::info!("no new bars: the dataset is up to date");

@@ -25,9 +25,10 @@ pub struct Args {
     /// The raw dataset (default: <home>/data/raw/<symbol>).
     #[arg(long)]
     pub input: Option<String>,
-    /// Folder for quality.json and quality.html.
-    #[arg(long, default_value = "reports")]
-    pub report_dir: String,
+    /// Folder for quality.json and quality.html (default: <home>/reports, beside everything else
+    /// the stages write; DVC and CI pass their own).
+    #[arg(long)]
+    pub report_dir: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +73,10 @@ impl StageError for QualityError {
 pub fn run(args: &Args) -> Result<(), QualityError> {
     let params = args.common.load_params()?;
     let home = Home::new(&args.common.home);
+    let report_dir = args
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| home.join("reports"));
     let input = args
         .input
         .clone()
@@ -91,7 +96,7 @@ pub fn run(args: &Args) -> Result<(), QualityError> {
         let now = chrono::Utc::now().timestamp_millis();
         let report: QualityReport =
             quality::run(&bars, manifest.interval, &problems, &params.quality, now);
-        let out = rps_store::open(&args.report_dir)?;
+        let out = rps_store::open(&report_dir)?;
         let json = serde_json::to_vec_pretty(&report)?;
         let html = rps_report::quality_html(
             &report,

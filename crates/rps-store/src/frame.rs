@@ -230,6 +230,7 @@ mod tests {
         let schema = FeatureSchema {
             version: FeatureSchema::VERSION,
             symbol: "X".to_owned(),
+            source: "synthetic".to_owned(),
             bar: "1h".to_owned(),
             features: vec!["f".to_owned()],
             feature_params: params.features,

@@ -50,6 +50,15 @@ pub enum RawError {
         found: String,
         wanted: String,
     },
+    #[error(
+        "the raw dataset at {uri} holds {symbol} from the source {found:?}; merging bars from {wanted:?} into it would mix two datasets (use --full-refresh to replace it, or another --home)"
+    )]
+    SourceMismatch {
+        uri: String,
+        symbol: String,
+        found: String,
+        wanted: String,
+    },
 }
 
 impl RawError {
@@ -343,6 +352,17 @@ impl RawDataset {
                 wanted: interval.to_string(),
             });
         }
+        if let Some(m) = &current
+            && m.source != source
+            && !replace
+        {
+            return Err(RawError::SourceMismatch {
+                uri: self.uri(),
+                symbol: m.symbol.clone(),
+                found: m.source.clone(),
+                wanted: source.to_owned(),
+            });
+        }
         let month_of = |ts: i64| {
             let (y, m) = year_month(ts);
             format!("{y:04}-{m:02}")
@@ -479,6 +499,17 @@ mod tests {
         let (m3, _) = ds.replace("X", Interval::M30, "t", &bars(0, 5)).unwrap();
         assert_eq!((m3.rows(), m3.interval), (5, Interval::M30));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        // Bars from another source are refused, naming both; a full refresh replaces.
+        let err = ds
+            .upsert("X", Interval::M30, "synthetic", &bars(5, 1))
+            .unwrap_err();
+        assert!(matches!(err, RawError::SourceMismatch { .. }), "{err:?}");
+        assert!(err.to_string().contains("\"t\"") && err.to_string().contains("\"synthetic\""));
+        assert_eq!(ds.manifest().unwrap().unwrap(), m3, "nothing merged");
+        let (m4, _) = ds
+            .replace("X", Interval::M30, "synthetic", &bars(0, 2))
+            .unwrap();
+        assert_eq!((m4.rows(), m4.source.as_str()), (2, "synthetic"));
     }
 
     #[test]

@@ -92,6 +92,7 @@ pub fn raw_is_input(e: &rps_store::raw::RawError) -> bool {
         RawError::Manifest { .. }
         | RawError::Schema { .. }
         | RawError::IntervalMismatch { .. }
+        | RawError::SourceMismatch { .. }
         | RawError::Checksum { .. } => true,
     }
 }
@@ -216,6 +217,7 @@ pub fn transform(
     let schema = FeatureSchema {
         version: FeatureSchema::VERSION,
         symbol: d.symbol.clone(),
+        source: String::new(),
         bar: d.bar.to_string(),
         features: frame.names.clone(),
         feature_params: params.features.clone(),
@@ -342,7 +344,8 @@ pub fn run(args: &Args) -> Result<(), TransformError> {
     ]);
     tags.extend(data_tags);
     rps_tracking::with_run(tracker.as_ref(), "transform", &tags, |run| {
-        let (ds, schema) = transform(&params, &bars, &data_hash)?;
+        let (ds, mut schema) = transform(&params, &bars, &data_hash)?;
+        schema.source.clone_from(&manifest.source);
         let store = rps_store::open(&out)?;
         rps_store::frame::write(store.as_ref(), &ds, &schema)?;
         let mut logged: Vec<(String, String)> = vec![

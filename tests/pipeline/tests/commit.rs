@@ -242,7 +242,7 @@ fn evaluate_moves_no_alias_when_its_reports_cannot_be_written() {
     // The report folder cannot be created (a file sits where it should be): storage, exit 7.
     std::fs::write(p.path("eval"), b"not a folder").unwrap();
     let o = p.run("rps-evaluate", &["--report-dir", "eval"]);
-    expect(&o, 7, &["eval/metrics.json"], "unwritable reports");
+    expect(&o, 7, &["I/O error on eval/metrics"], "unwritable reports");
     assert!(
         !aliases.exists(),
         "the champion moved although the reports were not written"

@@ -118,7 +118,7 @@ fn each_malformed_file_stops_the_pipeline_naming_the_check_and_the_row() {
         };
         assert_names(&both, file, code, needles);
         if code == 5 {
-            let q = p.json("reports/quality.json");
+            let q = p.json(".rps/reports/quality.json");
             let failed: Vec<&str> = q["checks"]
                 .as_array()
                 .unwrap()
@@ -151,7 +151,7 @@ fn the_real_data_passes_the_gate() {
         "{}",
         o.stderr
     );
-    let q = binance.json("reports/quality.json");
+    let q = binance.json(".rps/reports/quality.json");
     for c in q["checks"].as_array().unwrap() {
         assert_eq!(c["passed"], true, "{c}");
     }

@@ -40,9 +40,9 @@ fn full_pipeline_on_real_btc_hours() {
     assert_eq!(p.json(".rps/data/raw/BTC-USD/_manifest.json"), manifest);
 
     p.ok("rps-quality", &[]);
-    let q = p.json("reports/quality.json");
+    let q = p.json(".rps/reports/quality.json");
     assert_eq!(q["passed"], true);
-    assert!(p.path("reports/quality.html").exists());
+    assert!(p.path(".rps/reports/quality.html").exists());
 
     p.ok("rps-transform", &[]);
     let schema = p.json(".rps/data/features/BTC-USD/schema.json");
@@ -70,16 +70,32 @@ fn full_pipeline_on_real_btc_hours() {
         "{}",
         o.stdout
     );
-    let m = p.json("reports/metrics.json");
+    // metrics.json holds the headline (what `dvc metrics diff` and `dvc exp show` compare);
+    // metrics_detail.json every score of every forecaster.
+    let detail = p.json(".rps/reports/metrics_detail.json");
     for name in ["model", "persistence", "ewma", "har_rv"] {
-        for k in ["rmse", "mae", "r2", "qlike", "n"] {
-            assert!(m[name][k].is_number(), "{name}.{k} missing in {m}");
+        for k in ["rmse", "mae", "r2", "r2_log", "qlike", "n"] {
+            assert!(
+                detail[name][k].is_number(),
+                "{name}.{k} missing in {detail}"
+            );
         }
         assert_eq!(
-            m[name]["n"], m["model"]["n"],
+            detail[name]["n"], detail["model"]["n"],
             "every forecaster is scored on the same rows"
         );
     }
+    let m = p.json(".rps/reports/metrics.json");
+    for name in ["model", "persistence", "ewma", "har_rv"] {
+        assert_eq!(m[name]["qlike"], detail[name]["qlike"], "{m}");
+    }
+    let size = std::fs::metadata(p.path(".rps/reports/metrics.json"))
+        .unwrap()
+        .len();
+    assert!(
+        size < 1500,
+        "metrics.json is {size} bytes: a headline, not a dump"
+    );
     assert!(m["model"]["n"].as_u64().unwrap() > 1500);
     // Honest floor: the model beats naive persistence on QLIKE.
     assert!(
@@ -93,7 +109,7 @@ fn full_pipeline_on_real_btc_hours() {
     let aliases = p.json(".rps/registry/btc-volatility/aliases.json");
     assert_eq!(aliases["champion"], 1);
     for f in ["evaluation.md", "predictions.csv", "predictions.png"] {
-        assert!(p.path("reports").join(f).exists(), "{f}");
+        assert!(p.path(".rps/reports").join(f).exists(), "{f}");
     }
 
     // Evaluating the champion again changes nothing; --require-promotion turns "kept" into exit 9.
@@ -104,7 +120,7 @@ fn full_pipeline_on_real_btc_hours() {
     // A second training run is a new version, judged against the champion on the same rows.
     p.ok("rps-train", &[]);
     p.ok("rps-evaluate", &[]);
-    let m = p.json("reports/metrics.json");
+    let m = p.json(".rps/reports/metrics.json");
     assert_eq!(m["promotion"]["challenger_version"], 2);
     assert_eq!(m["promotion"]["champion_version"], 1);
     // Same data, same seed: an identical model, so no improvement and no promotion at margin 0.
@@ -125,7 +141,7 @@ fn eth_half_hour_bars_with_a_column_mapping_and_realized_volatility() {
     let o = p.ok("rps-extract", &[]);
     assert!(o.stderr.contains("35011 bars"), "{}", o.stderr);
     p.ok("rps-quality", &[]);
-    let gaps = p.json("reports/quality.json")["checks"]
+    let gaps = p.json(".rps/reports/quality.json")["checks"]
         .as_array()
         .unwrap()
         .iter()
@@ -232,10 +248,10 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing_behind() {
         5,
         "nulls: 15 missing values in column `close`",
     );
-    let q = p.json("reports/quality.json");
+    let q = p.json(".rps/reports/quality.json");
     assert_eq!(q["passed"], false);
     assert!(
-        p.path("reports/quality.html").exists(),
+        p.path(".rps/reports/quality.html").exists(),
         "the report is written even when the gate fails"
     );
 
@@ -276,4 +292,71 @@ fn json_logs_for_pods() {
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(v["level"], "INFO");
     assert!(v["message"].as_str().unwrap().contains("48 bars"));
+}
+
+/// One home shared by hand runs, `dvc repro` and experiments: bars from another source are never
+/// merged into the dataset (exit 3 naming both sources), and a model trained on another dataset
+/// is never compared with the champion: it is reported as not comparable and the champion kept.
+#[test]
+fn one_home_never_mixes_sources_nor_compares_models_across_them() {
+    let sample = rps_pipeline_tests::repo_root().join("data/sample/btc_usd_1h_coinbase_2018.csv");
+    let p = Project::new(&format!(
+        "{}train:\n  num_boost_round: 20\nevaluate:\n  walk_forward_folds: 0\n",
+        btc_params(&sample)
+    ));
+    for stage in [
+        "rps-extract",
+        "rps-quality",
+        "rps-transform",
+        "rps-train",
+        "rps-evaluate",
+    ] {
+        p.ok(stage, &[]);
+    }
+    let manifest = p.json(".rps/data/raw/BTC-USD/_manifest.json");
+    assert_eq!(manifest["source"], "file");
+    assert_eq!(
+        p.json(".rps/data/features/BTC-USD/schema.json")["source"],
+        "file"
+    );
+    let window = [
+        "--start",
+        "2018-01-01T00:00:00Z",
+        "--end",
+        "2018-07-01T00:00:00Z",
+    ];
+    let synthetic = [&["--source", "synthetic"][..], &window[..]].concat();
+    expect_failure(
+        &p,
+        "rps-extract",
+        &synthetic,
+        3,
+        "holds BTC-USD from the source \"file\"; merging bars from \"synthetic\"",
+    );
+    assert_eq!(
+        p.json(".rps/data/raw/BTC-USD/_manifest.json"),
+        manifest,
+        "nothing merged"
+    );
+
+    let replace = [&synthetic[..], &["--full-refresh"][..]].concat();
+    p.ok("rps-extract", &replace);
+    for stage in ["rps-quality", "rps-transform", "rps-train"] {
+        p.ok(stage, &[]);
+    }
+    let o = p.ok("rps-evaluate", &[]);
+    assert!(o.stderr.contains("not compared"), "{}", o.stderr);
+    let detail = p.json(".rps/reports/metrics_detail.json");
+    let reason = detail["promotion"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(
+            "champion v1 was trained on BTC-USD from file, this model on BTC-USD from synthetic"
+        ) && reason.contains("not comparable"),
+        "{reason}"
+    );
+    assert_eq!(detail["promotion"]["promoted"], false);
+    assert_eq!(
+        p.json(".rps/registry/btc-volatility/aliases.json")["champion"],
+        1
+    );
 }

@@ -75,7 +75,7 @@ fn signal_task_on_the_bundled_sample() {
 
     let o = p.ok("rps-evaluate", &[]);
     assert!(o.stdout.contains("| model |"), "{}", o.stdout);
-    let m = p.json("reports/metrics.json");
+    let m = p.json(".rps/reports/metrics.json");
     assert_eq!(m["task"], "signal");
     let n = m["model"]["n"].as_u64().unwrap();
     let schema = p.json(".rps/data/features/BTC-USD/schema.json");
@@ -101,7 +101,7 @@ fn signal_task_on_the_bundled_sample() {
             "{name}: the confusion matrix counts every test row"
         );
     }
-    let md = std::fs::read_to_string(p.path("reports/evaluation.md")).unwrap();
+    let md = std::fs::read_to_string(p.path(".rps/reports/evaluation.md")).unwrap();
     assert!(md.contains("rows = truth, columns = predicted"), "{md}");
     let counts = confusion_counts(&md, "model");
     assert_eq!(counts.len(), 3);
@@ -133,7 +133,7 @@ fn signal_task_on_the_bundled_sample() {
     for row in &proba {
         assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{row:?}");
     }
-    let csv = std::fs::read_to_string(p.path("reports/predictions.csv")).unwrap();
+    let csv = std::fs::read_to_string(p.path(".rps/reports/predictions.csv")).unwrap();
     let first: Vec<f64> = csv.lines().nth(1).unwrap().split(',').collect::<Vec<_>>()[3..6]
         .iter()
         .map(|v| v.parse().unwrap())

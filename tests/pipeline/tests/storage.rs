@@ -65,16 +65,11 @@ fn every_stage_reads_and_writes_s3() {
     let home = format!("s3://{}/pipeline-{}", bucket(), nonce());
     let h = ["--home", home.as_str()];
     p.ok("rps-extract", &[h[0], h[1], "--full-refresh"]);
-    p.ok(
-        "rps-quality",
-        &[h[0], h[1], "--report-dir", &format!("{home}/reports")],
-    );
+    // Reports go under the home by default, on S3 too.
+    p.ok("rps-quality", &h);
     p.ok("rps-transform", &h);
     p.ok("rps-train", &h);
-    let eval = p.ok(
-        "rps-evaluate",
-        &[h[0], h[1], "--report-dir", &format!("{home}/reports")],
-    );
+    let eval = p.ok("rps-evaluate", &h);
     assert!(eval.stderr.contains("promot"), "{}", eval.stderr);
 
     let store = s3(&home);
