@@ -98,9 +98,11 @@ pub fn run(args: &Args) -> Result<(), QualityError> {
             quality::run(&bars, manifest.interval, &problems, &params.quality, now);
         let out = rps_store::open(&report_dir)?;
         let json = serde_json::to_vec_pretty(&report)?;
+        let closes: Vec<(i64, f64)> = bars.iter().map(|b| (b.ts, b.close)).collect();
         let html = rps_report::quality_html(
             &report,
             &format!("Data quality: {} {}", manifest.symbol, manifest.interval),
+            &closes,
         );
         out.put("quality.json", &json)?;
         out.put("quality.html", html.as_bytes())?;

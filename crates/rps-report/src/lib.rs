@@ -3,18 +3,20 @@
 //! realized volatility ([`forecast_png`]). Pure functions from values to strings or bytes;
 //! writing them is the stage's business.
 
+mod quality;
+
+pub use quality::quality_html;
 use rps_core::metrics::Scores;
-use rps_core::quality::QualityReport;
 use std::fmt::Write as _;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn fmt_ts(ms: Option<i64>) -> String {
+pub(crate) fn fmt_ts(ms: Option<i64>) -> String {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
         .map_or_else(
             || "-".to_owned(),
@@ -22,7 +24,7 @@ fn fmt_ts(ms: Option<i64>) -> String {
         )
 }
 
-fn num(v: f64) -> String {
+pub(crate) fn num(v: f64) -> String {
     if v.is_nan() {
         "–".to_owned()
     } else if v != 0.0 && (v.abs() >= 1e6 || v.abs() < 1e-3) {
@@ -30,87 +32,6 @@ fn num(v: f64) -> String {
     } else {
         format!("{v:.4}")
     }
-}
-
-/// A self-contained HTML page: the checks, then per-column statistics with a histogram (inline
-/// SVG), the role pandas-profiling plays in Python stacks.
-pub fn quality_html(r: &QualityReport, title: &str) -> String {
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title><style>\
-body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}\
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f4f4f4}}td.l{{text-align:left}}\
-.pass{{color:#1a7f37;font-weight:bold}}.fail{{color:#cf222e;font-weight:bold}}.col{{display:inline-block;margin:1em;vertical-align:top}}\
-</style></head><body><h1>{t}</h1>",
-        t = esc(title)
-    );
-    let verdict = if r.passed {
-        "<span class=\"pass\">PASSED</span>"
-    } else {
-        "<span class=\"fail\">FAILED</span>"
-    };
-    let _ = write!(
-        h,
-        "<p>Gate: {verdict} · {} rows · {} bars · from {} to {}</p><h2>Checks</h2><table><tr><th>check</th><th>result</th><th>value</th><th>limit</th><th>detail</th></tr>",
-        r.rows,
-        esc(&r.interval),
-        fmt_ts(r.first_ts),
-        fmt_ts(r.last_ts)
-    );
-    for c in &r.checks {
-        let cls = if c.passed { "pass" } else { "fail" };
-        let _ = write!(
-            h,
-            "<tr><td class=\"l\">{}</td><td class=\"{cls}\">{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
-            esc(&c.name),
-            if c.passed { "pass" } else { "FAIL" },
-            num(c.value),
-            num(c.threshold),
-            esc(&c.detail)
-        );
-    }
-    h.push_str("</table><h2>Columns</h2>");
-    for c in &r.columns {
-        let _ = write!(h, "<div class=\"col\"><h3>{}</h3><table>", esc(&c.name));
-        let q = |i: usize| c.quantiles.get(i).copied().unwrap_or(f64::NAN);
-        for (k, v) in [
-            ("count", c.count as f64),
-            ("missing", c.missing as f64),
-            ("mean", c.mean),
-            ("std", c.std),
-            ("min", c.min),
-            ("p5", q(1)),
-            ("median", q(3)),
-            ("p95", q(5)),
-            ("max", c.max),
-        ] {
-            let _ = write!(h, "<tr><th>{k}</th><td>{}</td></tr>", num(v));
-        }
-        h.push_str("</table>");
-        let max = c.histogram.iter().copied().max().unwrap_or(0).max(1) as f64;
-        let w = 8;
-        let _ = write!(
-            h,
-            "<svg width=\"{}\" height=\"80\" role=\"img\" aria-label=\"histogram of {}\">",
-            w * c.histogram.len(),
-            esc(&c.name)
-        );
-        for (i, &n) in c.histogram.iter().enumerate() {
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let bh = ((n as f64 / max) * 78.0).round() as usize;
-            let _ = write!(
-                h,
-                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{bh}\" fill=\"#4a78b5\"><title>{n}</title></rect>",
-                i * w,
-                80 - bh,
-                w - 1
-            );
-        }
-        h.push_str("</svg></div>");
-    }
-    h.push_str("</body></html>\n");
-    h
 }
 
 /// One row of the comparison table.
@@ -363,32 +284,6 @@ mod tests {
         let t = fold_table(&rows);
         assert_eq!(t.matches("**").count(), 4, "one best per fold");
         insta::assert_snapshot!(t);
-    }
-
-    #[test]
-    fn quality_page_names_failures_and_escapes() {
-        let bars: Vec<rps_core::Candle> = (0..10)
-            .map(|i| rps_core::Candle {
-                ts: i * 3_600_000,
-                open: 1.0,
-                high: 2.0,
-                low: 0.5,
-                close: 1.5,
-                volume: 1.0,
-            })
-            .collect();
-        let r = rps_core::quality::run(
-            &bars,
-            rps_core::Interval::H1,
-            &["missing column `<x>`".into()],
-            &rps_core::quality::QualityParams::default(),
-            0,
-        );
-        let html = quality_html(&r, "BTC & co");
-        assert!(html.contains("BTC &amp; co"));
-        assert!(html.contains("FAILED"));
-        assert!(html.contains("missing column `&lt;x&gt;`"));
-        assert_eq!(html.matches("<svg").count(), 5);
     }
 
     #[test]
