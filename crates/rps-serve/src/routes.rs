@@ -38,6 +38,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/models", get(models))
         .route("/dashboard", get(dashboard))
         .route("/api/history", get(history))
+        .route("/api/recent", get(recent))
         .route("/metrics", get(metrics))
         .route("/refresh", post(refresh))
         .fallback(not_found)
@@ -182,7 +183,7 @@ async fn not_found(req: Request) -> ApiError {
         StatusCode::NOT_FOUND,
         "not_found",
         format!(
-            "no route {} {}; routes: POST /predict, GET /health, /ready, /model, /models, /metrics, /dashboard, /api/history, POST /refresh",
+            "no route {} {}; routes: POST /predict, GET /health, /ready, /model, /models, /metrics, /dashboard, /api/history, /api/recent, POST /refresh",
             req.method(),
             req.uri().path()
         ),
@@ -309,7 +310,7 @@ async fn predict(
                 )
             })?
     }?;
-    served.observe(&rows.values);
+    let out_of_range = served.observe(&rows.values);
     let m = &state.metrics;
     for p in &predictions {
         match p {
@@ -335,7 +336,74 @@ async fn predict(
         .fetch_add(predictions.len() as u64, Ordering::Relaxed);
     served.latency_sum.add(elapsed);
     served.latency_count.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut recent = state.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if recent.len() >= crate::state::RECENT_REQUESTS {
+            recent.pop_front();
+        }
+        recent.push_back(crate::state::RecentRequest {
+            at: crate::state::now_secs(),
+            version: served.info.version,
+            rows: rows.n_rows,
+            forecast: predictions
+                .first()
+                .map_or(serde_json::Value::Null, forecast_json),
+            out_of_range,
+            latency_ms: elapsed * 1000.0,
+        });
+    }
     Ok(Json(body).into_response())
+}
+
+/// Fewest rows in a drift window for `/api/recent` to report PSI.
+const MIN_PSI_ROWS: usize = 100;
+
+/// `GET /api/recent`: what serve itself knows, with or without the stream's PostgreSQL — the
+/// last answered `/predict` requests (newest first) and, per live version, the drift of its
+/// recent inputs against the training data (out-of-range share, the features with the highest
+/// PSI).
+async fn recent(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let requests: Vec<crate::state::RecentRequest> = state
+        .recent
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .rev()
+        .cloned()
+        .collect();
+    let live = state.live.load_full();
+    let drift: Vec<serde_json::Value> = live
+        .as_ref()
+        .map(|l| {
+            l.models
+                .iter()
+                .map(|(alias, s)| {
+                    let w = s.drift.lock().unwrap_or_else(PoisonError::into_inner);
+                    // PSI over a handful of rows is noise: only from MIN_PSI_ROWS on.
+                    let mut psi: Vec<(&String, f64)> = if w.len() >= MIN_PSI_ROWS {
+                        s.schema
+                            .features
+                            .iter()
+                            .zip(w.psi(&s.schema.reference))
+                            .filter(|(_, v)| v.is_finite())
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    psi.sort_by(|a, b| b.1.total_cmp(&a.1));
+                    psi.truncate(5);
+                    json!({
+                        "alias": alias,
+                        "version": s.info.version,
+                        "window": w.len(),
+                        "out_of_range_ratio": if w.is_empty() { serde_json::Value::Null } else { json!(w.ratio()) },
+                        "top_psi": psi.iter().map(|(f, v)| json!({"feature": f, "psi": v})).collect::<Vec<_>>(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Json(json!({ "requests": requests, "drift": drift }))
 }
 
 /// A volatility forecast is a number; a signal is `{"signal": "buy", "probabilities": {…}}`.

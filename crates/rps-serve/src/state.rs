@@ -218,20 +218,22 @@ impl Served {
         })
     }
 
-    /// Feed predicted rows to the drift window.
-    pub fn observe(&self, values: &[f32]) {
+    /// Feed predicted rows to the drift window; the number of out-of-range values.
+    pub fn observe(&self, values: &[f32]) -> u32 {
         let n = self.schema.features.len();
         if n == 0 {
-            return;
+            return 0;
         }
         let counts: Vec<u32> = values
             .chunks_exact(n)
             .map(|row| DriftWindow::count_ood(&self.schema.reference, row))
             .collect();
+        let total = counts.iter().sum();
         let mut w = self.drift.lock().unwrap_or_else(PoisonError::into_inner);
         for (row, ood) in values.chunks_exact(n).zip(counts) {
             w.push(row, ood);
         }
+        total
     }
 }
 
@@ -243,6 +245,23 @@ pub enum Refreshed {
     Unchanged { version: u32 },
 }
 
+/// How many `/predict` requests `/api/recent` keeps.
+pub const RECENT_REQUESTS: usize = 50;
+
+/// One answered `/predict`, for the dashboard (`GET /api/recent`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecentRequest {
+    /// Unix time it was answered.
+    pub at: f64,
+    pub version: u32,
+    pub rows: usize,
+    /// The first row's forecast, as the response has it.
+    pub forecast: serde_json::Value,
+    /// Feature values of the request outside the training range (see [`DriftWindow`]).
+    pub out_of_range: u32,
+    pub latency_ms: f64,
+}
+
 /// Everything the handlers share.
 pub struct AppState {
     pub config: Config,
@@ -251,6 +270,8 @@ pub struct AppState {
     /// Side-by-side versions (`?model=`), most recently loaded last.
     pub cache: Mutex<Vec<Arc<Served>>>,
     pub metrics: Metrics,
+    /// The last [`RECENT_REQUESTS`] answered `/predict` requests, oldest first.
+    pub recent: Mutex<std::collections::VecDeque<RecentRequest>>,
     refresh_lock: tokio::sync::Mutex<()>,
 }
 
@@ -278,6 +299,7 @@ impl AppState {
             live: ArcSwapOption::empty(),
             cache: Mutex::new(Vec::new()),
             metrics: Metrics::new(now_secs()),
+            recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_REQUESTS)),
             refresh_lock: tokio::sync::Mutex::new(()),
         }
     }

@@ -373,12 +373,30 @@ fn the_dashboard_renders_in_a_headless_browser() {
     // A blank 1280x1000 page compresses to a few KB; three charts make it much larger.
     assert!(size > 20_000, "{} is only {size} bytes", png.display());
 
-    // Without a database the page still lists the live models and says why there are no charts.
+    // Without a database the page shows what serve knows: the live models, the drift of
+    // recent inputs and the recent requests, and says why there are no charts.
     let (_f2, s2) = serve(None);
+    let c = crate::support::client();
+    for i in 0..3 {
+        let r = crate::support::predict(
+            &c,
+            &s2,
+            "",
+            &serde_json::json!({ "features": crate::support::row_object(i) }),
+        );
+        assert_eq!(r.status(), 200);
+    }
     let page = format!("{}/dashboard", s2.url());
     let dom = browse(&page, "--dump-dom");
     assert!(dom.contains("data-state=\"no-history\""), "{dom}");
     assert!(dom.contains("no stream data is configured"), "{dom}");
     assert!(dom.contains("challenger"), "{dom}");
+    assert!(dom.contains("id=\"recent-requests\""), "{dom}");
+    assert_eq!(
+        dom.matches("<tr class=\"request\" data-at=\"1").count(),
+        3,
+        "{dom}"
+    );
+    assert!(dom.contains("id=\"drift-table\""), "{dom}");
     screenshot(&page, "dashboard-no-database.png");
 }

@@ -223,3 +223,42 @@ fn unknown_routes_and_methods_answer_json() {
         "method_not_allowed",
     );
 }
+
+/// `/api/recent` keeps the last answered requests, newest first, and the drift of each live
+/// version's recent inputs; it needs no database.
+#[test]
+fn recent_requests_and_drift_without_a_database() {
+    let f = Fixture::with_champion();
+    let s = f.start();
+    let c = client();
+    let empty: Value = c
+        .get(format!("{}/api/recent", s.url()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(empty["requests"], json!([]));
+    for i in 0..60 {
+        assert_eq!(
+            predict(&c, &s, "", &json!({ "features": row_object(i) })).status(),
+            200
+        );
+    }
+    let r: Value = c
+        .get(format!("{}/api/recent", s.url()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let reqs = r["requests"].as_array().unwrap();
+    assert_eq!(reqs.len(), 50, "bounded");
+    assert!(
+        reqs[0]["at"].as_f64() >= reqs[49]["at"].as_f64(),
+        "newest first"
+    );
+    assert!(reqs[0]["forecast"].is_number() && reqs[0]["rows"] == 1);
+    let d = &r["drift"][0];
+    assert_eq!(d["alias"], "champion");
+    assert_eq!(d["window"], 60);
+    assert!(d["out_of_range_ratio"].is_number(), "{d}");
+}
