@@ -1,5 +1,6 @@
 """The docs stay true: README.md and docs/ have no dead internal link, every `rps` subcommand
-flag they show exists in that subcommand's `--help`, and the mdBook builds (`make docs`)."""
+flag they show exists in that subcommand's `--help`, every command block marked ```sh tested
+runs as shown, and the mdBook builds (`make docs`)."""
 import os
 import pathlib
 import re
@@ -8,11 +9,13 @@ import subprocess
 
 import pytest
 
-from rps_testing import ROOT, bin_dir
+from rps_testing import ROOT, bin_dir, stage_env
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
+# Command blocks the docs promise work as pasted: run by test_every_tested_block_runs_as_shown.
+TESTED = re.compile(r"```sh tested\n(.*?)```", re.S)
 INLINE = re.compile(r"`([^`\n]+)`")
 SUBCOMMANDS = {"extract", "quality", "transform", "train", "evaluate", "serve", "probe", "stream"}
 
@@ -95,3 +98,38 @@ def test_the_book_builds():
     assert out.returncode == 0, out.stderr
     assert (out_dir / "index.html").exists()
     assert (out_dir / "features.html").read_text().count("<tr>") > 20
+
+
+@pytest.fixture(scope="module")
+def after_make_demo(tmp_path_factory):
+    """A folder like a checkout after `make demo`: params.yaml, the bundled sample, the binaries
+    where `make build` puts them, and the demo's home `.rps/demo`."""
+    proj = tmp_path_factory.mktemp("docs-project")
+    shutil.copy(ROOT / "params.yaml", proj)
+    shutil.copytree(ROOT / "data" / "sample", proj / "data" / "sample")
+    triple = proj / "target" / "x86_64-unknown-linux-musl"
+    triple.mkdir(parents=True)
+    (triple / "release").symlink_to(bin_dir())
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh"), str(bin_dir()), ".rps/demo"], cwd=proj,
+                         capture_output=True, text=True, timeout=900, env=stage_env(NO_COLOR="1"))
+    assert out.returncode == 0, f"the demo failed:\n{out.stderr[-3000:]}"
+    return proj
+
+
+def test_every_tested_block_runs_as_shown(after_make_demo):
+    """The ```sh tested blocks of each page, in order, in one folder after `make demo`, by bash -e:
+    every command must succeed, no HTTP answer may be an error, and background servers are
+    stopped when the block ends. `make …` lines are what `make test` has already done."""
+    pages = [(page, TESTED.findall(page.read_text())) for page in PAGES]
+    pages = [(page, blocks) for page, blocks in pages if blocks]
+    assert sum(len(b) for _, b in pages) >= 4, f"too few tested blocks in {pages}: is the marker gone?"
+    env = stage_env(NO_COLOR="1", RPS_SERVE_TOKEN="docs-test-token")
+    # A page's blocks run in one shell, in order, as a reader pastes them.
+    for page, blocks in pages:
+        block = "\n".join(blocks)
+        body = "\n".join(l for l in block.splitlines() if not l.startswith("make "))
+        script = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + body
+        out = subprocess.run(["bash", "-c", script], cwd=after_make_demo, capture_output=True, text=True, timeout=600, env=env)
+        where = f"{page.relative_to(ROOT)}:\n{block}\n--- stdout\n{out.stdout[-2000:]}\n--- stderr\n{out.stderr[-3000:]}"
+        assert out.returncode == 0, where
+        assert '"error"' not in out.stdout, where
