@@ -149,15 +149,22 @@ pub fn init_logging(args: &CommonArgs) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
+    init_tracing(args.log_format, level, args.color);
+}
+
+/// The one tracing subscriber of every command (stages, `rps serve`, `rps stream`): to stderr,
+/// `RUST_LOG` over `default_level`, human lines (colours per `color`) or one JSON object per
+/// event. A second call is a no-op.
+pub fn init_tracing(format: LogFormat, default_level: &str, color: ColorChoice) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = match args.log_format {
+    let _ = match format {
         LogFormat::Human => builder
             .with_target(false)
-            .with_ansi(args.color.enabled())
+            .with_ansi(color.enabled())
             .try_init(),
         LogFormat::Json => builder
             .json()

@@ -1,6 +1,6 @@
 //! Command-line flags and environment variables.
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use std::time::Duration;
 
 const AFTER_HELP: &str = "\
@@ -35,14 +35,8 @@ EXIT CODES (the table every rps command shares):
   6  the registry's server (MLflow, S3) failed after retries
   7  the registry's storage failed";
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Readable lines for a terminal.
-    Human,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
+/// Log output format: the stages' ([`rps_cli::LogFormat`]).
+pub use rps_cli::LogFormat;
 
 /// Serve the RPS volatility model (the registry's `champion`) over HTTP.
 ///

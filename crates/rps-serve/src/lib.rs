@@ -64,24 +64,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Set up logging (level from `RUST_LOG`, default `info`).
+/// Set up logging (level from `RUST_LOG`, default `info`): the stages' subscriber
+/// ([`rps_cli::init_tracing`]), colours only on a terminal without `NO_COLOR`.
 pub fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        // Colours only on a terminal without NO_COLOR: never in pod logs, pipes or CI.
-        LogFormat::Human => builder
-            .with_ansi(rps_cli::ColorChoice::Auto.enabled())
-            .try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_ansi(false)
-            .try_init(),
-    };
+    rps_cli::init_tracing(format, "info", rps_cli::ColorChoice::Auto);
 }
 
 /// The registry the champion comes from: MLflow's when `MLFLOW_TRACKING_URI` is set (the same
