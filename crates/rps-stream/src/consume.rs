@@ -9,7 +9,7 @@
 //! without one committed batch it gives up (exit 6). Other errors end the run at once.
 
 use crate::live::LiveModel;
-use crate::online::OnlineFeatures;
+use crate::online::{self, OnlineFeatures};
 use crate::{ConsumeArgs, Settings, StreamError, db, kafka, live, load_live, runtime};
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 use std::collections::HashMap;
@@ -32,9 +32,7 @@ struct Ctx<'a> {
     a: &'a ConsumeArgs,
     consumer: String,
     aliases: Vec<String>,
-    features: Vec<String>,
     batch_size: usize,
-    template: OnlineFeatures,
 }
 
 /// Whether `e` is an outage worth reconnecting through: every Kafka client error (the client
@@ -60,18 +58,15 @@ fn reconnect_delay(n: u32) -> Duration {
 
 pub(crate) fn consume(s: &Settings, a: &ConsumeArgs) -> Result<(), StreamError> {
     let sp = &s.params.stream;
-    let template = OnlineFeatures::new(&s.params, sp.history_bars)?;
     let c = Ctx {
         s,
         a,
         consumer: a.consumer.clone().unwrap_or_else(|| sp.consumer.clone()),
         aliases: a.aliases.clone().unwrap_or_else(|| sp.aliases.clone()),
-        features: template.names().to_vec(),
         batch_size: a.batch_size.unwrap_or(sp.batch_size).max(1),
-        template,
     };
     // The registry may be a blocking HTTP client: load outside the async runtime.
-    let mut live = load_live(s, &c.aliases, &c.features)?;
+    let mut live = load_live(s, &c.aliases)?;
     tracing::info!("live models: {}", live::describe(&live));
     let rt = runtime()?;
     rt.block_on(async {
@@ -168,7 +163,10 @@ async fn session(
         );
         readers.push((pc, p, next));
     }
-    let mut builders: HashMap<String, OnlineFeatures> = HashMap::new();
+    // One builder per (symbol, feature spec): each live model gets the features it was trained
+    // with (its schema), and models trained alike share a row.
+    let mut builders: HashMap<(String, String), OnlineFeatures> = HashMap::new();
+    let mut specs = live::specs(live);
     let mut last_message = Instant::now();
     let mut last_refresh = Instant::now();
     'outer: loop {
@@ -177,7 +175,8 @@ async fn session(
         }
         if last_refresh.elapsed() >= Duration::from_secs(c.a.refresh_secs.max(1)) {
             last_refresh = Instant::now();
-            *live = refresh_live(c.s, &c.aliases, &c.features, std::mem::take(live)).await?;
+            *live = refresh_live(c.s, &c.aliases, std::mem::take(live)).await?;
+            specs = live::specs(live);
         }
         if let Some(h) = heartbeat.as_mut() {
             h.beat();
@@ -222,24 +221,35 @@ async fn session(
                         continue;
                     };
                     let candle = msg.candle();
-                    if !builders.contains_key(&msg.symbol) {
-                        let mut b = c.template.clone();
-                        let limit =
-                            i64::try_from(c.s.params.stream.history_bars).unwrap_or(i64::MAX);
-                        b.seed(db.candles(&msg.symbol, None, Some(limit)).await?);
-                        builders.insert(msg.symbol.clone(), b);
-                    }
-                    let Some(builder) = builders.get_mut(&msg.symbol) else {
-                        continue;
-                    };
-                    match builder.push(candle) {
-                        Some(row) => {
-                            let t = db::to_time(row.ts)?;
-                            for m in live.iter() {
-                                predictions.push(m.prediction(&msg.symbol, t, &row.values)?);
-                            }
+                    let history = c.s.params.stream.history_bars;
+                    let mut rows: HashMap<&str, online::FeatureRow> = HashMap::new();
+                    let mut replayed = false;
+                    for (key, spec) in &specs {
+                        let id = (msg.symbol.clone(), key.clone());
+                        if !builders.contains_key(&id) {
+                            let mut b = OnlineFeatures::with_spec(spec, history)?;
+                            let limit = i64::try_from(history).unwrap_or(i64::MAX);
+                            b.seed(db.candles(&msg.symbol, None, Some(limit)).await?);
+                            builders.insert(id.clone(), b);
                         }
-                        None => counts.replayed += 1,
+                        let Some(builder) = builders.get_mut(&id) else {
+                            continue;
+                        };
+                        match builder.push(candle) {
+                            Some(row) => {
+                                rows.insert(key.as_str(), row);
+                            }
+                            None => replayed = true,
+                        }
+                    }
+                    if replayed {
+                        counts.replayed += 1;
+                    }
+                    for m in live.iter() {
+                        if let Some(row) = rows.get(m.spec_key.as_str()) {
+                            let t = db::to_time(row.ts)?;
+                            predictions.push(m.prediction(&msg.symbol, t, &row.values)?);
+                        }
                     }
                     candles.push((msg.symbol, candle));
                 }
@@ -351,15 +361,15 @@ pub(crate) fn shutdown_flag() -> tokio::sync::watch::Receiver<bool> {
 async fn refresh_live(
     s: &Settings,
     aliases: &[String],
-    features: &[String],
     old: Vec<live::LiveModel>,
 ) -> Result<Vec<live::LiveModel>, StreamError> {
     let home = s.home.clone();
     let names = live::model_names(&s.params);
-    let (aliases, features) = (aliases.to_vec(), features.to_vec());
+    let aliases = aliases.to_vec();
+    let interval = s.params.data.interval;
     let fresh = tokio::task::spawn_blocking(move || {
         let registry = home.registry()?;
-        live::load_all(registry.as_ref(), &names, &aliases, &features)
+        live::load_all(registry.as_ref(), &names, &aliases, interval)
     })
     .await
     .map_err(|e| StreamError::Join(e.to_string()))?;

@@ -26,7 +26,7 @@ use rps_core::candle::Candle;
 use rps_core::params::Params;
 use rskafka::client::partition::Compression;
 use rskafka::record::Record;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// The EXIT CODES section of `rps stream --help`.
@@ -400,14 +400,10 @@ async fn produce(s: &Settings, a: &ProduceArgs) -> Result<(), StreamError> {
     Ok(())
 }
 
-fn load_live(
-    s: &Settings,
-    aliases: &[String],
-    features: &[String],
-) -> Result<Vec<live::LiveModel>, StreamError> {
+fn load_live(s: &Settings, aliases: &[String]) -> Result<Vec<live::LiveModel>, StreamError> {
     let registry = s.home.registry()?;
     let names = live::model_names(&s.params);
-    let live = live::load_all(registry.as_ref(), &names, aliases, features)?;
+    let live = live::load_all(registry.as_ref(), &names, aliases, s.params.data.interval)?;
     if live.is_empty() {
         return Err(StreamError::NoLiveModel {
             models: names,
@@ -450,48 +446,61 @@ fn reconcile(s: &Settings, a: &ReconcileArgs) -> Result<(), StreamError> {
                 .map_err(|e| StreamError::Config(format!("--since {t:?}: {e}")))
         })
         .transpose()?;
-    // Validates data.bar/interval and the estimator like consume does.
-    let names = OnlineFeatures::new(&s.params, s.params.stream.history_bars)?
-        .names()
-        .to_vec();
-    let live = load_live(s, &aliases, &names)?;
+    let live = load_live(s, &aliases)?;
     tracing::info!("live models: {}", live::describe(&live));
+    // Each live model's features from its own saved spec, like consume (checked the same way).
+    let specs = live::specs(&live);
+    for (_, spec) in &specs {
+        OnlineFeatures::with_spec(spec, s.params.stream.history_bars)?;
+    }
     let counts = runtime()?.block_on(async {
         let mut db = s.db().await?;
         // All stored history: the features of the first reconciled bar need the bars before it.
         let candles = db.candles(&symbol, None, None).await?;
         let existing = db.prediction_keys(&symbol, since).await?;
-        let d = &s.params.data;
-        let (ts, grid, vol) =
-            rps_transform::bar_grid(&candles, d.interval, d.bar, s.params.target.estimator);
-        let bars_per_day = usize::try_from(86_400_000 / d.bar.ms()).unwrap_or(1).max(1);
-        let frame = rps_core::features::build(
-            &ts,
-            &grid,
-            &vol,
-            &s.params.features,
-            &s.params.target,
-            bars_per_day,
-        );
+        let frames: HashMap<&str, rps_core::features::FeatureFrame> = specs
+            .iter()
+            .map(|(key, spec)| {
+                let (ts, grid, vol) =
+                    rps_transform::bar_grid(&candles, spec.bar, spec.bar, spec.target.estimator);
+                let bars_per_day = usize::try_from(86_400_000 / spec.bar.ms())
+                    .unwrap_or(1)
+                    .max(1);
+                let frame = rps_core::features::build(
+                    &ts,
+                    &grid,
+                    &vol,
+                    &spec.features,
+                    &spec.target,
+                    bars_per_day,
+                );
+                (key.as_str(), frame)
+            })
+            .collect();
+        let Some(grid) = specs.first().and_then(|(k, _)| frames.get(k.as_str())) else {
+            return Ok(ReconcileCounts::default());
+        };
         let mut c = ReconcileCounts::default();
         let mut inserts: Vec<Prediction> = Vec::new();
         let mut moved: Vec<(RowKey, Option<String>)> = Vec::new();
         let mut live_keys: HashSet<RowKey> = HashSet::new();
-        for i in (0..frame.len()).filter(|&i| frame.present[i]) {
-            let t = db::to_time(frame.ts[i])?;
+        for i in (0..grid.len()).filter(|&i| grid.present[i]) {
+            let t = db::to_time(grid.ts[i])?;
             if since.is_some_and(|s| t < s) {
                 continue;
             }
             c.bars += 1;
-            let row = frame.row(i);
             for m in &live {
+                let Some(frame) = frames.get(m.spec_key.as_str()) else {
+                    continue;
+                };
                 let key = RowKey {
                     model: m.name.clone(),
                     version: m.version.to_string(),
                     bar_time: t,
                 };
                 match existing.get(&key) {
-                    None => inserts.push(m.prediction(&symbol, t, &row)?),
+                    None => inserts.push(m.prediction(&symbol, t, &frame.row(i))?),
                     Some(alias) if alias.as_deref() != Some(m.alias.as_str()) => {
                         moved.push((key.clone(), Some(m.alias.clone())));
                     }

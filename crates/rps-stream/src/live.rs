@@ -1,7 +1,9 @@
-//! The live set: the registry versions behind a list of aliases, ready to predict a feature row.
+//! The live set: the registry versions behind a list of aliases, each with the feature spec it
+//! was trained with, ready to predict a feature row built by that spec.
 
 use crate::StreamError;
 use crate::db::Prediction;
+use crate::online::FeatureSpec;
 use chrono::{DateTime, Utc};
 use rps_core::signal::Signal;
 use rps_model::{Forecast, Model};
@@ -16,7 +18,11 @@ pub struct LiveModel {
     pub alias: String,
     /// A volatility or a signal model (its `meta.json` says which).
     model: Model,
-    /// For each model feature, its position in the online feature row.
+    /// What its features mean: from its saved schema, never from params.yaml.
+    pub spec: FeatureSpec,
+    /// [`FeatureSpec::key`] of `spec`: models with equal keys share a feature row.
+    pub spec_key: String,
+    /// For each model feature, its position in the row its spec builds.
     index: Vec<usize>,
 }
 
@@ -66,13 +72,14 @@ impl LiveModel {
 }
 
 /// Resolve `aliases` of model `name` in the registry; aliases that do not exist are skipped
-/// (logged). `features` are the online builder's names; a version needing a feature the
-/// builder does not make is refused (the model was trained with other `features:` params).
+/// (logged). Each version's features are built from its own saved spec (its `schema.json`) on
+/// the stream's `interval` candles; a version whose spec this code cannot honour (another bar,
+/// a feature the spec does not build) is refused.
 pub fn load(
     registry: &dyn Registry,
     name: &str,
     aliases: &[String],
-    features: &[String],
+    interval: rps_core::Interval,
 ) -> Result<Vec<LiveModel>, StreamError> {
     let mut live: Vec<LiveModel> = Vec::new();
     for alias in aliases {
@@ -85,6 +92,9 @@ pub fn load(
             continue;
         }
         let loaded = registry.load(name, version)?;
+        let spec = FeatureSpec::from_schema(&loaded.files.schema, interval)
+            .map_err(|e| StreamError::Config(format!("{name} v{version}: {e}")))?;
+        let features = rps_core::features::feature_names(&spec.features);
         let index = loaded
             .model
             .meta()
@@ -105,6 +115,8 @@ pub fn load(
             version,
             alias: alias.clone(),
             model: loaded.model,
+            spec_key: spec.key(),
+            spec,
             index,
         });
     }
@@ -116,13 +128,24 @@ pub fn load_all(
     registry: &dyn Registry,
     names: &[String],
     aliases: &[String],
-    features: &[String],
+    interval: rps_core::Interval,
 ) -> Result<Vec<LiveModel>, StreamError> {
     let mut live = Vec::new();
     for name in names {
-        live.extend(load(registry, name, aliases, features)?);
+        live.extend(load(registry, name, aliases, interval)?);
     }
     Ok(live)
+}
+
+/// The distinct specs of `live` (key, spec), in first-seen order.
+pub fn specs(live: &[LiveModel]) -> Vec<(String, FeatureSpec)> {
+    let mut out: Vec<(String, FeatureSpec)> = Vec::new();
+    for m in live {
+        if !out.iter().any(|(k, _)| *k == m.spec_key) {
+            out.push((m.spec_key.clone(), m.spec.clone()));
+        }
+    }
+    out
 }
 
 /// The registered models the stream predicts with: `train.model_name` (volatility) and

@@ -1,4 +1,6 @@
-//! Online features: the feature row of each new bar, built by the batch code itself.
+//! Online features: the feature row of each new bar, built by the batch code itself, from the
+//! feature spec a model was trained with ([`FeatureSpec::from_schema`]: its `schema.json`), not
+//! from whatever params.yaml says now.
 //!
 //! [`OnlineFeatures`] keeps the last `history_bars` candles of one symbol and, for every new
 //! bar, lays them on the bar grid with [`rps_transform::bar_grid`] and runs
@@ -11,10 +13,72 @@
 //! row equals the batch row to far below the 1e-12 the tests allow.
 
 use crate::StreamError;
+use rps_core::Interval;
 use rps_core::candle::Candle;
+use rps_core::features::{FeatureParams, TargetParams};
 use rps_core::params::Params;
+use rps_core::schema::FeatureSchema;
 use rps_core::volatility::Estimator;
 use std::collections::VecDeque;
+
+/// Everything that changes a feature value: the stream's bar, the `features:` knobs and the
+/// `target:` definition (estimator, floor, …).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureSpec {
+    /// Bar of the stream's candles and of the model's rows (streaming needs them equal).
+    pub bar: Interval,
+    pub features: FeatureParams,
+    pub target: TargetParams,
+}
+
+impl FeatureSpec {
+    /// The spec params.yaml describes now (`data.bar` must equal `data.interval`).
+    pub fn from_params(params: &Params) -> Result<Self, StreamError> {
+        let d = &params.data;
+        if d.bar != d.interval {
+            return Err(StreamError::Config(format!(
+                "streaming needs data.bar == data.interval (got {} and {}): resampling sub-bars online is not supported yet",
+                d.bar, d.interval
+            )));
+        }
+        Ok(Self {
+            bar: d.bar,
+            features: params.features.clone(),
+            target: params.target.clone(),
+        })
+    }
+
+    /// The spec a model was trained with (its saved feature schema), for a stream of `interval`
+    /// candles: refused when the model's bar is another one.
+    pub fn from_schema(schema: &FeatureSchema, interval: Interval) -> Result<Self, StreamError> {
+        let bar: Interval = schema.bar.parse().map_err(|_| {
+            StreamError::Config(format!(
+                "the model's schema has an unknown bar {:?}",
+                schema.bar
+            ))
+        })?;
+        if bar != interval {
+            return Err(StreamError::Config(format!(
+                "the model was trained on {bar} bars but the stream carries {interval} candles (data.interval)"
+            )));
+        }
+        Ok(Self {
+            bar,
+            features: schema.feature_params.clone(),
+            target: schema.target.clone(),
+        })
+    }
+
+    /// A key equal for equal specs (models trained alike share one builder).
+    pub fn key(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.bar,
+            serde_json::to_string(&self.features).unwrap_or_default(),
+            serde_json::to_string(&self.target).unwrap_or_default()
+        )
+    }
+}
 
 /// The features of one bar, in the order of [`OnlineFeatures::names`].
 #[derive(Debug, Clone, PartialEq)]
@@ -24,10 +88,10 @@ pub struct FeatureRow {
     pub values: Vec<f64>,
 }
 
-/// The online feature builder of one symbol.
+/// The online feature builder of one symbol and one [`FeatureSpec`].
 #[derive(Debug, Clone)]
 pub struct OnlineFeatures {
-    params: Params,
+    spec: FeatureSpec,
     names: Vec<String>,
     history: VecDeque<Candle>,
     max_history: usize,
@@ -35,33 +99,33 @@ pub struct OnlineFeatures {
 }
 
 impl OnlineFeatures {
-    /// A builder for `params` (`features:`, `target:`, `data.interval`/`data.bar`) keeping
-    /// `max_history` bars. Streaming needs `data.bar == data.interval` (the stream carries model
-    /// bars) and at least the longest lookback of the features.
+    /// A builder for what params.yaml says now (`features:`, `target:`, `data.interval`/`data.bar`)
+    /// keeping `max_history` bars; see [`OnlineFeatures::with_spec`].
     pub fn new(params: &Params, max_history: usize) -> Result<Self, StreamError> {
-        let d = &params.data;
-        if d.bar != d.interval {
-            return Err(StreamError::Config(format!(
-                "streaming needs data.bar == data.interval (got {} and {}): resampling sub-bars online is not supported yet",
-                d.bar, d.interval
-            )));
-        }
-        if params.target.estimator == Estimator::Realized {
+        Self::with_spec(&FeatureSpec::from_params(params)?, max_history)
+    }
+
+    /// A builder for `spec` keeping `max_history` bars: at least the longest lookback of its
+    /// features, and a range-based estimator (realized volatility needs sub-bars).
+    pub fn with_spec(spec: &FeatureSpec, max_history: usize) -> Result<Self, StreamError> {
+        if spec.target.estimator == Estimator::Realized {
             return Err(StreamError::Config(
                 "streaming needs target.estimator parkinson or garman_klass (realized needs sub-bars)"
                     .to_owned(),
             ));
         }
-        let bars_per_day = usize::try_from(86_400_000 / d.bar.ms()).unwrap_or(1).max(1);
-        let need = Self::lookback(params, bars_per_day) + 1;
+        let bars_per_day = usize::try_from(86_400_000 / spec.bar.ms())
+            .unwrap_or(1)
+            .max(1);
+        let need = Self::lookback(&spec.features, bars_per_day) + 1;
         if max_history < need {
             return Err(StreamError::Config(format!(
                 "stream.history_bars is {max_history} but the features look back {need} bars"
             )));
         }
         Ok(Self {
-            params: params.clone(),
-            names: rps_core::features::feature_names(&params.features),
+            spec: spec.clone(),
+            names: rps_core::features::feature_names(&spec.features),
             history: VecDeque::with_capacity(max_history + 1),
             max_history,
             bars_per_day,
@@ -69,8 +133,7 @@ impl OnlineFeatures {
     }
 
     /// The longest lookback (in bars) of any non-recursive feature.
-    pub fn lookback(params: &Params, bars_per_day: usize) -> usize {
-        let f = &params.features;
+    pub fn lookback(f: &FeatureParams, bars_per_day: usize) -> usize {
         let windows = f
             .return_windows
             .iter()
@@ -114,15 +177,15 @@ impl OnlineFeatures {
             self.history.pop_front();
         }
         let bars: Vec<Candle> = self.history.iter().copied().collect();
-        let d = &self.params.data;
+        let spec = &self.spec;
         let (ts, grid, vol) =
-            rps_transform::bar_grid(&bars, d.interval, d.bar, self.params.target.estimator);
+            rps_transform::bar_grid(&bars, spec.bar, spec.bar, spec.target.estimator);
         let frame = rps_core::features::build(
             &ts,
             &grid,
             &vol,
-            &self.params.features,
-            &self.params.target,
+            &spec.features,
+            &spec.target,
             self.bars_per_day,
         );
         let last = frame.len().checked_sub(1)?;
