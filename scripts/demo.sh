@@ -34,5 +34,5 @@ Artifacts:
   model registry (versions, champion)      $home/registry/
   run records                              $home/runs/
   quality report                           $reports/quality.{json,html}
-  evaluation                               $reports/{metrics.json,evaluation.md,predictions.csv,predictions.png}
+  evaluation                               $reports/{metrics.json,metrics_detail.json,evaluation.md,predictions.csv,predictions.png}
 MSG
