@@ -25,6 +25,7 @@ pub mod features;
 pub mod linalg;
 pub mod metrics;
 pub mod params;
+pub mod pipeline;
 pub mod quality;
 pub mod schema;
 pub mod signal;

@@ -460,22 +460,7 @@ fn reconcile(s: &Settings, a: &ReconcileArgs) -> Result<(), StreamError> {
         let existing = db.prediction_keys(&symbol, since).await?;
         let frames: HashMap<&str, rps_core::features::FeatureFrame> = specs
             .iter()
-            .map(|(key, spec)| {
-                let (ts, grid, vol) =
-                    rps_transform::bar_grid(&candles, spec.bar, spec.bar, spec.target.estimator);
-                let bars_per_day = usize::try_from(86_400_000 / spec.bar.ms())
-                    .unwrap_or(1)
-                    .max(1);
-                let frame = rps_core::features::build(
-                    &ts,
-                    &grid,
-                    &vol,
-                    &spec.features,
-                    &spec.target,
-                    bars_per_day,
-                );
-                (key.as_str(), frame)
-            })
+            .map(|(key, spec)| (key.as_str(), spec.frame(&candles)))
             .collect();
         let Some(grid) = specs.first().and_then(|(k, _)| frames.get(k.as_str())) else {
             return Ok(ReconcileCounts::default());

@@ -8,14 +8,14 @@
 
 use clap::Parser;
 use rps_cli::{CommonArgs, Home, StageError, exit};
-use rps_core::candle::{Candle, Interval, resample};
+use rps_core::candle::Candle;
 use rps_core::features::{self, FeatureFrame};
 use rps_core::params::Params;
 use rps_core::schema::FeatureSchema;
 use rps_core::signal::Signal;
 use rps_core::split::{self, Split};
 use rps_core::stats::ColumnStats;
-use rps_core::volatility::{Estimator, garman_klass, parkinson, realized};
+use rps_core::volatility::Estimator;
 use rps_store::frame::Dataset;
 use rps_store::raw::RawDataset;
 use std::collections::BTreeMap;
@@ -97,45 +97,8 @@ pub fn raw_is_input(e: &rps_store::raw::RawError) -> bool {
     }
 }
 
-/// Lay `bars` (sorted, at `interval`) on the model's bar grid with each bar's volatility.
-pub fn bar_grid(
-    bars: &[Candle],
-    interval: Interval,
-    bar: Interval,
-    estimator: Estimator,
-) -> (Vec<i64>, Vec<Option<Candle>>, Vec<f64>) {
-    let groups: Vec<(Candle, Vec<Candle>)> = if bar == interval {
-        bars.iter().map(|c| (*c, vec![*c])).collect()
-    } else {
-        resample(bars, bar)
-    };
-    let (Some(first), Some(last)) = (groups.first(), groups.last()) else {
-        return (Vec::new(), Vec::new(), Vec::new());
-    };
-    let (t0, t1) = (first.0.ts, last.0.ts);
-    let n = usize::try_from((t1 - t0) / bar.ms() + 1).unwrap_or(0);
-    let ts: Vec<i64> = (0..n).map(|i| t0 + i as i64 * bar.ms()).collect();
-    let mut grid: Vec<Option<Candle>> = vec![None; n];
-    let mut vol = vec![f64::NAN; n];
-    let mut prev_close: Option<f64> = None;
-    let mut prev_slot: Option<usize> = None;
-    for (agg, parts) in &groups {
-        let Ok(i) = usize::try_from((agg.ts - t0) / bar.ms()) else {
-            continue;
-        };
-        grid[i] = Some(*agg);
-        // A previous close only counts when it is the adjacent bar's.
-        let prev = prev_close.filter(|_| prev_slot.is_some_and(|p| p + 1 == i));
-        vol[i] = match estimator {
-            Estimator::Parkinson => parkinson(agg.high, agg.low),
-            Estimator::GarmanKlass => garman_klass(agg),
-            Estimator::Realized => realized(prev, parts),
-        };
-        prev_close = Some(agg.close);
-        prev_slot = Some(i);
-    }
-    (ts, grid, vol)
-}
+/// The bar grid of the one feature pipeline ([`rps_core::pipeline`]).
+pub use rps_core::pipeline::bar_grid;
 
 /// Build the dataset and schema from raw bars (pure; the stage minus IO).
 pub fn transform(
@@ -392,6 +355,8 @@ pub fn run(args: &Args) -> Result<(), TransformError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use rps_core::candle::Interval;
+    use rps_core::volatility::parkinson;
 
     #[test]
     fn signal_columns_follow_the_grid_and_the_one_label_rule() {

@@ -1,0 +1,349 @@
+//! The one feature pipeline, driven by a model's saved feature spec (issue #17).
+//!
+//! [`FeatureSpec`] is everything that changes a feature value: the bar, the `features:` knobs and
+//! the `target:` definition (estimator, floor, …). It comes from params.yaml when a model is
+//! trained ([`FeatureSpec::from_params`]) and from the model's `schema.json` ever after
+//! ([`FeatureSpec::from_schema`]), so what a live model sees never changes meaning when
+//! params.yaml does. Three modes give the same rows:
+//! - batch: [`bar_grid`] + [`crate::features::build`] over a whole candle series (transform);
+//! - online: [`Online::push`] one closed bar at a time (the stream consumer);
+//! - request: [`request_row`] — the last N candles → the next hour's row (forecasts).
+
+use crate::candle::{Candle, Interval, resample};
+use crate::features::{FeatureFrame, FeatureParams, TargetParams};
+use crate::params::Params;
+use crate::schema::FeatureSchema;
+use crate::volatility::{Estimator, garman_klass, parkinson, realized};
+use std::collections::VecDeque;
+
+/// Why a spec cannot be honoured here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PipelineError {
+    #[error(
+        "streaming needs data.bar == data.interval (got {bar} and {interval}): resampling sub-bars online is not supported yet"
+    )]
+    SubBars { bar: Interval, interval: Interval },
+    #[error("the model's schema has an unknown bar {0:?}")]
+    UnknownBar(String),
+    #[error("the model was trained on {model} bars but the candles are {candles} bars")]
+    OtherBar { model: Interval, candles: Interval },
+    #[error(
+        "online features need target.estimator parkinson or garman_klass (realized needs sub-bars)"
+    )]
+    Realized,
+    #[error("{history} bars of history are kept but the features look back {need} bars")]
+    ShortHistory { history: usize, need: usize },
+}
+
+/// Lay `bars` (sorted, at `interval`) on the model's bar grid with each bar's volatility.
+pub fn bar_grid(
+    bars: &[Candle],
+    interval: Interval,
+    bar: Interval,
+    estimator: Estimator,
+) -> (Vec<i64>, Vec<Option<Candle>>, Vec<f64>) {
+    let groups: Vec<(Candle, Vec<Candle>)> = if bar == interval {
+        bars.iter().map(|c| (*c, vec![*c])).collect()
+    } else {
+        resample(bars, bar)
+    };
+    let (Some(first), Some(last)) = (groups.first(), groups.last()) else {
+        return (Vec::new(), Vec::new(), Vec::new());
+    };
+    let (t0, t1) = (first.0.ts, last.0.ts);
+    let n = usize::try_from((t1 - t0) / bar.ms() + 1).unwrap_or(0);
+    let ts: Vec<i64> = (0..n).map(|i| t0 + i as i64 * bar.ms()).collect();
+    let mut grid: Vec<Option<Candle>> = vec![None; n];
+    let mut vol = vec![f64::NAN; n];
+    let mut prev_close: Option<f64> = None;
+    let mut prev_slot: Option<usize> = None;
+    for (agg, parts) in &groups {
+        let Ok(i) = usize::try_from((agg.ts - t0) / bar.ms()) else {
+            continue;
+        };
+        grid[i] = Some(*agg);
+        // A previous close only counts when it is the adjacent bar's.
+        let prev = prev_close.filter(|_| prev_slot.is_some_and(|p| p + 1 == i));
+        vol[i] = match estimator {
+            Estimator::Parkinson => parkinson(agg.high, agg.low),
+            Estimator::GarmanKlass => garman_klass(agg),
+            Estimator::Realized => realized(prev, parts),
+        };
+        prev_close = Some(agg.close);
+        prev_slot = Some(i);
+    }
+    (ts, grid, vol)
+}
+
+/// Everything that changes a feature value: the bar of the rows, the `features:` knobs and the
+/// `target:` definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureSpec {
+    pub bar: Interval,
+    pub features: FeatureParams,
+    pub target: TargetParams,
+}
+
+impl FeatureSpec {
+    /// The spec params.yaml describes now, for candles that are the model's bars
+    /// (`data.bar == data.interval`).
+    ///
+    /// # Errors
+    /// [`PipelineError::SubBars`] when the bars would be resampled from finer candles.
+    pub fn from_params(params: &Params) -> Result<Self, PipelineError> {
+        let d = &params.data;
+        if d.bar != d.interval {
+            return Err(PipelineError::SubBars {
+                bar: d.bar,
+                interval: d.interval,
+            });
+        }
+        Ok(Self {
+            bar: d.bar,
+            features: params.features.clone(),
+            target: params.target.clone(),
+        })
+    }
+
+    /// The spec a model was trained with (its saved schema), for candles of `interval`.
+    ///
+    /// # Errors
+    /// An unknown bar, or a model trained on other bars than the candles'.
+    pub fn from_schema(schema: &FeatureSchema, interval: Interval) -> Result<Self, PipelineError> {
+        let bar: Interval = schema
+            .bar
+            .parse()
+            .map_err(|_| PipelineError::UnknownBar(schema.bar.clone()))?;
+        if bar != interval {
+            return Err(PipelineError::OtherBar {
+                model: bar,
+                candles: interval,
+            });
+        }
+        Ok(Self {
+            bar,
+            features: schema.feature_params.clone(),
+            target: schema.target.clone(),
+        })
+    }
+
+    /// A key equal for equal specs (models trained alike share one row).
+    pub fn key(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.bar,
+            serde_json::to_string(&self.features).unwrap_or_default(),
+            serde_json::to_string(&self.target).unwrap_or_default()
+        )
+    }
+
+    /// Feature names, in row order.
+    pub fn names(&self) -> Vec<String> {
+        crate::features::feature_names(&self.features)
+    }
+
+    /// Bars in a day.
+    pub fn bars_per_day(&self) -> usize {
+        usize::try_from(86_400_000 / self.bar.ms().max(1))
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// The longest lookback (in bars) of any non-recursive feature.
+    pub fn lookback(&self) -> usize {
+        let f = &self.features;
+        f.return_windows
+            .iter()
+            .chain(&f.har_windows)
+            .copied()
+            .chain([f.long_window, f.seasonal_days * self.bars_per_day()])
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Batch mode: the feature frame of `bars` (sorted candles that are this spec's bars).
+    pub fn frame(&self, bars: &[Candle]) -> FeatureFrame {
+        let (ts, grid, vol) = bar_grid(bars, self.bar, self.bar, self.target.estimator);
+        crate::features::build(
+            &ts,
+            &grid,
+            &vol,
+            &self.features,
+            &self.target,
+            self.bars_per_day(),
+        )
+    }
+}
+
+/// One bar's features, in the order of [`FeatureSpec::names`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureRow {
+    /// Bar open time (ms since the epoch, UTC).
+    pub ts: i64,
+    pub values: Vec<f64>,
+}
+
+/// Request mode: the row of the newest of `bars` (sorted candles of the spec's bar), built by
+/// the batch code. `None` for no bars.
+pub fn request_row(spec: &FeatureSpec, bars: &[Candle]) -> Option<FeatureRow> {
+    let frame = spec.frame(bars);
+    let last = frame.len().checked_sub(1)?;
+    Some(FeatureRow {
+        ts: frame.ts[last],
+        values: frame.row(last),
+    })
+}
+
+/// Online mode for one symbol: keeps the last `max_history` bars and gives each new bar's row.
+/// The row equals the batch row of the same bar while the history covers every lookback; only
+/// the EWMA features remember older bars, with weight λ^h.
+#[derive(Debug, Clone)]
+pub struct Online {
+    spec: FeatureSpec,
+    names: Vec<String>,
+    history: VecDeque<Candle>,
+    max_history: usize,
+}
+
+impl Online {
+    /// A builder for `spec` keeping `max_history` bars.
+    ///
+    /// # Errors
+    /// A realized-volatility spec (it needs sub-bars), or a history shorter than the lookback.
+    pub fn new(spec: &FeatureSpec, max_history: usize) -> Result<Self, PipelineError> {
+        if spec.target.estimator == Estimator::Realized {
+            return Err(PipelineError::Realized);
+        }
+        let need = spec.lookback() + 1;
+        if max_history < need {
+            return Err(PipelineError::ShortHistory {
+                history: max_history,
+                need,
+            });
+        }
+        Ok(Self {
+            spec: spec.clone(),
+            names: spec.names(),
+            history: VecDeque::with_capacity(max_history + 1),
+            max_history,
+        })
+    }
+
+    /// Feature names, in row order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Open time of the newest bar held.
+    pub fn last_ts(&self) -> Option<i64> {
+        self.history.back().map(|c| c.ts)
+    }
+
+    /// Load history (e.g. stored candles after a restart) without producing rows; `bars` sorted.
+    pub fn seed(&mut self, bars: impl IntoIterator<Item = Candle>) {
+        for c in bars {
+            if self.last_ts().is_none_or(|t| c.ts > t) {
+                self.history.push_back(c);
+            }
+        }
+        while self.history.len() > self.max_history {
+            self.history.pop_front();
+        }
+    }
+
+    /// Add a closed bar and return its row; a bar not newer than the newest held (a replay)
+    /// changes nothing and gives `None`.
+    pub fn push(&mut self, candle: Candle) -> Option<FeatureRow> {
+        if self.last_ts().is_some_and(|t| candle.ts <= t) {
+            return None;
+        }
+        self.history.push_back(candle);
+        while self.history.len() > self.max_history {
+            self.history.pop_front();
+        }
+        let bars: Vec<Candle> = self.history.iter().copied().collect();
+        request_row(&self.spec, &bars)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn bars(n: i64) -> Vec<Candle> {
+        (0..n)
+            .map(|i| {
+                let p = 100.0 + (i as f64 * 0.3).sin() * 3.0 + i as f64 * 0.01;
+                Candle {
+                    ts: i * 3_600_000,
+                    open: p,
+                    high: p * (1.0 + 0.004 * (1.0 + (i as f64 * 0.7).cos().abs())),
+                    low: p * (1.0 - 0.003 * (1.0 + (i as f64 * 0.5).sin().abs())),
+                    close: p * (1.0 + 0.001 * (i as f64 * 1.3).sin()),
+                    volume: 10.0 + (i % 7) as f64,
+                }
+            })
+            .collect()
+    }
+
+    fn spec() -> FeatureSpec {
+        let mut p = Params::default();
+        p.features.seasonal_days = 2;
+        FeatureSpec::from_params(&p).unwrap()
+    }
+
+    /// Online == request == batch for every bar while the history is whole.
+    #[test]
+    fn the_three_modes_give_the_same_rows() {
+        let s = spec();
+        let b = bars(400);
+        let batch = s.frame(&b);
+        let mut online = Online::new(&s, 1000).unwrap();
+        for (i, c) in b.iter().enumerate() {
+            let row = online.push(*c).unwrap();
+            let req = request_row(&s, &b[..=i]).unwrap();
+            let want = batch.row(i);
+            for ((o, r), w) in row.values.iter().zip(&req.values).zip(&want) {
+                assert!(
+                    (o.is_nan() && r.is_nan() && w.is_nan()) || (o == r && r == w),
+                    "bar {i}: online {o}, request {r}, batch {w}"
+                );
+            }
+        }
+        assert!(online.push(b[10]).is_none(), "a replay gives no row");
+    }
+
+    #[test]
+    fn a_spec_survives_the_schema_and_refuses_other_bars() {
+        let s = spec();
+        let schema = FeatureSchema {
+            version: FeatureSchema::VERSION,
+            symbol: "X".into(),
+            source: "file".into(),
+            bar: s.bar.to_string(),
+            features: s.names(),
+            feature_params: s.features.clone(),
+            target: s.target.clone(),
+            reference: Vec::new(),
+            rows: Default::default(),
+            first_ts: 0,
+            last_ts: 0,
+            data_hash: String::new(),
+        };
+        let back = FeatureSpec::from_schema(&schema, s.bar).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.key(), s.key());
+        assert!(matches!(
+            FeatureSpec::from_schema(&schema, Interval::M30),
+            Err(PipelineError::OtherBar { .. })
+        ));
+        let mut r = s.clone();
+        r.target.estimator = Estimator::Realized;
+        assert_eq!(Online::new(&r, 5000).unwrap_err(), PipelineError::Realized);
+        assert!(matches!(
+            Online::new(&s, 3),
+            Err(PipelineError::ShortHistory { .. })
+        ));
+    }
+}
