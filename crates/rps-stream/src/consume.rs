@@ -177,6 +177,9 @@ async fn session(
             last_refresh = Instant::now();
             *live = refresh_live(c.s, &c.aliases, std::mem::take(live)).await?;
             specs = live::specs(live);
+            // A builder whose spec left the live set stops seeing bars; were the spec to come
+            // back, its history would have a hole. Drop it: a returning spec is re-seeded.
+            builders.retain(|(_, key), _| specs.iter().any(|(k, _)| k == key));
         }
         if let Some(h) = heartbeat.as_mut() {
             h.beat();
