@@ -109,7 +109,8 @@ clean: ## remove build output and the local store
 	rm -rf target .rps reports
 
 .PHONY: bench-stream
-bench-stream: build setup-python ## rps stream through tansu + PostgreSQL on loopback: produce / consume bars/s, reconcile time
+bench-stream: build setup-python ## rps stream through tansu + PostgreSQL on loopback: produce / consume bars/s (1,000 symbols x 1 year), reconcile time
+	$(CARGO) build --release --locked --target $(TARGET) -p rps-stream --example load
 	BIN=$(BIN) PY=$(PY) bash bench/stream/run.sh
 
 .PHONY: bench-serve

@@ -4,9 +4,12 @@
 # by crates/rps-stream/tests/servers.sh). Prints bars/s of produce (one record per request, as
 # tansu needs, and 500 per request as Apache Kafka allows), of consume with one live model and
 # with a volatility and a signal model live, and the wall time of a full-history reconcile.
+# Then the scale run: SYMBOLS (1000) synthetic coins x SCALE_BARS (8760, a year) hourly bars
+# published in time order by the `load` example (crates/rps-stream/examples/load.rs), consumed
+# with one live model: bars/s and peak memory (RSS) per symbol. SYMBOLS=0 skips it.
 # There is no reference to put beside these figures: the seed design had no streaming path.
 #
-# Usage: BIN=DIR [PY=python3] bench/stream/run.sh     (make bench-stream sets both)
+# Usage: BIN=DIR [PY=python3] [SYMBOLS=N SCALE_BARS=N] bench/stream/run.sh   (make bench-stream)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 BIN="${BIN:?set BIN to the folder of the release rps binary}"
@@ -62,3 +65,25 @@ printf '%-52s %12s\n' "consume, 1 live model (volatility champion)" "$(rate "$WO
 printf '%-52s %12s\n' "consume, 2 live models (+ signal champion)" "$(rate "$WORK/c2.log")"
 printf 'reconcile of the full history after the signal model went live: %s rows in %.1f s\n' \
   "$inserted" "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')"
+
+SYMBOLS="${SYMBOLS:-1000}"
+SCALE_BARS="${SCALE_BARS:-8760}"
+if (( SYMBOLS > 0 )); then
+  total=$(( SYMBOLS * SCALE_BARS ))
+  echo >&2
+  echo "scale run: $SYMBOLS symbols x $SCALE_BARS hourly bars = $total bars ..." >&2
+  psql "$base/postgres" -qAt -c "CREATE DATABASE bench_scale" >/dev/null
+  "$BIN/examples/load" "$RPS_TEST_KAFKA_BROKERS" bench-scale "$SYMBOLS" "$SCALE_BARS" 1000 >"$WORK/load.log"
+  /usr/bin/time -v "$BIN/rps" stream --home "$home" --brokers "$RPS_TEST_KAFKA_BROKERS" \
+    --topic bench-scale --database-url "$base/bench_scale" consume --max-messages "$total" \
+    --batch-size 5000 2>"$WORK/cs.log"
+  rss_kb=$(grep -oE 'Maximum resident set size \(kbytes\): [0-9]+' "$WORK/cs.log" | grep -oE '[0-9]+$')
+  rows=$(psql "$base/bench_scale" -qAt -c "SELECT count(*) FROM predictions")
+  echo
+  echo "scale: $SYMBOLS symbols x $SCALE_BARS bars, 1 live model, --batch-size 5000"
+  printf '%-52s %12s\n' "produce (load example, 1000 records per request)" "$(grep -oE '[0-9]+ bars/s' "$WORK/load.log" | grep -oE '^[0-9]+')"
+  printf '%-52s %12s\n' "consume, 1 live model" "$(rate "$WORK/cs.log")"
+  printf 'prediction rows: %s of %s; consumer peak RSS %.0f MB = %.1f KB per symbol\n' \
+    "$rows" "$total" "$(awk -v k="$rss_kb" 'BEGIN { print k / 1024 }')" \
+    "$(awk -v k="$rss_kb" -v n="$SYMBOLS" 'BEGIN { print k / n }')"
+fi

@@ -124,12 +124,11 @@ impl FeatureFrame {
 /// Mean of the finite values among the last `k` (ending at `t`), or NaN when fewer than
 /// `ceil(k/2)` are finite.
 fn trailing_mean(x: &[f64], t: usize, k: usize) -> f64 {
-    let from = (t + 1).saturating_sub(k);
     if t + 1 < k {
         return f64::NAN;
     }
     let (mut sum, mut n) = (0.0, 0usize);
-    for &v in &x[from..=t] {
+    for &v in &x[t + 1 - k..=t] {
         if v.is_finite() {
             sum += v;
             n += 1;
@@ -148,17 +147,25 @@ fn trailing_std(x: &[f64], t: usize, k: usize) -> f64 {
     if t + 1 < k {
         return f64::NAN;
     }
-    let vals: Vec<f64> = x[t + 1 - k..=t]
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .collect();
-    let n = vals.len();
+    let w = &x[t + 1 - k..=t];
+    let (mut sum, mut n) = (0.0, 0usize);
+    for &v in w {
+        if v.is_finite() {
+            sum += v;
+            n += 1;
+        }
+    }
     if n < 2 || n * 2 < k {
         return f64::NAN;
     }
-    let mean = vals.iter().sum::<f64>() / n as f64;
-    (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    let mean = sum / n as f64;
+    let mut ss = 0.0;
+    for &v in w {
+        if v.is_finite() {
+            ss += (v - mean).powi(2);
+        }
+    }
+    (ss / (n - 1) as f64).sqrt()
 }
 
 /// Names of the features built by [`build`] for these params, in model order.
@@ -211,135 +218,211 @@ pub fn ewma_name(lambda: f64) -> String {
     format!("ewma_vol_{pct:03}")
 }
 
-/// Build the feature frame over a bar grid. `bars[i]` is the bar at grid slot `i` (consecutive
-/// slots are one interval apart) and `ts[i]` its open time; `vol[i]` its volatility estimate
-/// (unfloored; NaN when unknown). `bars_per_day` scales the time-of-day profile.
-pub fn build(
-    ts: &[i64],
-    bars: &[Option<Candle>],
-    vol: &[f64],
-    fp: &FeatureParams,
-    tp: &TargetParams,
-    bars_per_day: usize,
-) -> FeatureFrame {
-    let n = bars.len();
-    assert_eq!(ts.len(), n, "one timestamp per grid slot");
-    assert_eq!(vol.len(), n, "one volatility per grid slot");
-    let floor = tp.floor;
-    let field = |f: fn(&Candle) -> f64| -> Vec<f64> {
-        bars.iter()
-            .map(|b| b.as_ref().map_or(f64::NAN, f))
-            .collect()
-    };
-    let close = field(|c| c.close);
-    let high = field(|c| c.high);
-    let low = field(|c| c.low);
-    let volume = field(|c| c.volume);
-    let floored: Vec<f64> = vol
-        .iter()
-        .map(|v| {
-            if v.is_finite() {
-                v.max(floor)
-            } else {
-                f64::NAN
-            }
-        })
-        .collect();
-    let var: Vec<f64> = floored.iter().map(|v| v * v).collect();
-    let ret: Vec<f64> = (0..n)
-        .map(|i| {
-            if i == 0 {
-                f64::NAN
-            } else {
-                log_return(close[i - 1], close[i])
-            }
-        })
-        .collect();
-    let log_vol: Vec<f64> = volume
-        .iter()
-        .map(|v| if *v >= 0.0 { v.ln_1p() } else { f64::NAN })
-        .collect();
-    let neg_sq: Vec<f64> = ret
-        .iter()
-        .map(|r| {
-            if r.is_nan() {
-                f64::NAN
-            } else {
-                r.min(0.0).powi(2)
-            }
-        })
-        .collect();
+/// The per-bar series the features read, one slot per grid bar. A slot's values depend on its
+/// own bar and the one before it only, so batch mode fills the series for a whole grid and online
+/// mode one slot at a time ([`Series::push`]); [`row_into`] reads them the same way in both,
+/// which is why the two modes give bit-identical rows.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Series {
+    close: Vec<f64>,
+    /// `(high - low) / close`, in %.
+    hl_pct: Vec<f64>,
+    /// `ln(1 + volume)`.
+    log_vol: Vec<f64>,
+    /// Floored bar volatility (NaN when unknown).
+    floored: Vec<f64>,
+    /// Its square.
+    var: Vec<f64>,
+    /// Close-to-close log return from the previous slot (NaN after a missing bar).
+    ret: Vec<f64>,
+    /// `min(ret, 0)²`.
+    neg_sq: Vec<f64>,
+}
 
-    let names = feature_names(fp);
-    let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(n); names.len()];
-    let mut ewma_state = vec![f64::NAN; fp.ewma_lambdas.len()];
-    let l = fp.long_window;
-    for t in 0..n {
-        let mut row: Vec<f64> = Vec::with_capacity(names.len());
+impl Series {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        let v = || Vec::with_capacity(n);
+        Self {
+            close: v(),
+            hl_pct: v(),
+            log_vol: v(),
+            floored: v(),
+            var: v(),
+            ret: v(),
+            neg_sq: v(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.close.len()
+    }
+
+    /// The squared floored volatility of slot `t`.
+    pub(crate) fn var(&self, t: usize) -> f64 {
+        self.var[t]
+    }
+
+    /// Append the next grid slot: its bar (`None` where the exchange has none) and the bar's
+    /// volatility estimate (unfloored; NaN when unknown).
+    pub(crate) fn push(&mut self, bar: Option<&Candle>, vol: f64, floor: f64) {
+        let field = |f: fn(&Candle) -> f64| bar.map_or(f64::NAN, f);
+        let (close, high, low, volume) = (
+            field(|c| c.close),
+            field(|c| c.high),
+            field(|c| c.low),
+            field(|c| c.volume),
+        );
+        let ret = self
+            .close
+            .last()
+            .map_or(f64::NAN, |prev| log_return(*prev, close));
+        let floored = if vol.is_finite() {
+            vol.max(floor)
+        } else {
+            f64::NAN
+        };
+        self.close.push(close);
+        self.hl_pct.push((high - low) / close * 100.0);
+        self.log_vol.push(if volume >= 0.0 {
+            volume.ln_1p()
+        } else {
+            f64::NAN
+        });
+        self.floored.push(floored);
+        self.var.push(floored * floored);
+        self.ret.push(ret);
+        self.neg_sq.push(if ret.is_nan() {
+            f64::NAN
+        } else {
+            ret.min(0.0).powi(2)
+        });
+    }
+
+    /// Forget the oldest `n` slots (online mode keeps only what the lookback reads).
+    pub(crate) fn drop_front(&mut self, n: usize) {
+        for v in [
+            &mut self.close,
+            &mut self.hl_pct,
+            &mut self.log_vol,
+            &mut self.floored,
+            &mut self.var,
+            &mut self.ret,
+            &mut self.neg_sq,
+        ] {
+            v.drain(..n.min(v.len()));
+        }
+    }
+}
+
+/// The recursive part of the features: one EWMA variance per λ, updated once per grid slot in
+/// order (a missing bar leaves it unchanged) and seeded by the first known variance.
+#[derive(Debug, Clone)]
+pub(crate) struct EwmaState(Vec<f64>);
+
+impl EwmaState {
+    pub(crate) fn new(fp: &FeatureParams) -> Self {
+        Self(vec![f64::NAN; fp.ewma_lambdas.len()])
+    }
+
+    pub(crate) fn update(&mut self, fp: &FeatureParams, var: f64) {
+        if !var.is_finite() {
+            return;
+        }
+        for (state, lambda) in self.0.iter_mut().zip(&fp.ewma_lambdas) {
+            *state = if state.is_nan() {
+                var
+            } else {
+                lambda * *state + (1.0 - lambda) * var
+            };
+        }
+    }
+}
+
+/// What a row depends on besides the series: the feature knobs, the volatility floor and the
+/// bars in a day.
+pub(crate) struct RowOf<'a> {
+    pub fp: &'a FeatureParams,
+    pub floor: f64,
+    pub bars_per_day: usize,
+}
+
+impl RowOf<'_> {
+    /// The feature row of slot `t` of `s` (bar open time `ts`), in the order of [`feature_names`],
+    /// written into `out`; `ewma` must have seen slots `..=t`. Reads slots `t - lookback ..= t` only.
+    pub(crate) fn row_into(
+        &self,
+        s: &Series,
+        t: usize,
+        ts: i64,
+        ewma: &EwmaState,
+        out: &mut Vec<f64>,
+    ) {
+        let (fp, floor, bars_per_day) = (self.fp, self.floor, self.bars_per_day);
+        out.clear();
+        let l = fp.long_window;
+        let close = &s.close;
         for &k in &fp.return_windows {
-            row.push(if t >= k {
+            out.push(if t >= k {
                 (close[t] / close[t - k] - 1.0) * 100.0
             } else {
                 f64::NAN
             });
         }
-        let sma = trailing_mean(&close, t, l);
-        row.push(close[t] / sma - 1.0);
-        row.push(trailing_std(&ret, t, l));
-        row.push((high[t] - low[t]) / close[t] * 100.0);
-        row.push(log_vol[t]);
-        let lv_ma = trailing_mean(&log_vol, t, l);
-        row.push(lv_ma);
-        row.push(if t >= 1 {
+        let sma = trailing_mean(close, t, l);
+        out.push(close[t] / sma - 1.0);
+        out.push(trailing_std(&s.ret, t, l));
+        out.push(s.hl_pct[t]);
+        let log_vol = &s.log_vol;
+        out.push(log_vol[t]);
+        let lv_ma = trailing_mean(log_vol, t, l);
+        out.push(lv_ma);
+        out.push(if t >= 1 {
             log_vol[t] - log_vol[t - 1]
         } else {
             f64::NAN
         });
-        row.push(log_vol[t] - lv_ma);
+        out.push(log_vol[t] - lv_ma);
+        let var = &s.var;
+        let har_at = out.len();
         for &k in &fp.har_windows {
-            row.push(0.5 * trailing_mean(&var, t, k).ln());
+            out.push(0.5 * trailing_mean(var, t, k).ln());
         }
-        row.push(trailing_mean(&neg_sq, t, l) * l as f64);
+        out.push(trailing_mean(&s.neg_sq, t, l) * l as f64);
         // Jump: squared close-to-close return beyond what the bar's range explains.
-        row.push(if ret[t].is_finite() && var[t].is_finite() {
-            (ret[t] * ret[t] - var[t]).max(0.0).sqrt()
+        let ret = s.ret[t];
+        out.push(if ret.is_finite() && var[t].is_finite() {
+            (ret * ret - var[t]).max(0.0).sqrt()
         } else {
             f64::NAN
         });
         // Time-of-day profile: RMS volatility of the same slot over the previous days.
-        let mut seasonal = (0.0, 0usize);
+        let (mut sum, mut n) = (0.0, 0usize);
         for d in 1..=fp.seasonal_days {
             if let Some(j) = t.checked_sub(d * bars_per_day)
                 && var[j].is_finite()
             {
-                seasonal.0 += var[j];
-                seasonal.1 += 1;
+                sum += var[j];
+                n += 1;
             }
         }
-        let seasonal_log = if seasonal.1 * 2 >= fp.seasonal_days && seasonal.1 > 0 {
-            0.5 * (seasonal.0 / seasonal.1 as f64).ln()
+        let seasonal_log = if n * 2 >= fp.seasonal_days && n > 0 {
+            0.5 * (sum / n as f64).ln()
         } else {
             f64::NAN
         };
-        row.push(seasonal_log);
-        let hour = f64::from(hour_of_day(ts[t]));
+        out.push(seasonal_log);
+        let hour = f64::from(hour_of_day(ts));
         let angle = 2.0 * std::f64::consts::PI * hour / 24.0;
-        row.push(angle.sin());
-        row.push(angle.cos());
-        let dow = day_of_week(ts[t]);
-        row.push(f64::from(dow));
-        row.push(if dow >= 5 { 1.0 } else { 0.0 });
-        for (state, lambda) in ewma_state.iter_mut().zip(&fp.ewma_lambdas) {
-            if var[t].is_finite() {
-                *state = if state.is_nan() {
-                    var[t]
-                } else {
-                    lambda * *state + (1.0 - lambda) * var[t]
-                };
-            }
-            row.push(0.5 * state.ln());
+        out.push(angle.sin());
+        out.push(angle.cos());
+        let dow = day_of_week(ts);
+        out.push(f64::from(dow));
+        out.push(if dow >= 5 { 1.0 } else { 0.0 });
+        for state in &ewma.0 {
+            out.push(0.5 * state.ln());
         }
-        row.push(if t + 1 >= l {
+        let floored = &s.floored;
+        out.push(if t + 1 >= l {
             let w = &floored[t + 1 - l..=t];
             let n = w.iter().filter(|v| v.is_finite()).count();
             if n * 2 >= l {
@@ -355,7 +438,7 @@ pub fn build(
             f64::NAN
         });
         // Stale bars: the range is at the floor (no trading, or a flat bar filled in).
-        row.push(if t + 1 >= l {
+        out.push(if t + 1 >= l {
             floored[t + 1 - l..=t]
                 .iter()
                 .filter(|v| **v <= floor)
@@ -364,18 +447,60 @@ pub fn build(
             f64::NAN
         });
         if let Some(&longest) = fp.har_windows.iter().max() {
-            let long = 0.5 * trailing_mean(&var, t, longest).ln();
-            for &k in fp.har_windows.iter().filter(|k| **k != longest) {
-                row.push(0.5 * trailing_mean(&var, t, k).ln() - long);
+            let long = 0.5 * trailing_mean(var, t, longest).ln();
+            for (i, &k) in fp.har_windows.iter().enumerate() {
+                if k != longest {
+                    out.push(out[har_at + i] - long);
+                }
             }
-            row.push(seasonal_log - long);
+            out.push(seasonal_log - long);
         }
-        for (c, v) in columns.iter_mut().zip(row) {
-            c.push(if v.is_finite() { v } else { f64::NAN });
+        for v in out.iter_mut() {
+            if !v.is_finite() {
+                *v = f64::NAN;
+            }
+        }
+    }
+}
+
+/// Build the feature frame over a bar grid. `bars[i]` is the bar at grid slot `i` (consecutive
+/// slots are one interval apart) and `ts[i]` its open time; `vol[i]` its volatility estimate
+/// (unfloored; NaN when unknown). `bars_per_day` scales the time-of-day profile.
+pub fn build(
+    ts: &[i64],
+    bars: &[Option<Candle>],
+    vol: &[f64],
+    fp: &FeatureParams,
+    tp: &TargetParams,
+    bars_per_day: usize,
+) -> FeatureFrame {
+    let n = bars.len();
+    assert_eq!(ts.len(), n, "one timestamp per grid slot");
+    assert_eq!(vol.len(), n, "one volatility per grid slot");
+    let floor = tp.floor;
+    let mut s = Series::with_capacity(n);
+    for (b, v) in bars.iter().zip(vol) {
+        s.push(b.as_ref(), *v, floor);
+    }
+    let names = feature_names(fp);
+    let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(n); names.len()];
+    let mut ewma = EwmaState::new(fp);
+    let mut row = Vec::with_capacity(names.len());
+    let of = RowOf {
+        fp,
+        floor,
+        bars_per_day,
+    };
+    for (t, &at) in ts.iter().enumerate().take(n) {
+        ewma.update(fp, s.var[t]);
+        of.row_into(&s, t, at, &ewma, &mut row);
+        for (c, v) in columns.iter_mut().zip(&row) {
+            c.push(*v);
         }
     }
 
     let h = tp.horizon.max(1);
+    let var = &s.var;
     let target: Vec<f64> = (0..n)
         .map(|t| {
             if t + h >= n {
@@ -393,7 +518,7 @@ pub fn build(
         ts: ts.to_vec(),
         names,
         columns,
-        bar_vol: floored,
+        bar_vol: s.floored,
         target,
         present: bars.iter().map(Option::is_some).collect(),
     }

@@ -14,7 +14,6 @@ use crate::features::{FeatureFrame, FeatureParams, TargetParams};
 use crate::params::Params;
 use crate::schema::FeatureSchema;
 use crate::volatility::{Estimator, garman_klass, parkinson, realized};
-use std::collections::VecDeque;
 
 /// Why a spec cannot be honoured here.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -194,19 +193,30 @@ pub fn request_row(spec: &FeatureSpec, bars: &[Candle]) -> Option<FeatureRow> {
     })
 }
 
-/// Online mode for one symbol: keeps the last `max_history` bars and gives each new bar's row.
-/// The row equals the batch row of the same bar while the history covers every lookback; only
-/// the EWMA features remember older bars, with weight λ^h.
+/// Online mode for one symbol: each new closed bar's row from an incremental state — the
+/// per-bar series of the last [`FeatureSpec::lookback`]` + 1` grid slots and the EWMA variances —
+/// with work per bar bounded by the spec's windows, not by the history held.
+///
+/// The row is computed by the batch code's own row function over the same per-bar series, so it
+/// is bit-identical to the batch row of the same bar when both start from the same first bar
+/// (the tests check this for random specs and series). Starting later (a restart seeded from the
+/// newest stored bars) changes only the EWMA features, by λ^h of the variance after `h` bars.
 #[derive(Debug, Clone)]
 pub struct Online {
     spec: FeatureSpec,
     names: Vec<String>,
-    history: VecDeque<Candle>,
-    max_history: usize,
+    series: crate::features::Series,
+    ewma: crate::features::EwmaState,
+    /// Slots the rows read: the lookback and the bar itself.
+    keep: usize,
+    last_ts: Option<i64>,
+    bars_per_day: usize,
+    row: Vec<f64>,
 }
 
 impl Online {
-    /// A builder for `spec` keeping `max_history` bars.
+    /// A builder for `spec`. `max_history` is the history the caller will seed with (e.g.
+    /// `stream.history_bars`); it must cover the lookback.
     ///
     /// # Errors
     /// A realized-volatility spec (it needs sub-bars), or a history shorter than the lookback.
@@ -221,11 +231,17 @@ impl Online {
                 need,
             });
         }
+        let keep = need.max(2);
+        let names = spec.names();
         Ok(Self {
             spec: spec.clone(),
-            names: spec.names(),
-            history: VecDeque::with_capacity(max_history + 1),
-            max_history,
+            row: Vec::with_capacity(names.len()),
+            names,
+            series: crate::features::Series::with_capacity(keep + keep / 4 + 16),
+            ewma: crate::features::EwmaState::new(&spec.features),
+            keep,
+            last_ts: None,
+            bars_per_day: spec.bars_per_day(),
         })
     }
 
@@ -236,33 +252,72 @@ impl Online {
 
     /// Open time of the newest bar held.
     pub fn last_ts(&self) -> Option<i64> {
-        self.history.back().map(|c| c.ts)
+        self.last_ts
     }
 
     /// Load history (e.g. stored candles after a restart) without producing rows; `bars` sorted.
     pub fn seed(&mut self, bars: impl IntoIterator<Item = Candle>) {
         for c in bars {
-            if self.last_ts().is_none_or(|t| c.ts > t) {
-                self.history.push_back(c);
-            }
-        }
-        while self.history.len() > self.max_history {
-            self.history.pop_front();
+            self.advance(&c);
         }
     }
 
     /// Add a closed bar and return its row; a bar not newer than the newest held (a replay)
     /// changes nothing and gives `None`.
     pub fn push(&mut self, candle: Candle) -> Option<FeatureRow> {
-        if self.last_ts().is_some_and(|t| candle.ts <= t) {
+        if !self.advance(&candle) {
             return None;
         }
-        self.history.push_back(candle);
-        while self.history.len() > self.max_history {
-            self.history.pop_front();
+        let t = self.series.len() - 1;
+        let of = crate::features::RowOf {
+            fp: &self.spec.features,
+            floor: self.spec.target.floor,
+            bars_per_day: self.bars_per_day,
+        };
+        of.row_into(&self.series, t, candle.ts, &self.ewma, &mut self.row);
+        Some(FeatureRow {
+            ts: candle.ts,
+            values: self.row.clone(),
+        })
+    }
+
+    /// Lay `c` on the grid after the newest bar (empty slots for the bars in between, as
+    /// [`bar_grid`] does); `false` when it is not at least one bar newer.
+    fn advance(&mut self, c: &Candle) -> bool {
+        let ms = self.spec.bar.ms().max(1);
+        if let Some(last) = self.last_ts {
+            let slots = (c.ts - last).div_euclid(ms);
+            if slots < 1 {
+                return false;
+            }
+            // Slots older than `keep` are never read again: a longer gap is a full window of
+            // empty slots.
+            let missing = usize::try_from(slots - 1)
+                .unwrap_or(usize::MAX)
+                .min(self.keep);
+            for _ in 0..missing {
+                self.slot(None, f64::NAN);
+            }
         }
-        let bars: Vec<Candle> = self.history.iter().copied().collect();
-        request_row(&self.spec, &bars)
+        let vol = match self.spec.target.estimator {
+            Estimator::GarmanKlass => garman_klass(c),
+            // Realized is refused in `new`; a one-candle bar has no sub-bar returns.
+            Estimator::Parkinson | Estimator::Realized => parkinson(c.high, c.low),
+        };
+        self.slot(Some(c), vol);
+        self.last_ts = Some(c.ts);
+        true
+    }
+
+    fn slot(&mut self, bar: Option<&Candle>, vol: f64) {
+        let floor = self.spec.target.floor;
+        self.series.push(bar, vol, floor);
+        let t = self.series.len() - 1;
+        self.ewma.update(&self.spec.features, self.series.var(t));
+        // Amortised O(1): drop the slots no row reads once a quarter of `keep` has piled up.
+        if self.series.len() >= self.keep + self.keep / 4 + 16 {
+            self.series.drop_front(self.series.len() - self.keep);
+        }
     }
 }
 

@@ -165,7 +165,8 @@ async fn session(
     }
     // One builder per (symbol, feature spec): each live model gets the features it was trained
     // with (its schema), and models trained alike share a row.
-    let mut builders: HashMap<(String, String), OnlineFeatures> = HashMap::new();
+    // symbol → spec key → builder (looked up by &str: no allocation per message).
+    let mut builders: HashMap<String, HashMap<String, OnlineFeatures>> = HashMap::new();
     let mut specs = live::specs(live);
     let mut last_message = Instant::now();
     let mut last_refresh = Instant::now();
@@ -179,7 +180,9 @@ async fn session(
             specs = live::specs(live);
             // A builder whose spec left the live set stops seeing bars; were the spec to come
             // back, its history would have a hole. Drop it: a returning spec is re-seeded.
-            builders.retain(|(_, key), _| specs.iter().any(|(k, _)| k == key));
+            for per in builders.values_mut() {
+                per.retain(|key, _| specs.iter().any(|(k, _)| k == key));
+            }
         }
         if let Some(h) = heartbeat.as_mut() {
             h.beat();
@@ -227,15 +230,20 @@ async fn session(
                     let history = c.s.params.stream.history_bars;
                     let mut rows: HashMap<&str, online::FeatureRow> = HashMap::new();
                     let mut replayed = false;
+                    if !builders.contains_key(msg.symbol.as_str()) {
+                        builders.insert(msg.symbol.clone(), HashMap::new());
+                    }
+                    let Some(per) = builders.get_mut(msg.symbol.as_str()) else {
+                        continue;
+                    };
                     for (key, spec) in &specs {
-                        let id = (msg.symbol.clone(), key.clone());
-                        if !builders.contains_key(&id) {
+                        if !per.contains_key(key.as_str()) {
                             let mut b = OnlineFeatures::with_spec(spec, history)?;
                             let limit = i64::try_from(history).unwrap_or(i64::MAX);
                             b.seed(db.candles(&msg.symbol, None, Some(limit)).await?);
-                            builders.insert(id.clone(), b);
+                            per.insert(key.clone(), b);
                         }
-                        let Some(builder) = builders.get_mut(&id) else {
+                        let Some(builder) = per.get_mut(key.as_str()) else {
                             continue;
                         };
                         match builder.push(candle) {

@@ -61,17 +61,21 @@ pub struct Db {
     pub commit_delay: std::time::Duration,
 }
 
-const UPSERT_CANDLE: &str = "INSERT INTO candles (symbol, bar_time, open, high, low, close, volume)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+// Each batch is one statement per table over arrays (UNNEST), not one round trip per row.
+const UPSERT_CANDLES: &str =
+    "INSERT INTO candles (symbol, bar_time, open, high, low, close, volume)
+SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::float8[], $4::float8[], $5::float8[],
+  $6::float8[], $7::float8[])
 ON CONFLICT (symbol, bar_time) DO UPDATE SET open = EXCLUDED.open, high = EXCLUDED.high,
   low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume
 WHERE (candles.open, candles.high, candles.low, candles.close, candles.volume)
   IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume)";
 
 // A row is rewritten only when something in it changed: a replay leaves predicted_at alone.
-const UPSERT_PREDICTION: &str = "INSERT INTO predictions
+const UPSERT_PREDICTIONS: &str = "INSERT INTO predictions
   (model, version, alias, symbol, bar_time, task, volatility, signal, p_sell, p_hold, p_buy, predicted_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
+SELECT u.*, now() FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+  $6::text[], $7::float8[], $8::text[], $9::float8[], $10::float8[], $11::float8[]) AS u
 ON CONFLICT (model, version, symbol, bar_time) DO UPDATE SET alias = EXCLUDED.alias,
   task = EXCLUDED.task, volatility = EXCLUDED.volatility, signal = EXCLUDED.signal,
   p_sell = EXCLUDED.p_sell, p_hold = EXCLUDED.p_hold, p_buy = EXCLUDED.p_buy,
@@ -80,6 +84,25 @@ WHERE (predictions.alias, predictions.task, predictions.volatility, predictions.
        predictions.p_sell, predictions.p_hold, predictions.p_buy)
   IS DISTINCT FROM (EXCLUDED.alias, EXCLUDED.task, EXCLUDED.volatility, EXCLUDED.signal,
        EXCLUDED.p_sell, EXCLUDED.p_hold, EXCLUDED.p_buy)";
+
+/// The last of each key, in first-seen order: one statement may not upsert a row twice.
+fn last_per_key<'a, T, K: std::hash::Hash + Eq>(
+    rows: &'a [T],
+    key: impl Fn(&'a T) -> K,
+) -> Vec<&'a T> {
+    let mut at: HashMap<K, usize> = HashMap::with_capacity(rows.len());
+    let mut out: Vec<&T> = Vec::with_capacity(rows.len());
+    for r in rows {
+        match at.entry(key(r)) {
+            std::collections::hash_map::Entry::Occupied(e) => out[*e.get()] = r,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(out.len());
+                out.push(r);
+            }
+        }
+    }
+    out
+}
 
 const UPSERT_OFFSET: &str =
     "INSERT INTO stream_offsets (consumer, topic, partition, next_offset, updated_at)
@@ -241,44 +264,65 @@ impl Db {
             .transaction()
             .await
             .map_err(pg_err("begin a batch"))?;
-        let up_candle = tx
-            .prepare(UPSERT_CANDLE)
-            .await
-            .map_err(pg_err("prepare the candle upsert"))?;
-        let up_pred = tx
-            .prepare(UPSERT_PREDICTION)
-            .await
-            .map_err(pg_err("prepare the prediction upsert"))?;
-        for (symbol, c) in candles {
-            let t = to_time(c.ts)?;
+        if !candles.is_empty() {
+            let rows = last_per_key(candles, |(s, c)| (s.as_str(), c.ts));
+            let times = rows
+                .iter()
+                .map(|(_, c)| to_time(c.ts))
+                .collect::<Result<Vec<_>, _>>()?;
+            let col = |f: fn(&Candle) -> f64| rows.iter().map(|(_, c)| f(c)).collect::<Vec<f64>>();
+            let symbols: Vec<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
             tx.execute(
-                &up_candle,
-                &[symbol, &t, &c.open, &c.high, &c.low, &c.close, &c.volume],
+                UPSERT_CANDLES,
+                &[
+                    &symbols,
+                    &times,
+                    &col(|c| c.open),
+                    &col(|c| c.high),
+                    &col(|c| c.low),
+                    &col(|c| c.close),
+                    &col(|c| c.volume),
+                ],
             )
             .await
-            .map_err(pg_err("upsert a candle"))?;
+            .map_err(pg_err("upsert the candles"))?;
         }
         let mut changed = 0;
-        for p in predictions {
-            changed += tx
+        if !predictions.is_empty() {
+            let rows = last_per_key(predictions, |p| {
+                (
+                    p.model.as_str(),
+                    p.version.as_str(),
+                    p.symbol.as_str(),
+                    p.bar_time,
+                )
+            });
+            let text =
+                |f: fn(&Prediction) -> &str| rows.iter().map(|p| f(p)).collect::<Vec<&str>>();
+            let opt_text =
+                |f: fn(&Prediction) -> Option<&str>| rows.iter().map(|p| f(p)).collect::<Vec<_>>();
+            let num =
+                |f: fn(&Prediction) -> Option<f64>| rows.iter().map(|p| f(p)).collect::<Vec<_>>();
+            let times: Vec<DateTime<Utc>> = rows.iter().map(|p| p.bar_time).collect();
+            changed = tx
                 .execute(
-                    &up_pred,
+                    UPSERT_PREDICTIONS,
                     &[
-                        &p.model,
-                        &p.version,
-                        &p.alias,
-                        &p.symbol,
-                        &p.bar_time,
-                        &p.task,
-                        &p.volatility,
-                        &p.signal,
-                        &p.p_sell,
-                        &p.p_hold,
-                        &p.p_buy,
+                        &text(|p| &p.model),
+                        &text(|p| &p.version),
+                        &opt_text(|p| p.alias.as_deref()),
+                        &text(|p| &p.symbol),
+                        &times,
+                        &text(|p| p.task),
+                        &num(|p| p.volatility),
+                        &opt_text(|p| p.signal.as_deref()),
+                        &num(|p| p.p_sell),
+                        &num(|p| p.p_hold),
+                        &num(|p| p.p_buy),
                     ],
                 )
                 .await
-                .map_err(pg_err("upsert a prediction"))?;
+                .map_err(pg_err("upsert the predictions"))?;
         }
         for (consumer, topic, partition, next) in offsets {
             tx.execute(UPSERT_OFFSET, &[consumer, topic, partition, next])

@@ -1,17 +1,14 @@
 //! Online features: the stream's side of the one feature pipeline ([`rps_core::pipeline`]): the
-//! feature row of each new bar, built by the batch code itself, from the feature spec a model was
-//! trained with ([`FeatureSpec::from_schema`]: its `schema.json`), not from whatever params.yaml
-//! says now.
+//! feature row of each new bar, from the feature spec a model was trained with
+//! ([`FeatureSpec::from_schema`]: its `schema.json`), not from whatever params.yaml says now.
 //!
-//! [`OnlineFeatures`] keeps the last `history_bars` candles of one symbol and, for every new
-//! bar, lays them on the bar grid with [`rps_core::pipeline::bar_grid`] and runs
-//! [`rps_core::features::build`] — exactly what `rps transform` does on the whole dataset — and
-//! returns the last row. Every feature of row `t` reads bars `..=t` only (the batch code is
-//! point-in-time), so the row equals the batch row for the same bar as long as the kept history
-//! covers every lookback. All windows are finite (`seasonal_days` days is the longest), except
-//! the EWMA volatilities, which start from the first kept bar: after `h` bars their start-up
-//! error is λ^h of the variance (0.97^1400 < 1e-18), so with the default 2048 bars the online
-//! row equals the batch row to far below the 1e-12 the tests allow.
+//! [`OnlineFeatures`] wraps [`rps_core::pipeline::Online`]: an incremental state per symbol (the
+//! per-bar series of the last lookback + 1 bars and the EWMA variances), whose row function is
+//! the batch code's own, so each row is bit-identical to the row `rps transform` writes for the
+//! same bar when both start from the same bar. After a restart the state is re-seeded from the
+//! newest `stream.history_bars` stored candles: every windowed feature is exact again, and the
+//! EWMA volatilities differ from an uninterrupted run by λ^h of the variance after `h` bars
+//! (0.97^2048 ≈ 1e-27 with the default 2,048).
 
 use crate::StreamError;
 use rps_core::candle::Candle;
@@ -61,7 +58,7 @@ impl OnlineFeatures {
     }
 
     /// Load history (e.g. from PostgreSQL after a restart) without producing rows. `bars` must
-    /// be sorted by time; only the newest `max_history` are kept.
+    /// be sorted by time.
     pub fn seed(&mut self, bars: impl IntoIterator<Item = Candle>) {
         self.0.seed(bars);
     }

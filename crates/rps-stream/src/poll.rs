@@ -307,13 +307,30 @@ pub(crate) async fn follow(s: &Settings, a: &ProduceArgs) -> Result<(), StreamEr
         }
         None => d.source,
     };
-    let source = rps_market::from_params(kind, d, std::env::var("COINCAP_API_KEY").ok())?
-        .ok_or_else(|| {
+    // The market clients are blocking (reqwest's blocking client owns a runtime of its own):
+    // build them, and drop the last handle, where blocking is allowed, never on an async worker.
+    let source = tokio::task::block_in_place(|| {
+        rps_market::from_params(kind, d, std::env::var("COINCAP_API_KEY").ok())
+    })?
+    .ok_or_else(|| {
             StreamError::Config(format!(
                 "--follow polls a market API but data.source is {}: set data.source to binance or coincap, or pass --source",
                 format!("{kind:?}").to_lowercase()
             ))
         })?;
+    let source = Arc::new(source);
+    let result = follow_from(s, a, Arc::clone(&source)).await;
+    tokio::task::block_in_place(move || drop(source));
+    result
+}
+
+async fn follow_from(
+    s: &Settings,
+    a: &ProduceArgs,
+    source: Arc<ConfiguredSource>,
+) -> Result<(), StreamError> {
+    let f = &a.follow;
+    let d = &s.params.data;
     let since = f.since.as_deref().map(parse_since).transpose()?;
     let interval = d.interval;
     let settle_ms = i64::try_from(f.settle_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -328,7 +345,7 @@ pub(crate) async fn follow(s: &Settings, a: &ProduceArgs) -> Result<(), StreamEr
     let mut poller = Poller {
         pc: kafka::partition(&client, &s.topic, target).await?,
         interval_name: interval.to_string(),
-        source: Arc::new(source),
+        source,
         symbol,
         interval,
         batch: a.batch,
