@@ -426,8 +426,8 @@ impl RawDataset {
                 let uri = self.store.uri(&p.key);
                 on_partition(p, &bytes);
                 let mut found = Vec::new();
-                for batch in parquet_io::decode_columns(bytes, &uri, &RAW_COLUMNS)
-                    .map_err(RawError::from)?
+                for batch in
+                    parquet_io::decode_columns(bytes, &uri, &RAW_COLUMNS).map_err(RawError::from)?
                 {
                     let batch = batch.map_err(RawError::from)?;
                     visit(&columns(&batch, &uri, &mut found)?)?;
