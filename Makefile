@@ -101,8 +101,13 @@ lint: ## rustfmt and clippy with warnings as errors
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 .PHONY: bench
-bench: build ## transform throughput, train wall time, single-row predict latency
+bench: build setup-python ## transform vs a pandas peer (whole processes), in-process transform throughput, train wall time, predict latency
+	BIN=$(BIN) PY=$(PY) bash bench/transform/run.sh
 	$(CARGO) run --release --locked --target $(TARGET) -p rps-bench
+
+.PHONY: bench-transform
+bench-transform: build setup-python ## rps transform vs a pandas peer on 5 years of one-minute bars: wall time, peak RSS, ratios
+	BIN=$(BIN) PY=$(PY) bash bench/transform/run.sh
 
 .PHONY: clean
 clean: ## remove build output and the local store

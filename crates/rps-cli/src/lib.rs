@@ -493,9 +493,18 @@ fn dvc_tags() -> Vec<(String, String)> {
 /// DVC, the stage and experiment DVC names are added (`dvc_stage`, `dvc_exp_name`,
 /// `dvc_exp_baseline_rev`).
 pub fn data_tags(store: &dyn rps_store::ObjectStore) -> Vec<(String, String)> {
+    data_tags_with(store, &std::collections::HashMap::new())
+}
+
+/// [`data_tags`] given the MD5s of files the stage has already read (key → MD5 hex, see
+/// `rps_store::dvc::md5_hex`): only the others are read again.
+pub fn data_tags_with(
+    store: &dyn rps_store::ObjectStore,
+    known_md5: &std::collections::HashMap<String, String>,
+) -> Vec<(String, String)> {
     let mut tags = vec![("data_uri".to_owned(), store.uri(""))];
     tags.extend(dvc_tags());
-    match rps_store::dvc::dir_md5(store) {
+    match rps_store::dvc::dir_md5_with(store, known_md5) {
         Ok(Some(md5)) => tags.push(("dvc_md5".to_owned(), md5)),
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "could not compute the DVC hash of the input"),

@@ -6,6 +6,7 @@
 //!
 //! - [`candle`]: OHLCV bars, intervals, merging and resampling.
 //! - [`volatility`]: log returns and volatility estimators (Parkinson, realized, Garman–Klass).
+//! - [`grid`]: the bar grid built one candle at a time (streamed resampling).
 //! - [`features`]: the point-in-time feature matrix and the prediction target.
 //! - [`split`]: chronological train/validation/test splits with a purge gap.
 //! - [`walkforward`]: walk-forward (expanding or rolling window) folds with purge gaps.
@@ -22,6 +23,7 @@
 pub mod baselines;
 pub mod candle;
 pub mod features;
+pub mod grid;
 pub mod linalg;
 pub mod metrics;
 pub mod params;

@@ -132,6 +132,61 @@ pub fn momentum(close: &[f64], p: &SignalParams) -> Vec<Option<Signal>> {
         .collect()
 }
 
+/// Buy/Hold/Sell labels and the momentum baseline for each row of a feature dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalColumns {
+    /// `label(close[t], close[t + h])`; `None` for the last `h` bars and around missing bars.
+    pub labels: Vec<Option<Signal>>,
+    /// `label(close[t - h], close[t])`: the momentum baseline's prediction.
+    pub momentum: Vec<Option<Signal>>,
+}
+
+/// Signal labels and momentum for rows at `ts` with closes `close` (a feature dataset's rows:
+/// the bars that exist, sorted, on a grid of `bar_ms`). The rows are laid back on their regular
+/// grid — a bar the dataset lacks is a missing close — so a label never spans a gap, then
+/// [`labels`] and [`momentum`] apply the one label rule. A row off the grid gets none.
+///
+/// # Errors
+/// Unusable signal parameters.
+pub fn columns(
+    ts: &[i64],
+    close: &[f64],
+    bar_ms: i64,
+    p: &SignalParams,
+) -> Result<SignalColumns, SignalParamsError> {
+    p.validate()?;
+    assert_eq!(ts.len(), close.len(), "one close per row");
+    let (Some(&t0), Some(&t1)) = (ts.iter().min(), ts.iter().max()) else {
+        return Ok(SignalColumns {
+            labels: Vec::new(),
+            momentum: Vec::new(),
+        });
+    };
+    let bar_ms = bar_ms.max(1);
+    let slot = |t: i64| -> Option<usize> {
+        let offset = t - t0;
+        (offset % bar_ms == 0)
+            .then(|| usize::try_from(offset / bar_ms).ok())
+            .flatten()
+    };
+    let n = usize::try_from((t1 - t0) / bar_ms + 1).unwrap_or(0);
+    let mut grid = vec![f64::NAN; n];
+    for (&t, &c) in ts.iter().zip(close) {
+        if let Some(i) = slot(t) {
+            grid[i] = c;
+        }
+    }
+    let labels = labels(&grid, p);
+    let momentum = momentum(&grid, p);
+    let pick = |v: &[Option<Signal>]| -> Vec<Option<Signal>> {
+        ts.iter().map(|&t| slot(t).and_then(|i| v[i])).collect()
+    };
+    Ok(SignalColumns {
+        labels: pick(&labels),
+        momentum: pick(&momentum),
+    })
+}
+
 /// The most frequent class of `truth` (ties go to Hold, then to the lower index); Hold when
 /// empty.
 pub fn majority(truth: &[Signal]) -> Signal {
@@ -245,6 +300,32 @@ mod tests {
             horizon: h,
             threshold,
         }
+    }
+
+    #[test]
+    fn columns_lay_rows_back_on_their_grid() {
+        let h = 3_600_000;
+        let sp = SignalParams::default();
+        // The bar at 2h is missing: no label across it; rows in any order.
+        let ts = [h, 0, 3 * h, 4 * h];
+        let close = [101.0, 100.0, 100.0, 100.1];
+        let cols = columns(&ts, &close, h, &sp).unwrap();
+        let l = |a: f64, b: f64| label(a, b, &sp);
+        assert_eq!(cols.labels, [None, l(100.0, 101.0), l(100.0, 100.1), None]);
+        assert_eq!(cols.labels[1], Some(Buy));
+        assert_eq!(
+            cols.momentum,
+            [l(100.0, 101.0), None, None, l(100.0, 100.1)]
+        );
+        // A row off the grid gets nothing; bad params are refused; no rows, no labels.
+        let off = columns(&[0, h / 2, h], &[100.0, 101.0, 102.0], h, &sp).unwrap();
+        assert_eq!(off.labels[1], None);
+        assert_eq!(off.labels[0], l(100.0, 102.0));
+        assert_eq!(
+            columns(&[0], &[1.0], h, &p(0, 0.0)),
+            Err(SignalParamsError::Horizon)
+        );
+        assert!(columns(&[], &[], h, &sp).unwrap().labels.is_empty());
     }
 
     #[test]

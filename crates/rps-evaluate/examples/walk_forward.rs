@@ -115,6 +115,7 @@ fn run() -> Result<(), String> {
                 present: keep.iter().map(|&i| f.present[i]).collect(),
             },
             split: keep.iter().map(|&i| ds.split[i]).collect(),
+            close: ds.close.as_ref().map(|c| pick(c)),
         };
         let wf = rps_evaluate::walk_forward(&params, &ds, bar.ms()).map_err(|e| e.to_string())?;
         let label: Vec<String> = v.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -47,9 +47,9 @@ pub struct Args {
     /// Exit 9 when the challenger is not promoted (for CI checks).
     #[arg(long)]
     pub require_promotion: bool,
-    /// The raw dataset the features were built from, for a signal model's labels (default:
-    /// <home>/data/raw/<symbol>); unused for a volatility model.
-    #[arg(long)]
+    /// Ignored, kept so existing invocations still parse: a signal model's labels now come from
+    /// the `close` column of the features.
+    #[arg(long, hide = true)]
     pub raw: Option<String>,
 }
 
@@ -89,13 +89,14 @@ pub enum EvaluateError {
     #[error("challenger v{version} not promoted: {reason}")]
     NotPromoted { version: u32, reason: String },
     #[error("signal labels: {0}")]
-    Transform(#[from] rps_transform::TransformError),
+    Labels(#[from] rps_store::frame::LabelError),
 }
 
 impl StageError for EvaluateError {
     fn exit_code(&self) -> u8 {
         match self {
-            Self::Transform(e) => e.exit_code(),
+            Self::Labels(e) if e.is_input() => exit::INPUT,
+            Self::Labels(_) => exit::CONFIG,
             Self::Params(_) | Self::UnknownHarTerm(_) => exit::CONFIG,
             Self::Frame(e) if !e.is_input() => exit::STORAGE,
             Self::Tracking(e) if e.is_input() => exit::INPUT,
@@ -907,12 +908,7 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
     tags.extend(data_tags);
     let decision = if files.meta.task == Task::Signal {
         tags.insert("task".to_owned(), Task::Signal.as_str().to_owned());
-        let raw = args
-            .raw
-            .clone()
-            .unwrap_or_else(|| home.raw(&params.data.symbol));
-        let cols =
-            rps_transform::read_signal_columns(&params, &raw, &schema.data_hash, &ds.frame.ts)?;
+        let cols = ds.signal_columns(&schema, &params.signal)?;
         let model = rps_model::SignalModel::from_parts(&files.xgb_ubj, files.meta.clone())?;
         rps_tracking::with_run(tracker.as_ref(), "evaluate", &tags, |run| {
             run_signal(
@@ -1148,7 +1144,7 @@ fn run_signal(
     run: &mut dyn rps_tracking::Run,
     params: &Params,
     ds: &Dataset,
-    cols: &rps_transform::SignalColumns,
+    cols: &rps_core::signal::SignalColumns,
     model: &rps_model::SignalModel,
     registry: &dyn Registry,
     info: &VersionInfo,

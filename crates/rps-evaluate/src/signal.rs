@@ -4,12 +4,11 @@
 
 use crate::{Decision, EvaluateError, decide_by};
 use rps_core::params::Params;
-use rps_core::signal::{self, Signal, SignalScores};
+use rps_core::signal::{self, Signal, SignalColumns, SignalScores};
 use rps_core::split::Split;
 use rps_model::{NUM_CLASS, Rows, SignalModel};
 use rps_store::frame::Dataset;
 use rps_tracking::{Registry, VersionInfo};
-use rps_transform::SignalColumns;
 use std::fmt::Write as _;
 
 /// The metric the signal task promotes on.
@@ -351,8 +350,13 @@ mod tests {
         let mut params = Params::default();
         params.train.num_boost_round = 30;
         params.train.early_stopping_rounds = 10;
-        let (ds, _) = rps_transform::transform(&params, &bars, "synthetic").unwrap();
-        let cols = rps_transform::signal_columns(&params, &bars, &ds.frame.ts).unwrap();
+        let (ds, schema) = rps_transform::transform(&params, &bars, "synthetic").unwrap();
+        let cols = ds.signal_columns(&schema, &params.signal).unwrap();
+        assert_eq!(
+            cols,
+            rps_transform::signal_columns(&params, &bars, &ds.frame.ts).unwrap(),
+            "labels from the features' closes = labels from the raw bars"
+        );
         let pick = |which: Split| -> (Rows, Vec<Signal>) {
             let (idx, y): (Vec<usize>, Vec<Signal>) = ds
                 .rows(which)

@@ -329,6 +329,7 @@ mod tests {
                 first_ts: 0,
                 last_ts: 0,
                 sha256: String::new(),
+                md5: None,
             }],
         };
         // A killed writer's temporary file (a pid that is not running on this host).

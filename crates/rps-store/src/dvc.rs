@@ -59,13 +59,30 @@ pub fn dir_md5_of(files: &[(String, String)]) -> String {
 /// DVC's hash of everything in `store` (a dataset folder). Only meaningful for local folders,
 /// which is what DVC tracks; remote stores return `None`.
 pub fn dir_md5(store: &dyn ObjectStore) -> Result<Option<String>, StoreError> {
+    dir_md5_with(store, &std::collections::HashMap::new())
+}
+
+/// The MD5 hex of `bytes`, as DVC records a file.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    hex(&Md5::digest(bytes))
+}
+
+/// [`dir_md5`] given the MD5s already computed for some keys (from bytes read anyway, with
+/// [`md5_hex`]): only the other files are read.
+pub fn dir_md5_with(
+    store: &dyn ObjectStore,
+    known: &std::collections::HashMap<String, String>,
+) -> Result<Option<String>, StoreError> {
     if store.local_path("x").is_none() {
         return Ok(None);
     }
     let mut files = Vec::new();
     for key in store.list("")? {
-        let bytes = store.get(&key)?;
-        files.push((key, hex(&Md5::digest(&bytes))));
+        let md5 = match known.get(&key) {
+            Some(m) => m.clone(),
+            None => md5_hex(&store.get(&key)?),
+        };
+        files.push((key, md5));
     }
     Ok(Some(dir_md5_of(&files)))
 }

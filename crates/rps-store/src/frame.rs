@@ -1,5 +1,5 @@
-//! The feature dataset: one Parquet file with `ts`, `split`, the features, `bar_vol` and
-//! `target`, plus `schema.json`.
+//! The feature dataset: one Parquet file with `ts`, `split`, the features, `bar_vol`, `target`
+//! and `close` (each bar's close, for the signal task's labels), plus `schema.json`.
 
 use crate::commit::{CommitError, Snapshot, Writer};
 use crate::object::{ObjectStore, StoreError};
@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 pub const DATASET: &str = "features.parquet";
 pub const SCHEMA: &str = "schema.json";
+/// The column of each row's bar close.
+pub const CLOSE: &str = "close";
 /// The stage that writes the feature dataset (named in "rerun …" messages).
 pub const STAGE: &str = "rps-transform";
 
@@ -54,6 +56,10 @@ impl FrameError {
 pub struct Dataset {
     pub frame: FeatureFrame,
     pub split: Vec<Split>,
+    /// Each row's bar close: what the signal task labels rows from
+    /// ([`rps_core::signal::columns`]), so train and evaluate never re-read the raw dataset.
+    /// `None` for a dataset written before transform wrote the column.
+    pub close: Option<Vec<f64>>,
 }
 
 impl Dataset {
@@ -64,6 +70,52 @@ impl Dataset {
             .enumerate()
             .filter_map(|(i, s)| (*s == which).then_some(i))
             .collect()
+    }
+}
+
+/// Why a dataset's rows cannot be labelled for the signal task.
+#[derive(Debug, thiserror::Error)]
+pub enum LabelError {
+    #[error(
+        "the feature dataset has no `close` column (written by an older rps-transform); rerun rps-transform"
+    )]
+    NoClose,
+    #[error("the feature schema's bar {0:?} is not an interval")]
+    Bar(String),
+    #[error("bad signal parameters: {0}")]
+    Params(#[from] rps_core::signal::SignalParamsError),
+}
+
+impl LabelError {
+    /// Whether the dataset is at fault (exit 4) rather than the parameters (exit 3).
+    pub fn is_input(&self) -> bool {
+        !matches!(self, Self::Params(_))
+    }
+}
+
+impl Dataset {
+    /// The signal task's labels and momentum baseline for every row, from the `close` column
+    /// on the schema's bar grid ([`rps_core::signal::columns`]).
+    ///
+    /// # Errors
+    /// A dataset without closes, an unknown bar, bad signal parameters.
+    pub fn signal_columns(
+        &self,
+        schema: &FeatureSchema,
+        p: &rps_core::signal::SignalParams,
+    ) -> Result<rps_core::signal::SignalColumns, LabelError> {
+        p.validate()?;
+        let close = self.close.as_deref().ok_or(LabelError::NoClose)?;
+        let bar: rps_core::Interval = schema
+            .bar
+            .parse()
+            .map_err(|_| LabelError::Bar(schema.bar.clone()))?;
+        Ok(rps_core::signal::columns(
+            &self.frame.ts,
+            close,
+            bar.ms(),
+            p,
+        )?)
     }
 }
 
@@ -84,10 +136,13 @@ pub fn to_batch(ds: &Dataset) -> RecordBatch {
             ds.split.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         )),
     ];
-    let extra = [
+    let mut extra = vec![
         ("bar_vol".to_owned(), &f.bar_vol),
         ("target".to_owned(), &f.target),
     ];
+    if let Some(close) = &ds.close {
+        extra.push((CLOSE.to_owned(), close));
+    }
     let named = f
         .names
         .iter()
@@ -200,6 +255,11 @@ pub fn read(store: &dyn ObjectStore) -> Result<(Dataset, FeatureSchema), FrameEr
         .collect::<Result<Vec<_>, _>>()?;
     let bar_vol = f64_column(&batch, "bar_vol", &uri)?;
     let target = f64_column(&batch, "target", &uri)?;
+    let close = batch
+        .column_by_name(CLOSE)
+        .is_some()
+        .then(|| f64_column(&batch, CLOSE, &uri))
+        .transpose()?;
     let frame = FeatureFrame {
         present: vec![true; ts.len()],
         ts,
@@ -208,7 +268,14 @@ pub fn read(store: &dyn ObjectStore) -> Result<(Dataset, FeatureSchema), FrameEr
         bar_vol,
         target,
     };
-    Ok((Dataset { frame, split }, schema))
+    Ok((
+        Dataset {
+            frame,
+            split,
+            close,
+        },
+        schema,
+    ))
 }
 
 #[cfg(test)]
@@ -242,7 +309,15 @@ mod tests {
             data_hash: format!("hash-{shift}"),
         };
         let split = vec![Split::Train; n as usize];
-        (Dataset { frame, split }, schema)
+        let close = Some((0..n).map(|i| 100.0 + i as f64).collect());
+        (
+            Dataset {
+                frame,
+                split,
+                close,
+            },
+            schema,
+        )
     }
 
     #[test]

@@ -2,8 +2,8 @@
 
 use arrow::array::RecordBatch;
 use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
@@ -58,4 +58,40 @@ pub fn decode(bytes: Vec<u8>, what: &str) -> Result<Vec<RecordBatch>, ParquetErr
             what: what.to_owned(),
             source,
         })
+}
+
+/// Decode a Parquet file batch by batch, reading only the top-level columns named in `names`
+/// (those the file has; a missing one is simply absent from the batches). `what` names the file
+/// in errors.
+pub fn decode_columns(
+    bytes: Bytes,
+    what: &str,
+    names: &[&str],
+) -> Result<impl Iterator<Item = Result<RecordBatch, ParquetError>>, ParquetError> {
+    let read = |source| ParquetError::Read {
+        what: what.to_owned(),
+        source,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(read)?;
+    let roots: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| names.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(65_536)
+        .build()
+        .map_err(read)?;
+    let what = what.to_owned();
+    Ok(reader.map(move |b| {
+        b.map_err(|source| ParquetError::Arrow {
+            what: what.clone(),
+            source,
+        })
+    }))
 }

@@ -16,10 +16,14 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use rps_core::candle::{Candle, Interval};
 use rps_core::time::year_month;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub const MANIFEST: &str = "_manifest.json";
+
+/// The columns of the raw schema.
+pub const RAW_COLUMNS: [&str; 6] = ["ts", "open", "high", "low", "close", "volume"];
 
 /// A raw-dataset failure.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +86,10 @@ pub struct Partition {
     pub first_ts: i64,
     pub last_ts: i64,
     pub sha256: String,
+    /// The file's MD5 (DVC's file hash), recorded when written so that readers tag runs with
+    /// DVC's hash of the dataset without hashing every byte again; absent in older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
 }
 
 /// The dataset's table of contents.
@@ -155,6 +163,142 @@ pub fn to_batch(bars: &[Candle]) -> RecordBatch {
     .unwrap_or_else(|e| unreachable!("raw schema is fixed: {e}"))
 }
 
+/// The raw columns of one record batch, borrowed from the decoder's buffers where they already
+/// have the wanted form (`ts` as milliseconds, prices as `f64` without nulls) and converted
+/// otherwise. Nulls become NaN so the quality gate can count them.
+#[derive(Debug, Clone)]
+pub struct CandleColumns<'a> {
+    pub ts: Cow<'a, [i64]>,
+    pub open: Cow<'a, [f64]>,
+    pub high: Cow<'a, [f64]>,
+    pub low: Cow<'a, [f64]>,
+    pub close: Cow<'a, [f64]>,
+    pub volume: Cow<'a, [f64]>,
+}
+
+impl CandleColumns<'_> {
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// Row `i` as a candle.
+    pub fn candle(&self, i: usize) -> Candle {
+        Candle {
+            ts: self.ts[i],
+            open: self.open[i],
+            high: self.high[i],
+            low: self.low[i],
+            close: self.close[i],
+            volume: self.volume[i],
+        }
+    }
+}
+
+/// The price and volume columns of the raw schema.
+const VALUE_COLUMNS: [&str; 5] = ["open", "high", "low", "close", "volume"];
+
+/// The candle columns of `batch`; schema problems (missing or mistyped value columns, which read
+/// as NaN) are appended to `problems`. A missing or mistyped `ts` is an error.
+pub fn columns<'a>(
+    batch: &'a RecordBatch,
+    uri: &str,
+    problems: &mut Vec<String>,
+) -> Result<CandleColumns<'a>, RawError> {
+    let s = batch.schema();
+    let Ok(ts_i) = s.index_of("ts") else {
+        return Err(RawError::Schema {
+            uri: uri.to_owned(),
+            problem: "missing column `ts`".to_owned(),
+        });
+    };
+    let ts_col = batch.column(ts_i);
+    let ts: Cow<'a, [i64]> = match ts_col.data_type() {
+        DataType::Timestamp(TimeUnit::Millisecond, _) => ts_col
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .map_or(Cow::Owned(Vec::new()), |a| Cow::Borrowed(a.values())),
+        DataType::Timestamp(unit, _) => {
+            let cast =
+                arrow::compute::cast(ts_col, &DataType::Timestamp(TimeUnit::Millisecond, None))
+                    .map_err(|e| RawError::Schema {
+                        uri: uri.to_owned(),
+                        problem: format!("column `ts` ({unit:?}): {e}"),
+                    })?;
+            Cow::Owned(
+                cast.as_any()
+                    .downcast_ref::<TimestampMillisecondArray>()
+                    .map(|a| a.values().to_vec())
+                    .unwrap_or_default(),
+            )
+        }
+        DataType::Int64 => ts_col
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .map_or(Cow::Owned(Vec::new()), |a| Cow::Borrowed(a.values())),
+        other => {
+            return Err(RawError::Schema {
+                uri: uri.to_owned(),
+                problem: format!("column `ts` has type {other}, expected a timestamp"),
+            });
+        }
+    };
+    let n = batch.num_rows();
+    let mut value = |name: &str| -> Cow<'a, [f64]> {
+        let Ok(i) = s.index_of(name) else {
+            problems.push(format!("missing column `{name}`"));
+            return Cow::Owned(vec![f64::NAN; n]);
+        };
+        let col: &'a ArrayRef = batch.column(i);
+        if !col.data_type().is_numeric() {
+            problems.push(format!(
+                "column `{name}` has type {}, expected a number",
+                col.data_type()
+            ));
+            return Cow::Owned(vec![f64::NAN; n]);
+        }
+        let with_nan = |a: &Float64Array| -> Vec<f64> {
+            (0..a.len())
+                .map(|j| if a.is_null(j) { f64::NAN } else { a.value(j) })
+                .collect()
+        };
+        if let Some(a) = col.as_any().downcast_ref::<Float64Array>() {
+            return if a.null_count() == 0 {
+                Cow::Borrowed(a.values())
+            } else {
+                Cow::Owned(with_nan(a))
+            };
+        }
+        match arrow::compute::cast(col, &DataType::Float64) {
+            Ok(cast) => Cow::Owned(
+                cast.as_any()
+                    .downcast_ref::<Float64Array>()
+                    .map(with_nan)
+                    .unwrap_or_default(),
+            ),
+            Err(_) => {
+                problems.push(format!(
+                    "column `{name}` has type {}, expected a number",
+                    col.data_type()
+                ));
+                Cow::Owned(vec![f64::NAN; n])
+            }
+        }
+    };
+    let [open, high, low, close, volume] = VALUE_COLUMNS.map(&mut value);
+    Ok(CandleColumns {
+        ts,
+        open,
+        high,
+        low,
+        close,
+        volume,
+    })
+}
+
 /// Candles from batches; returns the bars and the schema problems found (missing or mistyped
 /// columns). Nulls become NaN so the quality gate can count them.
 pub fn from_batches(
@@ -164,81 +308,8 @@ pub fn from_batches(
     let mut bars = Vec::new();
     let mut problems = Vec::new();
     for batch in batches {
-        let s = batch.schema();
-        let ts_col = match s.index_of("ts") {
-            Ok(i) => batch.column(i),
-            Err(_) => {
-                return Err(RawError::Schema {
-                    uri: uri.to_owned(),
-                    problem: "missing column `ts`".to_owned(),
-                });
-            }
-        };
-        let ts: Vec<i64> = match ts_col.data_type() {
-            DataType::Timestamp(unit, _) => {
-                let cast =
-                    arrow::compute::cast(ts_col, &DataType::Timestamp(TimeUnit::Millisecond, None))
-                        .map_err(|e| RawError::Schema {
-                            uri: uri.to_owned(),
-                            problem: format!("column `ts` ({unit:?}): {e}"),
-                        })?;
-                let a = cast
-                    .as_any()
-                    .downcast_ref::<TimestampMillisecondArray>()
-                    .map(|a| a.values().to_vec());
-                a.unwrap_or_default()
-            }
-            DataType::Int64 => ts_col
-                .as_any()
-                .downcast_ref::<arrow::array::Int64Array>()
-                .map(|a| a.values().to_vec())
-                .unwrap_or_default(),
-            other => {
-                return Err(RawError::Schema {
-                    uri: uri.to_owned(),
-                    problem: format!("column `ts` has type {other}, expected a timestamp"),
-                });
-            }
-        };
-        let mut fields: Vec<Vec<f64>> = Vec::new();
-        for name in ["open", "high", "low", "close", "volume"] {
-            let values = match s.index_of(name) {
-                Err(_) => {
-                    problems.push(format!("missing column `{name}`"));
-                    vec![f64::NAN; batch.num_rows()]
-                }
-                Ok(i) => match arrow::compute::cast(batch.column(i), &DataType::Float64) {
-                    Ok(a) if batch.column(i).data_type().is_numeric() => {
-                        let a = a
-                            .as_any()
-                            .downcast_ref::<Float64Array>()
-                            .cloned()
-                            .unwrap_or_else(|| Float64Array::from(Vec::<f64>::new()));
-                        (0..a.len())
-                            .map(|j| if a.is_null(j) { f64::NAN } else { a.value(j) })
-                            .collect()
-                    }
-                    _ => {
-                        problems.push(format!(
-                            "column `{name}` has type {}, expected a number",
-                            batch.column(i).data_type()
-                        ));
-                        vec![f64::NAN; batch.num_rows()]
-                    }
-                },
-            };
-            fields.push(values);
-        }
-        for (j, &t) in ts.iter().enumerate() {
-            bars.push(Candle {
-                ts: t,
-                open: fields[0][j],
-                high: fields[1][j],
-                low: fields[2][j],
-                close: fields[3][j],
-                volume: fields[4][j],
-            });
-        }
+        let cols = columns(batch, uri, &mut problems)?;
+        bars.extend((0..cols.len()).map(|i| cols.candle(i)));
     }
     problems.sort();
     problems.dedup();
@@ -307,6 +378,68 @@ impl RawDataset {
             problems.extend(pr.into_iter().map(|x| format!("{}: {x}", p.key)));
         }
         Ok((manifest, bars, problems))
+    }
+
+    /// Visit every record batch of the snapshot in storage order, as columns, without
+    /// collecting the bars: each partition is verified against the manifest's checksum
+    /// ([`RawError::Checksum`]), decoded with only the candle columns projected, visited batch by
+    /// batch and dropped before the next one is read. Returns the manifest and the schema
+    /// problems (as [`Self::read_all`] does; a problem column is visited as NaN).
+    pub fn scan<E: From<RawError>>(
+        &self,
+        visit: impl FnMut(&CandleColumns<'_>) -> Result<(), E>,
+    ) -> Result<(Manifest, Vec<String>), E> {
+        self.scan_with(|_, _| {}, visit)
+    }
+
+    /// [`Self::scan`], also handing each partition's verified bytes to `on_partition` (before
+    /// they are decoded) — e.g. to hash them for DVC without reading the files a second time.
+    pub fn scan_with<E: From<RawError>>(
+        &self,
+        mut on_partition: impl FnMut(&Partition, &bytes::Bytes),
+        mut visit: impl FnMut(&CandleColumns<'_>) -> Result<(), E>,
+    ) -> Result<(Manifest, Vec<String>), E> {
+        let manifest = self.manifest()?.ok_or_else(|| {
+            RawError::from(StoreError::NotFound {
+                uri: self.store.uri(MANIFEST),
+            })
+        })?;
+        let mut problems = Vec::new();
+        // Read and verify the next partitions on a second thread while this one decodes: at
+        // most two verified partitions wait in the channel.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<bytes::Bytes, RawError>>(2);
+        let parts = &manifest.partitions;
+        let result = std::thread::scope(|s| {
+            s.spawn(move || {
+                for p in parts {
+                    let got = self.get_verified(p).map(bytes::Bytes::from);
+                    let failed = got.is_err();
+                    if tx.send(got).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            // Owned here so that an early return drops it and unblocks the reader.
+            let rx = rx;
+            for (p, got) in parts.iter().zip(rx.iter()) {
+                let bytes = got?;
+                let uri = self.store.uri(&p.key);
+                on_partition(p, &bytes);
+                let mut found = Vec::new();
+                for batch in
+                    parquet_io::decode_columns(bytes, &uri, &RAW_COLUMNS).map_err(RawError::from)?
+                {
+                    let batch = batch.map_err(RawError::from)?;
+                    visit(&columns(&batch, &uri, &mut found)?)?;
+                }
+                found.sort();
+                found.dedup();
+                problems.extend(found.into_iter().map(|x| format!("{}: {x}", p.key)));
+            }
+            Ok::<(), E>(())
+        });
+        result?;
+        Ok((manifest, problems))
     }
 
     /// Merge `fresh` bars into the dataset: touched months are rewritten, others kept; the
@@ -414,6 +547,7 @@ impl RawDataset {
                     first_ts: merged.first().map_or(0, |c| c.ts),
                     last_ts: merged.last().map_or(0, |c| c.ts),
                     sha256: sha,
+                    md5: Some(crate::dvc::md5_hex(&bytes)),
                 },
             );
         }

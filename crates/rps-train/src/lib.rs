@@ -3,7 +3,8 @@
 //!
 //! With `train.task: signal` the same rows train a Buy/Hold/Sell classifier instead
 //! (`multi:softprob`, classes 0 sell, 1 hold, 2 buy; labels by `rps_core::signal::label` from
-//! the raw closes, see `rps_transform::read_signal_columns`), registered under
+//! the bar closes transform writes into the features, see `rps_core::signal::columns`),
+//! registered under
 //! `train.signal_model_name`.
 
 use clap::Parser;
@@ -11,12 +12,12 @@ use rps_cli::{CommonArgs, Home, StageError, exit};
 use rps_core::metrics;
 use rps_core::params::{Params, Task};
 use rps_core::schema::FeatureSchema;
+use rps_core::signal::SignalColumns;
 use rps_core::signal::{self, Signal};
 use rps_core::split::Split;
 use rps_model::{History, Rows, SignalModel, VolatilityModel};
 use rps_store::frame::Dataset;
 use rps_tracking::{MetricPoint, ModelFiles, VersionInfo};
-use rps_transform::SignalColumns;
 use std::collections::BTreeMap;
 
 /// Train the volatility model (or, with `train.task: signal`, the Buy/Hold/Sell model) and
@@ -26,7 +27,7 @@ use std::collections::BTreeMap;
 /// (eta, max_depth, subsample, …); `train.target_transform` picks what the booster learns
 /// (log volatility, variance with a gamma objective, or volatility). The signal task fixes
 /// objective multi:softprob, num_class 3 (0 sell, 1 hold, 2 buy) and eval_metric mlogloss, and
-/// labels rows from the raw closes with `signal.horizon` and `signal.threshold`. Writes the model
+/// labels rows from the features' bar closes with `signal.horizon` and `signal.threshold`. Writes the model
 /// (model.json and model.ubj in XGBoost's format, meta.json, schema.json) and
 /// train_metrics.json to --out, and a new version to the registry.
 #[derive(Debug, Parser)]
@@ -40,9 +41,9 @@ pub struct Args {
     /// Where to write the trained model (default: <home>/models/candidate).
     #[arg(long)]
     pub out: Option<String>,
-    /// The raw dataset the features were built from, for the signal task's labels (default:
-    /// <home>/data/raw/<symbol>); unused by the volatility task.
-    #[arg(long)]
+    /// Ignored, kept so existing invocations still parse: the signal task's labels now come from
+    /// the `close` column of the features.
+    #[arg(long, hide = true)]
     pub raw: Option<String>,
 }
 
@@ -61,7 +62,7 @@ pub enum TrainError {
     #[error("could not encode JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("signal labels: {0}")]
-    Transform(#[from] rps_transform::TransformError),
+    Labels(#[from] rps_store::frame::LabelError),
     #[error(
         "signal.horizon ({horizon}) exceeds split.gap ({gap}): labels would look into the next split"
     )]
@@ -71,7 +72,8 @@ pub enum TrainError {
 impl StageError for TrainError {
     fn exit_code(&self) -> u8 {
         match self {
-            Self::Transform(e) => e.exit_code(),
+            Self::Labels(e) if e.is_input() => exit::INPUT,
+            Self::Labels(_) => exit::CONFIG,
             Self::SignalHorizon { .. } => exit::CONFIG,
             Self::Params(_)
             | Self::Model(
@@ -362,16 +364,7 @@ pub fn run(args: &Args) -> Result<(), TrainError> {
                     gap: params.split.gap,
                 });
             }
-            let raw = args
-                .raw
-                .clone()
-                .unwrap_or_else(|| home.raw(&params.data.symbol));
-            Some(rps_transform::read_signal_columns(
-                &params,
-                &raw,
-                &schema.data_hash,
-                &ds.frame.ts,
-            )?)
+            Some(ds.signal_columns(&schema, &params.signal)?)
         }
     };
     let model_name = params.train.registered_name().to_owned();

@@ -3,28 +3,30 @@
 //! Resamples to the model's bar when the source is finer (and then measures each bar's
 //! realized volatility from its sub-bars), lays the bars on a regular grid (missing bars are
 //! missing values, never zeros), builds the point-in-time features and the next-bar target,
-//! splits chronologically with a purge gap, and writes `features.parquet` plus `schema.json`
-//! with each feature's reference statistics on the training split.
+//! splits chronologically with a purge gap, and writes `features.parquet` (with each bar's close,
+//! which the signal task labels rows from) plus `schema.json` with each feature's reference
+//! statistics on the training split. The raw dataset is aggregated to bars partition by
+//! partition as it is decoded ([`read_grid`]); the minute candles are never all in memory.
 
 use clap::Parser;
 use rps_cli::{CommonArgs, Home, StageError, exit};
 use rps_core::candle::Candle;
 use rps_core::features::{self, FeatureFrame};
+use rps_core::grid::GridBuilder;
 use rps_core::params::Params;
 use rps_core::schema::FeatureSchema;
-use rps_core::signal::Signal;
 use rps_core::split::{self, Split};
 use rps_core::stats::ColumnStats;
 use rps_core::volatility::Estimator;
 use rps_store::frame::Dataset;
 use rps_store::raw::RawDataset;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Engineer features and the volatility target from the raw dataset, and split it
 /// chronologically into train / validation / test.
 ///
 /// Knobs: `features:`, `target:` and `split:` in params.yaml. Output: `features.parquet`
-/// (columns ts, split, the features, bar_vol, target) and `schema.json`.
+/// (columns ts, split, the features, bar_vol, target, close) and `schema.json`.
 #[derive(Debug, Parser)]
 #[command(name = "rps-transform", version, after_help = exit::HELP)]
 pub struct Args {
@@ -56,14 +58,6 @@ pub enum TransformError {
     Split(#[from] rps_core::split::SplitError),
     #[error("the raw dataset has schema problems: {0}; run rps-quality for the full report")]
     Schema(String),
-    #[error(
-        "the raw dataset {uri} (content hash {found}) is not the snapshot the features were built from ({expected}); rerun rps-transform"
-    )]
-    RawChanged {
-        uri: String,
-        expected: String,
-        found: String,
-    },
     #[error("bad signal parameters: {0}")]
     Signal(#[from] rps_core::signal::SignalParamsError),
 }
@@ -72,7 +66,7 @@ impl StageError for TransformError {
     fn exit_code(&self) -> u8 {
         match self {
             Self::Params(_) | Self::Config(_) | Self::Signal(_) => exit::CONFIG,
-            Self::Split(_) | Self::Schema(_) | Self::RawChanged { .. } => exit::INPUT,
+            Self::Split(_) | Self::Schema(_) => exit::INPUT,
             Self::Raw(e) if raw_is_input(e) => exit::INPUT,
             Self::Frame(e) if e.is_input() => exit::INPUT,
             Self::Tracking(e) if e.is_remote() => exit::REMOTE,
@@ -100,12 +94,13 @@ pub fn raw_is_input(e: &rps_store::raw::RawError) -> bool {
 /// The bar grid of the one feature pipeline ([`rps_core::pipeline`]).
 pub use rps_core::pipeline::bar_grid;
 
-/// Build the dataset and schema from raw bars (pure; the stage minus IO).
-pub fn transform(
-    params: &Params,
-    bars: &[Candle],
-    data_hash: &str,
-) -> Result<(Dataset, FeatureSchema), TransformError> {
+/// The grid of bars the features are built over: open times, bars (`None` where missing) and
+/// each bar's volatility — what [`bar_grid`] and [`GridBuilder`] return.
+pub type Grid = (Vec<i64>, Vec<Option<Candle>>, Vec<f64>);
+
+/// `data.bar` must be a whole multiple of `data.interval`, and the realized estimator needs
+/// sub-bars.
+fn check_bars(params: &Params) -> Result<(), TransformError> {
     let d = &params.data;
     if d.bar.ms() < d.interval.ms() || d.bar.ms() % d.interval.ms() != 0 {
         return Err(TransformError::Config(format!(
@@ -119,9 +114,32 @@ pub fn transform(
             d.interval, d.bar
         )));
     }
+    Ok(())
+}
+
+/// Build the dataset and schema from raw bars (pure; the stage minus IO).
+pub fn transform(
+    params: &Params,
+    bars: &[Candle],
+    data_hash: &str,
+) -> Result<(Dataset, FeatureSchema), TransformError> {
+    check_bars(params)?;
+    let d = &params.data;
     let mut bars = bars.to_vec();
     rps_core::candle::sort_dedup(&mut bars);
-    let (ts, grid, vol) = bar_grid(&bars, d.interval, d.bar, params.target.estimator);
+    let grid = bar_grid(&bars, d.interval, d.bar, params.target.estimator);
+    transform_grid(params, grid, data_hash)
+}
+
+/// Build the dataset and schema from the bar grid (pure): features, target, split, reference
+/// statistics.
+pub fn transform_grid(
+    params: &Params,
+    (ts, grid, vol): Grid,
+    data_hash: &str,
+) -> Result<(Dataset, FeatureSchema), TransformError> {
+    check_bars(params)?;
+    let d = &params.data;
     let bars_per_day = usize::try_from(86_400_000 / d.bar.ms()).unwrap_or(1).max(1);
     let frame: FeatureFrame = features::build(
         &ts,
@@ -177,6 +195,10 @@ pub fn transform(
         present: vec![true; keep.len()],
     };
     let split_kept: Vec<Split> = keep.iter().map(|&i| splits[i]).collect();
+    let close: Vec<f64> = keep
+        .iter()
+        .map(|&i| grid[i].map_or(f64::NAN, |c| c.close))
+        .collect();
     let schema = FeatureSchema {
         version: FeatureSchema::VERSION,
         symbol: d.symbol.clone(),
@@ -195,24 +217,17 @@ pub fn transform(
         Dataset {
             frame: kept,
             split: split_kept,
+            close: Some(close),
         },
         schema,
     ))
 }
 
-/// Buy/Hold/Sell labels and the momentum baseline for each row of a feature dataset.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SignalColumns {
-    /// `label(close[t], close[t + h])`; `None` for the last `h` bars and around missing bars.
-    pub labels: Vec<Option<Signal>>,
-    /// `label(close[t - h], close[t])`: the momentum baseline's prediction.
-    pub momentum: Vec<Option<Signal>>,
-}
+pub use rps_core::signal::SignalColumns;
 
-/// Signal labels for the rows at `ts` (a feature dataset's timestamps), from the raw bars the
-/// dataset was built from. The features file holds no prices, so the labels come from the
-/// closes on the same bar grid transform uses ([`bar_grid`], resampled to `data.bar`), through
-/// [`rps_core::signal::labels`] and [`rps_core::signal::momentum`]: the one label rule. Pure.
+/// Signal labels for the rows at `ts`, from raw bars (for tests that start from candles): the
+/// closes of the bars on transform's grid ([`bar_grid`]) through [`rps_core::signal::columns`],
+/// exactly what train and evaluate compute from the `close` column transform writes.
 pub fn signal_columns(
     params: &Params,
     bars: &[Candle],
@@ -223,54 +238,84 @@ pub fn signal_columns(
     rps_core::candle::sort_dedup(&mut bars);
     let d = &params.data;
     let (grid_ts, grid, _) = bar_grid(&bars, d.interval, d.bar, params.target.estimator);
-    let close: Vec<f64> = grid
+    let (rows, close): (Vec<i64>, Vec<f64>) = grid_ts
         .iter()
-        .map(|b| b.as_ref().map_or(f64::NAN, |c| c.close))
-        .collect();
-    let labels = rps_core::signal::labels(&close, &params.signal);
-    let momentum = rps_core::signal::momentum(&close, &params.signal);
-    let slot = |t: i64| -> Option<usize> {
-        let t0 = *grid_ts.first()?;
-        let offset = t.checked_sub(t0)?;
-        if offset % d.bar.ms() != 0 {
-            return None;
-        }
-        usize::try_from(offset / d.bar.ms())
-            .ok()
-            .filter(|&i| i < grid_ts.len())
-    };
-    let pick = |v: &[Option<Signal>]| -> Vec<Option<Signal>> {
-        ts.iter().map(|&t| slot(t).and_then(|i| v[i])).collect()
+        .zip(&grid)
+        .filter_map(|(&t, b)| b.map(|c| (t, c.close)))
+        .unzip();
+    let cols = rps_core::signal::columns(&rows, &close, d.bar.ms(), &params.signal)?;
+    let at = |v: &[Option<rps_core::signal::Signal>]| {
+        ts.iter()
+            .map(|t| rows.binary_search(t).ok().and_then(|i| v[i]))
+            .collect()
     };
     Ok(SignalColumns {
-        labels: pick(&labels),
-        momentum: pick(&momentum),
+        labels: at(&cols.labels),
+        momentum: at(&cols.momentum),
     })
 }
 
-/// [`signal_columns`] from the raw dataset at `raw_uri`, which must be the snapshot the
-/// features were built from (its content hash is `data_hash`).
-pub fn read_signal_columns(
+/// Why a streamed read stopped early.
+enum Scan {
+    Raw(rps_store::raw::RawError),
+    /// The stored candles are not strictly increasing (never the case for a dataset `rps
+    /// extract` wrote: its partitions are sorted, de-duplicated, disjoint months in order).
+    Unsorted,
+}
+
+impl From<rps_store::raw::RawError> for Scan {
+    fn from(e: rps_store::raw::RawError) -> Self {
+        Self::Raw(e)
+    }
+}
+
+/// The raw dataset's bar grid, aggregated partition by partition as the record batches are
+/// decoded ([`RawDataset::scan`] into a [`GridBuilder`]): no candle series is materialised, so
+/// memory stays at one partition plus the grid. Identical to [`bar_grid`] over the sorted,
+/// de-duplicated candles (`rps_core::grid`'s tests); stored candles out of order fall back to
+/// exactly that.
+pub fn read_grid(
+    raw: &RawDataset,
     params: &Params,
-    raw_uri: &str,
-    data_hash: &str,
-    ts: &[i64],
-) -> Result<SignalColumns, TransformError> {
-    let store = rps_store::open(raw_uri)?;
-    let uri = store.uri("");
-    let (manifest, bars, problems) = RawDataset::new(store).read_all()?;
+) -> Result<(rps_store::raw::Manifest, Grid, HashMap<String, String>), TransformError> {
+    let d = &params.data;
+    let mut builder = GridBuilder::new(d.interval, d.bar, params.target.estimator);
+    let scanned = raw.scan(|cols| {
+        for i in 0..cols.len() {
+            builder.push(&cols.candle(i)).map_err(|_| Scan::Unsorted)?;
+        }
+        Ok::<(), Scan>(())
+    });
+    let (manifest, grid, problems) = match scanned {
+        Ok((manifest, problems)) => (manifest, builder.finish(), problems),
+        Err(Scan::Raw(e)) => return Err(e.into()),
+        Err(Scan::Unsorted) => {
+            tracing::warn!(
+                "the raw dataset's candles are not in order: sorting them all in memory"
+            );
+            let (manifest, mut bars, problems) = raw.read_all()?;
+            rps_core::candle::sort_dedup(&mut bars);
+            let grid = bar_grid(&bars, d.interval, d.bar, params.target.estimator);
+            (manifest, grid, problems)
+        }
+    };
     if !problems.is_empty() {
         return Err(TransformError::Schema(problems.join("; ")));
     }
-    let found = manifest.content_hash();
-    if found != data_hash {
-        return Err(TransformError::RawChanged {
-            uri,
-            expected: data_hash.to_owned(),
-            found,
-        });
+    if manifest.interval != d.interval {
+        return Err(TransformError::Config(format!(
+            "the raw dataset holds {} bars but data.interval is {}",
+            manifest.interval, d.interval
+        )));
     }
-    signal_columns(params, &bars, ts)
+    // The partitions' MD5s recorded by extract (their bytes were just verified against the
+    // manifest's SHA-256), for the run's DVC tag without hashing every byte again.
+    let md5s = manifest
+        .partitions
+        .iter()
+        .filter_map(|p| Some((p.key.clone(), p.md5.clone()?)))
+        .collect();
+    Ok((manifest, grid, md5s))
 }
 
 /// Run the stage.
@@ -287,18 +332,11 @@ pub fn run(args: &Args) -> Result<(), TransformError> {
         .unwrap_or_else(|| home.features(&params.data.symbol));
     let tracker = home.tracker()?;
     let input_store = rps_store::open(&input)?;
-    let data_tags = rps_cli::data_tags(input_store.as_ref());
-    let raw = RawDataset::new(input_store);
-    let (manifest, bars, problems) = raw.read_all()?;
-    if !problems.is_empty() {
-        return Err(TransformError::Schema(problems.join("; ")));
-    }
-    if manifest.interval != params.data.interval {
-        return Err(TransformError::Config(format!(
-            "the raw dataset holds {} bars but data.interval is {}",
-            manifest.interval, params.data.interval
-        )));
-    }
+    let raw = RawDataset::new(input_store.clone());
+    check_bars(&params)?;
+    let (manifest, grid, md5s) = read_grid(&raw, &params)?;
+    // DVC's hash of the input from the MD5s the manifest records: no second read.
+    let data_tags = rps_cli::data_tags_with(input_store.as_ref(), &md5s);
     let data_hash = manifest.content_hash();
     let mut tags = BTreeMap::from([
         ("git_commit".to_owned(), rps_cli::git_commit()),
@@ -307,7 +345,7 @@ pub fn run(args: &Args) -> Result<(), TransformError> {
     ]);
     tags.extend(data_tags);
     rps_tracking::with_run(tracker.as_ref(), "transform", &tags, |run| {
-        let (ds, mut schema) = transform(&params, &bars, &data_hash)?;
+        let (ds, mut schema) = transform_grid(&params, grid, &data_hash)?;
         schema.source.clone_from(&manifest.source);
         let store = rps_store::open(&out)?;
         rps_store::frame::write(store.as_ref(), &ds, &schema)?;
@@ -356,6 +394,7 @@ pub fn run(args: &Args) -> Result<(), TransformError> {
 mod tests {
     use super::*;
     use rps_core::candle::Interval;
+    use rps_core::signal::Signal;
     use rps_core::volatility::parkinson;
 
     #[test]

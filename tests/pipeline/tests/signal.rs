@@ -44,6 +44,8 @@ fn signal_task_on_the_bundled_sample() {
     p.ok("rps-extract", &[]);
     p.ok("rps-quality", &[]);
     p.ok("rps-transform", &[]);
+    // Train and evaluate label rows from the features' close column: the raw dataset is gone.
+    std::fs::remove_dir_all(p.path(".rps/data/raw")).unwrap();
     let o = p.ok("rps-train", &[]);
     assert!(o.stderr.contains("btc-signal v1"), "{}", o.stderr);
     let dir = p.path(".rps/models/candidate");
