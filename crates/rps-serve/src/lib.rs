@@ -48,6 +48,7 @@ mod conns;
 mod drift;
 mod error;
 mod fdlimit;
+pub mod forecast;
 pub mod history;
 mod input;
 mod listen;

@@ -32,6 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.body_limit;
     Router::new()
         .route("/predict", post(predict))
+        .route("/forecast", post(forecast))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/model", get(model))
@@ -183,7 +184,7 @@ async fn not_found(req: Request) -> ApiError {
         StatusCode::NOT_FOUND,
         "not_found",
         format!(
-            "no route {} {}; routes: POST /predict, GET /health, /ready, /model, /models, /metrics, /dashboard, /api/history, /api/recent, POST /refresh",
+            "no route {} {}; routes: POST /predict, POST /forecast, GET /health, /ready, /model, /models, /metrics, /dashboard, /api/history, /api/recent, POST /refresh",
             req.method(),
             req.uri().path()
         ),
@@ -250,15 +251,16 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
-async fn predict(
-    State(state): State<Arc<AppState>>,
-    watch: Option<Extension<Arc<BodyWatch>>>,
-    query: Result<Query<ModelQuery>, QueryRejection>,
-    headers: HeaderMap,
+/// The body of a JSON POST, or the JSON error a client can act on: 415 for another content
+/// type, 413 over `--body-limit`, 408 when it did not arrive within `--body-timeout`, 400 when it
+/// could not be read.
+fn json_body(
+    state: &AppState,
+    watch: Option<&Extension<Arc<BodyWatch>>>,
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    if !is_json(&headers) {
+) -> Result<Bytes, ApiError> {
+    if !is_json(headers) {
         let got = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -270,8 +272,8 @@ async fn predict(
         ));
     }
     let body = body.map_err(|e| {
-        if let Some(Extension(w)) = watch.as_ref().filter(|w| w.timed_out()) {
-            body_timeout_error(state.config.body_timeout, w, content_length(&headers))
+        if let Some(Extension(w)) = watch.filter(|w| w.timed_out()) {
+            body_timeout_error(state.config.body_timeout, w, content_length(headers))
         } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -289,6 +291,18 @@ async fn predict(
             )
         }
     })?;
+    Ok(body)
+}
+
+async fn predict(
+    State(state): State<Arc<AppState>>,
+    watch: Option<Extension<Arc<BodyWatch>>>,
+    query: Result<Query<ModelQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let body = json_body(&state, watch.as_ref(), &headers, body)?;
     let served = pick(&state, query).await?;
     let rows = input::parse(
         &body,
@@ -353,6 +367,36 @@ async fn predict(
         });
     }
     Ok(Json(body).into_response())
+}
+
+/// `POST /forecast`: the next bar's forecast from candles (see [`crate::forecast`]), by the
+/// served alias or `?model=`.
+async fn forecast(
+    State(state): State<Arc<AppState>>,
+    watch: Option<Extension<Arc<BodyWatch>>>,
+    query: Result<Query<ModelQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = json_body(&state, watch.as_ref(), &headers, body)?;
+    let req: crate::forecast::ForecastRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("body is not a forecast request ({{\"candles\": [{{\"time\", \"open\", \"high\", \"low\", \"close\", \"volume\"}}, …]}}): {e}"),
+        )
+    })?;
+    let served = pick(&state, query).await?;
+    let out = tokio::task::spawn_blocking(move || crate::forecast::forecast(&served, &req))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("forecast task failed: {e}"),
+            )
+        })??;
+    Ok(Json(out).into_response())
 }
 
 /// Fewest rows in a drift window for `/api/recent` to report PSI.
