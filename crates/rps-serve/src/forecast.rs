@@ -6,15 +6,17 @@
 //! "open": …, "high": …, "low": …, "close": …, "volume": …}, …]}`, oldest first, consecutive
 //! bars of the model's bar, at least [`needed`] of them (`GET /model` states it). A gap, a bar off
 //! the grid, a bad price or too short a history is a 422 naming it, never a silent forecast.
+//!
+//! Without `candles` (`{}`, `{"symbol": …}`) the newest stored candles are used (module
+//! [`crate::stored`]): a history that stopped is a 409 `stale_history`, a hole in it a 422 `gap`.
 
 use crate::error::ApiError;
 use crate::state::Served;
 use axum::http::StatusCode;
-use rps_core::candle::{Candle, Interval};
-use rps_core::pipeline::{FeatureSpec, request_row};
-use rps_model::Forecast;
+use rps_core::candle::Candle;
+use rps_core::forecast::{self as fc, ForecastError, Made, PointForecast, rfc3339};
+use rps_core::pipeline::FeatureSpec;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 /// Most candles one request may carry.
 pub const MAX_CANDLES: usize = 20_000;
@@ -25,7 +27,9 @@ pub const MAX_CANDLES: usize = 20_000;
 pub struct ForecastRequest {
     #[serde(default)]
     pub symbol: Option<String>,
-    pub candles: Vec<CandleIn>,
+    /// The history; absent: the newest stored candles.
+    #[serde(default)]
+    pub candles: Option<Vec<CandleIn>>,
 }
 
 /// One candle as a client sends it.
@@ -53,51 +57,61 @@ fn unprocessable(code: &'static str, message: String) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
 }
 
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
-        || ms.to_string(),
-        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    )
+/// The HTTP answer to a forecast that cannot be made: 503 for a model that cannot forecast
+/// from candles, 409 `stale_history` (with `newest_bar` and `age_secs`), 422 `gap` (with
+/// `first_missing` and `missing`) or `short_history`.
+pub fn api_error(e: &ForecastError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        ForecastError::Unsupported(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "model_unsupported",
+            message,
+        ),
+        ForecastError::Short { have, need, .. } => unprocessable("short_history", message)
+            .with("candles", *have)
+            .with("history_bars", *need),
+        ForecastError::Gap {
+            first_missing,
+            missing,
+            ..
+        } => unprocessable("gap", message)
+            .with("first_missing", rfc3339(*first_missing))
+            .with("missing", *missing),
+        ForecastError::Stale {
+            newest,
+            age_ms,
+            max_age_ms,
+            ..
+        } => ApiError::new(StatusCode::CONFLICT, "stale_history", message)
+            .with("newest_bar", rfc3339(*newest))
+            .with("age_secs", age_ms.div_euclid(1000))
+            .with("max_age_secs", max_age_ms.div_euclid(1000)),
+    }
 }
 
 /// The served model's spec (its saved schema, its own bar).
 pub fn spec(served: &Served) -> Result<FeatureSpec, ApiError> {
-    let bar: Interval = served.schema.bar.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "model_unsupported",
-            format!(
-                "the model's schema has an unknown bar {:?}",
-                served.schema.bar
-            ),
-        )
-    })?;
-    FeatureSpec::from_schema(&served.schema, bar).map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "model_unsupported",
-            e.to_string(),
-        )
-    })
+    fc::spec(&served.schema).map_err(|e| api_error(&e))
 }
 
 /// Candles a forecast needs: the longest lookback of the model's features, plus the bar itself.
 pub fn needed(spec: &FeatureSpec) -> usize {
-    spec.lookback() + 1
+    fc::history_bars(spec)
 }
 
 /// Check and convert the candles: times parse, lie on the bar grid, strictly increase without a
 /// gap; prices are finite and positive with low ≤ open, close ≤ high.
-pub fn candles(req: &ForecastRequest, spec: &FeatureSpec) -> Result<Vec<Candle>, ApiError> {
+pub fn candles(candles: &[CandleIn], spec: &FeatureSpec) -> Result<Vec<Candle>, ApiError> {
     let bar = spec.bar.ms();
-    if req.candles.len() > MAX_CANDLES {
+    if candles.len() > MAX_CANDLES {
         return Err(unprocessable(
             "too_many_candles",
-            format!("{} candles; at most {MAX_CANDLES}", req.candles.len()),
+            format!("{} candles; at most {MAX_CANDLES}", candles.len()),
         ));
     }
-    let mut out: Vec<Candle> = Vec::with_capacity(req.candles.len());
-    for (i, c) in req.candles.iter().enumerate() {
+    let mut out: Vec<Candle> = Vec::with_capacity(candles.len());
+    for (i, c) in candles.iter().enumerate() {
         let ts = match &c.time {
             TimeIn::Ms(ms) => *ms,
             TimeIn::Text(t) => chrono::DateTime::parse_from_rfc3339(t)
@@ -142,15 +156,14 @@ pub fn candles(req: &ForecastRequest, spec: &FeatureSpec) -> Result<Vec<Candle>,
                 ));
             }
             if ts - prev.ts != bar {
-                return Err(unprocessable(
-                    "gap",
-                    format!(
-                        "{} missing bar(s) between {} and {}: the features need a gapless history",
-                        (ts - prev.ts) / bar - 1,
-                        rfc3339(prev.ts),
-                        rfc3339(ts)
-                    ),
-                ));
+                return Err(api_error(&ForecastError::Gap {
+                    first_missing: prev.ts + bar,
+                    missing: (ts - prev.ts) / bar - 1,
+                    after: prev.ts,
+                    before: ts,
+                    bar: spec.bar,
+                    need: needed(spec),
+                }));
             }
         }
         out.push(Candle {
@@ -164,84 +177,56 @@ pub fn candles(req: &ForecastRequest, spec: &FeatureSpec) -> Result<Vec<Candle>,
     }
     let need = needed(spec);
     if out.len() < need {
-        return Err(unprocessable(
-            "short_history",
-            format!(
-                "{} candles; this model needs the last {need} consecutive {} bars (GET /model: history_bars)",
-                out.len(),
-                spec.bar
-            ),
-        ));
+        return Err(api_error(&ForecastError::Short {
+            have: out.len(),
+            need,
+            bar: spec.bar,
+        }));
     }
     Ok(out)
 }
 
-/// The forecast for the bar after the newest candle.
-pub fn forecast(served: &Served, req: &ForecastRequest) -> Result<Value, ApiError> {
-    let spec = spec(served)?;
-    let bars = candles(req, &spec)?;
-    // Only the lookback matters: build over the newest `needed` bars.
-    let tail = &bars[bars.len() - needed(&spec)..];
-    let row = request_row(&spec, tail)
-        .ok_or_else(|| unprocessable("short_history", "no candles".to_owned()))?;
-    let names = spec.names();
-    #[allow(clippy::cast_possible_truncation)]
-    let x: Vec<f32> = served
-        .schema
-        .features
-        .iter()
-        .map(|f| {
-            names
-                .iter()
-                .position(|n| n == f)
-                .map(|j| row.values[j] as f32)
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "model_unsupported",
-                        format!("the model needs feature {f:?}, which its own spec does not build"),
-                    )
-                })
-        })
-        .collect::<Result<_, _>>()?;
-    let from = row.ts;
-    let target = from + spec.bar.ms();
-    let per_year = (365.0 * 86_400_000.0 / spec.bar.ms() as f64).sqrt();
-    let mut out = json!({
-        "model": served.info.name,
-        "version": served.info.version,
-        "symbol": req.symbol.clone().unwrap_or_else(|| served.schema.symbol.clone()),
-        "from_bar": rfc3339(from),
-        "target_bar": rfc3339(target),
-        "bar": spec.bar.to_string(),
-        "candles_used": tail.len(),
-    });
-    match served.model.predict_one(&x).map_err(|e| {
+/// The forecast for the bar after the newest of `window` (the newest [`needed`] checked bars),
+/// by the served model.
+pub fn predict(
+    served: &Served,
+    spec: &FeatureSpec,
+    symbol: &str,
+    window: &[Candle],
+    history: &'static str,
+    age_ms: Option<i64>,
+) -> Result<PointForecast, ApiError> {
+    let (from, x) =
+        fc::model_input(spec, &served.schema.features, window).map_err(|e| api_error(&e))?;
+    let prediction = served.model.predict_one(&x).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             format!("prediction failed: {e}"),
         )
-    })? {
-        Forecast::Volatility(v) => {
-            out["task"] = json!("volatility");
-            out["units"] = json!(format!(
-                "standard deviation of the {} log return; annualised = times sqrt(bars per year)",
-                spec.bar
-            ));
-            out["volatility"] = json!(v);
-            out["volatility_annualised"] = json!(v * per_year);
-        }
-        Forecast::Signal {
-            signal,
-            probabilities,
-        } => {
-            out["task"] = json!("signal");
-            out["signal"] = json!(signal.as_str());
-            out["probabilities"] = json!({
-                "sell": probabilities[0], "hold": probabilities[1], "buy": probabilities[2],
-            });
-        }
-    }
-    Ok(out)
+    })?;
+    let made = Made {
+        model: &served.info.name,
+        version: served.info.version,
+        symbol,
+        from,
+        candles_used: window.len(),
+        history,
+        age_ms,
+    };
+    Ok(PointForecast::new(spec, &made, &prediction.into()))
+}
+
+/// The forecast from the candles of a request.
+pub fn from_request(
+    served: &Served,
+    symbol: Option<&str>,
+    candles_in: &[CandleIn],
+) -> Result<PointForecast, ApiError> {
+    let spec = spec(served)?;
+    let bars = candles(candles_in, &spec)?;
+    // Only the lookback matters: build over the newest `needed` bars.
+    let tail = &bars[bars.len() - needed(&spec)..];
+    let symbol = symbol.unwrap_or(&served.schema.symbol);
+    predict(served, &spec, symbol, tail, "request", None)
 }

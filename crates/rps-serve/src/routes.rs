@@ -370,7 +370,8 @@ async fn predict(
 }
 
 /// `POST /forecast`: the next bar's forecast from candles (see [`crate::forecast`]), by the
-/// served alias or `?model=`.
+/// served alias or `?model=`; without `candles`, from the newest stored ones
+/// ([`crate::stored`]).
 async fn forecast(
     State(state): State<Arc<AppState>>,
     watch: Option<Extension<Arc<BodyWatch>>>,
@@ -383,11 +384,17 @@ async fn forecast(
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_json",
-            format!("body is not a forecast request ({{\"candles\": [{{\"time\", \"open\", \"high\", \"low\", \"close\", \"volume\"}}, …]}}): {e}"),
+            format!("body is not a forecast request ({{\"candles\": [{{\"time\", \"open\", \"high\", \"low\", \"close\", \"volume\"}}, …]}}, or {{}} for the stored candles): {e}"),
         )
     })?;
+    if let Some(symbol) = req.symbol.as_deref() {
+        crate::stored::check_symbol(symbol)?;
+    }
     let served = pick(&state, query).await?;
-    let out = tokio::task::spawn_blocking(move || crate::forecast::forecast(&served, &req))
+    let out = match req.candles {
+        Some(candles) => tokio::task::spawn_blocking(move || {
+            crate::forecast::from_request(&served, req.symbol.as_deref(), &candles)
+        })
         .await
         .map_err(|e| {
             ApiError::new(
@@ -395,7 +402,47 @@ async fn forecast(
                 "internal",
                 format!("forecast task failed: {e}"),
             )
-        })??;
+        })??,
+        None => {
+            let Some(source) = crate::stored::Source::of(&state.config) else {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_history",
+                    "no stored candles are configured: send `candles`, or start rps-serve with \
+                     --database-url (the stream's PostgreSQL) or --home (the raw dataset)",
+                ));
+            };
+            let spec = crate::forecast::spec(&served)?;
+            let symbol = req
+                .symbol
+                .clone()
+                .unwrap_or_else(|| served.schema.symbol.clone());
+            let (bars, interval) = crate::stored::read(&state, &source, &spec, &symbol).await?;
+            let max_age = crate::stored::max_age_ms(&state.config, spec.bar);
+            let now = chrono::Utc::now().timestamp_millis();
+            let label = source.label();
+            tokio::task::spawn_blocking(move || {
+                let st = rps_core::forecast::stored(&spec, &bars, interval, now, max_age)
+                    .map_err(|e| crate::forecast::api_error(&e))?;
+                crate::forecast::predict(
+                    &served,
+                    &spec,
+                    &symbol,
+                    &st.window,
+                    label,
+                    Some(st.age_ms),
+                )
+            })
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("forecast task failed: {e}"),
+                )
+            })??
+        }
+    };
     Ok(Json(out).into_response())
 }
 
@@ -508,6 +555,7 @@ async fn model(
     let aliases = live
         .as_ref()
         .map_or_else(Vec::new, |l| l.aliases_of(served.info.version));
+    let spec = rps_core::forecast::spec(&served.schema).ok();
     Ok(Json(json!({
         "name": served.info.name,
         "version": served.info.version,
@@ -530,6 +578,16 @@ async fn model(
         },
         "loaded_at": served.loaded_at,
         "schema": served.schema,
+        // What a client sends to POST /forecast: this many consecutive bars of `bar`, oldest
+        // first (null when the model cannot forecast from candles).
+        "history_bars": spec.as_ref().map(rps_core::forecast::history_bars),
+        "feature_spec": spec.as_ref().map(|s| json!({
+            "bar": s.bar.to_string(),
+            "estimator": s.target.estimator,
+            "floor": s.target.floor,
+            "horizon": s.target.horizon,
+            "windows": s.features,
+        })),
     })))
 }
 
