@@ -17,12 +17,15 @@
 //! - [`params`]: the typed form of `params.yaml`.
 //! - [`signal`]: Buy/Hold/Sell labels, the majority and momentum baselines, classification
 //!   metrics.
+//! - [`forecast`]: forecasts from candles — the history a model needs, gaps, staleness, the
+//!   answer shape of `POST /forecast` and `rps forecast`.
 //! - [`schema`]: the feature schema shared by transform, train, evaluate and serve.
 //! - [`stats`]: reference statistics of features (for drift detection).
 
 pub mod baselines;
 pub mod candle;
 pub mod features;
+pub mod forecast;
 pub mod grid;
 pub mod linalg;
 pub mod metrics;

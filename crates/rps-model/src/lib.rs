@@ -885,6 +885,21 @@ pub enum Forecast {
     },
 }
 
+impl From<Forecast> for rps_core::forecast::Prediction {
+    fn from(f: Forecast) -> Self {
+        match f {
+            Forecast::Volatility(v) => Self::Volatility(v),
+            Forecast::Signal {
+                signal,
+                probabilities,
+            } => Self::Signal {
+                signal,
+                probabilities,
+            },
+        }
+    }
+}
+
 impl Forecast {
     /// Whether every number in it is finite.
     pub fn is_finite(&self) -> bool {

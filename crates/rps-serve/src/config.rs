@@ -18,6 +18,8 @@ EXAMPLES:
 ENDPOINTS:
   POST /predict[?model=<alias|version>]  one row ({\"features\": {...}} or {\"features\": [...]})
                                          or a batch ({\"instances\": [{...}, ...]})
+  POST /forecast[?model=...]  the next bar's volatility from candles ({\"candles\": [...]}), or
+                              from the newest stored ones ({} : --database-url, else --home)
   GET  /health   liveness            GET /ready    200 once a model is loaded, else 503
   GET  /model    served model        GET /metrics  Prometheus text exposition
   GET  /models   the live set (champion, challenger, baseline: alias, version, metrics)
@@ -143,6 +145,23 @@ pub struct Config {
     /// the charts of GET /dashboard; without it the dashboard lists the live models only.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// The home folder (`rps extract`'s `--home`) whose raw dataset, `<home>/data/raw/<symbol>`,
+    /// `POST /forecast` without `candles` reads when there is no --database-url. Default: the
+    /// folder holding --registry when that is named `registry` (`<home>/registry`).
+    #[arg(long, env = "RPS_HOME")]
+    pub home: Option<String>,
+
+    /// How long ago the newest stored candle may have closed for `POST /forecast` without
+    /// `candles` to forecast from it (e.g. 90m); older is a 409 `stale_history`. Default: one
+    /// bar of the model (the forecast bar has not ended yet).
+    #[arg(long, env = "RPS_SERVE_FORECAST_MAX_AGE", value_parser = parse_duration)]
+    pub forecast_max_age: Option<Duration>,
+
+    /// Time limit for reading the stored candles of one forecast (PostgreSQL or the raw
+    /// dataset); answered 503 `history_timeout` past it.
+    #[arg(long, env = "RPS_SERVE_STORE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub store_timeout: Duration,
 
     /// The Buy/Hold/Sell model whose streamed signals the dashboard shows beside the served
     /// model's forecasts (`train.signal_model_name`). To serve it, run another rps-serve with

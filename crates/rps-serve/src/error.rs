@@ -54,6 +54,9 @@ pub struct ApiError {
     pub message: String,
     /// Answer with `Connection: close` (the request's body was not read to its end).
     pub close: bool,
+    /// Fields a client can act on without parsing the message (e.g. `newest_bar`, `age_secs`
+    /// of a stale history), added to the `error` object beside `code` and `message`.
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -63,7 +66,15 @@ impl ApiError {
             code,
             message: message.into(),
             close: false,
+            details: serde_json::Map::new(),
         }
+    }
+
+    /// The same error with `key: value` in its `error` object.
+    #[must_use]
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.details.insert(key.to_owned(), value.into());
+        self
     }
 
     /// 422 for a request that is valid JSON but not a valid prediction request.
@@ -79,7 +90,15 @@ pub fn error_body(code: &str, message: &str) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (self.status, error_body(self.code, &self.message)).into_response();
+        let body = if self.details.is_empty() {
+            error_body(self.code, &self.message)
+        } else {
+            let mut e = self.details;
+            e.insert("code".to_owned(), self.code.into());
+            e.insert("message".to_owned(), self.message.into());
+            serde_json::json!({ "error": e }).to_string()
+        };
+        let mut r = (self.status, body).into_response();
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

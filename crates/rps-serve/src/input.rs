@@ -5,7 +5,10 @@
 //! - `{"features": [0.1, …]}` — one row, values in the schema's order;
 //! - `{"instances": [{…}, […], …]}` — a batch, each row in either form.
 //!
-//! Every feature must be present exactly once, known, and a number finite as a 32-bit float.
+//! Every feature must be present exactly once and known; its value is a number finite as a
+//! 32-bit float, or `null` for a missing value (NaN to the booster, which routes it down each
+//! tree's learned default branch, as in training). An absent key is still an error
+//! (`missing_feature`): a client that forgets a feature should hear about it.
 
 use crate::error::ApiError;
 use axum::http::StatusCode;
@@ -132,10 +135,16 @@ fn kind(v: &Value) -> &'static str {
 }
 
 fn number(name: &str, v: &Value) -> Result<f32, RowError> {
+    if v.is_null() {
+        return Ok(f32::NAN);
+    }
     let Value::Number(num) = v else {
         return Err(RowError {
             code: "invalid_value",
-            message: format!("feature `{name}` is {}, expected a finite number", kind(v)),
+            message: format!(
+                "feature `{name}` is {}, expected a finite number or null (missing)",
+                kind(v)
+            ),
         });
     };
     let x = num.as_f64().unwrap_or(f64::NAN);
@@ -254,6 +263,12 @@ mod tests {
         );
         let r = parse(br#"{"features": [1.5, 2]}"#, &f, &i, 2).unwrap();
         assert_eq!(r.values, vec![1.5, 2.0]);
+        // null is a missing value: NaN to the booster, by name and in schema order.
+        let r = parse(br#"{"features": {"a": 1, "b": null}}"#, &f, &i, 2).unwrap();
+        assert_eq!(r.values[0], 1.0);
+        assert!(r.values[1].is_nan());
+        let r = parse(br#"{"instances": [[null, 2]]}"#, &f, &i, 2).unwrap();
+        assert!(r.values[0].is_nan() && r.values[1] == 2.0);
         let r = parse(br#"{"instances": [{"a": 1, "b": 2}, [3, 4]]}"#, &f, &i, 2).unwrap();
         assert_eq!(
             r,
@@ -277,10 +292,6 @@ mod tests {
             "unknown_feature"
         );
         assert_eq!(err(r#"{"features": [1]}"#).code, "wrong_length");
-        assert_eq!(
-            err(r#"{"features": {"a": 1, "b": null}}"#).code,
-            "invalid_value"
-        );
         assert_eq!(
             err(r#"{"features": {"a": "1", "b": 2}}"#).code,
             "invalid_value"

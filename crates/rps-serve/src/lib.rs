@@ -9,7 +9,8 @@
 //! | `POST /predict[?model=<alias\|version>]` | one row — `{"features": {"ret_1b_pct": 0.1, …}}` (by name, canonical) or `{"features": [0.1, …]}` (schema order) — answered `{"model", "version", "task", "prediction"}`; or a batch `{"instances": [{…}, …]}` answered `{"model", "version", "task", "predictions": […]}`. A volatility prediction is a number, a signal model's `{"signal", "probabilities"}`. `?model=` queries another alias or version side by side (loaded on demand, cached). |
 //! | `GET /health` | liveness: 200 while the process runs |
 //! | `GET /ready` | 200 once a model is loaded, 503 before |
-//! | `GET /model[?model=…]` | name, version, trained-at, metrics, features and the full feature schema |
+//! | `POST /forecast[?model=…]` | the next bar's volatility from candles (`{"candles": [{"time", "open", "high", "low", "close", "volume"}, …]}`), through the model's own feature spec; `{}` forecasts from the newest stored candles (`--database-url`, else the raw dataset of `--home`), 409 when they stopped, 422 for a gap (module [`forecast`]) |
+//! | `GET /model[?model=…]` | name, version, trained-at, metrics, features, the full feature schema, `history_bars` (candles one forecast needs) and `feature_spec` |
 //! | `GET /metrics` | Prometheus text: `http_requests_total{method,path,status}`, `prediction_latency_seconds`, `model_prediction_value`, `data_drift_ratio`, `feature_psi{feature}`, `model_info{name,version}`, `model_last_reload_timestamp_seconds`, `process_start_time_seconds`, `model_reloads_total{result}`, … |
 //! | `GET /models` | the live set: every live alias (`champion`, `challenger`, `baseline`) with its version, metrics and rows served |
 //! | `GET /dashboard` | a self-contained HTML page (inline JS + SVG): the live models, and with `--database-url` price, realized vs predicted volatility and signals per version |
@@ -48,12 +49,14 @@ mod conns;
 mod drift;
 mod error;
 mod fdlimit;
+pub mod forecast;
 pub mod history;
 mod input;
 mod listen;
 mod metrics;
 mod routes;
 mod state;
+pub mod stored;
 
 pub use config::{Config, LogFormat, RealizedEstimator, parse_bytes, parse_duration};
 pub use error::{ApiError, ServeError};

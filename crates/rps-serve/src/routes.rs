@@ -32,6 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.body_limit;
     Router::new()
         .route("/predict", post(predict))
+        .route("/forecast", post(forecast))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/model", get(model))
@@ -183,7 +184,7 @@ async fn not_found(req: Request) -> ApiError {
         StatusCode::NOT_FOUND,
         "not_found",
         format!(
-            "no route {} {}; routes: POST /predict, GET /health, /ready, /model, /models, /metrics, /dashboard, /api/history, /api/recent, POST /refresh",
+            "no route {} {}; routes: POST /predict, POST /forecast, GET /health, /ready, /model, /models, /metrics, /dashboard, /api/history, /api/recent, POST /refresh",
             req.method(),
             req.uri().path()
         ),
@@ -250,15 +251,16 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
-async fn predict(
-    State(state): State<Arc<AppState>>,
-    watch: Option<Extension<Arc<BodyWatch>>>,
-    query: Result<Query<ModelQuery>, QueryRejection>,
-    headers: HeaderMap,
+/// The body of a JSON POST, or the JSON error a client can act on: 415 for another content
+/// type, 413 over `--body-limit`, 408 when it did not arrive within `--body-timeout`, 400 when it
+/// could not be read.
+fn json_body(
+    state: &AppState,
+    watch: Option<&Extension<Arc<BodyWatch>>>,
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    if !is_json(&headers) {
+) -> Result<Bytes, ApiError> {
+    if !is_json(headers) {
         let got = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -270,8 +272,8 @@ async fn predict(
         ));
     }
     let body = body.map_err(|e| {
-        if let Some(Extension(w)) = watch.as_ref().filter(|w| w.timed_out()) {
-            body_timeout_error(state.config.body_timeout, w, content_length(&headers))
+        if let Some(Extension(w)) = watch.filter(|w| w.timed_out()) {
+            body_timeout_error(state.config.body_timeout, w, content_length(headers))
         } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -289,6 +291,18 @@ async fn predict(
             )
         }
     })?;
+    Ok(body)
+}
+
+async fn predict(
+    State(state): State<Arc<AppState>>,
+    watch: Option<Extension<Arc<BodyWatch>>>,
+    query: Result<Query<ModelQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let body = json_body(&state, watch.as_ref(), &headers, body)?;
     let served = pick(&state, query).await?;
     let rows = input::parse(
         &body,
@@ -353,6 +367,83 @@ async fn predict(
         });
     }
     Ok(Json(body).into_response())
+}
+
+/// `POST /forecast`: the next bar's forecast from candles (see [`crate::forecast`]), by the
+/// served alias or `?model=`; without `candles`, from the newest stored ones
+/// ([`crate::stored`]).
+async fn forecast(
+    State(state): State<Arc<AppState>>,
+    watch: Option<Extension<Arc<BodyWatch>>>,
+    query: Result<Query<ModelQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = json_body(&state, watch.as_ref(), &headers, body)?;
+    let req: crate::forecast::ForecastRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("body is not a forecast request ({{\"candles\": [{{\"time\", \"open\", \"high\", \"low\", \"close\", \"volume\"}}, …]}}, or {{}} for the stored candles): {e}"),
+        )
+    })?;
+    if let Some(symbol) = req.symbol.as_deref() {
+        crate::stored::check_symbol(symbol)?;
+    }
+    let served = pick(&state, query).await?;
+    let out = match req.candles {
+        Some(candles) => tokio::task::spawn_blocking(move || {
+            crate::forecast::from_request(&served, req.symbol.as_deref(), &candles)
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("forecast task failed: {e}"),
+            )
+        })??,
+        None => {
+            let Some(source) = crate::stored::Source::of(&state.config) else {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_history",
+                    "no stored candles are configured: send `candles`, or start rps-serve with \
+                     --database-url (the stream's PostgreSQL) or --home (the raw dataset)",
+                ));
+            };
+            let spec = crate::forecast::spec(&served)?;
+            let symbol = req
+                .symbol
+                .clone()
+                .unwrap_or_else(|| served.schema.symbol.clone());
+            let (bars, interval) = crate::stored::read(&state, &source, &spec, &symbol).await?;
+            let max_age = crate::stored::max_age_ms(&state.config, spec.bar);
+            let now = chrono::Utc::now().timestamp_millis();
+            let label = source.label();
+            tokio::task::spawn_blocking(move || {
+                let st = rps_core::forecast::stored(&spec, &bars, interval, now, max_age)
+                    .map_err(|e| crate::forecast::api_error(&e))?;
+                crate::forecast::predict(
+                    &served,
+                    &spec,
+                    &symbol,
+                    &st.window,
+                    label,
+                    Some(st.age_ms),
+                )
+            })
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("forecast task failed: {e}"),
+                )
+            })??
+        }
+    };
+    Ok(Json(out).into_response())
 }
 
 /// Fewest rows in a drift window for `/api/recent` to report PSI.
@@ -464,6 +555,7 @@ async fn model(
     let aliases = live
         .as_ref()
         .map_or_else(Vec::new, |l| l.aliases_of(served.info.version));
+    let spec = rps_core::forecast::spec(&served.schema).ok();
     Ok(Json(json!({
         "name": served.info.name,
         "version": served.info.version,
@@ -486,6 +578,16 @@ async fn model(
         },
         "loaded_at": served.loaded_at,
         "schema": served.schema,
+        // What a client sends to POST /forecast: this many consecutive bars of `bar`, oldest
+        // first (null when the model cannot forecast from candles).
+        "history_bars": spec.as_ref().map(rps_core::forecast::history_bars),
+        "feature_spec": spec.as_ref().map(|s| json!({
+            "bar": s.bar.to_string(),
+            "estimator": s.target.estimator,
+            "floor": s.target.floor,
+            "horizon": s.target.horizon,
+            "windows": s.features,
+        })),
     })))
 }
 

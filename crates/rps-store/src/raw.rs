@@ -442,6 +442,29 @@ impl RawDataset {
         Ok((manifest, problems))
     }
 
+    /// The newest bars: those that opened at most `span_ms` before the dataset's newest bar,
+    /// reading only the partitions that hold some (checksums verified as in
+    /// [`Self::read_all`]), so a long dataset is not decoded whole. Sorted by open time,
+    /// duplicates dropped; empty for a dataset without bars.
+    pub fn read_tail(&self, span_ms: i64) -> Result<(Manifest, Vec<Candle>), RawError> {
+        let manifest = self.manifest()?.ok_or_else(|| StoreError::NotFound {
+            uri: self.store.uri(MANIFEST),
+        })?;
+        let Some(last) = manifest.last_ts() else {
+            return Ok((manifest, Vec::new()));
+        };
+        let since = last.saturating_sub(span_ms);
+        let mut bars = Vec::new();
+        for p in manifest.partitions.iter().filter(|p| p.last_ts >= since) {
+            let uri = self.store.uri(&p.key);
+            let batches = parquet_io::decode(self.get_verified(p)?, &uri)?;
+            let (b, _) = from_batches(&batches, &uri)?;
+            bars.extend(b.into_iter().filter(|c| c.ts >= since));
+        }
+        rps_core::candle::sort_dedup(&mut bars);
+        Ok((manifest, bars))
+    }
+
     /// Merge `fresh` bars into the dataset: touched months are rewritten, others kept; the
     /// manifest is swapped last. Returns the new manifest and how many partitions were written.
     pub fn upsert(

@@ -13,7 +13,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// RPS: Bitcoin volatility forecasting, from market data to a served model.
 ///
 /// Pipeline order: extract → quality → transform → train → evaluate; serve answers predictions,
-/// stream predicts each new bar from Kafka into PostgreSQL.
+/// stream predicts each new bar from Kafka into PostgreSQL, forecast prints the next bar's
+/// forecast from the raw dataset.
 /// Every stage reads its knobs from params.yaml (--params) and keeps its data under --home
 /// unless given URIs.
 #[derive(Debug, Parser)]
@@ -36,6 +37,9 @@ enum Stage {
     Train(rps_train::Args),
     /// Score the candidate against the baselines and the champion; promote it if it wins.
     Evaluate(rps_evaluate::Args),
+    /// Forecast the next bar's volatility from the newest candles of the raw dataset, by a
+    /// registered model (the champion by default): a table, or JSON with --json.
+    Forecast(rps_forecast::Args),
     /// Serve predictions over HTTP with metrics, drift and hot model swaps.
     Serve(rps_serve::Config),
     /// Health check for containers: GET a URL, exit 0 on 2xx, 1 otherwise.
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Stage::Transform(a) => stage(&a.common, || rps_transform::run(&a)),
         Stage::Train(a) => stage(&a.common, || rps_train::run(&a)),
         Stage::Evaluate(a) => stage(&a.common, || rps_evaluate::run(&a)),
+        Stage::Forecast(a) => stage(&a.common, || rps_forecast::run(&a)),
         Stage::Stream(a) => stage(&a.common, || rps_stream::run(&a)),
         Stage::Serve(config) => {
             rps_serve::init_tracing(config.log_format);

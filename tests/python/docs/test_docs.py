@@ -17,7 +17,7 @@ FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 # Command blocks the docs promise work as pasted: run by test_every_tested_block_runs_as_shown.
 TESTED = re.compile(r"```sh tested\n(.*?)```", re.S)
 INLINE = re.compile(r"`([^`\n]+)`")
-SUBCOMMANDS = {"extract", "quality", "transform", "train", "evaluate", "serve", "probe", "stream"}
+SUBCOMMANDS = {"extract", "quality", "transform", "train", "evaluate", "forecast", "serve", "probe", "stream"}
 
 
 def anchors(page: pathlib.Path) -> set:

@@ -97,11 +97,10 @@ fn bad_inputs_are_named() {
         "wrong_length",
     );
 
-    // Non-finite, strings, null, booleans.
+    // Non-finite, strings, booleans (null is a missing value: `a_null_feature_is_missing`).
     for (bad, what) in [
         (json!(1e39), "not finite"),
         (json!("0.1"), "a string"),
-        (Value::Null, "null"),
         (json!(true), "a boolean"),
     ] {
         let mut row = row_object(1);
@@ -230,4 +229,55 @@ fn slow_requests_time_out_with_json() {
     let text = String::from_utf8_lossy(&buf);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("\"code\":\"body_timeout\""), "{text}");
+}
+
+/// `null` is a missing value: NaN to the booster, which sends it down each tree's default
+/// branch, as for the missing values it was trained with. An absent key stays an error.
+#[test]
+fn a_null_feature_is_missing_and_predicts_as_nan() {
+    let f = Fixture::with_champion();
+    let s = f.start();
+    let c = client();
+    let t = trained();
+    #[allow(clippy::cast_possible_truncation)]
+    let x32 = |i: usize| -> Vec<f32> { row_array(i).iter().map(|v| *v as f32).collect() };
+    let with = |i: usize, at: usize, v: f32| {
+        let mut x = x32(i);
+        x[at] = v;
+        t.model.predict_one(&x).unwrap()
+    };
+    // A row and feature where a missing value changes the forecast, and differently from a
+    // zero: so the test sees whether null really reached the booster as NaN.
+    let (i, at) = (0..20)
+        .flat_map(|i| (0..t.schema.features.len()).map(move |j| (i, j)))
+        .find(|&(i, j)| {
+            let nan = with(i, j, f32::NAN);
+            nan != t.model.predict_one(&x32(i)).unwrap() && nan != with(i, j, 0.0)
+        })
+        .expect("some feature matters");
+    let want = with(i, at, f32::NAN);
+    assert!(want.is_finite());
+    let name = t.schema.features[at].clone();
+
+    let mut row = row_object(i);
+    row.insert(name.clone(), Value::Null);
+    let r = predict(&c, &s, "", &json!({ "features": row }));
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["prediction"].as_f64().unwrap(), want);
+
+    let mut arr: Vec<Value> = row_array(i).iter().map(|v| json!(v)).collect();
+    arr[at] = Value::Null;
+    let v: Value = predict(&c, &s, "", &json!({ "instances": [arr] }))
+        .json()
+        .unwrap();
+    assert_eq!(v["predictions"][0].as_f64().unwrap(), want);
+
+    let mut row = row_object(i);
+    row.remove(&name);
+    expect_error(
+        predict(&c, &s, "", &json!({ "features": row })),
+        422,
+        "missing_feature",
+    );
 }

@@ -4,6 +4,7 @@
 
 mod dashboard;
 mod endpoints;
+mod forecast;
 mod fuzz;
 mod hardening;
 mod hotswap;
