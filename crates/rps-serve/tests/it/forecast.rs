@@ -264,3 +264,105 @@ fn model_states_history_bars_and_exactly_that_many_candles_forecast() {
     );
     assert!(msg.contains("672 candles"), "{msg}");
 }
+
+/// A fresh database under `RPS_TEST_DATABASE_URL` with the stream's schema and `bars` as
+/// BTC-USD's candles (what `rps stream consume` writes). Returns its URL.
+fn database_with(tag: &str, bars: &[Candle]) -> String {
+    const DDL: &str = include_str!("../../../rps-stream/migrations/0001_init.sql");
+    let base = std::env::var("RPS_TEST_DATABASE_URL")
+        .expect("RPS_TEST_DATABASE_URL (start crates/rps-serve/tests/servers.sh)");
+    let name = format!("rps_forecast_{tag}_{}", std::process::id());
+    let url = match base.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("RPS_TEST_DATABASE_URL has no database: {base}"),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (admin, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            admin.batch_execute(&sql).await.unwrap();
+        }
+        let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        db.batch_execute(DDL).await.unwrap();
+        let t: Vec<_> = bars
+            .iter()
+            .map(|c| chrono::DateTime::from_timestamp_millis(c.ts).unwrap())
+            .collect();
+        let col = |f: fn(&Candle) -> f64| bars.iter().map(f).collect::<Vec<f64>>();
+        let (o, h, l, c, v) = (
+            col(|c| c.open),
+            col(|c| c.high),
+            col(|c| c.low),
+            col(|c| c.close),
+            col(|c| c.volume),
+        );
+        db.execute(
+            "INSERT INTO candles (symbol, bar_time, open, high, low, close, volume) \
+             SELECT 'BTC-USD', * FROM UNNEST($1::timestamptz[], $2::float8[], $3::float8[], \
+             $4::float8[], $5::float8[], $6::float8[])",
+            &[&t, &o, &h, &l, &c, &v],
+        )
+        .await
+        .unwrap();
+    });
+    url
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (RPS_TEST_DATABASE_URL); make test runs it"]
+fn a_forecast_from_the_streams_database_equals_one_from_the_same_candles_posted() {
+    let f = Fixture::with_champion();
+    let bars = fresh_bars();
+    // The raw dataset of the home holds other (older) bars: the database comes first.
+    let home = home_with(&bars[..700]);
+    let mut c = f.config();
+    c.home = Some(home.path().to_str().unwrap().to_owned());
+    c.database_url = Some(database_with("stored", &bars));
+    let s = rps_serve::Server::spawn(c).unwrap();
+
+    let r = stored(&s, &json!({"symbol": "BTC-USD"}));
+    assert_eq!(r.status(), 200);
+    let got: Value = r.json().unwrap();
+    let posted: Value = post(&s, &body(&bars[bars.len() - 673..])).json().unwrap();
+    assert_eq!(got["history"], "database", "{got}");
+    assert_eq!(got["volatility"], posted["volatility"], "{got} vs {posted}");
+    assert_eq!(got["from_bar"], posted["from_bar"]);
+    assert_eq!(got["target_bar"], posted["target_bar"]);
+    let age = got["age_secs"].as_i64().unwrap();
+    assert!((0..=3600).contains(&age), "{age}");
+    // A symbol the stream never wrote is the client's problem, and says where it looked.
+    let r = stored(&s, &json!({"symbol": "ETH-USD"}));
+    expect_error(r, 422, "no_history");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (RPS_TEST_DATABASE_URL); make test runs it"]
+fn a_hole_in_the_streams_candles_is_a_422_naming_it() {
+    let f = Fixture::with_champion();
+    let mut bars = fresh_bars();
+    let missing = bars.remove(900).ts;
+    let mut c = f.config();
+    c.database_url = Some(database_with("hole", &bars));
+    let s = rps_serve::Server::spawn(c).unwrap();
+    let r = stored(&s, &json!({}));
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["error"]["code"], "gap", "{v}");
+    let t = chrono::DateTime::from_timestamp_millis(missing).unwrap();
+    assert_eq!(
+        v["error"]["first_missing"],
+        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    );
+}
