@@ -16,12 +16,16 @@ pub fn bin_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).unwrap().to_path_buf()
 }
 
-/// The repository root.
+/// The repository root: two levels above this crate, as `cargo test` names it when it runs the
+/// test (`CARGO_MANIFEST_DIR` at run time), else as it was at compile time. The run-time value
+/// comes first because a shared `CARGO_TARGET_DIR` may reuse a library compiled in another
+/// checkout of the same commit, whose compile-time path may be gone.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let root = dir.join("../..");
+    root.canonicalize()
+        .unwrap_or_else(|e| panic!("the repository root {}: {e}", root.display()))
 }
 
 /// `../shared/data/<name>` beside the repository.
