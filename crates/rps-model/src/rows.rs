@@ -1,0 +1,41 @@
+//! Blocks of feature rows handed to the booster, and the training history.
+
+use hessboost::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// A rectangular block of rows (row-major), NaN for missing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows {
+    pub values: Vec<f32>,
+    pub n_rows: usize,
+    pub n_cols: usize,
+}
+
+impl Rows {
+    /// Rows `idx` of column-major `columns`.
+    pub fn gather(columns: &[Vec<f64>], idx: &[usize]) -> Self {
+        let n_cols = columns.len();
+        let mut values = Vec::with_capacity(idx.len() * n_cols);
+        for &i in idx {
+            #[allow(clippy::cast_possible_truncation)]
+            values.extend(columns.iter().map(|c| c[i] as f32));
+        }
+        Self {
+            values,
+            n_rows: idx.len(),
+            n_cols,
+        }
+    }
+
+    pub(crate) fn dmatrix(&self) -> Result<DMatrix, HessboostError> {
+        DMatrix::from_dense(&self.values, self.n_rows, self.n_cols)
+    }
+}
+
+/// Per-round validation loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    pub metric: String,
+    pub train: Vec<f64>,
+    pub validation: Vec<f64>,
+}
