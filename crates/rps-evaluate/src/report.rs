@@ -1,0 +1,291 @@
+//! The reports: evaluation.md, metrics JSON, the walk-forward CSV and MLflow metrics.
+
+use crate::*;
+use rps_core::metrics::Scores;
+use rps_core::params::Params;
+use rps_tracking::{MetricPoint, VersionInfo};
+
+pub(crate) fn scores_json(s: &Scores) -> serde_json::Value {
+    let num = |v: f64| {
+        if v.is_finite() {
+            serde_json::json!(v)
+        } else {
+            serde_json::Value::Null
+        }
+    };
+    serde_json::json!({"rmse": num(s.rmse), "mae": num(s.mae), "r2": num(s.r2), "r2_log": num(s.r2_log), "qlike": num(s.qlike), "n": s.n})
+}
+
+/// The report, in Markdown.
+pub fn markdown(
+    e: &Evaluation,
+    d: &Decision,
+    info: &VersionInfo,
+    symbol: &str,
+    walk_forward: Option<&str>,
+) -> String {
+    let rows: Vec<rps_report::Row> = e
+        .scores
+        .iter()
+        .map(|(n, s)| rps_report::Row {
+            name: n.clone(),
+            scores: *s,
+        })
+        .collect();
+    let span = |t: Option<&i64>| {
+        t.and_then(|t| chrono::DateTime::from_timestamp_millis(*t))
+            .map_or_else(
+                || "-".to_owned(),
+                |d| d.format("%Y-%m-%d %H:%M").to_string(),
+            )
+    };
+    let verdict = if d.promoted {
+        "**promoted to champion**"
+    } else {
+        "**kept out** (champion unchanged)"
+    };
+    format!(
+        "# Model evaluation: {name} v{v} ({symbol})\n\n## Test split: the candidate from rps-train\n\n\
+{n} hourly test rows, {from} to {to} UTC. Lower QLIKE, RMSE and MAE are better; R² is on \
+volatility, R² (log) on log volatility. Every forecast is floored identically.\n\n{table}\n\
+Diebold–Mariano, model vs HAR-RV on QLIKE: mean loss difference {dm:.5}, statistic {st:.2}, p-value {p:.4} \
+(negative favours the model).\n\n\
+HAR-RV: ln σ = {coef} (smearing {sm:.4}), fitted on the training and validation splits.\n\n\
+![predicted vs realized](predictions.png)\n\n{wf}\
+## Decision\n\nChallenger v{v} was {verdict}: {reason}.\n",
+        wf = walk_forward.unwrap_or_default(),
+        name = info.name,
+        v = info.version,
+        n = e.ts.len(),
+        from = span(e.ts.first()),
+        to = span(e.ts.last()),
+        table = rps_report::metrics_table(&rows),
+        dm = e.dm_vs_har.mean_diff,
+        st = e.dm_vs_har.statistic,
+        p = e.dm_vs_har.p_value,
+        coef = std::iter::once(format!("{:.4}", e.har.coefficients[0]))
+            .chain(
+                e.har
+                    .terms
+                    .iter()
+                    .zip(&e.har.coefficients[1..])
+                    .map(|(t, c)| format!("{c:+.4}·{t}"))
+            )
+            .collect::<Vec<_>>()
+            .join(" "),
+        sm = e.har.smearing,
+        reason = d.reason,
+    )
+}
+
+pub(crate) fn utc(t: Option<&i64>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp_millis(*t))
+        .map_or_else(
+            || "-".to_owned(),
+            |d| d.format("%Y-%m-%d %H:%M").to_string(),
+        )
+}
+
+/// File name of fold `k`'s (0-based) plot.
+pub fn fold_png(k: usize) -> String {
+    format!("walkforward_fold{}.png", k + 1)
+}
+
+/// The walk-forward section of the report, in Markdown.
+pub fn walk_forward_markdown(wf: &WalkForward, params: &Params) -> String {
+    let rows: Vec<rps_report::Row> = wf
+        .pooled
+        .iter()
+        .map(|(n, s)| rps_report::Row {
+            name: n.clone(),
+            scores: *s,
+        })
+        .collect();
+    let n: usize = wf.folds.iter().map(|f| f.realized.len()).sum();
+    let first = wf.folds.first().and_then(|f| f.ts.first());
+    let last = wf.folds.last().and_then(|f| f.ts.last());
+    let window = match wf.window {
+        rps_core::walkforward::Window::Expanding => "expanding window: all earlier history",
+        rps_core::walkforward::Window::Rolling => "rolling window: the most recent history",
+    };
+    let verdict = wf.verdict().map_or_else(String::new, |v| {
+        format!(
+            "Verdict: the model's pooled QLIKE is {:.1} % {} than the best baseline's ({}; at least {:.0} % lower required) \
+and its R² (log) is {:+.4} against HAR-RV's best (of har_rv and its log-scale forecast har_rv_log; at least 0 required): **{}**.\n\n",
+            v.qlike_gain.abs() * 100.0,
+            if v.qlike_gain >= 0.0 { "lower" } else { "higher" },
+            v.best_baseline,
+            QLIKE_GAIN_REQUIRED * 100.0,
+            v.r2_log_vs_har,
+            if v.passed {
+                "beats every baseline on both counts"
+            } else {
+                "does not beat the baselines on both counts"
+            }
+        )
+    });
+    let mut fold_rows = Vec::new();
+    for (k, f) in wf.folds.iter().enumerate() {
+        let span = format!("{} – {}", utc(f.ts.first()), utc(f.ts.last()));
+        for (name, sc) in &f.scores {
+            fold_rows.push(rps_report::FoldRow {
+                fold: k + 1,
+                span: span.clone(),
+                train_rows: f.train_rows,
+                name: name.clone(),
+                scores: *sc,
+                dm: (name == "model").then_some(f.dm_vs_har.statistic),
+            });
+        }
+    }
+    let plots: String = (0..wf.folds.len())
+        .map(|k| format!("![fold {}]({})\n", k + 1, fold_png(k)))
+        .collect();
+    format!(
+        "## Walk-forward: {folds} folds, pooled out of sample\n\n{n} hourly test rows, {from} to {to} UTC, in {folds} consecutive blocks. At every fold the model is retrained ({window}; the last {vshare:.0} % of it for early stopping and calibration, purged by {gap} bars on each side) and HAR-RV is refitted on the same rows; EWMA and persistence need no fitting.\n\n{table}\nDiebold–Mariano, model vs HAR-RV on pooled QLIKE: mean loss difference {dm:.5}, statistic {st:.2}, p-value {p:.4} (negative favours the model).\n\n{verdict}### Per fold\n\n{folds_table}\n{plots}",
+        folds = wf.folds.len(),
+        from = utc(first),
+        to = utc(last),
+        vshare = 100.0 * params.split.validation / (params.split.train + params.split.validation),
+        gap = params.split.gap,
+        table = rps_report::metrics_table(&rows),
+        dm = wf.dm_vs_har.mean_diff,
+        st = wf.dm_vs_har.statistic,
+        p = wf.dm_vs_har.p_value,
+        folds_table = rps_report::fold_table(&fold_rows),
+    )
+}
+
+/// The walk-forward results as JSON (for metrics.json).
+pub(crate) fn walk_forward_json(wf: &WalkForward) -> Result<serde_json::Value, serde_json::Error> {
+    let table = |scores: &[(String, Scores)]| {
+        scores
+            .iter()
+            .map(|(n, s)| (n.clone(), scores_json(s)))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    let folds: Vec<serde_json::Value> = wf
+        .folds
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "from": utc(f.ts.first()),
+                "to": utc(f.ts.last()),
+                "train_rows": f.train_rows,
+                "validation_rows": f.validation_rows,
+                "best_iteration": f.best_iteration,
+                "smearing": f.smearing,
+                "power": f.power,
+                "scores": table(&f.scores),
+                "diebold_mariano_vs_har_rv": f.dm_vs_har,
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "folds": folds,
+        "pooled": table(&wf.pooled),
+        "diebold_mariano_vs_har_rv": wf.dm_vs_har,
+        "verdict": serde_json::to_value(wf.verdict())?,
+    }))
+}
+
+/// Every fold's test forecasts as CSV.
+pub fn walk_forward_csv(wf: &WalkForward) -> String {
+    let names = wf
+        .folds
+        .first()
+        .map_or_else(String::new, |f| forecaster_names(&f.forecasts));
+    let mut csv = format!("fold,ts,realized,{names}\n");
+    for (k, f) in wf.folds.iter().enumerate() {
+        for (i, t) in f.ts.iter().enumerate() {
+            let when = chrono::DateTime::from_timestamp_millis(*t)
+                .map_or_else(String::new, |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            let vals: Vec<String> = f
+                .forecasts
+                .iter()
+                .map(|(_, p)| format!("{:.8}", p[i]))
+                .collect();
+            csv.push_str(&format!(
+                "{},{when},{:.8},{}\n",
+                k + 1,
+                f.realized[i],
+                vals.join(",")
+            ));
+        }
+    }
+    csv
+}
+
+/// The forecasters' names, comma-separated: the CSV columns after `realized`.
+pub(crate) fn forecaster_names(forecasts: &[(String, Vec<f64>)]) -> String {
+    forecasts
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Walk-forward metrics for the tracker: pooled values, and one point per fold (step = fold).
+pub(crate) fn walk_forward_metrics(wf: &WalkForward) -> (Vec<(String, f64)>, Vec<MetricPoint>) {
+    let metric_values = |s: &Scores| {
+        [
+            ("qlike", s.qlike),
+            ("rmse", s.rmse),
+            ("mae", s.mae),
+            ("r2", s.r2),
+            ("r2_log", s.r2_log),
+        ]
+    };
+    let mut values = Vec::new();
+    for (n, s) in &wf.pooled {
+        for (m, v) in metric_values(s) {
+            values.push((format!("wf_{n}_{m}"), v));
+        }
+    }
+    values.push(("wf_dm_stat_vs_har_rv".to_owned(), wf.dm_vs_har.statistic));
+    values.push(("wf_dm_p_value_vs_har_rv".to_owned(), wf.dm_vs_har.p_value));
+    if let Some(v) = wf.verdict() {
+        values.push(("wf_qlike_gain_vs_best_baseline".to_owned(), v.qlike_gain));
+        values.push(("wf_r2_log_vs_har_rv".to_owned(), v.r2_log_vs_har));
+        values.push((
+            "wf_beats_baselines".to_owned(),
+            f64::from(u8::from(v.passed)),
+        ));
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut points = Vec::new();
+    for (k, f) in wf.folds.iter().enumerate() {
+        let step = i64::try_from(k + 1).unwrap_or(i64::MAX);
+        for (n, s) in &f.scores {
+            for (m, v) in metric_values(s) {
+                points.push(MetricPoint {
+                    key: format!("wf_fold_{n}_{m}"),
+                    value: v,
+                    step,
+                    timestamp_ms: now,
+                });
+            }
+        }
+        points.push(MetricPoint {
+            key: "wf_fold_dm_stat_vs_har_rv".to_owned(),
+            value: f.dm_vs_har.statistic,
+            step,
+            timestamp_ms: now,
+        });
+    }
+    (values, points)
+}
+
+#[allow(clippy::print_stdout)]
+pub(crate) fn print_table(md: &str) {
+    // The comparison table is the stage's result: it goes to stdout, logs go to stderr.
+    for line in md.lines().filter(|l| {
+        l.starts_with('|')
+            || l.starts_with('#')
+            || l.starts_with("Diebold")
+            || l.starts_with("Verdict")
+            || l.starts_with("Challenger")
+    }) {
+        println!("{line}");
+    }
+}

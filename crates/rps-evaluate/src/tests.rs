@@ -1,0 +1,176 @@
+//! Unit tests of the evaluate stage.
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use rps_core::metrics::{self, Scores};
+use rps_core::params::PrimaryMetric;
+use rps_core::schema::FeatureSchema;
+
+#[test]
+fn models_of_other_symbols_or_sources_are_not_comparable() {
+    let schema = |symbol: &str, source: &str| FeatureSchema {
+        version: FeatureSchema::VERSION,
+        symbol: symbol.to_owned(),
+        source: source.to_owned(),
+        bar: "1h".to_owned(),
+        features: Vec::new(),
+        feature_params: Default::default(),
+        target: Default::default(),
+        reference: Vec::new(),
+        rows: BTreeMap::new(),
+        first_ts: 0,
+        last_ts: 0,
+        data_hash: String::new(),
+    };
+    let file = schema("BTC-USD", "file");
+    assert_eq!(incomparable(&file, &schema("BTC-USD", "file")), None);
+    assert_eq!(
+        incomparable(&file, &schema("BTC-USD", "synthetic")).as_deref(),
+        Some("was trained on BTC-USD from file, this model on BTC-USD from synthetic")
+    );
+    assert!(incomparable(&file, &schema("ETH-USD", "file")).is_some());
+    // A schema from before the source was recorded compares on the symbol alone.
+    assert_eq!(incomparable(&schema("BTC-USD", ""), &file), None);
+    assert!(incomparable(&schema("ETH-USD", ""), &file).is_some());
+}
+use rps_core::Interval;
+use rps_core::params::TargetTransform;
+use rps_core::synthetic::{SyntheticParams, simulate};
+
+const HOUR: i64 = 3_600_000;
+
+/// A synthetic hourly dataset through the transform stage's own code, and params for a fast
+/// walk-forward over it.
+fn synthetic() -> (Params, Dataset) {
+    let bars = simulate(&SyntheticParams::default(), Interval::H1, 0, 2400 * HOUR);
+    let mut params = Params::default();
+    params.train.num_boost_round = 60;
+    params.train.early_stopping_rounds = 10;
+    params.train.target_transform = TargetTransform::Power;
+    params.train.power_grid = vec![1.0, 2.0];
+    params.train.base_margin = vec!["har_1b".into(), "har_24b".into()];
+    params.evaluate.walk_forward_folds = 3;
+    params.evaluate.walk_forward_test_fraction = 0.3;
+    let (ds, _) = rps_transform::transform(&params, &bars, "synthetic").unwrap();
+    (params, ds)
+}
+
+#[test]
+fn walk_forward_scores_every_forecaster_on_every_fold() {
+    let (params, ds) = synthetic();
+    let wf = walk_forward(&params, &ds, HOUR).unwrap();
+    assert_eq!(wf.folds.len(), 3);
+    let names: Vec<&str> = wf.pooled.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["model", "persistence", "ewma", "har_rv", HAR_LOG]);
+    let mut n = 0;
+    let mut last_ts = i64::MIN;
+    for f in &wf.folds {
+        assert!(f.ts[0] > last_ts, "folds in time order, no overlap");
+        last_ts = *f.ts.last().unwrap();
+        assert!(f.train_rows > 0 && f.validation_rows > 0);
+        assert!(f.power == Some(1.0) || f.power == Some(2.0));
+        for (_, s) in &f.scores {
+            assert_eq!(s.n, f.realized.len(), "the same rows for every forecaster");
+            assert!(s.qlike.is_finite() && s.r2_log.is_finite());
+        }
+        n += f.realized.len();
+    }
+    // The pooled scores are those of the concatenated test blocks.
+    for (name, s) in &wf.pooled {
+        assert_eq!(s.n, n);
+        let j = wf.folds[0]
+            .forecasts
+            .iter()
+            .position(|(x, _)| x == name)
+            .unwrap();
+        let y: Vec<f64> = wf.folds.iter().flat_map(|f| f.realized.clone()).collect();
+        let h: Vec<f64> = wf
+            .folds
+            .iter()
+            .flat_map(|f| f.forecasts[j].1.clone())
+            .collect();
+        assert_eq!(*s, metrics::score(&y, &h));
+    }
+    assert!(wf.dm_vs_har.statistic.is_finite());
+    let v = wf.verdict().unwrap();
+    let best = wf
+        .pooled
+        .iter()
+        .skip(1)
+        .map(|(_, s)| s.qlike)
+        .fold(f64::INFINITY, f64::min);
+    assert!((v.qlike_gain - (1.0 - wf.pooled[0].1.qlike / best)).abs() < 1e-12);
+    // The R² (log) bar is the better of HAR-RV's two forecasts; the log-scale one is the
+    // same fit without the smearing (> 1), so it sits below the level forecast.
+    let r2 = |name: &str| wf.pooled_score(name).unwrap().r2_log;
+    let bar = r2("har_rv").max(r2(HAR_LOG));
+    assert!((v.r2_log_vs_har - (r2("model") - bar)).abs() < 1e-12);
+    for f in &wf.folds {
+        let h = |name: &str| &f.forecasts.iter().find(|(n, _)| n == name).unwrap().1;
+        assert!(h("har_rv").iter().zip(h(HAR_LOG)).all(|(a, b)| a >= b));
+    }
+    assert_eq!(
+        v.passed,
+        v.qlike_gain >= QLIKE_GAIN_REQUIRED && v.r2_log_vs_har >= 0.0
+    );
+
+    let md = walk_forward_markdown(&wf, &params);
+    assert!(md.contains("## Walk-forward: 3 folds"), "{md}");
+    assert!(md.contains("| forecaster | QLIKE"));
+    assert!(md.contains("| 3 |"), "a row per fold");
+    for k in 0..3 {
+        assert!(md.contains(&format!("]({})", fold_png(k))));
+    }
+    let json = walk_forward_json(&wf).unwrap();
+    assert_eq!(json["folds"].as_array().unwrap().len(), 3);
+    assert!(json["pooled"]["har_rv"]["qlike"].is_number());
+    assert!(json["verdict"]["passed"].is_boolean());
+    let csv = walk_forward_csv(&wf);
+    assert_eq!(csv.lines().count(), n + 1);
+    let (values, points) = walk_forward_metrics(&wf);
+    assert!(values.iter().any(|(k, _)| k == "wf_model_qlike"));
+    assert_eq!(
+        points
+            .iter()
+            .filter(|p| p.key == "wf_fold_model_qlike")
+            .count(),
+        3,
+        "one point per fold"
+    );
+}
+
+#[test]
+fn walk_forward_refuses_impossible_folds() {
+    let (mut params, ds) = synthetic();
+    params.evaluate.walk_forward_folds = 500;
+    assert!(matches!(
+        walk_forward(&params, &ds, HOUR),
+        Err(EvaluateError::WalkForward(_))
+    ));
+}
+
+#[test]
+fn decisions() {
+    let m = PrimaryMetric::Qlike;
+    assert!(decide(1, 0.3, None, m, 0.01).promoted);
+    let d = decide(2, 0.29, Some((1, 0.3)), m, 0.01);
+    assert!(d.promoted, "{}", d.reason);
+    let d = decide(2, 0.299, Some((1, 0.3)), m, 0.01);
+    assert!(!d.promoted);
+    assert!(d.reason.contains("margin is 1.00 %"), "{}", d.reason);
+    assert!(!decide(2, 0.31, Some((1, 0.3)), m, 0.0).promoted);
+    assert!(
+        !decide(3, 0.1, Some((3, 0.1)), m, 0.0).promoted,
+        "rerunning evaluate on the champion changes nothing"
+    );
+    // R²(log) is higher-is-better: loss() flips it.
+    let s = Scores {
+        rmse: 1.0,
+        mae: 1.0,
+        r2: 0.5,
+        r2_log: 0.6,
+        qlike: 0.2,
+        n: 1,
+    };
+    assert_eq!(loss(&s, PrimaryMetric::R2Log), -0.6);
+}
