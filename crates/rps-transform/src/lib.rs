@@ -149,18 +149,7 @@ pub fn transform_grid(
         &params.target,
         bars_per_day,
     );
-    let har: Vec<&[f64]> = frame
-        .names
-        .iter()
-        .zip(&frame.columns)
-        .filter(|(n, _)| n.starts_with("har_"))
-        .map(|(_, c)| c.as_slice())
-        .collect();
-    let usable: Vec<bool> = (0..frame.len())
-        .map(|i| {
-            frame.present[i] && frame.target[i].is_finite() && har.iter().all(|c| c[i].is_finite())
-        })
-        .collect();
+    let usable = frame.usable();
     let splits = split::assign(&usable, &params.split, params.target.horizon)?;
     let train_rows: Vec<usize> = splits
         .iter()
