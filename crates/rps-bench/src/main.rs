@@ -7,8 +7,10 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::cast_precision_loss)]
 
 use rps_core::Interval;
+use rps_core::features;
+use rps_core::grid::GridBuilder;
 use rps_core::params::Params;
-use rps_core::split::Split;
+use rps_core::split::{self, Split};
 use rps_model::{Rows, VolatilityModel};
 use std::time::Instant;
 
@@ -33,20 +35,38 @@ fn main() {
         sim.as_secs_f64()
     );
 
+    // The transform's pure core (what `rps transform` runs between reading the raw dataset and
+    // writing the file): the bar grid streamed from the candles, the features and target, the
+    // chronological split.
     let t = Instant::now();
-    let (ds, schema) = rps_transform::transform(&params, &bars, "bench").unwrap();
+    let d = &params.data;
+    let mut grid = GridBuilder::new(d.interval, d.bar, params.target.estimator);
+    for c in &bars {
+        grid.push(c).unwrap();
+    }
+    let (ts, grid, vol) = grid.finish();
+    let bars_per_day = usize::try_from(86_400_000 / d.bar.ms()).unwrap_or(1);
+    let f = features::build(
+        &ts,
+        &grid,
+        &vol,
+        &params.features,
+        &params.target,
+        bars_per_day,
+    );
+    let split = split::assign(&f.usable(), &params.split, params.target.horizon).unwrap();
     let tr = t.elapsed().as_secs_f64();
     println!(
         "transform     {:>10} rows in {:>8.2} s  = {:>12.0} input rows/s  ({} hourly rows, {} features)",
         bars.len(),
         tr,
         bars.len() as f64 / tr,
-        ds.frame.len(),
-        schema.features.len()
+        f.present.iter().filter(|&&p| p).count(),
+        f.names.len()
     );
 
-    let f = &ds.frame;
-    let (tri, vai) = (ds.rows(Split::Train), ds.rows(Split::Validation));
+    let rows_of = |s: Split| -> Vec<usize> { (0..f.len()).filter(|&i| split[i] == s).collect() };
+    let (tri, vai) = (rows_of(Split::Train), rows_of(Split::Validation));
     let y = |idx: &[usize]| idx.iter().map(|&i| f.target[i]).collect::<Vec<f64>>();
     let (xt, yt, xv, yv) = (
         Rows::gather(&f.columns, &tri),
@@ -57,7 +77,7 @@ fn main() {
     let t = Instant::now();
     let (model, _) = VolatilityModel::train(
         &params.train,
-        &schema.features,
+        &f.names,
         params.target.floor,
         (&xt, &yt),
         (&xv, &yv),

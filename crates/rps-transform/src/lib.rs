@@ -149,18 +149,7 @@ pub fn transform_grid(
         &params.target,
         bars_per_day,
     );
-    let har: Vec<&[f64]> = frame
-        .names
-        .iter()
-        .zip(&frame.columns)
-        .filter(|(n, _)| n.starts_with("har_"))
-        .map(|(_, c)| c.as_slice())
-        .collect();
-    let usable: Vec<bool> = (0..frame.len())
-        .map(|i| {
-            frame.present[i] && frame.target[i].is_finite() && har.iter().all(|c| c[i].is_finite())
-        })
-        .collect();
+    let usable = frame.usable();
     let splits = split::assign(&usable, &params.split, params.target.horizon)?;
     let train_rows: Vec<usize> = splits
         .iter()
@@ -320,6 +309,9 @@ pub fn read_grid(
 
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), TransformError> {
+    // `git rev-parse` and `git status` are two child processes: run them while the raw dataset
+    // is read rather than after it.
+    let git_commit = std::thread::spawn(rps_cli::git_commit);
     let params = args.common.load_params()?;
     let home = Home::new(&args.common.home);
     let input = args
@@ -339,7 +331,10 @@ pub fn run(args: &Args) -> Result<(), TransformError> {
     let data_tags = rps_cli::data_tags_with(input_store.as_ref(), &md5s);
     let data_hash = manifest.content_hash();
     let mut tags = BTreeMap::from([
-        ("git_commit".to_owned(), rps_cli::git_commit()),
+        (
+            "git_commit".to_owned(),
+            git_commit.join().unwrap_or_else(|_| "unknown".to_owned()),
+        ),
         ("stage".to_owned(), "transform".to_owned()),
         ("data_hash".to_owned(), data_hash.clone()),
     ]);

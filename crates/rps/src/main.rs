@@ -53,7 +53,10 @@ fn main() -> ExitCode {
     match Cli::parse().stage {
         Stage::Extract(a) => stage(&a.common, || rps_extract::run(&a)),
         Stage::Quality(a) => stage(&a.common, || rps_quality::run(&a)),
-        Stage::Transform(a) => stage(&a.common, || rps_transform::run(&a)),
+        Stage::Transform(a) => {
+            no_huge_pages();
+            stage(&a.common, || rps_transform::run(&a))
+        }
         Stage::Train(a) => stage(&a.common, || rps_train::run(&a)),
         Stage::Evaluate(a) => stage(&a.common, || rps_evaluate::run(&a)),
         Stage::Forecast(a) => stage(&a.common, || rps_forecast::run(&a)),
@@ -79,6 +82,15 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Transparent huge pages off for this process (`prctl(PR_SET_THP_DISABLE)`): mimalloc asks for
+/// them on its segments, and a short batch process then pays the kernel zeroing 2 MB per first
+/// touch. Measured on `make bench-transform` (5 years of one-minute bars): about a quarter less
+/// CPU time and a fifth less peak memory. Failing to set it changes nothing but speed.
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
 }
 
 fn stage<E: rps_cli::StageError>(
