@@ -674,6 +674,7 @@ mod tests {
             low: "ETH.low".into(),
             close: "ETH.close".into(),
             volume: "ETH.volume".into(),
+            ..ColumnMapping::default()
         };
         let bars = read_file(&params(&f, m.clone())).unwrap();
         assert_eq!(bars.len(), 2);
