@@ -546,6 +546,7 @@ mod tests {
                     low: c - 1.0,
                     close: c,
                     volume: 10.0 + (i % 5) as f64,
+                    ..Default::default()
                 })
             })
             .collect();

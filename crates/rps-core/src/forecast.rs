@@ -436,6 +436,7 @@ mod tests {
                 low: 99.0,
                 close: 100.0,
                 volume: 1.0,
+                ..Default::default()
             })
             .collect()
     }
@@ -546,6 +547,7 @@ mod tests {
                 low: 99.0,
                 close: 100.0,
                 volume: 1.0,
+                ..Default::default()
             })
             .collect();
         let st = stored(&s, &quarters, Interval::from_ms(q).unwrap(), 5 * H, 2 * H).unwrap();

@@ -75,17 +75,20 @@ impl GridBuilder {
     /// # Errors
     /// [`OutOfOrder`] when `c.ts` is not after the previous candle's; the builder is unchanged.
     pub fn push(&mut self, c: &Candle) -> Result<(), OutOfOrder> {
+        // Off-grid candles are snapped to the slot they opened in (`candle::snap_to_grid`); one
+        // landing where the previous candle already is comes out of order, as a collision should.
+        let ts = self.interval.floor(c.ts);
         if let Some(prev) = self.last_ts
-            && c.ts <= prev
+            && ts <= prev
         {
             return Err(OutOfOrder { prev, ts: c.ts });
         }
-        self.last_ts = Some(c.ts);
-        // `resample` floors to the bar; with bar == interval every candle is its own bar, as is.
+        self.last_ts = Some(ts);
+        // `resample` floors to the bar; with bar == interval every candle is its own bar.
         let slot_ts = if self.bar == self.interval {
-            c.ts
+            ts
         } else {
-            self.bar.floor(c.ts)
+            self.bar.floor(ts)
         };
         if let Some(open) = &mut self.open
             && open.agg.ts == slot_ts
@@ -95,6 +98,7 @@ impl GridBuilder {
             agg.low = agg.low.min(c.low);
             agg.close = c.close;
             agg.volume += c.volume;
+            agg.add_flow(c);
             if self.estimator == Estimator::Realized {
                 let r = log_return(open.last_close, c.close);
                 if r.is_finite() {
@@ -277,6 +281,7 @@ mod tests {
             low: x * 0.99,
             close: x,
             volume: 1.0,
+            ..Default::default()
         };
         let bars = vec![
             c(0, 100.0),
@@ -326,6 +331,7 @@ mod tests {
                     low: n(4),
                     close: n(2),
                     volume: n(5),
+                    ..Default::default()
                 })
             })
             .collect();
@@ -352,6 +358,7 @@ mod tests {
             low: 1.0,
             close: 1.0,
             volume: 1.0,
+            ..Default::default()
         };
         let mut g = GridBuilder::new(Interval::M1, Interval::H1, Estimator::Realized);
         g.push(&c(60_000)).unwrap();

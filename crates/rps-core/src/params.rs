@@ -104,6 +104,10 @@ impl Default for FileSourceParams {
     }
 }
 
+/// Column names in the imported file (`data.file.columns`): the six OHLCV fields, required, and
+/// the Binance klines' order-flow columns, optional. An unset optional key leaves the candles
+/// without that column (`None`, as for Coinbase, CoinCap and ETH files); a set key naming a
+/// column the file lacks is an error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ColumnMapping {
@@ -113,6 +117,18 @@ pub struct ColumnMapping {
     pub low: String,
     pub close: String,
     pub volume: String,
+    /// Quote-asset volume (Binance's `quote_asset_volume`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quote_volume: Option<String>,
+    /// Number of trades (`number_of_trades`): whole numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trades: Option<String>,
+    /// Taker-buy base-asset volume (`taker_buy_base_asset_volume`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taker_buy_volume: Option<String>,
+    /// Taker-buy quote-asset volume (`taker_buy_quote_asset_volume`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taker_buy_quote_volume: Option<String>,
 }
 
 impl Default for ColumnMapping {
@@ -124,6 +140,10 @@ impl Default for ColumnMapping {
             low: "low".to_owned(),
             close: "close".to_owned(),
             volume: "volume_btc".to_owned(),
+            quote_volume: None,
+            trades: None,
+            taker_buy_volume: None,
+            taker_buy_quote_volume: None,
         }
     }
 }

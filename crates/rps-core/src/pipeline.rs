@@ -34,7 +34,9 @@ pub enum PipelineError {
     ShortHistory { history: usize, need: usize },
 }
 
-/// Lay `bars` (sorted, at `interval`) on the model's bar grid with each bar's volatility.
+/// Lay `bars` (sorted, at `interval`) on the model's bar grid with each bar's volatility. A bar
+/// off the `interval` grid takes the slot it opened in ([`crate::candle::snap_to_grid`]; run
+/// [`crate::candle::align`] first to refuse collisions).
 pub fn bar_grid(
     bars: &[Candle],
     interval: Interval,
@@ -42,7 +44,15 @@ pub fn bar_grid(
     estimator: Estimator,
 ) -> (Vec<i64>, Vec<Option<Candle>>, Vec<f64>) {
     let groups: Vec<(Candle, Vec<Candle>)> = if bar == interval {
-        bars.iter().map(|c| (*c, vec![*c])).collect()
+        bars.iter()
+            .map(|c| {
+                let c = Candle {
+                    ts: interval.floor(c.ts),
+                    ..*c
+                };
+                (c, vec![c])
+            })
+            .collect()
     } else {
         resample(bars, bar)
     };
@@ -337,6 +347,7 @@ mod tests {
                     low: p * (1.0 - 0.003 * (1.0 + (i as f64 * 0.5).sin().abs())),
                     close: p * (1.0 + 0.001 * (i as f64 * 1.3).sin()),
                     volume: 10.0 + (i % 7) as f64,
+                    ..Default::default()
                 }
             })
             .collect()

@@ -116,6 +116,7 @@ pub fn simulate(
             low,
             close: price,
             volume,
+            ..Default::default()
         });
         ts += interval.ms();
     }

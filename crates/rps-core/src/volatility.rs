@@ -109,6 +109,7 @@ mod tests {
             low: 100.0,
             close: 105.0,
             volume: 1.0,
+            ..Default::default()
         };
         let hl = (1.1f64).ln();
         let co = (1.05f64).ln();
@@ -125,6 +126,7 @@ mod tests {
             low: close,
             close,
             volume: 0.0,
+            ..Default::default()
         };
         let rv = realized(Some(100.0), &[part(101.0), part(100.0)]);
         let a = (1.01f64).ln();

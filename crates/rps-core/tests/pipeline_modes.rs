@@ -86,6 +86,7 @@ fn series_strategy(bar: Interval) -> impl Strategy<Value = Vec<Candle>> {
                 low,
                 close: price,
                 volume: if kind == 2 { 0.0 } else { volume },
+                ..Default::default()
             });
         }
         out

@@ -245,7 +245,9 @@ pub fn used_weight(headers: &HeaderMap) -> Option<u32> {
 
 /// Parse a klines body: an array of rows `[openTime, open, high, low, close, volume, closeTime,
 /// quoteAssetVolume, numberOfTrades, takerBuyBase, takerBuyQuote, ignore]`, prices and volumes as
-/// decimal strings. Only the first six fields are used.
+/// decimal strings, `numberOfTrades` an integer. Fields 0–5 are OHLCV; 7–10 (quote volume, trades,
+/// taker-buy base and quote volume) are kept as the candle's order-flow columns, `None` when a
+/// row is too short to have them (`closeTime` and `ignore` are dropped).
 pub fn parse_klines(body: &str) -> Result<Vec<Candle>, MarketError> {
     let value = parse_json(API, "klines", body)?;
     let serde_json::Value::Array(rows) = value else {
@@ -283,6 +285,18 @@ fn parse_row(i: usize, row: &serde_json::Value) -> Result<Candle, MarketError> {
     let field = |k: usize, name: &str| {
         decimal(&cells[k]).map_err(|e| bad(format!("klines row {i}: field {name} {e}"), e))
     };
+    let optional = |k: usize, name: &str| cells.get(k).map(|_| field(k, name)).transpose();
+    let trades = cells
+        .get(8)
+        .map(|v| {
+            v.as_u64().ok_or_else(|| {
+                bad(
+                    format!("klines row {i}: field numberOfTrades {v} is not a whole number"),
+                    format!("{v} is not a non-negative integer"),
+                )
+            })
+        })
+        .transpose()?;
     Ok(Candle {
         ts,
         open: field(1, "open")?,
@@ -290,6 +304,10 @@ fn parse_row(i: usize, row: &serde_json::Value) -> Result<Candle, MarketError> {
         low: field(3, "low")?,
         close: field(4, "close")?,
         volume: field(5, "volume")?,
+        quote_volume: optional(7, "quoteAssetVolume")?,
+        trades,
+        taker_buy_volume: optional(9, "takerBuyBaseAssetVolume")?,
+        taker_buy_quote_volume: optional(10, "takerBuyQuoteAssetVolume")?,
     })
 }
 
@@ -351,9 +369,22 @@ mod tests {
                 low: 0.015_758,
                 close: 0.015_771,
                 volume: 148_976.114_278_15,
+                quote_volume: Some(2_434.190_553_34),
+                trades: Some(308),
+                taker_buy_volume: Some(1_756.874_023_97),
+                taker_buy_quote_volume: Some(28.466_943_68),
             }]
         );
         assert_eq!(parse_klines("[]").expect("empty").len(), 0);
+        // A row cut after the volume still gives OHLCV, without the order-flow columns.
+        let short = parse_klines(r#"[[1499040000000,"1","2","0.5","1.5","10"]]"#).expect("short");
+        assert!(!short[0].has_flow());
+        // A fractional or quoted trade count is malformed, not silently dropped.
+        let err = parse_klines(
+            r#"[[1499040000000,"1","2","0.5","1.5","10",1499043599999,"15","3.5","6","9","0"]]"#,
+        )
+        .expect_err("fractional trades");
+        assert!(err.to_string().contains("numberOfTrades"), "{err}");
     }
 
     #[test]

@@ -344,6 +344,7 @@ fn history_row(i: usize, row: &serde_json::Value) -> Result<Candle, MarketError>
         low: price,
         close: price,
         volume: 0.0,
+        ..Default::default()
     })
 }
 
@@ -357,6 +358,7 @@ fn candle_row(i: usize, row: &serde_json::Value) -> Result<Candle, MarketError> 
         low: d("low")?,
         close: d("close")?,
         volume: d("volume")?,
+        ..Default::default()
     })
 }
 
@@ -458,7 +460,8 @@ mod tests {
                 high: 2.25,
                 low: 1.0,
                 close: 2.0,
-                volume: 10.5
+                volume: 10.5,
+                ..Default::default()
             }
         );
         assert!(

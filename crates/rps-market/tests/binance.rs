@@ -57,6 +57,11 @@ impl Market {
                 low: parse(&price(i, -5.0)),
                 close: parse(&price(i, 1.0)),
                 volume: parse(&format!("{:.8}", 1.5 + i as f64 * 0.125)),
+                // The klines' order-flow fields 7..=10 are kept (issue #16).
+                quote_volume: Some(123.45),
+                trades: Some(42),
+                taker_buy_volume: Some(0.5),
+                taker_buy_quote_volume: Some(20000.1),
             })
             .collect()
     }

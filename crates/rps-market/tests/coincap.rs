@@ -96,6 +96,7 @@ fn history_pages_by_window_with_bearer_auth() {
                 low: p,
                 close: p,
                 volume: 0.0,
+                ..Default::default()
             }
         })
         .collect();
@@ -179,6 +180,7 @@ fn expected_candles(range: std::ops::Range<i64>) -> Vec<Candle> {
             low: parse(&price(i, -5.0)),
             close: parse(&price(i, 1.0)),
             volume: parse(&format!("{:.8}", 2.0 + i as f64 * 0.5)),
+            ..Default::default()
         })
         .collect()
 }

@@ -148,7 +148,10 @@ pub fn run(args: &Args) -> Result<(), QualityError> {
         run.log_artifact("quality.json", &json)?;
         run.log_artifact("quality.html", html.as_bytes())?;
         for c in &report.checks {
-            if c.passed {
+            if c.passed && c.name == "off_grid" && !c.rows.is_empty() {
+                // Snapped off-grid bars: accepted, but worth a look.
+                tracing::warn!("check {:<12} pass  {}", c.name, c.detail);
+            } else if c.passed {
                 tracing::info!("check {:<12} pass  {}", c.name, c.detail);
             } else {
                 tracing::warn!(

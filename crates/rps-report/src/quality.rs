@@ -269,6 +269,7 @@ mod tests {
                 low: c * 0.99,
                 close: c,
                 volume: 1.0,
+                ..Default::default()
             })
             .collect()
     }

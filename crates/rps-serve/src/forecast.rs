@@ -173,6 +173,7 @@ pub fn candles(candles: &[CandleIn], spec: &FeatureSpec) -> Result<Vec<Candle>, 
             low: c.low,
             close: c.close,
             volume: c.volume.unwrap_or(0.0),
+            ..Default::default()
         });
     }
     let need = needed(spec);

@@ -142,6 +142,7 @@ async fn query(
                     low,
                     close,
                     volume: 0.0,
+                    ..Default::default()
                 };
                 Some(estimator.of(&bar)).filter(|v| v.is_finite())
             }

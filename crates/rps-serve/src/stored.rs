@@ -181,6 +181,7 @@ async fn read_database(
                 low: r.get(3),
                 close: r.get(4),
                 volume: r.get(5),
+                ..Default::default()
             }
         })
         .collect();

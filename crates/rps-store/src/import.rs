@@ -195,6 +195,44 @@ fn parse_number(s: &str) -> Result<f64, String> {
         .map_err(|_| format!("{:?} is not a number", clip(t)))
 }
 
+/// A trade count: a whole, non-negative number (`12417`, or `12417.0` as some exports write it).
+fn parse_count(s: &str) -> Result<Option<u64>, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(Some(n));
+    }
+    match t.parse::<f64>() {
+        Ok(x) if x >= 0.0 && x.fract() == 0.0 && x < 2f64.powi(63) => Ok(Some(x as u64)),
+        _ => Err(format!("{:?} is not a whole number of trades", clip(t))),
+    }
+}
+
+/// The optional order-flow fields of the mapping and the columns they name, in
+/// [`rps_store::raw::FLOW_COLUMNS`](crate::raw::FLOW_COLUMNS) order.
+fn flow_fields(m: &ColumnMapping) -> [(&'static str, Option<&str>); 4] {
+    [
+        ("quote_volume", m.quote_volume.as_deref()),
+        ("trades", m.trades.as_deref()),
+        ("taker_buy_volume", m.taker_buy_volume.as_deref()),
+        (
+            "taker_buy_quote_volume",
+            m.taker_buy_quote_volume.as_deref(),
+        ),
+    ]
+}
+
+/// Set the order-flow columns of `c` from the four parsed cells (floats as `None` when empty).
+fn set_flow(c: &mut Candle, floats: [Option<f64>; 3], trades: Option<u64>) {
+    let [quote, taker, taker_quote] = floats.map(|v| v.filter(|x| !x.is_nan()));
+    c.quote_volume = quote;
+    c.trades = trades;
+    c.taker_buy_volume = taker;
+    c.taker_buy_quote_volume = taker_quote;
+}
+
 fn fields(m: &ColumnMapping) -> [(&'static str, &str); 6] {
     [
         ("timestamp", &m.timestamp),
@@ -377,6 +415,19 @@ fn read_csv<R: Read>(reader: R, p: &FileSourceParams) -> Result<Rows, ImportErro
                     found: clip(&headers.iter().map(clip).collect::<Vec<_>>().join(", ")),
                 })?;
     }
+    // The optional columns: unmapped is None; mapped but absent from the file is an error.
+    let mut flow_idx: [Option<usize>; 4] = [None; 4];
+    for (slot, (field, column)) in flow_idx.iter_mut().zip(flow_fields(&p.columns)) {
+        let Some(column) = column else { continue };
+        *slot = Some(headers.iter().position(|h| h == column).ok_or_else(|| {
+            ImportError::MissingColumn {
+                path: path.clone(),
+                field: field.to_owned(),
+                column: clip(column),
+                found: clip(&headers.iter().map(clip).collect::<Vec<_>>().join(", ")),
+            }
+        })?);
+    }
     let mut rows = Rows {
         bars: Vec::new(),
         lines: Vec::new(),
@@ -413,14 +464,34 @@ fn read_csv<R: Read>(reader: R, p: &FileSourceParams) -> Result<Rows, ImportErro
                 ))
             })?;
         }
-        rows.bars.push(Candle {
+        let mut bar = Candle {
             ts,
             open: v[0],
             high: v[1],
             low: v[2],
             close: v[3],
             volume: v[4],
-        });
+            ..Default::default()
+        };
+        if flow_idx.iter().any(Option::is_some) {
+            let flow_err = |k: usize, e: String| {
+                err(format!(
+                    "column {:?}: {e}",
+                    clip(flow_fields(&p.columns)[k].1.unwrap_or_default())
+                ))
+            };
+            let float = |k: usize| {
+                flow_idx[k]
+                    .map(|j| parse_number(record.get(j).unwrap_or("")).map_err(|e| flow_err(k, e)))
+                    .transpose()
+            };
+            let trades = flow_idx[1]
+                .map(|j| parse_count(record.get(j).unwrap_or("")).map_err(|e| flow_err(1, e)))
+                .transpose()?
+                .flatten();
+            set_flow(&mut bar, [float(0)?, float(2)?, float(3)?], trades);
+        }
+        rows.bars.push(bar);
         rows.lines.push(row);
     }
     Ok(rows)
@@ -512,15 +583,48 @@ fn read_parquet(bytes: Vec<u8>, p: &FileSourceParams) -> Result<Vec<Candle>, Imp
                     .collect(),
             );
         }
+        // The optional columns, cast to Float64 (UInt64 for trades): unmapped is None.
+        let mut flow: Vec<Option<arrow::array::ArrayRef>> = Vec::with_capacity(4);
+        for (field, column) in flow_fields(&p.columns) {
+            let Some(column) = column else {
+                flow.push(None);
+                continue;
+            };
+            let to = if field == "trades" {
+                DataType::UInt64
+            } else {
+                DataType::Float64
+            };
+            let c = col(field, column)?;
+            let cast = arrow::compute::cast(&c, &to).map_err(|e| ImportError::Row {
+                path: p.path.clone(),
+                row: row0,
+                problem: format!("column {column:?}: {e}"),
+            })?;
+            flow.push(Some(cast));
+        }
+        let float = |k: usize, i: usize| -> Option<f64> {
+            let a = flow[k].as_ref()?;
+            let a = a.as_any().downcast_ref::<arrow::array::Float64Array>()?;
+            a.is_valid(i).then(|| a.value(i))
+        };
+        let trades = |i: usize| -> Option<u64> {
+            let a = flow[1].as_ref()?;
+            let a = a.as_any().downcast_ref::<arrow::array::UInt64Array>()?;
+            a.is_valid(i).then(|| a.value(i))
+        };
         for (i, &t) in ts.iter().enumerate() {
-            bars.push(Candle {
+            let mut bar = Candle {
                 ts: t,
                 open: vals[0][i],
                 high: vals[1][i],
                 low: vals[2][i],
                 close: vals[3][i],
                 volume: vals[4][i],
-            });
+                ..Default::default()
+            };
+            set_flow(&mut bar, [float(0, i), float(2, i), float(3, i)], trades(i));
+            bars.push(bar);
         }
         row0 += batch.num_rows();
     }
@@ -570,6 +674,7 @@ mod tests {
             low: "ETH.low".into(),
             close: "ETH.close".into(),
             volume: "ETH.volume".into(),
+            ..ColumnMapping::default()
         };
         let bars = read_file(&params(&f, m.clone())).unwrap();
         assert_eq!(bars.len(), 2);
@@ -610,5 +715,132 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a readable Parquet file"), "{err}");
+    }
+
+    fn binance_mapping() -> ColumnMapping {
+        ColumnMapping {
+            timestamp: "date".into(),
+            volume: "volume".into(),
+            quote_volume: Some("quote_asset_volume".into()),
+            trades: Some("number_of_trades".into()),
+            taker_buy_volume: Some("taker_buy_base_asset_volume".into()),
+            taker_buy_quote_volume: Some("taker_buy_quote_asset_volume".into()),
+            ..ColumnMapping::default()
+        }
+    }
+
+    #[test]
+    fn the_real_binance_klines_keep_every_column() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/data/btc_usdt_1h_binance_2017-08_2021-12.csv"
+        ));
+        if !path.exists() {
+            return;
+        }
+        let bars = read_file(&params(path, binance_mapping())).unwrap();
+        assert_eq!(bars.len(), 38_222);
+        // 2017-08-17 04:00:00,4261.48,4313.62,4261.32,4308.83,47.181009,2017-08-17 04:59:59,
+        // 202366.13839304,171,35.160503,150952.47794304
+        let first = bars[0];
+        assert_eq!(first.ts, 1_502_942_400_000);
+        assert_eq!(
+            (first.open, first.close, first.volume),
+            (4261.48, 4308.83, 47.181_009)
+        );
+        assert_eq!(first.quote_volume, Some(202_366.138_393_04));
+        assert_eq!(first.trades, Some(171));
+        assert_eq!(first.taker_buy_volume, Some(35.160_503));
+        assert_eq!(first.taker_buy_quote_volume, Some(150_952.477_943_04));
+        assert!(bars.iter().all(|c| c.has_flow() && c.trades.is_some()));
+        // The same file with the OHLCV mapping only: no flow columns.
+        let plain = ColumnMapping {
+            quote_volume: None,
+            trades: None,
+            taker_buy_volume: None,
+            taker_buy_quote_volume: None,
+            ..binance_mapping()
+        };
+        let bars = read_file(&params(path, plain)).unwrap();
+        assert!(bars.iter().all(|c| !c.has_flow()));
+    }
+
+    #[test]
+    fn flow_columns_mapped_but_missing_or_bad_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("k.csv");
+        std::fs::write(&f, "date,open,high,low,close,volume,number_of_trades\n2018-01-01 00:00:00,1,2,0.5,1.5,10,7\n2018-01-01 01:00:00,1,2,0.5,1.5,10,\n").unwrap();
+        let only_trades = ColumnMapping {
+            quote_volume: None,
+            taker_buy_volume: None,
+            taker_buy_quote_volume: None,
+            ..binance_mapping()
+        };
+        let bars = read_file(&params(&f, only_trades.clone())).unwrap();
+        assert_eq!(bars[0].trades, Some(7));
+        assert_eq!(
+            bars[1].trades, None,
+            "an empty cell is a bar without the value"
+        );
+        assert_eq!(bars[0].quote_volume, None, "unmapped");
+        let err = read_file(&params(&f, binance_mapping()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no column \"quote_asset_volume\" (mapped from `quote_volume`)")
+                && err.contains("data.file.columns.quote_volume"),
+            "{err}"
+        );
+        std::fs::write(&f, "date,open,high,low,close,volume,number_of_trades\n2018-01-01 00:00:00,1,2,0.5,1.5,10,7.5\n").unwrap();
+        let err = read_file(&params(&f, only_trades)).unwrap_err().to_string();
+        assert!(
+            err.contains("row 2") && err.contains("not a whole number of trades"),
+            "{err}"
+        );
+        assert_eq!(parse_count("12417.0"), Ok(Some(12_417)));
+        assert!(parse_count("-3").is_err());
+    }
+
+    #[test]
+    fn parquet_import_maps_the_flow_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("k.parquet");
+        let bar = Candle {
+            quote_volume: Some(15.0),
+            trades: Some(9),
+            taker_buy_volume: Some(4.0),
+            taker_buy_quote_volume: Some(6.0),
+            ..Candle::ohlcv(1_514_764_800_000, 1.0, 2.0, 0.5, 1.5, 10.0)
+        };
+        // The raw schema's own writer: ts, OHLCV and the four flow columns by their raw names.
+        std::fs::write(
+            &f,
+            parquet_io::encode(&crate::raw::to_batch(&[bar])).unwrap(),
+        )
+        .unwrap();
+        let m = ColumnMapping {
+            timestamp: "ts".into(),
+            volume: "volume".into(),
+            quote_volume: Some("quote_volume".into()),
+            trades: Some("trades".into()),
+            taker_buy_volume: Some("taker_buy_volume".into()),
+            taker_buy_quote_volume: Some("taker_buy_quote_volume".into()),
+            ..ColumnMapping::default()
+        };
+        assert_eq!(read_file(&params(&f, m.clone())).unwrap(), vec![bar]);
+        let unmapped = ColumnMapping {
+            trades: None,
+            ..m.clone()
+        };
+        assert_eq!(read_file(&params(&f, unmapped)).unwrap()[0].trades, None);
+        let missing = ColumnMapping {
+            trades: Some("n_trades".into()),
+            ..m
+        };
+        let err = read_file(&params(&f, missing)).unwrap_err().to_string();
+        assert!(
+            err.contains("no column \"n_trades\" (mapped from `trades`)"),
+            "{err}"
+        );
     }
 }

@@ -11,7 +11,9 @@
 
 use crate::object::{ObjectStore, StoreError};
 use crate::parquet_io::{self, ParquetError};
-use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch, TimestampMillisecondArray};
+use arrow::array::{
+    Array, ArrayRef, Float64Array, RecordBatch, TimestampMillisecondArray, UInt64Array,
+};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use rps_core::candle::{Candle, Interval};
 use rps_core::time::year_month;
@@ -22,8 +24,34 @@ use std::sync::Arc;
 
 pub const MANIFEST: &str = "_manifest.json";
 
-/// The columns of the raw schema.
+/// The columns of the raw schema every partition has.
 pub const RAW_COLUMNS: [&str; 6] = ["ts", "open", "high", "low", "close", "volume"];
+
+/// The optional order-flow columns of Binance klines (issue #16), nullable: `quote_volume`,
+/// `taker_buy_volume`, `taker_buy_quote_volume` as `Float64`, `trades` as `UInt64`. A partition
+/// has a column when at least one of its bars has the value (so datasets from sources without
+/// them — Coinbase files, CoinCap, synthetic — are written exactly as before); a partition
+/// without a column (written before they existed, too) reads as `None`.
+pub const FLOW_COLUMNS: [&str; 4] = [
+    "quote_volume",
+    "trades",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+];
+
+/// Every column a scan projects: [`RAW_COLUMNS`] then [`FLOW_COLUMNS`].
+const SCAN_COLUMNS: [&str; 10] = [
+    "ts",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trades",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+];
 
 /// A raw-dataset failure.
 #[derive(Debug, thiserror::Error)]
@@ -123,8 +151,8 @@ impl Manifest {
     }
 }
 
-fn schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
+fn base_fields() -> Vec<Field> {
+    vec![
         Field::new(
             "ts",
             DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
@@ -135,10 +163,11 @@ fn schema() -> Arc<Schema> {
         Field::new("low", DataType::Float64, true),
         Field::new("close", DataType::Float64, true),
         Field::new("volume", DataType::Float64, true),
-    ]))
+    ]
 }
 
-/// Candles as an Arrow batch with the raw schema (NaN written as null).
+/// Candles as an Arrow batch with the raw schema (NaN written as null). The order-flow columns
+/// ([`FLOW_COLUMNS`]) are written, nullable, only when some bar has the value.
 pub fn to_batch(bars: &[Candle]) -> RecordBatch {
     let col = |f: fn(&Candle) -> f64| -> ArrayRef {
         Arc::new(
@@ -149,18 +178,42 @@ pub fn to_batch(bars: &[Candle]) -> RecordBatch {
     };
     let ts = TimestampMillisecondArray::from(bars.iter().map(|c| c.ts).collect::<Vec<_>>())
         .with_timezone("UTC");
-    RecordBatch::try_new(
-        schema(),
-        vec![
-            Arc::new(ts),
-            col(|c| c.open),
-            col(|c| c.high),
-            col(|c| c.low),
-            col(|c| c.close),
-            col(|c| c.volume),
-        ],
-    )
-    .unwrap_or_else(|e| unreachable!("raw schema is fixed: {e}"))
+    let mut fields = base_fields();
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(ts),
+        col(|c| c.open),
+        col(|c| c.high),
+        col(|c| c.low),
+        col(|c| c.close),
+        col(|c| c.volume),
+    ];
+    let float = |f: fn(&Candle) -> Option<f64>| -> Option<ArrayRef> {
+        bars.iter().any(|c| f(c).is_some()).then(|| {
+            Arc::new(
+                bars.iter()
+                    .map(|c| f(c).filter(|v| !v.is_nan()))
+                    .collect::<Float64Array>(),
+            ) as ArrayRef
+        })
+    };
+    let trades = bars
+        .iter()
+        .any(|c| c.trades.is_some())
+        .then(|| Arc::new(bars.iter().map(|c| c.trades).collect::<UInt64Array>()) as ArrayRef);
+    let flow = [
+        float(|c| c.quote_volume),
+        trades,
+        float(|c| c.taker_buy_volume),
+        float(|c| c.taker_buy_quote_volume),
+    ];
+    for (name, array) in FLOW_COLUMNS.iter().zip(flow) {
+        if let Some(array) = array {
+            fields.push(Field::new(*name, array.data_type().clone(), true));
+            columns.push(array);
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .unwrap_or_else(|e| unreachable!("raw schema is fixed: {e}"))
 }
 
 /// The raw columns of one record batch, borrowed from the decoder's buffers where they already
@@ -174,6 +227,12 @@ pub struct CandleColumns<'a> {
     pub low: Cow<'a, [f64]>,
     pub close: Cow<'a, [f64]>,
     pub volume: Cow<'a, [f64]>,
+    /// The order-flow columns ([`FLOW_COLUMNS`]): `None` when the partition has no such column;
+    /// a null cell is a bar without the value.
+    pub quote_volume: Option<Float64Array>,
+    pub trades: Option<UInt64Array>,
+    pub taker_buy_volume: Option<Float64Array>,
+    pub taker_buy_quote_volume: Option<Float64Array>,
 }
 
 impl CandleColumns<'_> {
@@ -187,6 +246,8 @@ impl CandleColumns<'_> {
 
     /// Row `i` as a candle.
     pub fn candle(&self, i: usize) -> Candle {
+        let float =
+            |a: &Option<Float64Array>| a.as_ref().and_then(|a| a.is_valid(i).then(|| a.value(i)));
         Candle {
             ts: self.ts[i],
             open: self.open[i],
@@ -194,6 +255,13 @@ impl CandleColumns<'_> {
             low: self.low[i],
             close: self.close[i],
             volume: self.volume[i],
+            quote_volume: float(&self.quote_volume),
+            trades: self
+                .trades
+                .as_ref()
+                .and_then(|a| a.is_valid(i).then(|| a.value(i))),
+            taker_buy_volume: float(&self.taker_buy_volume),
+            taker_buy_quote_volume: float(&self.taker_buy_quote_volume),
         }
     }
 }
@@ -289,6 +357,33 @@ pub fn columns<'a>(
         }
     };
     let [open, high, low, close, volume] = VALUE_COLUMNS.map(&mut value);
+    // The optional order-flow columns: absent is fine (None); a type that does not convert is a
+    // schema problem and the column reads as absent.
+    let mut optional = |name: &str, to: &DataType| -> Option<ArrayRef> {
+        let col = batch.column_by_name(name)?;
+        if col.data_type() == to {
+            return Some(col.clone());
+        }
+        let cast = (col.data_type().is_numeric() || col.data_type() == &DataType::Null)
+            .then(|| arrow::compute::cast(col, to).ok())
+            .flatten();
+        if cast.is_none() {
+            problems.push(format!(
+                "column `{name}` has type {}, expected {to}",
+                col.data_type()
+            ));
+        }
+        cast
+    };
+    let mut float = |name: &str| {
+        optional(name, &DataType::Float64)
+            .and_then(|a| a.as_any().downcast_ref::<Float64Array>().cloned())
+    };
+    let quote_volume = float("quote_volume");
+    let taker_buy_volume = float("taker_buy_volume");
+    let taker_buy_quote_volume = float("taker_buy_quote_volume");
+    let trades = optional("trades", &DataType::UInt64)
+        .and_then(|a| a.as_any().downcast_ref::<UInt64Array>().cloned());
     Ok(CandleColumns {
         ts,
         open,
@@ -296,6 +391,10 @@ pub fn columns<'a>(
         low,
         close,
         volume,
+        quote_volume,
+        trades,
+        taker_buy_volume,
+        taker_buy_quote_volume,
     })
 }
 
@@ -426,8 +525,8 @@ impl RawDataset {
                 let uri = self.store.uri(&p.key);
                 on_partition(p, &bytes);
                 let mut found = Vec::new();
-                for batch in
-                    parquet_io::decode_columns(bytes, &uri, &RAW_COLUMNS).map_err(RawError::from)?
+                for batch in parquet_io::decode_columns(bytes, &uri, &SCAN_COLUMNS)
+                    .map_err(RawError::from)?
                 {
                     let batch = batch.map_err(RawError::from)?;
                     visit(&columns(&batch, &uri, &mut found)?)?;
@@ -616,6 +715,7 @@ mod tests {
                 low: 0.5,
                 close: 1.5,
                 volume: i as f64,
+                ..Default::default()
             })
             .collect()
     }
@@ -697,5 +797,166 @@ mod tests {
         ));
         std::fs::write(&file, &bytes[..mid]).unwrap();
         assert!(matches!(ds.read_all(), Err(RawError::Checksum { .. })));
+    }
+
+    fn with_flow(mut bars: Vec<Candle>) -> Vec<Candle> {
+        for (i, c) in bars.iter_mut().enumerate() {
+            c.quote_volume = Some(100.0 + i as f64);
+            c.trades = Some(i as u64 * 3);
+            c.taker_buy_volume = Some(0.5);
+            // A null cell in a present column: a bar without the value.
+            c.taker_buy_quote_volume = (i % 7 != 0).then_some(50.0);
+        }
+        bars
+    }
+
+    fn partition_columns(dir: &std::path::Path, key: &str) -> Vec<String> {
+        let bytes = std::fs::read(dir.join(key)).unwrap();
+        let batches = parquet_io::decode(bytes, key).unwrap();
+        batches[0]
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
+    #[test]
+    fn flow_columns_round_trip_and_are_not_written_when_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = RawDataset::new(Arc::new(LocalStore::new(dir.path())));
+        let want = with_flow(bars(0, 1000));
+        let (m, _) = ds.replace("X", Interval::H1, "binance", &want).unwrap();
+        let (_, got, problems) = ds.read_all().unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(got, want);
+        let mut scanned = Vec::new();
+        ds.scan(|cols| {
+            scanned.extend((0..cols.len()).map(|i| cols.candle(i)));
+            Ok::<(), RawError>(())
+        })
+        .unwrap();
+        assert_eq!(scanned, want, "the scan projects the flow columns too");
+        let cols = partition_columns(dir.path(), &m.partitions[0].key);
+        assert_eq!(cols[6..], FLOW_COLUMNS.map(String::from));
+        let trades = parquet_io::decode(
+            std::fs::read(dir.path().join(&m.partitions[0].key)).unwrap(),
+            "p",
+        )
+        .unwrap()[0]
+            .schema()
+            .field_with_name("trades")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (trades.data_type(), trades.is_nullable()),
+            (&DataType::UInt64, true)
+        );
+
+        // Bars without them (Coinbase, CoinCap, synthetic) are written with the six columns
+        // only, byte for byte as before the flow columns existed.
+        let plain = bars(0, 10);
+        let (m, _) = ds.replace("X", Interval::H1, "file", &plain).unwrap();
+        assert_eq!(
+            partition_columns(dir.path(), &m.partitions[0].key),
+            RAW_COLUMNS.map(String::from)
+        );
+        assert_eq!(ds.read_all().unwrap().1, plain);
+    }
+
+    #[test]
+    fn an_old_format_partition_still_loads_and_takes_new_columns_on_upsert() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalStore::new(dir.path()));
+        // A partition with the schema raw datasets had before issue #16, built by hand.
+        let old = bars(0, 24);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("open", DataType::Float64, true),
+            Field::new("high", DataType::Float64, true),
+            Field::new("low", DataType::Float64, true),
+            Field::new("close", DataType::Float64, true),
+            Field::new("volume", DataType::Float64, true),
+        ]));
+        let f = |g: fn(&Candle) -> f64| -> ArrayRef {
+            Arc::new(old.iter().map(g).collect::<Float64Array>())
+        };
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(
+                    TimestampMillisecondArray::from(old.iter().map(|c| c.ts).collect::<Vec<_>>())
+                        .with_timezone("UTC"),
+                ),
+                f(|c| c.open),
+                f(|c| c.high),
+                f(|c| c.low),
+                f(|c| c.close),
+                f(|c| c.volume),
+            ],
+        )
+        .unwrap();
+        let bytes = parquet_io::encode(&batch).unwrap();
+        let sha = crate::sha256_hex(&bytes);
+        let key = format!("part-1970-01-{}.parquet", &sha[..8]);
+        store.put(&key, &bytes).unwrap();
+        // An old manifest: no md5.
+        let manifest = serde_json::json!({
+            "symbol": "X", "interval": "1h", "source": "binance",
+            "partitions": [{"key": key, "month": "1970-01", "rows": 24, "first_ts": 0,
+                            "last_ts": 23 * H, "sha256": sha}]
+        });
+        store
+            .put(MANIFEST, manifest.to_string().as_bytes())
+            .unwrap();
+        let ds = RawDataset::new(store);
+        let (_, got, problems) = ds.read_all().unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(got, old);
+        assert!(got.iter().all(|c| !c.has_flow()));
+        let mut n = 0;
+        ds.scan(|cols| {
+            assert!(cols.trades.is_none() && cols.quote_volume.is_none());
+            n += cols.len();
+            Ok::<(), RawError>(())
+        })
+        .unwrap();
+        assert_eq!(n, 24);
+        // New bars with the columns merge into the old month: the old rows read as None.
+        let fresh = with_flow(bars(20, 10));
+        ds.upsert("X", Interval::H1, "binance", &fresh).unwrap();
+        let (_, all, problems) = ds.read_all().unwrap();
+        assert!(problems.is_empty());
+        assert_eq!(all.len(), 30);
+        assert!(all[..20].iter().all(|c| !c.has_flow()));
+        assert_eq!(all[20..], fresh[..]);
+    }
+
+    #[test]
+    fn a_mistyped_flow_column_is_a_schema_problem() {
+        let bars = bars(0, 3);
+        let mut batch = to_batch(&bars);
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (**f).clone())
+            .collect();
+        fields.push(Field::new("trades", DataType::Utf8, true));
+        let mut cols = batch.columns().to_vec();
+        cols.push(Arc::new(arrow::array::StringArray::from(vec![
+            "a", "b", "c",
+        ])));
+        batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+        let (got, problems) = from_batches(&[batch], "p").unwrap();
+        assert_eq!(got, bars);
+        assert_eq!(
+            problems,
+            vec!["column `trades` has type Utf8, expected UInt64".to_owned()]
+        );
     }
 }

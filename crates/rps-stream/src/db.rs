@@ -217,6 +217,7 @@ impl Db {
                 low: r.get(3),
                 close: r.get(4),
                 volume: r.get(5),
+                ..Default::default()
             })
             .collect())
     }

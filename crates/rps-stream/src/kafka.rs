@@ -64,6 +64,7 @@ impl CandleMessage {
             low: self.low,
             close: self.close,
             volume: self.volume,
+            ..Default::default()
         }
     }
 }
@@ -257,6 +258,7 @@ mod tests {
             low: 0.5,
             close: 1.5,
             volume: 3.0,
+            ..Default::default()
         };
         let m = CandleMessage::new("BTC-USD", "1h", &c);
         assert_eq!(m.time, "2018-01-01T00:00:00Z");

@@ -435,6 +435,7 @@ mod tests {
             low: 1.0,
             close: 1.0,
             volume: 1.0,
+            ..Default::default()
         }
     }
 

@@ -60,13 +60,15 @@ pub enum TransformError {
     Schema(String),
     #[error("bad signal parameters: {0}")]
     Signal(#[from] rps_core::signal::SignalParamsError),
+    #[error(transparent)]
+    OffGrid(#[from] rps_core::candle::OffGridCollision),
 }
 
 impl StageError for TransformError {
     fn exit_code(&self) -> u8 {
         match self {
             Self::Params(_) | Self::Config(_) | Self::Signal(_) => exit::CONFIG,
-            Self::Split(_) | Self::Schema(_) => exit::INPUT,
+            Self::Split(_) | Self::Schema(_) | Self::OffGrid(_) => exit::INPUT,
             Self::Raw(e) if raw_is_input(e) => exit::INPUT,
             Self::Frame(e) if e.is_input() => exit::INPUT,
             Self::Tracking(e) if e.is_remote() => exit::REMOTE,
@@ -126,7 +128,7 @@ pub fn transform(
     check_bars(params)?;
     let d = &params.data;
     let mut bars = bars.to_vec();
-    rps_core::candle::sort_dedup(&mut bars);
+    rps_core::candle::align(&mut bars, d.interval)?;
     let grid = bar_grid(&bars, d.interval, d.bar, params.target.estimator);
     transform_grid(params, grid, data_hash)
 }
@@ -223,9 +225,9 @@ pub fn signal_columns(
     ts: &[i64],
 ) -> Result<SignalColumns, TransformError> {
     params.signal.validate()?;
-    let mut bars = bars.to_vec();
-    rps_core::candle::sort_dedup(&mut bars);
     let d = &params.data;
+    let mut bars = bars.to_vec();
+    rps_core::candle::align(&mut bars, d.interval)?;
     let (grid_ts, grid, _) = bar_grid(&bars, d.interval, d.bar, params.target.estimator);
     let (rows, close): (Vec<i64>, Vec<f64>) = grid_ts
         .iter()
@@ -283,7 +285,7 @@ pub fn read_grid(
                 "the raw dataset's candles are not in order: sorting them all in memory"
             );
             let (manifest, mut bars, problems) = raw.read_all()?;
-            rps_core::candle::sort_dedup(&mut bars);
+            rps_core::candle::align(&mut bars, d.interval)?;
             let grid = bar_grid(&bars, d.interval, d.bar, params.target.estimator);
             (manifest, grid, problems)
         }
@@ -402,6 +404,7 @@ mod tests {
             low: c * 0.99,
             close: c,
             volume: 1.0,
+            ..Default::default()
         };
         // Slot 2 is missing.
         let bars = vec![
@@ -442,6 +445,7 @@ mod tests {
             low: c * 0.99,
             close: c,
             volume: 1.0,
+            ..Default::default()
         };
         let bars = vec![bar(0, 100.0), bar(h, 101.0), bar(3 * h, 102.0)];
         let (ts, grid, vol) = bar_grid(&bars, Interval::H1, Interval::H1, Estimator::Parkinson);

@@ -139,15 +139,26 @@ fn the_real_data_passes_the_gate() {
     ));
     sample.ok("rps-extract", &[]);
     sample.ok("rps-quality", &[]);
-    // 27 outage gaps and 43 bars stamped :28:14 after the February 2018 outage.
+    // 27 outage gaps and 43 bars stamped :28:14 after the February 2018 outage; every kline
+    // column mapped (issue #16).
     let binance = Project::new(&format!(
-        "data:\n  source: file\n  symbol: BTC-USDT\n  file:\n    path: {}\n    columns: {{timestamp: date, open: open, high: high, low: low, close: close, volume: volume}}\n",
+        "data:\n  source: file\n  symbol: BTC-USDT\n  file:\n    path: {}\n    columns: {{timestamp: date, open: open, high: high, low: low, close: close, volume: volume, quote_volume: quote_asset_volume, trades: number_of_trades, taker_buy_volume: taker_buy_base_asset_volume, taker_buy_quote_volume: taker_buy_quote_asset_volume}}\n",
         shared_data("btc_usdt_1h_binance_2017-08_2021-12.csv").display()
     ));
     binance.ok("rps-extract", &[]);
+    let store = rps_store::open(binance.path(".rps/data/raw/BTC-USDT").to_str().unwrap()).unwrap();
+    let (_, bars, problems) = rps_store::raw::RawDataset::new(store).read_all().unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(bars.len(), 38_222);
+    assert!(
+        bars.iter()
+            .all(|c| c.trades.is_some() && c.taker_buy_quote_volume.is_some()),
+        "the raw dataset keeps the klines' order-flow columns"
+    );
     let o = binance.ok("rps-quality", &[]);
     assert!(
-        o.stderr.contains("43 timestamps off the grid"),
+        o.stderr.contains("43 timestamps off the grid")
+            && o.stderr.contains("in 27 gaps (longest 32 bars"),
         "{}",
         o.stderr
     );

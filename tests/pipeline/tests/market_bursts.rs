@@ -135,6 +135,16 @@ fn bursts_of_429_418_5xx_and_garbage_lose_and_duplicate_no_bar() {
     let ts: Vec<i64> = bars.iter().map(|b| b.ts).collect();
     let want: Vec<i64> = (0..BARS).map(|i| T0 + i * HOUR).collect();
     assert_eq!(ts, want, "every bar once, in order");
+    // `rps extract --source binance` keeps the klines' order-flow fields (issue #16).
+    assert!(
+        bars.iter()
+            .zip(0u64..)
+            .all(|(b, i)| b.trades == Some(100 + i)
+                && b.taker_buy_volume == Some(5.0)
+                && b.quote_volume.is_some()
+                && b.taker_buy_quote_volume.is_some()),
+        "the raw dataset keeps trades and taker-buy volume"
+    );
     assert_eq!(manifest.rows(), usize::try_from(BARS).unwrap());
     assert!(count.load(Ordering::SeqCst) >= 12, "every burst was served");
 }

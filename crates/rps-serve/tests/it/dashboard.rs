@@ -124,6 +124,7 @@ fn realized(estimator: Estimator, i: i64) -> f64 {
         low,
         close,
         volume: 12.5,
+        ..Default::default()
     };
     match estimator {
         Estimator::Parkinson => rps_core::volatility::parkinson(high, low),
