@@ -287,8 +287,9 @@ pub fn model_input(
 /// What the model said.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Prediction {
-    /// Next-bar volatility (standard deviation of the bar's log return, a fraction).
-    Volatility(f64),
+    /// Next-bar volatility (standard deviation of the bar's log return, a fraction): the mean
+    /// and, for a model with a distribution, its quantiles.
+    Volatility(crate::distribution::VolatilityForecast),
     /// A Buy/Hold/Sell model's class and the probabilities of (sell, hold, buy).
     Signal {
         signal: Signal,
@@ -333,11 +334,46 @@ pub enum Value {
         volatility: f64,
         /// `volatility` times √(bars per year, 365 days).
         volatility_annualised: f64,
+        #[serde(flatten)]
+        distribution: Option<DistributionFields>,
     },
     Signal {
         signal: &'static str,
         probabilities: Probabilities,
     },
+}
+
+/// The distribution fields of a volatility forecast (models trained with `train.quantiles`):
+/// the median of σ, its quantiles by level, and the central 80 % and 90 % intervals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DistributionFields {
+    pub median: f64,
+    /// Quantiles of σ keyed by level (`"0.05"` … `"0.95"`), non-decreasing in the level.
+    pub quantiles: std::collections::BTreeMap<String, f64>,
+    /// `[q0.1, q0.9]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_80: Option<[f64; 2]>,
+    /// `[q0.05, q0.95]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_90: Option<[f64; 2]>,
+}
+
+impl DistributionFields {
+    /// The fields of `f`, `None` for a point forecast (or one without a 0.5 level).
+    pub fn of(f: &crate::distribution::VolatilityForecast) -> Option<Self> {
+        let q = f.quantiles.as_ref()?;
+        Some(Self {
+            median: q.median()?,
+            quantiles: q
+                .levels
+                .iter()
+                .zip(&q.values)
+                .map(|(l, v)| (crate::distribution::level_key(*l), *v))
+                .collect(),
+            interval_80: q.interval(0.8).map(|(a, b)| [a, b]),
+            interval_90: q.interval(0.9).map(|(a, b)| [a, b]),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -373,8 +409,9 @@ impl PointForecast {
                     "standard deviation of the {} log return; annualised = times sqrt(bars per year)",
                     spec.bar
                 ),
-                volatility: *v,
-                volatility_annualised: v * annualiser(spec.bar),
+                volatility: v.mean,
+                volatility_annualised: v.mean * annualiser(spec.bar),
+                distribution: DistributionFields::of(v),
             },
             Prediction::Signal {
                 signal,
@@ -570,7 +607,11 @@ mod tests {
             history: "raw_dataset",
             age_ms: Some(61_500),
         };
-        let f = PointForecast::new(&s, &made, &Prediction::Volatility(0.01));
+        let f = PointForecast::new(
+            &s,
+            &made,
+            &Prediction::Volatility(crate::distribution::VolatilityForecast::point(0.01)),
+        );
         let v = serde_json::to_value(&f).unwrap();
         assert_eq!(v["task"], "volatility");
         assert_eq!(v["volatility"], 0.01);

@@ -24,6 +24,7 @@
 
 pub mod baselines;
 pub mod candle;
+pub mod distribution;
 pub mod features;
 pub mod forecast;
 pub mod grid;

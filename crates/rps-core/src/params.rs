@@ -219,6 +219,20 @@ pub enum Calibration {
     Qlike,
 }
 
+/// How the quantile booster's levels are calibrated on the validation split
+/// (`train.quantile_calibration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuantileCalibration {
+    /// The booster's quantiles as trained.
+    None,
+    /// Conformalized quantile regression, asymmetric (Romano, Patterson & Candès 2019, Thm 2):
+    /// each level is shifted on the log scale by the conformal quantile of its validation
+    /// residuals, so every level is covered as often as it says on exchangeable data, with the
+    /// per-row widths the booster learned (adaptive to the volatility regime).
+    Cqr,
+}
+
 /// What the train and evaluate stages learn and judge (`train.task`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -274,7 +288,19 @@ pub struct TrainParams {
     /// `objective` the transform picks it: `reg:squarederror` for log and identity,
     /// `reg:gamma` for variance and power (for variance the QLIKE-consistent deviance).
     pub xgboost: BTreeMap<String, serde_json::Value>,
+    /// Levels of the forecast distribution of σ (empty: a point forecast only). A second
+    /// booster of the same model version learns them (`reg:quantileerror` on ln σ over the same
+    /// base margin); the served `median` is the 0.5 level, which must be among them.
+    pub quantiles: Vec<f64>,
+    /// How the quantile levels are calibrated on the validation rows.
+    pub quantile_calibration: QuantileCalibration,
+    /// Overrides of `xgboost` for the quantile booster (its objective is always
+    /// `reg:quantileerror` with `quantile_alpha` = `quantiles`).
+    pub quantile_xgboost: BTreeMap<String, serde_json::Value>,
 }
+
+/// The distribution levels every forecast reports by default.
+pub const DEFAULT_QUANTILES: [f64; 7] = [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95];
 
 impl Default for TrainParams {
     fn default() -> Self {
@@ -303,6 +329,9 @@ impl Default for TrainParams {
             num_boost_round: 2000,
             early_stopping_rounds: 100,
             xgboost,
+            quantiles: DEFAULT_QUANTILES.to_vec(),
+            quantile_calibration: QuantileCalibration::Cqr,
+            quantile_xgboost: BTreeMap::new(),
         }
     }
 }

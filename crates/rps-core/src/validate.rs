@@ -91,6 +91,30 @@ pub fn params(p: &Params) -> Result<(), InvalidParams> {
             format!("every exponent must lie in (0, 2], got {k}"),
         );
     }
+    if let Some(q) = t.quantiles.iter().find(|q| !(**q > 0.0 && **q < 1.0)) {
+        bad(
+            "train.quantiles",
+            format!("every level must lie in (0, 1), got {q}"),
+        );
+    } else if t.quantiles.windows(2).any(|w| w[0] >= w[1]) {
+        bad(
+            "train.quantiles",
+            "levels must be listed in increasing order, without repeats".to_owned(),
+        );
+    } else if !t.quantiles.is_empty() && !t.quantiles.contains(&0.5) {
+        bad(
+            "train.quantiles",
+            "must include 0.5: the median every forecast reports".to_owned(),
+        );
+    }
+    for k in ["objective", "quantile_alpha"] {
+        if t.quantile_xgboost.contains_key(k) {
+            bad(
+                "train.quantile_xgboost",
+                format!("{k} is set by train.quantiles and cannot be overridden"),
+            );
+        }
+    }
     if t.num_boost_round == 0 {
         bad("train.num_boost_round", "must be at least 1".to_owned());
     }

@@ -315,7 +315,11 @@ mod tests {
             history: "raw_dataset",
             age_ms: Some(125_000),
         };
-        let f = PointForecast::new(&spec, &made, &Prediction::Volatility(0.006));
+        let f = PointForecast::new(
+            &spec,
+            &made,
+            &Prediction::Volatility(rps_core::distribution::VolatilityForecast::point(0.006)),
+        );
         insta::assert_snapshot!(table(&f, "champion"));
         insta::assert_json_snapshot!(f);
     }

@@ -40,6 +40,12 @@ pub enum ModelError {
         expected: &'static str,
     },
     #[error(
+        "the quantile booster predicts {outputs} values per row, its metadata lists {levels} levels"
+    )]
+    QuantileShape { outputs: usize, levels: usize },
+    #[error("meta.json lists quantile levels but the version has no quantile booster ({0})")]
+    QuantileMissing(&'static str),
+    #[error(
         "the booster predicts {got} values per row, a signal model predicts 3 (sell, hold, buy)"
     )]
     Classes { got: usize },
@@ -51,7 +57,12 @@ impl ModelError {
     pub fn is_load_error(&self) -> bool {
         matches!(
             self,
-            Self::Load(_) | Self::Meta(_) | Self::Task { .. } | Self::Classes { .. }
+            Self::Load(_)
+                | Self::Meta(_)
+                | Self::Task { .. }
+                | Self::Classes { .. }
+                | Self::QuantileShape { .. }
+                | Self::QuantileMissing(_)
         )
     }
 }

@@ -19,6 +19,7 @@
 //! classes (0 sell, 1 hold, 2 buy), its `meta.json` marked `"task": "signal"` with the label rule.
 
 use hessboost::prelude::*;
+use rps_core::distribution::VolatilityForecast;
 use rps_core::params::Task;
 use rps_core::signal::Signal;
 
@@ -36,12 +37,14 @@ pub const META: &str = "meta.json";
 
 mod error;
 mod meta;
+mod quantile;
 mod rows;
 mod signal;
 mod volatility;
 
 pub use error::ModelError;
 pub use meta::*;
+pub use quantile::*;
 pub use rows::*;
 pub use signal::*;
 pub use volatility::*;
@@ -68,10 +71,11 @@ pub enum Model {
 }
 
 /// One row's forecast by a [`Model`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Forecast {
-    /// Next-bar volatility (the target's units, floored).
-    Volatility(f64),
+    /// Next-bar volatility (the target's units, floored): the mean and, for a model with a
+    /// quantile booster, the distribution.
+    Volatility(VolatilityForecast),
     /// The most probable class and the probabilities of (sell, hold, buy).
     Signal {
         signal: Signal,
@@ -107,9 +111,18 @@ impl Forecast {
 impl Model {
     /// Load from XGBoost-format bytes and metadata, as a volatility or a signal model according
     /// to `meta.task`.
-    pub fn from_parts(booster_bytes: &[u8], meta: ModelMeta) -> Result<Self, ModelError> {
+    /// `quantile_bytes` is the quantile booster (`quantiles.ubj`) of a version that has one.
+    pub fn from_parts(
+        booster_bytes: &[u8],
+        quantile_bytes: Option<&[u8]>,
+        meta: ModelMeta,
+    ) -> Result<Self, ModelError> {
         Ok(match meta.task {
-            Task::Volatility => Self::Volatility(VolatilityModel::from_parts(booster_bytes, meta)?),
+            Task::Volatility => Self::Volatility(VolatilityModel::from_parts(
+                booster_bytes,
+                quantile_bytes,
+                meta,
+            )?),
             Task::Signal => Self::Signal(SignalModel::from_parts(booster_bytes, meta)?),
         })
     }
@@ -128,7 +141,7 @@ impl Model {
     /// One row (values in `meta().features` order).
     pub fn predict_one(&self, row: &[f32]) -> Result<Forecast, ModelError> {
         Ok(match self {
-            Self::Volatility(m) => Forecast::Volatility(m.predict_one(row)?),
+            Self::Volatility(m) => Forecast::Volatility(m.forecast_one(row)?),
             Self::Signal(m) => {
                 let probabilities = m.predict_proba_one(row)?;
                 Forecast::Signal {

@@ -99,6 +99,9 @@ pub struct ModelMeta {
     pub selection: Option<PowerSelection>,
     /// Volatility floor applied to every prediction.
     pub floor: f64,
+    /// The quantile booster (`quantiles.ubj`) of a model trained with `train.quantiles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantiles: Option<QuantileMeta>,
     /// XGBoost's `base_score`, in output space.
     pub base_score: f64,
     pub best_iteration: Option<usize>,

@@ -96,6 +96,7 @@ impl SignalModel {
             margin: None,
             selection: None,
             floor: 0.0,
+            quantiles: None,
             // The first class's intercept (margin space); the booster file holds all three.
             base_score: f64::from(booster.base_score()),
             best_iteration: booster.best_iteration(),

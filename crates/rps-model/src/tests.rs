@@ -68,7 +68,9 @@ fn trains_predicts_and_round_trips_in_each_transform() {
         };
         assert!(mse < 0.3 * var, "{transform:?}: mse {mse} vs var {var}");
         for bytes in [m.to_xgboost_json().unwrap(), m.to_xgboost_ubj().unwrap()] {
-            let back = VolatilityModel::from_parts(&bytes, m.meta.clone()).unwrap();
+            let q = m.quantile_booster().map(|q| q.to_xgboost_ubj().unwrap());
+            let back = VolatilityModel::from_parts(&bytes, q.as_deref(), m.meta.clone()).unwrap();
+            assert_eq!(back.forecast(&xv).unwrap(), m.forecast(&xv).unwrap());
             assert_eq!(back.predict_raw(&xv).unwrap(), m.predict_raw(&xv).unwrap());
         }
         let one = m.predict_one(&xv.values[..3]).unwrap();
@@ -166,7 +168,9 @@ fn a_base_margin_extrapolates_and_round_trips() {
             assert!((pred[r] - want).abs() < 1e-9 * want, "{transform:?}");
         }
         let meta: ModelMeta = serde_json::from_slice(&m.meta_json().unwrap()).unwrap();
-        let back = VolatilityModel::from_parts(&m.to_xgboost_json().unwrap(), meta).unwrap();
+        let q = m.quantile_booster().map(|q| q.to_xgboost_json().unwrap());
+        let back =
+            VolatilityModel::from_parts(&m.to_xgboost_json().unwrap(), q.as_deref(), meta).unwrap();
         assert_eq!(back.predict(&xs).unwrap(), pred);
         let one = m.predict_one(&xs.values[..3]).unwrap();
         assert!((one - pred[0]).abs() < 1e-6 * pred[0]);
@@ -350,10 +354,10 @@ fn a_signal_model_learns_three_classes_and_round_trips() {
     // ... and the other way round; `Model` loads either by its meta.json.
     let sbytes = m.to_xgboost_ubj().unwrap();
     assert!(matches!(
-        VolatilityModel::from_parts(&sbytes, m.meta.clone()),
+        VolatilityModel::from_parts(&sbytes, None, m.meta.clone()),
         Err(ModelError::Task { .. })
     ));
-    let any = Model::from_parts(&sbytes, m.meta.clone()).unwrap();
+    let any = Model::from_parts(&sbytes, None, m.meta.clone()).unwrap();
     assert_eq!(any.task(), Task::Signal);
     assert_eq!(
         any.predict_one(&xv.values[..3]).unwrap(),
@@ -364,10 +368,134 @@ fn a_signal_model_learns_three_classes_and_round_trips() {
     );
     assert!(any.clone().into_volatility().is_err());
     assert!(any.into_signal().is_ok());
-    let any = Model::from_parts(&vm.to_xgboost_ubj().unwrap(), vm.meta.clone()).unwrap();
+    let vq = vm.quantile_booster().map(|q| q.to_xgboost_ubj().unwrap());
+    let any = Model::from_parts(
+        &vm.to_xgboost_ubj().unwrap(),
+        vq.as_deref(),
+        vm.meta.clone(),
+    )
+    .unwrap();
     assert_eq!(
         any.predict_one(&xv.values[..3]).unwrap(),
-        Forecast::Volatility(vm.predict_one(&xv.values[..3]).unwrap())
+        Forecast::Volatility(vm.forecast_one(&xv.values[..3]).unwrap())
     );
+    // A meta.json that lists quantile levels without the booster is refused.
+    if vm.meta.quantiles.is_some() {
+        assert!(matches!(
+            Model::from_parts(&vm.to_xgboost_ubj().unwrap(), None, vm.meta.clone()),
+            Err(ModelError::QuantileMissing(_))
+        ));
+    }
     assert!(any.into_signal().is_err());
+}
+
+/// Rows whose ln σ has location 0.8·a and a scale that grows with b (a volatility regime), plus
+/// noise from a fixed LCG.
+fn noisy(n: usize, seed: u64) -> (Rows, Vec<f64>) {
+    let (x, _) = data(n, seed);
+    let mut s = seed ^ 0x9e37_79b9;
+    let mut unif = || {
+        s = s
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let y = (0..n)
+        .map(|r| {
+            let (a, b) = (f64::from(x.values[r * 3]), f64::from(x.values[r * 3 + 1]));
+            // A logistic draw: heavy enough tails, closed-form quantiles.
+            let u = unif();
+            let e = (u / (1.0 - u)).ln();
+            (-4.6 + 0.8 * a + (0.15 + 0.25 * (b + 1.0)) * e).exp()
+        })
+        .collect();
+    (x, y)
+}
+
+#[test]
+fn the_quantile_booster_is_calibrated_monotone_and_adaptive() {
+    let (xt, yt) = noisy(4000, 11);
+    let (xv, yv) = noisy(1500, 12);
+    let (xs, ys) = noisy(3000, 13);
+    let names: Vec<String> = ["a", "b", "c"].map(str::to_owned).to_vec();
+    let p = TrainParams {
+        target_transform: TargetTransform::Power,
+        power: 2.0,
+        base_margin: vec!["a".into()],
+        num_boost_round: 400,
+        early_stopping_rounds: 30,
+        ..TrainParams::default()
+    };
+    let (m, _) = VolatilityModel::train(&p, &names, 1e-6, (&xt, &yt), (&xv, &yv)).unwrap();
+    let qm = m.meta.quantiles.as_ref().unwrap();
+    assert_eq!(qm.levels, rps_core::params::DEFAULT_QUANTILES.to_vec());
+    assert_eq!(qm.n_calibration, 1500);
+    let f = m.forecast(&xs).unwrap();
+    for v in &f {
+        let q = v.quantiles.as_ref().unwrap();
+        assert!(q.values.windows(2).all(|w| w[0] <= w[1]), "no crossing");
+        assert!(v.median().unwrap() > 0.0 && v.mean > 0.0);
+    }
+    // Coverage of the 80 % and 90 % intervals on fresh rows, within sampling error.
+    let cover = |c: f64, rows: &dyn Fn(usize) -> bool| {
+        let (mut n, mut k) = (0, 0);
+        for (r, v) in f.iter().enumerate() {
+            if rows(r) {
+                let (lo, hi) = v.interval(c).unwrap();
+                n += 1;
+                k += usize::from(ys[r] >= lo && ys[r] <= hi);
+            }
+        }
+        f64::from(u32::try_from(k).unwrap()) / f64::from(u32::try_from(n).unwrap())
+    };
+    let all = |_| true;
+    assert!(
+        (cover(0.8, &all) - 0.8).abs() < 0.03,
+        "{}",
+        cover(0.8, &all)
+    );
+    assert!(
+        (cover(0.9, &all) - 0.9).abs() < 0.03,
+        "{}",
+        cover(0.9, &all)
+    );
+    // Adaptive: calm (b low) and turbulent (b high) rows are both covered, with wider bands
+    // where the scale is larger.
+    let b = |r: usize| f64::from(xs.values[r * 3 + 1]);
+    let mut sorted: Vec<f64> = (0..f.len()).map(b).collect();
+    sorted.sort_by(f64::total_cmp);
+    let (t1, t2) = (sorted[f.len() / 3], sorted[2 * f.len() / 3]);
+    let calm = |r| b(r) < t1;
+    let wild = |r| b(r) > t2;
+    assert!(
+        (cover(0.8, &calm) - 0.8).abs() < 0.06,
+        "{}",
+        cover(0.8, &calm)
+    );
+    assert!(
+        (cover(0.8, &wild) - 0.8).abs() < 0.06,
+        "{}",
+        cover(0.8, &wild)
+    );
+    let log_width = |rows: &dyn Fn(usize) -> bool| {
+        let w: Vec<f64> = (0..f.len())
+            .filter(|&r| rows(r))
+            .map(|r| {
+                let (lo, hi) = f[r].interval(0.8).unwrap();
+                (hi / lo).ln()
+            })
+            .collect();
+        w.iter().sum::<f64>() / w.len() as f64
+    };
+    assert!(log_width(&wild) > 1.5 * log_width(&calm));
+    // Saved and loaded, the distribution is the same.
+    let q = m.quantile_booster().unwrap();
+    let back = VolatilityModel::from_parts(
+        &m.to_xgboost_ubj().unwrap(),
+        Some(&q.to_xgboost_ubj().unwrap()),
+        serde_json::from_slice(&m.meta_json().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(back.forecast(&xs).unwrap(), f);
+    assert_eq!(back.forecast_one(&xs.values[..3]).unwrap(), f[0]);
 }

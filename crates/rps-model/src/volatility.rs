@@ -2,6 +2,7 @@
 //! prediction.
 
 use crate::*;
+use rps_core::distribution::VolatilityForecast;
 use rps_core::params::{Calibration, TargetTransform, Task, TrainParams};
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -13,6 +14,8 @@ pub struct VolatilityModel {
     pub meta: ModelMeta,
     /// Positions of the margin terms among the features.
     margin_idx: Vec<usize>,
+    /// The distribution (`train.quantiles`), if trained with one.
+    quantiles: Option<Box<QuantileBooster>>,
 }
 
 /// Positions of `terms` among `features`.
@@ -80,7 +83,34 @@ impl VolatilityModel {
     /// at least that of the linear base margin alone is kept (the smallest `k` if none is):
     /// the trees may trade log accuracy for QLIKE only while the model stays at least as
     /// log-accurate as its own HAR-type base.
+    ///
+    /// With `train.quantiles`, a quantile booster is then trained on ln σ over the chosen mean
+    /// model's base margin and calibrated on `valid` ([`QuantileBooster`]).
     pub fn train(
+        p: &TrainParams,
+        features: &[String],
+        floor: f64,
+        train: (&Rows, &[f64]),
+        valid: (&Rows, &[f64]),
+    ) -> Result<(Self, History), ModelError> {
+        let (mut model, history) = Self::train_mean(p, features, floor, train, valid)?;
+        if !p.quantiles.is_empty() {
+            let margin = |row: &[f32]| model.margin_of(row);
+            let q = QuantileBooster::train(
+                p,
+                floor,
+                &margin,
+                model.meta.margin.is_some(),
+                train,
+                valid,
+            )?;
+            model.meta.quantiles = Some(q.meta.clone());
+            model.quantiles = Some(Box::new(q));
+        }
+        Ok((model, history))
+    }
+
+    fn train_mean(
         p: &TrainParams,
         features: &[String],
         floor: f64,
@@ -258,6 +288,7 @@ impl VolatilityModel {
             margin,
             selection: None,
             floor,
+            quantiles: None,
             // In output space, as XGBoost's config reports it (the engine keeps the margin).
             base_score: xgb
                 .get("base_score")
@@ -272,6 +303,7 @@ impl VolatilityModel {
             booster,
             meta,
             margin_idx,
+            quantiles: None,
         };
         // The scale factor, from validation forecasts before the floor.
         let raw = model.predict_raw(xv)?;
@@ -368,6 +400,48 @@ impl VolatilityModel {
         Ok(self.to_volatility(f64::from(raw), row))
     }
 
+    /// Forecasts with the distribution (when the model has one) for a block of rows.
+    pub fn forecast(&self, x: &Rows) -> Result<Vec<VolatilityForecast>, ModelError> {
+        let mean = self.predict(x)?;
+        let Some(q) = &self.quantiles else {
+            return Ok(mean.into_iter().map(VolatilityForecast::point).collect());
+        };
+        let raw = q.predict_raw(x)?;
+        let k = q.meta.levels.len();
+        Ok(mean
+            .into_iter()
+            .enumerate()
+            .map(|(r, m)| {
+                let row = &x.values[r * x.n_cols..(r + 1) * x.n_cols];
+                VolatilityForecast {
+                    mean: m,
+                    quantiles: Some(q.to_quantiles(
+                        &raw[r * k..(r + 1) * k],
+                        self.margin_of(row),
+                        self.meta.floor,
+                    )),
+                }
+            })
+            .collect())
+    }
+
+    /// One row's forecast with the distribution (the serving path).
+    pub fn forecast_one(&self, row: &[f32]) -> Result<VolatilityForecast, ModelError> {
+        let mean = self.predict_one(row)?;
+        let quantiles = match &self.quantiles {
+            Some(q) => {
+                Some(q.to_quantiles(&q.predict_row(row)?, self.margin_of(row), self.meta.floor))
+            }
+            None => None,
+        };
+        Ok(VolatilityForecast { mean, quantiles })
+    }
+
+    /// The quantile booster, if the model has a distribution.
+    pub fn quantile_booster(&self) -> Option<&QuantileBooster> {
+        self.quantiles.as_deref()
+    }
+
     /// Gain-based feature importance by feature name.
     pub fn importance(&self) -> BTreeMap<String, f64> {
         self.booster
@@ -393,7 +467,11 @@ impl VolatilityModel {
 
     /// Load from XGBoost-format bytes (JSON or UBJ, detected) and metadata; refuses a signal
     /// model's metadata (use [`Model::from_parts`] to load either).
-    pub fn from_parts(booster_bytes: &[u8], meta: ModelMeta) -> Result<Self, ModelError> {
+    pub fn from_parts(
+        booster_bytes: &[u8],
+        quantile_bytes: Option<&[u8]>,
+        meta: ModelMeta,
+    ) -> Result<Self, ModelError> {
         if meta.task != Task::Volatility {
             return Err(ModelError::Task {
                 found: meta.task.as_str(),
@@ -405,10 +483,18 @@ impl VolatilityModel {
             Some(m) => positions(&meta.features, &m.terms, "the model's margin")?,
             None => Vec::new(),
         };
+        let quantiles = match (&meta.quantiles, quantile_bytes) {
+            (Some(q), Some(bytes)) => {
+                Some(Box::new(QuantileBooster::from_parts(bytes, q.clone())?))
+            }
+            (Some(_), None) => return Err(ModelError::QuantileMissing(QUANTILE_UBJ)),
+            (None, _) => None,
+        };
         Ok(Self {
             booster,
             meta,
             margin_idx,
+            quantiles,
         })
     }
 

@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use rps_core::forecast::DistributionFields;
 use rps_core::signal::Signal;
 use rps_model::Forecast;
 use serde::Deserialize;
@@ -328,7 +329,7 @@ async fn predict(
     let m = &state.metrics;
     for p in &predictions {
         match p {
-            Forecast::Volatility(v) => m.values.observe(*v),
+            Forecast::Volatility(v) => m.values.observe(v.mean),
             Forecast::Signal { signal, .. } => {
                 m.signals[signal.index()].fetch_add(1, Ordering::Relaxed);
             }
@@ -337,12 +338,27 @@ async fn predict(
     m.predictions
         .fetch_add(predictions.len() as u64, Ordering::Relaxed);
     let task = served.model.task().as_str();
-    let body = if rows.batch {
+    let mut body = if rows.batch {
         let values: Vec<serde_json::Value> = predictions.iter().map(forecast_json).collect();
         json!({ "model": served.info.name, "version": served.info.version, "task": task, "predictions": values })
     } else {
         json!({ "model": served.info.name, "version": served.info.version, "task": task, "prediction": predictions.first().map(forecast_json) })
     };
+    // A model with a distribution (issue #16) adds it beside the unchanged `prediction(s)`.
+    let dists: Vec<Option<DistributionFields>> = predictions
+        .iter()
+        .map(|p| match p {
+            Forecast::Volatility(v) => DistributionFields::of(v),
+            Forecast::Signal { .. } => None,
+        })
+        .collect();
+    if dists.iter().any(Option::is_some) {
+        if rows.batch {
+            body["distributions"] = json!(dists);
+        } else {
+            body["distribution"] = json!(dists.first().cloned().flatten());
+        }
+    }
     let elapsed = started.elapsed().as_secs_f64();
     m.latency.observe(elapsed);
     served
@@ -500,7 +516,7 @@ async fn recent(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
 /// A volatility forecast is a number; a signal is `{"signal": "buy", "probabilities": {…}}`.
 fn forecast_json(f: &Forecast) -> serde_json::Value {
     match f {
-        Forecast::Volatility(v) => json!(v),
+        Forecast::Volatility(v) => json!(v.mean),
         Forecast::Signal {
             signal,
             probabilities,

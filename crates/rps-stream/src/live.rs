@@ -56,7 +56,7 @@ impl LiveModel {
             p_buy: None,
         };
         match self.predict(row)? {
-            Forecast::Volatility(v) => p.volatility = Some(v),
+            Forecast::Volatility(v) => p.volatility = Some(v.mean),
             Forecast::Signal {
                 signal,
                 probabilities,

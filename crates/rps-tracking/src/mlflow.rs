@@ -17,7 +17,7 @@ use crate::{
     TrackingError, VersionInfo,
 };
 use rps_mlflow::{MlflowClient, MlflowError, RunInfo, XgboostModel};
-use rps_model::{META, XGB_JSON, XGB_UBJ};
+use rps_model::{META, QUANTILE_JSON, QUANTILE_UBJ, XGB_JSON, XGB_UBJ};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -266,6 +266,10 @@ impl MlflowRegistry {
                 .log_artifact_bytes(run, &format!("{MODEL_ARTIFACT_PATH}/{name}"), bytes)
         };
         put(XGB_UBJ, &files.xgb_ubj)?;
+        if let Some(q) = &files.quantile {
+            put(QUANTILE_JSON, &q.json)?;
+            put(QUANTILE_UBJ, &q.ubj)?;
+        }
         put("schema.json", &json(&files.schema, "schema.json")?)?;
         put(META, &json(&files.meta, META)?)?;
         put(VERSION_JSON, &json(info, VERSION_JSON)?)?;
@@ -564,10 +568,19 @@ impl Registry for MlflowRegistry {
                     })
                 }
                 let uri = |f: &str| format!("{}/{dir}/{f}", run.artifact_uri);
+                let meta: rps_model::ModelMeta = parse(&uri(META), &get(META)?)?;
+                let quantile = match meta.quantiles {
+                    Some(_) => Some(crate::registry::QuantileFiles {
+                        json: get(QUANTILE_JSON)?,
+                        ubj: get(QUANTILE_UBJ)?,
+                    }),
+                    None => None,
+                };
                 let files = ModelFiles {
                     xgb_json: get(XGB_JSON)?,
                     xgb_ubj: get(XGB_UBJ)?,
-                    meta: parse(&uri(META), &get(META)?)?,
+                    quantile,
+                    meta,
                     schema: parse(&uri("schema.json"), &get("schema.json")?)?,
                 };
                 let mut info: VersionInfo = parse(&uri(VERSION_JSON), &get(VERSION_JSON)?)?;

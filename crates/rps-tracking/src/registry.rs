@@ -2,7 +2,10 @@
 
 use crate::TrackingError;
 use rps_core::schema::FeatureSchema;
-use rps_model::{META, Model, ModelMeta, SignalModel, VolatilityModel, XGB_JSON, XGB_UBJ};
+use rps_model::{
+    META, Model, ModelMeta, QUANTILE_JSON, QUANTILE_UBJ, SignalModel, VolatilityModel, XGB_JSON,
+    XGB_UBJ,
+};
 use rps_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,8 +33,18 @@ pub struct VersionInfo {
 pub struct ModelFiles {
     pub xgb_json: Vec<u8>,
     pub xgb_ubj: Vec<u8>,
+    /// The quantile booster (`quantiles.json`, `quantiles.ubj`) of a model with a
+    /// distribution (`meta.quantiles`).
+    pub quantile: Option<QuantileFiles>,
     pub meta: ModelMeta,
     pub schema: FeatureSchema,
+}
+
+/// The quantile booster's two encodings.
+#[derive(Debug, Clone)]
+pub struct QuantileFiles {
+    pub json: Vec<u8>,
+    pub ubj: Vec<u8>,
 }
 
 impl ModelFiles {
@@ -40,7 +53,14 @@ impl ModelFiles {
         schema: &FeatureSchema,
     ) -> Result<Self, TrackingError> {
         let (json, ubj) = (model.to_xgboost_json()?, model.to_xgboost_ubj()?);
-        Ok(Self::new(json, ubj, &model.meta, schema))
+        let mut files = Self::new(json, ubj, &model.meta, schema);
+        if let Some(q) = model.quantile_booster() {
+            files.quantile = Some(QuantileFiles {
+                json: q.to_xgboost_json()?,
+                ubj: q.to_xgboost_ubj()?,
+            });
+        }
+        Ok(files)
     }
 
     /// The files of a Buy/Hold/Sell model (`train.task: signal`).
@@ -56,6 +76,7 @@ impl ModelFiles {
         Self {
             xgb_json,
             xgb_ubj,
+            quantile: None,
             meta: meta.clone(),
             schema: schema.clone(),
         }
@@ -69,12 +90,17 @@ impl ModelFiles {
                 source,
             })
         };
-        Ok(vec![
+        let mut files = vec![
             (XGB_JSON, self.xgb_json.clone()),
             (XGB_UBJ, self.xgb_ubj.clone()),
-            (SCHEMA, json(&self.schema, SCHEMA)?),
-            (META, json(&self.meta, META)?),
-        ])
+        ];
+        if let Some(q) = &self.quantile {
+            files.push((QUANTILE_JSON, q.json.clone()));
+            files.push((QUANTILE_UBJ, q.ubj.clone()));
+        }
+        files.push((SCHEMA, json(&self.schema, SCHEMA)?));
+        files.push((META, json(&self.meta, META)?));
+        Ok(files)
     }
 
     /// Each file's SHA-256 (file name → hex), to tell whether two copies are the same model.
@@ -106,10 +132,19 @@ impl ModelFiles {
             let uri = snap.uri(k);
             move |source| TrackingError::Json { uri, source }
         };
+        let meta: ModelMeta = serde_json::from_slice(&snap.get(META)?).map_err(parse_err(META))?;
+        let quantile = match meta.quantiles {
+            Some(_) => Some(QuantileFiles {
+                json: snap.get(QUANTILE_JSON)?,
+                ubj: snap.get(QUANTILE_UBJ)?,
+            }),
+            None => None,
+        };
         Ok(Self {
             xgb_json: snap.get(XGB_JSON)?,
             xgb_ubj: snap.get(XGB_UBJ)?,
-            meta: serde_json::from_slice(&snap.get(META)?).map_err(parse_err(META))?,
+            quantile,
+            meta,
             schema: serde_json::from_slice(&snap.get(SCHEMA)?).map_err(parse_err(SCHEMA))?,
         })
     }
@@ -126,15 +161,25 @@ impl ModelFiles {
         let parse = |k: String| -> Result<Vec<u8>, TrackingError> { Ok(store.get(&k)?) };
         let meta_key = key(META);
         let schema_key = key("schema.json");
-        Ok(Self {
-            xgb_json: parse(key(XGB_JSON))?,
-            xgb_ubj: parse(key(XGB_UBJ))?,
-            meta: serde_json::from_slice(&parse(meta_key.clone())?).map_err(|source| {
+        let meta: ModelMeta =
+            serde_json::from_slice(&parse(meta_key.clone())?).map_err(|source| {
                 TrackingError::Json {
                     uri: store.uri(&meta_key),
                     source,
                 }
-            })?,
+            })?;
+        let quantile = match meta.quantiles {
+            Some(_) => Some(QuantileFiles {
+                json: parse(key(QUANTILE_JSON))?,
+                ubj: parse(key(QUANTILE_UBJ))?,
+            }),
+            None => None,
+        };
+        Ok(Self {
+            xgb_json: parse(key(XGB_JSON))?,
+            xgb_ubj: parse(key(XGB_UBJ))?,
+            quantile,
+            meta,
             schema: serde_json::from_slice(&parse(schema_key.clone())?).map_err(|source| {
                 TrackingError::Json {
                     uri: store.uri(&schema_key),
@@ -146,7 +191,11 @@ impl ModelFiles {
 
     /// Decode the model, a volatility or a signal model by `meta.task`.
     pub fn model(&self) -> Result<Model, TrackingError> {
-        Ok(Model::from_parts(&self.xgb_ubj, self.meta.clone())?)
+        Ok(Model::from_parts(
+            &self.xgb_ubj,
+            self.quantile.as_ref().map(|q| q.ubj.as_slice()),
+            self.meta.clone(),
+        )?)
     }
 }
 
