@@ -39,8 +39,12 @@ demo: build ## run extract → quality → transform → train → evaluate on t
 	@bash scripts/demo.sh "$(BIN)" "$(DEMO_HOME)" "$(DATA)"
 
 .PHONY: model-quality
-model-quality: build ## the walk-forward model-quality table on the bundled sample, ../shared BTC and ETH
+model-quality: build ## walk-forward tables: ../shared Binance BTCUSDT (test blocks 2020-2021), Coinbase BTC, ETH
 	@bash scripts/model-quality.sh "$(BIN)" .rps/model-quality ../shared/data
+
+.PHONY: model-quality-dev
+model-quality-dev: build ## the development walk-forward: Binance BTCUSDT before 2020-01-01 only (tune on this)
+	@bash scripts/model-quality.sh --dev "$(BIN)" .rps/model-quality ../shared/data
 
 .PHONY: dvc-repro
 dvc-repro: build setup-python ## run the pipeline as a DVC pipeline (dvc.yaml): only what changed re-runs

@@ -5,9 +5,10 @@
 #
 # Usage: airflow/run-local.sh [test [LOGICAL_DATE] | standalone]
 #   test (default)  one run of crypto_volatility_pipeline with `airflow dags test`; the default
-#                   logical date 2019-01-01 makes the data interval the year 2018, the bundled sample
+#                   logical date 2022-01-01 makes the data interval the year 2021, the second year
+#                   of the bundled sample (2020-2021)
 #   standalone      the Airflow UI and scheduler on http://localhost:8080 (trigger the DAGs there;
-#                   give a logical date in 2019-01-01 for the sample year)
+#                   give a logical date of 2021-01-01 or 2022-01-01 for a year of the sample)
 # Environment (defaults in brackets):
 #   VENV            the Python venv holding Airflow [.venv, as `make setup-python` creates it]
 #   RPS_BIN         the rps binary [$CARGO_TARGET_DIR/x86_64-unknown-linux-musl/release/rps]
@@ -36,7 +37,7 @@ mkdir -p "$AIRFLOW_HOME" "$RPS_HOME"
 "$venv/bin/airflow" db migrate >/dev/null
 case $mode in
   test)
-    "$venv/bin/airflow" dags test crypto_volatility_pipeline "${2:-2019-01-01T00:00:00+00:00}"
+    "$venv/bin/airflow" dags test crypto_volatility_pipeline "${2:-2022-01-01T00:00:00+00:00}"
     echo
     echo "model:   $RPS_HOME/models/candidate/"
     echo "reports: $RPS_AIRFLOW_REPORT_DIR/"

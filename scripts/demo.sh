@@ -15,7 +15,9 @@ fi
 # Bold headings on a terminal only (never in pipes, CI logs, or with NO_COLOR set).
 if [[ -t 1 && -z "${NO_COLOR:-}" ]]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
 step() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
-step "extract: ${data:-bundled sample data/sample/btc_usd_1h_coinbase_2018.csv}"
+# A value of params.yaml by its indented key, e.g. `param '  symbol'` (the demo reads that file).
+param() { sed -n "s/^$1: *\([^ #]*\).*/\1/p" params.yaml; }
+step "extract: ${data:-bundled sample $(param '    path')}"
 "$bin/rps-extract" "${args[@]}" "${extract[@]}"
 step "quality gate"
 "$bin/rps-quality" "${args[@]}" --report-dir "$reports"
@@ -25,11 +27,12 @@ step "train"
 "$bin/rps-train" "${args[@]}"
 step "evaluate"
 "$bin/rps-evaluate" "${args[@]}" --report-dir "$reports"
+symbol=$(param '  symbol')
 cat <<MSG
 
 Artifacts:
-  raw data (Parquet, monthly partitions)   $home/data/raw/BTC-USD/
-  features + schema                        $home/data/features/BTC-USD/{features.parquet,schema.json}
+  raw data (Parquet, monthly partitions)   $home/data/raw/$symbol/
+  features + schema                        $home/data/features/$symbol/{features.parquet,schema.json}
   trained model (XGBoost JSON/UBJ)         $home/models/candidate/{model.json,model.ubj,meta.json}
   model registry (versions, champion)      $home/registry/
   run records                              $home/runs/

@@ -143,19 +143,19 @@ phase "pipeline on the bundled sample inside the image (uid 65532, /work mounted
 work=$state/work
 mkdir -p "$work/data/sample"
 cp params.yaml "$work/"
-cp data/sample/btc_usd_1h_coinbase_2018.csv "$work/data/sample/"
+cp data/sample/btc_usdt_1h_binance_2020-2021.csv "$work/data/sample/"
 chown -R 65532:65532 "$work"
 stage() { run --volume "$work:/work" --workingdir /work "$ctr" -- /rps "$@" --home /work/.rps --log-format json -q; }
 t=$SECONDS
 stage extract --full-refresh
-[[ -f "$work/.rps/data/raw/BTC-USD/_manifest.json" ]] || fail "extract wrote no manifest"
+[[ -f "$work/.rps/data/raw/BTC-USDT/_manifest.json" ]] || fail "extract wrote no manifest"
 stage quality --report-dir /work/reports
 python3 -c 'import json, sys; sys.exit(0 if json.load(open(sys.argv[1]))["passed"] is True else "quality gate not passed")' \
   "$work/reports/quality.json" || fail "quality.json"
 stage transform
 stage train
 stage evaluate --report-dir /work/reports >/dev/null
-for f in data/features/BTC-USD/features.parquet models/candidate/model.json registry/btc-volatility/aliases.json; do
+for f in data/features/BTC-USDT/features.parquet models/candidate/model.json registry/btc-volatility/aliases.json; do
   [[ -s "$work/.rps/$f" ]] || fail "missing .rps/$f"
 done
 grep -q 'promoted to champion' "$work/reports/evaluation.md" || fail "evaluation.md has no promotion"

@@ -38,7 +38,7 @@ def run_pipeline(proj, env=None):
     """The whole pipeline on the bundled sample, in the project folder `proj`."""
     shutil.copy(ROOT / "params.yaml", proj / "params.yaml")
     (proj / "data" / "sample").mkdir(parents=True)
-    shutil.copy(ROOT / "data/sample/btc_usd_1h_coinbase_2018.csv", proj / "data/sample/")
+    shutil.copy(ROOT / "data/sample/btc_usdt_1h_binance_2020-2021.csv", proj / "data/sample/")
     for stage in STAGES:
         run_stage(stage, proj, env=env)
     return proj

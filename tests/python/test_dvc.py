@@ -30,7 +30,7 @@ PROJECT_FILES = [
     ".dvc/.gitignore",
     ".dvc/plots/timeseries.json",
     ".dvc/plots/offline.html",
-    "data/sample/btc_usd_1h_coinbase_2018.csv",
+    "data/sample/btc_usdt_1h_binance_2020-2021.csv",
 ]
 # The y columns of dvc.yaml's realized_vs_forecast plot.
 Y_COLUMNS = ["realized", "model", "har_rv", "ewma"]

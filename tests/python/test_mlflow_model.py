@@ -30,7 +30,7 @@ def mlflow_pipeline(tmp_path_factory):
 
 
 def split_features(proj):
-    feats = proj / ".rps/data/features/BTC-USD"
+    feats = proj / ".rps/data/features/BTC-USDT"
     schema = json.loads((feats / "schema.json").read_text())
     table = pq.read_table(feats / "features.parquet").to_pandas()
     test = table[table["split"] == "test"]
@@ -132,16 +132,16 @@ def test_runs_name_their_dataset_and_the_version_says_where_it_came_from(mlflow_
     inputs = train.inputs.dataset_inputs
     assert len(inputs) == 1, inputs
     ds = inputs[0].dataset
-    assert ds.name == "features/BTC-USD"
+    assert ds.name == "features/BTC-USDT"
     assert ds.digest and len(ds.digest) <= 36
     source = json.loads(ds.source)["uri"].rstrip("/")
-    assert source.endswith(".rps/data/features/BTC-USD") and source.startswith("/"), source
+    assert source.endswith(".rps/data/features/BTC-USDT") and source.startswith("/"), source
     assert [t.value for t in inputs[0].tags if t.key == "mlflow.data.context"] == ["training"]
 
     champion = client.get_model_version_by_alias(MODEL, "champion")
-    assert "BTC-USD" in champion.description and "validation" in champion.description
+    assert "BTC-USDT" in champion.description and "validation" in champion.description
     tags = champion.tags
-    assert tags["rps.symbol"] == "BTC-USD"
+    assert tags["rps.symbol"] == "BTC-USDT"
     assert tags["rps.data_hash"] == train.data.tags["data_hash"]
     assert float(tags["rps.validation_qlike"]) > 0
     assert tags["rps.git_dirty"] in ("true", "false")

@@ -50,7 +50,7 @@ def volatility_from_raw(meta, features, X, raw):
 
 
 def load_test_split(pipeline):
-    feats = pipeline / ".rps/data/features/BTC-USD"
+    feats = pipeline / ".rps/data/features/BTC-USDT"
     schema = json.loads((feats / "schema.json").read_text())
     table = pq.read_table(feats / "features.parquet").to_pydict()
     test_rows = [i for i, s in enumerate(table["split"]) if s == "test"]
@@ -112,7 +112,7 @@ def test_python_xgboost_loads_the_signal_model_and_predicts_the_same_probabiliti
 
     proj = tmp_path / "signal"
     (proj / "data" / "sample").mkdir(parents=True)
-    shutil.copy(ROOT / "data/sample/btc_usd_1h_coinbase_2018.csv", proj / "data/sample/")
+    shutil.copy(ROOT / "data/sample/btc_usdt_1h_binance_2020-2021.csv", proj / "data/sample/")
     params = (ROOT / "params.yaml").read_text()
     assert "  task: volatility " in params
     (proj / "params.yaml").write_text(params.replace("  task: volatility ", "  task: signal ", 1))
@@ -121,7 +121,7 @@ def test_python_xgboost_loads_the_signal_model_and_predicts_the_same_probabiliti
     model_dir = proj / ".rps/models/candidate"
     meta = json.loads((model_dir / "meta.json").read_text())
     assert meta["task"] == "signal" and meta["signal"]["classes"] == ["sell", "hold", "buy"]
-    feats = proj / ".rps/data/features/BTC-USD"
+    feats = proj / ".rps/data/features/BTC-USDT"
     schema = json.loads((feats / "schema.json").read_text())
     table = pq.read_table(feats / "features.parquet").to_pydict()
     row_of = {ts.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"): i for i, ts in enumerate(table["ts"])}

@@ -375,6 +375,9 @@ pub struct EvaluateParams {
     /// Share of the usable rows, at the end of the data, that the walk-forward test blocks
     /// cover together.
     pub walk_forward_test_fraction: f64,
+    /// RFC 3339 time where the walk-forward test blocks start (they cover every usable row from
+    /// it on); overrides `walk_forward_test_fraction`. `None`: the fraction decides.
+    pub walk_forward_test_start: Option<String>,
     /// `expanding` (all history) or `rolling` (as much history as the first fold has).
     pub walk_forward_window: Window,
     /// Newey–West lags of the Diebold–Mariano test.
@@ -397,10 +400,22 @@ impl Default for EvaluateParams {
             promotion_margin: 0.0,
             walk_forward_folds: 0,
             walk_forward_test_fraction: 0.5,
+            walk_forward_test_start: None,
             walk_forward_window: Window::Expanding,
             dm_lags: 24,
             keep_versions: 0,
         }
+    }
+}
+
+impl EvaluateParams {
+    /// `walk_forward_test_start` in ms since the epoch; `None` when unset or not RFC 3339 (the
+    /// validation refuses that before any stage runs).
+    pub fn walk_forward_test_start_ms(&self) -> Option<i64> {
+        let s = self.walk_forward_test_start.as_deref()?;
+        chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|d| d.timestamp_millis())
     }
 }
 
@@ -484,6 +499,15 @@ mod tests {
         assert_eq!(p.train.calibration, Calibration::Qlike);
         assert_eq!(p.evaluate.walk_forward_window, Window::Rolling);
         assert_eq!(p.evaluate.walk_forward_test_fraction, 0.5);
+        assert_eq!(p.evaluate.walk_forward_test_start_ms(), None);
+        let p: Params = serde_yaml::from_str(
+            "evaluate:\n  walk_forward_test_start: \"2020-01-01T00:00:00Z\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            p.evaluate.walk_forward_test_start_ms(),
+            Some(1_577_836_800_000)
+        );
         assert_eq!(p.train.task, Task::Volatility);
         assert_eq!(p.train.registered_name(), "btc-volatility");
         let p: Params = serde_yaml::from_str(

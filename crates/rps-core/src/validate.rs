@@ -141,6 +141,14 @@ pub fn params(p: &Params) -> Result<(), InvalidParams> {
             format!("must lie in (0, 1), got {}", e.walk_forward_test_fraction),
         );
     }
+    if let Some(s) = &e.walk_forward_test_start
+        && e.walk_forward_test_start_ms().is_none()
+    {
+        bad(
+            "evaluate.walk_forward_test_start",
+            format!("must be an RFC 3339 time such as 2020-01-01T00:00:00Z, got {s:?}"),
+        );
+    }
     if let Err(err) = p.signal.validate() {
         let key = match err {
             crate::signal::SignalParamsError::Horizon => "signal.horizon",
@@ -248,5 +256,11 @@ mod tests {
         p.train.target_transform = TargetTransform::Power;
         p.train.power = 3.0;
         assert_eq!(keys(&p), vec!["train.power"]);
+
+        let mut p = Params::default();
+        p.evaluate.walk_forward_test_start = Some("2020-01-01".into());
+        assert_eq!(keys(&p), vec!["evaluate.walk_forward_test_start"]);
+        p.evaluate.walk_forward_test_start = Some("2020-01-01T00:00:00Z".into());
+        assert_eq!(keys(&p), Vec::<&str>::new());
     }
 }

@@ -1,7 +1,7 @@
 //! Walk-forward folds: the out-of-sample protocol behind the evaluate stage's pooled table.
 //!
-//! The last `test_fraction` of the usable rows (in time order) is cut into `folds` consecutive
-//! test blocks of (nearly) equal size. Fold `k` trains on history only: every usable row that
+//! The last `test_fraction` of the usable rows (in time order), or with `test_start` every usable
+//! row from that time on, is cut into `folds` consecutive test blocks of (nearly) equal size. Fold `k` trains on history only: every usable row that
 //! ends at least `gap` bars before its test block starts. The last `validation_fraction` of that
 //! history is the fold's validation span (early stopping and calibration), purged from the rest
 //! by another `gap` bars. With the expanding window each fold keeps all older history; with the
@@ -29,6 +29,10 @@ pub struct WalkForwardParams {
     pub folds: usize,
     /// Share of the usable rows, at the end, covered by the test blocks together.
     pub test_fraction: f64,
+    /// Bar open time (ms) where the test blocks start: when set, they cover every usable row at
+    /// or after it, and `test_fraction` is ignored. A fixed date keeps the test span the same
+    /// when the feature warm-up or the data's start change.
+    pub test_start: Option<i64>,
     /// Share of each fold's history, at its end, held out as the validation span.
     pub validation_fraction: f64,
     /// Bars purged between train and validation and between validation and test.
@@ -105,9 +109,12 @@ pub fn folds(
     }
     let idx: Vec<usize> = (0..ts.len()).filter(|&i| usable[i]).collect();
     let n = idx.len();
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let n_test = ((n as f64) * p.test_fraction).round() as usize;
-    let start = n - n_test.min(n);
+    let start = match p.test_start {
+        Some(t) => idx.partition_point(|&i| ts[i] < t),
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        None => n - (((n as f64) * p.test_fraction).round() as usize).min(n),
+    };
+    let n_test = n - start;
     let gap_ms = i64::try_from(p.gap)
         .unwrap_or(i64::MAX)
         .saturating_mul(bar_ms);
@@ -170,6 +177,7 @@ mod tests {
         WalkForwardParams {
             folds,
             test_fraction: 0.4,
+            test_start: None,
             validation_fraction: 0.2,
             gap: 24,
             window,
@@ -251,6 +259,49 @@ mod tests {
             for w in f.windows(2) {
                 assert!(w[0].test.last().unwrap() < &w[1].test[0]);
             }
+        }
+    }
+
+    #[test]
+    fn a_test_start_fixes_where_the_test_blocks_begin() {
+        let (ts, usable) = grid();
+        let usable_idx: Vec<usize> = (0..ts.len()).filter(|&i| usable[i]).collect();
+        // Bar 700 opens the test span, whatever the fraction says.
+        let p = WalkForwardParams {
+            test_start: Some(700 * H),
+            test_fraction: 0.9,
+            ..params(3, Window::Expanding)
+        };
+        let f = folds(&ts, &usable, H, 1, &p).unwrap();
+        let all_test: Vec<usize> = f.iter().flat_map(|x| x.test.clone()).collect();
+        assert_eq!(ts[all_test[0]], 700 * H);
+        assert_eq!(all_test, usable_idx[usable_idx.len() - all_test.len()..]);
+        assert_eq!(all_test.len(), 1010 - 700);
+        assert!(
+            f[0].train
+                .iter()
+                .chain(&f[0].validation)
+                .all(|&i| ts[i] + 24 * H < 700 * H)
+        );
+        // A start between rows (in the missing bars 300..310) begins at the next row.
+        let p = WalkForwardParams {
+            test_start: Some(305 * H),
+            ..params(2, Window::Expanding)
+        };
+        assert_eq!(
+            ts[folds(&ts, &usable, H, 1, &p).unwrap()[0].test[0]],
+            310 * H
+        );
+        // A start after the last row leaves no test rows; one before the first, no history.
+        for t in [2000 * H, -H] {
+            let p = WalkForwardParams {
+                test_start: Some(t),
+                ..params(2, Window::Expanding)
+            };
+            assert!(matches!(
+                folds(&ts, &usable, H, 1, &p),
+                Err(WalkForwardError::TooFewRows { .. })
+            ));
         }
     }
 

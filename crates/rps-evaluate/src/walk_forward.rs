@@ -89,6 +89,7 @@ pub fn walk_forward(
     let wp = WalkForwardParams {
         folds: ev.walk_forward_folds,
         test_fraction: ev.walk_forward_test_fraction,
+        test_start: ev.walk_forward_test_start_ms(),
         validation_fraction: sp.validation / (sp.train + sp.validation),
         gap: sp.gap,
         window: ev.walk_forward_window,

@@ -228,7 +228,7 @@ impl Env {
                 .await
                 .unwrap();
             let n = i32::try_from(parts.len()).unwrap();
-            let pc = kafka::partition(&client, &self.topic, kafka::partition_for(b"BTC-USD", n))
+            let pc = kafka::partition(&client, &self.topic, kafka::partition_for(b"BTC-USDT", n))
                 .await
                 .unwrap();
             let high = pc.get_offset(OffsetAt::Latest).await.unwrap();
@@ -276,7 +276,7 @@ fn follow_publishes_each_closed_bar_once_and_resumes_from_the_topic() {
         "the open bar is never published"
     );
     let m = &first[0];
-    assert_eq!((m.symbol.as_str(), m.interval.as_str()), ("BTC-USD", "1h"));
+    assert_eq!((m.symbol.as_str(), m.interval.as_str()), ("BTC-USDT", "1h"));
     assert!(m.high > m.low && m.volume == 12.5);
 
     // Again: the topic is up to date, nothing republished (--backfill is ignored now).

@@ -8,11 +8,16 @@ use rps_stream::online::OnlineFeatures;
 fn sample_params() -> Params {
     let mut p: Params =
         serde_yaml::from_str(include_str!("../../../params.yaml")).expect("params.yaml parses");
+    // The Coinbase 2018 fixture (data/sample/README.md): its first bars have no gaps.
     p.data.file.path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../data/sample/btc_usd_1h_coinbase_2018.csv"
     )
     .to_owned();
+    p.data.file.columns = serde_yaml::from_str(
+        "{timestamp: timestamp_utc, open: open, high: high, low: low, close: close, volume: volume_btc}",
+    )
+    .expect("a column mapping");
     p
 }
 

@@ -8,9 +8,9 @@ use rps_pipeline_tests::{Project, repo_root};
 fn signal_params() -> String {
     let root = repo_root();
     let text = std::fs::read_to_string(root.join("params.yaml")).unwrap();
-    let sample = root.join("data/sample/btc_usd_1h_coinbase_2018.csv");
+    let sample = root.join("data/sample/btc_usdt_1h_binance_2020-2021.csv");
     let text = text.replace(
-        "path: data/sample/btc_usd_1h_coinbase_2018.csv",
+        "path: data/sample/btc_usdt_1h_binance_2020-2021.csv",
         &format!("path: {}", sample.display()),
     );
     assert!(
@@ -80,7 +80,7 @@ fn signal_task_on_the_bundled_sample() {
     let m = p.json(".rps/reports/metrics.json");
     assert_eq!(m["task"], "signal");
     let n = m["model"]["n"].as_u64().unwrap();
-    let schema = p.json(".rps/data/features/BTC-USD/schema.json");
+    let schema = p.json(".rps/data/features/BTC-USDT/schema.json");
     let test_rows = schema["rows"]["test"].as_u64().unwrap();
     assert!(
         n <= test_rows && n + 5 >= test_rows,
@@ -126,7 +126,7 @@ fn signal_task_on_the_bundled_sample() {
     let model =
         rps_model::SignalModel::from_parts(&std::fs::read(dir.join("model.ubj")).unwrap(), meta)
             .unwrap();
-    let store = rps_store::open(p.path(".rps/data/features/BTC-USD").to_str().unwrap()).unwrap();
+    let store = rps_store::open(p.path(".rps/data/features/BTC-USDT").to_str().unwrap()).unwrap();
     let (ds, _) = rps_store::frame::read(store.as_ref()).unwrap();
     let test = ds.rows(rps_core::split::Split::Test);
     let proba = model

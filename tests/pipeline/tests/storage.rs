@@ -39,7 +39,7 @@ fn s3(uri: &str) -> S3Store {
 }
 
 fn sample() -> std::path::PathBuf {
-    repo_root().join("data/sample/btc_usd_1h_coinbase_2018.csv")
+    repo_root().join("data/sample/btc_usdt_1h_binance_2020-2021.csv")
 }
 
 /// A project whose stages talk to the test S3 server the way users configure MinIO.
@@ -47,7 +47,7 @@ fn s3_project() -> Project {
     let params = std::fs::read_to_string(repo_root().join("params.yaml"))
         .unwrap()
         .replace(
-            "path: data/sample/btc_usd_1h_coinbase_2018.csv",
+            "path: data/sample/btc_usdt_1h_binance_2020-2021.csv",
             &format!("path: {}", sample().display()),
         );
     Project::new(&params)
@@ -75,9 +75,9 @@ fn every_stage_reads_and_writes_s3() {
     let store = s3(&home);
     let keys = store.list("").unwrap();
     for want in [
-        "data/raw/BTC-USD/_manifest.json",
-        "data/features/BTC-USD/features.parquet",
-        "data/features/BTC-USD/schema.json",
+        "data/raw/BTC-USDT/_manifest.json",
+        "data/features/BTC-USDT/features.parquet",
+        "data/features/BTC-USDT/schema.json",
         "models/candidate/model.json",
         "reports/quality.html",
         "reports/metrics.json",
@@ -90,7 +90,7 @@ fn every_stage_reads_and_writes_s3() {
     }
     assert!(
         keys.iter()
-            .any(|k| k.starts_with("data/raw/BTC-USD/") && k.ends_with(".parquet"))
+            .any(|k| k.starts_with("data/raw/BTC-USDT/") && k.ends_with(".parquet"))
     );
     assert!(keys.iter().any(|k| k.starts_with("registry/")), "{keys:?}");
     // Nothing local: the project folder holds only params.yaml.
@@ -101,10 +101,10 @@ fn every_stage_reads_and_writes_s3() {
     assert_eq!(local, vec![std::ffi::OsString::from("params.yaml")]);
 
     // An incremental rerun of extract is idempotent: the same partitions, the same manifest.
-    let manifest = store.get("data/raw/BTC-USD/_manifest.json").unwrap();
+    let manifest = store.get("data/raw/BTC-USDT/_manifest.json").unwrap();
     p.ok("rps-extract", &h);
     assert_eq!(
-        store.get("data/raw/BTC-USD/_manifest.json").unwrap(),
+        store.get("data/raw/BTC-USDT/_manifest.json").unwrap(),
         manifest
     );
 }
@@ -216,7 +216,7 @@ fn dvc_project(remote: &str) -> tempfile::TempDir {
             ".dvc/.gitignore",
             ".dvc/plots/timeseries.json",
             ".dvc/plots/offline.html",
-            "data/sample/btc_usd_1h_coinbase_2018.csv",
+            "data/sample/btc_usdt_1h_binance_2020-2021.csv",
         ],
     );
     must(dir.path(), &["remote", "modify", "minio", "url", remote]);
@@ -269,7 +269,7 @@ fn dvc_repro_push_pull() {
     assert!(dir.join("reports/evaluate/metrics.json").exists());
 
     // The runs carry DVC's own hash of the data they read.
-    let features_md5 = lock_md5(dir, "train", "data/features/BTC-USD");
+    let features_md5 = lock_md5(dir, "train", "data/features/BTC-USDT");
     let train_tags = run_tags(&dir.join(".rps"), "train");
     assert_eq!(train_tags.len(), 1);
     assert_eq!(
@@ -277,7 +277,7 @@ fn dvc_repro_push_pull() {
         features_md5.as_str(),
         "{train_tags:?}"
     );
-    let raw_md5 = lock_md5(dir, "transform", "data/raw/BTC-USD");
+    let raw_md5 = lock_md5(dir, "transform", "data/raw/BTC-USDT");
     assert_eq!(
         run_tags(&dir.join(".rps"), "transform")[0]["dvc_md5"],
         raw_md5.as_str()
@@ -344,7 +344,7 @@ fn dvc_repro_push_pull() {
     );
     must(
         clone.path(),
-        &["pull", "models/candidate", "data/features/BTC-USD"],
+        &["pull", "models/candidate", "data/features/BTC-USDT"],
     );
     assert_eq!(
         std::fs::read(clone.path().join("models/candidate/model.json")).unwrap(),
@@ -353,7 +353,7 @@ fn dvc_repro_push_pull() {
     assert!(
         clone
             .path()
-            .join("data/features/BTC-USD/features.parquet")
+            .join("data/features/BTC-USDT/features.parquet")
             .exists()
     );
 }

@@ -5,7 +5,7 @@ run the rps binary from RPS_BIN_DIR as local processes. Task states are read bac
 metadata DB; artifacts from the temporary RPS_HOME.
 
 1. crypto_volatility_extract for one monthly interval: only that month is extracted.
-2. crypto_volatility_pipeline for the 2018 interval, with a real `rps serve` waiting for a model:
+2. crypto_volatility_pipeline for the 2021 interval, with a real `rps serve` waiting for a model:
    every task succeeds, the model and reports exist, and refresh_serving made serve load the
    champion.
 3. The same pipeline on a CSV with broken OHLC rows: quality fails once (exit 5, no retry) and
@@ -37,7 +37,7 @@ from rps_dag_testing import DAGS, NO_AIRFLOW, ROOT, clean_env
 pytest.importorskip("airflow", reason=NO_AIRFLOW)
 
 AIRFLOW = pathlib.Path(sys.executable).parent / "airflow"
-SAMPLE = ROOT / "data/sample/btc_usd_1h_coinbase_2018.csv"
+SAMPLE = ROOT / "data/sample/btc_usdt_1h_binance_2020-2021.csv"
 PIPELINE = "crypto_volatility_pipeline"
 EXTRACT = "crypto_volatility_extract"
 TOKEN = "airflow-test-token"
@@ -126,14 +126,14 @@ def log_tail(out, lines=60):
 def params_reading(tmp, csv_path):
     """params.yaml of the repository, reading `csv_path` instead of the relative sample path."""
     text = (ROOT / "params.yaml").read_text()
-    assert "path: data/sample/btc_usd_1h_coinbase_2018.csv" in text
+    assert "path: data/sample/btc_usdt_1h_binance_2020-2021.csv" in text
     path = tmp / f"params-{csv_path.stem}.yaml"
-    path.write_text(text.replace("path: data/sample/btc_usd_1h_coinbase_2018.csv", f"path: {csv_path}"))
+    path.write_text(text.replace("path: data/sample/btc_usdt_1h_binance_2020-2021.csv", f"path: {csv_path}"))
     return path
 
 
 def raw_span(rps_home):
-    manifest = json.loads((rps_home / "data/raw/BTC-USD/_manifest.json").read_text())
+    manifest = json.loads((rps_home / "data/raw/BTC-USDT/_manifest.json").read_text())
     parts = manifest["partitions"]
     return sum(p["rows"] for p in parts), min(p["first_ts"] for p in parts), max(p["last_ts"] for p in parts)
 
@@ -202,10 +202,11 @@ def serve(bin_dir, tmp_path_factory):
 
 def test_extract_dag_fetches_exactly_its_data_interval(airflow, tmp_path):
     rps_home = tmp_path / "rps-home"
-    # A monthly schedule: logical date 2018-04-01 is the interval [2018-03-01, 2018-04-01).
+    # A monthly schedule: logical date 2021-06-01 is the interval [2021-05-01, 2021-06-01), a
+    # month without gaps in the sample.
     out, states = airflow.dags_test(
         EXTRACT,
-        "2018-04-01T00:00:00+00:00",
+        "2021-06-01T00:00:00+00:00",
         rps_home,
         params_reading(tmp_path, SAMPLE),
         tmp_path / "reports",
@@ -214,8 +215,8 @@ def test_extract_dag_fetches_exactly_its_data_interval(airflow, tmp_path):
     assert out.returncode == 0, log_tail(out)
     assert states == {"extract": ("success", 1), "quality": ("success", 1)}, log_tail(out)
     rows, first, last = raw_span(rps_home)
-    assert (rows, first, last) == (31 * 24, ms("2018-03-01T00:00:00"), ms("2018-03-31T23:00:00"))
-    assert "--start 2018-03-01T00:00:00Z --end 2018-04-01T00:00:00Z" in out.stdout + out.stderr
+    assert (rows, first, last) == (31 * 24, ms("2021-05-01T00:00:00"), ms("2021-05-31T23:00:00"))
+    assert "--start 2021-05-01T00:00:00Z --end 2021-06-01T00:00:00Z" in out.stdout + out.stderr
     assert json.loads((tmp_path / "reports/quality.json").read_text())["passed"] is True
 
 
@@ -224,10 +225,11 @@ def test_pipeline_runs_every_stage_on_the_sample_and_refreshes_serving(airflow, 
     reports = tmp_path / "reports"
     status, _ = http_get(f"{serve_url}/ready")
     assert status == 503, "serve must start without a model"
-    # A yearly schedule: logical date 2019-01-01 is the interval [2018-01-01, 2019-01-01), the sample.
+    # A yearly schedule: logical date 2022-01-01 is the interval [2021-01-01, 2022-01-01), the
+    # sample's second year.
     out, states = airflow.dags_test(
         PIPELINE,
-        "2019-01-01T00:00:00+00:00",
+        "2022-01-01T00:00:00+00:00",
         rps_home,
         params_reading(tmp_path, SAMPLE),
         reports,
@@ -240,8 +242,9 @@ def test_pipeline_runs_every_stage_on_the_sample_and_refreshes_serving(airflow, 
     tasks = ["extract", "quality", "transform", "train", "evaluate", "refresh_serving"]
     assert states == {t: ("success", 1) for t in tasks}, log_tail(out)
 
-    assert raw_span(rps_home) == (8760, ms("2018-01-01T00:00:00"), ms("2018-12-31T23:00:00"))
-    assert (rps_home / "data/features/BTC-USD/features.parquet").is_file()
+    # 8,760 hours less the 13 missing in 2021.
+    assert raw_span(rps_home) == (8747, ms("2021-01-01T00:00:00"), ms("2021-12-31T23:00:00"))
+    assert (rps_home / "data/features/BTC-USDT/features.parquet").is_file()
     for name in ("model.json", "model.ubj", "meta.json"):
         assert (rps_home / "models/candidate" / name).stat().st_size > 0, name
     for name in ("quality.json", "quality.html", "metrics.json", "evaluation.md", "predictions.csv"):
@@ -277,7 +280,7 @@ def test_a_failed_quality_gate_stops_the_pipeline_before_training(airflow, tmp_p
     bad = corrupt_sample(tmp_path / "btc_broken_ohlc.csv")
     out, states = airflow.dags_test(
         PIPELINE,
-        "2019-01-01T00:00:00+00:00",
+        "2022-01-01T00:00:00+00:00",
         rps_home,
         params_reading(tmp_path, bad),
         reports,
@@ -357,14 +360,14 @@ def test_pipeline_reconciles_the_stream_database(airflow, postgres, bin_dir, tmp
     with open(candles, "w", newline="") as dst:
         writer = csv.writer(dst)
         for r in rows:
-            writer.writerow(["BTC-USD", r["timestamp_utc"], r["open"], r["high"], r["low"], r["close"], r["volume_btc"]])
+            writer.writerow(["BTC-USDT", r["date"] + "+00", r["open"], r["high"], r["low"], r["close"], r["volume"]])
     psql(url, "-c", f"\\copy candles (symbol, bar_time, open, high, low, close, volume) FROM '{candles}' WITH (FORMAT csv)")
     assert psql(url, "-c", "SELECT count(*) FROM predictions") == "0"
 
     rps_home = tmp_path / "rps-home"
     out, states = airflow.dags_test(
         PIPELINE,
-        "2019-01-01T00:00:00+00:00",
+        "2022-01-01T00:00:00+00:00",
         rps_home,
         params,
         tmp_path / "reports",

@@ -27,12 +27,22 @@ pub struct Env {
     pub name: String,
 }
 
+/// The Coinbase 2018 fixture (data/sample/README.md): a year without gaps, read as `BTC-USD`
+/// with [`coinbase_columns`].
 pub fn sample() -> String {
     concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../data/sample/btc_usd_1h_coinbase_2018.csv"
     )
     .to_owned()
+}
+
+/// The column mapping of [`sample`]'s layout.
+pub fn coinbase_columns() -> rps_core::params::ColumnMapping {
+    serde_yaml::from_str(
+        "{timestamp: timestamp_utc, open: open, high: high, low: low, close: close, volume: volume_btc}",
+    )
+    .unwrap()
 }
 
 pub fn var(name: &str) -> String {
@@ -174,6 +184,8 @@ pub fn setup_on(name: &str, base_url: String, brokers: String) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let mut params: Params = serde_yaml::from_str(include_str!("../../../../params.yaml")).unwrap();
     params.data.file.path = sample();
+    params.data.file.columns = coinbase_columns();
+    params.data.symbol = "BTC-USD".to_owned();
     params.train.num_boost_round = 40;
     params.train.power_grid = Vec::new();
     params.stream.batch_size = 50;
