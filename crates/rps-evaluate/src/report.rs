@@ -124,6 +124,36 @@ and its R² (log) is {:+.4} against HAR-RV's best (of har_rv and its log-scale f
             }
         )
     });
+    let dist = wf.distribution.as_ref().map_or_else(String::new, |d| {
+        let iv: String = d
+            .intervals
+            .iter()
+            .map(|i| {
+                format!(
+                    "| {:.0} % | {:.1} % | {:.6} | {:.6} |\n",
+                    i.nominal * 100.0,
+                    i.coverage * 100.0,
+                    i.interval_score,
+                    i.width
+                )
+            })
+            .collect();
+        let rel: Vec<String> = d
+            .reliability
+            .iter()
+            .map(|(l, o)| format!("{:.0} % → {:.1} %", l * 100.0, o * 100.0))
+            .collect();
+        let ter: Vec<String> = d
+            .tercile_coverage_80
+            .iter()
+            .map(|c| format!("{:.1} %", c * 100.0))
+            .collect();
+        format!(
+            "### The forecast distribution\n\n| interval | coverage | interval score | mean width |\n|---|---:|---:|---:|\n{iv}\nReliability (level → share of outcomes at or below it): {}.\n\nCoverage of the 80 % interval by tercile of predicted volatility (calm, normal, turbulent): {}.\n\n",
+            rel.join(", "),
+            ter.join(", ")
+        )
+    });
     let mut fold_rows = Vec::new();
     for (k, f) in wf.folds.iter().enumerate() {
         let span = format!("{} – {}", utc(f.ts.first()), utc(f.ts.last()));
@@ -142,7 +172,7 @@ and its R² (log) is {:+.4} against HAR-RV's best (of har_rv and its log-scale f
         .map(|k| format!("![fold {}]({})\n", k + 1, fold_png(k)))
         .collect();
     format!(
-        "## Walk-forward: {folds} folds, pooled out of sample\n\n{n} hourly test rows, {from} to {to} UTC, in {folds} consecutive blocks. At every fold the model is retrained ({window}; the last {vshare:.0} % of it for early stopping and calibration, purged by {gap} bars on each side) and HAR-RV is refitted on the same rows; EWMA and persistence need no fitting.\n\n{table}\nDiebold–Mariano, model vs HAR-RV on pooled QLIKE: mean loss difference {dm:.5}, statistic {st:.2}, p-value {p:.4} (negative favours the model).\n\n{verdict}### Per fold\n\n{folds_table}\n{plots}",
+        "## Walk-forward: {folds} folds, pooled out of sample\n\n{n} hourly test rows, {from} to {to} UTC, in {folds} consecutive blocks. At every fold the model is retrained ({window}; the last {vshare:.0} % of it for early stopping and calibration, purged by {gap} bars on each side) and HAR-RV is refitted on the same rows; EWMA and persistence need no fitting.\n\n{table}\nDiebold–Mariano, model vs HAR-RV on pooled QLIKE: mean loss difference {dm:.5}, statistic {st:.2}, p-value {p:.4} (negative favours the model).\n\n{verdict}{dist}### Per fold\n\n{folds_table}\n{plots}",
         folds = wf.folds.len(),
         from = utc(first),
         to = utc(last),
@@ -186,23 +216,31 @@ pub(crate) fn walk_forward_json(wf: &WalkForward) -> Result<serde_json::Value, s
         "pooled": table(&wf.pooled),
         "diebold_mariano_vs_har_rv": wf.dm_vs_har,
         "verdict": serde_json::to_value(wf.verdict())?,
+        "distribution": serde_json::to_value(&wf.distribution)?,
     }))
 }
 
 /// Every fold's test forecasts as CSV.
 pub fn walk_forward_csv(wf: &WalkForward) -> String {
-    let names = wf
-        .folds
-        .first()
-        .map_or_else(String::new, |f| forecaster_names(&f.forecasts));
+    let names = wf.folds.first().map_or_else(String::new, |f| {
+        let mut all = f.forecasts.clone();
+        // The quantiles right after the model's mean and median.
+        all.splice(
+            all.len().min(2)..all.len().min(2),
+            f.quantiles.iter().cloned(),
+        );
+        forecaster_names(&all)
+    });
     let mut csv = format!("fold,ts,realized,{names}\n");
     for (k, f) in wf.folds.iter().enumerate() {
         for (i, t) in f.ts.iter().enumerate() {
             let when = chrono::DateTime::from_timestamp_millis(*t)
                 .map_or_else(String::new, |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-            let vals: Vec<String> = f
-                .forecasts
+            let head = f.forecasts.len().min(2);
+            let vals: Vec<String> = f.forecasts[..head]
                 .iter()
+                .chain(&f.quantiles)
+                .chain(&f.forecasts[head..])
                 .map(|(_, p)| format!("{:.8}", p[i]))
                 .collect();
             csv.push_str(&format!(

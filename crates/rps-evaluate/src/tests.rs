@@ -61,7 +61,32 @@ fn walk_forward_scores_every_forecaster_on_every_fold() {
     let wf = walk_forward(&params, &ds, HOUR).unwrap();
     assert_eq!(wf.folds.len(), 3);
     let names: Vec<&str> = wf.pooled.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["model", "persistence", "ewma", "har_rv", HAR_LOG]);
+    assert_eq!(
+        names,
+        [
+            "model",
+            "model_median",
+            "persistence",
+            "ewma",
+            "har_rv",
+            HAR_LOG
+        ]
+    );
+    // The distribution: 7 quantile columns per fold, monotone, summarised pooled.
+    let d = wf.distribution.as_ref().unwrap();
+    assert_eq!(d.intervals.len(), 2);
+    assert_eq!(d.reliability.len(), 7);
+    assert_eq!(d.tercile_coverage_80.len(), 3);
+    for f in &wf.folds {
+        assert_eq!(f.quantiles.len(), 7);
+        for i in 0..f.realized.len() {
+            assert!(f.quantiles.windows(2).all(|w| w[0].1[i] <= w[1].1[i]));
+        }
+    }
+    let csv = walk_forward_csv(&wf);
+    assert!(csv.starts_with(
+        "fold,ts,realized,model,model_median,model_q05,model_q10,model_q25,model_q50,model_q75,model_q90,model_q95,persistence,"
+    ), "{}", &csv[..200]);
     let mut n = 0;
     let mut last_ts = i64::MIN;
     for f in &wf.folds {

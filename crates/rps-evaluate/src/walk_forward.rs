@@ -1,6 +1,9 @@
 //! The walk-forward evaluation: expanding window, retrained per fold, purge gap.
 
 use crate::*;
+use rps_core::distribution::{
+    IntervalScores, central_levels, level_suffix, reliability, score_intervals,
+};
 use rps_core::metrics::{DieboldMariano, Scores};
 use rps_core::params::Params;
 use rps_model::{Rows, VolatilityModel};
@@ -23,6 +26,21 @@ pub struct FoldResult {
     pub forecasts: Vec<(String, Vec<f64>)>,
     pub scores: Vec<(String, Scores)>,
     pub dm_vs_har: DieboldMariano,
+    /// The model's quantile forecasts (`model_q05` …), empty for a model without a
+    /// distribution.
+    pub quantiles: Vec<(String, Vec<f64>)>,
+}
+
+/// How the model's forecast distribution fared on the pooled test rows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DistributionSummary {
+    /// The 80 % and 90 % central intervals, pooled.
+    pub intervals: Vec<IntervalScores>,
+    /// Observed share of outcomes at or below each level's forecast.
+    pub reliability: Vec<(f64, f64)>,
+    /// Coverage of the 80 % interval in each tercile of the model's predicted volatility
+    /// (calm, normal, turbulent).
+    pub tercile_coverage_80: Vec<f64>,
 }
 
 /// Walk-forward evaluation: per-fold results and the pooled out-of-sample scores.
@@ -34,6 +52,7 @@ pub struct WalkForward {
     /// Model vs HAR-RV on the pooled QLIKE losses (in time order).
     pub dm_vs_har: DieboldMariano,
     pub window: rps_core::walkforward::Window,
+    pub distribution: Option<DistributionSummary>,
 }
 
 impl WalkForward {
@@ -53,7 +72,7 @@ impl WalkForward {
         let (best_name, best) = self
             .pooled
             .iter()
-            .filter(|(n, _)| n != "model")
+            .filter(|(n, _)| !n.starts_with("model"))
             .min_by(|a, b| a.1.qlike.total_cmp(&b.1.qlike))?;
         let qlike_gain = 1.0 - model.qlike / best.qlike;
         Some(Verdict {
@@ -110,7 +129,23 @@ pub fn walk_forward(
         let mut seen = fold.train.clone();
         seen.extend(&fold.validation);
         let (base, _) = baselines(params, ds, &seen)?;
-        let mut forecasts = vec![("model".to_owned(), model.predict(&xs)?)];
+        let dist = model.forecast(&xs)?;
+        let mut forecasts = vec![("model".to_owned(), dist.iter().map(|d| d.mean).collect())];
+        let mut quantiles = Vec::new();
+        if let Some(q0) = dist.first().and_then(|d| d.quantiles.as_ref()) {
+            forecasts.push((
+                "model_median".to_owned(),
+                dist.iter().map(|d| d.median().unwrap_or(d.mean)).collect(),
+            ));
+            for (j, level) in q0.levels.iter().enumerate() {
+                quantiles.push((
+                    format!("model_{}", level_suffix(*level)),
+                    dist.iter()
+                        .map(|d| d.quantiles.as_ref().map_or(f64::NAN, |q| q.values[j]))
+                        .collect(),
+                ));
+            }
+        }
         forecasts.extend(
             base.into_iter()
                 .map(|(n, v)| (n, fold.test.iter().map(|&i| v[i]).collect::<Vec<_>>())),
@@ -137,6 +172,7 @@ pub fn walk_forward(
             forecasts,
             scores,
             dm_vs_har,
+            quantiles,
         });
     }
     let realized: Vec<f64> = out.iter().flat_map(|r| r.realized.clone()).collect();
@@ -152,10 +188,74 @@ pub fn walk_forward(
         })
         .collect();
     let (pooled, dm_vs_har) = score_all(&realized, &forecasts, ev.dm_lags);
+    let distribution = summarise_distribution(&out, &realized, &forecasts[0].1);
     Ok(WalkForward {
         folds: out,
         pooled,
         dm_vs_har,
         window: ev.walk_forward_window,
+        distribution,
+    })
+}
+
+/// Pooled coverage, interval scores, reliability and coverage by tercile of predicted
+/// volatility of the model's quantiles (`None` without a distribution).
+fn summarise_distribution(
+    folds: &[FoldResult],
+    realized: &[f64],
+    mean: &[f64],
+) -> Option<DistributionSummary> {
+    let first = folds.first()?;
+    if first.quantiles.is_empty() {
+        return None;
+    }
+    let levels: Vec<f64> = first
+        .quantiles
+        .iter()
+        .filter_map(|(n, _)| {
+            let d = n.strip_prefix("model_q")?;
+            format!("0.{d}").parse::<f64>().ok()
+        })
+        .collect();
+    let rows: Vec<Vec<f64>> = folds
+        .iter()
+        .flat_map(|f| {
+            (0..f.realized.len()).map(|i| f.quantiles.iter().map(|(_, v)| v[i]).collect::<Vec<_>>())
+        })
+        .collect();
+    let band = |c: f64| -> Option<Vec<(f64, f64)>> {
+        let (lo, hi) = central_levels(c);
+        let a = levels.iter().position(|l| (l - lo).abs() < 1e-9)?;
+        let b = levels.iter().position(|l| (l - hi).abs() < 1e-9)?;
+        Some(rows.iter().map(|r| (r[a], r[b])).collect())
+    };
+    let intervals = [0.8, 0.9]
+        .iter()
+        .filter_map(|&c| band(c).map(|b| score_intervals(&b, realized, c)))
+        .collect();
+    let mut sorted = mean.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let (t1, t2) = (sorted[n / 3], sorted[(2 * n) / 3]);
+    let tercile_coverage_80 = band(0.8).map_or_else(Vec::new, |b| {
+        (0..3)
+            .map(|t| {
+                let idx: Vec<usize> = (0..n)
+                    .filter(|&i| match t {
+                        0 => mean[i] < t1,
+                        1 => mean[i] >= t1 && mean[i] < t2,
+                        _ => mean[i] >= t2,
+                    })
+                    .collect();
+                let bb: Vec<(f64, f64)> = idx.iter().map(|&i| b[i]).collect();
+                let yy: Vec<f64> = idx.iter().map(|&i| realized[i]).collect();
+                score_intervals(&bb, &yy, 0.8).coverage
+            })
+            .collect()
+    });
+    Some(DistributionSummary {
+        intervals,
+        reliability: reliability(&levels, &rows, realized),
+        tercile_coverage_80,
     })
 }
