@@ -60,6 +60,17 @@ pub enum ForecastError {
         max_age_ms: i64,
         bar: Interval,
     },
+    /// The model was trained with the order-flow features and a candle lacks a column they
+    /// read ([`FeatureSpec::check_candles`]).
+    #[error(
+        "the model was trained with order-flow features (features.flow: on) and needs `{column}` on every candle; the candle at {} has none",
+        rfc3339(*.at)
+    )]
+    MissingColumn {
+        column: crate::flow::FlowColumn,
+        /// Open time of the first candle without it.
+        at: i64,
+    },
 }
 
 /// RFC 3339 (UTC, seconds) of a time in ms since the epoch.
@@ -253,13 +264,20 @@ pub fn stored(
 /// order of the model's `features`.
 ///
 /// # Errors
-/// [`ForecastError::Short`] for no bars, [`ForecastError::Unsupported`] when the model needs a
+/// [`ForecastError::Short`] for no bars, [`ForecastError::MissingColumn`] when a candle lacks a
+/// column the spec's features read, [`ForecastError::Unsupported`] when the model needs a
 /// feature its own spec does not build.
 pub fn model_input(
     spec: &FeatureSpec,
     features: &[String],
     window: &[Candle],
 ) -> Result<(i64, Vec<f32>), ForecastError> {
+    spec.check_candles(window).map_err(|e| match e {
+        crate::pipeline::PipelineError::MissingColumn { column, at } => {
+            ForecastError::MissingColumn { column, at }
+        }
+        other => ForecastError::Unsupported(other.to_string()),
+    })?;
     let row = request_row(spec, window).ok_or(ForecastError::Short {
         have: 0,
         need: history_bars(spec),
@@ -421,6 +439,7 @@ mod tests {
                 long_window: 2,
                 seasonal_days: 0,
                 ewma_lambdas: vec![],
+                flow: crate::flow::Flow::Off,
             },
             target: TargetParams::default(),
         }
