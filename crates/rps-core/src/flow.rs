@@ -87,6 +87,45 @@ pub enum FlowError {
         "features.flow is `on` but none of the {bars} bars of the training split carries the order-flow columns trades and taker_buy_volume (map them in data.file.columns, or use data.source: binance); set features.flow to auto or off to train without them"
     )]
     Missing { bars: usize },
+    #[error(
+        "features.flow is `on` but {what} never carries the order-flow columns trades and taker_buy_volume; set features.flow to auto or off"
+    )]
+    NoSource { what: String },
+}
+
+impl FlowError {
+    /// Whether params.yaml alone is wrong (no data looked at).
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::NoSource { .. })
+    }
+}
+
+/// The one check of `features.flow` against the rest of params.yaml: `on` needs a source that
+/// can carry the columns — Binance, or a file with `trades` and `taker_buy_volume` mapped in
+/// `data.file.columns` (CoinCap and synthetic bars never have them).
+///
+/// # Errors
+/// [`FlowError::NoSource`] naming the source.
+pub fn check_params(flow: Flow, data: &crate::params::DataParams) -> Result<(), FlowError> {
+    use crate::params::SourceKind;
+    if flow != Flow::On {
+        return Ok(());
+    }
+    let what = match data.source {
+        SourceKind::Binance => return Ok(()),
+        SourceKind::File => {
+            let c = &data.file.columns;
+            if c.trades.is_some() && c.taker_buy_volume.is_some() {
+                return Ok(());
+            }
+            "data.source: file without trades and taker_buy_volume in data.file.columns"
+        }
+        SourceKind::Coincap => "data.source: coincap",
+        SourceKind::Synthetic => "data.source: synthetic",
+    };
+    Err(FlowError::NoSource {
+        what: what.to_owned(),
+    })
 }
 
 /// A raw candle column beyond OHLCV that a model's features read.
@@ -327,6 +366,41 @@ mod tests {
         assert_eq!(Flow::Auto.resolve(Coverage::default()), Ok(Flow::Off));
         assert_eq!(Flow::Auto.saved(), Flow::Off);
         assert!(!Flow::Auto.is_on());
+    }
+
+    #[test]
+    fn on_needs_a_source_with_the_columns() {
+        let mut p = crate::params::Params::default();
+        assert!(check_params(Flow::Auto, &p.data).is_ok());
+        let err = check_params(Flow::On, &p.data).unwrap_err();
+        assert!(err.is_config());
+        assert!(err.to_string().contains("data.file.columns"), "{err}");
+        p.data.file.columns.trades = Some("number_of_trades".into());
+        p.data.file.columns.taker_buy_volume = Some("taker_buy_base_asset_volume".into());
+        assert!(check_params(Flow::On, &p.data).is_ok());
+        p.data.source = crate::params::SourceKind::Synthetic;
+        assert!(check_params(Flow::On, &p.data).is_err());
+        p.data.source = crate::params::SourceKind::Binance;
+        assert!(check_params(Flow::On, &p.data).is_ok());
+        assert!(!FlowError::Missing { bars: 0 }.is_config());
+    }
+
+    /// `features.flow` in params.yaml: an enum with one default, typos refused.
+    #[test]
+    fn the_knob_parses_from_params_yaml() {
+        let p: crate::params::Params = serde_yaml::from_str("{}").unwrap();
+        assert_eq!(p.features.flow, Flow::Auto);
+        let p: crate::params::Params = serde_yaml::from_str("features:\n  flow: on\n").unwrap();
+        assert_eq!(p.features.flow, Flow::On);
+        let p: crate::params::Params = serde_yaml::from_str("features:\n  flow: off\n").unwrap();
+        assert_eq!(p.features.flow, Flow::Off);
+        let err = serde_yaml::from_str::<crate::params::Params>("features:\n  flow: yes\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant"), "{err}");
+        let text = include_str!("../../../params.yaml");
+        let p: crate::params::Params = serde_yaml::from_str(text).unwrap();
+        assert_eq!(p.features.flow, Flow::Auto, "the repository's params.yaml");
     }
 
     #[test]

@@ -599,4 +599,31 @@ mod tests {
         let a = v["volatility_annualised"].as_f64().unwrap();
         assert!((a - 0.01 * (8760.0f64).sqrt()).abs() < 1e-12);
     }
+
+    /// The check every forecast path goes through: a flow model refuses candles without the
+    /// order-flow columns.
+    #[test]
+    fn a_flow_models_input_needs_the_order_flow_columns() {
+        let mut s = spec_of(4);
+        s.features.flow = crate::flow::Flow::On;
+        let window = bars(&[0, 1, 2, 3, 4]);
+        let err = model_input(&s, &s.names(), &window).unwrap_err();
+        assert_eq!(
+            err,
+            ForecastError::MissingColumn {
+                column: crate::flow::FlowColumn::Trades,
+                at: 0
+            }
+        );
+        let with: Vec<Candle> = window
+            .iter()
+            .map(|c| Candle {
+                trades: Some(10),
+                taker_buy_volume: Some(c.volume / 2.0),
+                ..*c
+            })
+            .collect();
+        let (_, x) = model_input(&s, &s.names(), &with).unwrap();
+        assert_eq!(x.len(), s.names().len());
+    }
 }
