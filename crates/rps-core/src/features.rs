@@ -754,10 +754,7 @@ mod tests {
         let n = |i: usize| c(i).trades.unwrap() as f64;
         let t = 55;
         let lt = (52..=55).map(|i| n(i).ln()).sum::<f64>() / 4.0;
-        close_to(
-            on.column("trades_surprise_4b").unwrap()[t],
-            n(t).ln() - lt,
-        );
+        close_to(on.column("trades_surprise_4b").unwrap()[t], n(t).ln() - lt);
         let size = |i: usize| (c(i).volume / n(i)).ln();
         let ls = (52..=55).map(size).sum::<f64>() / 4.0;
         close_to(

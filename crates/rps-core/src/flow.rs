@@ -257,7 +257,11 @@ impl FlowSeries {
 
     /// Forget the oldest `n` slots.
     pub(crate) fn drop_front(&mut self, n: usize) {
-        for v in [&mut self.log_trades, &mut self.log_size, &mut self.imbalance] {
+        for v in [
+            &mut self.log_trades,
+            &mut self.log_size,
+            &mut self.imbalance,
+        ] {
             v.drain(..n.min(v.len()));
         }
     }
@@ -335,10 +339,7 @@ mod tests {
         let r = row(5);
         assert!(r[0].is_nan() && r[2].is_nan());
         close_to(r[3], 1.0);
-        assert!(
-            (0..6).flat_map(row).all(|v| !v.is_infinite()),
-            "never inf"
-        );
+        assert!((0..6).flat_map(row).all(|v| !v.is_infinite()), "never inf");
     }
 
     #[test]

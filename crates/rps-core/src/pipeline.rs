@@ -503,7 +503,11 @@ mod tests {
         assert_eq!(old.names(), spec().names());
         let mut off = spec();
         off.features.flow = Flow::Off;
-        assert_eq!(old.key(), off.key(), "old and new flow-free models share rows");
+        assert_eq!(
+            old.key(),
+            off.key(),
+            "old and new flow-free models share rows"
+        );
     }
 
     #[test]

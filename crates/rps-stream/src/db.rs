@@ -68,7 +68,8 @@ pub struct Db {
 }
 
 // Each batch is one statement per table over arrays (UNNEST), not one round trip per row.
-const UPSERT_CANDLES: &str = "INSERT INTO candles (symbol, bar_time, open, high, low, close, volume,
+const UPSERT_CANDLES: &str =
+    "INSERT INTO candles (symbol, bar_time, open, high, low, close, volume,
   quote_volume, trades, taker_buy_volume, taker_buy_quote_volume)
 SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::float8[], $4::float8[], $5::float8[],
   $6::float8[], $7::float8[], $8::float8[], $9::int8[], $10::float8[], $11::float8[])

@@ -283,7 +283,10 @@ mod tests {
         let back: CandleMessage = serde_json::from_slice(&serde_json::to_vec(&m).unwrap()).unwrap();
         assert_eq!(back.candle(), c);
         let json = String::from_utf8(serde_json::to_vec(&m).unwrap()).unwrap();
-        assert!(!json.contains("trades"), "no flow columns, none written: {json}");
+        assert!(
+            !json.contains("trades"),
+            "no flow columns, none written: {json}"
+        );
     }
 
     /// The order-flow columns travel; a message written before they existed still decodes.

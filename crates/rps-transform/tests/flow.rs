@@ -54,7 +54,11 @@ fn auto_builds_the_flow_features_on_binance_klines_with_sane_values() {
     let params = Params::default();
     assert_eq!(params.features.flow, Flow::Auto);
     let (ds, schema) = transform(&params, &bars, "binance").unwrap();
-    assert_eq!(schema.feature_params.flow, Flow::On, "auto resolved and saved");
+    assert_eq!(
+        schema.feature_params.flow,
+        Flow::On,
+        "auto resolved and saved"
+    );
     assert_eq!(schema.features[schema.features.len() - 4..], FLOW);
     let f = &ds.frame;
     let rows = f.len() as f64;
@@ -66,7 +70,11 @@ fn auto_builds_the_flow_features_on_binance_klines_with_sane_values() {
         assert!(finite / rows > 0.99, "{name}: {finite} of {rows} finite");
     }
     let imb = f.column("taker_buy_imbalance").unwrap();
-    assert!(imb.iter().filter(|v| v.is_finite()).all(|v| (-1.0..=1.0).contains(v)));
+    assert!(
+        imb.iter()
+            .filter(|v| v.is_finite())
+            .all(|v| (-1.0..=1.0).contains(v))
+    );
     let mean = imb.iter().filter(|v| v.is_finite()).sum::<f64>() / rows;
     // Takers on both sides about equally over 4.4 years; few hours are one-sided (measured:
     // 557 of the ~38,200 rows, 1.5 %, beyond ±0.5).
@@ -78,7 +86,12 @@ fn auto_builds_the_flow_features_on_binance_klines_with_sane_values() {
     assert!(m.abs() < 0.2, "mean trades surprise {m}");
     assert!(ts.iter().filter(|v| v.is_finite()).all(|v| v.abs() < 10.0));
     // The reference statistics cover the flow features too (drift monitoring).
-    assert!(schema.reference.iter().any(|r| r.name == "taker_buy_imbalance"));
+    assert!(
+        schema
+            .reference
+            .iter()
+            .any(|r| r.name == "taker_buy_imbalance")
+    );
 }
 
 #[test]
@@ -99,7 +112,9 @@ fn without_the_columns_auto_is_off_and_on_is_refused() {
     for (name, col) in ds.frame.names.iter().zip(&ds.frame.columns) {
         let other = with.frame.column(name).unwrap();
         assert!(
-            col.iter().zip(other).all(|(a, b)| a.to_bits() == b.to_bits()),
+            col.iter()
+                .zip(other)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
             "{name}"
         );
     }
