@@ -5,6 +5,7 @@
 //! `t+1..=t+horizon` only. `tests::point_in_time` proves the first half by perturbing the future.
 
 use crate::candle::Candle;
+use crate::flow::{Flow, FlowSeries};
 use crate::time::{day_of_week, hour_of_day};
 use crate::volatility::log_return;
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,10 @@ pub struct FeatureParams {
     /// Decays λ of the EWMA volatility features `ewma_vol_{100λ}` (RiskMetrics-style
     /// variance averages that react to spikes faster than the log HAR terms).
     pub ewma_lambdas: Vec<f64>,
+    /// Order-flow features from the klines' trade counts and taker-buy volume
+    /// ([`crate::flow`]): `auto` (default), `on` or `off`. A model's schema records `on` or
+    /// `off` (transform resolves `auto` against the data); `auto` builds none.
+    pub flow: Flow,
 }
 
 impl Default for FeatureParams {
@@ -34,6 +39,7 @@ impl Default for FeatureParams {
             long_window: 24,
             seasonal_days: 28,
             ewma_lambdas: vec![0.8, 0.9, 0.97],
+            flow: Flow::Auto,
         }
     }
 }
@@ -123,7 +129,7 @@ impl FeatureFrame {
 
 /// Mean of the finite values among the last `k` (ending at `t`), or NaN when fewer than
 /// `ceil(k/2)` are finite.
-fn trailing_mean(x: &[f64], t: usize, k: usize) -> f64 {
+pub(crate) fn trailing_mean(x: &[f64], t: usize, k: usize) -> f64 {
     if t + 1 < k {
         return f64::NAN;
     }
@@ -208,6 +214,9 @@ pub fn feature_names(p: &FeatureParams) -> Vec<String> {
         }
         names.push("seasonal_vol_rel".to_owned());
     }
+    if p.flow.is_on() {
+        names.extend(crate::flow::names(l));
+    }
     names
 }
 
@@ -237,12 +246,16 @@ pub(crate) struct Series {
     ret: Vec<f64>,
     /// `min(ret, 0)²`.
     neg_sq: Vec<f64>,
+    /// The order-flow series, when the flow features are built.
+    flow: Option<FlowSeries>,
 }
 
 impl Series {
-    pub(crate) fn with_capacity(n: usize) -> Self {
+    /// Room for `n` slots, with the order-flow series when `fp` builds the flow features.
+    pub(crate) fn with_capacity(n: usize, fp: &FeatureParams) -> Self {
         let v = || Vec::with_capacity(n);
         Self {
+            flow: fp.flow.is_on().then(|| FlowSeries::with_capacity(n)),
             close: v(),
             hl_pct: v(),
             log_vol: v(),
@@ -296,6 +309,9 @@ impl Series {
         } else {
             ret.min(0.0).powi(2)
         });
+        if let Some(flow) = &mut self.flow {
+            flow.push(bar);
+        }
     }
 
     /// Forget the oldest `n` slots (online mode keeps only what the lookback reads).
@@ -310,6 +326,9 @@ impl Series {
             &mut self.neg_sq,
         ] {
             v.drain(..n.min(v.len()));
+        }
+        if let Some(flow) = &mut self.flow {
+            flow.drop_front(n);
         }
     }
 }
@@ -455,6 +474,9 @@ impl RowOf<'_> {
             }
             out.push(seasonal_log - long);
         }
+        if let Some(flow) = &s.flow {
+            flow.row_into(t, l, out);
+        }
         for v in out.iter_mut() {
             if !v.is_finite() {
                 *v = f64::NAN;
@@ -478,7 +500,7 @@ pub fn build(
     assert_eq!(ts.len(), n, "one timestamp per grid slot");
     assert_eq!(vol.len(), n, "one volatility per grid slot");
     let floor = tp.floor;
-    let mut s = Series::with_capacity(n);
+    let mut s = Series::with_capacity(n, fp);
     for (b, v) in bars.iter().zip(vol) {
         s.push(b.as_ref(), *v, floor);
     }
@@ -546,6 +568,8 @@ mod tests {
                     low: c - 1.0,
                     close: c,
                     volume: 10.0 + (i % 5) as f64,
+                    trades: Some(100 + (i as u64 * 37) % 90),
+                    taker_buy_volume: Some((10.0 + (i % 5) as f64) * (0.3 + (i % 4) as f64 * 0.1)),
                     ..Default::default()
                 })
             })
@@ -564,6 +588,7 @@ mod tests {
             long_window: 4,
             seasonal_days: 2,
             ewma_lambdas: vec![0.5],
+            flow: Flow::Off,
         }
     }
 
@@ -703,12 +728,63 @@ mod tests {
         assert!(f.column("har_4b").unwrap()[22].is_finite());
     }
 
+    /// The flow features by hand; they are appended after the others, which they leave alone.
+    #[test]
+    fn flow_features_by_hand() {
+        let (ts, mut bars, mut vol) = grid(60);
+        bars[50] = None;
+        vol[50] = f64::NAN;
+        let tp = TargetParams::default();
+        let off = build(&ts, &bars, &vol, &small_params(), &tp, 24);
+        let fp = FeatureParams {
+            flow: Flow::On,
+            ..small_params()
+        };
+        let on = build(&ts, &bars, &vol, &fp, &tp, 24);
+        assert_eq!(on.names[..off.names.len()], off.names[..]);
+        assert_eq!(
+            on.names[off.names.len()..],
+            crate::flow::names(4)[..],
+            "appended, in order"
+        );
+        for (a, b) in off.columns.iter().zip(&on.columns) {
+            assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+        let c = |i: usize| bars[i].unwrap();
+        let n = |i: usize| c(i).trades.unwrap() as f64;
+        let t = 55;
+        let lt = (52..=55).map(|i| n(i).ln()).sum::<f64>() / 4.0;
+        close_to(on.column("trades_surprise_4b").unwrap()[t], n(t).ln() - lt);
+        let size = |i: usize| (c(i).volume / n(i)).ln();
+        let ls = (52..=55).map(size).sum::<f64>() / 4.0;
+        close_to(
+            on.column("trade_size_surprise_4b").unwrap()[t],
+            size(t) - ls,
+        );
+        let imb = |i: usize| 2.0 * c(i).taker_buy_volume.unwrap() / c(i).volume - 1.0;
+        close_to(on.column("taker_buy_imbalance").unwrap()[t], imb(t));
+        close_to(
+            on.column("taker_buy_imbalance_4b").unwrap()[t],
+            (52..=55).map(imb).sum::<f64>() / 4.0,
+        );
+        // The window over the missing bar 50 averages the three bars it has.
+        close_to(
+            on.column("taker_buy_imbalance_4b").unwrap()[51],
+            [48, 49, 51].into_iter().map(imb).sum::<f64>() / 3.0,
+        );
+        assert!(on.column("taker_buy_imbalance").unwrap()[50].is_nan());
+        assert_eq!(feature_names(&fp), on.names);
+    }
+
     /// Changing any future row changes no past feature.
     #[test]
     fn point_in_time() {
         let n = 120;
         let (ts, bars, vol) = grid(n);
-        let fp = small_params();
+        let fp = FeatureParams {
+            flow: Flow::On,
+            ..small_params()
+        };
         let tp = TargetParams::default();
         let base = build(&ts, &bars, &vol, &fp, &tp, 24);
         for cut in [30usize, 64, 100] {
@@ -720,6 +796,8 @@ mod tests {
                 c.high *= 3.5;
                 c.low *= 0.5;
                 c.volume *= 100.0;
+                c.trades = c.trades.map(|n| n * 7);
+                c.taker_buy_volume = Some(c.volume);
                 b2[i] = Some(c);
                 v2[i] = parkinson(c.high, c.low);
             }

@@ -60,6 +60,17 @@ pub enum ForecastError {
         max_age_ms: i64,
         bar: Interval,
     },
+    /// The model was trained with the order-flow features and a candle lacks a column they
+    /// read ([`FeatureSpec::check_candles`]).
+    #[error(
+        "the model was trained with order-flow features (features.flow: on) and needs `{column}` on every candle; the candle at {} has none",
+        rfc3339(*.at)
+    )]
+    MissingColumn {
+        column: crate::flow::FlowColumn,
+        /// Open time of the first candle without it.
+        at: i64,
+    },
 }
 
 /// RFC 3339 (UTC, seconds) of a time in ms since the epoch.
@@ -253,13 +264,20 @@ pub fn stored(
 /// order of the model's `features`.
 ///
 /// # Errors
-/// [`ForecastError::Short`] for no bars, [`ForecastError::Unsupported`] when the model needs a
+/// [`ForecastError::Short`] for no bars, [`ForecastError::MissingColumn`] when a candle lacks a
+/// column the spec's features read, [`ForecastError::Unsupported`] when the model needs a
 /// feature its own spec does not build.
 pub fn model_input(
     spec: &FeatureSpec,
     features: &[String],
     window: &[Candle],
 ) -> Result<(i64, Vec<f32>), ForecastError> {
+    spec.check_candles(window).map_err(|e| match e {
+        crate::pipeline::PipelineError::MissingColumn { column, at } => {
+            ForecastError::MissingColumn { column, at }
+        }
+        other => ForecastError::Unsupported(other.to_string()),
+    })?;
     let row = request_row(spec, window).ok_or(ForecastError::Short {
         have: 0,
         need: history_bars(spec),
@@ -458,6 +476,7 @@ mod tests {
                 long_window: 2,
                 seasonal_days: 0,
                 ewma_lambdas: vec![],
+                flow: crate::flow::Flow::Off,
             },
             target: TargetParams::default(),
         }
@@ -620,5 +639,32 @@ mod tests {
         assert_eq!(v["age_secs"], 61);
         let a = v["volatility_annualised"].as_f64().unwrap();
         assert!((a - 0.01 * (8760.0f64).sqrt()).abs() < 1e-12);
+    }
+
+    /// The check every forecast path goes through: a flow model refuses candles without the
+    /// order-flow columns.
+    #[test]
+    fn a_flow_models_input_needs_the_order_flow_columns() {
+        let mut s = spec_of(4);
+        s.features.flow = crate::flow::Flow::On;
+        let window = bars(&[0, 1, 2, 3, 4]);
+        let err = model_input(&s, &s.names(), &window).unwrap_err();
+        assert_eq!(
+            err,
+            ForecastError::MissingColumn {
+                column: crate::flow::FlowColumn::Trades,
+                at: 0
+            }
+        );
+        let with: Vec<Candle> = window
+            .iter()
+            .map(|c| Candle {
+                trades: Some(10),
+                taker_buy_volume: Some(c.volume / 2.0),
+                ..*c
+            })
+            .collect();
+        let (_, x) = model_input(&s, &s.names(), &with).unwrap();
+        assert_eq!(x.len(), s.names().len());
     }
 }

@@ -8,6 +8,7 @@
 //! - [`volatility`]: log returns and volatility estimators (Parkinson, realized, Garman–Klass).
 //! - [`grid`]: the bar grid built one candle at a time (streamed resampling).
 //! - [`features`]: the point-in-time feature matrix and the prediction target.
+//! - [`flow`]: the order-flow features (trade counts, taker-buy imbalance) and `features.flow`.
 //! - [`split`]: chronological train/validation/test splits with a purge gap.
 //! - [`walkforward`]: walk-forward (expanding or rolling window) folds with purge gaps.
 //! - [`baselines`]: persistence, EWMA and HAR-RV forecasts.
@@ -26,6 +27,7 @@ pub mod baselines;
 pub mod candle;
 pub mod distribution;
 pub mod features;
+pub mod flow;
 pub mod forecast;
 pub mod grid;
 pub mod linalg;

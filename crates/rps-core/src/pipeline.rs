@@ -11,6 +11,7 @@
 
 use crate::candle::{Candle, Interval, resample};
 use crate::features::{FeatureFrame, FeatureParams, TargetParams};
+use crate::flow::FlowColumn;
 use crate::params::Params;
 use crate::schema::FeatureSchema;
 use crate::volatility::{Estimator, garman_klass, parkinson, realized};
@@ -32,6 +33,16 @@ pub enum PipelineError {
     Realized,
     #[error("{history} bars of history are kept but the features look back {need} bars")]
     ShortHistory { history: usize, need: usize },
+    /// A model trained with the order-flow features got a candle without a column they read.
+    #[error(
+        "the model was trained with order-flow features (features.flow: on) and needs `{column}` on every candle; the candle at {} has none",
+        crate::forecast::rfc3339(*.at)
+    )]
+    MissingColumn {
+        column: crate::flow::FlowColumn,
+        /// Open time of the first candle without it.
+        at: i64,
+    },
 }
 
 /// Lay `bars` (sorted, at `interval`) on the model's bar grid with each bar's volatility. A bar
@@ -95,7 +106,9 @@ pub struct FeatureSpec {
 
 impl FeatureSpec {
     /// The spec params.yaml describes now, for candles that are the model's bars
-    /// (`data.bar == data.interval`).
+    /// (`data.bar == data.interval`). `features.flow: auto` needs the data to be resolved
+    /// (transform does it, [`crate::flow::Flow::resolve`]); without data it means `off` here, as
+    /// in a saved schema.
     ///
     /// # Errors
     /// [`PipelineError::SubBars`] when the bars would be resampled from finer candles.
@@ -107,9 +120,11 @@ impl FeatureSpec {
                 interval: d.interval,
             });
         }
+        let mut features = params.features.clone();
+        features.flow = features.flow.saved();
         Ok(Self {
             bar: d.bar,
-            features: params.features.clone(),
+            features,
             target: params.target.clone(),
         })
     }
@@ -129,11 +144,40 @@ impl FeatureSpec {
                 candles: interval,
             });
         }
+        let mut features = schema.feature_params.clone();
+        // A schema records `on` or `off`; one older than the knob reads as `auto`: `off`.
+        features.flow = features.flow.saved();
         Ok(Self {
             bar,
-            features: schema.feature_params.clone(),
+            features,
             target: schema.target.clone(),
         })
+    }
+
+    /// The raw candle columns beyond OHLCV the features read: the order-flow columns when the
+    /// spec builds the flow features, else none.
+    pub fn needs(&self) -> &'static [FlowColumn] {
+        if self.features.flow.is_on() {
+            &FlowColumn::ALL
+        } else {
+            &[]
+        }
+    }
+
+    /// Refuse candles that lack a column the features read ([`FeatureSpec::needs`]): every
+    /// candle must carry it (a value the bar cannot give, e.g. zero trades, is fine; an absent
+    /// column is a client or source that does not provide it). The forecast paths
+    /// ([`crate::forecast::model_input`]) and the stream consumer call it before building a row.
+    ///
+    /// # Errors
+    /// [`PipelineError::MissingColumn`] naming the column and the first candle without it.
+    pub fn check_candles(&self, bars: &[Candle]) -> Result<(), PipelineError> {
+        for &column in self.needs() {
+            if let Some(c) = bars.iter().find(|c| !column.present(c)) {
+                return Err(PipelineError::MissingColumn { column, at: c.ts });
+            }
+        }
+        Ok(())
     }
 
     /// A key equal for equal specs (models trained alike share one row).
@@ -247,7 +291,7 @@ impl Online {
             spec: spec.clone(),
             row: Vec::with_capacity(names.len()),
             names,
-            series: crate::features::Series::with_capacity(keep + keep / 4 + 16),
+            series: crate::features::Series::with_capacity(keep + keep / 4 + 16, &spec.features),
             ewma: crate::features::EwmaState::new(&spec.features),
             keep,
             last_ts: None,
@@ -335,6 +379,7 @@ impl Online {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::flow::Flow;
 
     fn bars(n: i64) -> Vec<Candle> {
         (0..n)
@@ -411,5 +456,94 @@ mod tests {
             Online::new(&s, 3),
             Err(PipelineError::ShortHistory { .. })
         ));
+    }
+
+    fn schema_of(s: &FeatureSpec) -> FeatureSchema {
+        FeatureSchema {
+            version: FeatureSchema::VERSION,
+            symbol: "X".into(),
+            source: "file".into(),
+            bar: s.bar.to_string(),
+            features: s.names(),
+            feature_params: s.features.clone(),
+            target: s.target.clone(),
+            reference: Vec::new(),
+            rows: Default::default(),
+            first_ts: 0,
+            last_ts: 0,
+            data_hash: String::new(),
+        }
+    }
+
+    /// A flow model's schema says so and its spec needs the columns; a schema written before
+    /// `features.flow` existed loads as a model without flow features.
+    #[test]
+    fn the_schema_records_the_flow_columns_and_old_schemas_have_none() {
+        let mut s = spec();
+        s.features.flow = Flow::On;
+        let schema = schema_of(&s);
+        let json = serde_json::to_value(&schema).unwrap();
+        assert_eq!(json["feature_params"]["flow"], "on");
+        let back: FeatureSchema = serde_json::from_value(json.clone()).unwrap();
+        let back = FeatureSpec::from_schema(&back, s.bar).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.needs(), &FlowColumn::ALL);
+        assert!(back.names().iter().any(|n| n == "taker_buy_imbalance"));
+
+        let mut old = json;
+        old["feature_params"]
+            .as_object_mut()
+            .unwrap()
+            .remove("flow");
+        old["features"] = serde_json::to_value(spec().names()).unwrap();
+        let old: FeatureSchema = serde_json::from_value(old).unwrap();
+        let old = FeatureSpec::from_schema(&old, s.bar).unwrap();
+        assert_eq!(old.features.flow, Flow::Off);
+        assert!(old.needs().is_empty());
+        assert_eq!(old.names(), spec().names());
+        let mut off = spec();
+        off.features.flow = Flow::Off;
+        assert_eq!(
+            old.key(),
+            off.key(),
+            "old and new flow-free models share rows"
+        );
+    }
+
+    #[test]
+    fn a_flow_spec_refuses_candles_without_the_columns() {
+        let mut s = spec();
+        let mut b = bars(30);
+        assert!(s.check_candles(&b).is_ok(), "no flow: nothing needed");
+        s.features.flow = Flow::On;
+        let err = s.check_candles(&b).unwrap_err();
+        assert_eq!(
+            err,
+            PipelineError::MissingColumn {
+                column: FlowColumn::Trades,
+                at: 0
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "the model was trained with order-flow features (features.flow: on) and needs `trades` on every candle; the candle at 1970-01-01T00:00:00Z has none"
+        );
+        for c in &mut b {
+            c.trades = Some(0);
+            c.taker_buy_volume = Some(0.0);
+        }
+        b[7].taker_buy_volume = None;
+        assert_eq!(
+            s.check_candles(&b),
+            Err(PipelineError::MissingColumn {
+                column: FlowColumn::TakerBuyVolume,
+                at: 7 * 3_600_000
+            })
+        );
+        b[7].taker_buy_volume = Some(1.0);
+        assert!(s.check_candles(&b).is_ok(), "zero trades is a value");
+        // No panic and no inf on zero trades and zero taker volume.
+        let f = s.frame(&b);
+        assert!(f.columns.iter().flatten().all(|v| !v.is_infinite()));
     }
 }

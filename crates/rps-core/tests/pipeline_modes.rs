@@ -1,5 +1,6 @@
-//! Property tests of the one feature pipeline (issue #17): for random feature specs and random
-//! candle series (gaps, flat bars, zero volume), the online builder, the request path and the
+//! Property tests of the one feature pipeline (issue #17): for random feature specs (with and
+//! without the order-flow features, issue #16) and random candle series (gaps, flat bars, zero
+//! volume, order-flow columns with missing values and zero trades), the online builder, the request path and the
 //! batch frame give the same row for every bar, bit for bit; after a restart seeded from the
 //! newest bars only the EWMA features differ, within the λ^h bound the docs state.
 
@@ -8,6 +9,7 @@
 use proptest::prelude::*;
 use rps_core::candle::{Candle, Interval};
 use rps_core::features::{FeatureParams, TargetParams};
+use rps_core::flow::Flow;
 use rps_core::pipeline::{FeatureSpec, Online, request_row};
 use rps_core::volatility::Estimator;
 
@@ -22,9 +24,10 @@ fn spec_strategy() -> impl Strategy<Value = FeatureSpec> {
         -6.0f64..-2.0,
         1usize..4,
         prop::bool::ANY,
+        prop::bool::ANY,
     )
         .prop_map(
-            |(ret, har, long, days, lambdas, gk, floor, horizon, half_hour)| FeatureSpec {
+            |(ret, har, long, days, lambdas, gk, floor, horizon, half_hour, flow)| FeatureSpec {
                 bar: if half_hour {
                     Interval::M30
                 } else {
@@ -36,6 +39,7 @@ fn spec_strategy() -> impl Strategy<Value = FeatureSpec> {
                     long_window: long,
                     seasonal_days: days,
                     ewma_lambdas: lambdas,
+                    flow: if flow { Flow::On } else { Flow::Off },
                 },
                 target: TargetParams {
                     estimator: if gk {
@@ -50,15 +54,20 @@ fn spec_strategy() -> impl Strategy<Value = FeatureSpec> {
         )
 }
 
-/// A random walk on the bar grid with missing bars, flat (zero-range) bars and zero volume.
+/// A random walk on the bar grid with missing bars, flat (zero-range) bars and zero volume, and
+/// the klines' order-flow columns: trade counts (some zero), taker-buy volume (some above the
+/// volume), each column missing on some bars.
 fn series_strategy(bar: Interval) -> impl Strategy<Value = Vec<Candle>> {
     prop::collection::vec(
         (
-            -0.03f64..0.03,
-            0.0f64..0.02,
-            0.0f64..0.02,
-            0u8..20,
-            0.0f64..50.0,
+            (
+                -0.03f64..0.03,
+                0.0f64..0.02,
+                0.0f64..0.02,
+                0u8..20,
+                0.0f64..50.0,
+            ),
+            (0u64..5000, 0.0f64..1.05, 0u8..12),
         ),
         1..500,
     )
@@ -67,7 +76,7 @@ fn series_strategy(bar: Interval) -> impl Strategy<Value = Vec<Candle>> {
         let mut price = 100.0;
         // 2021-03-01 05:00 UTC: not midnight, so time-of-day features vary from the start.
         let mut ts = 1_614_574_800_000;
-        for (ret, up, down, kind, volume) in steps {
+        for ((ret, up, down, kind, volume), (trades, taker, flow_kind)) in steps {
             ts += bar.ms();
             let open = price;
             price *= 1.0 + ret;
@@ -79,14 +88,23 @@ fn series_strategy(bar: Interval) -> impl Strategy<Value = Vec<Candle>> {
             } else {
                 (open.max(price) * (1.0 + up), open.min(price) * (1.0 - down))
             };
+            let volume = if kind == 2 { 0.0 } else { volume };
             out.push(Candle {
                 ts,
                 open,
                 high,
                 low,
                 close: price,
-                volume: if kind == 2 { 0.0 } else { volume },
-                ..Default::default()
+                volume,
+                quote_volume: Some(volume * price),
+                // 0: no columns; 1: no trade count; 2: no taker volume; 3: zero trades.
+                trades: match flow_kind {
+                    0 | 1 => None,
+                    3 => Some(0),
+                    _ => Some(trades),
+                },
+                taker_buy_volume: (!matches!(flow_kind, 0 | 2)).then_some(volume * taker),
+                taker_buy_quote_volume: None,
             });
         }
         out

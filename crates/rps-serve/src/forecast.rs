@@ -6,6 +6,10 @@
 //! "open": …, "high": …, "low": …, "close": …, "volume": …}, …]}`, oldest first, consecutive
 //! bars of the model's bar, at least [`needed`] of them (`GET /model` states it). A gap, a bar off
 //! the grid, a bad price or too short a history is a 422 naming it, never a silent forecast.
+//! A candle may also carry the Binance klines' order-flow columns (`quote_volume`, `trades`,
+//! `taker_buy_volume`, `taker_buy_quote_volume`); a model trained with the order-flow features
+//! needs `trades` and `taker_buy_volume` on every candle and answers 422 `missing_column`
+//! (naming the column and the first candle without it) when they are absent.
 //!
 //! Without `candles` (`{}`, `{"symbol": …}`) the newest stored candles are used (module
 //! [`crate::stored`]): a history that stopped is a 409 `stale_history`, a hole in it a 422 `gap`.
@@ -44,6 +48,17 @@ pub struct CandleIn {
     pub close: f64,
     #[serde(default)]
     pub volume: Option<f64>,
+    /// The Binance klines' order-flow columns, optional; a model trained with the order-flow
+    /// features (`features.flow: on` in its schema) needs `trades` and `taker_buy_volume` on
+    /// every candle and answers 422 `missing_column` without them.
+    #[serde(default)]
+    pub quote_volume: Option<f64>,
+    #[serde(default)]
+    pub trades: Option<u64>,
+    #[serde(default)]
+    pub taker_buy_volume: Option<f64>,
+    #[serde(default)]
+    pub taker_buy_quote_volume: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,7 +74,8 @@ fn unprocessable(code: &'static str, message: String) -> ApiError {
 
 /// The HTTP answer to a forecast that cannot be made: 503 for a model that cannot forecast
 /// from candles, 409 `stale_history` (with `newest_bar` and `age_secs`), 422 `gap` (with
-/// `first_missing` and `missing`) or `short_history`.
+/// `first_missing` and `missing`), `short_history` or `missing_column` (with `column` and
+/// `candle`: a flow model's candles lack an order-flow column).
 pub fn api_error(e: &ForecastError) -> ApiError {
     let message = e.to_string();
     match e {
@@ -78,6 +94,9 @@ pub fn api_error(e: &ForecastError) -> ApiError {
         } => unprocessable("gap", message)
             .with("first_missing", rfc3339(*first_missing))
             .with("missing", *missing),
+        ForecastError::MissingColumn { column, at } => unprocessable("missing_column", message)
+            .with("column", column.name())
+            .with("candle", rfc3339(*at)),
         ForecastError::Stale {
             newest,
             age_ms,
@@ -134,12 +153,20 @@ pub fn candles(candles: &[CandleIn], spec: &FeatureSpec) -> Result<Vec<Candle>, 
         if prices.iter().any(|p| !p.is_finite() || *p <= 0.0)
             || c.low > c.open.min(c.close)
             || c.high < c.open.max(c.close)
-            || c.volume.is_some_and(|v| !v.is_finite() || v < 0.0)
+            || [
+                c.volume,
+                c.quote_volume,
+                c.taker_buy_volume,
+                c.taker_buy_quote_volume,
+            ]
+            .iter()
+            .flatten()
+            .any(|v| !v.is_finite() || *v < 0.0)
         {
             return Err(unprocessable(
                 "bad_candle",
                 format!(
-                    "candles[{i}] at {}: prices must be finite and positive with low <= open, close <= high, volume >= 0",
+                    "candles[{i}] at {}: prices must be finite and positive with low <= open, close <= high, volumes >= 0",
                     rfc3339(ts)
                 ),
             ));
@@ -173,7 +200,10 @@ pub fn candles(candles: &[CandleIn], spec: &FeatureSpec) -> Result<Vec<Candle>, 
             low: c.low,
             close: c.close,
             volume: c.volume.unwrap_or(0.0),
-            ..Default::default()
+            quote_volume: c.quote_volume,
+            trades: c.trades,
+            taker_buy_volume: c.taker_buy_volume,
+            taker_buy_quote_volume: c.taker_buy_quote_volume,
         });
     }
     let need = needed(spec);

@@ -603,6 +603,8 @@ async fn model(
             "floor": s.target.floor,
             "horizon": s.target.horizon,
             "windows": s.features,
+            // Candle fields beyond OHLCV that POST /forecast needs on every candle.
+            "candle_columns": s.needs().iter().map(|c| c.name()).collect::<Vec<_>>(),
         })),
     })))
 }

@@ -162,8 +162,7 @@ async fn read_database(
     let limit = i64::try_from(rps_core::forecast::history_bars(spec) + 2).unwrap_or(i64::MAX);
     let rows = client
         .query(
-            "SELECT bar_time, open, high, low, close, volume FROM candles WHERE symbol = $1 \
-             ORDER BY bar_time DESC LIMIT $2",
+            "SELECT * FROM candles WHERE symbol = $1 ORDER BY bar_time DESC LIMIT $2",
             &[&symbol, &limit],
         )
         .await
@@ -173,15 +172,25 @@ async fn read_database(
     let mut bars: Vec<Candle> = rows?
         .iter()
         .map(|r| {
-            let t: chrono::DateTime<chrono::Utc> = r.get(0);
+            let t: chrono::DateTime<chrono::Utc> = r.get("bar_time");
+            // The order-flow columns are nullable and absent from a table the stream has not
+            // migrated yet (before migration 0002): both read as "no column".
+            let opt = |name: &str| r.try_get::<_, Option<f64>>(name).ok().flatten();
             Candle {
                 ts: t.timestamp_millis(),
-                open: r.get(1),
-                high: r.get(2),
-                low: r.get(3),
-                close: r.get(4),
-                volume: r.get(5),
-                ..Default::default()
+                open: r.get("open"),
+                high: r.get("high"),
+                low: r.get("low"),
+                close: r.get("close"),
+                volume: r.get("volume"),
+                quote_volume: opt("quote_volume"),
+                trades: r
+                    .try_get::<_, Option<i64>>("trades")
+                    .ok()
+                    .flatten()
+                    .and_then(|n| u64::try_from(n).ok()),
+                taker_buy_volume: opt("taker_buy_volume"),
+                taker_buy_quote_volume: opt("taker_buy_quote_volume"),
             }
         })
         .collect();

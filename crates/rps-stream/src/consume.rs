@@ -237,6 +237,10 @@ async fn session(
                         continue;
                     };
                     for (key, spec) in &specs {
+                        // A model trained with the order-flow features needs them on every bar:
+                        // refuse the first one without, rather than predict from missing values.
+                        spec.check_candles(std::slice::from_ref(&candle))
+                            .map_err(|e| crate::missing_column(&msg.symbol, &e))?;
                         if !per.contains_key(key.as_str()) {
                             let mut b = OnlineFeatures::with_spec(spec, history)?;
                             let limit = i64::try_from(history).unwrap_or(i64::MAX);

@@ -13,8 +13,14 @@ use tokio_postgres::{Client, NoTls};
 
 /// The migrations, in order: (version, name, SQL). Applied once each, recorded in
 /// `schema_migrations`.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "0001_init", include_str!("../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "0001_init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "0002_flow_columns",
+        include_str!("../migrations/0002_flow_columns.sql"),
+    ),
+];
 
 /// One prediction row.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,13 +69,21 @@ pub struct Db {
 
 // Each batch is one statement per table over arrays (UNNEST), not one round trip per row.
 const UPSERT_CANDLES: &str =
-    "INSERT INTO candles (symbol, bar_time, open, high, low, close, volume)
+    "INSERT INTO candles (symbol, bar_time, open, high, low, close, volume,
+  quote_volume, trades, taker_buy_volume, taker_buy_quote_volume)
 SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::float8[], $4::float8[], $5::float8[],
-  $6::float8[], $7::float8[])
+  $6::float8[], $7::float8[], $8::float8[], $9::int8[], $10::float8[], $11::float8[])
 ON CONFLICT (symbol, bar_time) DO UPDATE SET open = EXCLUDED.open, high = EXCLUDED.high,
-  low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume
-WHERE (candles.open, candles.high, candles.low, candles.close, candles.volume)
-  IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume)";
+  low = EXCLUDED.low, close = EXCLUDED.close, volume = EXCLUDED.volume,
+  quote_volume = EXCLUDED.quote_volume, trades = EXCLUDED.trades,
+  taker_buy_volume = EXCLUDED.taker_buy_volume,
+  taker_buy_quote_volume = EXCLUDED.taker_buy_quote_volume
+WHERE (candles.open, candles.high, candles.low, candles.close, candles.volume,
+       candles.quote_volume, candles.trades, candles.taker_buy_volume,
+       candles.taker_buy_quote_volume)
+  IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume,
+       EXCLUDED.quote_volume, EXCLUDED.trades, EXCLUDED.taker_buy_volume,
+       EXCLUDED.taker_buy_quote_volume)";
 
 // A row is rewritten only when something in it changed: a replay leaves predicted_at alone.
 const UPSERT_PREDICTIONS: &str = "INSERT INTO predictions
@@ -201,7 +215,8 @@ impl Db {
         let rows = self
             .client
             .query(
-                "SELECT bar_time, open, high, low, close, volume FROM (
+                "SELECT bar_time, open, high, low, close, volume, quote_volume, trades,
+                   taker_buy_volume, taker_buy_quote_volume FROM (
                    SELECT * FROM candles WHERE symbol = $1 AND bar_time >= $2
                    ORDER BY bar_time DESC LIMIT $3) c ORDER BY bar_time",
                 &[&symbol, &since, &limit],
@@ -217,7 +232,12 @@ impl Db {
                 low: r.get(3),
                 close: r.get(4),
                 volume: r.get(5),
-                ..Default::default()
+                quote_volume: r.get(6),
+                trades: r
+                    .get::<_, Option<i64>>(7)
+                    .and_then(|n| u64::try_from(n).ok()),
+                taker_buy_volume: r.get(8),
+                taker_buy_quote_volume: r.get(9),
             })
             .collect())
     }
@@ -273,6 +293,13 @@ impl Db {
                 .collect::<Result<Vec<_>, _>>()?;
             let col = |f: fn(&Candle) -> f64| rows.iter().map(|(_, c)| f(c)).collect::<Vec<f64>>();
             let symbols: Vec<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
+            let opt = |f: fn(&Candle) -> Option<f64>| {
+                rows.iter().map(|(_, c)| f(c)).collect::<Vec<Option<f64>>>()
+            };
+            let trades: Vec<Option<i64>> = rows
+                .iter()
+                .map(|(_, c)| c.trades.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+                .collect();
             tx.execute(
                 UPSERT_CANDLES,
                 &[
@@ -283,6 +310,10 @@ impl Db {
                     &col(|c| c.low),
                     &col(|c| c.close),
                     &col(|c| c.volume),
+                    &opt(|c| c.quote_volume),
+                    &trades,
+                    &opt(|c| c.taker_buy_volume),
+                    &opt(|c| c.taker_buy_quote_volume),
                 ],
             )
             .await

@@ -16,7 +16,10 @@ use std::time::Duration;
 ///
 /// `{"symbol":"BTC-USD","interval":"1h","ts":1514764800000,"time":"2018-01-01T00:00:00Z",
 /// "open":13716.36,"high":13818.55,"low":13630.0,"close":13657.2,"volume":123.4}` — `ts` is the
-/// bar's open time in ms (UTC) and is what the consumer reads; `time` is for humans.
+/// bar's open time in ms (UTC) and is what the consumer reads; `time` is for humans. A candle
+/// with the Binance klines' order-flow columns adds `quote_volume`, `trades`, `taker_buy_volume`
+/// and `taker_buy_quote_volume`; each is optional (left out when the candle has none), so
+/// messages without them decode as before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CandleMessage {
     pub symbol: String,
@@ -29,6 +32,14 @@ pub struct CandleMessage {
     pub low: f64,
     pub close: f64,
     pub volume: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote_volume: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trades: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taker_buy_volume: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taker_buy_quote_volume: Option<f64>,
 }
 
 impl CandleMessage {
@@ -53,6 +64,10 @@ impl CandleMessage {
             low: c.low,
             close: c.close,
             volume: c.volume,
+            quote_volume: c.quote_volume,
+            trades: c.trades,
+            taker_buy_volume: c.taker_buy_volume,
+            taker_buy_quote_volume: c.taker_buy_quote_volume,
         }
     }
 
@@ -64,7 +79,10 @@ impl CandleMessage {
             low: self.low,
             close: self.close,
             volume: self.volume,
-            ..Default::default()
+            quote_volume: self.quote_volume,
+            trades: self.trades,
+            taker_buy_volume: self.taker_buy_volume,
+            taker_buy_quote_volume: self.taker_buy_quote_volume,
         }
     }
 }
@@ -264,5 +282,31 @@ mod tests {
         assert_eq!(m.time, "2018-01-01T00:00:00Z");
         let back: CandleMessage = serde_json::from_slice(&serde_json::to_vec(&m).unwrap()).unwrap();
         assert_eq!(back.candle(), c);
+        let json = String::from_utf8(serde_json::to_vec(&m).unwrap()).unwrap();
+        assert!(
+            !json.contains("trades"),
+            "no flow columns, none written: {json}"
+        );
+    }
+
+    /// The order-flow columns travel; a message written before they existed still decodes.
+    #[test]
+    fn message_carries_the_order_flow_columns_and_old_messages_decode() {
+        let c = Candle {
+            quote_volume: Some(4.5),
+            trades: Some(17),
+            taker_buy_volume: Some(1.25),
+            taker_buy_quote_volume: Some(2.0),
+            ..Candle::ohlcv(1_514_764_800_000, 1.0, 2.0, 0.5, 1.5, 3.0)
+        };
+        let m = CandleMessage::new("BTC-USD", "1h", &c);
+        let back: CandleMessage = serde_json::from_slice(&serde_json::to_vec(&m).unwrap()).unwrap();
+        assert_eq!(back.candle(), c);
+        let old = br#"{"symbol":"BTC-USD","interval":"1h","ts":1514764800000,"time":"2018-01-01T00:00:00Z","open":1.0,"high":2.0,"low":0.5,"close":1.5,"volume":3.0}"#;
+        let m: CandleMessage = serde_json::from_slice(old).unwrap();
+        assert_eq!(
+            m.candle(),
+            Candle::ohlcv(1_514_764_800_000, 1.0, 2.0, 0.5, 1.5, 3.0)
+        );
     }
 }

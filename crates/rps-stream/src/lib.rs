@@ -37,7 +37,9 @@ pub const EXIT_HELP: &str = "EXIT CODES:
   2  bad command line
   3  bad configuration (params.yaml, flags, no database URL, missing topic; produce --follow:
      the market API refused the request, e.g. an unknown symbol)
-  4  bad input data (the candle file of produce)
+  4  bad input data (the candle file of produce; consume, reconcile: a candle without an
+     order-flow column, trades or taker_buy_volume, that a live model trained with
+     features.flow: on reads)
   6  Kafka, PostgreSQL or the market API failed (after retries; consume: unreachable for
      --reconnect-secs; produce --follow: after --max-failures failed polls in a row, or at
      once on an IP ban)
@@ -266,6 +268,13 @@ impl StageError for StreamError {
     }
 }
 
+/// A candle lacks an order-flow column a live model's features read (exit 4).
+pub(crate) fn missing_column(symbol: &str, e: &rps_core::pipeline::PipelineError) -> StreamError {
+    StreamError::Input(format!(
+        "{symbol}: {e}: a live model cannot predict from these candles (publish them with the order-flow columns, e.g. data.source: binance or data.file.columns mapping trades and taker_buy_volume, or serve a model trained with features.flow: off)"
+    ))
+}
+
 /// What the subcommands share once flags, env and params.yaml are merged.
 struct Settings {
     params: Params,
@@ -457,6 +466,13 @@ fn reconcile(s: &Settings, a: &ReconcileArgs) -> Result<(), StreamError> {
         let mut db = s.db().await?;
         // All stored history: the features of the first reconciled bar need the bars before it.
         let candles = db.candles(&symbol, None, None).await?;
+        // A model trained with the order-flow features refuses bars without the columns.
+        let from = since.map_or(0, |t| t.timestamp_millis());
+        let start = candles.partition_point(|c| c.ts < from);
+        for (_, spec) in &specs {
+            spec.check_candles(&candles[start..])
+                .map_err(|e| missing_column(&symbol, &e))?;
+        }
         let existing = db.prediction_keys(&symbol, since).await?;
         let frames: HashMap<&str, rps_core::features::FeatureFrame> = specs
             .iter()

@@ -23,7 +23,7 @@ fn produce_consume_writes_one_row_per_bar_and_reruns_change_nothing() {
     e.run(&e.db(""), &["migrate"]); // idempotent
     assert_eq!(
         count(&e, &e.db(""), "SELECT count(*) FROM schema_migrations"),
-        1
+        2
     );
     e.produce(&[]);
     let out = e.consume(&e.db(""), &["--aliases", "champion,challenger,baseline"]);

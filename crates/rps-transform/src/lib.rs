@@ -12,6 +12,7 @@ use clap::Parser;
 use rps_cli::{CommonArgs, Home, StageError, exit};
 use rps_core::candle::Candle;
 use rps_core::features::{self, FeatureFrame};
+use rps_core::flow::{Coverage, Flow};
 use rps_core::grid::GridBuilder;
 use rps_core::params::Params;
 use rps_core::schema::FeatureSchema;
@@ -62,13 +63,17 @@ pub enum TransformError {
     Signal(#[from] rps_core::signal::SignalParamsError),
     #[error(transparent)]
     OffGrid(#[from] rps_core::candle::OffGridCollision),
+    /// `features.flow: on` on a raw dataset without the order-flow columns.
+    #[error(transparent)]
+    Flow(#[from] rps_core::flow::FlowError),
 }
 
 impl StageError for TransformError {
     fn exit_code(&self) -> u8 {
         match self {
             Self::Params(_) | Self::Config(_) | Self::Signal(_) => exit::CONFIG,
-            Self::Split(_) | Self::Schema(_) | Self::OffGrid(_) => exit::INPUT,
+            Self::Flow(e) if e.is_config() => exit::CONFIG,
+            Self::Split(_) | Self::Schema(_) | Self::OffGrid(_) | Self::Flow(_) => exit::INPUT,
             Self::Raw(e) if raw_is_input(e) => exit::INPUT,
             Self::Frame(e) if e.is_input() => exit::INPUT,
             Self::Tracking(e) if e.is_remote() => exit::REMOTE,
@@ -110,6 +115,7 @@ fn check_bars(params: &Params) -> Result<(), TransformError> {
             d.bar, d.interval
         )));
     }
+    rps_core::flow::check_params(params.features.flow, d)?;
     if params.target.estimator == Estimator::Realized && d.bar == d.interval {
         return Err(TransformError::Config(format!(
             "target.estimator: realized needs sub-bars: data.interval ({}) must be finer than data.bar ({})",
@@ -143,14 +149,18 @@ pub fn transform_grid(
     check_bars(params)?;
     let d = &params.data;
     let bars_per_day = usize::try_from(86_400_000 / d.bar.ms()).unwrap_or(1).max(1);
-    let frame: FeatureFrame = features::build(
-        &ts,
-        &grid,
-        &vol,
-        &params.features,
-        &params.target,
-        bars_per_day,
-    );
+    // `features.flow: auto` depends on the training split, which depends on the frame: build
+    // the flow features whenever they may be wanted (they are appended last and change no other
+    // column), resolve on the training rows, and drop them when the answer is off.
+    let mut fp = params.features.clone();
+    fp.flow = match fp.flow {
+        Flow::Off => Flow::Off,
+        Flow::On => Flow::On,
+        Flow::Auto if grid.iter().flatten().any(Candle::has_flow) => Flow::On,
+        Flow::Auto => Flow::Off,
+    };
+    let mut frame: FeatureFrame =
+        features::build(&ts, &grid, &vol, &fp, &params.target, bars_per_day);
     let usable = frame.usable();
     let splits = split::assign(&usable, &params.split, params.target.horizon)?;
     let train_rows: Vec<usize> = splits
@@ -158,6 +168,15 @@ pub fn transform_grid(
         .enumerate()
         .filter_map(|(i, s)| (*s == Split::Train).then_some(i))
         .collect();
+    let coverage = Coverage::of(train_rows.iter().filter_map(|&i| grid[i].as_ref()));
+    let flow = params.features.flow.resolve(coverage)?;
+    if fp.flow.is_on() && !flow.is_on() {
+        let keep = frame.names.len() - rps_core::flow::names(fp.long_window).len();
+        frame.names.truncate(keep);
+        frame.columns.truncate(keep);
+    }
+    fp.flow = flow;
+    debug_assert_eq!(frame.names, features::feature_names(&fp));
     let reference = frame
         .names
         .iter()
@@ -196,7 +215,7 @@ pub fn transform_grid(
         source: String::new(),
         bar: d.bar.to_string(),
         features: frame.names.clone(),
-        feature_params: params.features.clone(),
+        feature_params: fp,
         target: params.target.clone(),
         reference,
         rows,

@@ -366,3 +366,106 @@ fn a_hole_in_the_streams_candles_is_a_422_naming_it() {
         t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
     );
 }
+
+/// Synthetic bars with made-up order-flow columns (trade counts, taker-buy volume).
+fn flow_bars() -> Vec<Candle> {
+    bars()
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| Candle {
+            trades: Some(500 + (i as u64 * 7919) % 300),
+            taker_buy_volume: Some(c.volume * (0.4 + (i % 5) as f64 * 0.05)),
+            ..c
+        })
+        .collect()
+}
+
+/// `body` with the order-flow columns.
+fn flow_body(candles: &[Candle]) -> Value {
+    let mut b = body(candles);
+    for (j, c) in candles.iter().enumerate() {
+        b["candles"][j]["trades"] = json!(c.trades);
+        b["candles"][j]["taker_buy_volume"] = json!(c.taker_buy_volume);
+    }
+    b
+}
+
+/// A model trained with the order-flow features (`features.flow: auto` on bars that carry
+/// them) forecasts from candles that carry them, and answers 422 `missing_column` naming the
+/// column and the candle when they do not.
+#[test]
+fn a_flow_model_refuses_candles_without_the_order_flow_columns() {
+    let all = flow_bars();
+    let params = Params::default();
+    let (ds, schema) = rps_transform::transform(&params, &all, "flow").unwrap();
+    assert_eq!(schema.feature_params.flow, rps_core::flow::Flow::On);
+    let frame = &ds.frame;
+    let (tr, va) = (
+        ds.rows(rps_core::split::Split::Train),
+        ds.rows(rps_core::split::Split::Validation),
+    );
+    let ys = |ix: &[usize]| -> Vec<f64> { ix.iter().map(|&i| frame.target[i]).collect() };
+    let p = rps_core::params::TrainParams {
+        num_boost_round: 20,
+        early_stopping_rounds: 0,
+        ..Default::default()
+    };
+    let (model, _) = rps_model::VolatilityModel::train(
+        &p,
+        &frame.names,
+        params.target.floor,
+        (&rps_model::Rows::gather(&frame.columns, &tr), &ys(&tr)),
+        (&rps_model::Rows::gather(&frame.columns, &va), &ys(&va)),
+    )
+    .unwrap();
+    let f = Fixture::empty();
+    let v = f.register_files(&rps_tracking::ModelFiles::from_model(&model, &schema).unwrap());
+    f.promote(v);
+    let s = f.start();
+    let tail = &all[all.len() - 800..];
+
+    let m: Value = client()
+        .get(format!("{}/model", s.url()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        m["feature_spec"]["candle_columns"],
+        json!(["trades", "taker_buy_volume"])
+    );
+    let r = post(&s, &flow_body(tail));
+    assert_eq!(r.status(), 200);
+    let got: Value = r.json().unwrap();
+    assert!(got["volatility"].as_f64().unwrap() > 0.0);
+
+    // Plain OHLCV candles, as for a model without flow features.
+    let r = post(&s, &body(tail));
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["error"]["code"], "missing_column", "{v}");
+    assert_eq!(v["error"]["column"], "trades");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("trained with order-flow features") && msg.contains("`trades`"),
+        "{msg}"
+    );
+
+    // One candle in the window without taker-buy volume.
+    let mut b = flow_body(tail);
+    let at = tail.len() - 3;
+    b["candles"][at]
+        .as_object_mut()
+        .unwrap()
+        .remove("taker_buy_volume");
+    let r = post(&s, &b);
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["error"]["code"], "missing_column", "{v}");
+    assert_eq!(v["error"]["column"], "taker_buy_volume");
+    let t = chrono::DateTime::from_timestamp_millis(tail[at].ts).unwrap();
+    assert_eq!(
+        v["error"]["candle"],
+        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    );
+}
