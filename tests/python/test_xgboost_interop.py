@@ -82,6 +82,38 @@ def test_python_xgboost_loads_rust_models_and_predicts_the_same(pipeline, tmp_pa
     assert math.isclose(float(cfg["learner"]["learner_model_param"]["base_score"].strip("[]")), meta["base_score"], rel_tol=1e-6)
 
 
+def test_python_xgboost_loads_the_quantile_booster_and_predicts_the_same(pipeline, tmp_path):
+    """#16: the distribution's booster (`quantiles.json` / `.ubj`, reg:quantileerror with one
+    output per level) loads in Python's xgboost and predicts, for every test row, the raw outputs
+    RPS's engine computes; through meta.json's documented mapping (exp(raw + L + correction),
+    sorted, floored) they give monotone quantiles whose 0.5 level is inside [q0.05, q0.95]."""
+    schema, X, _ = load_test_split(pipeline)
+    model_dir = pipeline / ".rps/models/candidate"
+    meta = json.loads((model_dir / "meta.json").read_text())
+    q = meta["quantiles"]
+    assert q["levels"] == [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95]
+    preds = {}
+    for name in ["quantiles.json", "quantiles.ubj"]:
+        booster = xgb.Booster()
+        booster.load_model(str(model_dir / name))
+        preds[name] = booster.predict(xgb.DMatrix(X, missing=np.nan))
+    np.testing.assert_array_equal(preds["quantiles.json"], preds["quantiles.ubj"])
+    raw = preds["quantiles.json"]
+    assert raw.shape == (len(X), len(q["levels"]))
+    rust = rust_predict(model_dir / "quantiles.ubj", X, tmp_path)
+    np.testing.assert_array_equal(raw.reshape(-1), rust)
+    margin = np.zeros(len(X))
+    m = meta["margin"]
+    margin += m["coefficients"][0]
+    for term, b, mean in zip(m["terms"], m["coefficients"][1:], m["means"]):
+        col = X[:, schema["features"].index(term)].astype(np.float64)
+        margin += b * np.where(np.isfinite(col), col, mean)
+    sigma = np.sort(np.exp(raw.astype(np.float64) + margin[:, None] + np.array(q["corrections"])[None, :]), axis=1)
+    sigma = np.maximum(sigma, meta["floor"])
+    assert np.all(np.diff(sigma, axis=1) >= 0)
+    assert np.all((sigma[:, 3] >= sigma[:, 0]) & (sigma[:, 3] <= sigma[:, 6]))
+
+
 def test_rps_engine_predicts_python_xgboost_models_identically(tmp_path):
     rng = np.random.default_rng(7)
     X = rng.normal(size=(3000, 8)).astype(np.float32)
