@@ -1,6 +1,7 @@
 //! The reports: evaluation.md, metrics JSON, the walk-forward CSV and MLflow metrics.
 
 use crate::*;
+use rps_core::distribution::IntervalScores;
 use rps_core::metrics::Scores;
 use rps_core::params::Params;
 use rps_tracking::{MetricPoint, VersionInfo};
@@ -124,36 +125,7 @@ and its R² (log) is {:+.4} against HAR-RV's best (of har_rv and its log-scale f
             }
         )
     });
-    let dist = wf.distribution.as_ref().map_or_else(String::new, |d| {
-        let iv: String = d
-            .intervals
-            .iter()
-            .map(|i| {
-                format!(
-                    "| {:.0} % | {:.1} % | {:.6} | {:.6} |\n",
-                    i.nominal * 100.0,
-                    i.coverage * 100.0,
-                    i.interval_score,
-                    i.width
-                )
-            })
-            .collect();
-        let rel: Vec<String> = d
-            .reliability
-            .iter()
-            .map(|(l, o)| format!("{:.0} % → {:.1} %", l * 100.0, o * 100.0))
-            .collect();
-        let ter: Vec<String> = d
-            .tercile_coverage_80
-            .iter()
-            .map(|c| format!("{:.1} %", c * 100.0))
-            .collect();
-        format!(
-            "### The forecast distribution\n\n| interval | coverage | interval score | mean width |\n|---|---:|---:|---:|\n{iv}\nReliability (level → share of outcomes at or below it): {}.\n\nCoverage of the 80 % interval by tercile of predicted volatility (calm, normal, turbulent): {}.\n\n",
-            rel.join(", "),
-            ter.join(", ")
-        )
-    });
+    let dist = distribution_markdown(&wf.distribution);
     let mut fold_rows = Vec::new();
     for (k, f) in wf.folds.iter().enumerate() {
         let span = format!("{} – {}", utc(f.ts.first()), utc(f.ts.last()));
@@ -183,6 +155,62 @@ and its R² (log) is {:+.4} against HAR-RV's best (of har_rv and its log-scale f
         st = wf.dm_vs_har.statistic,
         p = wf.dm_vs_har.p_value,
         folds_table = rps_report::fold_table(&fold_rows),
+    )
+}
+
+/// The distribution section: coverage and interval scores of the model's intervals beside the
+/// baselines', reliability per level, and coverage by tercile of predicted volatility.
+fn distribution_markdown(d: &[(String, DistributionSummary)]) -> String {
+    let Some((_, model)) = d.iter().find(|(n, _)| n == "model") else {
+        return String::new();
+    };
+    let pct = |v: f64| format!("{:.1} %", v * 100.0);
+    let at = |s: &DistributionSummary, c: f64| {
+        s.intervals
+            .iter()
+            .find(|i| (i.nominal - c).abs() < 1e-9)
+            .copied()
+    };
+    let rows: String = d
+        .iter()
+        .map(|(n, s)| {
+            let cell = |c: f64, f: &dyn Fn(&IntervalScores) -> String| {
+                at(s, c).map_or_else(|| "–".to_owned(), |i| f(&i))
+            };
+            format!(
+                "| {n} | {} | {} | {} | {} | {} | {} |\n",
+                cell(0.8, &|i| pct(i.coverage)),
+                cell(0.9, &|i| pct(i.coverage)),
+                cell(0.8, &|i| format!("{:.6}", i.interval_score)),
+                cell(0.9, &|i| format!("{:.6}", i.interval_score)),
+                cell(0.8, &|i| format!("{:.6}", i.width)),
+                s.tercile_coverage_80
+                    .iter()
+                    .map(|c| pct(*c))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+            )
+        })
+        .collect();
+    let vs_har = d
+        .iter()
+        .find(|(n, _)| n == "har_rv")
+        .and_then(|(_, h)| Some((at(model, 0.8)?, at(h, 0.8)?)))
+        .map_or_else(String::new, |(m, h)| {
+            format!(
+                "The model's 80 % interval score is {:.1} % {} than HAR-RV's residual-quantile interval's.\n\n",
+                (1.0 - m.interval_score / h.interval_score).abs() * 100.0,
+                if m.interval_score <= h.interval_score { "lower" } else { "higher" }
+            )
+        });
+    let rel: Vec<String> = model
+        .reliability
+        .iter()
+        .map(|(l, o)| format!("{:.0} % → {:.1} %", l * 100.0, o * 100.0))
+        .collect();
+    format!(
+        "### The forecast distribution\n\nThe model's quantiles beside two baseline distributions fitted on the same rows as each fold's model: HAR-RV's log-scale forecast times the empirical quantiles of its training errors (`har_rv`), and EWMA with log-normal (Gaussian on ln σ) quantiles from its training errors (`ewma`). Interval score: Gneiting & Raftery (2007), lower is better. Terciles: of the model's predicted volatility (calm / normal / turbulent).\n\n| forecaster | 80 % coverage | 90 % coverage | 80 % interval score | 90 % interval score | 80 % mean width | 80 % coverage by tercile |\n|---|---:|---:|---:|---:|---:|---|\n{rows}\n{vs_har}Reliability of the model (level → share of outcomes at or below it): {}.\n\n",
+        rel.join(", ")
     )
 }
 
@@ -216,7 +244,11 @@ pub(crate) fn walk_forward_json(wf: &WalkForward) -> Result<serde_json::Value, s
         "pooled": table(&wf.pooled),
         "diebold_mariano_vs_har_rv": wf.dm_vs_har,
         "verdict": serde_json::to_value(wf.verdict())?,
-        "distribution": serde_json::to_value(&wf.distribution)?,
+        "distribution": wf
+            .distribution
+            .iter()
+            .map(|(n, d)| Ok((n.clone(), serde_json::to_value(d)?)))
+            .collect::<Result<serde_json::Map<_, _>, serde_json::Error>>()?,
     }))
 }
 
@@ -229,6 +261,7 @@ pub fn walk_forward_csv(wf: &WalkForward) -> String {
             all.len().min(2)..all.len().min(2),
             f.quantiles.iter().cloned(),
         );
+        all.extend(f.baseline_quantiles.iter().cloned());
         forecaster_names(&all)
     });
     let mut csv = format!("fold,ts,realized,{names}\n");
@@ -241,6 +274,7 @@ pub fn walk_forward_csv(wf: &WalkForward) -> String {
                 .iter()
                 .chain(&f.quantiles)
                 .chain(&f.forecasts[head..])
+                .chain(&f.baseline_quantiles)
                 .map(|(_, p)| format!("{:.8}", p[i]))
                 .collect();
             csv.push_str(&format!(

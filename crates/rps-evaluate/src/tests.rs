@@ -73,12 +73,20 @@ fn walk_forward_scores_every_forecaster_on_every_fold() {
         ]
     );
     // The distribution: 7 quantile columns per fold, monotone, summarised pooled.
-    let d = wf.distribution.as_ref().unwrap();
+    let names: Vec<&str> = wf.distribution.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["model", "har_rv", "ewma"]);
+    for (_, d) in &wf.distribution {
+        assert_eq!(d.intervals.len(), 2);
+        let c = d.intervals[0].coverage;
+        assert!(c > 0.5 && c < 1.0, "a fitted interval covers: {c}");
+    }
+    let d = &wf.distribution[0].1;
     assert_eq!(d.intervals.len(), 2);
     assert_eq!(d.reliability.len(), 7);
     assert_eq!(d.tercile_coverage_80.len(), 3);
     for f in &wf.folds {
         assert_eq!(f.quantiles.len(), 7);
+        assert_eq!(f.baseline_quantiles.len(), 14);
         for i in 0..f.realized.len() {
             assert!(f.quantiles.windows(2).all(|w| w[0].1[i] <= w[1].1[i]));
         }

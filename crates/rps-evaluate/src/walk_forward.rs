@@ -2,7 +2,7 @@
 
 use crate::*;
 use rps_core::distribution::{
-    IntervalScores, central_levels, level_suffix, reliability, score_intervals,
+    IntervalScores, central_levels, level_suffix, normal_quantile, reliability, score_intervals,
 };
 use rps_core::metrics::{DieboldMariano, Scores};
 use rps_core::params::Params;
@@ -29,6 +29,8 @@ pub struct FoldResult {
     /// The model's quantile forecasts (`model_q05` …), empty for a model without a
     /// distribution.
     pub quantiles: Vec<(String, Vec<f64>)>,
+    /// The baselines' quantile forecasts at the model's levels (`har_rv_q05` …, `ewma_q05` …).
+    pub baseline_quantiles: Vec<(String, Vec<f64>)>,
 }
 
 /// How the model's forecast distribution fared on the pooled test rows.
@@ -52,7 +54,9 @@ pub struct WalkForward {
     /// Model vs HAR-RV on the pooled QLIKE losses (in time order).
     pub dm_vs_har: DieboldMariano,
     pub window: rps_core::walkforward::Window,
-    pub distribution: Option<DistributionSummary>,
+    /// The model's distribution and the baselines' intervals, by forecaster (`model`,
+    /// `har_rv`, `ewma`); empty for a model without a distribution.
+    pub distribution: Vec<(String, DistributionSummary)>,
 }
 
 impl WalkForward {
@@ -82,6 +86,54 @@ impl WalkForward {
             passed: qlike_gain >= QLIKE_GAIN_REQUIRED && model.r2_log >= har_r2_log,
         })
     }
+}
+
+/// The baselines' quantile forecasts of the `test` rows at `levels`, from their log errors on
+/// the rows they were fitted on (`seen`): HAR-RV's log-scale forecast times the empirical
+/// quantiles of exp(residual) (`har_rv_q…`), and EWMA times a log-normal spread with the mean
+/// and standard deviation of its log errors (`ewma_q…`, Gaussian quantiles on the log scale).
+fn baseline_intervals(
+    levels: &[f64],
+    base: &[(String, Vec<f64>)],
+    target: &[f64],
+    seen: &[usize],
+    test: &[usize],
+) -> Vec<(String, Vec<f64>)> {
+    let get = |n: &str| base.iter().find(|(m, _)| m == n).map(|(_, v)| v);
+    let resid = |f: &[f64]| -> Vec<f64> {
+        let mut r: Vec<f64> = seen
+            .iter()
+            .map(|&i| (target[i] / f[i]).ln())
+            .filter(|v| v.is_finite())
+            .collect();
+        r.sort_by(f64::total_cmp);
+        r
+    };
+    let mut out = Vec::new();
+    if let Some(har) = get(HAR_LOG) {
+        let r = resid(har);
+        for &l in levels {
+            let k = rps_core::stats::quantile_sorted(&r, l).exp();
+            out.push((
+                format!("har_rv_{}", level_suffix(l)),
+                test.iter().map(|&i| har[i] * k).collect(),
+            ));
+        }
+    }
+    if let Some(ew) = get("ewma") {
+        let r = resid(ew);
+        let n = r.len().max(2) as f64;
+        let mu = r.iter().sum::<f64>() / n;
+        let sd = (r.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        for &l in levels {
+            let k = (mu + sd * normal_quantile(l)).exp();
+            out.push((
+                format!("ewma_{}", level_suffix(l)),
+                test.iter().map(|&i| ew[i] * k).collect(),
+            ));
+        }
+    }
+    out
 }
 
 /// Gather the targets and the model's rows for `idx`.
@@ -132,6 +184,7 @@ pub fn walk_forward(
         let dist = model.forecast(&xs)?;
         let mut forecasts = vec![("model".to_owned(), dist.iter().map(|d| d.mean).collect())];
         let mut quantiles = Vec::new();
+        let mut baseline_quantiles = Vec::new();
         if let Some(q0) = dist.first().and_then(|d| d.quantiles.as_ref()) {
             forecasts.push((
                 "model_median".to_owned(),
@@ -145,6 +198,8 @@ pub fn walk_forward(
                         .collect(),
                 ));
             }
+            baseline_quantiles =
+                baseline_intervals(&q0.levels, &base, &f.target, &seen, &fold.test);
         }
         forecasts.extend(
             base.into_iter()
@@ -173,6 +228,7 @@ pub fn walk_forward(
             scores,
             dm_vs_har,
             quantiles,
+            baseline_quantiles,
         });
     }
     let realized: Vec<f64> = out.iter().flat_map(|r| r.realized.clone()).collect();
@@ -188,7 +244,13 @@ pub fn walk_forward(
         })
         .collect();
     let (pooled, dm_vs_har) = score_all(&realized, &forecasts, ev.dm_lags);
-    let distribution = summarise_distribution(&out, &realized, &forecasts[0].1);
+    let distribution = ["model", "har_rv", "ewma"]
+        .iter()
+        .filter_map(|name| {
+            summarise_distribution(&out, name, &realized, &forecasts[0].1)
+                .map(|d| ((*name).to_owned(), d))
+        })
+        .collect();
     Ok(WalkForward {
         folds: out,
         pooled,
@@ -199,28 +261,37 @@ pub fn walk_forward(
 }
 
 /// Pooled coverage, interval scores, reliability and coverage by tercile of predicted
-/// volatility of the model's quantiles (`None` without a distribution).
+/// volatility of `name`'s quantile columns (`None` when it has none). The terciles are those of
+/// the model's mean forecast `mean`: the same rows for every forecaster.
 fn summarise_distribution(
     folds: &[FoldResult],
+    name: &str,
     realized: &[f64],
     mean: &[f64],
 ) -> Option<DistributionSummary> {
-    let first = folds.first()?;
-    if first.quantiles.is_empty() {
+    let prefix = format!("{name}_q");
+    let cols = |f: &FoldResult| -> Vec<(f64, Vec<f64>)> {
+        f.quantiles
+            .iter()
+            .chain(&f.baseline_quantiles)
+            .filter_map(|(n, v)| {
+                let d = n.strip_prefix(&prefix)?;
+                Some((format!("0.{d}").parse::<f64>().ok()?, v.clone()))
+            })
+            .collect()
+    };
+    let first = cols(folds.first()?);
+    if first.is_empty() {
         return None;
     }
-    let levels: Vec<f64> = first
-        .quantiles
-        .iter()
-        .filter_map(|(n, _)| {
-            let d = n.strip_prefix("model_q")?;
-            format!("0.{d}").parse::<f64>().ok()
-        })
-        .collect();
+    let levels: Vec<f64> = first.iter().map(|(l, _)| *l).collect();
     let rows: Vec<Vec<f64>> = folds
         .iter()
         .flat_map(|f| {
-            (0..f.realized.len()).map(|i| f.quantiles.iter().map(|(_, v)| v[i]).collect::<Vec<_>>())
+            let c = cols(f);
+            (0..f.realized.len())
+                .map(|i| c.iter().map(|(_, v)| v[i]).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
         })
         .collect();
     let band = |c: f64| -> Option<Vec<(f64, f64)>> {
