@@ -360,8 +360,12 @@ def test_pipeline_reconciles_the_stream_database(airflow, postgres, bin_dir, tmp
     with open(candles, "w", newline="") as dst:
         writer = csv.writer(dst)
         for r in rows:
-            writer.writerow(["BTC-USDT", r["date"] + "+00", r["open"], r["high"], r["low"], r["close"], r["volume"]])
-    psql(url, "-c", f"\\copy candles (symbol, bar_time, open, high, low, close, volume) FROM '{candles}' WITH (FORMAT csv)")
+            writer.writerow(
+                ["BTC-USDT", r["date"] + "+00", r["open"], r["high"], r["low"], r["close"], r["volume"]]
+                + [r["quote_asset_volume"], r["number_of_trades"], r["taker_buy_base_asset_volume"], r["taker_buy_quote_asset_volume"]]
+            )
+    columns = "symbol, bar_time, open, high, low, close, volume, quote_volume, trades, taker_buy_volume, taker_buy_quote_volume"
+    psql(url, "-c", f"\\copy candles ({columns}) FROM '{candles}' WITH (FORMAT csv)")
     assert psql(url, "-c", "SELECT count(*) FROM predictions") == "0"
 
     rps_home = tmp_path / "rps-home"
