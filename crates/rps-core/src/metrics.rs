@@ -9,6 +9,12 @@ pub fn qlike_one(realized: f64, forecast: f64) -> f64 {
     ratio - ratio.ln() - 1.0
 }
 
+/// Squared log error of one forecast, `(ln σ − ln h)²`: the loss whose optimum is the
+/// conditional median of ln σ, what R² (log) rewards.
+pub fn log_loss_one(realized: f64, forecast: f64) -> f64 {
+    (realized.ln() - forecast.ln()).powi(2)
+}
+
 /// Accuracy of one forecaster on one span.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Scores {
@@ -22,6 +28,15 @@ pub struct Scores {
     pub r2_log: f64,
     /// Mean QLIKE on variances.
     pub qlike: f64,
+    /// Mean squared error on variances, `mean((σ² − h²)²)`: with QLIKE, the loss that ranks
+    /// variance forecasts consistently under a noisy proxy (Patton 2011).
+    #[serde(default)]
+    pub mse_var: f64,
+    /// Mincer–Zarnowitz R² on the log scale: the R² of regressing ln σ on ln h with a free
+    /// intercept and slope, i.e. the squared correlation. Unlike R² (log) it forgives bias and
+    /// scale, so the gap between the two is how much a recalibration would win.
+    #[serde(default)]
+    pub mz_r2_log: f64,
     /// Rows scored.
     pub n: usize,
 }
@@ -56,6 +71,8 @@ pub fn score(realized: &[f64], forecast: &[f64]) -> Scores {
             r2: f64::NAN,
             r2_log: f64::NAN,
             qlike: f64::NAN,
+            mse_var: f64::NAN,
+            mz_r2_log: f64::NAN,
             n,
         };
     }
@@ -81,13 +98,39 @@ pub fn score(realized: &[f64], forecast: &[f64]) -> Scores {
         .map(|(a, b)| qlike_one(*a, *b))
         .sum::<f64>()
         / nf;
+    let mse_var = realized
+        .iter()
+        .zip(forecast)
+        .map(|(a, b)| (a * a - b * b).powi(2))
+        .sum::<f64>()
+        / nf;
     Scores {
         rmse,
         mae,
         r2: r2(realized, forecast),
         r2_log: r2(&ly, &lp),
         qlike,
+        mse_var,
+        mz_r2_log: squared_correlation(&ly, &lp),
         n,
+    }
+}
+
+/// The squared Pearson correlation of `x` and `y`: the R² of a least-squares line through
+/// them. NaN when either is constant.
+fn squared_correlation(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx).powi(2);
+        syy += (b - my).powi(2);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        f64::NAN
+    } else {
+        sxy * sxy / (sxx * syy)
     }
 }
 
@@ -158,6 +201,21 @@ mod tests {
         let perfect = score(&y, &y);
         assert_eq!(perfect.qlike, 0.0);
         assert_eq!(perfect.r2_log, 1.0);
+        let mse_var =
+            ((1.0f64 - 1.0).powi(2) + (4.0f64 - 6.25).powi(2) + (9.0f64 - 4.0).powi(2)) / 3.0;
+        assert!((s.mse_var - mse_var).abs() < 1e-12);
+    }
+
+    #[test]
+    fn mincer_zarnowitz_forgives_bias_and_scale_but_r2_log_does_not() {
+        let y: Vec<f64> = (1..50).map(|i| 0.01 * (1.0 + f64::from(i % 7))).collect();
+        // ln h = 0.5 + 2 ln y: perfectly correlated, badly biased and scaled.
+        let h: Vec<f64> = y.iter().map(|v| (0.5 + 2.0 * v.ln()).exp()).collect();
+        let s = score(&y, &h);
+        assert!((s.mz_r2_log - 1.0).abs() < 1e-12);
+        assert!(s.r2_log < 0.0);
+        assert!(log_loss_one(2.0, 2.0).abs() < 1e-15);
+        assert!((log_loss_one(std::f64::consts::E, 1.0) - 1.0).abs() < 1e-12);
     }
 
     #[test]

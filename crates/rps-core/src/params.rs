@@ -385,6 +385,48 @@ pub struct EvaluateParams {
     /// Registry retention: after each evaluation, active versions beyond the newest
     /// `keep_versions` are archived unless an alias points at them (0 keeps everything).
     pub keep_versions: usize,
+    /// The walk-forward acceptance rule: what "the model beats the baselines" means.
+    pub acceptance: AcceptanceParams,
+}
+
+/// The walk-forward acceptance rule (`evaluate.acceptance:`), judged on the pooled
+/// out-of-sample rows: the mean forecast against the best baseline on variance-scale losses,
+/// the median against HAR-RV on the log scale, and the intervals' calibration and sharpness.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcceptanceParams {
+    /// QLIKE of the mean at least this share below the best baseline's (0.10 = 10 %).
+    pub qlike_gain: f64,
+    /// MSE of σ² at most `(1 + mse_var_tolerance)` × the best baseline's (0: no worse).
+    pub mse_var_tolerance: f64,
+    /// R² (log) of the median at least this much above HAR-RV's best (level or log forecast).
+    pub median_r2_log_gain: f64,
+    /// Pooled coverage of the 80 % and 90 % intervals within this many points of nominal
+    /// (0.02 = ±2 points).
+    pub coverage_tolerance: f64,
+    /// Coverage of the 80 % interval within this many points of nominal in each tercile of
+    /// predicted volatility (calm / normal / turbulent).
+    pub tercile_coverage_tolerance: f64,
+    /// Interval score of the 80 % interval at least this share below HAR-RV's
+    /// residual-quantile interval's.
+    pub interval_score_gain: f64,
+    /// `true`: a challenger whose walk-forward fails the rule is not promoted, whatever the
+    /// champion comparison says. `false` (default): the rule is reported beside the decision.
+    pub enforce: bool,
+}
+
+impl Default for AcceptanceParams {
+    fn default() -> Self {
+        Self {
+            qlike_gain: 0.10,
+            mse_var_tolerance: 0.0,
+            median_r2_log_gain: 0.01,
+            coverage_tolerance: 0.02,
+            tercile_coverage_tolerance: 0.05,
+            interval_score_gain: 0.05,
+            enforce: false,
+        }
+    }
 }
 
 impl Default for EvaluateParams {
@@ -404,6 +446,7 @@ impl Default for EvaluateParams {
             walk_forward_window: Window::Expanding,
             dm_lags: 24,
             keep_versions: 0,
+            acceptance: AcceptanceParams::default(),
         }
     }
 }

@@ -149,6 +149,47 @@ pub fn params(p: &Params) -> Result<(), InvalidParams> {
             format!("must be an RFC 3339 time such as 2020-01-01T00:00:00Z, got {s:?}"),
         );
     }
+    let a = &e.acceptance;
+    for (key, v, lo, hi) in [
+        ("evaluate.acceptance.qlike_gain", a.qlike_gain, -1.0, 1.0),
+        (
+            "evaluate.acceptance.mse_var_tolerance",
+            a.mse_var_tolerance,
+            0.0,
+            f64::INFINITY,
+        ),
+        (
+            "evaluate.acceptance.median_r2_log_gain",
+            a.median_r2_log_gain,
+            -1.0,
+            1.0,
+        ),
+        (
+            "evaluate.acceptance.coverage_tolerance",
+            a.coverage_tolerance,
+            0.0,
+            1.0,
+        ),
+        (
+            "evaluate.acceptance.tercile_coverage_tolerance",
+            a.tercile_coverage_tolerance,
+            0.0,
+            1.0,
+        ),
+        (
+            "evaluate.acceptance.interval_score_gain",
+            a.interval_score_gain,
+            -1.0,
+            1.0,
+        ),
+    ] {
+        if !(v.is_finite() && v >= lo && v < hi) {
+            bad(
+                key,
+                format!("must be a finite number in [{lo}, {hi}), got {v}"),
+            );
+        }
+    }
     if let Err(err) = p.signal.validate() {
         let key = match err {
             crate::signal::SignalParamsError::Horizon => "signal.horizon",
@@ -258,6 +299,9 @@ mod tests {
         assert_eq!(keys(&p), vec!["train.power"]);
 
         let mut p = Params::default();
+        p.evaluate.acceptance.coverage_tolerance = 1.5;
+        assert_eq!(keys(&p), vec!["evaluate.acceptance.coverage_tolerance"]);
+        p.evaluate.acceptance.coverage_tolerance = 0.02;
         p.evaluate.walk_forward_test_start = Some("2020-01-01".into());
         assert_eq!(keys(&p), vec!["evaluate.walk_forward_test_start"]);
         p.evaluate.walk_forward_test_start = Some("2020-01-01T00:00:00Z".into());

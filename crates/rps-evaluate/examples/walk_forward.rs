@@ -173,15 +173,19 @@ fn run() -> Result<(), String> {
             .map(|(n, s)| format!("{n} {:.4}/{:.4}", s.qlike, s.r2_log))
             .collect();
         println!("  POOLED QLIKE/R2log: {}", cells.join("  "));
-        if let Some(v) = wf.verdict() {
+        if let Some(v) = wf.verdict(&params.evaluate.acceptance) {
             println!(
-                "  verdict: QLIKE {:+.2} % vs {} (need >= 5 %), R2log {:+.4} vs HAR; DM {:.2} (p {:.4}) -> {}",
+                "  verdict: QLIKE {:+.2} % vs {}, median R2log {:+.4} vs HAR; DM {:.2} (p {:.4}) -> {}",
                 v.qlike_gain * 100.0,
                 v.best_baseline,
-                v.r2_log_vs_har,
+                v.median_r2_log_vs_har,
                 wf.dm_vs_har.statistic,
                 wf.dm_vs_har.p_value,
-                if v.passed { "PASS" } else { "fail" }
+                if v.passed {
+                    "PASS".to_owned()
+                } else {
+                    format!("fail: {}", v.failed().join("; "))
+                }
             );
         }
     }

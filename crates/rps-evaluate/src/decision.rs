@@ -1,4 +1,4 @@
-//! Champion/challenger: the verdict against the baselines and the promotion decision.
+//! Champion/challenger: the promotion decision (the acceptance rule is in `acceptance.rs`).
 
 use crate::*;
 use rps_core::params::{Params, PrimaryMetric};
@@ -6,22 +6,6 @@ use rps_core::schema::FeatureSchema;
 use rps_store::frame::Dataset;
 use rps_tracking::Registry;
 use serde::{Deserialize, Serialize};
-
-/// The model must beat the lowest baseline QLIKE by this share.
-pub const QLIKE_GAIN_REQUIRED: f64 = 0.05;
-
-/// Whether the model beats the baselines on both counts at once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
-    /// The baseline with the lowest pooled QLIKE.
-    pub best_baseline: String,
-    /// `1 − QLIKE(model) / QLIKE(best baseline)`: the share by which the model's QLIKE is lower.
-    pub qlike_gain: f64,
-    /// `R²log(model) − R²log(HAR-RV)`, HAR-RV's being the better of `har_rv` and [`HAR_LOG`].
-    pub r2_log_vs_har: f64,
-    /// QLIKE at least 5 % lower than the best baseline's and R² (log) at least HAR-RV's.
-    pub passed: bool,
-}
 
 /// The champion/challenger decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

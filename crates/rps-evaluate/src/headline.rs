@@ -1,7 +1,7 @@
 //! `metrics.json`: the headline numbers, small enough to read in a terminal and to compare with
 //! `dvc metrics diff` and `dvc exp show` — the model's QLIKE, R²(log), RMSE, MAE and row count,
 //! each baseline's QLIKE and R²(log), the Diebold-Mariano p-value against HAR-RV, the promotion
-//! decision and the walk-forward verdict. Everything else (every score of every forecaster, the
+//! decision and the walk-forward verdict (passed, and the criteria that failed). Everything else (every score of every forecaster, the
 //! test statistics, each walk-forward fold) is in `metrics_detail.json`.
 
 use serde_json::{Map, Value};
@@ -56,7 +56,14 @@ pub fn headline(full: &Map<String, Value>) -> Value {
                 "model_qlike": pooled("model"),
                 "har_rv_qlike": pooled("har_rv"),
                 "ewma_qlike": pooled("ewma"),
+                "model_median_r2_log": w["pooled"]["model_median"]["r2_log"],
                 "passed": w["verdict"]["passed"],
+                "failed": w["verdict"]["checks"].as_array().map(|c| {
+                    c.iter()
+                        .filter(|x| x["passed"] == false)
+                        .map(|x| x["criterion"].clone())
+                        .collect::<Vec<_>>()
+                }),
             }),
         );
     }
@@ -80,7 +87,10 @@ mod tests {
             "walk_forward": {
                 "folds": [{"best_iteration": 161}],
                 "pooled": {"model": {"qlike": 1.18}, "har_rv": {"qlike": 1.45}, "ewma": {"qlike": 1.32}},
-                "verdict": {"passed": false, "qlike_gain": 0.1}
+                "verdict": {"passed": false, "qlike_gain": 0.1, "checks": [
+                    {"criterion": "mean_qlike", "passed": true},
+                    {"criterion": "coverage90", "passed": false}
+                ]}
             }
         });
         let h = headline(full.as_object().unwrap());

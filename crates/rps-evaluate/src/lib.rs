@@ -14,6 +14,7 @@ use rps_store::frame::Dataset;
 use rps_tracking::{ModelFiles, Registry, VersionInfo};
 use std::collections::BTreeMap;
 
+mod acceptance;
 mod decision;
 mod headline;
 mod report;
@@ -21,6 +22,7 @@ mod scoring;
 pub mod signal;
 mod walk_forward;
 
+pub use acceptance::*;
 pub use decision::*;
 pub use report::*;
 pub use scoring::*;
@@ -228,7 +230,18 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
             let metric = params.evaluate.primary_metric;
             let challenger_loss = loss(e.score("model").unwrap_or_else(|| unreachable!()), metric);
             let margin = params.evaluate.promotion_margin;
-            let decision = in_experiment(
+            let wf = if params.evaluate.walk_forward_folds > 0 {
+                let bar: rps_core::Interval = schema
+                    .bar
+                    .parse()
+                    .map_err(|_| EvaluateError::Bar(schema.bar.clone()))?;
+                Some(walk_forward(&params, &ds, bar.ms())?)
+            } else {
+                None
+            };
+            let rule = &params.evaluate.acceptance;
+            let verdict = wf.as_ref().and_then(|w| w.verdict(rule));
+            let decision = in_experiment(gate(
                 match champion_loss(registry.as_ref(), &info.name, &params, &ds, &schema, metric)? {
                     Champion::Incomparable(v, why) => {
                         tracing::warn!("champion v{v} {why}: not compared, the champion is kept");
@@ -250,7 +263,9 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
                     }
                     Champion::None => decide(info.version, challenger_loss, None, metric, margin),
                 },
-            );
+                verdict.as_ref(),
+                rule.enforce,
+            ));
             let out = rps_store::open(&report_dir)?;
             rps_store::commit::sweep_stale_temp(out.as_ref());
             let mut json = serde_json::Map::new();
@@ -262,18 +277,12 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
                 serde_json::to_value(e.dm_vs_har)?,
             );
             json.insert("promotion".to_owned(), serde_json::to_value(&decision)?);
-            let wf = if params.evaluate.walk_forward_folds > 0 {
-                let bar: rps_core::Interval = schema
-                    .bar
-                    .parse()
-                    .map_err(|_| EvaluateError::Bar(schema.bar.clone()))?;
-                Some(walk_forward(&params, &ds, bar.ms())?)
-            } else {
-                None
-            };
             let wf_md = wf.as_ref().map(|w| walk_forward_markdown(w, &params));
             if let Some(w) = &wf {
-                json.insert("walk_forward".to_owned(), walk_forward_json(w)?);
+                json.insert(
+                    "walk_forward".to_owned(),
+                    walk_forward_json(w, verdict.as_ref())?,
+                );
             }
             let metrics_json = serde_json::to_vec_pretty(&headline::headline(&json))?;
             let detail_json = serde_json::to_vec_pretty(&serde_json::Value::Object(json))?;
@@ -352,7 +361,7 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
             }
             values.push(("dm_stat_vs_har_rv".to_owned(), e.dm_vs_har.statistic));
             if let Some(w) = &wf {
-                let (pooled, points) = walk_forward_metrics(w);
+                let (pooled, points) = walk_forward_metrics(w, verdict.as_ref());
                 values.extend(pooled);
                 run.log_metrics(&points)?;
             }

@@ -14,7 +14,7 @@ pub(crate) fn scores_json(s: &Scores) -> serde_json::Value {
             serde_json::Value::Null
         }
     };
-    serde_json::json!({"rmse": num(s.rmse), "mae": num(s.mae), "r2": num(s.r2), "r2_log": num(s.r2_log), "qlike": num(s.qlike), "n": s.n})
+    serde_json::json!({"rmse": num(s.rmse), "mae": num(s.mae), "r2": num(s.r2), "r2_log": num(s.r2_log), "qlike": num(s.qlike), "mse_var": num(s.mse_var), "mz_r2_log": num(s.mz_r2_log), "n": s.n})
 }
 
 /// The report, in Markdown.
@@ -109,20 +109,13 @@ pub fn walk_forward_markdown(wf: &WalkForward, params: &Params) -> String {
         rps_core::walkforward::Window::Expanding => "expanding window: all earlier history",
         rps_core::walkforward::Window::Rolling => "rolling window: the most recent history",
     };
-    let verdict = wf.verdict().map_or_else(String::new, |v| {
+    let verdict = wf
+        .verdict(&params.evaluate.acceptance)
+        .map_or_else(String::new, |v| verdict_markdown(&v));
+    let dm_log = wf.dm_log_vs_har.map_or_else(String::new, |d| {
         format!(
-            "Verdict: the model's pooled QLIKE is {:.1} % {} than the best baseline's ({}; at least {:.0} % lower required) \
-and its R² (log) is {:+.4} against HAR-RV's best (of har_rv and its log-scale forecast har_rv_log; at least 0 required): **{}**.\n\n",
-            v.qlike_gain.abs() * 100.0,
-            if v.qlike_gain >= 0.0 { "lower" } else { "higher" },
-            v.best_baseline,
-            QLIKE_GAIN_REQUIRED * 100.0,
-            v.r2_log_vs_har,
-            if v.passed {
-                "beats every baseline on both counts"
-            } else {
-                "does not beat the baselines on both counts"
-            }
+            "Diebold–Mariano, the model's median vs HAR-RV's log-scale forecast on pooled squared log errors: mean loss difference {:.5}, statistic {:.2}, p-value {:.4}.\n\n",
+            d.mean_diff, d.statistic, d.p_value
         )
     });
     let dist = distribution_markdown(&wf.distribution);
@@ -144,7 +137,7 @@ and its R² (log) is {:+.4} against HAR-RV's best (of har_rv and its log-scale f
         .map(|k| format!("![fold {}]({})\n", k + 1, fold_png(k)))
         .collect();
     format!(
-        "## Walk-forward: {folds} folds, pooled out of sample\n\n{n} hourly test rows, {from} to {to} UTC, in {folds} consecutive blocks. At every fold the model is retrained ({window}; the last {vshare:.0} % of it for early stopping and calibration, purged by {gap} bars on each side) and HAR-RV is refitted on the same rows; EWMA and persistence need no fitting.\n\n{table}\nDiebold–Mariano, model vs HAR-RV on pooled QLIKE: mean loss difference {dm:.5}, statistic {st:.2}, p-value {p:.4} (negative favours the model).\n\n{verdict}{dist}### Per fold\n\n{folds_table}\n{plots}",
+        "## Walk-forward: {folds} folds, pooled out of sample\n\n{n} hourly test rows, {from} to {to} UTC, in {folds} consecutive blocks. At every fold the model is retrained ({window}; the last {vshare:.0} % of it for early stopping and calibration, purged by {gap} bars on each side) and HAR-RV is refitted on the same rows; EWMA and persistence need no fitting.\n\n{table}\nDiebold–Mariano, model vs HAR-RV on pooled QLIKE: mean loss difference {dm:.5}, statistic {st:.2}, p-value {p:.4} (negative favours the model).\n\n{dm_log}{dist}{verdict}### Per fold\n\n{folds_table}\n{plots}",
         folds = wf.folds.len(),
         from = utc(first),
         to = utc(last),
@@ -215,7 +208,10 @@ fn distribution_markdown(d: &[(String, DistributionSummary)]) -> String {
 }
 
 /// The walk-forward results as JSON (for metrics.json).
-pub(crate) fn walk_forward_json(wf: &WalkForward) -> Result<serde_json::Value, serde_json::Error> {
+pub(crate) fn walk_forward_json(
+    wf: &WalkForward,
+    verdict: Option<&Verdict>,
+) -> Result<serde_json::Value, serde_json::Error> {
     let table = |scores: &[(String, Scores)]| {
         scores
             .iter()
@@ -243,7 +239,8 @@ pub(crate) fn walk_forward_json(wf: &WalkForward) -> Result<serde_json::Value, s
         "folds": folds,
         "pooled": table(&wf.pooled),
         "diebold_mariano_vs_har_rv": wf.dm_vs_har,
-        "verdict": serde_json::to_value(wf.verdict())?,
+        "diebold_mariano_log_vs_har_rv_log": wf.dm_log_vs_har,
+        "verdict": serde_json::to_value(verdict)?,
         "distribution": wf
             .distribution
             .iter()
@@ -298,7 +295,10 @@ pub(crate) fn forecaster_names(forecasts: &[(String, Vec<f64>)]) -> String {
 }
 
 /// Walk-forward metrics for the tracker: pooled values, and one point per fold (step = fold).
-pub(crate) fn walk_forward_metrics(wf: &WalkForward) -> (Vec<(String, f64)>, Vec<MetricPoint>) {
+pub(crate) fn walk_forward_metrics(
+    wf: &WalkForward,
+    verdict: Option<&Verdict>,
+) -> (Vec<(String, f64)>, Vec<MetricPoint>) {
     let metric_values = |s: &Scores| {
         [
             ("qlike", s.qlike),
@@ -306,6 +306,8 @@ pub(crate) fn walk_forward_metrics(wf: &WalkForward) -> (Vec<(String, f64)>, Vec
             ("mae", s.mae),
             ("r2", s.r2),
             ("r2_log", s.r2_log),
+            ("mse_var", s.mse_var),
+            ("mz_r2_log", s.mz_r2_log),
         ]
     };
     let mut values = Vec::new();
@@ -316,9 +318,21 @@ pub(crate) fn walk_forward_metrics(wf: &WalkForward) -> (Vec<(String, f64)>, Vec
     }
     values.push(("wf_dm_stat_vs_har_rv".to_owned(), wf.dm_vs_har.statistic));
     values.push(("wf_dm_p_value_vs_har_rv".to_owned(), wf.dm_vs_har.p_value));
-    if let Some(v) = wf.verdict() {
+    if let Some(d) = wf.dm_log_vs_har {
+        values.push(("wf_dm_log_stat_vs_har_rv_log".to_owned(), d.statistic));
+    }
+    if let Some(v) = verdict {
         values.push(("wf_qlike_gain_vs_best_baseline".to_owned(), v.qlike_gain));
-        values.push(("wf_r2_log_vs_har_rv".to_owned(), v.r2_log_vs_har));
+        values.push((
+            "wf_median_r2_log_vs_har_rv".to_owned(),
+            v.median_r2_log_vs_har,
+        ));
+        for c in &v.checks {
+            values.push((
+                format!("wf_accept_{}", c.criterion.key()),
+                f64::from(u8::from(c.passed)),
+            ));
+        }
         values.push((
             "wf_beats_baselines".to_owned(),
             f64::from(u8::from(v.passed)),

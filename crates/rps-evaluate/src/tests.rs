@@ -125,11 +125,12 @@ fn walk_forward_scores_every_forecaster_on_every_fold() {
         assert_eq!(*s, metrics::score(&y, &h));
     }
     assert!(wf.dm_vs_har.statistic.is_finite());
-    let v = wf.verdict().unwrap();
+    let rule = &params.evaluate.acceptance;
+    let v = wf.verdict(rule).unwrap();
     let best = wf
         .pooled
         .iter()
-        .skip(1)
+        .filter(|(n, _)| !n.starts_with("model"))
         .map(|(_, s)| s.qlike)
         .fold(f64::INFINITY, f64::min);
     assert!((v.qlike_gain - (1.0 - wf.pooled[0].1.qlike / best)).abs() < 1e-12);
@@ -137,15 +138,66 @@ fn walk_forward_scores_every_forecaster_on_every_fold() {
     // same fit without the smearing (> 1), so it sits below the level forecast.
     let r2 = |name: &str| wf.pooled_score(name).unwrap().r2_log;
     let bar = r2("har_rv").max(r2(HAR_LOG));
-    assert!((v.r2_log_vs_har - (r2("model") - bar)).abs() < 1e-12);
+    assert!((v.median_r2_log_vs_har - (r2("model_median") - bar)).abs() < 1e-12);
     for f in &wf.folds {
         let h = |name: &str| &f.forecasts.iter().find(|(n, _)| n == name).unwrap().1;
         assert!(h("har_rv").iter().zip(h(HAR_LOG)).all(|(a, b)| a >= b));
     }
-    assert_eq!(
-        v.passed,
-        v.qlike_gain >= QLIKE_GAIN_REQUIRED && v.r2_log_vs_har >= 0.0
+    // Seven criteria, each measured here (the model has quantiles), and the verdict their "and".
+    assert_eq!(v.checks.len(), 7);
+    assert!(
+        v.checks.iter().all(|c| c.value.is_finite()),
+        "{:?}",
+        v.checks
     );
+    assert_eq!(v.passed, v.checks.iter().all(|c| c.passed));
+    let coverage80 = v
+        .checks
+        .iter()
+        .find(|c| c.criterion == Criterion::Coverage80)
+        .unwrap();
+    assert!(
+        (coverage80.value - (wf.distribution[0].1.intervals[0].coverage - 0.8).abs()).abs() < 1e-12
+    );
+    assert!(wf.dm_log_vs_har.unwrap().statistic.is_finite());
+    // The thresholds are the params': an impossible bar fails that criterion and the verdict.
+    let strict = rps_core::params::AcceptanceParams {
+        qlike_gain: 0.99,
+        ..rule.clone()
+    };
+    let s = wf.verdict(&strict).unwrap();
+    assert!(!s.passed);
+    assert_eq!(s.failed()[0], Criterion::MeanQlike.describe());
+    let lax = rps_core::params::AcceptanceParams {
+        qlike_gain: -1.0,
+        mse_var_tolerance: 100.0,
+        median_r2_log_gain: -1.0,
+        coverage_tolerance: 0.99,
+        tercile_coverage_tolerance: 0.99,
+        interval_score_gain: -1.0,
+        enforce: true,
+    };
+    assert!(
+        wf.verdict(&lax).unwrap().passed,
+        "every bar lowered: passes"
+    );
+    // Enforced, a failed verdict keeps a challenger out and says why; reported, it only says.
+    let first = decide(1, 0.5, None, PrimaryMetric::Qlike, 0.0);
+    let kept = gate(first.clone(), Some(&s), true);
+    assert!(
+        !kept.promoted && kept.reason.contains("enforce is on"),
+        "{}",
+        kept.reason
+    );
+    let told = gate(first, Some(&s), false);
+    assert!(told.promoted, "reported, not enforced");
+    assert!(
+        told.reason.contains("no champion yet")
+            && told.reason.contains("fails the acceptance rule"),
+        "{}",
+        told.reason
+    );
+    assert!(told.reason.contains(Criterion::MeanQlike.describe()));
 
     let md = walk_forward_markdown(&wf, &params);
     assert!(md.contains("## Walk-forward: 3 folds"), "{md}");
@@ -154,13 +206,19 @@ fn walk_forward_scores_every_forecaster_on_every_fold() {
     for k in 0..3 {
         assert!(md.contains(&format!("]({})", fold_png(k))));
     }
-    let json = walk_forward_json(&wf).unwrap();
+    let json = walk_forward_json(&wf, Some(&v)).unwrap();
     assert_eq!(json["folds"].as_array().unwrap().len(), 3);
     assert!(json["pooled"]["har_rv"]["qlike"].is_number());
     assert!(json["verdict"]["passed"].is_boolean());
+    assert_eq!(json["verdict"]["checks"].as_array().unwrap().len(), 7);
+    assert_eq!(json["verdict"]["checks"][0]["criterion"], "mean_qlike");
+    assert!(
+        md.contains("### Verdict") && md.contains("| coverage of the 80 % interval |"),
+        "{md}"
+    );
     let csv = walk_forward_csv(&wf);
     assert_eq!(csv.lines().count(), n + 1);
-    let (values, points) = walk_forward_metrics(&wf);
+    let (values, points) = walk_forward_metrics(&wf, Some(&v));
     assert!(values.iter().any(|(k, _)| k == "wf_model_qlike"));
     assert_eq!(
         points
@@ -203,6 +261,8 @@ fn decisions() {
         r2: 0.5,
         r2_log: 0.6,
         qlike: 0.2,
+        mse_var: 0.1,
+        mz_r2_log: 0.6,
         n: 1,
     };
     assert_eq!(loss(&s, PrimaryMetric::R2Log), -0.6);

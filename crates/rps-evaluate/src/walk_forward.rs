@@ -4,7 +4,7 @@ use crate::*;
 use rps_core::distribution::{
     IntervalScores, central_levels, level_suffix, normal_quantile, reliability, score_intervals,
 };
-use rps_core::metrics::{DieboldMariano, Scores};
+use rps_core::metrics::{DieboldMariano, Scores, diebold_mariano, log_loss_one};
 use rps_core::params::Params;
 use rps_model::{Rows, VolatilityModel};
 use rps_store::frame::Dataset;
@@ -53,6 +53,9 @@ pub struct WalkForward {
     pub pooled: Vec<(String, Scores)>,
     /// Model vs HAR-RV on the pooled QLIKE losses (in time order).
     pub dm_vs_har: DieboldMariano,
+    /// The model's median (its mean without quantiles) vs HAR-RV's log-scale forecast on the
+    /// pooled squared log errors: the log-scale counterpart of `dm_vs_har`.
+    pub dm_log_vs_har: Option<DieboldMariano>,
     pub window: rps_core::walkforward::Window,
     /// The model's distribution and the baselines' intervals, by forecaster (`model`,
     /// `har_rv`, `ewma`); empty for a model without a distribution.
@@ -64,27 +67,9 @@ impl WalkForward {
         self.pooled.iter().find(|(n, _)| n == name).map(|(_, s)| s)
     }
 
-    /// The acceptance check of the model against the baselines on the pooled scores.
-    pub fn verdict(&self) -> Option<Verdict> {
-        let model = self.pooled_score("model")?;
-        // HAR-RV's R² (log) bar: the better of its level (smeared) and log-scale forecasts.
-        let har_r2_log = ["har_rv", HAR_LOG]
-            .iter()
-            .filter_map(|n| self.pooled_score(n))
-            .map(|s| s.r2_log)
-            .reduce(f64::max)?;
-        let (best_name, best) = self
-            .pooled
-            .iter()
-            .filter(|(n, _)| !n.starts_with("model"))
-            .min_by(|a, b| a.1.qlike.total_cmp(&b.1.qlike))?;
-        let qlike_gain = 1.0 - model.qlike / best.qlike;
-        Some(Verdict {
-            best_baseline: best_name.clone(),
-            qlike_gain,
-            r2_log_vs_har: model.r2_log - har_r2_log,
-            passed: qlike_gain >= QLIKE_GAIN_REQUIRED && model.r2_log >= har_r2_log,
-        })
+    /// The acceptance rule `rule` applied to the pooled scores and the distribution.
+    pub fn verdict(&self, rule: &rps_core::params::AcceptanceParams) -> Option<Verdict> {
+        judge(self, rule)
     }
 }
 
@@ -244,6 +229,20 @@ pub fn walk_forward(
         })
         .collect();
     let (pooled, dm_vs_har) = score_all(&realized, &forecasts, ev.dm_lags);
+    let median = ["model_median", "model"]
+        .iter()
+        .find_map(|n| forecasts.iter().find(|(m, _)| m == n));
+    let har_log = forecasts.iter().find(|(m, _)| m == HAR_LOG);
+    let dm_log_vs_har = median.zip(har_log).map(|((_, a), (_, b))| {
+        let losses = |p: &[f64]| -> Vec<f64> {
+            realized
+                .iter()
+                .zip(p)
+                .map(|(y, h)| log_loss_one(*y, *h))
+                .collect()
+        };
+        diebold_mariano(&losses(a), &losses(b), ev.dm_lags)
+    });
     let distribution = ["model", "har_rv", "ewma"]
         .iter()
         .filter_map(|name| {
@@ -255,6 +254,7 @@ pub fn walk_forward(
         folds: out,
         pooled,
         dm_vs_har,
+        dm_log_vs_har,
         window: ev.walk_forward_window,
         distribution,
     })

@@ -48,7 +48,7 @@ pub fn metrics_table(rows: &[Row]) -> String {
         .map(|r| r.scores.qlike)
         .fold(f64::INFINITY, f64::min);
     let mut s = String::from(
-        "| forecaster | QLIKE | RMSE | MAE | R² | R² (log) | rows |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        "| forecaster | QLIKE | MSE σ² | RMSE | MAE | R² | R² (log) | MZ R² (log) | rows |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let name = if (r.scores.qlike - best).abs() < f64::EPSILON {
@@ -58,8 +58,15 @@ pub fn metrics_table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             s,
-            "| {name} | {:.4} | {:.6} | {:.6} | {:.4} | {:.4} | {} |",
-            r.scores.qlike, r.scores.rmse, r.scores.mae, r.scores.r2, r.scores.r2_log, r.scores.n
+            "| {name} | {:.4} | {:.3e} | {:.6} | {:.6} | {:.4} | {:.4} | {:.4} | {} |",
+            r.scores.qlike,
+            r.scores.mse_var,
+            r.scores.rmse,
+            r.scores.mae,
+            r.scores.r2,
+            r.scores.r2_log,
+            r.scores.mz_r2_log,
+            r.scores.n
         );
     }
     s
@@ -246,6 +253,8 @@ mod tests {
             r2: 0.3,
             r2_log: 0.45,
             qlike: q,
+            mse_var: 1e-9,
+            mz_r2_log: 0.5,
             n: 100,
         }
     }
