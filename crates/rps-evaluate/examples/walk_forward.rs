@@ -187,6 +187,14 @@ fn run() -> Result<(), String> {
                     format!("fail: {}", v.failed().join("; "))
                 }
             );
+            for c in &v.checks {
+                println!(
+                    "    {} {}: {}",
+                    if c.passed { "pass" } else { "FAIL" },
+                    c.criterion.key(),
+                    c.observed
+                );
+            }
         }
     }
     Ok(())
