@@ -57,7 +57,8 @@ def test_pyfunc_champion_predicts_the_volatility_rps_evaluate_scored(mlflow_pipe
     pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
     assert pyfunc.metadata.flavors["python_function"]["loader_module"] == "rps_pyfunc"
     got = pyfunc.predict(X)
-    assert list(got.columns) == ["volatility"]
+    levels = ["q05", "q10", "q25", "q50", "q75", "q90", "q95"]
+    assert list(got.columns) == ["volatility", "median", *levels]
     vol = got["volatility"].to_numpy()
     # Hourly sigma of log returns: around 0.5 %, never a raw booster value in the thousands.
     assert 1e-4 < np.median(vol) < 0.05, np.median(vol)
@@ -68,6 +69,15 @@ def test_pyfunc_champion_predicts_the_volatility_rps_evaluate_scored(mlflow_pipe
     assert len(both) > 1000
     np.testing.assert_allclose(both["pyfunc"], both["model"], rtol=0, atol=6e-9)
 
+    # The distribution: the same median and quantiles rps-evaluate wrote, monotone per row.
+    dist = got.assign(ts=ts).merge(scored, on="ts")
+    assert len(dist) == len(both)
+    np.testing.assert_allclose(dist["median"], dist["model_median"], rtol=0, atol=6e-9)
+    for q in levels:
+        np.testing.assert_allclose(dist[q], dist[f"model_{q}"], rtol=0, atol=6e-9)
+    assert (np.diff(got[levels].to_numpy(), axis=1) >= 0).all(), "quantiles never cross"
+    np.testing.assert_array_equal(got["median"].to_numpy(), got["q50"].to_numpy())
+
     # Columns by name, in any order, extra columns ignored; a missing one is a clear error.
     shuffled = X[list(reversed(names))].assign(extra=1.0)
     np.testing.assert_array_equal(pyfunc.predict(shuffled)["volatility"].to_numpy(), vol)
@@ -77,7 +87,7 @@ def test_pyfunc_champion_predicts_the_volatility_rps_evaluate_scored(mlflow_pipe
     # The signature names the schema's features and the volatility output.
     inputs = [c.name for c in pyfunc.metadata.get_input_schema().inputs]
     assert inputs == names
-    assert [c.name for c in pyfunc.metadata.get_output_schema().inputs] == ["volatility"]
+    assert [c.name for c in pyfunc.metadata.get_output_schema().inputs] == ["volatility", "median", *levels]
 
     # The input example (each feature's training median) is a valid request.
     example = pyfunc.input_example

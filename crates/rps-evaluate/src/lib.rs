@@ -287,17 +287,7 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
             let metrics_json = serde_json::to_vec_pretty(&headline::headline(&json))?;
             let detail_json = serde_json::to_vec_pretty(&serde_json::Value::Object(json))?;
             let md = markdown(&e, &decision, &info, &params.data.symbol, wf_md.as_deref());
-            let mut csv = format!("ts,realized,{}\n", forecaster_names(&e.forecasts));
-            for (i, t) in e.ts.iter().enumerate() {
-                let when = chrono::DateTime::from_timestamp_millis(*t)
-                    .map_or_else(String::new, |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-                let vals: Vec<String> = e
-                    .forecasts
-                    .iter()
-                    .map(|(_, p)| format!("{:.8}", p[i]))
-                    .collect();
-                csv.push_str(&format!("{when},{:.8},{}\n", e.realized[i], vals.join(",")));
-            }
+            let csv = predictions_csv(&e);
             let series: Vec<(&str, &[f64])> = e
                 .forecasts
                 .iter()

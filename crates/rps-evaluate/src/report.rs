@@ -249,49 +249,82 @@ pub(crate) fn walk_forward_json(
     }))
 }
 
-/// Every fold's test forecasts as CSV.
-pub fn walk_forward_csv(wf: &WalkForward) -> String {
-    let names = wf.folds.first().map_or_else(String::new, |f| {
-        let mut all = f.forecasts.clone();
-        // The quantiles right after the model's mean and median.
-        all.splice(
-            all.len().min(2)..all.len().min(2),
-            f.quantiles.iter().cloned(),
-        );
-        all.extend(f.baseline_quantiles.iter().cloned());
-        forecaster_names(&all)
-    });
-    let mut csv = format!("fold,ts,realized,{names}\n");
-    for (k, f) in wf.folds.iter().enumerate() {
-        for (i, t) in f.ts.iter().enumerate() {
-            let when = chrono::DateTime::from_timestamp_millis(*t)
-                .map_or_else(String::new, |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-            let head = f.forecasts.len().min(2);
-            let vals: Vec<String> = f.forecasts[..head]
-                .iter()
-                .chain(&f.quantiles)
-                .chain(&f.forecasts[head..])
-                .chain(&f.baseline_quantiles)
-                .map(|(_, p)| format!("{:.8}", p[i]))
-                .collect();
-            csv.push_str(&format!(
-                "{},{when},{:.8},{}\n",
-                k + 1,
-                f.realized[i],
-                vals.join(",")
-            ));
-        }
+/// The columns of a forecasts CSV in their order: the model's mean and median, its quantiles,
+/// the baselines, then the baselines' quantiles.
+fn csv_columns<'a>(
+    forecasts: &'a [(String, Vec<f64>)],
+    quantiles: &'a [(String, Vec<f64>)],
+    baseline_quantiles: &'a [(String, Vec<f64>)],
+) -> Vec<&'a (String, Vec<f64>)> {
+    let head = forecasts
+        .len()
+        .min(if quantiles.is_empty() { 1 } else { 2 });
+    forecasts[..head]
+        .iter()
+        .chain(quantiles)
+        .chain(&forecasts[head..])
+        .chain(baseline_quantiles)
+        .collect()
+}
+
+fn csv_time(t: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(t)
+        .map_or_else(String::new, |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+fn csv_header(cols: &[&(String, Vec<f64>)]) -> String {
+    cols.iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn csv_values(cols: &[&(String, Vec<f64>)], i: usize) -> String {
+    cols.iter()
+        .map(|(_, p)| format!("{:.8}", p[i]))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The test split's forecasts as CSV (`predictions.csv`, DVC's plot): `ts, realized, model`,
+/// `model_median` and the model's quantiles when it has a distribution, then the baselines.
+pub fn predictions_csv(e: &Evaluation) -> String {
+    let cols = csv_columns(&e.forecasts, &e.quantiles, &[]);
+    let mut csv = format!("ts,realized,{}\n", csv_header(&cols));
+    for (i, t) in e.ts.iter().enumerate() {
+        csv.push_str(&format!(
+            "{},{:.8},{}\n",
+            csv_time(*t),
+            e.realized[i],
+            csv_values(&cols, i)
+        ));
     }
     csv
 }
 
-/// The forecasters' names, comma-separated: the CSV columns after `realized`.
-pub(crate) fn forecaster_names(forecasts: &[(String, Vec<f64>)]) -> String {
-    forecasts
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
+/// Every fold's test forecasts as CSV.
+pub fn walk_forward_csv(wf: &WalkForward) -> String {
+    let header = wf.folds.first().map_or_else(String::new, |f| {
+        csv_header(&csv_columns(
+            &f.forecasts,
+            &f.quantiles,
+            &f.baseline_quantiles,
+        ))
+    });
+    let mut csv = format!("fold,ts,realized,{header}\n");
+    for (k, f) in wf.folds.iter().enumerate() {
+        let cols = csv_columns(&f.forecasts, &f.quantiles, &f.baseline_quantiles);
+        for (i, t) in f.ts.iter().enumerate() {
+            csv.push_str(&format!(
+                "{},{},{:.8},{}\n",
+                k + 1,
+                csv_time(*t),
+                f.realized[i],
+                csv_values(&cols, i)
+            ));
+        }
+    }
+    csv
 }
 
 /// Walk-forward metrics for the tracker: pooled values, and one point per fold (step = fold).

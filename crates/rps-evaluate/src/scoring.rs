@@ -19,6 +19,9 @@ pub struct Evaluation {
     /// Model vs HAR-RV on QLIKE losses (negative statistic favours the model).
     pub dm_vs_har: DieboldMariano,
     pub har: Har,
+    /// The model's quantile forecasts (`model_q05` …), empty for a model without a
+    /// distribution.
+    pub quantiles: Forecasts,
 }
 
 impl Evaluation {
@@ -116,10 +119,7 @@ pub fn evaluate(
     fit_rows.extend(ds.rows(Split::Validation));
     let (base, har) = baselines(params, ds, &fit_rows)?;
     let realized: Vec<f64> = test.iter().map(|&i| f.target[i]).collect();
-    let mut forecasts = vec![(
-        "model".to_owned(),
-        model.predict(&Rows::gather(&f.columns, &test))?,
-    )];
+    let (mut forecasts, quantiles) = model_forecasts(model, &Rows::gather(&f.columns, &test))?;
     forecasts.extend(
         base.into_iter()
             .map(|(n, v)| (n, test.iter().map(|&i| v[i]).collect::<Vec<_>>())),
@@ -132,7 +132,34 @@ pub fn evaluate(
         scores,
         dm_vs_har,
         har,
+        quantiles,
     })
+}
+
+/// The model's forecasts of `rows` as named series: `model` (the mean) and, for a model with a
+/// distribution, `model_median`; and its quantiles (`model_q05` …, empty without).
+pub(crate) fn model_forecasts(
+    model: &VolatilityModel,
+    rows: &Rows,
+) -> Result<(Forecasts, Forecasts), EvaluateError> {
+    let dist = model.forecast(rows)?;
+    let mut forecasts = vec![("model".to_owned(), dist.iter().map(|d| d.mean).collect())];
+    let mut quantiles = Vec::new();
+    if let Some(q0) = dist.first().and_then(|d| d.quantiles.as_ref()) {
+        forecasts.push((
+            "model_median".to_owned(),
+            dist.iter().map(|d| d.median().unwrap_or(d.mean)).collect(),
+        ));
+        for (j, level) in q0.levels.iter().enumerate() {
+            quantiles.push((
+                format!("model_{}", rps_core::distribution::level_suffix(*level)),
+                dist.iter()
+                    .map(|d| d.quantiles.as_ref().map_or(f64::NAN, |q| q.values[j]))
+                    .collect(),
+            ));
+        }
+    }
+    Ok((forecasts, quantiles))
 }
 
 /// Scores of every forecaster on `realized`, and the DM test of the first (the model) against

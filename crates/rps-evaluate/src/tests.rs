@@ -267,3 +267,33 @@ fn decisions() {
     };
     assert_eq!(loss(&s, PrimaryMetric::R2Log), -0.6);
 }
+
+#[test]
+fn the_test_split_scores_the_median_and_writes_every_quantile() {
+    let (params, ds) = synthetic();
+    let train = ds.rows(rps_core::split::Split::Train);
+    let valid = ds.rows(rps_core::split::Split::Validation);
+    let (xt, yt) = gather(&ds, &train);
+    let (xv, yv) = gather(&ds, &valid);
+    let (model, _) = rps_model::VolatilityModel::train(
+        &params.train,
+        &ds.frame.names,
+        params.target.floor,
+        (&xt, &yt),
+        (&xv, &yv),
+    )
+    .unwrap();
+    let e = evaluate(&params, &ds, &model).unwrap();
+    assert!(e.score("model_median").is_some());
+    assert_eq!(e.quantiles.len(), 7);
+    let csv = predictions_csv(&e);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "ts,realized,model,model_median,model_q05,model_q10,model_q25,model_q50,model_q75,model_q90,model_q95,persistence,ewma,har_rv,har_rv_log"
+    );
+    assert_eq!(lines.count(), e.ts.len());
+    // The median column is the 0.5 quantile.
+    let (med, q50) = (&e.forecasts[1].1, &e.quantiles[3].1);
+    assert_eq!(med, q50);
+}

@@ -166,26 +166,15 @@ pub fn walk_forward(
         let mut seen = fold.train.clone();
         seen.extend(&fold.validation);
         let (base, _) = baselines(params, ds, &seen)?;
-        let dist = model.forecast(&xs)?;
-        let mut forecasts = vec![("model".to_owned(), dist.iter().map(|d| d.mean).collect())];
-        let mut quantiles = Vec::new();
-        let mut baseline_quantiles = Vec::new();
-        if let Some(q0) = dist.first().and_then(|d| d.quantiles.as_ref()) {
-            forecasts.push((
-                "model_median".to_owned(),
-                dist.iter().map(|d| d.median().unwrap_or(d.mean)).collect(),
-            ));
-            for (j, level) in q0.levels.iter().enumerate() {
-                quantiles.push((
-                    format!("model_{}", level_suffix(*level)),
-                    dist.iter()
-                        .map(|d| d.quantiles.as_ref().map_or(f64::NAN, |q| q.values[j]))
-                        .collect(),
-                ));
-            }
-            baseline_quantiles =
-                baseline_intervals(&q0.levels, &base, &f.target, &seen, &fold.test);
-        }
+        let (mut forecasts, quantiles) = model_forecasts(&model, &xs)?;
+        let levels: Vec<f64> = model
+            .quantile_booster()
+            .map_or_else(Vec::new, |q| q.meta.levels.clone());
+        let baseline_quantiles = if quantiles.is_empty() {
+            Vec::new()
+        } else {
+            baseline_intervals(&levels, &base, &f.target, &seen, &fold.test)
+        };
         forecasts.extend(
             base.into_iter()
                 .map(|(n, v)| (n, fold.test.iter().map(|&i| v[i]).collect::<Vec<_>>())),

@@ -694,12 +694,26 @@ fn reference_row(schema: &rps_core::schema::FeatureSchema) -> Vec<f64> {
         .collect()
 }
 
-/// The columns RPS's pyfunc `predict` returns for a model: `volatility` for the volatility task;
+/// The columns RPS's pyfunc `predict` returns for a model: `volatility` for the volatility task,
+/// then `median` and one `q<level>` per quantile level when it has a forecast distribution;
 /// `signal` and one `p_<class>` per class for the signal task.
 fn pyfunc_outputs(meta: &rps_model::ModelMeta) -> Vec<(String, String)> {
     let double = |n: &str| ("double".to_owned(), n.to_owned());
     match meta.task {
-        rps_core::params::Task::Volatility => vec![double(OUTPUT_NAME)],
+        rps_core::params::Task::Volatility => {
+            let mut cols = vec![double(OUTPUT_NAME)];
+            if let Some(q) = &meta.quantiles {
+                if q.levels.iter().any(|l| (l - 0.5).abs() < 1e-12) {
+                    cols.push(double("median"));
+                }
+                cols.extend(
+                    q.levels
+                        .iter()
+                        .map(|l| double(&rps_core::distribution::level_suffix(*l))),
+                );
+            }
+            cols
+        }
         rps_core::params::Task::Signal => {
             let mut cols = vec![("string".to_owned(), "signal".to_owned())];
             let classes = meta

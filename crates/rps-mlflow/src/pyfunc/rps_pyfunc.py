@@ -7,9 +7,13 @@ to a forecast). `predict(df)` takes the engineered features by name (a pandas Da
 schema's columns; extra columns are ignored, a missing one is an error; NaN means missing) and
 returns what `rps evaluate`, `rps serve` and `rps stream` answer for the same rows:
 
-- a volatility model (`meta.task` absent or `volatility`): one column `volatility`, the next
-  hour's sigma of log returns: the booster's raw output mapped back by `meta.transform` on top of
-  the linear base margin `meta.margin`, times `meta.smearing`, floored at `meta.floor`;
+- a volatility model (`meta.task` absent or `volatility`): the column `volatility`, the next
+  hour's sigma of log returns (the mean, sqrt E[sigma^2]): the booster's raw output mapped back by
+  `meta.transform` on top of the linear base margin `meta.margin`, times `meta.smearing`, floored
+  at `meta.floor`; and, for a model with a forecast distribution (`meta.quantiles`, the booster
+  `quantiles.json` beside `model.json`), `median` and one column per level, `q05` ... `q95`:
+  exp(raw output + base margin + the level's correction), floored, sorted across levels (no
+  crossing), as `rps serve` answers them;
 - a signal model (`meta.task == "signal"`): `signal` (`sell` / `hold` / `buy`, the most probable
   class, ties to the first) and one probability column per class, `p_sell`, `p_hold`, `p_buy`.
 
@@ -44,6 +48,17 @@ class RpsModel:
         self.booster = xgb.Booster()
         self.booster.load_model(model_file)
         self.task = self.meta.get("task", "volatility")
+        self.quantiles = None
+        q = self.meta.get("quantiles")
+        if q and self.task != "signal":
+            path = os.path.join(folder, "quantiles.json")
+            if not os.path.exists(path):
+                raise FileNotFoundError(
+                    f"meta.json describes a forecast distribution but {path} is missing"
+                )
+            booster = xgb.Booster()
+            booster.load_model(path)
+            self.quantiles = (booster, [float(l) for l in q["levels"]], np.asarray(q["corrections"], dtype=np.float64))
 
     def _matrix(self, model_input):
         if isinstance(model_input, pd.DataFrame):
@@ -110,7 +125,32 @@ class RpsModel:
                 result[f"p_{c}"] = p[:, i]
             return result
         raw = np.asarray(out, dtype=np.float32).astype(np.float64)
-        return pd.DataFrame({"volatility": self._volatility(raw, x)}, index=index)
+        result = pd.DataFrame({"volatility": self._volatility(raw, x)}, index=index)
+        if self.quantiles is not None:
+            levels = self.quantiles[1]
+            q = self._distribution(x)
+            if 0.5 in levels:
+                result["median"] = q[:, levels.index(0.5)]
+            for j, level in enumerate(levels):
+                result[level_column(level)] = q[:, j]
+        return result
+
+    def _distribution(self, x):
+        """The sigma quantiles, one row per input and one column per level."""
+        booster, levels, corrections = self.quantiles
+        raw = np.asarray(booster.predict(xgb.DMatrix(x, missing=np.nan)), dtype=np.float32)
+        raw = raw.astype(np.float64).reshape(x.shape[0], len(levels))
+        with np.errstate(over="ignore", invalid="ignore"):
+            v = np.exp(raw + self._margin(x)[:, None] + corrections[None, :])
+        floor = self.meta["floor"]
+        v = np.where(np.isfinite(v), np.maximum(v, floor), floor)
+        return np.sort(v, axis=1)
 
 
-__all__ = ["RpsModel", "_load_pyfunc", "PERCENT"]
+def level_column(level):
+    """A level's column name, as RPS names it everywhere: 0.05 -> q05, 0.1 -> q10, 0.975 -> q975."""
+    digits = repr(float(level)).split(".", 1)[1]
+    return f"q{digits}0" if len(digits) == 1 else f"q{digits}"
+
+
+__all__ = ["RpsModel", "_load_pyfunc", "level_column", "PERCENT"]
