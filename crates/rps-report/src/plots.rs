@@ -230,6 +230,8 @@ fn band_panel(area: &Area<'_>, p: &BandPanel<'_>, band_label: &str) -> Result<()
     let mut chart = ChartBuilder::on(area)
         .caption(&p.title, ("sans-serif", 16))
         .margin(8)
+        // Room for the last date label, centred on the right edge.
+        .margin_right(40)
         .x_label_area_size(28)
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..xmax, 0.0..yaxis)
@@ -300,12 +302,12 @@ fn band_panel(area: &Area<'_>, p: &BandPanel<'_>, band_label: &str) -> Result<()
             let s = chart
                 .draw_series(LineSeries::new(
                     r.clone().map(|i| (to_days(p.ts[i]), clamp(v[i]))),
-                    c.stroke_width(2),
+                    c.stroke_width(1),
                 ))
                 .map_err(|e| err(&e))?;
             if k == 0 {
                 s.label(*name).legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2))
+                    PathElement::new([(x, y), (x + 20, y)], c.stroke_width(1))
                 });
             }
         }
@@ -520,6 +522,9 @@ pub fn coverage_png(
         let w = 0.8 / m;
         let value_style = TextStyle::from(("sans-serif", 12).into_font())
             .pos(Pos::new(HPos::Center, VPos::Bottom));
+        let inside_style = TextStyle::from(("sans-serif", 12).into_font())
+            .color(&WHITE)
+            .pos(Pos::new(HPos::Center, VPos::Top));
         for (j, (name, v)) in series.iter().enumerate() {
             let c = PALETTE[j % PALETTE.len()];
             let bars = v
@@ -540,13 +545,19 @@ pub fn coverage_png(
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], c.filled()));
             for (g, y) in v.iter().enumerate() {
                 let x = g as f64 + 0.1 + (j as f64 + 0.5) * w;
-                let (text, at) = if y.is_finite() {
-                    (format!("{:.1}", y * 100.0), y.clamp(0.0, 1.2))
+                // Inside the top of a tall bar (clear of the nominal line), above a short one.
+                let (text, at, inside) = if y.is_finite() {
+                    (format!("{:.1}", y * 100.0), y.clamp(0.0, 1.2), *y > 0.15)
                 } else {
-                    ("n/a".to_owned(), 0.0)
+                    ("n/a".to_owned(), 0.0, false)
                 };
                 let (px, py) = chart.backend_coord(&(x, at));
-                root.draw(&Text::new(text, (px, py - 3), value_style.clone()))
+                let (style, py) = if inside {
+                    (inside_style.clone(), py + 4)
+                } else {
+                    (value_style.clone(), py - 3)
+                };
+                root.draw(&Text::new(text, (px, py), style))
                     .map_err(|e| err(&e))?;
             }
         }
