@@ -3,8 +3,8 @@
 //!
 //! - `walkforward_band_<k>.png` (k = 1, 2, …): realized hourly σ against the model's 80 %
 //!   interval (q10–q90, shaded), its mean and median, one panel per calendar month of the
-//!   walk-forward's test span, [`MONTHS_PER_IMAGE`] months per image (a 2-year span: 8 images);
-//!   a model without a distribution gets its mean alone;
+//!   walk-forward's test span, [`MONTHS_PER_IMAGE`] months per image (a 2-year span: 8 or 9);
+//!   a model without a distribution (or without the 0.1 and 0.9 levels) gets its mean alone;
 //! - `walkforward_reliability.png`: the reliability diagram of the model's and the baselines'
 //!   quantiles (pooled over the folds), with the deviation from the diagonal below;
 //! - `walkforward_tercile_coverage.png`: coverage of the 80 % interval in the calm, normal and
