@@ -38,4 +38,6 @@ Artifacts:
   run records                              $home/runs/
   quality report                           $reports/quality.{json,html}
   evaluation                               $reports/{metrics.json,metrics_detail.json,evaluation.md,predictions.csv,predictions.png}
+  walk-forward                             $reports/{walkforward.csv,walkforward_fold*.png,walkforward_band_*.png}
+  calibration, feature importance          $reports/{walkforward_reliability.png,walkforward_tercile_coverage.png,feature_importance.{csv,png}}
 MSG

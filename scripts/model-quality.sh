@@ -68,4 +68,4 @@ else
   run eth "$eth_file" "${eth[@]}"
 fi
 echo
-echo "Per-fold tables and plots: $work/<name>/reports/evaluation.md, walkforward_fold*.png"
+echo "Per-fold tables and plots: $work/<name>/reports/evaluation.md, walkforward_fold*.png, walkforward_band_*.png (a panel per month), walkforward_reliability.png, walkforward_tercile_coverage.png, feature_importance.png"

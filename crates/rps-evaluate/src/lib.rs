@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 mod acceptance;
 mod decision;
 mod headline;
+mod plots;
 mod report;
 mod scoring;
 pub mod signal;
@@ -335,6 +336,13 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
                     )?;
                     wf_files.push((fold_png(k), png));
                 }
+                // Issue #16's plots (plots.rs): monthly interval bands, reliability, coverage by
+                // tercile, feature importance.
+                wf_files.extend(plots::walk_forward_plots(
+                    w,
+                    &model.importance(),
+                    &params.data.symbol,
+                )?);
                 for (name, bytes) in &wf_files {
                     out.put(name, bytes)?;
                 }

@@ -133,9 +133,16 @@ pub fn walk_forward_markdown(wf: &WalkForward, params: &Params) -> String {
             });
         }
     }
-    let plots: String = (0..wf.folds.len())
+    let mut plots: String = (0..wf.folds.len())
         .map(|k| format!("![fold {}]({})\n", k + 1, fold_png(k)))
         .collect();
+    if !wf.distribution.is_empty() {
+        use crate::plots::{IMPORTANCE_PNG, RELIABILITY_PNG, TERCILE_PNG, band_png};
+        plots.push_str(&format!(
+            "\n### Plots of the distribution\n\nRealized σ against the 80 % interval, a panel per month (the first three here, the rest in the next `walkforward_band_<k>.png`):\n\n![80 % interval]({})\n![reliability]({RELIABILITY_PNG})\n![coverage by tercile]({TERCILE_PNG})\n![feature importance]({IMPORTANCE_PNG})\n",
+            band_png(0)
+        ));
+    }
     format!(
         "## Walk-forward: {folds} folds, pooled out of sample\n\n{n} hourly test rows, {from} to {to} UTC, in {folds} consecutive blocks. At every fold the model is retrained ({window}; the last {vshare:.0} % of it for early stopping and calibration, purged by {gap} bars on each side) and HAR-RV is refitted on the same rows; EWMA and persistence need no fitting.\n\n{table}\nDiebold–Mariano, model vs HAR-RV on pooled QLIKE: mean loss difference {dm:.5}, statistic {st:.2}, p-value {p:.4} (negative favours the model).\n\n{dm_log}{dist}{verdict}### Per fold\n\n{folds_table}\n{plots}",
         folds = wf.folds.len(),

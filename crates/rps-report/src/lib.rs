@@ -1,10 +1,13 @@
 //! Reports for people: the HTML data-quality profile ([`quality_html`]), the Markdown
-//! model-versus-baselines table ([`metrics_table`]) and the PNG plot of predicted against
-//! realized volatility ([`forecast_png`]). Pure functions from values to strings or bytes;
-//! writing them is the stage's business.
+//! model-versus-baselines table ([`metrics_table`]), the PNG plot of predicted against realized
+//! volatility ([`forecast_png`]) and the plots of a forecast distribution ([`band_png`]: an
+//! interval band per month; [`reliability_png`], [`coverage_png`], [`importance_png`]). Pure
+//! functions from values to strings or bytes; writing them is the stage's business.
 
+mod plots;
 mod quality;
 
+pub use plots::*;
 pub use quality::quality_html;
 use rps_core::metrics::Scores;
 use std::fmt::Write as _;
@@ -120,6 +123,9 @@ pub fn fold_table(rows: &[FoldRow]) -> String {
     s
 }
 
+/// The one font every plot draws with (registered as `sans-serif`).
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
 #[derive(Debug, thiserror::Error)]
 #[error("could not draw the plot: {0}")]
 pub struct PlotError(String);
@@ -157,7 +163,6 @@ pub fn series_png(
 ) -> Result<Vec<u8>, PlotError> {
     use plotters::prelude::*;
     let (reference_name, realized) = reference;
-    static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
     let err = |e: &dyn std::fmt::Display| PlotError(e.to_string());
     // Registering twice is harmless; the font is needed before any text is drawn.
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
