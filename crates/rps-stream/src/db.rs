@@ -20,6 +20,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0002_flow_columns",
         include_str!("../migrations/0002_flow_columns.sql"),
     ),
+    (
+        3,
+        "0003_distribution_columns",
+        include_str!("../migrations/0003_distribution_columns.sql"),
+    ),
 ];
 
 /// One prediction row.
@@ -33,6 +38,11 @@ pub struct Prediction {
     /// `volatility` or `signal`.
     pub task: &'static str,
     pub volatility: Option<f64>,
+    /// The median of σ and the central 80 % band `[q0.1, q0.9]`, for a volatility model with
+    /// quantiles (NULL otherwise).
+    pub median: Option<f64>,
+    pub lower_80: Option<f64>,
+    pub upper_80: Option<f64>,
     pub signal: Option<String>,
     pub p_sell: Option<f64>,
     pub p_hold: Option<f64>,
@@ -87,17 +97,22 @@ WHERE (candles.open, candles.high, candles.low, candles.close, candles.volume,
 
 // A row is rewritten only when something in it changed: a replay leaves predicted_at alone.
 const UPSERT_PREDICTIONS: &str = "INSERT INTO predictions
-  (model, version, alias, symbol, bar_time, task, volatility, signal, p_sell, p_hold, p_buy, predicted_at)
+  (model, version, alias, symbol, bar_time, task, volatility, signal, p_sell, p_hold, p_buy,
+   median, lower_80, upper_80, predicted_at)
 SELECT u.*, now() FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-  $6::text[], $7::float8[], $8::text[], $9::float8[], $10::float8[], $11::float8[]) AS u
+  $6::text[], $7::float8[], $8::text[], $9::float8[], $10::float8[], $11::float8[],
+  $12::float8[], $13::float8[], $14::float8[]) AS u
 ON CONFLICT (model, version, symbol, bar_time) DO UPDATE SET alias = EXCLUDED.alias,
   task = EXCLUDED.task, volatility = EXCLUDED.volatility, signal = EXCLUDED.signal,
   p_sell = EXCLUDED.p_sell, p_hold = EXCLUDED.p_hold, p_buy = EXCLUDED.p_buy,
+  median = EXCLUDED.median, lower_80 = EXCLUDED.lower_80, upper_80 = EXCLUDED.upper_80,
   predicted_at = EXCLUDED.predicted_at
 WHERE (predictions.alias, predictions.task, predictions.volatility, predictions.signal,
-       predictions.p_sell, predictions.p_hold, predictions.p_buy)
+       predictions.p_sell, predictions.p_hold, predictions.p_buy,
+       predictions.median, predictions.lower_80, predictions.upper_80)
   IS DISTINCT FROM (EXCLUDED.alias, EXCLUDED.task, EXCLUDED.volatility, EXCLUDED.signal,
-       EXCLUDED.p_sell, EXCLUDED.p_hold, EXCLUDED.p_buy)";
+       EXCLUDED.p_sell, EXCLUDED.p_hold, EXCLUDED.p_buy,
+       EXCLUDED.median, EXCLUDED.lower_80, EXCLUDED.upper_80)";
 
 /// The last of each key, in first-seen order: one statement may not upsert a row twice.
 fn last_per_key<'a, T, K: std::hash::Hash + Eq>(
@@ -351,6 +366,9 @@ impl Db {
                         &num(|p| p.p_sell),
                         &num(|p| p.p_hold),
                         &num(|p| p.p_buy),
+                        &num(|p| p.median),
+                        &num(|p| p.lower_80),
+                        &num(|p| p.upper_80),
                     ],
                 )
                 .await

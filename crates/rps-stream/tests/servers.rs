@@ -23,7 +23,7 @@ fn produce_consume_writes_one_row_per_bar_and_reruns_change_nothing() {
     e.run(&e.db(""), &["migrate"]); // idempotent
     assert_eq!(
         count(&e, &e.db(""), "SELECT count(*) FROM schema_migrations"),
-        2
+        3
     );
     e.produce(&[]);
     let out = e.consume(&e.db(""), &["--aliases", "champion,challenger,baseline"]);
@@ -36,6 +36,17 @@ fn produce_consume_writes_one_row_per_bar_and_reruns_change_nothing() {
             &e,
             &db,
             "SELECT count(*) FROM predictions WHERE alias = 'champion' AND task = 'volatility' AND volatility > 0 AND version = '1'"
+        ),
+        n
+    );
+    // The model has quantiles (params.yaml's default levels): every row carries its median and
+    // 80 % band, ordered.
+    assert_eq!(
+        count(
+            &e,
+            &db,
+            "SELECT count(*) FROM predictions WHERE lower_80 > 0 \
+             AND lower_80 <= median AND median <= upper_80 AND lower_80 < upper_80"
         ),
         n
     );
@@ -253,6 +264,7 @@ fn signal_models_stream_their_class_and_probabilities_beside_volatility() {
             &format!(
                 "SELECT count(*) FROM predictions WHERE model = 'btc-signal' AND version = '{v}' \
                  AND task = 'signal' AND alias = 'champion' AND volatility IS NULL \
+                 AND median IS NULL AND lower_80 IS NULL AND upper_80 IS NULL \
                  AND signal IN ('sell', 'hold', 'buy') AND abs(p_sell + p_hold + p_buy - 1) < 1e-5"
             )
         ),
