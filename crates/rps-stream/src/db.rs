@@ -49,7 +49,24 @@ pub struct Prediction {
     pub p_buy: Option<f64>,
 }
 
-/// A stored prediction's identity and alias, for reconciling.
+/// What reconcile needs to know of a stored prediction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub alias: Option<String>,
+    /// Whether it has its median and 80 % band (rows written before migration 0003 do not).
+    pub has_band: bool,
+}
+
+/// The median and 80 % band of a stored prediction that lacks them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Band {
+    pub key: RowKey,
+    pub median: f64,
+    pub lower_80: f64,
+    pub upper_80: f64,
+}
+
+/// A stored prediction's identity, for reconciling.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RowKey {
     pub model: String,
@@ -257,17 +274,18 @@ impl Db {
             .collect())
     }
 
-    /// Stored predictions of `symbol` at or after `since`: key → alias.
+    /// Stored predictions of `symbol` at or after `since`: key → alias and whether it has a band.
     pub async fn prediction_keys(
         &self,
         symbol: &str,
         since: Option<DateTime<Utc>>,
-    ) -> Result<HashMap<RowKey, Option<String>>, StreamError> {
+    ) -> Result<HashMap<RowKey, Stored>, StreamError> {
         let since = since.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
         let rows = self
             .client
             .query(
-                "SELECT model, version, bar_time, alias FROM predictions WHERE symbol = $1 AND bar_time >= $2",
+                "SELECT model, version, bar_time, alias, median IS NOT NULL AND lower_80 IS NOT NULL \
+                   AND upper_80 IS NOT NULL FROM predictions WHERE symbol = $1 AND bar_time >= $2",
                 &[&symbol, &since],
             )
             .await
@@ -281,7 +299,10 @@ impl Db {
                         version: r.get(1),
                         bar_time: r.get(2),
                     },
-                    r.get(3),
+                    Stored {
+                        alias: r.get(3),
+                        has_band: r.get(4),
+                    },
                 )
             })
             .collect())
@@ -384,6 +405,40 @@ impl Db {
         }
         tx.commit().await.map_err(pg_err("commit a batch"))?;
         Ok(changed)
+    }
+
+    /// Fill the median and 80 % band of existing rows that have none (reconcile, after
+    /// migration 0003). Only rows still without a band are touched: the mean, the alias and
+    /// `predicted_at` stay what they were, and a band a consumer wrote meanwhile is kept.
+    pub async fn set_bands(&mut self, symbol: &str, bands: &[Band]) -> Result<u64, StreamError> {
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(pg_err("begin band update"))?;
+        let mut n = 0;
+        for b in bands {
+            let k = &b.key;
+            n += tx
+                .execute(
+                    "UPDATE predictions SET median = $5, lower_80 = $6, upper_80 = $7 \
+                     WHERE model = $1 AND version = $2 AND symbol = $3 AND bar_time = $4 \
+                     AND (median IS NULL OR lower_80 IS NULL OR upper_80 IS NULL)",
+                    &[
+                        &k.model,
+                        &k.version,
+                        &symbol,
+                        &k.bar_time,
+                        &b.median,
+                        &b.lower_80,
+                        &b.upper_80,
+                    ],
+                )
+                .await
+                .map_err(pg_err("fill a band"))?;
+        }
+        tx.commit().await.map_err(pg_err("commit band update"))?;
+        Ok(n)
     }
 
     /// Set the alias of existing rows (reconcile, when an alias moved but the version stayed).

@@ -37,6 +37,11 @@ impl LiveModel {
         Ok(self.model.predict_one(&x)?)
     }
 
+    /// Whether its predictions carry a median and 80 % band (a volatility model with quantiles).
+    pub fn has_band(&self) -> bool {
+        self.model.meta().quantiles.is_some()
+    }
+
     /// The prediction row for `symbol`'s bar at `bar_time`: `task` `volatility` with the
     /// forecast (and, for a model with quantiles, its median and 80 % band), or `signal` with the class and its three probabilities.
     pub fn prediction(
