@@ -236,6 +236,7 @@ pub fn predict(
             format!("prediction failed: {e}"),
         )
     })?;
+    served.observe_forecast(&prediction);
     let made = Made {
         model: &served.info.name,
         version: served.info.version,

@@ -1,6 +1,6 @@
 //! `GET /api/history`: price, realized volatility and each model version's predictions over
 //! the last hours, read from the PostgreSQL tables `rps stream` writes (`candles`,
-//! `predictions`; schema in crates/rps-stream/migrations/0001_init.sql).
+//! `predictions`; schema in crates/rps-stream/migrations/, the 80 % band from 0003).
 //!
 //! The window ends at the newest candle of the symbol (or the newest prediction when there are
 //! no candles), so a stream that stopped still shows its last hours. Realized volatility is each
@@ -38,6 +38,11 @@ pub struct Point {
     /// The bar the prediction is for, RFC 3339.
     pub t: String,
     pub volatility: Option<f64>,
+    /// The median of σ and the central 80 % band, for a volatility model with quantiles
+    /// (`None` otherwise, and for rows the stream wrote before its migration 0003).
+    pub median: Option<f64>,
+    pub lower_80: Option<f64>,
+    pub upper_80: Option<f64>,
     pub signal: Option<String>,
 }
 
@@ -154,11 +159,17 @@ async fn query(
             realized,
         });
     }
+    let band = if has_band_columns(client).await? {
+        "median, lower_80, upper_80"
+    } else {
+        "NULL::float8, NULL::float8, NULL::float8"
+    };
     let rows = client
         .query(
             &format!(
-                "SELECT version, alias, task, bar_time, volatility, signal, model FROM predictions \
-                 WHERE symbol = $1 AND {window} AND model = ANY($4) ORDER BY model, version, bar_time"
+                "SELECT version, alias, task, bar_time, volatility, signal, model, {band} \
+                 FROM predictions WHERE symbol = $1 AND {window} AND model = ANY($4) \
+                 ORDER BY model, version, bar_time"
             ),
             &[&symbol, &end, &hours_f, &models],
         )
@@ -184,6 +195,9 @@ async fn query(
         s.points.push(Point {
             t: rfc3339(t),
             volatility: r.get(4),
+            median: r.get(7),
+            lower_80: r.get(8),
+            upper_80: r.get(9),
             signal: r.get(5),
         });
     }
@@ -198,4 +212,21 @@ async fn query(
     });
     history.series = series;
     Ok(history)
+}
+
+/// Whether `predictions` has the distribution columns of the stream's migration 0003: serve may
+/// be upgraded before the stream that migrates its database, and an older schema still shows its
+/// means (without a band) rather than failing.
+async fn has_band_columns(client: &tokio_postgres::Client) -> Result<bool, HistoryError> {
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns \
+             WHERE table_name = 'predictions' AND table_schema = current_schema() \
+             AND column_name IN ('median', 'lower_80', 'upper_80')",
+            &[],
+        )
+        .await
+        .map_err(HistoryError::Query)?
+        .get(0);
+    Ok(n == 3)
 }

@@ -18,6 +18,13 @@ pub const VALUE_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1,
 ];
 
+/// Buckets of `model_interval_width` (the 80 % interval's upper − lower, in the forecast's
+/// units: hourly σ as a fraction). Typical hourly σ is 0.2–1 % and an 80 % band spans roughly
+/// its own size, so the buckets are finer than [`VALUE_BUCKETS`] at the low end.
+pub const WIDTH_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
+];
+
 /// An `f64` in an atomic.
 #[derive(Debug, Default)]
 pub struct AtomicF64(AtomicU64);
@@ -76,17 +83,33 @@ impl Histogram {
     }
 
     fn write(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        write_histogram_header(out, name, help);
+        self.write_series(out, name, "");
+    }
+
+    /// One series of a histogram family whose header [`write_histogram_header`] wrote: `labels`
+    /// is empty or `key="value",…` (escaped), placed before `le`.
+    pub fn write_series(&self, out: &mut String, name: &str, labels: &str) {
+        let (before_le, only) = if labels.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (format!("{labels},"), format!("{{{labels}}}"))
+        };
         let mut cumulative = 0;
         for (b, c) in self.bounds.iter().zip(&self.counts) {
             cumulative += c.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+            let _ = writeln!(out, "{name}_bucket{{{before_le}le=\"{b}\"}} {cumulative}");
         }
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", fmt_f64(self.sum.get()));
-        let _ = writeln!(out, "{name}_count {count}");
+        let _ = writeln!(out, "{name}_bucket{{{before_le}le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum{only} {}", fmt_f64(self.sum.get()));
+        let _ = writeln!(out, "{name}_count{only} {count}");
     }
+}
+
+/// `# HELP` and `# TYPE` of a histogram family (once, before its series).
+pub fn write_histogram_header(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
 }
 
 /// Process-wide metrics that do not depend on the served model.
@@ -374,5 +397,18 @@ mod tests {
         assert!(s.contains("x_bucket{le=\"+Inf\"} 4\n"), "{s}");
         assert!(s.contains("x_count 4\n"), "{s}");
         assert!(s.contains("x_sum 6.05\n"), "{s}");
+    }
+
+    #[test]
+    fn a_labelled_series_puts_its_labels_before_le() {
+        let h = Histogram::new(&[0.1]);
+        h.observe(0.05);
+        let mut s = String::new();
+        h.write_series(&mut s, "x", "version=\"3\"");
+        assert_eq!(
+            s,
+            "x_bucket{version=\"3\",le=\"0.1\"} 1\nx_bucket{version=\"3\",le=\"+Inf\"} 1\n\
+             x_sum{version=\"3\"} 0.05\nx_count{version=\"3\"} 1\n"
+        );
     }
 }

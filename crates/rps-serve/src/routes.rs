@@ -328,6 +328,7 @@ async fn predict(
     let out_of_range = served.observe(&rows.values);
     let m = &state.metrics;
     for p in &predictions {
+        served.observe_forecast(p);
         match p {
             Forecast::Volatility(v) => m.values.observe(v.mean),
             Forecast::Signal { signal, .. } => {
@@ -572,7 +573,7 @@ async fn model(
         .as_ref()
         .map_or_else(Vec::new, |l| l.aliases_of(served.info.version));
     let spec = rps_core::forecast::spec(&served.schema).ok();
-    Ok(Json(json!({
+    let mut body = json!({
         "name": served.info.name,
         "version": served.info.version,
         "alias": if is_champion { Some(state.config.alias.as_str()) } else { None },
@@ -606,7 +607,28 @@ async fn model(
             // Candle fields beyond OHLCV that POST /forecast needs on every candle.
             "candle_columns": s.needs().iter().map(|c| c.name()).collect::<Vec<_>>(),
         })),
-    })))
+    });
+    // Like /predict's `distribution`: present only for a model with quantiles, so a client of a
+    // point-only model sees the same document as before issue #16.
+    if let Some(q) = &meta.quantiles {
+        body["distribution"] = distribution_json(q);
+    }
+    Ok(Json(body))
+}
+
+/// `/model`'s `distribution`: how a model with quantiles makes its distribution (levels, how
+/// they were calibrated and by how much, how often validation outcomes fell at or below each
+/// level before calibration).
+fn distribution_json(q: &rps_model::QuantileMeta) -> serde_json::Value {
+    json!({
+        "levels": q.levels,
+        "calibration": q.calibration,
+        "corrections": q.corrections,
+        "n_calibration": q.n_calibration,
+        "raw_validation_coverage": q.raw_validation_coverage,
+        "num_trees": q.num_trees,
+        "best_iteration": q.best_iteration,
+    })
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
@@ -758,9 +780,10 @@ async fn models(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::V
 }
 
 /// Per-version families: `model_version_info{alias,version}` (one per live alias),
-/// `model_version_predictions_total{version}` and the
+/// `model_version_predictions_total{version}`, the
 /// `model_version_prediction_latency_seconds{version}` summary (one per loaded version: the
-/// live set and the `?model=` cache).
+/// live set and the `?model=` cache) and the `model_interval_width{version}` histogram (one
+/// per loaded version with quantiles).
 fn write_version_metrics(out: &mut String, state: &AppState, live: Option<&LiveSet>) {
     let _ = writeln!(
         out,
@@ -814,6 +837,18 @@ fn write_version_metrics(out: &mut String, state: &AppState, live: Option<&LiveS
             fmt_f64(s.latency_sum.get()),
             s.latency_count.load(Ordering::Relaxed),
             v = s.info.version,
+        );
+    }
+    crate::metrics::write_histogram_header(
+        out,
+        "model_interval_width",
+        "Width (upper - lower) of the 80 % interval of each row a volatility model with quantiles predicted by /predict or /forecast, in hourly volatility (fraction), by model version.",
+    );
+    for s in loaded.iter().filter(|s| s.model.meta().quantiles.is_some()) {
+        s.interval_width.write_series(
+            out,
+            "model_interval_width",
+            &format!("version=\"{}\"", s.info.version),
         );
     }
 }

@@ -10,7 +10,7 @@
 use crate::config::Config;
 use crate::drift::DriftWindow;
 use crate::metrics::AtomicF64;
-use crate::metrics::Metrics;
+use crate::metrics::{Histogram, Metrics, WIDTH_BUCKETS};
 use arc_swap::ArcSwapOption;
 use axum::http::StatusCode;
 use rps_core::schema::FeatureSchema;
@@ -19,6 +19,10 @@ use rps_tracking::{LoadedModel, Registry, TrackingError, VersionInfo};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+/// Coverage of the interval whose width `model_interval_width` tracks (the band the stream
+/// stores and the dashboard shades).
+pub const INTERVAL_COVERAGE: f64 = 0.8;
 
 /// A loaded, checked model version with its drift window.
 #[derive(Debug)]
@@ -37,6 +41,9 @@ pub struct Served {
     /// Time spent in its `/predict` requests (`model_version_prediction_latency_seconds`).
     pub latency_sum: AtomicF64,
     pub latency_count: AtomicU64,
+    /// Widths of its 80 % intervals (`model_interval_width{version}`), for a volatility model
+    /// with quantiles.
+    pub interval_width: Histogram,
 }
 
 /// The live set: alias → model, the served alias first, then `--live-aliases` in order.
@@ -215,7 +222,18 @@ impl Served {
             predictions: AtomicU64::new(0),
             latency_sum: AtomicF64::default(),
             latency_count: AtomicU64::new(0),
+            interval_width: Histogram::new(WIDTH_BUCKETS),
         })
+    }
+
+    /// Record what a forecast says about this version's uncertainty: the width of its 80 %
+    /// interval, when it has one (a volatility model with quantiles).
+    pub fn observe_forecast(&self, forecast: &rps_model::Forecast) {
+        if let rps_model::Forecast::Volatility(v) = forecast
+            && let Some((lo, hi)) = v.interval(INTERVAL_COVERAGE)
+        {
+            self.interval_width.observe(hi - lo);
+        }
     }
 
     /// Feed predicted rows to the drift window; the number of out-of-range values.

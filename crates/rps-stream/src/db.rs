@@ -20,6 +20,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0002_flow_columns",
         include_str!("../migrations/0002_flow_columns.sql"),
     ),
+    (
+        3,
+        "0003_distribution_columns",
+        include_str!("../migrations/0003_distribution_columns.sql"),
+    ),
 ];
 
 /// One prediction row.
@@ -33,13 +38,35 @@ pub struct Prediction {
     /// `volatility` or `signal`.
     pub task: &'static str,
     pub volatility: Option<f64>,
+    /// The median of σ and the central 80 % band `[q0.1, q0.9]`, for a volatility model with
+    /// quantiles (NULL otherwise).
+    pub median: Option<f64>,
+    pub lower_80: Option<f64>,
+    pub upper_80: Option<f64>,
     pub signal: Option<String>,
     pub p_sell: Option<f64>,
     pub p_hold: Option<f64>,
     pub p_buy: Option<f64>,
 }
 
-/// A stored prediction's identity and alias, for reconciling.
+/// What reconcile needs to know of a stored prediction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub alias: Option<String>,
+    /// Whether it has its median and 80 % band (rows written before migration 0003 do not).
+    pub has_band: bool,
+}
+
+/// The median and 80 % band of a stored prediction that lacks them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Band {
+    pub key: RowKey,
+    pub median: f64,
+    pub lower_80: f64,
+    pub upper_80: f64,
+}
+
+/// A stored prediction's identity, for reconciling.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RowKey {
     pub model: String,
@@ -87,17 +114,22 @@ WHERE (candles.open, candles.high, candles.low, candles.close, candles.volume,
 
 // A row is rewritten only when something in it changed: a replay leaves predicted_at alone.
 const UPSERT_PREDICTIONS: &str = "INSERT INTO predictions
-  (model, version, alias, symbol, bar_time, task, volatility, signal, p_sell, p_hold, p_buy, predicted_at)
+  (model, version, alias, symbol, bar_time, task, volatility, signal, p_sell, p_hold, p_buy,
+   median, lower_80, upper_80, predicted_at)
 SELECT u.*, now() FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-  $6::text[], $7::float8[], $8::text[], $9::float8[], $10::float8[], $11::float8[]) AS u
+  $6::text[], $7::float8[], $8::text[], $9::float8[], $10::float8[], $11::float8[],
+  $12::float8[], $13::float8[], $14::float8[]) AS u
 ON CONFLICT (model, version, symbol, bar_time) DO UPDATE SET alias = EXCLUDED.alias,
   task = EXCLUDED.task, volatility = EXCLUDED.volatility, signal = EXCLUDED.signal,
   p_sell = EXCLUDED.p_sell, p_hold = EXCLUDED.p_hold, p_buy = EXCLUDED.p_buy,
+  median = EXCLUDED.median, lower_80 = EXCLUDED.lower_80, upper_80 = EXCLUDED.upper_80,
   predicted_at = EXCLUDED.predicted_at
 WHERE (predictions.alias, predictions.task, predictions.volatility, predictions.signal,
-       predictions.p_sell, predictions.p_hold, predictions.p_buy)
+       predictions.p_sell, predictions.p_hold, predictions.p_buy,
+       predictions.median, predictions.lower_80, predictions.upper_80)
   IS DISTINCT FROM (EXCLUDED.alias, EXCLUDED.task, EXCLUDED.volatility, EXCLUDED.signal,
-       EXCLUDED.p_sell, EXCLUDED.p_hold, EXCLUDED.p_buy)";
+       EXCLUDED.p_sell, EXCLUDED.p_hold, EXCLUDED.p_buy,
+       EXCLUDED.median, EXCLUDED.lower_80, EXCLUDED.upper_80)";
 
 /// The last of each key, in first-seen order: one statement may not upsert a row twice.
 fn last_per_key<'a, T, K: std::hash::Hash + Eq>(
@@ -242,17 +274,18 @@ impl Db {
             .collect())
     }
 
-    /// Stored predictions of `symbol` at or after `since`: key → alias.
+    /// Stored predictions of `symbol` at or after `since`: key → alias and whether it has a band.
     pub async fn prediction_keys(
         &self,
         symbol: &str,
         since: Option<DateTime<Utc>>,
-    ) -> Result<HashMap<RowKey, Option<String>>, StreamError> {
+    ) -> Result<HashMap<RowKey, Stored>, StreamError> {
         let since = since.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
         let rows = self
             .client
             .query(
-                "SELECT model, version, bar_time, alias FROM predictions WHERE symbol = $1 AND bar_time >= $2",
+                "SELECT model, version, bar_time, alias, median IS NOT NULL AND lower_80 IS NOT NULL \
+                   AND upper_80 IS NOT NULL FROM predictions WHERE symbol = $1 AND bar_time >= $2",
                 &[&symbol, &since],
             )
             .await
@@ -266,7 +299,10 @@ impl Db {
                         version: r.get(1),
                         bar_time: r.get(2),
                     },
-                    r.get(3),
+                    Stored {
+                        alias: r.get(3),
+                        has_band: r.get(4),
+                    },
                 )
             })
             .collect())
@@ -351,6 +387,9 @@ impl Db {
                         &num(|p| p.p_sell),
                         &num(|p| p.p_hold),
                         &num(|p| p.p_buy),
+                        &num(|p| p.median),
+                        &num(|p| p.lower_80),
+                        &num(|p| p.upper_80),
                     ],
                 )
                 .await
@@ -366,6 +405,40 @@ impl Db {
         }
         tx.commit().await.map_err(pg_err("commit a batch"))?;
         Ok(changed)
+    }
+
+    /// Fill the median and 80 % band of existing rows that have none (reconcile, after
+    /// migration 0003). Only rows still without a band are touched: the mean, the alias and
+    /// `predicted_at` stay what they were, and a band a consumer wrote meanwhile is kept.
+    pub async fn set_bands(&mut self, symbol: &str, bands: &[Band]) -> Result<u64, StreamError> {
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(pg_err("begin band update"))?;
+        let mut n = 0;
+        for b in bands {
+            let k = &b.key;
+            n += tx
+                .execute(
+                    "UPDATE predictions SET median = $5, lower_80 = $6, upper_80 = $7 \
+                     WHERE model = $1 AND version = $2 AND symbol = $3 AND bar_time = $4 \
+                     AND (median IS NULL OR lower_80 IS NULL OR upper_80 IS NULL)",
+                    &[
+                        &k.model,
+                        &k.version,
+                        &symbol,
+                        &k.bar_time,
+                        &b.median,
+                        &b.lower_80,
+                        &b.upper_80,
+                    ],
+                )
+                .await
+                .map_err(pg_err("fill a band"))?;
+        }
+        tx.commit().await.map_err(pg_err("commit band update"))?;
+        Ok(n)
     }
 
     /// Set the alias of existing rows (reconcile, when an alias moved but the version stayed).

@@ -19,7 +19,7 @@ pub mod online;
 pub mod poll;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use db::{Db, Prediction, RowKey};
+use db::{Band, Db, Prediction, RowKey};
 use online::OnlineFeatures;
 use rps_cli::{CommonArgs, Home, StageError, exit};
 use rps_core::candle::Candle;
@@ -433,8 +433,21 @@ pub struct ReconcileCounts {
     pub alias_updated: u64,
     /// Rows of live versions already right.
     pub unchanged: u64,
+    /// Rows of live versions with quantiles that had no band (written before migration 0003),
+    /// now given one.
+    pub band_filled: u64,
     /// Rows of versions no longer live, left as the record of what was predicted then.
     pub stale: u64,
+}
+
+/// The band of `p` for the stored row `key`, when `p` has one.
+fn band_of(key: &RowKey, p: &Prediction) -> Option<Band> {
+    Some(Band {
+        key: key.clone(),
+        median: p.median?,
+        lower_80: p.lower_80?,
+        upper_80: p.upper_80?,
+    })
 }
 
 fn reconcile(s: &Settings, a: &ReconcileArgs) -> Result<(), StreamError> {
@@ -484,6 +497,7 @@ fn reconcile(s: &Settings, a: &ReconcileArgs) -> Result<(), StreamError> {
         let mut c = ReconcileCounts::default();
         let mut inserts: Vec<Prediction> = Vec::new();
         let mut moved: Vec<(RowKey, Option<String>)> = Vec::new();
+        let mut bands: Vec<Band> = Vec::new();
         let mut live_keys: HashSet<RowKey> = HashSet::new();
         for i in (0..grid.len()).filter(|&i| grid.present[i]) {
             let t = db::to_time(grid.ts[i])?;
@@ -500,12 +514,24 @@ fn reconcile(s: &Settings, a: &ReconcileArgs) -> Result<(), StreamError> {
                     version: m.version.to_string(),
                     bar_time: t,
                 };
-                match existing.get(&key) {
-                    None => inserts.push(m.prediction(&symbol, t, &frame.row(i))?),
-                    Some(alias) if alias.as_deref() != Some(m.alias.as_str()) => {
-                        moved.push((key.clone(), Some(m.alias.clone())));
-                    }
-                    Some(_) => c.unchanged += 1,
+                let Some(stored) = existing.get(&key) else {
+                    inserts.push(m.prediction(&symbol, t, &frame.row(i))?);
+                    live_keys.insert(key);
+                    continue;
+                };
+                let alias_moved = stored.alias.as_deref() != Some(m.alias.as_str());
+                if alias_moved {
+                    moved.push((key.clone(), Some(m.alias.clone())));
+                }
+                let band = if m.has_band() && !stored.has_band {
+                    band_of(&key, &m.prediction(&symbol, t, &frame.row(i))?)
+                } else {
+                    None
+                };
+                match band {
+                    Some(b) => bands.push(b),
+                    None if !alias_moved => c.unchanged += 1,
+                    None => {}
                 }
                 live_keys.insert(key);
             }
@@ -515,14 +541,16 @@ fn reconcile(s: &Settings, a: &ReconcileArgs) -> Result<(), StreamError> {
             c.inserted += db.commit_batch(&[], block, &[]).await?;
         }
         c.alias_updated = db.set_aliases(&symbol, &moved).await?;
+        c.band_filled = db.set_bands(&symbol, &bands).await?;
         Ok::<_, StreamError>(c)
     })?;
     tracing::info!(
-        "reconciled {symbol}: {} bars; {} rows inserted, {} aliases updated, {} unchanged, {} rows of versions no longer live kept",
+        "reconciled {symbol}: {} bars; {} rows inserted, {} aliases updated, {} unchanged, {} bands filled, {} rows of versions no longer live kept",
         counts.bars,
         counts.inserted,
         counts.alias_updated,
         counts.unchanged,
+        counts.band_filled,
         counts.stale
     );
     Ok(())

@@ -9,6 +9,9 @@ use rps_core::signal::Signal;
 use rps_model::{Forecast, Model};
 use rps_tracking::Registry;
 
+/// Coverage of the central band stored beside the mean (`lower_80`, `upper_80`).
+const BAND: f64 = 0.8;
+
 /// One live model version (several aliases may point at it: it predicts once).
 #[derive(Debug, Clone)]
 pub struct LiveModel {
@@ -34,8 +37,13 @@ impl LiveModel {
         Ok(self.model.predict_one(&x)?)
     }
 
+    /// Whether its predictions carry a median and 80 % band (a volatility model with quantiles).
+    pub fn has_band(&self) -> bool {
+        self.model.meta().quantiles.is_some()
+    }
+
     /// The prediction row for `symbol`'s bar at `bar_time`: `task` `volatility` with the
-    /// forecast, or `signal` with the class and its three probabilities.
+    /// forecast (and, for a model with quantiles, its median and 80 % band), or `signal` with the class and its three probabilities.
     pub fn prediction(
         &self,
         symbol: &str,
@@ -50,13 +58,22 @@ impl LiveModel {
             bar_time,
             task: self.model.task().as_str(),
             volatility: None,
+            median: None,
+            lower_80: None,
+            upper_80: None,
             signal: None,
             p_sell: None,
             p_hold: None,
             p_buy: None,
         };
         match self.predict(row)? {
-            Forecast::Volatility(v) => p.volatility = Some(v.mean),
+            Forecast::Volatility(v) => {
+                p.volatility = Some(v.mean);
+                // A model without a quantile booster (trained before #16 or with
+                // `train.quantiles: []`) leaves the band NULL rather than inventing one.
+                p.median = v.median();
+                (p.lower_80, p.upper_80) = v.interval(BAND).unzip();
+            }
             Forecast::Signal {
                 signal,
                 probabilities,

@@ -23,7 +23,7 @@ fn produce_consume_writes_one_row_per_bar_and_reruns_change_nothing() {
     e.run(&e.db(""), &["migrate"]); // idempotent
     assert_eq!(
         count(&e, &e.db(""), "SELECT count(*) FROM schema_migrations"),
-        2
+        3
     );
     e.produce(&[]);
     let out = e.consume(&e.db(""), &["--aliases", "champion,challenger,baseline"]);
@@ -36,6 +36,17 @@ fn produce_consume_writes_one_row_per_bar_and_reruns_change_nothing() {
             &e,
             &db,
             "SELECT count(*) FROM predictions WHERE alias = 'champion' AND task = 'volatility' AND volatility > 0 AND version = '1'"
+        ),
+        n
+    );
+    // The model has quantiles (params.yaml's default levels): every row carries its median and
+    // 80 % band, ordered.
+    assert_eq!(
+        count(
+            &e,
+            &db,
+            "SELECT count(*) FROM predictions WHERE lower_80 > 0 \
+             AND lower_80 <= median AND median <= upper_80 AND lower_80 < upper_80"
         ),
         n
     );
@@ -232,6 +243,48 @@ fn reconcile_after_a_promotion_writes_only_the_affected_rows() {
     );
 }
 
+/// Rows a consumer wrote before migration 0003 have no median or band: reconcile fills them (and
+/// nothing else: the mean, the alias and predicted_at stay), once.
+#[test]
+#[ignore = "needs PostgreSQL and Kafka (tansu): crates/rps-stream/tests/servers.sh"]
+fn reconcile_fills_the_band_of_rows_written_before_the_band_columns() {
+    let e = setup("bandfill");
+    let (files, _) = train(&e.params(), 42);
+    register(&e, &files, "champion");
+    e.produce(&[]);
+    let db = e.db("");
+    e.consume(&db, &[]);
+    let complete = e.rows(&db);
+    assert!(complete.iter().all(|r| r[7].is_some() && r[9].is_some()));
+    // What the rows of an older consumer look like after `migrate`.
+    sql(
+        &e.base_url,
+        &db,
+        "UPDATE predictions SET median = NULL, lower_80 = NULL, upper_80 = NULL \
+         WHERE bar_time >= (SELECT min(bar_time) + interval '100 hours' FROM predictions)",
+    );
+    let holes = count(
+        &e,
+        &db,
+        "SELECT count(*) FROM predictions WHERE median IS NULL",
+    );
+    assert!(holes > 0 && holes < BARS as i64, "{holes}");
+    let out = e.run(&db, &["reconcile"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains(&format!(
+            "0 rows inserted, 0 aliases updated, {} unchanged, {holes} bands filled",
+            BARS as i64 - holes
+        )),
+        "{log}"
+    );
+    assert_eq!(e.rows(&db), complete);
+    let out = e.run(&db, &["reconcile"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains(", 0 bands filled"), "{log}");
+    assert_eq!(e.rows(&db), complete);
+}
+
 #[test]
 #[ignore = "needs PostgreSQL and Kafka (tansu): crates/rps-stream/tests/servers.sh"]
 fn signal_models_stream_their_class_and_probabilities_beside_volatility() {
@@ -253,6 +306,7 @@ fn signal_models_stream_their_class_and_probabilities_beside_volatility() {
             &format!(
                 "SELECT count(*) FROM predictions WHERE model = 'btc-signal' AND version = '{v}' \
                  AND task = 'signal' AND alias = 'champion' AND volatility IS NULL \
+                 AND median IS NULL AND lower_80 IS NULL AND upper_80 IS NULL \
                  AND signal IN ('sell', 'hold', 'buy') AND abs(p_sell + p_hold + p_buy - 1) < 1e-5"
             )
         ),

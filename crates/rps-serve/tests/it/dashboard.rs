@@ -13,8 +13,12 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The stream's schema, from its migration (what `rps stream migrate` applies).
-const DDL: &str = include_str!("../../../rps-stream/migrations/0001_init.sql");
+/// The stream's schema, from its migrations (what `rps stream migrate` applies).
+const DDL: [&str; 3] = [
+    include_str!("../../../rps-stream/migrations/0001_init.sql"),
+    include_str!("../../../rps-stream/migrations/0002_flow_columns.sql"),
+    include_str!("../../../rps-stream/migrations/0003_distribution_columns.sql"),
+];
 
 const BARS: i64 = 48;
 /// 2026-01-01T00:00:00Z
@@ -41,9 +45,15 @@ fn bar(i: i64) -> (f64, f64, f64, f64) {
 }
 
 /// A fresh database under `RPS_TEST_DATABASE_URL` with the schema and 48 hourly bars of
-/// BTC-USD, predictions of versions 1 and 2 of btc-volatility for every bar, and rows another
-/// model and another symbol wrote (which must not show). Returns its URL.
+/// BTC-USD, predictions of versions 1 (with its median and 80 % band) and 2 (a model without
+/// quantiles) of btc-volatility for every bar, and rows another model and another symbol wrote
+/// (which must not show). Returns its URL.
 fn database(tag: &str) -> String {
+    database_with(tag, &DDL)
+}
+
+/// [`database`] on the schema of the first `ddl` migrations only.
+fn database_with(tag: &str, ddl: &[&str]) -> String {
     let base = std::env::var("RPS_TEST_DATABASE_URL")
         .expect("RPS_TEST_DATABASE_URL (start crates/rps-serve/tests/servers.sh)");
     let name = format!("rps_serve_{tag}_{}", std::process::id());
@@ -66,7 +76,10 @@ fn database(tag: &str) -> String {
             .await
             .unwrap();
         tokio::spawn(conn);
-        db.batch_execute(DDL).await.unwrap();
+        for sql in ddl {
+            db.batch_execute(sql).await.unwrap();
+        }
+        let has_band = ddl.len() >= 3;
         for i in 0..BARS {
             let t = chrono::DateTime::from_timestamp(START + 3600 * i, 0).unwrap();
             let (o, h, l, c) = bar(i);
@@ -88,6 +101,17 @@ fn database(tag: &str) -> String {
                     "INSERT INTO predictions (model, version, alias, symbol, bar_time, task, volatility) \
                      VALUES ('btc-volatility', $1, $2, 'BTC-USD', $3, 'volatility', $4)",
                     &[&version, &alias, &t, &vol],
+                )
+                .await
+                .unwrap();
+            }
+            if has_band {
+                // v1 has quantiles: its band brackets its mean (what `rps stream consume` writes).
+                let vol = 1.15 * realized(Estimator::GarmanKlass, i);
+                db.execute(
+                    "UPDATE predictions SET median = $2, lower_80 = $3, upper_80 = $4 \
+                     WHERE model = 'btc-volatility' AND version = '1' AND bar_time = $1",
+                    &[&t, &(0.95 * vol), &(0.6 * vol), &(1.6 * vol)],
                 )
                 .await
                 .unwrap();
@@ -244,6 +268,29 @@ fn history_reads_the_stream_tables() {
         "bar 47: 47 % 3 = 2"
     );
     assert!(series[2]["points"][0]["volatility"].is_null());
+    // The band of v1 (a model with quantiles); none for v2 and the signal model.
+    let p = &series[0]["points"][23];
+    let (lo, med, hi) = (
+        p["lower_80"].as_f64().unwrap(),
+        p["median"].as_f64().unwrap(),
+        p["upper_80"].as_f64().unwrap(),
+    );
+    assert!(lo <= med && med <= hi, "{p}");
+    for s in &series[1..] {
+        for k in ["median", "lower_80", "upper_80"] {
+            assert!(s["points"][0][k].is_null(), "{k} of {s}");
+        }
+    }
+    // A database the stream has not migrated to the band columns yet: means, no band.
+    let (_f3, s3) = serve(Some(database_with("history_old", &DDL[..1])));
+    let old: Value = c
+        .get(format!("{}/api/history?symbol=BTC-USD&hours=24", s3.url()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let p = &old["series"][0]["points"][23];
+    assert!(p["volatility"].is_f64() && p["upper_80"].is_null(), "{old}");
     // Another symbol, an empty one, and bad queries.
     let eth: Value = c
         .get(format!("{}/api/history?symbol=ETH-USD&hours=5", s.url()))
@@ -363,6 +410,13 @@ fn the_dashboard_renders_in_a_headless_browser() {
         "48 bars, every third a buy"
     );
     assert!(dom.contains("class=\"realized\"") && dom.contains("class=\"price\""));
+    // The champion's (v1's) 80 % band is shaded; the challenger (no quantiles) has none.
+    assert!(
+        dom.contains("class=\"band\" data-version=\"1\""),
+        "the champion's band: {dom}"
+    );
+    assert!(!dom.contains("class=\"band\" data-version=\"2\""), "{dom}");
+    assert!(dom.contains("id=\"band-legend\""), "{dom}");
     assert!(dom.contains("id=\"live-models\""));
     // The validation QLIKE column reads what /models really returns (rps-train's keys).
     assert!(

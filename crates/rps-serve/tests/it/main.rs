@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod dashboard;
+mod distribution;
 mod endpoints;
 mod forecast;
 mod fuzz;

@@ -260,17 +260,19 @@ impl Env {
         self.run(db, &args)
     }
 
-    /// (model, version, bar_time, volatility, predicted_at) of every row, sorted.
+    /// (model, version, alias, symbol, bar_time, task, volatility, median, lower_80, upper_80,
+    /// predicted_at) of every row, sorted.
     pub fn rows(&self, db: &str) -> Vec<Vec<Option<String>>> {
         sql(
             &self.base_url,
             db,
-            "SELECT model, version, alias, symbol, bar_time::text, task, volatility::text, predicted_at::text
+            "SELECT model, version, alias, symbol, bar_time::text, task, volatility::text,
+               median::text, lower_80::text, upper_80::text, predicted_at::text
              FROM predictions ORDER BY model, version, symbol, bar_time",
         )
     }
 }
 
 pub fn without_predicted_at(rows: &[Vec<Option<String>>]) -> Vec<Vec<Option<String>>> {
-    rows.iter().map(|r| r[..7].to_vec()).collect()
+    rows.iter().map(|r| r[..r.len() - 1].to_vec()).collect()
 }
