@@ -4,7 +4,10 @@
 //! (asymmetric conformalized quantile regression) and rearranged so quantiles never cross.
 //!
 //! Raw booster outputs are what XGBoost's `Booster.predict` returns for the feature row (an
-//! `(n, levels)` array, no base margin); the σ quantile of level `τ` is
+//! `(n, levels)` array, no base margin) **sorted ascending within the row**: the engine's
+//! quantile prediction rearranges a row's outputs, XGBoost's does not, so a row whose trees
+//! cross differs from Python's until sorted (the interop test and the pyfunc sort them). The σ
+//! quantile of level `τ` is
 //! `exp(raw_τ + L + c_τ)`, sorted across levels, then floored, where `L` is the base margin
 //! (`meta.margin`) and `c_τ` the level's correction (`meta.quantiles.corrections`).
 

@@ -12,8 +12,9 @@ returns what `rps evaluate`, `rps serve` and `rps stream` answer for the same ro
   `meta.transform` on top of the linear base margin `meta.margin`, times `meta.smearing`, floored
   at `meta.floor`; and, for a model with a forecast distribution (`meta.quantiles`, the booster
   `quantiles.json` beside `model.json`), `median` and one column per level, `q05` ... `q95`:
-  exp(raw output + base margin + the level's correction), floored, sorted across levels (no
-  crossing), as `rps serve` answers them;
+  the booster's raw outputs sorted ascending per row (RPS's engine sorts a quantile booster's
+  outputs, XGBoost does not), then exp(raw + base margin + the level's correction), floored,
+  sorted across levels (no crossing), as `rps serve` answers them;
 - a signal model (`meta.task == "signal"`): `signal` (`sell` / `hold` / `buy`, the most probable
   class, ties to the first) and one probability column per class, `p_sell`, `p_hold`, `p_buy`.
 
@@ -139,7 +140,9 @@ class RpsModel:
         """The sigma quantiles, one row per input and one column per level."""
         booster, levels, corrections = self.quantiles
         raw = np.asarray(booster.predict(xgb.DMatrix(x, missing=np.nan)), dtype=np.float32)
-        raw = raw.astype(np.float64).reshape(x.shape[0], len(levels))
+        # RPS's engine (hessboost) returns each row's quantile outputs sorted ascending; XGBoost
+        # returns them as the trees sum them. Sort first, so the corrections apply as in RPS.
+        raw = np.sort(raw.astype(np.float64).reshape(x.shape[0], len(levels)), axis=1)
         with np.errstate(over="ignore", invalid="ignore"):
             v = np.exp(raw + self._margin(x)[:, None] + corrections[None, :])
         floor = self.meta["floor"]
