@@ -321,7 +321,7 @@ mod tests {
             let mut t = Tracker::new(&s, 0.94);
             let mut seen = 0;
             for c in &b {
-                assert!(t.push(c, Some(&[c.ts as f64])));
+                assert!(t.push(c, Some(&[c.ts as f64][..])));
                 assert!(!t.push(c, None), "a replay changes nothing");
                 let Some(truth) = t.truth() else {
                     // No truth only where the batch target is unknown too.
@@ -365,7 +365,7 @@ mod tests {
         assert!(t.truth().is_none());
         let mut next = late;
         next.ts += H;
-        t.push(&next, Some(&[1.0]));
+        t.push(&next, Some(&[1.0][..]));
         assert_eq!(t.truth().unwrap().predicted_from, late.ts);
     }
 

@@ -339,6 +339,20 @@ fn reconcile_after_a_promotion_writes_only_the_affected_rows() {
         without_predicted_at(&e.rows(&e.db("_ref"))),
         without_predicted_at(&after)
     );
+    // So are the scores reconcile backfilled: the new version's, the old one's under its new
+    // alias, and both versions' har_rv_log.
+    assert_eq!(
+        without_scored_at(&e.scores(&db)),
+        without_scored_at(&e.scores(&e.db("_ref")))
+    );
+    assert_eq!(
+        count(
+            &e,
+            &db,
+            &format!("SELECT count(*) FROM scores WHERE model = 'btc-volatility' AND version = '{v2}' AND alias = 'champion'")
+        ),
+        BARS as i64 - 1
+    );
 }
 
 /// Rows a consumer wrote before migration 0003 have no median or band: reconcile fills them (and
