@@ -250,8 +250,7 @@ async fn session(
                             .map_err(|e| crate::missing_column(&msg.symbol, &e))?;
                         if !per.contains_key(key.as_str()) {
                             let mut b = OnlineFeatures::with_spec(spec, history)?;
-                            let mut t =
-                                score::Tracker::new(spec, c.s.params.evaluate.ewma_lambda);
+                            let mut t = score::Tracker::new(spec, c.s.params.evaluate.ewma_lambda);
                             let limit = i64::try_from(history).unwrap_or(i64::MAX);
                             let stored = db.candles(&msg.symbol, None, Some(limit)).await?;
                             // The newest `horizon` stored bars are pushed, not seeded: the

@@ -26,7 +26,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_distribution_columns",
         include_str!("../migrations/0003_distribution_columns.sql"),
     ),
-    (4, "0004_scores", include_str!("../migrations/0004_scores.sql")),
+    (
+        4,
+        "0004_scores",
+        include_str!("../migrations/0004_scores.sql"),
+    ),
 ];
 
 /// One prediction row.
@@ -544,7 +548,8 @@ impl Db {
                 )
             });
             let text = |f: fn(&Score) -> &str| rows.iter().map(|s| f(s)).collect::<Vec<&str>>();
-            let time = |f: fn(&Score) -> DateTime<Utc>| rows.iter().map(|s| f(s)).collect::<Vec<_>>();
+            let time =
+                |f: fn(&Score) -> DateTime<Utc>| rows.iter().map(|s| f(s)).collect::<Vec<_>>();
             let num = |f: fn(&Score) -> f64| rows.iter().map(|s| f(s)).collect::<Vec<_>>();
             let alias: Vec<Option<&str>> = rows.iter().map(|s| s.alias.as_deref()).collect();
             let covered: Vec<Option<bool>> = rows.iter().map(|s| s.covered_80).collect();

@@ -594,7 +594,10 @@ fn reconcile(s: &Settings, a: &ReconcileArgs) -> Result<(), StreamError> {
         }
         c.stale = existing.keys().filter(|k| !live_keys.contains(k)).count() as u64;
         for block in inserts.chunks(1000) {
-            c.inserted += db.commit_batch(&[], block, &[], &[], &[]).await?.predictions;
+            c.inserted += db
+                .commit_batch(&[], block, &[], &[], &[])
+                .await?
+                .predictions;
         }
         c.alias_updated = db.set_aliases(&symbol, &moved).await?;
         c.band_filled = db.set_bands(&symbol, &bands).await?;

@@ -113,7 +113,8 @@ fn produce_consume_writes_one_row_per_bar_and_reruns_change_nothing() {
     sql(&e.base_url, &db, "DELETE FROM scores");
     let out = e.run(&db, &["reconcile"]);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains(&format!("{} score rows written", 3 * (n - 1))),
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("{} score rows written", 3 * (n - 1))),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -233,11 +234,17 @@ fn check_scores(e: &Env, db: &str, models: &[&str]) {
         .unwrap()
         .frame(&bars);
     // The sample has no gaps: every bar but the last has its (one bar ahead) target stored.
-    let want = (0..frame.len()).filter(|&i| frame.target[i].is_finite()).count() as i64;
+    let want = (0..frame.len())
+        .filter(|&i| frame.target[i].is_finite())
+        .count() as i64;
     assert_eq!(want, n - 1);
     for m in models {
         assert_eq!(
-            count(e, db, &format!("SELECT count(*) FROM scores WHERE model = '{m}'")),
+            count(
+                e,
+                db,
+                &format!("SELECT count(*) FROM scores WHERE model = '{m}'")
+            ),
             want,
             "{m}"
         );
@@ -349,7 +356,9 @@ fn reconcile_after_a_promotion_writes_only_the_affected_rows() {
         count(
             &e,
             &db,
-            &format!("SELECT count(*) FROM scores WHERE model = 'btc-volatility' AND version = '{v2}' AND alias = 'champion'")
+            &format!(
+                "SELECT count(*) FROM scores WHERE model = 'btc-volatility' AND version = '{v2}' AND alias = 'champion'"
+            )
         ),
         BARS as i64 - 1
     );
