@@ -216,21 +216,24 @@ WHERE (scores.alias, scores.predicted_from, scores.realized, scores.forecast, sc
   IS DISTINCT FROM (EXCLUDED.alias, EXCLUDED.predicted_from, EXCLUDED.realized,
        EXCLUDED.forecast, EXCLUDED.qlike, EXCLUDED.log_error, EXCLUDED.covered_80)";
 
+/// A stored forecast: model, version, alias, symbol, bar_time, volatility, lower_80, upper_80.
+pub type StoredForecast = (
+    String,
+    String,
+    Option<String>,
+    String,
+    DateTime<Utc>,
+    f64,
+    Option<f64>,
+    Option<f64>,
+);
+
 /// Score the stored forecasts `rows` (model, version, alias, symbol, bar_time, volatility,
 /// lower_80, upper_80) against `targets`: one score per row whose (model, version) a target
 /// of its symbol and bar lists.
 pub fn score_stored(
     targets: &[Target],
-    rows: &[(
-        String,
-        String,
-        Option<String>,
-        String,
-        DateTime<Utc>,
-        f64,
-        Option<f64>,
-        Option<f64>,
-    )],
+    rows: &[StoredForecast],
 ) -> Result<Vec<Score>, StreamError> {
     let by_key: HashMap<(&str, DateTime<Utc>), Vec<&Target>> =
         targets.iter().fold(HashMap::new(), |mut m, t| {

@@ -480,6 +480,7 @@ fn backfill_scores(
             .map(|v| score::floored(v, floor))
             .collect();
         let h = spec.target.horizon.max(1);
+        #[allow(clippy::needless_range_loop)] // i indexes the frame's columns and i + h
         for i in 0..f.len().saturating_sub(h) {
             if !f.present[i] || !f.target[i].is_finite() || f.ts[i] < from {
                 continue;
