@@ -10,7 +10,7 @@
 
 use crate::live::LiveModel;
 use crate::online::{self, OnlineFeatures};
-use crate::{ConsumeArgs, Settings, StreamError, db, kafka, live, load_live, runtime};
+use crate::{ConsumeArgs, Settings, StreamError, db, kafka, live, load_live, runtime, score};
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ struct Counts {
     bad: u64,
     replayed: u64,
     predictions: u64,
+    scores: u64,
     batches: u64,
     reconnects: u64,
 }
@@ -117,12 +118,13 @@ pub(crate) fn consume(s: &Settings, a: &ConsumeArgs) -> Result<(), StreamError> 
         }
         let secs = started.elapsed().as_secs_f64();
         tracing::info!(
-            "consumed {} messages ({} bad, {} replayed bars) in {} transactions; {} prediction rows written; {} reconnects; {secs:.1} s, {:.0} messages/s",
+            "consumed {} messages ({} bad, {} replayed bars) in {} transactions; {} prediction rows and {} score rows written; {} reconnects; {secs:.1} s, {:.0} messages/s",
             counts.messages,
             counts.bad,
             counts.replayed,
             counts.batches,
             counts.predictions,
+            counts.scores,
             counts.reconnects,
             counts.messages as f64 / secs.max(1e-9)
         );
@@ -165,8 +167,10 @@ async fn session(
     }
     // One builder per (symbol, feature spec): each live model gets the features it was trained
     // with (its schema), and models trained alike share a row.
-    // symbol → spec key → builder (looked up by &str: no allocation per message).
-    let mut builders: HashMap<String, HashMap<String, OnlineFeatures>> = HashMap::new();
+    // symbol → spec key → builder and its score tracker (looked up by &str: no allocation per
+    // message).
+    let mut builders: HashMap<String, HashMap<String, (OnlineFeatures, score::Tracker)>> =
+        HashMap::new();
     let mut specs = live::specs(live);
     let mut last_message = Instant::now();
     let mut last_refresh = Instant::now();
@@ -215,6 +219,9 @@ async fn session(
             for chunk in records.chunks(c.batch_size) {
                 let mut candles = Vec::with_capacity(chunk.len());
                 let mut predictions = Vec::new();
+                let mut targets = Vec::new();
+                let mut scores = Vec::new();
+                let ewma_key = score::ewma_key(live);
                 for r in chunk {
                     counts.messages += 1;
                     let Some(msg) = kafka::CandleMessage::decode(&r.record) else {
@@ -243,15 +250,40 @@ async fn session(
                             .map_err(|e| crate::missing_column(&msg.symbol, &e))?;
                         if !per.contains_key(key.as_str()) {
                             let mut b = OnlineFeatures::with_spec(spec, history)?;
+                            let mut t = score::Tracker::new(spec, c.s.params.evaluate.ewma_lambda);
                             let limit = i64::try_from(history).unwrap_or(i64::MAX);
-                            b.seed(db.candles(&msg.symbol, None, Some(limit)).await?);
-                            per.insert(key.clone(), b);
+                            let stored = db.candles(&msg.symbol, None, Some(limit)).await?;
+                            // The newest `horizon` stored bars are pushed, not seeded: the
+                            // tracker keeps their rows for the baselines of the bars to come.
+                            let cut = stored.len().saturating_sub(t.horizon());
+                            for bar in &stored[..cut] {
+                                t.push(bar, None);
+                            }
+                            b.seed(stored[..cut].iter().copied());
+                            for bar in &stored[cut..] {
+                                let row = b.push(*bar);
+                                t.push(bar, row.as_ref().map(|r| r.values.as_slice()));
+                            }
+                            per.insert(key.clone(), (b, t));
                         }
-                        let Some(builder) = per.get_mut(key.as_str()) else {
+                        let Some((builder, tracker)) = per.get_mut(key.as_str()) else {
                             continue;
                         };
                         match builder.push(candle) {
                             Some(row) => {
+                                // The forecasts this bar completed the target of.
+                                tracker.push(&candle, Some(&row.values));
+                                if let Some(truth) = tracker.truth() {
+                                    score::collect(
+                                        live,
+                                        key,
+                                        ewma_key,
+                                        &msg.symbol,
+                                        &truth,
+                                        &mut targets,
+                                        &mut scores,
+                                    )?;
+                                }
                                 rows.insert(key.as_str(), row);
                             }
                             None => replayed = true,
@@ -270,13 +302,17 @@ async fn session(
                 }
                 let Some(last) = chunk.last() else { continue };
                 let next_offset = last.offset + 1;
-                counts.predictions += db
+                let written = db
                     .commit_batch(
                         &candles,
                         &predictions,
+                        &targets,
+                        &scores,
                         &[(&c.consumer, &c.s.topic, *p, next_offset)],
                     )
                     .await?;
+                counts.predictions += written.predictions;
+                counts.scores += written.scores;
                 counts.batches += 1;
                 *next = next_offset;
                 got_any = true;

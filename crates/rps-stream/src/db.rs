@@ -1,7 +1,8 @@
-//! The PostgreSQL side: migrations, candles, predictions and consumer offsets.
+//! The PostgreSQL side: migrations, candles, predictions, scores and consumer offsets.
 //!
 //! Exactly-once: [`Db::commit_batch`] writes a batch's candles, its predictions (idempotent
-//! upserts keyed by model, version, symbol, bar) and the consumer's next offset in ONE
+//! upserts keyed by model, version, symbol, bar), the scores of the forecasts its bars completed
+//! (idempotent upserts keyed the same way, [`crate::score`]) and the consumer's next offset in ONE
 //! transaction. A consumer killed at any point leaves either all of a batch or none of it, and
 //! on restart resumes from the stored offset with the stored candle history.
 
@@ -25,6 +26,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_distribution_columns",
         include_str!("../migrations/0003_distribution_columns.sql"),
     ),
+    (
+        4,
+        "0004_scores",
+        include_str!("../migrations/0004_scores.sql"),
+    ),
 ];
 
 /// One prediction row.
@@ -47,6 +53,44 @@ pub struct Prediction {
     pub p_sell: Option<f64>,
     pub p_hold: Option<f64>,
     pub p_buy: Option<f64>,
+}
+
+/// One scored forecast (a `scores` row; see migration 0004 and [`crate::score`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Score {
+    pub model: String,
+    pub version: String,
+    pub alias: Option<String>,
+    pub symbol: String,
+    /// Open time of the last bar of the target window (the bar whose close scored it).
+    pub bar_time: DateTime<Utc>,
+    /// `predictions.bar_time` of the forecast: the bar it was made from.
+    pub predicted_from: DateTime<Utc>,
+    pub realized: f64,
+    pub forecast: f64,
+    pub qlike: f64,
+    pub log_error: f64,
+    /// Whether the 80 % band covered `realized`; `None` without a band.
+    pub covered_80: Option<bool>,
+}
+
+/// A realized target to score the stored volatility forecasts of `versions` made from
+/// `predicted_from` against (read in the batch's transaction, after its predictions are written).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub symbol: String,
+    pub predicted_from: DateTime<Utc>,
+    pub bar_time: DateTime<Utc>,
+    pub realized: f64,
+    /// The (model, version) pairs whose feature spec defines this target: the live versions.
+    pub versions: Vec<(String, String)>,
+}
+
+/// Rows a batch inserted or changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub predictions: u64,
+    pub scores: u64,
 }
 
 /// What reconcile needs to know of a stored prediction.
@@ -148,6 +192,78 @@ fn last_per_key<'a, T, K: std::hash::Hash + Eq>(
         }
     }
     out
+}
+
+// The stored volatility forecasts made from the given (symbol, bar) pairs.
+const STORED_FORECASTS: &str = "SELECT p.model, p.version, p.alias, p.symbol, p.bar_time,
+  p.volatility, p.lower_80, p.upper_80
+FROM predictions p JOIN (SELECT DISTINCT * FROM UNNEST($1::text[], $2::timestamptz[])) AS u(symbol, bar_time)
+  ON p.symbol = u.symbol AND p.bar_time = u.bar_time
+WHERE p.task = 'volatility' AND p.volatility IS NOT NULL";
+
+// As the predictions: a replay rewrites nothing and leaves scored_at alone.
+const UPSERT_SCORES: &str = "INSERT INTO scores
+  (model, version, alias, symbol, bar_time, predicted_from, realized, forecast, qlike, log_error,
+   covered_80, scored_at)
+SELECT u.*, now() FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+  $6::timestamptz[], $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::bool[]) AS u
+ON CONFLICT (model, version, symbol, bar_time) DO UPDATE SET alias = EXCLUDED.alias,
+  predicted_from = EXCLUDED.predicted_from, realized = EXCLUDED.realized,
+  forecast = EXCLUDED.forecast, qlike = EXCLUDED.qlike, log_error = EXCLUDED.log_error,
+  covered_80 = EXCLUDED.covered_80, scored_at = EXCLUDED.scored_at
+WHERE (scores.alias, scores.predicted_from, scores.realized, scores.forecast, scores.qlike,
+       scores.log_error, scores.covered_80)
+  IS DISTINCT FROM (EXCLUDED.alias, EXCLUDED.predicted_from, EXCLUDED.realized,
+       EXCLUDED.forecast, EXCLUDED.qlike, EXCLUDED.log_error, EXCLUDED.covered_80)";
+
+/// A stored forecast: model, version, alias, symbol, bar_time, volatility, lower_80, upper_80.
+pub type StoredForecast = (
+    String,
+    String,
+    Option<String>,
+    String,
+    DateTime<Utc>,
+    f64,
+    Option<f64>,
+    Option<f64>,
+);
+
+/// Score the stored forecasts `rows` (model, version, alias, symbol, bar_time, volatility,
+/// lower_80, upper_80) against `targets`: one score per row whose (model, version) a target
+/// of its symbol and bar lists.
+pub fn score_stored(
+    targets: &[Target],
+    rows: &[StoredForecast],
+) -> Result<Vec<Score>, StreamError> {
+    let by_key: HashMap<(&str, DateTime<Utc>), Vec<&Target>> =
+        targets.iter().fold(HashMap::new(), |mut m, t| {
+            m.entry((t.symbol.as_str(), t.predicted_from))
+                .or_default()
+                .push(t);
+            m
+        });
+    let mut out = Vec::new();
+    for (model, version, alias, symbol, at, forecast, lo, hi) in rows {
+        let Some(ts) = by_key.get(&(symbol.as_str(), *at)) else {
+            continue;
+        };
+        for t in ts {
+            if t.versions.iter().any(|(m, v)| m == model && v == version) {
+                out.push(Score::new(
+                    model,
+                    version,
+                    alias.as_deref(),
+                    symbol,
+                    at.timestamp_millis(),
+                    t.bar_time.timestamp_millis(),
+                    t.realized,
+                    *forecast,
+                    lo.zip(*hi),
+                )?);
+            }
+        }
+    }
+    Ok(out)
 }
 
 const UPSERT_OFFSET: &str =
@@ -308,14 +424,18 @@ impl Db {
             .collect())
     }
 
-    /// Write candles, predictions and (when given) the consumer's next offsets in one
-    /// transaction. Returns the number of prediction rows inserted or changed.
+    /// Write candles, predictions, scores and (when given) the consumer's next offsets in one
+    /// transaction. `targets` score the stored forecasts (those of this batch included) of the
+    /// versions they list; `scores` are written as they are (the baselines). Returns the number
+    /// of prediction and score rows inserted or changed.
     pub async fn commit_batch(
         &mut self,
         candles: &[(String, Candle)],
         predictions: &[Prediction],
+        targets: &[Target],
+        scores: &[Score],
         offsets: &[(&str, &str, i32, i64)],
-    ) -> Result<u64, StreamError> {
+    ) -> Result<Written, StreamError> {
         let tx = self
             .client
             .transaction()
@@ -395,6 +515,67 @@ impl Db {
                 .await
                 .map_err(pg_err("upsert the predictions"))?;
         }
+        let mut all: Vec<Score> = Vec::new();
+        if !targets.is_empty() {
+            let symbols: Vec<&str> = targets.iter().map(|t| t.symbol.as_str()).collect();
+            let times: Vec<DateTime<Utc>> = targets.iter().map(|t| t.predicted_from).collect();
+            let rows: Vec<_> = tx
+                .query(STORED_FORECASTS, &[&symbols, &times])
+                .await
+                .map_err(pg_err("read the forecasts to score"))?
+                .iter()
+                .map(|r| {
+                    (
+                        r.get(0),
+                        r.get(1),
+                        r.get(2),
+                        r.get(3),
+                        r.get(4),
+                        r.get(5),
+                        r.get(6),
+                        r.get(7),
+                    )
+                })
+                .collect();
+            all = score_stored(targets, &rows)?;
+        }
+        all.extend_from_slice(scores);
+        let mut scored = 0;
+        if !all.is_empty() {
+            let rows = last_per_key(&all, |s| {
+                (
+                    s.model.as_str(),
+                    s.version.as_str(),
+                    s.symbol.as_str(),
+                    s.bar_time,
+                )
+            });
+            let text = |f: fn(&Score) -> &str| rows.iter().map(|s| f(s)).collect::<Vec<&str>>();
+            let time =
+                |f: fn(&Score) -> DateTime<Utc>| rows.iter().map(|s| f(s)).collect::<Vec<_>>();
+            let num = |f: fn(&Score) -> f64| rows.iter().map(|s| f(s)).collect::<Vec<_>>();
+            let alias: Vec<Option<&str>> = rows.iter().map(|s| s.alias.as_deref()).collect();
+            let covered: Vec<Option<bool>> = rows.iter().map(|s| s.covered_80).collect();
+            scored = tx
+                .execute(
+                    UPSERT_SCORES,
+                    &[
+                        &text(|s| &s.model),
+                        &text(|s| &s.version),
+                        &alias,
+                        &text(|s| &s.symbol),
+                        &time(|s| s.bar_time),
+                        &time(|s| s.predicted_from),
+                        &num(|s| s.realized),
+                        &num(|s| s.forecast),
+                        &num(|s| s.qlike),
+                        &num(|s| s.log_error),
+                        &covered,
+                    ],
+                )
+                .await
+                .map_err(pg_err("upsert the scores"))?;
+        }
         for (consumer, topic, partition, next) in offsets {
             tx.execute(UPSERT_OFFSET, &[consumer, topic, partition, next])
                 .await
@@ -404,7 +585,10 @@ impl Db {
             tokio::time::sleep(self.commit_delay).await;
         }
         tx.commit().await.map_err(pg_err("commit a batch"))?;
-        Ok(changed)
+        Ok(Written {
+            predictions: changed,
+            scores: scored,
+        })
     }
 
     /// Fill the median and 80 % band of existing rows that have none (reconcile, after

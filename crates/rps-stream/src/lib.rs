@@ -5,10 +5,12 @@
 //!   with `--follow`, poll the market API every bar instead ([`poll`]).
 //! - `consume`: read the topic from the offset stored in PostgreSQL, build each new bar's
 //!   features online with the batch code ([`online`]), predict with every live alias of the
-//!   registry ([`live`]), and write candles, predictions and the next offset in one transaction
-//!   ([`db`]): exactly-once into PostgreSQL across crashes.
+//!   registry ([`live`]), score the forecasts each new bar completes the target of ([`score`]),
+//!   and write candles, predictions, scores and the next offset in one transaction ([`db`]):
+//!   exactly-once into PostgreSQL across crashes.
 //! - `reconcile`: after a promotion, predict the stored candle history with the current live
-//!   set and write only the rows that are missing or whose alias moved.
+//!   set and write only the rows that are missing or whose alias moved; then score that history
+//!   ([`score`]).
 //! - `migrate`: apply the SQL migrations (`consume` does it too).
 
 mod consume;
@@ -17,6 +19,7 @@ pub mod kafka;
 pub mod live;
 pub mod online;
 pub mod poll;
+pub mod score;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use db::{Band, Db, Prediction, RowKey};
@@ -438,6 +441,8 @@ pub struct ReconcileCounts {
     pub band_filled: u64,
     /// Rows of versions no longer live, left as the record of what was predicted then.
     pub stale: u64,
+    /// Score rows (live versions and baselines) written or changed.
+    pub scores: u64,
 }
 
 /// The band of `p` for the stored row `key`, when `p` has one.
@@ -448,6 +453,58 @@ fn band_of(key: &RowKey, p: &Prediction) -> Option<Band> {
         lower_80: p.lower_80?,
         upper_80: p.upper_80?,
     })
+}
+
+/// The scores of the stored history, from each live spec's batch frame: a target for every
+/// present bar at or after `since` whose training target is known (its row's `target`, the
+/// value [`score::Tracker`] gives online), the EWMA baseline over the stored bar volatilities
+/// and the `har_rv_log` baselines on the batch rows.
+fn backfill_scores(
+    live: &[live::LiveModel],
+    specs: &[(String, online::FeatureSpec)],
+    frames: &HashMap<&str, rps_core::features::FeatureFrame>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    symbol: &str,
+    lambda: f64,
+) -> Result<(Vec<db::Target>, Vec<db::Score>), StreamError> {
+    let ewma_key = score::ewma_key(live);
+    let (mut targets, mut scores) = (Vec::new(), Vec::new());
+    let from = since.map_or(i64::MIN, |t| t.timestamp_millis());
+    for (key, spec) in specs {
+        let Some(f) = frames.get(key.as_str()) else {
+            continue;
+        };
+        let floor = spec.target.floor;
+        let ewma: Vec<f64> = rps_core::baselines::ewma(&f.bar_vol, lambda)
+            .into_iter()
+            .map(|v| score::floored(v, floor))
+            .collect();
+        let h = spec.target.horizon.max(1);
+        #[allow(clippy::needless_range_loop)] // i indexes the frame's columns and i + h
+        for i in 0..f.len().saturating_sub(h) {
+            if !f.present[i] || !f.target[i].is_finite() || f.ts[i] < from {
+                continue;
+            }
+            let row = f.row(i);
+            let truth = score::Truth {
+                predicted_from: f.ts[i],
+                bar_time: f.ts[i + h],
+                realized: f.target[i],
+                ewma: ewma[i],
+                row: Some(&row),
+            };
+            score::collect(
+                live,
+                key,
+                ewma_key,
+                symbol,
+                &truth,
+                &mut targets,
+                &mut scores,
+            )?;
+        }
+    }
+    Ok((targets, scores))
 }
 
 fn reconcile(s: &Settings, a: &ReconcileArgs) -> Result<(), StreamError> {
@@ -538,20 +595,40 @@ fn reconcile(s: &Settings, a: &ReconcileArgs) -> Result<(), StreamError> {
         }
         c.stale = existing.keys().filter(|k| !live_keys.contains(k)).count() as u64;
         for block in inserts.chunks(1000) {
-            c.inserted += db.commit_batch(&[], block, &[]).await?;
+            c.inserted += db
+                .commit_batch(&[], block, &[], &[], &[])
+                .await?
+                .predictions;
         }
         c.alias_updated = db.set_aliases(&symbol, &moved).await?;
         c.band_filled = db.set_bands(&symbol, &bands).await?;
+        // Scores last, from the stored forecasts as they now are: every reconciled bar whose
+        // target is known, as the consumer scores it when the target's last bar closes.
+        let (targets, scores) = backfill_scores(
+            &live,
+            &specs,
+            &frames,
+            since,
+            &symbol,
+            s.params.evaluate.ewma_lambda,
+        )?;
+        for block in targets.chunks(1000) {
+            c.scores += db.commit_batch(&[], &[], block, &[], &[]).await?.scores;
+        }
+        for block in scores.chunks(5000) {
+            c.scores += db.commit_batch(&[], &[], &[], block, &[]).await?.scores;
+        }
         Ok::<_, StreamError>(c)
     })?;
     tracing::info!(
-        "reconciled {symbol}: {} bars; {} rows inserted, {} aliases updated, {} unchanged, {} bands filled, {} rows of versions no longer live kept",
+        "reconciled {symbol}: {} bars; {} rows inserted, {} aliases updated, {} unchanged, {} bands filled, {} rows of versions no longer live kept; {} score rows written",
         counts.bars,
         counts.inserted,
         counts.alias_updated,
         counts.unchanged,
         counts.band_filled,
-        counts.stale
+        counts.stale,
+        counts.scores
     );
     Ok(())
 }

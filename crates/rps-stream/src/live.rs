@@ -37,6 +37,26 @@ impl LiveModel {
         Ok(self.model.predict_one(&x)?)
     }
 
+    /// Whether it forecasts volatility (its predictions are scored).
+    pub fn is_volatility(&self) -> bool {
+        matches!(self.model, Model::Volatility(_))
+    }
+
+    /// The HAR-type log-scale baseline of this version for `row`: `exp(L)`, floored like the
+    /// model, where `L = b0 + Σ b_k · x_k` is its saved linear base margin (`meta.margin`: an
+    /// OLS of ln σ on the `train.base_margin` terms — the HAR log components `har_*b` and, by
+    /// default, `ewma_vol_090` — fitted on the version's training rows; missing terms take their
+    /// training means). `None` for a version without a margin or not a volatility model.
+    pub fn har_log(&self, row: &[f64]) -> Option<f64> {
+        let Model::Volatility(m) = &self.model else {
+            return None;
+        };
+        m.meta.margin.as_ref()?;
+        #[allow(clippy::cast_possible_truncation)]
+        let x: Vec<f32> = self.index.iter().map(|&i| row[i] as f32).collect();
+        Some(crate::score::floored(m.margin_of(&x).exp(), m.meta.floor))
+    }
+
     /// Whether its predictions carry a median and 80 % band (a volatility model with quantiles).
     pub fn has_band(&self) -> bool {
         self.model.meta().quantiles.is_some()

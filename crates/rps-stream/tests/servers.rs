@@ -23,7 +23,7 @@ fn produce_consume_writes_one_row_per_bar_and_reruns_change_nothing() {
     e.run(&e.db(""), &["migrate"]); // idempotent
     assert_eq!(
         count(&e, &e.db(""), "SELECT count(*) FROM schema_migrations"),
-        3
+        4
     );
     e.produce(&[]);
     let out = e.consume(&e.db(""), &["--aliases", "champion,challenger,baseline"]);
@@ -60,6 +60,8 @@ fn produce_consume_writes_one_row_per_bar_and_reruns_change_nothing() {
     );
     let first = e.rows(&db);
     assert!(String::from_utf8_lossy(&out.stderr).contains("alias not set: skipped"));
+    let first_scores = e.scores(&db);
+    check_scores(&e, &db, &["btc-volatility", "ewma", "har_rv_log"]);
 
     // The same consumer again: nothing new to read. With a heartbeat file: written at start
     // (the current Unix time), so a liveness probe of a just-started consumer passes.
@@ -70,6 +72,7 @@ fn produce_consume_writes_one_row_per_bar_and_reruns_change_nothing() {
         .as_secs();
     e.consume(&db, &["--heartbeat-file", heartbeat.to_str().unwrap()]);
     assert_eq!(e.rows(&db), first);
+    assert_eq!(e.scores(&db), first_scores);
     let beat: u64 = std::fs::read_to_string(&heartbeat)
         .unwrap()
         .trim()
@@ -100,10 +103,29 @@ fn produce_consume_writes_one_row_per_bar_and_reruns_change_nothing() {
     // A new consumer name reads the topic from the start: same rows, none rewritten.
     e.consume(&db, &["--consumer", "second"]);
     assert_eq!(e.rows(&db), first);
+    assert_eq!(e.scores(&db), first_scores, "a replay rewrites no score");
     // The file published twice: replayed bars change nothing either.
     e.produce(&[]);
     e.consume(&db, &[]);
     assert_eq!(e.rows(&db), first);
+    assert_eq!(e.scores(&db), first_scores, "a replay rewrites no score");
+    // reconcile's backfill from the batch frame gives the very rows the consumer wrote online.
+    sql(&e.base_url, &db, "DELETE FROM scores");
+    let out = e.run(&db, &["reconcile"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("{} score rows written", 3 * (n - 1))),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        without_scored_at(&e.scores(&db)),
+        without_scored_at(&first_scores)
+    );
+    // Backfilling again rewrites nothing.
+    let again = e.scores(&db);
+    e.run(&db, &["reconcile"]);
+    assert_eq!(e.scores(&db), again);
     assert_eq!(
         count(
             &e,
@@ -186,6 +208,89 @@ fn a_consumer_killed_mid_stream_resumes_without_lost_or_duplicated_rows() {
         count(&e, &db, "SELECT count(DISTINCT bar_time) FROM predictions"),
         n
     );
+    // Scores were written with their bars: each counted once, as without the crash.
+    assert_eq!(
+        without_scored_at(&e.scores(&db)),
+        without_scored_at(&e.scores(&e.db("_ref")))
+    );
+    check_scores(&e, &db, &["btc-volatility", "ewma", "har_rv_log"]);
+}
+
+fn without_scored_at(rows: &[Vec<Option<String>>]) -> Vec<Vec<Option<String>>> {
+    rows.iter().map(|r| r[..r.len() - 1].to_vec()).collect()
+}
+
+/// The scores of a consumed sample: one per (model, bar) whose target bar is stored for each of
+/// `models`; the realized values are the batch training targets of the forecasts' bars, bit for
+/// bit; the losses are rps_core's; a live version's forecast and band are its stored
+/// prediction's.
+fn check_scores(e: &Env, db: &str, models: &[&str]) {
+    let n = BARS as i64;
+    let params = e.params();
+    let mut bars = rps_store::import::read_file(&params.data.file).unwrap();
+    rps_core::candle::sort_dedup(&mut bars);
+    bars.truncate(BARS);
+    let frame = rps_core::pipeline::FeatureSpec::from_params(&params)
+        .unwrap()
+        .frame(&bars);
+    // The sample has no gaps: every bar but the last has its (one bar ahead) target stored.
+    let want = (0..frame.len())
+        .filter(|&i| frame.target[i].is_finite())
+        .count() as i64;
+    assert_eq!(want, n - 1);
+    for m in models {
+        assert_eq!(
+            count(
+                e,
+                db,
+                &format!("SELECT count(*) FROM scores WHERE model = '{m}'")
+            ),
+            want,
+            "{m}"
+        );
+    }
+    assert_eq!(
+        count(
+            e,
+            db,
+            "SELECT count(*) FROM scores WHERE bar_time <> predicted_from + interval '1 hour'"
+        ),
+        0
+    );
+    // Every live volatility prediction whose next bar is stored is scored, with its own numbers.
+    assert_eq!(
+        count(
+            e,
+            db,
+            "SELECT count(*) FROM predictions p JOIN candles c ON c.symbol = p.symbol              AND c.bar_time = p.bar_time + interval '1 hour' WHERE p.task = 'volatility'"
+        ),
+        count(
+            e,
+            db,
+            "SELECT count(*) FROM scores s JOIN predictions p USING (model, version, symbol)              WHERE p.bar_time = s.predicted_from AND p.volatility = s.forecast              AND p.alias IS NOT DISTINCT FROM s.alias              AND (s.covered_80 IS NULL) = (p.lower_80 IS NULL)              AND s.covered_80 IS NOT DISTINCT FROM (p.lower_80 <= s.realized AND s.realized <= p.upper_80)"
+        )
+    );
+    let rows = sql(
+        &e.base_url,
+        db,
+        "SELECT (extract(epoch FROM predicted_from) * 1000)::bigint::text, realized::text,          forecast::text, qlike::text, log_error::text FROM scores",
+    );
+    assert!(!rows.is_empty());
+    let num = |v: &Option<String>| v.as_deref().unwrap().parse::<f64>().unwrap();
+    for r in &rows {
+        let ts: i64 = r[0].as_deref().unwrap().parse().unwrap();
+        let i = frame.ts.iter().position(|&t| t == ts).unwrap();
+        let (realized, forecast) = (num(&r[1]), num(&r[2]));
+        assert_eq!(realized.to_bits(), frame.target[i].to_bits(), "bar {ts}");
+        assert_eq!(
+            num(&r[3]).to_bits(),
+            rps_core::metrics::qlike_one(realized, forecast).to_bits()
+        );
+        assert_eq!(
+            num(&r[4]).to_bits(),
+            rps_core::metrics::log_loss_one(realized, forecast).to_bits()
+        );
+    }
 }
 
 #[test]
@@ -240,6 +345,22 @@ fn reconcile_after_a_promotion_writes_only_the_affected_rows() {
     assert_eq!(
         without_predicted_at(&e.rows(&e.db("_ref"))),
         without_predicted_at(&after)
+    );
+    // So are the scores reconcile backfilled: the new version's, the old one's under its new
+    // alias, and both versions' har_rv_log.
+    assert_eq!(
+        without_scored_at(&e.scores(&db)),
+        without_scored_at(&e.scores(&e.db("_ref")))
+    );
+    assert_eq!(
+        count(
+            &e,
+            &db,
+            &format!(
+                "SELECT count(*) FROM scores WHERE model = 'btc-volatility' AND version = '{v2}' AND alias = 'champion'"
+            )
+        ),
+        BARS as i64 - 1
     );
 }
 

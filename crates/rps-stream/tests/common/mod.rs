@@ -273,6 +273,21 @@ impl Env {
     }
 }
 
+impl Env {
+    /// (model, version, alias, symbol, bar_time, predicted_from, realized, forecast, qlike,
+    /// log_error, covered_80, scored_at) of every score row, sorted.
+    pub fn scores(&self, db: &str) -> Vec<Vec<Option<String>>> {
+        sql(
+            &self.base_url,
+            db,
+            "SELECT model, version, alias, symbol, bar_time::text, predicted_from::text,
+               realized::text, forecast::text, qlike::text, log_error::text, covered_80::text,
+               scored_at::text
+             FROM scores ORDER BY model, version, symbol, bar_time",
+        )
+    }
+}
+
 pub fn without_predicted_at(rows: &[Vec<Option<String>>]) -> Vec<Vec<Option<String>>> {
     rows.iter().map(|r| r[..r.len() - 1].to_vec()).collect()
 }
