@@ -382,7 +382,7 @@ fn metrics_export_the_windows_counts_coverage_ratio_and_age() {
     // One bar more than the join has: no ratio.
     let mut cfg = f.config();
     cfg.database_url = Some(url);
-    cfg.monitor.min_scores = 160;
+    cfg.monitor.min_scores = 159;
     cfg.monitor.refresh_seconds = 1;
     let s = rps_serve::Server::spawn(cfg).unwrap();
     wait_for(&s, 1, 0);
