@@ -409,6 +409,10 @@ mod tests {
             refresh_seconds: 3600,
             ..MonitorParams::default()
         };
-        assert_eq!(keys(&p), Vec::<&str>::new(), "the bounds themselves are valid");
+        assert_eq!(
+            keys(&p),
+            Vec::<&str>::new(),
+            "the bounds themselves are valid"
+        );
     }
 }

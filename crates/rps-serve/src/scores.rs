@@ -161,7 +161,12 @@ pub fn max_score_age(monitor: &MonitorParams, bar_seconds: i64) -> f64 {
 }
 
 /// The live alias of `version` of the served model (the first, in live-set order), else `""`.
-pub fn live_alias(live: Option<&LiveSet>, served_model: &str, model: &str, version: &str) -> String {
+pub fn live_alias(
+    live: Option<&LiveSet>,
+    served_model: &str,
+    model: &str,
+    version: &str,
+) -> String {
     if model != served_model {
         return String::new();
     }
@@ -412,7 +417,11 @@ mod tests {
         let p = dir.path().join("params.yaml");
         let path = p.to_str().unwrap();
         // Other sections are not read (even ones this version would refuse).
-        std::fs::write(&p, "stream:\n  not_a_key: 1\nmonitor:\n  qlike_margin: 0.1\n").unwrap();
+        std::fs::write(
+            &p,
+            "stream:\n  not_a_key: 1\nmonitor:\n  qlike_margin: 0.1\n",
+        )
+        .unwrap();
         let m = load_monitor(path).unwrap();
         assert_eq!(m.qlike_margin, 0.1);
         assert_eq!(m.coverage_low, MonitorParams::default().coverage_low);

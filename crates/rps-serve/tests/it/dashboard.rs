@@ -145,8 +145,26 @@ fn score_rows() -> Vec<crate::scores::Row> {
         let wave = 0.05 * ((i as f64) / 4.0).sin();
         let covered = Some(i % 5 != 0);
         let sym = "BTC-USD";
-        rows.push(("btc-volatility", "1", Some("champion"), sym, i, 0.20 + wave, 0.1, covered));
-        rows.push(("btc-volatility", "2", Some("challenger"), sym, i, 0.26 + wave, 0.1, None));
+        rows.push((
+            "btc-volatility",
+            "1",
+            Some("champion"),
+            sym,
+            i,
+            0.20 + wave,
+            0.1,
+            covered,
+        ));
+        rows.push((
+            "btc-volatility",
+            "2",
+            Some("challenger"),
+            sym,
+            i,
+            0.26 + wave,
+            0.1,
+            None,
+        ));
         rows.push(("har_rv_log", "1", None, sym, i, 0.23, 0.1, None));
         rows.push(("ewma", "0", None, sym, i, 0.30 - wave, 0.1, None));
     }
@@ -452,9 +470,15 @@ fn the_dashboard_renders_in_a_headless_browser() {
         dom.contains("class=\"accuracy har\" data-model=\"har_rv_log\" data-version=\"1\""),
         "{dom}"
     );
-    assert!(dom.contains("class=\"accuracy ewma\" data-model=\"ewma\""), "{dom}");
+    assert!(
+        dom.contains("class=\"accuracy ewma\" data-model=\"ewma\""),
+        "{dom}"
+    );
     assert!(dom.contains("class=\"coverage-band\""), "{dom}");
-    assert!(dom.contains("class=\"coverage\" data-version=\"1\""), "{dom}");
+    assert!(
+        dom.contains("class=\"coverage\" data-version=\"1\""),
+        "{dom}"
+    );
     assert!(!dom.contains("id=\"no-scores\""), "{dom}");
     // The validation QLIKE column reads what /models really returns (rps-train's keys).
     assert!(

@@ -295,35 +295,80 @@ fn metrics_export_the_windows_counts_coverage_ratio_and_age() {
         "rps_accuracy_qlike_margin",
     ] {
         assert!(
-            text.contains(&format!("# TYPE {family} gauge")) && text.contains(&format!("# HELP {family} ")),
+            text.contains(&format!("# TYPE {family} gauge"))
+                && text.contains(&format!("# HELP {family} ")),
             "{family} has HELP and TYPE"
         );
     }
     assert!(text.contains("# TYPE rps_score_refresh_errors_total counter"));
 
     // 24 h: bars 176..=199 (bar 175, exactly 24 h before the newest, is out).
-    assert_sample(&text, &format!("rps_score_count{{{V1},window=\"24h\"}}"), 24.0);
-    assert_sample(&text, &format!("rps_score_qlike_mean{{{V1},window=\"24h\"}}"), 0.2);
-    assert_sample(&text, &format!("rps_score_log_error_mean{{{V1},window=\"24h\"}}"), 0.1);
+    assert_sample(
+        &text,
+        &format!("rps_score_count{{{V1},window=\"24h\"}}"),
+        24.0,
+    );
+    assert_sample(
+        &text,
+        &format!("rps_score_qlike_mean{{{V1},window=\"24h\"}}"),
+        0.2,
+    );
+    assert_sample(
+        &text,
+        &format!("rps_score_log_error_mean{{{V1},window=\"24h\"}}"),
+        0.1,
+    );
     // 7 days: bars 32..=199 (bar 31 is out; bar 175 and 100..=109 in).
     let week = (157.0 * 0.2 + 10.0 + 10.0 * 5.0) / 168.0;
-    assert_sample(&text, &format!("rps_score_count{{{V1},window=\"7d\"}}"), 168.0);
-    assert_sample(&text, &format!("rps_score_qlike_mean{{{V1},window=\"7d\"}}"), week);
+    assert_sample(
+        &text,
+        &format!("rps_score_count{{{V1},window=\"7d\"}}"),
+        168.0,
+    );
+    assert_sample(
+        &text,
+        &format!("rps_score_qlike_mean{{{V1},window=\"7d\"}}"),
+        week,
+    );
     // Coverage over the rows with a band only (40..=199: 160 rows, 32 missed).
-    assert_sample(&text, &format!("rps_score_coverage_80{{{V1},window=\"7d\"}}"), 0.8);
+    assert_sample(
+        &text,
+        &format!("rps_score_coverage_80{{{V1},window=\"7d\"}}"),
+        0.8,
+    );
     assert!(
         !text.contains("rps_score_coverage_80{symbol=\"BTC-USD\",model=\"ewma\""),
         "no coverage for a series without a band"
     );
     // Baselines: alias "".
     let ewma = "symbol=\"BTC-USD\",model=\"ewma\",version=\"0\",alias=\"\"";
-    assert_sample(&text, &format!("rps_score_qlike_mean{{{ewma},window=\"7d\"}}"), 0.4);
-    assert_sample(&text, &format!("rps_score_count{{{ewma},window=\"24h\"}}"), 24.0);
+    assert_sample(
+        &text,
+        &format!("rps_score_qlike_mean{{{ewma},window=\"7d\"}}"),
+        0.4,
+    );
+    assert_sample(
+        &text,
+        &format!("rps_score_count{{{ewma},window=\"24h\"}}"),
+        24.0,
+    );
     let har = "symbol=\"BTC-USD\",model=\"har_rv_log\",version=\"1\",alias=\"\"";
-    assert_sample(&text, &format!("rps_score_count{{{har},window=\"7d\"}}"), 158.0);
+    assert_sample(
+        &text,
+        &format!("rps_score_count{{{har},window=\"7d\"}}"),
+        158.0,
+    );
     let v2 = "symbol=\"BTC-USD\",model=\"btc-volatility\",version=\"2\",alias=\"challenger\"";
-    assert_sample(&text, &format!("rps_score_count{{{v2},window=\"7d\"}}"), 10.0);
-    assert_sample(&text, &format!("rps_score_qlike_mean{{{v2},window=\"24h\"}}"), 0.3);
+    assert_sample(
+        &text,
+        &format!("rps_score_count{{{v2},window=\"7d\"}}"),
+        10.0,
+    );
+    assert_sample(
+        &text,
+        &format!("rps_score_qlike_mean{{{v2},window=\"24h\"}}"),
+        0.3,
+    );
 
     // The ratio on the same bars (the inner join leaves out 100..=109): 158 bars >= min_scores.
     let same_bars = (157.0 * 0.2 + 10.0) / 158.0;
@@ -339,8 +384,16 @@ fn metrics_export_the_windows_counts_coverage_ratio_and_age() {
 
     // Each symbol's windows end at its own newest scored bar: ETH-USD's at its bar 10.
     let eth = "symbol=\"ETH-USD\",model=\"btc-volatility\",version=\"1\",alias=\"champion\"";
-    assert_sample(&text, &format!("rps_score_count{{{eth},window=\"24h\"}}"), 11.0);
-    assert_sample(&text, &format!("rps_score_qlike_mean{{{eth},window=\"7d\"}}"), 1.0);
+    assert_sample(
+        &text,
+        &format!("rps_score_count{{{eth},window=\"24h\"}}"),
+        11.0,
+    );
+    assert_sample(
+        &text,
+        &format!("rps_score_qlike_mean{{{eth},window=\"7d\"}}"),
+        1.0,
+    );
 
     // The newest scored bar closes one bar after its bar_time; its age counts from then.
     #[allow(clippy::cast_precision_loss)]
@@ -350,7 +403,11 @@ fn metrics_export_the_windows_counts_coverage_ratio_and_age() {
         "rps_score_newest_bar_timestamp_seconds{symbol=\"BTC-USD\"}",
         closes,
     );
-    let age = sample(&text, "rps_score_newest_bar_age_seconds{symbol=\"BTC-USD\"}").unwrap();
+    let age = sample(
+        &text,
+        "rps_score_newest_bar_age_seconds{symbol=\"BTC-USD\"}",
+    )
+    .unwrap();
     assert!(
         age >= before - closes - 1e-3 && age <= after - closes + 1e-3,
         "age {age} from {closes} between {before} and {after}"
@@ -364,14 +421,31 @@ fn metrics_export_the_windows_counts_coverage_ratio_and_age() {
     );
 
     // One more scored bar shows on the next refresh (every second): the windows move with it.
-    let n = s.state().scores.refreshes.load(std::sync::atomic::Ordering::Relaxed);
+    let n = s
+        .state()
+        .scores
+        .refreshes
+        .load(std::sync::atomic::Ordering::Relaxed);
     insert(
         &url,
-        &[("btc-volatility", "1", Some("champion"), "BTC-USD", BARS, 2.6, 0.1, Some(true))],
+        &[(
+            "btc-volatility",
+            "1",
+            Some("champion"),
+            "BTC-USD",
+            BARS,
+            2.6,
+            0.1,
+            Some(true),
+        )],
     );
     wait_for(&s, n + 2, 0);
     let text = scrape(&s);
-    assert_sample(&text, &format!("rps_score_count{{{V1},window=\"24h\"}}"), 24.0);
+    assert_sample(
+        &text,
+        &format!("rps_score_count{{{V1},window=\"24h\"}}"),
+        24.0,
+    );
     assert_sample(
         &text,
         &format!("rps_score_qlike_mean{{{V1},window=\"24h\"}}"),
@@ -453,7 +527,10 @@ fn a_database_without_the_scores_table_has_no_score_series() {
     wait_for(&s, 2, 0);
     let text = scrape(&s);
     assert!(!text.contains("rps_score_qlike_mean{"), "{text}");
-    assert!(!text.contains("rps_score_newest_bar_age_seconds{"), "{text}");
+    assert!(
+        !text.contains("rps_score_newest_bar_age_seconds{"),
+        "{text}"
+    );
     assert_sample(&text, "rps_score_refresh_errors_total", 0.0);
     assert_sample(&text, "rps_accuracy_coverage_low", 0.74);
     let r: Value = client()
@@ -486,7 +563,10 @@ fn without_a_database_the_thresholds_are_exported_and_api_scores_is_503() {
     );
     // A bad --params file is a configuration error at start.
     let mut cfg = f.config();
-    cfg.params = Some(params_file(f.dir.path(), "monitor:\n  coverage_low: 0.95\n"));
+    cfg.params = Some(params_file(
+        f.dir.path(),
+        "monitor:\n  coverage_low: 0.95\n",
+    ));
     let e = rps_serve::Server::spawn(cfg).unwrap_err();
     assert_eq!(e.exit_code(), 3, "{e}");
     assert!(e.to_string().contains("monitor.coverage_high"), "{e}");
@@ -539,19 +619,30 @@ fn api_scores_gives_rolling_qlike_and_the_champions_coverage() {
     assert_eq!(v1.len(), 24, "bars 176..=199");
     assert_eq!(v1[0]["t"], "2026-01-08T08:00:00Z");
     // At bar 176 the rolling 24 h window is bars 153..=176, with bar 175's 10.0.
-    assert!(close(v1[0]["value"].as_f64().unwrap(), (23.0 * 0.2 + 10.0) / 24.0), "{}", v1[0]);
+    assert!(
+        close(v1[0]["value"].as_f64().unwrap(), (23.0 * 0.2 + 10.0) / 24.0),
+        "{}",
+        v1[0]
+    );
     assert_eq!(v1[0]["n"], 24);
     // At bar 199 it is 176..=199: bar 175, exactly 24 h before, is out.
     assert!(close(v1[23]["value"].as_f64().unwrap(), 0.2), "{}", v1[23]);
     assert_eq!(v1[23]["n"], 24);
     // v2 starts at bar 190: its windows grow from 1 row.
     let v2 = r["series"][1]["points"].as_array().unwrap();
-    assert_eq!((v2.len(), v2[0]["n"].as_i64(), v2[9]["n"].as_i64()), (10, Some(1), Some(10)));
+    assert_eq!(
+        (v2.len(), v2[0]["n"].as_i64(), v2[9]["n"].as_i64()),
+        (10, Some(1), Some(10))
+    );
     // The champion's coverage: 7 days of rows with a band.
     let cov = r["coverage"]["points"].as_array().unwrap();
     assert_eq!(r["coverage"]["version"], "1");
     assert_eq!(cov.len(), 24);
-    assert!(close(cov[23]["value"].as_f64().unwrap(), 0.8), "{}", cov[23]);
+    assert!(
+        close(cov[23]["value"].as_f64().unwrap(), 0.8),
+        "{}",
+        cov[23]
+    );
     assert_eq!(cov[23]["n"], 160);
     // Another symbol's span ends at its own newest bar; an unknown one is empty.
     let eth: Value = c
@@ -569,10 +660,15 @@ fn api_scores_gives_rolling_qlike_and_the_champions_coverage() {
         .unwrap()
         .json()
         .unwrap();
-    assert!(none["end"].is_null() && none["coverage"].is_null(), "{none}");
+    assert!(
+        none["end"].is_null() && none["coverage"].is_null(),
+        "{none}"
+    );
     for bad in ["hours=0", "hours=2161", "hours=abc", "hours=-1"] {
         expect_error(
-            c.get(format!("{}/api/scores?{bad}", s.url())).send().unwrap(),
+            c.get(format!("{}/api/scores?{bad}", s.url()))
+                .send()
+                .unwrap(),
             400,
             "invalid_query",
         );
