@@ -27,6 +27,8 @@ pub struct Params {
     /// Buy/Hold/Sell labels of the `signal` task.
     pub signal: SignalParams,
     pub stream: StreamParams,
+    /// Online accuracy monitoring: the thresholds rps-serve exports beside the scores.
+    pub monitor: MonitorParams,
 }
 
 /// Where the market data comes from (`data:`).
@@ -495,6 +497,40 @@ impl Default for StreamParams {
             aliases: vec!["champion".to_owned(), "challenger".to_owned()],
             history_bars: 2048,
             batch_size: 500,
+        }
+    }
+}
+
+/// Online accuracy monitoring (`monitor:`, read by `rps-serve --params`): how the scores
+/// `rps stream` writes for every forecast once its bar has closed (the `scores` table) are
+/// judged. rps-serve exports these thresholds as gauges (`rps_accuracy_*`), so the alert rules
+/// take their margins from here. Checked by [`crate::validate::monitor`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorParams {
+    /// A live version is worse than HAR-RV when its 7-day mean QLIKE exceeds HAR-RV's on the
+    /// same bars by more than this share (0.05 = 5 %).
+    pub qlike_margin: f64,
+    /// The 80 % interval's 7-day coverage must stay within `[coverage_low, coverage_high]`.
+    pub coverage_low: f64,
+    pub coverage_high: f64,
+    /// Scoring is stale when the newest scored bar closed more than `stale_bars + 1` bars ago.
+    pub stale_bars: u32,
+    /// Scored bars a 7-day window needs on both sides before a ratio to HAR-RV is exported.
+    pub min_scores: u32,
+    /// How often rps-serve re-reads the scores table, in seconds (1 to 3600).
+    pub refresh_seconds: u64,
+}
+
+impl Default for MonitorParams {
+    fn default() -> Self {
+        Self {
+            qlike_margin: 0.05,
+            coverage_low: 0.74,
+            coverage_high: 0.86,
+            stale_bars: 2,
+            min_scores: 24,
+            refresh_seconds: 60,
         }
     }
 }

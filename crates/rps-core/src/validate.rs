@@ -5,7 +5,7 @@
 //! Parsing already refuses unknown keys and wrong types; this checks what types cannot say:
 //! ranges, and fields that must agree with each other.
 
-use crate::params::{Params, TargetTransform};
+use crate::params::{MonitorParams, Params, TargetTransform};
 use std::fmt;
 
 /// One bad value: the params.yaml key and what is wrong with it.
@@ -232,10 +232,65 @@ pub fn params(p: &Params) -> Result<(), InvalidParams> {
         );
     }
 
+    monitor_problems(&p.monitor, &mut problems);
     if problems.is_empty() {
         Ok(())
     } else {
         Err(InvalidParams { problems })
+    }
+}
+
+/// Check the `monitor:` section alone (what rps-serve reads of params.yaml); [`params`] runs the
+/// same checks on a whole parameter set.
+pub fn monitor(m: &MonitorParams) -> Result<(), InvalidParams> {
+    let mut problems = Vec::new();
+    monitor_problems(m, &mut problems);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(InvalidParams { problems })
+    }
+}
+
+fn monitor_problems(m: &MonitorParams, problems: &mut Vec<Problem>) {
+    let mut bad = |key: &'static str, message: String| problems.push(Problem { key, message });
+    if !(m.qlike_margin.is_finite() && m.qlike_margin >= 0.0) {
+        bad(
+            "monitor.qlike_margin",
+            format!("must be a finite number >= 0, got {}", m.qlike_margin),
+        );
+    }
+    if !(m.coverage_low > 0.0 && m.coverage_low < 1.0) {
+        bad(
+            "monitor.coverage_low",
+            format!("must lie in (0, 1), got {}", m.coverage_low),
+        );
+    }
+    if !(m.coverage_high > 0.0 && m.coverage_high < 1.0) {
+        bad(
+            "monitor.coverage_high",
+            format!("must lie in (0, 1), got {}", m.coverage_high),
+        );
+    } else if m.coverage_low.is_finite() && m.coverage_high <= m.coverage_low {
+        bad(
+            "monitor.coverage_high",
+            format!(
+                "must be above monitor.coverage_low ({}), got {}",
+                m.coverage_low, m.coverage_high
+            ),
+        );
+    }
+    if m.stale_bars < 1 {
+        bad("monitor.stale_bars", "must be at least 1, got 0".to_owned());
+    }
+    if m.min_scores < 1 {
+        bad("monitor.min_scores", "must be at least 1, got 0".to_owned());
+    }
+    if !(1..=3600).contains(&m.refresh_seconds) {
+        bad(
+            "monitor.refresh_seconds",
+            format!("must be 1 to 3600, got {}", m.refresh_seconds),
+        );
     }
 }
 
@@ -306,5 +361,58 @@ mod tests {
         assert_eq!(keys(&p), vec!["evaluate.walk_forward_test_start"]);
         p.evaluate.walk_forward_test_start = Some("2020-01-01T00:00:00Z".into());
         assert_eq!(keys(&p), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn the_monitor_section_is_checked_once_for_both_callers() {
+        let mut p = Params::default();
+        assert_eq!(monitor(&p.monitor), Ok(()));
+        p.monitor.qlike_margin = -0.1;
+        p.monitor.coverage_low = 0.9;
+        p.monitor.coverage_high = 0.86;
+        p.monitor.stale_bars = 0;
+        p.monitor.min_scores = 0;
+        p.monitor.refresh_seconds = 3601;
+        let expected = vec![
+            "monitor.qlike_margin",
+            "monitor.coverage_high",
+            "monitor.stale_bars",
+            "monitor.min_scores",
+            "monitor.refresh_seconds",
+        ];
+        assert_eq!(keys(&p), expected);
+        let alone: Vec<&str> = monitor(&p.monitor)
+            .unwrap_err()
+            .problems
+            .iter()
+            .map(|x| x.key)
+            .collect();
+        assert_eq!(alone, expected);
+        p.monitor = MonitorParams {
+            coverage_low: 0.0,
+            coverage_high: 1.0,
+            refresh_seconds: 0,
+            ..MonitorParams::default()
+        };
+        assert_eq!(
+            keys(&p),
+            vec![
+                "monitor.coverage_low",
+                "monitor.coverage_high",
+                "monitor.refresh_seconds"
+            ]
+        );
+        p.monitor = MonitorParams {
+            qlike_margin: 0.0,
+            stale_bars: 1,
+            min_scores: 1,
+            refresh_seconds: 3600,
+            ..MonitorParams::default()
+        };
+        assert_eq!(
+            keys(&p),
+            Vec::<&str>::new(),
+            "the bounds themselves are valid"
+        );
     }
 }

@@ -25,6 +25,8 @@ ENDPOINTS:
   GET  /models   the live set (champion, challenger, baseline: alias, version, metrics)
   GET  /dashboard  HTML page: price, realized vs predicted volatility, signals per version
   GET  /api/history?symbol=BTC-USD&hours=168  the dashboard's data (needs --database-url)
+  GET  /api/scores?symbol=BTC-USD&hours=168   rolling 24 h QLIKE per version, the champion's
+                                              7-day 80 % coverage (needs --database-url)
   POST /refresh  reload the alias from the registry (Authorization: Bearer <token>)
 
 EXIT CODES (the table every rps command shares):
@@ -174,6 +176,17 @@ pub struct Config {
     /// sub-bars the stream does not keep).
     #[arg(long, env = "RPS_REALIZED_ESTIMATOR", value_enum, default_value_t = RealizedEstimator::GarmanKlass)]
     pub realized_estimator: RealizedEstimator,
+
+    /// params.yaml, of which only the `monitor:` section is read (the online-accuracy thresholds
+    /// exported as `rps_accuracy_*` and the scores refresh interval; docs/monitoring.md). Other
+    /// sections are ignored. Without it, the `monitor` defaults apply.
+    #[arg(long, env = "RPS_PARAMS")]
+    pub params: Option<String>,
+
+    /// The `monitor:` thresholds in effect: params.yaml's (`--params`) once the service starts,
+    /// else the defaults. Not a flag; tests and embedders may set it directly.
+    #[arg(skip)]
+    pub monitor: rps_core::params::MonitorParams,
 
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "RPS_SERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]

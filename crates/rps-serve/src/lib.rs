@@ -11,10 +11,11 @@
 //! | `GET /ready` | 200 once a model is loaded, 503 before |
 //! | `POST /forecast[?model=…]` | the next bar's volatility from candles (`{"candles": [{"time", "open", "high", "low", "close", "volume"}, …]}`), through the model's own feature spec; `{}` forecasts from the newest stored candles (`--database-url`, else the raw dataset of `--home`), 409 when they stopped, 422 for a gap (module [`forecast`]) |
 //! | `GET /model[?model=…]` | name, version, trained-at, metrics, features, the full feature schema, `history_bars` (candles one forecast needs) and `feature_spec` |
-//! | `GET /metrics` | Prometheus text: `http_requests_total{method,path,status}`, `prediction_latency_seconds`, `model_prediction_value`, `data_drift_ratio`, `feature_psi{feature}`, `model_info{name,version}`, `model_last_reload_timestamp_seconds`, `process_start_time_seconds`, `model_reloads_total{result}`, … |
+//! | `GET /metrics` | Prometheus text: `http_requests_total{method,path,status}`, `prediction_latency_seconds`, `model_prediction_value`, `data_drift_ratio`, `feature_psi{feature}`, `model_info{name,version}`, `model_last_reload_timestamp_seconds`, `process_start_time_seconds`, `model_reloads_total{result}`, … and with `--database-url` the online accuracy `rps_score_*` and its thresholds `rps_accuracy_*` (module [`scores`]) |
 //! | `GET /models` | the live set: every live alias (`champion`, `challenger`, `baseline`) with its version, metrics and rows served |
 //! | `GET /dashboard` | a self-contained HTML page (inline JS + SVG): the live models, and with `--database-url` price, realized vs predicted volatility and signals per version |
 //! | `GET /api/history?symbol=&hours=` | the dashboard's data from the stream's PostgreSQL tables (module [`history`]) |
+//! | `GET /api/scores?symbol=&hours=` | the online accuracy as time series: the rolling 24 h mean QLIKE of every scored (model, version), the champion's rolling 7-day 80 % coverage, and the `monitor:` thresholds |
 //! | `POST /refresh` | `Authorization: Bearer <token>`: reload the alias from the registry and swap atomically (403 when no token is configured, 401 for a missing or wrong one) |
 //!
 //! Every error is JSON: `{"error": {"code": "missing_feature", "message": "`features`: missing feature `har_24b`"}}`
@@ -55,6 +56,8 @@ mod input;
 mod listen;
 mod metrics;
 mod routes;
+pub mod scores;
+mod scores_api;
 mod state;
 pub mod stored;
 
@@ -93,7 +96,10 @@ fn open_registry(local: LocalRegistry) -> Result<Arc<dyn rps_tracking::Registry>
 
 /// Open the registry and load the model; fails with [`ServeError::NoModel`] unless
 /// `--wait-for-model`.
-async fn prepare(config: Config) -> Result<Arc<AppState>, ServeError> {
+async fn prepare(mut config: Config) -> Result<Arc<AppState>, ServeError> {
+    if let Some(path) = &config.params {
+        config.monitor = scores::load_monitor(path).map_err(ServeError::Config)?;
+    }
     if config.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
         return Err(ServeError::Config(
             "the refresh token is empty; unset RPS_SERVE_TOKEN / --token to disable /refresh"
@@ -159,6 +165,7 @@ async fn serve(
             }
         })
     });
+    let scorer = scores::spawn(state.clone());
     let c = &state.config;
     let soft = fdlimit::soft_limit();
     let limits = conns::Limits {
@@ -176,8 +183,8 @@ async fn serve(
     let registry = Arc::new(conns::Registry::new(limits));
     let app = routes::router(state.clone());
     listen::serve(state, listener, app, registry, shutdown).await;
-    if let Some(p) = poller {
-        p.abort();
+    for task in [poller, scorer].into_iter().flatten() {
+        task.abort();
     }
     tracing::info!("shut down");
     Ok(())

@@ -357,6 +357,165 @@ fn write_process_metrics(out: &mut String) {
     }
 }
 
+/// The online accuracy block: the `monitor:` thresholds (always) and the cached `rps_score_*`
+/// series of the last successful refresh (module [`crate::scores`]). `max_age` is
+/// `rps_accuracy_max_score_age_seconds`; `now` (unix seconds) gives the newest bar's age.
+pub fn write_scores(
+    out: &mut String,
+    monitor: &rps_core::params::MonitorParams,
+    cache: &crate::scores::ScoreCache,
+    max_age: f64,
+    now: f64,
+) {
+    for (name, help, v) in [
+        (
+            "rps_accuracy_qlike_margin",
+            "monitor.qlike_margin: a live version is worse than HAR-RV when rps_score_qlike_ratio_vs_har exceeds 1 + this.",
+            monitor.qlike_margin,
+        ),
+        (
+            "rps_accuracy_coverage_low",
+            "monitor.coverage_low: the lowest acceptable 7-day coverage of the 80 % interval.",
+            monitor.coverage_low,
+        ),
+        (
+            "rps_accuracy_coverage_high",
+            "monitor.coverage_high: the highest acceptable 7-day coverage of the 80 % interval.",
+            monitor.coverage_high,
+        ),
+        (
+            "rps_accuracy_max_score_age_seconds",
+            "(monitor.stale_bars + 1) bars: the oldest rps_score_newest_bar_age_seconds still fresh.",
+            max_age,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+            fmt_f64(v)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rps_score_refresh_errors_total Failed reads of the scores table (the last values are kept).\n\
+         # TYPE rps_score_refresh_errors_total counter\nrps_score_refresh_errors_total {}",
+        cache.errors.load(Ordering::Relaxed)
+    );
+    let snap = cache.snapshot();
+    let series = |s: &crate::scores::SymbolScores, x: &crate::scores::Series| {
+        format!(
+            "symbol=\"{}\",model=\"{}\",version=\"{}\",alias=\"{}\"",
+            escape(&s.symbol),
+            escape(&x.model),
+            escape(&x.version),
+            escape(&x.alias)
+        )
+    };
+    type Pick = fn(&crate::scores::Window) -> Option<f64>;
+    let families: [(&str, &str, &str, Pick); 3] = [
+        (
+            "rps_score_qlike_mean",
+            "Mean QLIKE of the scored forecasts over the window ending at the symbol's newest scored bar.",
+            "gauge",
+            |w| w.qlike,
+        ),
+        (
+            "rps_score_log_error_mean",
+            "Mean squared log error (ln sigma - ln h)^2 over the window ending at the symbol's newest scored bar.",
+            "gauge",
+            |w| w.log_error,
+        ),
+        (
+            "rps_score_count",
+            "Scored forecasts in the window ending at the symbol's newest scored bar.",
+            "gauge",
+            |w| Some(count_f64(w.count)),
+        ),
+    ];
+    for (name, help, ty, pick) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {ty}");
+        for s in &snap.symbols {
+            for x in &s.series {
+                for (window, w) in [("24h", &x.day), ("7d", &x.week)] {
+                    if let Some(v) = pick(w) {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{{},window=\"{window}\"}} {}",
+                            series(s, x),
+                            fmt_f64(v)
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rps_score_coverage_80 Share of the scored forecasts with an 80 % interval whose realized value fell inside it, over 7 days.\n\
+         # TYPE rps_score_coverage_80 gauge"
+    );
+    for s in &snap.symbols {
+        for x in &s.series {
+            if let Some((c, _)) = x.coverage_80 {
+                let _ = writeln!(
+                    out,
+                    "rps_score_coverage_80{{{},window=\"7d\"}} {}",
+                    series(s, x),
+                    fmt_f64(c)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rps_score_qlike_ratio_vs_har A live version's 7-day mean QLIKE over HAR-RV's (har_rv_log of the same version) on the same bars; only with monitor.min_scores bars.\n\
+         # TYPE rps_score_qlike_ratio_vs_har gauge"
+    );
+    for s in &snap.symbols {
+        for r in &s.ratios {
+            let _ = writeln!(
+                out,
+                "rps_score_qlike_ratio_vs_har{{symbol=\"{}\",alias=\"{}\",version=\"{}\",window=\"7d\"}} {}",
+                escape(&s.symbol),
+                escape(&r.alias),
+                escape(&r.version),
+                fmt_f64(r.ratio)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rps_score_newest_bar_timestamp_seconds Unix time the newest scored bar of the symbol closed.\n\
+         # TYPE rps_score_newest_bar_timestamp_seconds gauge"
+    );
+    for s in &snap.symbols {
+        let _ = writeln!(
+            out,
+            "rps_score_newest_bar_timestamp_seconds{{symbol=\"{}\"}} {}",
+            escape(&s.symbol),
+            fmt_f64(s.newest_close)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rps_score_newest_bar_age_seconds Seconds since the newest scored bar of the symbol closed (at scrape time).\n\
+         # TYPE rps_score_newest_bar_age_seconds gauge"
+    );
+    for s in &snap.symbols {
+        let _ = writeln!(
+            out,
+            "rps_score_newest_bar_age_seconds{{symbol=\"{}\"}} {}",
+            escape(&s.symbol),
+            fmt_f64(now - s.newest_close)
+        );
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn count_f64(n: i64) -> f64 {
+    n as f64
+}
+
 /// A sample value as Prometheus reads it.
 pub fn fmt_f64(v: f64) -> String {
     if v.is_nan() {

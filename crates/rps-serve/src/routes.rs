@@ -41,6 +41,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/dashboard", get(dashboard))
         .route("/api/history", get(history))
         .route("/api/recent", get(recent))
+        .route("/api/scores", get(crate::scores_api::handler))
         .route("/metrics", get(metrics))
         .route("/refresh", post(refresh))
         .fallback(not_found)
@@ -185,7 +186,7 @@ async fn not_found(req: Request) -> ApiError {
         StatusCode::NOT_FOUND,
         "not_found",
         format!(
-            "no route {} {}; routes: POST /predict, POST /forecast, GET /health, /ready, /model, /models, /metrics, /dashboard, /api/history, /api/recent, POST /refresh",
+            "no route {} {}; routes: POST /predict, POST /forecast, GET /health, /ready, /model, /models, /metrics, /dashboard, /api/history, /api/recent, /api/scores, POST /refresh",
             req.method(),
             req.uri().path()
         ),
@@ -637,6 +638,16 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let live = state.live.load_full();
     let served = state.current();
     write_version_metrics(&mut out, &state, live.as_deref());
+    crate::metrics::write_scores(
+        &mut out,
+        &state.config.monitor,
+        &state.scores,
+        crate::scores::max_score_age(
+            &state.config.monitor,
+            crate::scores::bar_seconds(live.as_deref()),
+        ),
+        crate::state::now_secs(),
+    );
     let _ = writeln!(
         out,
         "# HELP model_info The served model (value 1).\n# TYPE model_info gauge"

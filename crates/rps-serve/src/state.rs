@@ -290,6 +290,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The last [`RECENT_REQUESTS`] answered `/predict` requests, oldest first.
     pub recent: Mutex<std::collections::VecDeque<RecentRequest>>,
+    /// The online accuracy read from the stream's `scores` table (module [`crate::scores`]).
+    pub scores: crate::scores::ScoreCache,
     refresh_lock: tokio::sync::Mutex<()>,
 }
 
@@ -318,6 +320,7 @@ impl AppState {
             cache: Mutex::new(Vec::new()),
             metrics: Metrics::new(now_secs()),
             recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_REQUESTS)),
+            scores: crate::scores::ScoreCache::default(),
             refresh_lock: tokio::sync::Mutex::new(()),
         }
     }

@@ -14,11 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The stream's schema, from its migrations (what `rps stream migrate` applies).
-const DDL: [&str; 3] = [
-    include_str!("../../../rps-stream/migrations/0001_init.sql"),
-    include_str!("../../../rps-stream/migrations/0002_flow_columns.sql"),
-    include_str!("../../../rps-stream/migrations/0003_distribution_columns.sql"),
-];
+const DDL: [&str; 4] = crate::scores::DDL;
 
 const BARS: i64 = 48;
 /// 2026-01-01T00:00:00Z
@@ -134,7 +130,45 @@ fn database_with(tag: &str, ddl: &[&str]) -> String {
             .unwrap();
         }
     });
+    if ddl.len() >= 4 {
+        crate::scores::insert(&url, &score_rows());
+    }
     url
+}
+
+/// Scores of every bar (migration 0004): the champion v1 (with its band, covered four bars in
+/// five), the challenger v2, and the baselines HAR-RV (of v1) and EWMA.
+fn score_rows() -> Vec<crate::scores::Row> {
+    let mut rows = Vec::new();
+    for i in 0..BARS {
+        #[allow(clippy::cast_precision_loss)]
+        let wave = 0.05 * ((i as f64) / 4.0).sin();
+        let covered = Some(i % 5 != 0);
+        let sym = "BTC-USD";
+        rows.push((
+            "btc-volatility",
+            "1",
+            Some("champion"),
+            sym,
+            i,
+            0.20 + wave,
+            0.1,
+            covered,
+        ));
+        rows.push((
+            "btc-volatility",
+            "2",
+            Some("challenger"),
+            sym,
+            i,
+            0.26 + wave,
+            0.1,
+            None,
+        ));
+        rows.push(("har_rv_log", "1", None, sym, i, 0.23, 0.1, None));
+        rows.push(("ewma", "0", None, sym, i, 0.30 - wave, 0.1, None));
+    }
+    rows
 }
 
 /// A registry whose live set is champion v1, challenger v2, and a server on `database_url`.
@@ -418,6 +452,35 @@ fn the_dashboard_renders_in_a_headless_browser() {
     assert!(!dom.contains("class=\"band\" data-version=\"2\""), "{dom}");
     assert!(dom.contains("id=\"band-legend\""), "{dom}");
     assert!(dom.contains("id=\"live-models\""));
+    // The forecast-accuracy panel: rolling QLIKE per live version beside HAR-RV (of the
+    // champion's version) and EWMA, and the champion's coverage against the band.
+    assert!(
+        dom.contains("id=\"accuracy-panel\" data-state=\"drawn\""),
+        "the accuracy panel drew: {dom}"
+    );
+    for v in ["1", "2"] {
+        assert!(
+            dom.contains(&format!(
+                "class=\"accuracy live\" data-model=\"btc-volatility\" data-version=\"{v}\""
+            )),
+            "rolling QLIKE of v{v}: {dom}"
+        );
+    }
+    assert!(
+        dom.contains("class=\"accuracy har\" data-model=\"har_rv_log\" data-version=\"1\""),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("class=\"accuracy ewma\" data-model=\"ewma\""),
+        "{dom}"
+    );
+    assert!(dom.contains("class=\"coverage-band\""), "{dom}");
+    assert!(
+        dom.contains("class=\"coverage\" data-version=\"1\""),
+        "{dom}"
+    );
+    // No "no scores" note (the page's own script text names that id, so look at the status).
+    assert!(dom.contains("<div id=\"accuracy-status\"></div>"), "{dom}");
     // The validation QLIKE column reads what /models really returns (rps-train's keys).
     assert!(
         dom.contains("<td class=\"qlike\">0.1230</td>"),

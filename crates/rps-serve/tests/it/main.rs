@@ -13,6 +13,7 @@ mod input;
 mod liveset;
 mod metrics;
 mod monitoring;
+mod scores;
 mod shutdown;
 mod signal;
 mod support;
