@@ -7,7 +7,8 @@
 //!   `TriggerDAGRunPostBody` (`logical_date` required but nullable, `dag_run_id`, `conf`,
 //!   `note`; no other field allowed) → 200 `DAGRunResponse`; 409 when the run id exists.
 //!
-//! The token is cached and fetched again once when a call answers 401 (expired).
+//! The token is cached and fetched again once when a call answers 401 or 403 (Airflow 3.3 says
+//! 403 `{"detail": "Invalid JWT token"}` to an expired token, checked against the real server).
 
 use serde::Deserialize;
 use std::time::Duration;
@@ -52,7 +53,8 @@ pub enum AirflowError {
     /// Not reachable, timed out, or a 5xx: worth retrying later.
     #[error("Airflow at {url} is unavailable: {detail}")]
     Unavailable { url: String, detail: String },
-    /// The credentials were refused (401 on /auth/token, or 401/403 with a fresh token).
+    /// The credentials were refused (401 on /auth/token, or 401/403 even with a fresh token:
+    /// the user may not trigger the DAG).
     #[error("Airflow refused the credentials of {user:?} ({status}): {detail}")]
     Auth {
         user: String,
@@ -193,8 +195,10 @@ impl Airflow {
             match status {
                 200..=299 => return Ok(Created::New),
                 409 => return Ok(Created::AlreadyExists),
-                401 if !refreshed => {
-                    tracing::info!("Airflow answered 401: fetching a new token");
+                // Airflow 3.3 answers 403 `Invalid JWT token` to an expired or otherwise bad token
+                // (401 only to a missing one): either way, one new token and one more try.
+                401 | 403 if !refreshed => {
+                    tracing::info!(status, "Airflow refused the token: fetching a new one");
                     refreshed = true;
                 }
                 401 | 403 => {

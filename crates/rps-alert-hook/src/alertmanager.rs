@@ -79,7 +79,13 @@ impl Alert {
     /// Alertmanager's fingerprint when it is a plain identifier, else a hash of the labels.
     fn fingerprint(&self) -> String {
         match &self.fingerprint {
-            Some(f) if !f.is_empty() && f.len() <= 64 && f.bytes().all(|b| b.is_ascii_alphanumeric()) => f.clone(),
+            Some(f)
+                if !f.is_empty()
+                    && f.len() <= 64
+                    && f.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+            {
+                f.clone()
+            }
             _ => {
                 let mut h = Sha256::new();
                 for (k, v) in &self.labels {
@@ -88,7 +94,10 @@ impl Alert {
                     h.update(v.as_bytes());
                     h.update([0]);
                 }
-                h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+                h.finalize()[..8]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
             }
         }
     }
@@ -124,6 +133,7 @@ impl Alert {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -138,11 +148,35 @@ mod tests {
 
     #[test]
     fn repeats_share_a_run_id_and_new_firings_do_not() {
-        let a = Notification::parse(payload("4", "firing", "2026-12-06T02:15:00.123456789Z", "3f2a9c0d11e4b5a6").as_bytes()).unwrap();
-        let b = Notification::parse(payload("4", "firing", "2026-12-06T02:15:00.123456789Z", "3f2a9c0d11e4b5a6").as_bytes()).unwrap();
-        let c = Notification::parse(payload("4", "firing", "2026-12-07T09:00:00Z", "3f2a9c0d11e4b5a6").as_bytes()).unwrap();
+        let a = Notification::parse(
+            payload(
+                "4",
+                "firing",
+                "2026-12-06T02:15:00.123456789Z",
+                "3f2a9c0d11e4b5a6",
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let b = Notification::parse(
+            payload(
+                "4",
+                "firing",
+                "2026-12-06T02:15:00.123456789Z",
+                "3f2a9c0d11e4b5a6",
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let c = Notification::parse(
+            payload("4", "firing", "2026-12-07T09:00:00Z", "3f2a9c0d11e4b5a6").as_bytes(),
+        )
+        .unwrap();
         let id = a.alerts[0].dag_run_id();
-        assert_eq!(id, "alert__RpsChampionWorseThanHarRv__3f2a9c0d11e4b5a6__20261206T021500.123456789Z");
+        assert_eq!(
+            id,
+            "alert__RpsChampionWorseThanHarRv__3f2a9c0d11e4b5a6__20261206T021500.123456789Z"
+        );
         assert_eq!(id, b.alerts[0].dag_run_id());
         assert_ne!(id, c.alerts[0].dag_run_id());
         assert!(a.alerts[0].wants_retrain());
@@ -154,27 +188,48 @@ mod tests {
 
     #[test]
     fn an_odd_fingerprint_is_replaced_by_a_label_hash() {
-        let n = Notification::parse(payload("4", "firing", "2026-12-06T02:15:00Z", "../x y").as_bytes()).unwrap();
+        let n = Notification::parse(
+            payload("4", "firing", "2026-12-06T02:15:00Z", "../x y").as_bytes(),
+        )
+        .unwrap();
         let id = n.alerts[0].dag_run_id();
-        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)), "{id}");
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)),
+            "{id}"
+        );
         assert!(!id.contains("x y"));
     }
 
     #[test]
     fn resolved_and_unlabelled_alerts_do_not_retrain() {
-        let n = Notification::parse(payload("4", "resolved", "2026-12-06T02:15:00Z", "ab").as_bytes()).unwrap();
+        let n =
+            Notification::parse(payload("4", "resolved", "2026-12-06T02:15:00Z", "ab").as_bytes())
+                .unwrap();
         assert!(!n.alerts[0].wants_retrain());
-        let body = payload("4", "firing", "2026-12-06T02:15:00Z", "ab").replace(r#""action":"retrain","#, "");
+        let body = payload("4", "firing", "2026-12-06T02:15:00Z", "ab")
+            .replace(r#""action":"retrain","#, "");
         let n = Notification::parse(body.as_bytes()).unwrap();
         assert!(!n.alerts[0].wants_retrain());
     }
 
     #[test]
     fn bad_payloads_are_refused() {
-        assert!(matches!(Notification::parse(payload("3", "firing", "2026-12-06T02:15:00Z", "ab").as_bytes()), Err(PayloadError::Version(v)) if v == "3"));
-        assert!(matches!(Notification::parse(b"{\"version\":\"4\"}"), Err(PayloadError::Malformed(_))));
-        assert!(matches!(Notification::parse(b"not json"), Err(PayloadError::Malformed(_))));
+        assert!(
+            matches!(Notification::parse(payload("3", "firing", "2026-12-06T02:15:00Z", "ab").as_bytes()), Err(PayloadError::Version(v)) if v == "3")
+        );
+        assert!(matches!(
+            Notification::parse(b"{\"version\":\"4\"}"),
+            Err(PayloadError::Malformed(_))
+        ));
+        assert!(matches!(
+            Notification::parse(b"not json"),
+            Err(PayloadError::Malformed(_))
+        ));
         let bad_time = payload("4", "firing", "yesterday", "ab");
-        assert!(matches!(Notification::parse(bad_time.as_bytes()), Err(PayloadError::Malformed(_))));
+        assert!(matches!(
+            Notification::parse(bad_time.as_bytes()),
+            Err(PayloadError::Malformed(_))
+        ));
     }
 }

@@ -98,10 +98,22 @@ pub fn run(args: &Args) -> Result<(), HookError> {
             "RPS_AIRFLOW_USERNAME and RPS_AIRFLOW_PASSWORD must not be empty".to_owned(),
         ));
     }
-    if args.dag_id.is_empty() || !args.dag_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
-        return Err(HookError::Config(format!("--dag-id {:?}: not a DAG id", args.dag_id)));
+    if args.dag_id.is_empty()
+        || !args
+            .dag_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        return Err(HookError::Config(format!(
+            "--dag-id {:?}: not a DAG id",
+            args.dag_id
+        )));
     }
-    if args.airflow_timeout == 0 || args.read_timeout == 0 || args.max_connections == 0 || args.body_limit == 0 {
+    if args.airflow_timeout == 0
+        || args.read_timeout == 0
+        || args.max_connections == 0
+        || args.body_limit == 0
+    {
         return Err(HookError::Config(
             "--airflow-timeout, --read-timeout, --max-connections and --body-limit must be positive".to_owned(),
         ));

@@ -141,7 +141,10 @@ fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Res
 pub fn router(hook: Arc<Hook>) -> Router {
     Router::new()
         .route("/alerts", post(alerts))
-        .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(hook)
@@ -149,7 +152,10 @@ pub fn router(hook: Arc<Hook>) -> Router {
 
 async fn metrics(State(hook): State<Arc<Hook>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         hook.metrics.render(),
     )
         .into_response()
@@ -163,7 +169,9 @@ async fn alerts(State(hook): State<Arc<Hook>>, req: Request) -> Response {
                 tracing::warn!(error = %e, "refused a webhook notification");
                 let (status, code) = match e {
                     PayloadError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
-                    PayloadError::Version(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unsupported_version"),
+                    PayloadError::Version(_) => {
+                        (StatusCode::UNPROCESSABLE_ENTITY, "unsupported_version")
+                    }
                 };
                 error(status, code, e)
             }
@@ -185,7 +193,11 @@ async fn read_body(limits: &Limits, req: Request) -> Result<Vec<u8>, Response> {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
     if !json {
         return Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -211,7 +223,8 @@ async fn read_body(limits: &Limits, req: Request) -> Result<Vec<u8>, Response> {
     let mut body: Body = req.into_body();
     let read = async {
         let mut buf = Vec::new();
-        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
             let frame = frame.map_err(|e| error(StatusCode::BAD_REQUEST, "body_unreadable", e))?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > limits.body_limit {
@@ -249,7 +262,10 @@ async fn handle(hook: &Hook, n: Notification) -> Response {
         }
         if !alert.wants_retrain() {
             handled.ignored += 1;
-            tracing::debug!(alertname = alert.name(), "firing alert without action=retrain: ignored");
+            tracing::debug!(
+                alertname = alert.name(),
+                "firing alert without action=retrain: ignored"
+            );
             continue;
         }
         let dag_run_id = alert.dag_run_id();
@@ -262,8 +278,16 @@ async fn handle(hook: &Hook, n: Notification) -> Response {
                 "cooldown"
             }
             _ => {
-                let note = format!("Triggered by the alert {} ({})", alert.name(), alert.symbol().unwrap_or("all symbols"));
-                match hook.airflow.trigger(&dag_run_id, &alert.conf(), &note).await {
+                let note = format!(
+                    "Triggered by the alert {} ({})",
+                    alert.name(),
+                    alert.symbol().unwrap_or("all symbols")
+                );
+                match hook
+                    .airflow
+                    .trigger(&dag_run_id, &alert.conf(), &note)
+                    .await
+                {
                     Ok(Created::New) => {
                         *last = Some(Instant::now());
                         hook.metrics.runs_created.fetch_add(1, Ordering::Relaxed);
@@ -334,7 +358,10 @@ pub async fn serve(
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(max = limits.max_connections, "connection limit reached: closing a new connection");
+            tracing::warn!(
+                max = limits.max_connections,
+                "connection limit reached: closing a new connection"
+            );
             continue;
         };
         let service = TowerToHyperService::new(app.clone());

@@ -40,7 +40,10 @@ fn fake_airflow() -> (String, Arc<Mutex<FakeState>>) {
                     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
                     if v["username"] == "hook" && v["password"] == "pw" {
                         s.tokens_issued += 1;
-                        (201, format!(r#"{{"access_token":"jwt-{}"}}"#, s.tokens_issued))
+                        (
+                            201,
+                            format!(r#"{{"access_token":"jwt-{}"}}"#, s.tokens_issued),
+                        )
                     } else {
                         (401, r#"{"detail":"Invalid credentials"}"#.to_owned())
                     }
@@ -55,7 +58,8 @@ fn fake_airflow() -> (String, Arc<Mutex<FakeState>>) {
                     s.auth_headers.push(auth.clone());
                     let n: u32 = auth.trim_start_matches("Bearer jwt-").parse().unwrap_or(0);
                     if n == 0 || n < s.valid_from {
-                        (401, r#"{"detail":"Invalid JWT token"}"#.to_owned())
+                        // What Airflow 3.3 answers to an expired token (not 401).
+                        (403, r#"{"detail":"Invalid JWT token"}"#.to_owned())
                     } else {
                         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
                         let id = v["dag_run_id"].as_str().unwrap().to_owned();
@@ -131,7 +135,10 @@ fn post(addr: std::net::SocketAddr, body: &str) -> (u16, serde_json::Value) {
         body.len()
     );
     let (status, text) = request(addr, raw.as_bytes());
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
@@ -162,9 +169,21 @@ fn a_retrain_alert_creates_one_run_and_its_repeats_none() {
     let (url, fake) = fake_airflow();
     let hook = start_hook(&url, "pw", Duration::ZERO);
     let n = notification(&[
-        alert("RpsChampionWorseThanHarRv", "firing", Some("retrain"), T1, "aa11"),
+        alert(
+            "RpsChampionWorseThanHarRv",
+            "firing",
+            Some("retrain"),
+            T1,
+            "aa11",
+        ),
         alert("RpsScoringStalled", "firing", None, T1, "bb22"),
-        alert("RpsIntervalCoverageOff", "resolved", Some("retrain"), T1, "cc33"),
+        alert(
+            "RpsIntervalCoverageOff",
+            "resolved",
+            Some("retrain"),
+            T1,
+            "cc33",
+        ),
     ]);
     let (status, body) = post(hook.addr, &n);
     assert_eq!(status, 200, "{body}");
@@ -175,39 +194,89 @@ fn a_retrain_alert_creates_one_run_and_its_repeats_none() {
     assert_eq!(status, 200);
     assert_eq!(body["triggers"][0]["result"], "exists");
     // A new firing of the same alert (new startsAt) is a new run (no cooldown here).
-    let again = notification(&[alert("RpsChampionWorseThanHarRv", "firing", Some("retrain"), "2026-12-07T00:00:00Z", "aa11")]);
-    assert_eq!(post(hook.addr, &again).1["triggers"][0]["result"], "created");
+    let again = notification(&[alert(
+        "RpsChampionWorseThanHarRv",
+        "firing",
+        Some("retrain"),
+        "2026-12-07T00:00:00Z",
+        "aa11",
+    )]);
+    assert_eq!(
+        post(hook.addr, &again).1["triggers"][0]["result"],
+        "created"
+    );
 
     let s = fake.lock().unwrap();
     assert_eq!(s.runs.len(), 2);
     assert_eq!(s.logins, 1, "the token is reused");
     let first = &s.bodies[0];
     // TriggerDAGRunPostBody: logical_date present (null), conf with the alert.
-    assert!(first.get("logical_date").is_some_and(serde_json::Value::is_null), "{first}");
+    assert!(
+        first
+            .get("logical_date")
+            .is_some_and(serde_json::Value::is_null),
+        "{first}"
+    );
     assert_eq!(first["conf"]["alertname"], "RpsChampionWorseThanHarRv");
     assert_eq!(first["conf"]["symbol"], "BTC-USDT");
     assert_eq!(first["conf"]["starts_at"], "2026-12-06T02:15:00.500+00:00");
-    assert_eq!(first["dag_run_id"], "alert__RpsChampionWorseThanHarRv__aa11__20261206T021500.500Z");
+    assert_eq!(
+        first["dag_run_id"],
+        "alert__RpsChampionWorseThanHarRv__aa11__20261206T021500.500Z"
+    );
     let allowed: BTreeSet<&str> = ["dag_run_id", "logical_date", "conf", "note"].into();
-    assert!(first.as_object().unwrap().keys().all(|k| allowed.contains(k.as_str())));
+    assert!(
+        first
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| allowed.contains(k.as_str()))
+    );
     drop(s);
 
     let (_, metrics) = get(hook.addr, "/metrics");
-    assert!(metrics.contains("rps_alert_hook_triggers_total{result=\"created\"} 2"), "{metrics}");
-    assert!(metrics.contains("rps_alert_hook_triggers_total{result=\"exists\"} 1"), "{metrics}");
-    assert!(metrics.contains("rps_alert_hook_resolved_alerts_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("rps_alert_hook_triggers_total{result=\"created\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rps_alert_hook_triggers_total{result=\"exists\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rps_alert_hook_resolved_alerts_total 2"),
+        "{metrics}"
+    );
 }
 
 #[test]
 fn the_cooldown_holds_back_a_new_firing() {
     let (url, fake) = fake_airflow();
     let hook = start_hook(&url, "pw", Duration::from_secs(3600));
-    let a = notification(&[alert("RpsChampionWorseThanHarRv", "firing", Some("retrain"), T1, "aa11")]);
+    let a = notification(&[alert(
+        "RpsChampionWorseThanHarRv",
+        "firing",
+        Some("retrain"),
+        T1,
+        "aa11",
+    )]);
     assert_eq!(post(hook.addr, &a).1["triggers"][0]["result"], "created");
     // Flapped: resolved, then firing again with a new startsAt, within the cooldown.
-    let b = notification(&[alert("RpsChampionWorseThanHarRv", "firing", Some("retrain"), "2026-12-06T03:00:00Z", "aa11")]);
+    let b = notification(&[alert(
+        "RpsChampionWorseThanHarRv",
+        "firing",
+        Some("retrain"),
+        "2026-12-06T03:00:00Z",
+        "aa11",
+    )]);
     assert_eq!(post(hook.addr, &b).1["triggers"][0]["result"], "cooldown");
-    let c = notification(&[alert("RpsIntervalCoverageOff", "firing", Some("retrain"), T1, "dd44")]);
+    let c = notification(&[alert(
+        "RpsIntervalCoverageOff",
+        "firing",
+        Some("retrain"),
+        T1,
+        "dd44",
+    )]);
     assert_eq!(post(hook.addr, &c).1["triggers"][0]["result"], "cooldown");
     assert_eq!(fake.lock().unwrap().runs.len(), 1);
 }
@@ -216,29 +285,53 @@ fn the_cooldown_holds_back_a_new_firing() {
 fn an_expired_token_is_refreshed_once() {
     let (url, fake) = fake_airflow();
     let hook = start_hook(&url, "pw", Duration::ZERO);
-    let a = notification(&[alert("RpsChampionWorseThanHarRv", "firing", Some("retrain"), T1, "aa11")]);
+    let a = notification(&[alert(
+        "RpsChampionWorseThanHarRv",
+        "firing",
+        Some("retrain"),
+        T1,
+        "aa11",
+    )]);
     assert_eq!(post(hook.addr, &a).0, 200);
     fake.lock().unwrap().valid_from = 2; // jwt-1 expires
-    let b = notification(&[alert("RpsChampionWorseThanHarRv", "firing", Some("retrain"), "2026-12-07T00:00:00Z", "aa11")]);
+    let b = notification(&[alert(
+        "RpsChampionWorseThanHarRv",
+        "firing",
+        Some("retrain"),
+        "2026-12-07T00:00:00Z",
+        "aa11",
+    )]);
     let (status, body) = post(hook.addr, &b);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["triggers"][0]["result"], "created");
     let s = fake.lock().unwrap();
     assert_eq!(s.logins, 2);
-    assert_eq!(s.auth_headers, ["Bearer jwt-1", "Bearer jwt-1", "Bearer jwt-2"]);
+    assert_eq!(
+        s.auth_headers,
+        ["Bearer jwt-1", "Bearer jwt-1", "Bearer jwt-2"]
+    );
 }
 
 #[test]
 fn refused_credentials_are_a_502_not_a_retry_storm_of_logins() {
     let (url, fake) = fake_airflow();
     let hook = start_hook(&url, "wrong", Duration::ZERO);
-    let a = notification(&[alert("RpsChampionWorseThanHarRv", "firing", Some("retrain"), T1, "aa11")]);
+    let a = notification(&[alert(
+        "RpsChampionWorseThanHarRv",
+        "firing",
+        Some("retrain"),
+        T1,
+        "aa11",
+    )]);
     let (status, body) = post(hook.addr, &a);
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "airflow_refused");
     assert_eq!(fake.lock().unwrap().logins, 1);
     let (_, metrics) = get(hook.addr, "/metrics");
-    assert!(metrics.contains("rps_alert_hook_trigger_failures_total{reason=\"auth\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("rps_alert_hook_trigger_failures_total{reason=\"auth\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -248,12 +341,24 @@ fn airflow_unreachable_is_a_503_so_alertmanager_retries() {
     let url = format!("http://{}", free.local_addr().unwrap());
     drop(free);
     let hook = start_hook(&url, "pw", Duration::ZERO);
-    let a = notification(&[alert("RpsChampionWorseThanHarRv", "firing", Some("retrain"), T1, "aa11")]);
+    let a = notification(&[alert(
+        "RpsChampionWorseThanHarRv",
+        "firing",
+        Some("retrain"),
+        T1,
+        "aa11",
+    )]);
     let (status, body) = post(hook.addr, &a);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "airflow_unavailable");
     // Nothing to do for Airflow: a notification without retrain alerts is fine while it is down.
-    let r = notification(&[alert("RpsChampionWorseThanHarRv", "resolved", Some("retrain"), T1, "aa11")]);
+    let r = notification(&[alert(
+        "RpsChampionWorseThanHarRv",
+        "resolved",
+        Some("retrain"),
+        T1,
+        "aa11",
+    )]);
     assert_eq!(post(hook.addr, &r).0, 200);
 }
 
@@ -279,7 +384,10 @@ fn client_input_gets_4xx_json_never_5xx() {
     }
     // Chunked, over the limit without a Content-Length.
     let big = "x".repeat(70 * 1024);
-    let raw = format!("POST /alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n", big.len());
+    let raw = format!(
+        "POST /alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+        big.len()
+    );
     assert_eq!(request(hook.addr, raw.as_bytes()).0, 413);
     assert!(fake.lock().unwrap().runs.is_empty());
     let (status, health) = get(hook.addr, "/health");
