@@ -67,10 +67,13 @@ setup-python: ## the Python venv the tests use (uv, pinned requirements)
 	@bash scripts/setup-python.sh "$(VENV)"
 
 .PHONY: setup-tools
-setup-tools: ## Debian tools the tests use: promtool (prometheus), buildah (the image), chromium (dashboard), postgresql, strace
+setup-tools: ## Debian tools the tests use: promtool (prometheus), prometheus-alertmanager, buildah (the image), chromium (dashboard), postgresql, strace
 	@command -v promtool >/dev/null || { echo 'installing prometheus (promtool) from Debian'; \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 update -qq && \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@command -v prometheus-alertmanager >/dev/null || { echo 'installing prometheus-alertmanager (and amtool) from Debian (retraining loop test)'; \
+	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null; }
 	@command -v buildah >/dev/null || { echo 'installing buildah from Debian'; \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 update -qq && \
 	  $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends buildah >/dev/null; }

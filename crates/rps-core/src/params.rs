@@ -24,6 +24,8 @@ pub struct Params {
     pub split: SplitParams,
     pub train: TrainParams,
     pub evaluate: EvaluateParams,
+    /// The retraining loop's receiver (`rps alert-hook`).
+    pub retrain: RetrainParams,
     /// Buy/Hold/Sell labels of the `signal` task.
     pub signal: SignalParams,
     pub stream: StreamParams,
@@ -461,6 +463,25 @@ impl EvaluateParams {
         chrono::DateTime::parse_from_rfc3339(s)
             .ok()
             .map(|d| d.timestamp_millis())
+    }
+}
+
+/// The retraining loop (`retrain:`, read by `rps alert-hook`): an accuracy alert labelled
+/// `action: retrain` creates a run of the training DAG, at most one per cooldown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrainParams {
+    /// Minutes after a triggered run during which further retrain alerts (a flapping alert, a
+    /// second alert on the same degradation) create no new run; 0 = none. A repeat notification
+    /// of the same alert never creates a second run, cooldown or not.
+    pub cooldown_minutes: u64,
+}
+
+impl Default for RetrainParams {
+    fn default() -> Self {
+        Self {
+            cooldown_minutes: 360,
+        }
     }
 }
 

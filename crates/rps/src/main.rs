@@ -13,7 +13,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// RPS: Bitcoin volatility forecasting, from market data to a served model.
 ///
 /// Pipeline order: extract → quality → transform → train → evaluate; serve answers predictions,
-/// stream predicts each new bar from Kafka into PostgreSQL, forecast prints the next bar's
+/// stream predicts each new bar from Kafka into PostgreSQL, alert-hook turns accuracy alerts
+/// into training DAG runs, forecast prints the next bar's
 /// forecast from the raw dataset.
 /// Every stage reads its knobs from params.yaml (--params) and keeps its data under --home
 /// unless given URIs.
@@ -47,6 +48,9 @@ enum Stage {
     /// Stream candles through Kafka and write online predictions to PostgreSQL
     /// (produce, consume, reconcile, migrate).
     Stream(rps_stream::Args),
+    /// Receive Alertmanager webhooks and create a run of the training DAG in Airflow for each
+    /// firing alert labelled action=retrain (the online accuracy alerts).
+    AlertHook(rps_alert_hook::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Stage::Evaluate(a) => stage(&a.common, || rps_evaluate::run(&a)),
         Stage::Forecast(a) => stage(&a.common, || rps_forecast::run(&a)),
         Stage::Stream(a) => stage(&a.common, || rps_stream::run(&a)),
+        Stage::AlertHook(a) => stage(&a.common, || rps_alert_hook::run(&a)),
         Stage::Serve(config) => {
             rps_serve::init_tracing(config.log_format);
             match rps_serve::run(config) {

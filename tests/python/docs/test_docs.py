@@ -17,7 +17,7 @@ FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 # Command blocks the docs promise work as pasted: run by test_every_tested_block_runs_as_shown.
 TESTED = re.compile(r"```sh tested\n(.*?)```", re.S)
 INLINE = re.compile(r"`([^`\n]+)`")
-SUBCOMMANDS = {"extract", "quality", "transform", "train", "evaluate", "forecast", "serve", "probe", "stream"}
+SUBCOMMANDS = {"extract", "quality", "transform", "train", "evaluate", "forecast", "serve", "probe", "stream", "alert-hook"}
 
 
 def anchors(page: pathlib.Path) -> set:
@@ -57,7 +57,7 @@ def shown_commands():
         text = page.read_text()
         snippets = [l for block in FENCE.findall(text) for l in block.splitlines()] + INLINE.findall(text)
         for line in snippets:
-            for m in re.finditer(r"(?:^|[\s;&|(])rps[ -](\w+)((?:\s+[^|;&]*)?)", line):
+            for m in re.finditer(r"(?:^|[\s;&|(])rps[ -](alert-hook|\w+)((?:\s+[^|;&]*)?)", line):
                 sub = m.group(1)
                 if sub not in SUBCOMMANDS:
                     continue

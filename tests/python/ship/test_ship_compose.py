@@ -11,14 +11,14 @@ import yaml
 from ship_helpers import DOCKER, MONITORING, ROOT, option_names, run, tool
 
 COMPOSE = DOCKER / "docker-compose.yml"
-REQUIRED = ["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "RPS_SERVE_TOKEN", "GRAFANA_ADMIN_PASSWORD", "POSTGRES_PASSWORD"]
-LONG_RUNNING = ["minio", "mlflow", "airflow", "prometheus", "grafana", "rps-serve", "postgres", "kafka"]
+REQUIRED = ["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "RPS_SERVE_TOKEN", "GRAFANA_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "AIRFLOW_API_PASSWORD"]
+LONG_RUNNING = ["minio", "mlflow", "airflow", "prometheus", "grafana", "rps-serve", "postgres", "kafka", "alertmanager", "rps-alert-hook"]
 # Every long-running service has a health check; rps-serve's image is FROM scratch (no shell, no
 # curl), so its check is `rps probe`. rps-stream-consume is long-running too but has no HTTP port:
 # its check is `rps probe --file` on the heartbeat file it writes (see test_stream_consume).
 STREAM = ["postgres", "kafka", "rps-stream-migrate", "rps-stream-consume", "rps-stream-produce"]
 ONE_SHOT = ["minio-init", "rps-stream-migrate", "rps-stream-produce"]
-RPS_IMAGE_SERVICES = ["rps-serve", "rps-stream-migrate", "rps-stream-consume", "rps-stream-produce"]
+RPS_IMAGE_SERVICES = ["rps-serve", "rps-stream-migrate", "rps-stream-consume", "rps-stream-produce", "rps-alert-hook"]
 
 
 def compose(*args, env_file=None, profiles=()):
@@ -163,6 +163,7 @@ def test_monitoring_is_mounted(config):
         ("monitoring/rules", "prometheus", "/etc/prometheus/rules"),
         ("monitoring/grafana/provisioning", "grafana", "/etc/grafana/provisioning"),
         ("monitoring/grafana/dashboards", "grafana", "/var/lib/grafana/dashboards"),
+        ("monitoring/alertmanager.yml", "alertmanager", "/etc/alertmanager/alertmanager.yml"),
     ]:
         assert (service, str(ROOT / source), target) in binds, (service, source)
         assert (ROOT / source).exists(), source
@@ -349,3 +350,26 @@ def test_rps_containers_are_hardened(config):
         assert svc["read_only"] is True, name
         assert svc["cap_drop"] == ["ALL"], name
         assert "no-new-privileges:true" in svc["security_opt"], name
+
+
+def test_the_retraining_loop(config, rps_help):
+    """Prometheus sends to the compose Alertmanager, whose retrain route reaches rps-alert-hook,
+    which calls the compose Airflow with credentials from .env only."""
+    s = config["services"]
+    prom = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    targets = [t for am in prom["alerting"]["alertmanagers"] for sc in am["static_configs"] for t in sc["targets"]]
+    assert targets == ["alertmanager:9093"]
+    assert s["prometheus"]["depends_on"]["alertmanager"]["condition"] == "service_healthy"
+    am = yaml.safe_load((MONITORING / "alertmanager.yml").read_text())
+    (route,) = [r for r in am["route"]["routes"] if r["receiver"] == "retrain"]
+    assert route["matchers"] == ['action="retrain"']
+    (receiver,) = [r for r in am["receivers"] if r["name"] == "retrain"]
+    hook = s["rps-alert-hook"]
+    port = hook["environment"]["RPS_ALERT_HOOK_BIND"].rsplit(":", 1)[1]
+    assert receiver["webhook_configs"][0]["url"] == f"http://rps-alert-hook:{port}/alerts"
+    assert hook["command"][0] == "alert-hook"
+    assert set(option_names(hook["command"])) <= rps_help("alert-hook")
+    assert hook["environment"]["RPS_AIRFLOW_URL"] == "http://airflow:8080"
+    assert hook["environment"]["RPS_AIRFLOW_PASSWORD"] == "dummy-airflow_api_password"
+    assert hook["depends_on"]["airflow"]["condition"] == "service_healthy"
+    assert hook["healthcheck"]["test"] == ["CMD", "/rps", "probe", f"http://127.0.0.1:{port}/health"]

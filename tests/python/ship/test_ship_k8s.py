@@ -333,3 +333,29 @@ def test_serve_reads_the_stream_database_optionally(container):
     env = {e["name"]: e for e in container["env"]}
     ref = env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
     assert (ref["name"], ref["key"], ref["optional"]) == ("rps-stream", "DATABASE_URL", True)
+
+
+def test_the_alert_hook_reads_its_airflow_credentials_from_a_secret(res, rps_help):
+    hook = res[("Deployment", "rps-alert-hook")]
+    pod = hook["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["args"][0] == "alert-hook"
+    assert set(option_names(c["args"])) <= rps_help("alert-hook")
+    env = {e["name"]: e for e in c["env"]}
+    for name in ("RPS_AIRFLOW_USERNAME", "RPS_AIRFLOW_PASSWORD"):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == ("rps-alert-hook", name) and "value" not in env[name]
+        assert name in res[("Secret", "rps-alert-hook")]["stringData"]
+    port = int(env["RPS_ALERT_HOOK_BIND"]["value"].rsplit(":", 1)[1])
+    assert c["ports"][0]["containerPort"] == port
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+    service = res[("Service", "rps-alert-hook")]
+    assert service["spec"]["selector"] == hook["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["port"] == port
+    assert pod["automountServiceAccountToken"] is False and c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert res[("ServiceAccount", pod["serviceAccountName"])]["automountServiceAccountToken"] is False
+    # The params ConfigMap holds the cooldown (retrain.cooldown_minutes).
+    params = next(a for a in c["args"] if a.startswith("--params=")).split("=", 1)[1]
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts[params.rsplit("/", 1)[0]]]["configMap"]["name"] == "rps-params"
