@@ -108,7 +108,7 @@ series="
   WINDOW d AS (ORDER BY bar_time RANGE BETWEEN interval '23 hours' PRECEDING AND CURRENT ROW),
          w AS (ORDER BY bar_time RANGE BETWEEN interval '167 hours' PRECEDING AND CURRENT ROW)
   ORDER BY s.bar_time"
-psql -X -v ON_ERROR_STOP=1 "$db_url" -c "\\copy ($series) TO '$work/scores_2021.csv' WITH (FORMAT csv, HEADER)" >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 "$db_url" -c "COPY ($series) TO STDOUT WITH (FORMAT csv, HEADER)" >"$work/scores_2021.csv"
 summary=$(q "
   WITH r AS ($series)
   SELECT count(*) || ' scored hours of 2021 (' || count(*) FILTER (WHERE champion IS NOT NULL

@@ -72,10 +72,22 @@ fn stream_scores_equal_the_batch_evaluation_of_the_same_version() {
 
     // The batch pipeline.
     rps_extract::run(&stage_args("rps-extract", p, home, &["--full-refresh"])).unwrap();
-    rps_quality::run(&stage_args("rps-quality", p, home, &["--report-dir", reports])).unwrap();
+    rps_quality::run(&stage_args(
+        "rps-quality",
+        p,
+        home,
+        &["--report-dir", reports],
+    ))
+    .unwrap();
     rps_transform::run(&stage_args("rps-transform", p, home, &[])).unwrap();
     rps_train::run(&stage_args("rps-train", p, home, &[])).unwrap();
-    rps_evaluate::run(&stage_args("rps-evaluate", p, home, &["--report-dir", reports])).unwrap();
+    rps_evaluate::run(&stage_args(
+        "rps-evaluate",
+        p,
+        home,
+        &["--report-dir", reports],
+    ))
+    .unwrap();
     let t_batch = t0.elapsed();
 
     // The evaluation behind the report, at full precision: the registered candidate on the
@@ -87,9 +99,12 @@ fn stream_scores_equal_the_batch_evaluation_of_the_same_version() {
         registry.as_ref(),
     )
     .unwrap();
-    let (ds, _) =
-        rps_store::frame::read(rps_store::open(&h.features(&params.data.symbol)).unwrap().as_ref())
-            .unwrap();
+    let (ds, _) = rps_store::frame::read(
+        rps_store::open(&h.features(&params.data.symbol))
+            .unwrap()
+            .as_ref(),
+    )
+    .unwrap();
     let model = files.model().unwrap().into_volatility().unwrap();
     let batch = rps_evaluate::evaluate(&params, &ds, &model).unwrap();
     let series = |name: &str| -> &[f64] {
@@ -183,12 +198,24 @@ fn stream_scores_equal_the_batch_evaluation_of_the_same_version() {
                 .unwrap_or_else(|| panic!("no {m} score for the forecast made at {ts}"));
             let (realized, forecast) = (num(&r[2]), num(&r[3]));
             let at = format!("{m} from {ts}");
-            assert!(note("realized", rel(realized, y)) <= TOL, "{at}: realized {realized} vs {y}");
-            assert!(note("forecast", rel(forecast, f)) <= TOL, "{at}: forecast {forecast} vs {f}");
+            assert!(
+                note("realized", rel(realized, y)) <= TOL,
+                "{at}: realized {realized} vs {y}"
+            );
+            assert!(
+                note("forecast", rel(forecast, f)) <= TOL,
+                "{at}: forecast {forecast} vs {f}"
+            );
             let (q, want_q) = (num(&r[4]), qlike_one(y, f));
-            assert!(note("qlike", loss_diff(q, want_q)) <= TOL, "{at}: QLIKE {q} vs {want_q}");
+            assert!(
+                note("qlike", loss_diff(q, want_q)) <= TOL,
+                "{at}: QLIKE {q} vs {want_q}"
+            );
             let (l, want_l) = (num(&r[5]), log_loss_one(y, f));
-            assert!(note("log_error", loss_diff(l, want_l)) <= TOL, "{at}: log error {l} vs {want_l}");
+            assert!(
+                note("log_error", loss_diff(l, want_l)) <= TOL,
+                "{at}: log error {l} vs {want_l}"
+            );
             if m == "ewma" {
                 assert_eq!(r[6], None, "{at}: EWMA has no band");
             } else {
