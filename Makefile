@@ -42,6 +42,10 @@ demo: build ## run extract → quality → transform → train → evaluate on t
 model-quality: build ## walk-forward tables: ../shared Binance BTCUSDT (test blocks 2020-2021), Coinbase BTC, ETH
 	@bash scripts/model-quality.sh "$(BIN)" .rps/model-quality ../shared/data
 
+.PHONY: scores-replay
+scores-replay: build ## #19: train on Binance < 2021, replay it through rps stream (tansu + PostgreSQL), rolling QLIKE over 2021 (KEEP=1 keeps the servers)
+	@bash scripts/scores-replay.sh $(if $(KEEP),--keep-servers) "$(BIN)" .rps/scores-replay ../shared/data
+
 .PHONY: model-quality-dev
 model-quality-dev: build ## the development walk-forward: Binance BTCUSDT before 2020-01-01 only (tune on this)
 	@bash scripts/model-quality.sh --dev "$(BIN)" .rps/model-quality ../shared/data
