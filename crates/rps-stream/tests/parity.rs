@@ -233,7 +233,7 @@ fn stream_scores_equal_the_batch_evaluation_of_the_same_version() {
         }
     }
     eprintln!(
-        "parity over {n} test hours ({} .. {} UTC): largest relative differences {worst:?}; \
+        "parity over {n} test hours ({} .. {}): largest relative differences {worst:?}; \
          champion forecasts bit-identical in {bitwise} of {n}; batch 80 % coverage {:.1} %; \
          batch pipeline {:.1} s, produce + consume of {} bars {:.1} s, whole test {:.1} s",
         chrono::DateTime::from_timestamp_millis(batch.ts[0]).unwrap(),

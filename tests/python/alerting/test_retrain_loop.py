@@ -137,6 +137,7 @@ def wait_for(what, check, deadline, procs, interval=0.5):
         procs.check_alive()
         try:
             value = check()
+            last = "answered, but not with the value yet" if not value else None
         except (OSError, urllib.error.URLError) as e:  # not listening yet
             value, last = None, e
         if value:
@@ -218,7 +219,7 @@ def prepare_airflow(cli, home, port, procs, result):
         result["ok"] = True
 
 
-def insert_scores(url, newest_bar):
+def insert_scores(url, newest_bar, version):
     """7 days of hourly scores for the champion and HAR-RV on the same bars: the champion's QLIKE
     is 1.2 times HAR-RV's on every bar, and its 80 % interval covers 4 bars out of 5."""
     rows = []
@@ -226,8 +227,8 @@ def insert_scores(url, newest_bar):
         bar = newest_bar - dt.timedelta(hours=i)
         frm = bar - dt.timedelta(hours=1)
         realized = 0.004 + 0.001 * (i % 5)
-        rows.append(f"('{MODEL}','3','champion','{SYMBOL}','{bar.isoformat()}','{frm.isoformat()}',{realized},{realized * 1.3},0.12,0.05,{'false' if i % 5 == 0 else 'true'})")
-        rows.append(f"('har_rv_log','3',NULL,'{SYMBOL}','{bar.isoformat()}','{frm.isoformat()}',{realized},{realized * 1.2},0.10,0.04,NULL)")
+        rows.append(f"('{MODEL}','{version}','champion','{SYMBOL}','{bar.isoformat()}','{frm.isoformat()}',{realized},{realized * 1.3},0.12,0.05,{'false' if i % 5 == 0 else 'true'})")
+        rows.append(f"('har_rv_log','{version}',NULL,'{SYMBOL}','{bar.isoformat()}','{frm.isoformat()}',{realized},{realized * 1.2},0.10,0.04,NULL)")
     psql(
         url,
         "-c",
@@ -262,7 +263,7 @@ def metric(text, name, **labels):
     return None
 
 
-def test_a_degraded_champion_triggers_one_training_run(postgres, tmp_path):
+def test_a_degraded_champion_triggers_one_training_run(postgres, pipeline, tmp_path):
     prometheus = tool("prometheus", hint="apt-get install --no-install-recommends prometheus (make setup-tools)")
     alertmanager = tool(
         "prometheus-alertmanager", "alertmanager", hint="apt-get install --no-install-recommends prometheus-alertmanager (make setup-tools)"
@@ -301,14 +302,16 @@ def test_a_degraded_champion_triggers_one_training_run(postgres, tmp_path):
         )
         assert migrate.returncode == 0, migrate.stderr
         newest = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
-        assert insert_scores(url, newest) == 2 * 7 * 24
+        # rps serve labels and compares the versions its registry holds live: the champion the
+        # session's pipeline registered (its scores seeded as that version's).
+        registry = pipeline / ".rps/registry"
+        champion = json.loads((registry / MODEL / "aliases.json").read_text())["champion"]
+        assert insert_scores(url, newest, champion) == 2 * 7 * 24
 
-        # rps serve: no model needed for the accuracy series.
         serve_port = free_port()
-        (tmp_path / "registry").mkdir()
         procs.start(
             "rps-serve",
-            [str(rps), "serve", "--bind", f"127.0.0.1:{serve_port}", "--registry", str(tmp_path / "registry"), "--wait-for-model",
+            [str(rps), "serve", "--bind", f"127.0.0.1:{serve_port}", "--registry", str(registry),
              "--database-url", url, "--params", str(params)],
             env=base_env,
         )
