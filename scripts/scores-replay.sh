@@ -13,6 +13,9 @@
 #                           24 h and 7 d (time windows ending at that hour, 2021 hours only), the
 #                           number of hours in each window, and the champion / har_rv_log 7 d ratio
 #   summary.txt             wall times, bars/s, mean QLIKE over 2021, how often the 7 d ratio > 1.05
+#   accuracy-2021.png       the dashboard's accuracy panel over 2021 (rolling 7-day QLIKE of the
+#                           champion, HAR-RV and EWMA; the champion's 80 % coverage), drawn by
+#                           `rps serve`'s /dashboard in headless Chromium (skipped without chromium)
 #   scores-replay.pgdump    pg_dump -Fc of the stream's database (candles, predictions, scores):
 #                           `pg_restore -d DB scores-replay.pgdump` into any PostgreSQL
 # --keep-servers leaves PostgreSQL and tansu running and prints DATABASE_URL, e.g. for
@@ -84,6 +87,9 @@ read -r consume_work consume_work_bps < <(awk -v s="$consume_s" -v n="$bars" \
   'BEGIN { w = s - 3; printf "%.1f %.0f\n", w, n / w }')
 echo "$bars bars: produce $produce_s s ($produce_bps bars/s), consume $consume_work s of work ($consume_work_bps bars/s)"
 
+cov_low=$(awk '/^monitor:/ {m = 1} m && $1 == "coverage_low:" {print $2; exit}' "$root/params.yaml")
+cov_high=$(awk '/^monitor:/ {m = 1} m && $1 == "coverage_high:" {print $2; exit}' "$root/params.yaml")
+
 step "rolling QLIKE over 2021"
 # One row per scored hour of 2021 (the scores' bar_time: the hour whose close scored the forecast
 # made an hour earlier); the champion, its har_rv_log and ewma side by side; time windows of the
@@ -130,12 +136,53 @@ summary=$(q "
            ', min ' ||
            round(min(ratio_7d_vs_har_rv_log) FILTER (WHERE bar_time >= '2021-01-07T23:00:00Z')::numeric, 3)
   FROM r")
+# The champion's rolling 7-day coverage of its 80 % interval against params.yaml's monitor band
+# (RpsIntervalCoverageOff's condition, without its `for:`), over hours with a full window.
+coverage=$(q "
+  WITH c AS (
+    SELECT bar_time, avg(CASE WHEN covered_80 THEN 1.0 ELSE 0.0 END) OVER w AS cov
+    FROM scores
+    WHERE alias = 'champion' AND model <> 'har_rv_log' AND covered_80 IS NOT NULL
+      AND bar_time >= '2021-01-01T00:00:00Z' AND bar_time < '2022-01-01T00:00:00Z'
+    WINDOW w AS (ORDER BY bar_time RANGE BETWEEN interval '167 hours' PRECEDING AND CURRENT ROW))
+  SELECT 'champion 80 % coverage over 2021: ' || round(100.0 * avg(cov)::numeric, 1) ||
+         ' % (rolling 7 d: min ' || round(100.0 * min(cov)::numeric, 1) || ' %, max ' ||
+         round(100.0 * max(cov)::numeric, 1) || ' %); outside [' || $cov_low || ', ' || $cov_high ||
+         '] in ' || count(*) FILTER (WHERE cov < $cov_low OR cov > $cov_high) || ' of ' || count(*) ||
+         ' hours with a full 7-day window'
+  FROM c WHERE bar_time >= '2021-01-07T23:00:00Z'")
 pg_dump -Fc -f "$work/scores-replay.pgdump" "$db_url"
+
+step "the dashboard's accuracy panel over 2021 (rps serve + headless Chromium)"
+# The README's plot, drawn by the dashboard itself: `rps serve` on this home's registry and the
+# replay's database, its /dashboard with panel=accuracy over the 8,760 hours to the newest
+# scored bar (2021-12-31 23:00 UTC), screenshot by headless Chromium.
+chromium=${RPS_CHROMIUM:-chromium}
+if command -v "$chromium" >/dev/null; then
+  port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$bin/rps" serve --registry "$home/registry" --params "$root/params.yaml" \
+    --database-url "$db_url" --bind "127.0.0.1:$port" >>"$log" 2>&1 &
+  serve_pid=$!
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
+  profile=$(mktemp -d)
+  "$chromium" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
+    --hide-scrollbars --virtual-time-budget=20000 --window-size=1250,560 \
+    --user-data-dir="$profile" --screenshot="$work/accuracy-2021.png" \
+    "http://127.0.0.1:$port/dashboard?symbol=BTC-USDT&hours=8760&panel=accuracy" >>"$log" 2>&1 ||
+    echo "warning: chromium failed, see $log" >&2
+  kill "$serve_pid" 2>/dev/null || true
+  wait "$serve_pid" 2>/dev/null || true
+  rm -rf "$profile"
+  [[ -s $work/accuracy-2021.png ]] && echo "plot: $work/accuracy-2021.png (docs/img/accuracy-2021.png is a copy)"
+else
+  echo "skipped: $chromium not found (Debian: apt-get install chromium; or set RPS_CHROMIUM)"
+fi
 {
   echo "champion: $champ, trained on $file hours before 2021-01-01 (params.yaml as committed, $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'))"
   echo "pipeline (extract, quality, transform, train, evaluate without walk-forward): $t_train s"
   echo "replay of $bars bars: produce $produce_s s ($produce_bps bars/s), consume $consume_work s ($consume_work_bps bars/s; --idle-exit's 3 s taken out)"
   echo "$summary"
+  echo "$coverage"
   echo "whole script: $((SECONDS - t_all)) s"
 } | tee "$work/summary.txt"
 echo

@@ -23,10 +23,11 @@ ENDPOINTS:
   GET  /health   liveness            GET /ready    200 once a model is loaded, else 503
   GET  /model    served model        GET /metrics  Prometheus text exposition
   GET  /models   the live set (champion, challenger, baseline: alias, version, metrics)
-  GET  /dashboard  HTML page: price, realized vs predicted volatility, signals per version
+  GET  /dashboard  HTML page: price, realized vs predicted volatility, signals per version,
+                   forecast accuracy (?symbol=&hours=&panel=accuracy for that panel alone)
   GET  /api/history?symbol=BTC-USD&hours=168  the dashboard's data (needs --database-url)
-  GET  /api/scores?symbol=BTC-USD&hours=168   rolling 24 h QLIKE per version, the champion's
-                                              7-day 80 % coverage (needs --database-url)
+  GET  /api/scores?symbol=BTC-USD&hours=168&window=24h   rolling 24 h (or 7d) QLIKE per
+                   version, the champion's 7-day 80 % coverage (needs --database-url)
   POST /refresh  reload the alias from the registry (Authorization: Bearer <token>)
 
 EXIT CODES (the table every rps command shares):

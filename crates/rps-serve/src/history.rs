@@ -10,15 +10,17 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Most hours one request may ask for (90 days of hourly bars).
-pub const MAX_HOURS: u32 = 24 * 90;
+/// Most hours one request may ask for: a leap year of hourly bars (8,784), so the dashboard can
+/// show a whole year (the README's plot of 2021). One bar is a few dozen bytes of JSON per
+/// series: about 2 MB at most for a year of the served and signal models' live versions.
+pub const MAX_HOURS: u32 = 24 * 366;
 
 /// Why the history could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
-    #[error("could not connect to PostgreSQL: {0}")]
+    #[error("could not connect to PostgreSQL: {}", crate::scores::pg_detail(.0))]
     Connect(#[source] tokio_postgres::Error),
-    #[error("PostgreSQL query failed: {0}")]
+    #[error("PostgreSQL query failed: {}", crate::scores::pg_detail(.0))]
     Query(#[source] tokio_postgres::Error),
 }
 

@@ -15,7 +15,7 @@
 //! | `GET /models` | the live set: every live alias (`champion`, `challenger`, `baseline`) with its version, metrics and rows served |
 //! | `GET /dashboard` | a self-contained HTML page (inline JS + SVG): the live models, and with `--database-url` price, realized vs predicted volatility and signals per version |
 //! | `GET /api/history?symbol=&hours=` | the dashboard's data from the stream's PostgreSQL tables (module [`history`]) |
-//! | `GET /api/scores?symbol=&hours=` | the online accuracy as time series: the rolling 24 h mean QLIKE of every scored (model, version), the champion's rolling 7-day 80 % coverage, and the `monitor:` thresholds |
+//! | `GET /api/scores?symbol=&hours=&window=` | the online accuracy as time series: the rolling 24 h (`window=24h`) or 7-day (`7d`) mean QLIKE of every scored (model, version), the champion's rolling 7-day 80 % coverage, and the `monitor:` thresholds |
 //! | `POST /refresh` | `Authorization: Bearer <token>`: reload the alias from the registry and swap atomically (403 when no token is configured, 401 for a missing or wrong one) |
 //!
 //! Every error is JSON: `{"error": {"code": "missing_feature", "message": "`features`: missing feature `har_24b`"}}`

@@ -34,12 +34,21 @@ pub const DEFAULT_BAR_SECONDS: i64 = 3600;
 /// Why the scores could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ScoresError {
-    #[error("could not connect to PostgreSQL: {0}")]
+    #[error("could not connect to PostgreSQL: {}", pg_detail(.0))]
     Connect(#[source] tokio_postgres::Error),
-    #[error("PostgreSQL query failed: {0}")]
+    #[error("PostgreSQL query failed: {}", pg_detail(.0))]
     Query(#[source] tokio_postgres::Error),
     #[error("PostgreSQL did not answer within {0:?}")]
     Timeout(Duration),
+}
+
+/// A PostgreSQL error with the server's message (tokio-postgres displays a server error as
+/// just "db error").
+pub fn pg_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({}): {}", e, db.code().code(), db.message()),
+        None => e.to_string(),
+    }
 }
 
 /// Count and means of one window of one series.

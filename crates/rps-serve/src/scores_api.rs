@@ -3,8 +3,9 @@
 //! [`crate::scores`]), by SQL window functions over `bar_time`:
 //!
 //! - `series`: for every scored (model, version) — the live versions of the served model, the
-//!   baselines `ewma` and `har_rv_log` — the rolling 24 h mean QLIKE at each scored bar (the
-//!   window `(t − 24 h, t]`, as the `rps_score_*` metrics count it);
+//!   baselines `ewma` and `har_rv_log` — the rolling mean QLIKE at each scored bar over the
+//!   `window` (`24h` by default, or `7d`: the windows `(t − 24 h, t]` and `(t − 7 d, t]`, as the
+//!   `rps_score_*` metrics count them);
 //! - `coverage`: the champion's rolling 7-day share of realized values inside its 80 % interval
 //!   (rows with a band only), with `thresholds` (`monitor:` of params.yaml) for its band.
 //!
@@ -52,11 +53,37 @@ pub struct Thresholds {
     pub coverage_high: f64,
 }
 
+/// The rolling window of the QLIKE series (`window=` in the query): the two windows the
+/// `rps_score_*` metrics and the alert rules use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub enum RollingWindow {
+    /// `(t − 24 h, t]`: what changed today.
+    #[default]
+    #[serde(rename = "24h")]
+    Day,
+    /// `(t − 7 d, t]`: the window of the alert `RpsChampionWorseThanHarRv`; the dashboard uses it
+    /// for spans longer than two weeks, where the 24 h mean is mostly noise.
+    #[serde(rename = "7d")]
+    Week,
+}
+
+impl RollingWindow {
+    /// The window's length in hours.
+    pub fn hours(self) -> i32 {
+        match self {
+            Self::Day => 24,
+            Self::Week => 168,
+        }
+    }
+}
+
 /// The answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scores {
     pub symbol: String,
     pub hours: u32,
+    /// The rolling window of `series`.
+    pub window: RollingWindow,
     /// The newest scored bar of the symbol (the span's end); `None` when nothing is scored.
     pub end: Option<String>,
     /// The served model's registered name (its versions' `model`).
@@ -73,6 +100,8 @@ pub struct Scores {
 pub struct ScoresQuery {
     symbol: Option<String>,
     hours: Option<u32>,
+    #[serde(default)]
+    window: RollingWindow,
 }
 
 fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -111,7 +140,7 @@ pub async fn handler(
         ));
     };
     let live = state.live.load_full();
-    read(&state, url, live.as_deref(), &symbol, hours)
+    read(&state, url, live.as_deref(), &symbol, hours, q.window)
         .await
         .map(Json)
         .map_err(|e| {
@@ -126,6 +155,7 @@ async fn read(
     live: Option<&LiveSet>,
     symbol: &str,
     hours: u32,
+    window: RollingWindow,
 ) -> Result<Scores, ScoresError> {
     let m = &state.config.monitor;
     let served = state.config.model_name.as_str();
@@ -133,6 +163,7 @@ async fn read(
     let mut out = Scores {
         symbol: symbol.to_owned(),
         hours,
+        window,
         end: None,
         model: served.to_owned(),
         champion: champion.map(|c| c.info.version.to_string()),
@@ -161,20 +192,22 @@ async fn read(
     };
     out.end = Some(rfc3339(end));
     let h = i32::try_from(hours).unwrap_or(i32::MAX);
-    // The rolling window (t − 24 h, t]: timestamptz has microseconds, so 24 h less 1 µs
-    // PRECEDING leaves out the bar exactly 24 h before.
+    let w = window.hours();
+    // The rolling window (t − w, t]: timestamptz has microseconds, so w less 1 µs PRECEDING
+    // leaves out the bar exactly w before.
     let rows = client
         .query(
             "SELECT model, version, bar_time, q, n FROM ( \
                SELECT model, version, bar_time, avg(qlike) OVER w AS q, count(*) OVER w AS n \
                FROM scores \
-               WHERE symbol = $1 AND bar_time > $2::timestamptz - make_interval(hours => $3 + 24) \
+               WHERE symbol = $1 AND bar_time > $2::timestamptz - make_interval(hours => $3::int + $4::int) \
                  AND bar_time <= $2::timestamptz \
                WINDOW w AS (PARTITION BY model, version ORDER BY bar_time \
-                            RANGE BETWEEN '23:59:59.999999'::interval PRECEDING AND CURRENT ROW)) x \
+                            RANGE BETWEEN make_interval(hours => $4::int) - '1 microsecond'::interval \
+                            PRECEDING AND CURRENT ROW)) x \
              WHERE bar_time > $2::timestamptz - make_interval(hours => $3) \
              ORDER BY model, version, bar_time",
-            &[&symbol, &end, &h],
+            &[&symbol, &end, &h, &w],
         )
         .await
         .map_err(ScoresError::Query)?;

@@ -490,6 +490,27 @@ fn the_dashboard_renders_in_a_headless_browser() {
     let size = std::fs::metadata(&png).unwrap().len();
     // A blank 1280x1000 page compresses to a few KB; three charts make it much larger.
     assert!(size > 20_000, "{} is only {size} bytes", png.display());
+    // The accuracy panel alone (`panel=accuracy`, as the README's plot): over more than two
+    // weeks it draws the 7-day window (the alert's), and says so.
+    let solo = format!(
+        "{}/dashboard?symbol=BTC-USD&hours=480&panel=accuracy",
+        s.url()
+    );
+    let dom = browse(&solo, "--dump-dom");
+    assert!(
+        dom.contains("<body class=\"solo\" data-state=\"ready\""),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("id=\"accuracy-panel\" data-state=\"drawn\""),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("rolling 7-day mean QLIKE per live version"),
+        "{dom}"
+    );
+    assert!(dom.contains("the 480 hours to "), "{dom}");
+    screenshot(&solo, "dashboard-accuracy.png");
 
     // Without a database the page shows what serve knows: the live models, the drift of
     // recent inputs and the recent requests, and says why there are no charts.

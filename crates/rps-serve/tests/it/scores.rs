@@ -664,7 +664,53 @@ fn api_scores_gives_rolling_qlike_and_the_champions_coverage() {
         none["end"].is_null() && none["coverage"].is_null(),
         "{none}"
     );
-    for bad in ["hours=0", "hours=2161", "hours=abc", "hours=-1"] {
+    // window=7d: the same bars, each the mean over the 7 days to it, as the 7d metrics.
+    let week: Value = c
+        .get(format!(
+            "{}/api/scores?symbol=BTC-USD&hours=24&window=7d",
+            s.url()
+        ))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(week["window"], "7d");
+    assert_eq!(r["window"], "24h", "the default");
+    let w1 = week["series"][0]["points"].as_array().unwrap();
+    assert_eq!(w1.len(), 24);
+    // At bar 199 the window is bars 32..=199: bar 31's 50.0 exactly 7 days before is out.
+    assert!(
+        close(
+            w1[23]["value"].as_f64().unwrap(),
+            (157.0 * 0.2 + 10.0 + 10.0 * 5.0) / 168.0
+        ),
+        "{}",
+        w1[23]
+    );
+    assert_eq!(w1[23]["n"], 168);
+    // At bar 176 it is bars 9..=176: bar 31's 50.0 is in.
+    assert!(
+        close(
+            w1[0]["value"].as_f64().unwrap(),
+            (156.0 * 0.2 + 50.0 + 10.0 + 10.0 * 5.0) / 168.0
+        ),
+        "{}",
+        w1[0]
+    );
+    // A year of hours is allowed (the README's plot of 2021).
+    let year = c
+        .get(format!("{}/api/scores?symbol=BTC-USD&hours=8784", s.url()))
+        .send()
+        .unwrap();
+    assert_eq!(year.status(), 200);
+    for bad in [
+        "hours=0",
+        "hours=8785",
+        "hours=abc",
+        "hours=-1",
+        "window=30d",
+        "window=",
+    ] {
         expect_error(
             c.get(format!("{}/api/scores?{bad}", s.url()))
                 .send()
