@@ -10,6 +10,12 @@
 
 It asserts that a run of the training DAG appears with the alert in its conf, and that
 Alertmanager's repeat notifications of the same alert reach the hook and create no second run.
+Then the retraining the run asks for happens — the DAG's stages (extract → quality → transform →
+train → evaluate, as its tasks run them in local mode) on the unchanged data, in a copy of the
+session pipeline's project that rps serve serves — and the test asserts the rest of the loop:
+the new version is no better, so evaluate's champion/challenger gate does not promote it; rps serve
+refreshes and keeps the champion; the alert keeps firing (same activeAt, never resolved) and no
+second run is created.
 Every wait has a deadline. Skipped, with the reason, only when a package or binary is missing:
 prometheus, prometheus-alertmanager (make setup-tools), PostgreSQL, Airflow (the test venv).
 """
@@ -31,7 +37,7 @@ import urllib.request
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from rps_testing import ROOT, bin_dir  # noqa: E402
+from rps_testing import ROOT, STAGES, bin_dir, run_stage, stage_env  # noqa: E402
 
 PG_SCRIPT = ROOT / "tests/servers/postgres.sh"
 RULES = ROOT / "monitoring/rules/rps-accuracy.yml"
@@ -39,8 +45,9 @@ DAG_ID = "crypto_volatility_pipeline"
 MODEL = "btc-volatility"
 SYMBOL = "BTC-USDT"
 USER, PASSWORD = "rps-hook", "loopback-only-password"
+SERVE_TOKEN = "loopback-refresh-token"
 # The whole test, and its slowest step (Airflow's database and DAG serialization on a busy 2-core box).
-DEADLINE_S = 240
+DEADLINE_S = 420
 AIRFLOW_READY_S = 180
 
 
@@ -263,7 +270,7 @@ def metric(text, name, **labels):
     return None
 
 
-def test_a_degraded_champion_triggers_one_training_run(postgres, pipeline, tmp_path):
+def test_a_degraded_champion_triggers_one_run_and_a_no_better_retrain_keeps_it_firing(postgres, pipeline, tmp_path):
     prometheus = tool("prometheus", hint="apt-get install --no-install-recommends prometheus (make setup-tools)")
     alertmanager = tool(
         "prometheus-alertmanager", "alertmanager", hint="apt-get install --no-install-recommends prometheus-alertmanager (make setup-tools)"
@@ -303,8 +310,13 @@ def test_a_degraded_champion_triggers_one_training_run(postgres, pipeline, tmp_p
         assert migrate.returncode == 0, migrate.stderr
         newest = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
         # rps serve labels and compares the versions its registry holds live: the champion the
-        # session's pipeline registered (its scores seeded as that version's).
-        registry = pipeline / ".rps/registry"
+        # session's pipeline registered (its scores seeded as that version's), in a copy of its
+        # project, which the retraining below changes. A retrained version must beat the champion
+        # by 1 % (evaluate.promotion_margin) to be promoted.
+        project = tmp_path / "project"
+        shutil.copytree(pipeline, project, symlinks=True)
+        (project / "params.yaml").write_text(override((project / "params.yaml").read_text(), "promotion_margin", 0.01))
+        registry = project / ".rps/registry"
         champion = json.loads((registry / MODEL / "aliases.json").read_text())["champion"]
         assert insert_scores(url, newest, champion) == 2 * 7 * 24
 
@@ -313,7 +325,7 @@ def test_a_degraded_champion_triggers_one_training_run(postgres, pipeline, tmp_p
             "rps-serve",
             [str(rps), "serve", "--bind", f"127.0.0.1:{serve_port}", "--registry", str(registry),
              "--database-url", url, "--params", str(params)],
-            env=base_env,
+            env={**base_env, "RPS_SERVE_TOKEN": SERVE_TOKEN},
         )
         scrape = f"http://127.0.0.1:{serve_port}/metrics"
 
@@ -423,6 +435,33 @@ def test_a_degraded_champion_triggers_one_training_run(postgres, pipeline, tmp_p
         assert metric(text, "rps_alert_hook_trigger_failures_total", reason="auth") == 0
         assert metric(text, "rps_alert_hook_trigger_failures_total", reason="rejected") == 0
         assert len(runs()) == 1, "a repeat notification created a second DAG run"
+        active_at = firing()[0]["activeAt"]
+
+        # The run retrains: the pipeline's stages on the unchanged data. The new version is no
+        # better than the champion, so the gate does not promote it.
+        aliases_file = registry / MODEL / "aliases.json"
+        for stage in STAGES:
+            out = run_stage(stage, project, env=stage_env(NO_COLOR="1"))
+        assert "not promoted" in out.stdout + out.stderr, out.stderr[-3000:]
+        aliases = json.loads(aliases_file.read_text())
+        assert aliases["champion"] == champion, aliases
+        versions = sorted(int(v.name) for v in (registry / MODEL / "versions").iterdir() if v.name.isdigit())
+        assert versions[-1] > champion, f"retraining registered no new version: {versions}"
+        # What the DAG's refresh_serving does: rps serve reloads, and still serves the champion.
+        status, body = http("POST", f"http://127.0.0.1:{serve_port}/refresh", {}, token=SERVE_TOKEN)
+        assert status == 200, body
+        status, body = http("GET", f"http://127.0.0.1:{serve_port}/model")
+        assert status == 200 and body["alias"] == "champion" and body["version"] == champion, body
+        # The alert keeps firing: after more rule evaluations (every second) than the scores'
+        # refresh (every second) needs, it is the same firing alert, never resolved in between.
+        time.sleep(5)
+        still = firing()
+        assert still and still[0]["activeAt"] == active_at, (still, active_at)
+        status, text = http("GET", scrape)
+        assert metric(text, "rps_score_qlike_ratio_vs_har", symbol=SYMBOL, alias="champion", window="7d") == pytest.approx(1.2, rel=1e-6)
+        status, text = http("GET", f"{hook}/metrics")
+        assert metric(text, "rps_alert_hook_triggers_total", result="created") == 1
+        assert len(runs()) == 1, "the alert, still firing, created a second DAG run"
         print(f"retrain loop end to end in {time.monotonic() - started:.1f} s")
     finally:
         procs.stop()
