@@ -13,7 +13,7 @@ use rps_cli::{CommonArgs, Home, StageError, exit};
 use rps_core::candle::Candle;
 use rps_core::features::{self, FeatureFrame};
 use rps_core::flow::{Coverage, Flow};
-use rps_core::grid::GridBuilder;
+use rps_core::grid::{GridBuilder, Segment};
 use rps_core::params::Params;
 use rps_core::schema::FeatureSchema;
 use rps_core::split::{self, Split};
@@ -280,22 +280,31 @@ impl From<rps_store::raw::RawError> for Scan {
 }
 
 /// The raw dataset's bar grid, aggregated partition by partition as the record batches are
-/// decoded ([`RawDataset::scan`] into a [`GridBuilder`]): no candle series is materialised, so
-/// memory stays at one partition plus the grid. Identical to [`bar_grid`] over the sorted,
-/// de-duplicated candles (`rps_core::grid`'s tests); stored candles out of order fall back to
-/// exactly that.
+/// decoded: every core reads, verifies, decodes and folds whole partitions into
+/// [`Segment`]s ([`RawDataset::scan_parallel`]), appended to one [`GridBuilder`] in storage
+/// order. No candle series is materialised, so memory stays at one partition per thread plus
+/// the grid. Identical to [`bar_grid`] over the sorted, de-duplicated candles
+/// (`rps_core::grid`'s tests); stored candles out of order fall back to exactly that.
 pub fn read_grid(
     raw: &RawDataset,
     params: &Params,
 ) -> Result<(rps_store::raw::Manifest, Grid, HashMap<String, String>), TransformError> {
     let d = &params.data;
-    let mut builder = GridBuilder::new(d.interval, d.bar, params.target.estimator);
-    let scanned = raw.scan(|cols| {
-        for i in 0..cols.len() {
-            builder.push(&cols.candle(i)).map_err(|_| Scan::Unsorted)?;
-        }
-        Ok::<(), Scan>(())
-    });
+    let (interval, bar, estimator) = (d.interval, d.bar, params.target.estimator);
+    let mut builder = GridBuilder::new(interval, bar, estimator);
+    // Every core folds whole partitions into segments of the grid; they are appended in order.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+    let scanned = raw.scan_parallel(
+        threads,
+        || Segment::new(interval, bar, estimator),
+        |seg, cols| {
+            for i in 0..cols.len() {
+                seg.push(&cols.candle(i)).map_err(|_| Scan::Unsorted)?;
+            }
+            Ok::<(), Scan>(())
+        },
+        |seg| builder.append(seg).map_err(|_| Scan::Unsorted),
+    );
     let (manifest, grid, problems) = match scanned {
         Ok((manifest, problems)) => (manifest, builder.finish(), problems),
         Err(Scan::Raw(e)) => return Err(e.into()),
