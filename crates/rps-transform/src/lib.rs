@@ -309,8 +309,31 @@ pub fn read_grid(
         threads,
         || Segment::new(interval, bar, estimator),
         |seg, cols| {
-            for i in 0..cols.len() {
-                seg.push(&cols.candle(i)).map_err(|_| Scan::Unsorted)?;
+            let flow = cols.quote_volume.is_some()
+                || cols.trades.is_some()
+                || cols.taker_buy_volume.is_some()
+                || cols.taker_buy_quote_volume.is_some();
+            if flow {
+                for i in 0..cols.len() {
+                    seg.push(&cols.candle(i)).map_err(|_| Scan::Unsorted)?;
+                }
+            } else {
+                // No order-flow column in this batch: `cols.candle(i)` without the per-row
+                // lookups of four absent columns.
+                let (ts, open, high, low) = (&*cols.ts, &*cols.open, &*cols.high, &*cols.low);
+                let (close, volume) = (&*cols.close, &*cols.volume);
+                for i in 0..ts.len() {
+                    let c = Candle {
+                        ts: ts[i],
+                        open: open[i],
+                        high: high[i],
+                        low: low[i],
+                        close: close[i],
+                        volume: volume[i],
+                        ..Candle::default()
+                    };
+                    seg.push(&c).map_err(|_| Scan::Unsorted)?;
+                }
             }
             Ok::<(), Scan>(())
         },
