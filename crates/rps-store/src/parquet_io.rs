@@ -64,9 +64,10 @@ pub fn encode_columns(
     // The file writer of `ArrowWriter` (it records the Arrow schema in the file's metadata), its
     // one row group's column chunks encoded in parallel and appended in column order: the
     // bytes of a serial `ArrowWriter::write`.
-    let (mut file, factory) =
-        ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.build()))?
-            .into_serialized_writer()?;
+    // `&mut Vec<u8>` as in [`encode`]: one instance of the writer's code in the binary.
+    let mut out = Vec::new();
+    let (mut file, factory) = ArrowWriter::try_new(&mut out, schema.clone(), Some(props.build()))?
+        .into_serialized_writer()?;
     let mut jobs: Vec<(usize, ArrowColumnWriter, Vec<_>)> = Vec::new();
     let mut writers = factory.create_column_writers(0)?.into_iter();
     for (field, array) in schema.fields().iter().zip(batch.columns()) {
@@ -111,7 +112,8 @@ pub fn encode_columns(
         chunk.append_to_row_group(&mut row_group)?;
     }
     row_group.close()?;
-    Ok(file.into_inner()?)
+    file.close()?;
+    Ok(out)
 }
 
 /// Decode every batch of a Parquet file. `what` names the file in errors.
