@@ -176,6 +176,88 @@ impl GridBuilder {
     }
 }
 
+/// One stretch of the sorted candle series — a raw partition — folded on its own, on any
+/// thread, and then appended to the [`GridBuilder`] in series order ([`GridBuilder::append`]):
+/// the grid is bit for bit the one pushing the same candles one by one gives.
+///
+/// Every bar of the stretch but its first is final once the stretch is folded: its OHLCV and
+/// sub-bar returns lie inside the stretch, and its first return's base is the previous bar's
+/// close, which is inside too. The first bar may continue the previous stretch's last bar and
+/// its first return may start from that stretch's close, so its candles are kept as they are
+/// and replayed into the builder by `append`.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// The candles of the stretch's first bar slot.
+    head: Vec<Candle>,
+    /// The whole stretch folded from its first candle (its slot 0 is the head's bar).
+    local: GridBuilder,
+}
+
+impl Segment {
+    /// An empty stretch of candles of `interval` for the `bar` grid (as [`GridBuilder::new`]).
+    pub fn new(interval: Interval, bar: Interval, estimator: Estimator) -> Self {
+        Self {
+            head: Vec::new(),
+            local: GridBuilder::new(interval, bar, estimator),
+        }
+    }
+
+    /// Fold the next candle of the stretch in.
+    ///
+    /// # Errors
+    /// [`OutOfOrder`] as [`GridBuilder::push`].
+    pub fn push(&mut self, c: &Candle) -> Result<(), OutOfOrder> {
+        self.local.push(c)?;
+        if self.local.open.is_some_and(|o| o.slot == 0) {
+            self.head.push(*c);
+        }
+        Ok(())
+    }
+}
+
+impl GridBuilder {
+    /// Append a stretch folded by [`Segment`]: the same grid as pushing its candles here one
+    /// by one.
+    ///
+    /// # Errors
+    /// [`OutOfOrder`] when the stretch does not start after the candles already pushed; the
+    /// builder may then hold part of the stretch's first bar.
+    pub fn append(&mut self, seg: Segment) -> Result<(), OutOfOrder> {
+        for c in &seg.head {
+            self.push(c)?;
+        }
+        let local = seg.local;
+        let Some(local_open) = local.open else {
+            return Ok(());
+        };
+        if local_open.slot == 0 {
+            // The whole stretch is its first bar, replayed above.
+            return Ok(());
+        }
+        // The head's bar is this builder's open bar now: close it (with the previous
+        // stretch's return), then take the stretch's later bars as they are, shifted to this
+        // grid's slots.
+        let Some(g) = self.open.map(|o| o.slot) else {
+            return Ok(());
+        };
+        self.close_open();
+        let end = g + local.bars.len();
+        if self.bars.len() < end {
+            self.bars.resize(end, None);
+            self.vol.resize(end, f64::NAN);
+        }
+        self.bars[g + 1..end].copy_from_slice(&local.bars[1..]);
+        self.vol[g + 1..end].copy_from_slice(&local.vol[1..]);
+        self.prev = local.prev.map(|(close, p)| (close, p + g));
+        self.open = Some(Open {
+            slot: local_open.slot + g,
+            ..local_open
+        });
+        self.last_ts = local.last_ts;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -268,6 +350,72 @@ mod tests {
         // Hour 30 holds one minute: its only return is from hour 29's close.
         let want = log_return(grid[29].unwrap().close, grid[30].unwrap().close).abs();
         assert_eq!(vol[30].to_bits(), want.to_bits(), "a one-minute hour");
+    }
+
+    /// Folded in stretches ([`Segment`], cut after every `k`-th candle, with empty stretches
+    /// between) and appended in order.
+    fn segmented(
+        bars: &[Candle],
+        k: usize,
+        interval: Interval,
+        bar: Interval,
+        e: Estimator,
+    ) -> Grid {
+        let mut g = GridBuilder::new(interval, bar, e);
+        for chunk in bars.chunks(k) {
+            let mut seg = Segment::new(interval, bar, e);
+            for c in chunk {
+                seg.push(c).unwrap();
+            }
+            g.append(seg).unwrap();
+            g.append(Segment::new(interval, bar, e)).unwrap();
+        }
+        g.finish()
+    }
+
+    #[test]
+    fn segments_appended_in_order_equal_pushing_every_candle() {
+        let mut bars = holed_minutes();
+        // Order-flow values on some candles (summed per bar), absent on others.
+        for (i, c) in bars.iter_mut().enumerate() {
+            if i % 3 != 0 {
+                c.quote_volume = Some(c.volume * 100.0);
+                c.trades = Some(i as u64 % 50);
+                c.taker_buy_volume = Some(c.volume * 0.4);
+                c.taker_buy_quote_volume = Some(c.volume * 40.0);
+            }
+        }
+        let hourly: Interval = "1h".parse().unwrap();
+        for e in [
+            Estimator::Realized,
+            Estimator::Parkinson,
+            Estimator::GarmanKlass,
+        ] {
+            for bar in [
+                hourly,
+                "4h".parse().unwrap(),
+                "15m".parse().unwrap(),
+                Interval::M1,
+            ] {
+                let want = streamed(&bars, Interval::M1, bar, e);
+                for k in [1, 2, 7, 59, 60, 61, 997, 5000, bars.len()] {
+                    let got = segmented(&bars, k, Interval::M1, bar, e);
+                    let what = format!("{e:?} {bar} every {k}");
+                    assert_same(&got, &want, &what);
+                    assert_eq!(
+                        format!("{:?}", got.1),
+                        format!("{:?}", want.1),
+                        "{what}: flow"
+                    );
+                }
+            }
+        }
+        // A stretch that does not come after the builder's candles is refused.
+        let mut g = GridBuilder::new(Interval::M1, hourly, Estimator::Realized);
+        let mut seg = Segment::new(Interval::M1, hourly, Estimator::Realized);
+        seg.push(&bars[10]).unwrap();
+        g.push(&bars[20]).unwrap();
+        assert!(g.append(seg).is_err());
     }
 
     #[test]

@@ -84,11 +84,22 @@ impl<'a> Writer<'a> {
 
     /// Write one file of the output (atomically) and remember its hash.
     pub fn put(&mut self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.store.put(key, bytes)?;
+        // A large file is hashed on a second thread while it is written (and fsynced).
+        let sha256 = if bytes.len() >= 1 << 20 {
+            std::thread::scope(|s| {
+                let hash = s.spawn(|| crate::sha256_hex(bytes));
+                let put = self.store.put(key, bytes);
+                let hash = hash.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                put.map(|()| hash)
+            })?
+        } else {
+            self.store.put(key, bytes)?;
+            crate::sha256_hex(bytes)
+        };
         self.record.files.insert(
             key.to_owned(),
             Entry {
-                sha256: crate::sha256_hex(bytes),
+                sha256,
                 bytes: bytes.len() as u64,
             },
         );

@@ -168,7 +168,10 @@ pub fn write(
     ds: &Dataset,
     schema: &FeatureSchema,
 ) -> Result<(), FrameError> {
-    let bytes = parquet_io::encode(&to_batch(ds))?;
+    // Plain zstd-1 columns (a dictionary only for `split`), encoded on up to 4 threads: see
+    // [`parquet_io::encode_columns`] for why.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let bytes = parquet_io::encode_columns(&to_batch(ds), &["split"], threads)?;
     let json = serde_json::to_vec_pretty(schema).map_err(|source| FrameError::Schema {
         uri: store.uri(SCHEMA),
         source,

@@ -3,6 +3,7 @@
 use arrow::array::RecordBatch;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, compute_leaves};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -36,6 +37,82 @@ pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>, ParquetError> {
     let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
     writer.write(batch)?;
     writer.close()?;
+    Ok(out)
+}
+
+/// Encode one batch of wide, high-entropy `f64` columns (the feature dataset) as one
+/// Parquet row group, its columns encoded on `threads` threads: zstd level 1 and plain
+/// encoding, no dictionaries except for the columns named in `dictionary`.
+///
+/// Measured on 5 years of hourly features (43,584 rows, 34 columns; issue #17): dictionary
+/// pages for unique floats cost half the encoding time and made the file larger (10.9 MB with
+/// dictionaries and zstd 3, 8.67 MB plain with zstd 1), and zstd 3 took twice zstd 1's time for
+/// 0.05 % smaller output. The values read back are the same whatever the encoding.
+pub fn encode_columns(
+    batch: &RecordBatch,
+    dictionary: &[&str],
+    threads: usize,
+) -> Result<Vec<u8>, ParquetError> {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        .set_dictionary_enabled(false)
+        .set_created_by(concat!("rps ", env!("CARGO_PKG_VERSION")).to_owned());
+    for name in dictionary {
+        props = props.set_column_dictionary_enabled((*name).into(), true);
+    }
+    let schema = batch.schema();
+    // The file writer of `ArrowWriter` (it records the Arrow schema in the file's metadata), its
+    // one row group's column chunks encoded in parallel and appended in column order: the
+    // bytes of a serial `ArrowWriter::write`.
+    // `&mut Vec<u8>` as in [`encode`]: one instance of the writer's code in the binary.
+    let mut out = Vec::new();
+    let (mut file, factory) = ArrowWriter::try_new(&mut out, schema.clone(), Some(props.build()))?
+        .into_serialized_writer()?;
+    let mut jobs: Vec<(usize, ArrowColumnWriter, Vec<_>)> = Vec::new();
+    let mut writers = factory.create_column_writers(0)?.into_iter();
+    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+        for leaf in compute_leaves(field, array)? {
+            let writer = writers.next().ok_or_else(|| {
+                parquet::errors::ParquetError::General("fewer column writers than leaves".into())
+            })?;
+            jobs.push((jobs.len(), writer, vec![leaf]));
+        }
+    }
+    let threads = threads.clamp(1, jobs.len().max(1));
+    // Deal the columns out round-robin (they are of similar size), encode, put back in order.
+    let mut groups: Vec<Vec<(usize, ArrowColumnWriter, Vec<_>)>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        groups[i % threads].push(job);
+    }
+    let encode_group = |group: Vec<(usize, ArrowColumnWriter, Vec<_>)>| {
+        group
+            .into_iter()
+            .map(|(i, mut writer, leaves)| {
+                for leaf in &leaves {
+                    writer.write(leaf)?;
+                }
+                Ok((i, writer.close()?))
+            })
+            .collect::<Result<Vec<(usize, ArrowColumnChunk)>, parquet::errors::ParquetError>>()
+    };
+    let mut chunks: Vec<(usize, ArrowColumnChunk)> = std::thread::scope(|s| {
+        let mut groups = groups.into_iter();
+        let first = groups.next().unwrap_or_default();
+        let handles: Vec<_> = groups.map(|g| s.spawn(move || encode_group(g))).collect();
+        let mut chunks = encode_group(first)?;
+        for h in handles {
+            chunks.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))?);
+        }
+        Ok::<_, parquet::errors::ParquetError>(chunks)
+    })?;
+    chunks.sort_by_key(|(i, _)| *i);
+    let mut row_group = file.next_row_group()?;
+    for (_, chunk) in chunks {
+        chunk.append_to_row_group(&mut row_group)?;
+    }
+    row_group.close()?;
+    file.close()?;
     Ok(out)
 }
 
@@ -94,4 +171,40 @@ pub fn decode_columns(
             source,
         })
     }))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, Float64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    #[test]
+    fn columns_encoded_in_parallel_are_the_bytes_of_one_thread_and_read_back() {
+        let n = 5000;
+        let mut fields = vec![Field::new("split", DataType::Utf8, false)];
+        let mut cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(
+            (0..n)
+                .map(|i| if i % 3 == 0 { "train" } else { "test" })
+                .collect::<Vec<_>>(),
+        ))];
+        for c in 0..7 {
+            fields.push(Field::new(format!("f{c}"), DataType::Float64, true));
+            cols.push(Arc::new(Float64Array::from(
+                (0..n)
+                    .map(|i| (i % 11 != c).then(|| (f64::from(i) * 0.37 + f64::from(c)).sin()))
+                    .collect::<Vec<_>>(),
+            )));
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+        let one = encode_columns(&batch, &["split"], 1).unwrap();
+        for threads in [2, 3, 8, 100] {
+            assert_eq!(encode_columns(&batch, &["split"], threads).unwrap(), one);
+        }
+        let back = decode(one, "test").unwrap();
+        let back = arrow::compute::concat_batches(&batch.schema(), &back).unwrap();
+        assert_eq!(back, batch);
+    }
 }

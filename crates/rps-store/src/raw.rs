@@ -541,6 +541,91 @@ impl RawDataset {
         Ok((manifest, problems))
     }
 
+    /// Fold every partition of the snapshot on `threads` threads (at least one): each worker
+    /// takes the next partition, verifies it against the manifest's checksum
+    /// ([`RawError::Checksum`]), decodes only the candle columns and folds its record batches
+    /// into a fresh state (`start`, then `visit` per batch, as [`Self::scan`] visits them);
+    /// `merge` then receives the states on the calling thread in storage order. A partition's
+    /// bytes and batches are dropped once folded, so memory stays at a partition per worker
+    /// plus the states not yet merged. Returns the manifest and the schema problems, as
+    /// [`Self::scan`]; a failure is the one of the first failing partition in storage order
+    /// (later partitions may have been read, none is merged after it).
+    pub fn scan_parallel<S: Send, E: From<RawError> + Send>(
+        &self,
+        threads: usize,
+        start: impl Fn() -> S + Sync,
+        visit: impl Fn(&mut S, &CandleColumns<'_>) -> Result<(), E> + Sync,
+        mut merge: impl FnMut(S) -> Result<(), E>,
+    ) -> Result<(Manifest, Vec<String>), E> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let manifest = self.manifest()?.ok_or_else(|| {
+            RawError::from(StoreError::NotFound {
+                uri: self.store.uri(MANIFEST),
+            })
+        })?;
+        let parts = &manifest.partitions;
+        let fold = |p: &Partition| -> Result<(S, Vec<String>), E> {
+            let bytes = bytes::Bytes::from(self.get_verified(p)?);
+            let uri = self.store.uri(&p.key);
+            let mut state = start();
+            let mut found = Vec::new();
+            for batch in
+                parquet_io::decode_columns(bytes, &uri, &SCAN_COLUMNS).map_err(RawError::from)?
+            {
+                let batch = batch.map_err(RawError::from)?;
+                visit(&mut state, &columns(&batch, &uri, &mut found)?)?;
+            }
+            found.sort();
+            found.dedup();
+            Ok((state, found))
+        };
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<(S, Vec<String>), E>)>();
+        let mut problems = Vec::new();
+        std::thread::scope(|s| {
+            for _ in 0..threads.max(1) {
+                let tx = tx.clone();
+                let (next, stop, fold) = (&next, &stop, &fold);
+                s.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(p) = parts.get(i) else { break };
+                        let got = fold(p);
+                        if got.is_err() {
+                            // Partitions before this one are all taken: let them finish.
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        if tx.send((i, got)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let merged = (|| {
+                let mut pending = BTreeMap::new();
+                let mut want = 0;
+                for (i, got) in rx.iter() {
+                    pending.insert(i, got);
+                    while let Some(got) = pending.remove(&want) {
+                        let (state, found) = got?;
+                        merge(state)?;
+                        let key = &parts[want].key;
+                        problems.extend(found.into_iter().map(|x| format!("{key}: {x}")));
+                        want += 1;
+                    }
+                }
+                Ok::<(), E>(())
+            })();
+            // On a failure, stop the workers (and drop the receiver: their sends fail).
+            stop.store(true, Ordering::Relaxed);
+            drop(rx);
+            merged
+        })?;
+        Ok((manifest, problems))
+    }
+
     /// The newest bars: those that opened at most `span_ms` before the dataset's newest bar,
     /// reading only the partitions that hold some (checksums verified as in
     /// [`Self::read_all`]), so a long dataset is not decoded whole. Sorted by open time,
@@ -797,6 +882,60 @@ mod tests {
         ));
         std::fs::write(&file, &bytes[..mid]).unwrap();
         assert!(matches!(ds.read_all(), Err(RawError::Checksum { .. })));
+    }
+
+    /// [`RawDataset::scan_parallel`] with `threads` workers, collecting each partition's
+    /// candles and merging them in order.
+    fn scan_parallel_all(ds: &RawDataset, threads: usize) -> Result<Vec<Candle>, RawError> {
+        let mut all = Vec::new();
+        ds.scan_parallel(
+            threads,
+            Vec::new,
+            |v: &mut Vec<Candle>, cols| {
+                v.extend((0..cols.len()).map(|i| cols.candle(i)));
+                Ok::<(), RawError>(())
+            },
+            |v| {
+                all.extend(v);
+                Ok(())
+            },
+        )?;
+        Ok(all)
+    }
+
+    #[test]
+    fn a_parallel_scan_merges_in_storage_order_and_reports_the_first_bad_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = RawDataset::new(Arc::new(LocalStore::new(dir.path())));
+        // Twelve monthly partitions.
+        let (m, _) = ds
+            .upsert("X", Interval::H1, "test", &with_flow(bars(0, 8760)))
+            .unwrap();
+        assert_eq!(m.partitions.len(), 12);
+        let (_, want, _) = ds.read_all().unwrap();
+        for threads in [1, 2, 3, 8, 20] {
+            assert_eq!(
+                scan_parallel_all(&ds, threads).unwrap(),
+                want,
+                "{threads} threads"
+            );
+        }
+        // Two damaged partitions: the first in storage order is the one reported, whichever
+        // thread reads it first.
+        for k in [9, 4] {
+            let file = dir.path().join(&m.partitions[k].key);
+            let mut bytes = std::fs::read(&file).unwrap();
+            bytes[100] ^= 0x01;
+            std::fs::write(&file, &bytes).unwrap();
+        }
+        for threads in [1, 2, 3, 8] {
+            match scan_parallel_all(&ds, threads) {
+                Err(RawError::Checksum { uri, .. }) => {
+                    assert!(uri.ends_with(&m.partitions[4].key), "{uri}");
+                }
+                other => panic!("{threads} threads: {other:?}"),
+            }
+        }
     }
 
     fn with_flow(mut bars: Vec<Candle>) -> Vec<Candle> {

@@ -13,7 +13,7 @@ use rps_cli::{CommonArgs, Home, StageError, exit};
 use rps_core::candle::Candle;
 use rps_core::features::{self, FeatureFrame};
 use rps_core::flow::{Coverage, Flow};
-use rps_core::grid::GridBuilder;
+use rps_core::grid::{GridBuilder, Segment};
 use rps_core::params::Params;
 use rps_core::schema::FeatureSchema;
 use rps_core::split::{self, Split};
@@ -177,18 +177,7 @@ pub fn transform_grid(
     }
     fp.flow = flow;
     debug_assert_eq!(frame.names, features::feature_names(&fp));
-    let reference = frame
-        .names
-        .iter()
-        .zip(&frame.columns)
-        .map(|(name, col)| {
-            ColumnStats::compute(
-                name,
-                &train_rows.iter().map(|&i| col[i]).collect::<Vec<_>>(),
-                20,
-            )
-        })
-        .collect();
+    let reference = reference_stats(&frame.names, &frame.columns, &train_rows);
     let mut rows = BTreeMap::new();
     for s in &splits {
         *rows.entry(s.as_str().to_owned()).or_insert(0) += 1;
@@ -231,6 +220,28 @@ pub fn transform_grid(
         },
         schema,
     ))
+}
+
+/// Each feature's reference statistics on the training rows, the columns shared out over the
+/// cores (each column's statistics are computed exactly as on one thread; this is a third of
+/// the time after the dataset is read, mostly sorting for the quantiles).
+fn reference_stats(names: &[String], columns: &[Vec<f64>], rows: &[usize]) -> Vec<ColumnStats> {
+    let one = |(name, col): (&String, &Vec<f64>)| {
+        ColumnStats::compute(name, &rows.iter().map(|&i| col[i]).collect::<Vec<_>>(), 20)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let per = names.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = names
+            .chunks(per)
+            .zip(columns.chunks(per))
+            .map(|(n, c)| s.spawn(move || n.iter().zip(c).map(one).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }
 
 pub use rps_core::signal::SignalColumns;
@@ -280,22 +291,54 @@ impl From<rps_store::raw::RawError> for Scan {
 }
 
 /// The raw dataset's bar grid, aggregated partition by partition as the record batches are
-/// decoded ([`RawDataset::scan`] into a [`GridBuilder`]): no candle series is materialised, so
-/// memory stays at one partition plus the grid. Identical to [`bar_grid`] over the sorted,
-/// de-duplicated candles (`rps_core::grid`'s tests); stored candles out of order fall back to
-/// exactly that.
+/// decoded: every core reads, verifies, decodes and folds whole partitions into
+/// [`Segment`]s ([`RawDataset::scan_parallel`]), appended to one [`GridBuilder`] in storage
+/// order. No candle series is materialised, so memory stays at one partition per thread plus
+/// the grid. Identical to [`bar_grid`] over the sorted, de-duplicated candles
+/// (`rps_core::grid`'s tests); stored candles out of order fall back to exactly that.
 pub fn read_grid(
     raw: &RawDataset,
     params: &Params,
 ) -> Result<(rps_store::raw::Manifest, Grid, HashMap<String, String>), TransformError> {
     let d = &params.data;
-    let mut builder = GridBuilder::new(d.interval, d.bar, params.target.estimator);
-    let scanned = raw.scan(|cols| {
-        for i in 0..cols.len() {
-            builder.push(&cols.candle(i)).map_err(|_| Scan::Unsorted)?;
-        }
-        Ok::<(), Scan>(())
-    });
+    let (interval, bar, estimator) = (d.interval, d.bar, params.target.estimator);
+    let mut builder = GridBuilder::new(interval, bar, estimator);
+    // Every core folds whole partitions into segments of the grid; they are appended in order.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+    let scanned = raw.scan_parallel(
+        threads,
+        || Segment::new(interval, bar, estimator),
+        |seg, cols| {
+            let flow = cols.quote_volume.is_some()
+                || cols.trades.is_some()
+                || cols.taker_buy_volume.is_some()
+                || cols.taker_buy_quote_volume.is_some();
+            if flow {
+                for i in 0..cols.len() {
+                    seg.push(&cols.candle(i)).map_err(|_| Scan::Unsorted)?;
+                }
+            } else {
+                // No order-flow column in this batch: `cols.candle(i)` without the per-row
+                // lookups of four absent columns.
+                let (ts, open, high, low) = (&*cols.ts, &*cols.open, &*cols.high, &*cols.low);
+                let (close, volume) = (&*cols.close, &*cols.volume);
+                for i in 0..ts.len() {
+                    let c = Candle {
+                        ts: ts[i],
+                        open: open[i],
+                        high: high[i],
+                        low: low[i],
+                        close: close[i],
+                        volume: volume[i],
+                        ..Candle::default()
+                    };
+                    seg.push(&c).map_err(|_| Scan::Unsorted)?;
+                }
+            }
+            Ok::<(), Scan>(())
+        },
+        |seg| builder.append(seg).map_err(|_| Scan::Unsorted),
+    );
     let (manifest, grid, problems) = match scanned {
         Ok((manifest, problems)) => (manifest, builder.finish(), problems),
         Err(Scan::Raw(e)) => return Err(e.into()),
@@ -364,7 +407,6 @@ pub fn run(args: &Args) -> Result<(), TransformError> {
         let (ds, mut schema) = transform_grid(&params, grid, &data_hash)?;
         schema.source.clone_from(&manifest.source);
         let store = rps_store::open(&out)?;
-        rps_store::frame::write(store.as_ref(), &ds, &schema)?;
         let mut logged: Vec<(String, String)> = vec![
             ("bar".to_owned(), schema.bar.clone()),
             (
@@ -377,18 +419,31 @@ pub fn run(args: &Args) -> Result<(), TransformError> {
             ("n_features".to_owned(), schema.features.len().to_string()),
         ];
         logged.push(("features".to_owned(), schema.features.join(",")));
-        run.log_params(&logged)?;
         let counts: Vec<(String, f64)> = schema
             .rows
             .iter()
             .map(|(k, v)| (format!("rows_{k}"), *v as f64))
             .collect();
-        run.log_values(
-            &counts
-                .iter()
-                .map(|(k, v)| (k.as_str(), *v))
-                .collect::<Vec<_>>(),
-        )?;
+        // The run's parameters and counts are logged (a tracking server's round trips, or the
+        // local store's fsyncs) while the dataset is encoded and written; a failed write is the
+        // error reported first, as when it came first.
+        let (written, tracked) = std::thread::scope(|s| {
+            let writer = s.spawn(|| rps_store::frame::write(store.as_ref(), &ds, &schema));
+            let tracked = run.log_params(&logged).and_then(|()| {
+                run.log_values(
+                    &counts
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), *v))
+                        .collect::<Vec<_>>(),
+                )
+            });
+            let written = writer
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e));
+            (written, tracked)
+        });
+        written?;
+        tracked?;
         run.log_artifact("schema.json", &store.get(rps_store::frame::SCHEMA)?)?;
         tracing::info!(
             "transform done: {} features; rows {}; written to {}",
