@@ -4,7 +4,8 @@
 # by crates/rps-stream/tests/servers.sh). Prints bars/s of produce (one record per request, as
 # tansu needs, and 500 per request as Apache Kafka allows), of consume with one live model and
 # with a volatility and a signal model live, and the wall time of a full-history reconcile.
-# Then the scale run: SYMBOLS (1000) synthetic coins x SCALE_BARS (8760, a year) hourly bars
+# Then the scale run: SYMBOLS (1000) synthetic coins (with order-flow columns derived from each
+# bar, as the demo model trained on the Binance sample needs) x SCALE_BARS (8760, a year) hourly bars
 # published in time order by the `load` example (crates/rps-stream/examples/load.rs), consumed
 # with one live model: bars/s and peak memory (RSS) per symbol. SYMBOLS=0 skips it.
 # There is no reference to put beside these figures: the seed design had no streaming path.
