@@ -230,6 +230,9 @@ async fn session(
                         ..db::Batch::default()
                     };
                     let ewma_key = score::ewma_key(live);
+                    // Pass 1, message by message: features, truths and the baselines' scores
+                    // (none of which needs a forecast); the rows to predict are kept.
+                    let mut bars: Vec<Bar> = Vec::with_capacity(chunk.len());
                     for r in chunk {
                         counts.messages += 1;
                         let Some(msg) = kafka::CandleMessage::decode(&r.record) else {
@@ -243,7 +246,11 @@ async fn session(
                         };
                         let candle = msg.candle();
                         let history = c.s.params.stream.history_bars;
-                        let mut rows: HashMap<&str, online::FeatureRow> = HashMap::new();
+                        let mut bar = Bar {
+                            candle: batch.candles.len(),
+                            rows: Vec::with_capacity(specs.len()),
+                            truths: Vec::new(),
+                        };
                         let mut replayed = false;
                         if !builders.contains_key(msg.symbol.as_str()) {
                             builders.insert(msg.symbol.clone(), HashMap::new());
@@ -251,7 +258,7 @@ async fn session(
                         let Some(per) = builders.get_mut(msg.symbol.as_str()) else {
                             continue;
                         };
-                        for (key, spec) in &specs {
+                        for (spec_index, (key, spec)) in specs.iter().enumerate() {
                             // A model trained with the order-flow features needs them on every bar:
                             // refuse the first one without, rather than predict from missing values.
                             spec.check_candles(std::slice::from_ref(&candle))
@@ -302,18 +309,11 @@ async fn session(
                                             &mut batch.targets,
                                             &mut batch.scores,
                                         )?;
-                                        // Forecasts made in this session are scored from
-                                        // memory; older ones are read back in the batch's
-                                        // transaction.
-                                        if batch.targets.len() > before
-                                            && let Some(t) = batch.targets.last()
-                                            && let Some(scored) = remembered(&st.recent, t)?
-                                        {
-                                            batch.targets.pop();
-                                            batch.scores.extend(scored);
+                                        if batch.targets.len() > before {
+                                            bar.truths.push((spec_index, before));
                                         }
                                     }
-                                    rows.insert(key.as_str(), row);
+                                    bar.rows.push((spec_index, row));
                                 }
                                 None => replayed = true,
                             }
@@ -321,20 +321,70 @@ async fn session(
                         if replayed {
                             counts.replayed += 1;
                         }
-                        for m in live.iter() {
-                            if let Some(row) = rows.get(m.spec_key.as_str()) {
-                                let t = db::to_time(row.ts)?;
-                                let p = m.prediction(&msg.symbol, t, &row.values)?;
-                                if let Some(st) = per.get_mut(m.spec_key.as_str()) {
-                                    st.remember(row.ts, &p);
-                                }
-                                batch.predictions.push(p);
-                            }
-                        }
                         // New: every spec's builder took it as newer than all it holds (the stored
                         // history included), so no stored row has its key.
                         batch.candles.push((msg.symbol, candle, !replayed));
+                        bars.push(bar);
                     }
+                    // Pass 2: each live model predicts all its rows of the batch at once.
+                    let mut forecasts: Vec<std::vec::IntoIter<db::Prediction>> =
+                        Vec::with_capacity(live.len());
+                    for m in live.iter() {
+                        let Some(spec_index) = specs.iter().position(|(k, _)| *k == m.spec_key)
+                        else {
+                            forecasts.push(Vec::new().into_iter());
+                            continue;
+                        };
+                        let mut rows = Vec::with_capacity(bars.len());
+                        for bar in &bars {
+                            if let Some((_, row)) = bar.rows.iter().find(|(i, _)| *i == spec_index)
+                            {
+                                rows.push((
+                                    batch.candles[bar.candle].0.as_str(),
+                                    db::to_time(row.ts)?,
+                                    row.values.as_slice(),
+                                ));
+                            }
+                        }
+                        forecasts.push(m.predictions(&rows)?.into_iter());
+                    }
+                    // Pass 3, in message order again: the forecasts made in this session score
+                    // the targets from memory (older ones are read back in the batch's
+                    // transaction), and each bar's forecasts are kept for the bars to come.
+                    let mut from_memory = vec![false; batch.targets.len()];
+                    for bar in &bars {
+                        let symbol = batch.candles[bar.candle].0.as_str();
+                        let Some(per) = builders.get_mut(symbol) else {
+                            continue;
+                        };
+                        for &(spec_index, target) in &bar.truths {
+                            if let Some(st) = per.get_mut(specs[spec_index].0.as_str())
+                                && let Some(scored) =
+                                    remembered(&st.recent, &batch.targets[target])?
+                            {
+                                from_memory[target] = true;
+                                batch.scores.extend(scored);
+                            }
+                        }
+                        for (m, forecasts) in live.iter().zip(forecasts.iter_mut()) {
+                            let Some((_, row)) =
+                                bar.rows.iter().find(|(i, _)| specs[*i].0 == m.spec_key)
+                            else {
+                                continue;
+                            };
+                            let Some(p) = forecasts.next() else {
+                                return Err(StreamError::Join(
+                                    "a batch prediction is missing".to_owned(),
+                                ));
+                            };
+                            if let Some(st) = per.get_mut(m.spec_key.as_str()) {
+                                st.remember(row.ts, &p);
+                            }
+                            batch.predictions.push(p);
+                        }
+                    }
+                    let mut kept = from_memory.iter();
+                    batch.targets.retain(|_| kept.next() == Some(&false));
                     let Some(last) = chunk.last() else { continue };
                     let next_offset = last.offset + 1;
                     batch
@@ -370,6 +420,14 @@ async fn session(
     // Never leave a commit running behind the session: the next one reads the stored offsets.
     let drained = writer.idle(counts).await.map(|_| ());
     result.and(drained)
+}
+
+/// A bar of the batch being computed: its candle (index in the batch), its feature rows (spec
+/// index, row) and the targets it completed (spec index, index in the batch's targets).
+struct Bar {
+    candle: usize,
+    rows: Vec<(usize, online::FeatureRow)>,
+    truths: Vec<(usize, usize)>,
 }
 
 /// What the consumer keeps per symbol and feature spec.

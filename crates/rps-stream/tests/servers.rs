@@ -567,3 +567,44 @@ fn a_row_stored_by_another_writer_turns_the_copy_into_upserts() {
     assert_eq!(count(&e, &db, "SELECT next_offset FROM stream_offsets"), n);
     assert_eq!(count(&e, &db, "SELECT count(*) FROM candles"), n);
 }
+
+/// One version holding two aliases (champion and baseline, as after the demo's first
+/// evaluation) is one live model: each bar is predicted once and written once, the row's alias
+/// naming both (`champion,baseline`), and scored once under that alias — not a row per alias.
+#[test]
+#[ignore = "needs PostgreSQL and Kafka (tansu): crates/rps-stream/tests/servers.sh"]
+fn a_version_with_two_aliases_writes_one_row_per_bar() {
+    let e = setup("two_aliases");
+    let (files, _) = train(&e.params(), 42);
+    let v1 = register(&e, &files, "champion");
+    set_alias(&e, "baseline", v1);
+    e.produce(&[]);
+    let db = e.db("");
+    let out = e.consume(&db, &["--aliases", "champion,challenger,baseline"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains(&format!(
+            "live models: btc-volatility v{v1} (champion,baseline)"
+        )),
+        "{log}"
+    );
+    let n = BARS as i64;
+    assert_eq!(count(&e, &db, "SELECT count(*) FROM predictions"), n);
+    assert_eq!(
+        count(
+            &e,
+            &db,
+            "SELECT count(DISTINCT bar_time) FROM predictions WHERE alias = 'champion,baseline'"
+        ),
+        n
+    );
+    assert_eq!(
+        count(
+            &e,
+            &db,
+            "SELECT count(*) FROM scores WHERE model = 'btc-volatility' AND alias = 'champion,baseline'"
+        ),
+        n - 1
+    );
+    check_scores(&e, &db, &["btc-volatility", "ewma", "har_rv_log"]);
+}
