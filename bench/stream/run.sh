@@ -8,6 +8,8 @@
 # bar, as the demo model trained on the Binance sample needs) x SCALE_BARS (8760, a year) hourly bars
 # published in time order by the `load` example (crates/rps-stream/examples/load.rs), consumed
 # with one live model: bars/s and peak memory (RSS) per symbol. SYMBOLS=0 skips it.
+# SCALE_BATCH (20000) is the scale consumer's --batch-size: a transaction then holds one Kafka
+# fetch (4 MB, ≈ 11,000 bars), and each live model predicts those bars at once.
 # There is no reference to put beside these figures: the seed design had no streaming path.
 #
 # Usage: BIN=DIR [PY=python3] [SYMBOLS=N SCALE_BARS=N] bench/stream/run.sh   (make bench-stream)
@@ -83,7 +85,7 @@ if (( SYMBOLS > 0 )); then
   /usr/bin/time -v "$BIN/rps" stream --home "$home" --brokers "$RPS_TEST_KAFKA_BROKERS" \
     --topic bench-scale --database-url "$base/bench_scale" \
     --set "train.signal_model_name=$vol_model" consume --max-messages "$total" \
-    --batch-size "${SCALE_BATCH:-5000}" 2>"$WORK/cs.log"
+    --batch-size "${SCALE_BATCH:-20000}" 2>"$WORK/cs.log"
   rss_kb=$(grep -oE 'Maximum resident set size \(kbytes\): [0-9]+' "$WORK/cs.log" | grep -oE '[0-9]+$')
   rows=$(psql "$base/bench_scale" -qAt -c "SELECT count(*) FROM predictions")
   # The live versions the consumer predicted with ("live models: name vN (aliases), ..."): a
@@ -92,7 +94,7 @@ if (( SYMBOLS > 0 )); then
   n_live=$(grep -oE ' v[0-9]+ \(' <<<"$live_line" | wc -l)
   by_version=$(psql "$base/bench_scale" -qAt -F ' ' -c "SELECT model, 'v' || version, coalesce(alias, '-'), task, count(*) FROM predictions GROUP BY 1, 2, 3, 4 ORDER BY 1, 2" | paste -sd ';' -)
   echo
-  echo "scale: $SYMBOLS symbols x $SCALE_BARS bars, 1 live model, --batch-size ${SCALE_BATCH:-5000}"
+  echo "scale: $SYMBOLS symbols x $SCALE_BARS bars, 1 live model, --batch-size ${SCALE_BATCH:-20000}"
   printf '%-52s %12s\n' "produce (load example, 1000 records per request)" "$(grep -oE '[0-9]+ bars/s' "$WORK/load.log" | grep -oE '^[0-9]+')"
   printf '%-52s %12s\n' "consume, 1 live model" "$(rate "$WORK/cs.log")"
   printf 'prediction rows: %s of %s; consumer peak RSS %.0f MB = %.1f KB per symbol\n' \

@@ -25,6 +25,12 @@ struct Counts {
     scores: u64,
     batches: u64,
     reconnects: u64,
+    /// Where the wall time went (the consumer's side): waiting for Kafka records, building
+    /// features and baselines, predicting, and waiting for the previous batch's commit.
+    wait_kafka: Duration,
+    features: Duration,
+    predict: Duration,
+    wait_db: Duration,
 }
 
 /// What every session of one consume run shares.
@@ -128,6 +134,13 @@ pub(crate) fn consume(s: &Settings, a: &ConsumeArgs) -> Result<(), StreamError> 
             counts.reconnects,
             counts.messages as f64 / secs.max(1e-9)
         );
+        tracing::info!(
+            "time: {:.1} s waiting for Kafka, {:.1} s features and scores, {:.1} s predicting, {:.1} s waiting for PostgreSQL commits",
+            counts.wait_kafka.as_secs_f64(),
+            counts.features.as_secs_f64(),
+            counts.predict.as_secs_f64(),
+            counts.wait_db.as_secs_f64()
+        );
         Ok(())
     })
 }
@@ -204,7 +217,9 @@ async fn session(
             }
             let mut got_any = false;
             for (pc, p, next) in &mut readers {
+                let t0 = Instant::now();
                 let mut records = pc.fetch(*next).await?;
+                counts.wait_kafka += t0.elapsed();
                 records.retain(|r| r.offset >= *next);
                 records.sort_by_key(|r| r.offset);
                 // Nothing may be skipped: a gap would silently lose bars (the topic is not
@@ -230,6 +245,7 @@ async fn session(
                         ..db::Batch::default()
                     };
                     let ewma_key = score::ewma_key(live);
+                    let t0 = Instant::now();
                     // Pass 1, message by message: features, truths and the baselines' scores
                     // (none of which needs a forecast); the rows to predict are kept.
                     let mut bars: Vec<Bar> = Vec::with_capacity(chunk.len());
@@ -326,6 +342,7 @@ async fn session(
                         batch.candles.push((msg.symbol, candle, !replayed));
                         bars.push(bar);
                     }
+                    let t1 = Instant::now();
                     // Pass 2: each live model predicts all its rows of the batch at once.
                     let mut forecasts: Vec<std::vec::IntoIter<db::Prediction>> =
                         Vec::with_capacity(live.len());
@@ -348,6 +365,8 @@ async fn session(
                         }
                         forecasts.push(m.predictions(&rows)?.into_iter());
                     }
+                    let t2 = Instant::now();
+                    counts.predict += t2 - t1;
                     // Pass 3, in message order again: the forecasts made in this session score
                     // the targets from memory (older ones are read back in the batch's
                     // transaction), and each bar's forecasts are kept for the bars to come.
@@ -385,6 +404,7 @@ async fn session(
                     }
                     let mut kept = from_memory.iter();
                     batch.targets.retain(|_| kept.next() == Some(&false));
+                    counts.features += t2.elapsed() + (t1 - t0);
                     let Some(last) = chunk.last() else { continue };
                     let next_offset = last.offset + 1;
                     batch
@@ -569,7 +589,9 @@ impl Writer {
 
     /// Hand `batch` over once the previous one is committed.
     async fn submit(&mut self, batch: db::Batch, counts: &mut Counts) -> Result<(), StreamError> {
+        let t0 = Instant::now();
         self.idle(counts).await?;
+        counts.wait_db += t0.elapsed();
         let Some(mut db) = self.db.take() else {
             return Err(StreamError::Join(
                 "the PostgreSQL writer was lost".to_owned(),
