@@ -102,6 +102,7 @@ if (( SYMBOLS > 0 )); then
     "$(awk -v k="$rss_kb" -v n="$SYMBOLS" 'BEGIN { print k / n }')"
   echo "prediction rows by model, version, alias, task: $by_version"
   echo "$live_line"
+  grep -oE 'time: .*' "$WORK/cs.log" | sed 's/^/consumer /' || true
   if (( n_live != 1 || rows != total )); then
     echo "error: the scale run must predict each bar once with exactly one live version: $n_live live, $rows prediction rows for $total bars" >&2
     exit 1
