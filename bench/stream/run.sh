@@ -4,9 +4,12 @@
 # by crates/rps-stream/tests/servers.sh). Prints bars/s of produce (one record per request, as
 # tansu needs, and 500 per request as Apache Kafka allows), of consume with one live model and
 # with a volatility and a signal model live, and the wall time of a full-history reconcile.
-# Then the scale run: SYMBOLS (1000) synthetic coins x SCALE_BARS (8760, a year) hourly bars
+# Then the scale run: SYMBOLS (1000) synthetic coins (with order-flow columns derived from each
+# bar, as the demo model trained on the Binance sample needs) x SCALE_BARS (8760, a year) hourly bars
 # published in time order by the `load` example (crates/rps-stream/examples/load.rs), consumed
 # with one live model: bars/s and peak memory (RSS) per symbol. SYMBOLS=0 skips it.
+# SCALE_BATCH (20000) is the scale consumer's --batch-size: a transaction then holds one Kafka
+# fetch (4 MB, ≈ 11,000 bars), and each live model predicts those bars at once.
 # There is no reference to put beside these figures: the seed design had no streaming path.
 #
 # Usage: BIN=DIR [PY=python3] [SYMBOLS=N SCALE_BARS=N] bench/stream/run.sh   (make bench-stream)
@@ -74,16 +77,34 @@ if (( SYMBOLS > 0 )); then
   echo "scale run: $SYMBOLS symbols x $SCALE_BARS hourly bars = $total bars ..." >&2
   psql "$base/postgres" -qAt -c "CREATE DATABASE bench_scale" >/dev/null
   "$BIN/examples/load" "$RPS_TEST_KAFKA_BROKERS" bench-scale "$SYMBOLS" "$SCALE_BARS" 1000 >"$WORK/load.log"
+  # One live model, as the issue asks: the signal model trained above is live too (its own
+  # champion), so the scale consumer is told the signal model's name is the volatility model's
+  # (the stream then predicts with that one name only). Without this it measured two models
+  # (two prediction rows per bar, one per model) while printing "1 live model".
+  vol_model=$(sed -n 's/^  model_name: *\([^ #]*\).*/\1/p' params.yaml)
   /usr/bin/time -v "$BIN/rps" stream --home "$home" --brokers "$RPS_TEST_KAFKA_BROKERS" \
-    --topic bench-scale --database-url "$base/bench_scale" consume --max-messages "$total" \
-    --batch-size 5000 2>"$WORK/cs.log"
+    --topic bench-scale --database-url "$base/bench_scale" \
+    --set "train.signal_model_name=$vol_model" consume --max-messages "$total" \
+    --batch-size "${SCALE_BATCH:-20000}" 2>"$WORK/cs.log"
   rss_kb=$(grep -oE 'Maximum resident set size \(kbytes\): [0-9]+' "$WORK/cs.log" | grep -oE '[0-9]+$')
   rows=$(psql "$base/bench_scale" -qAt -c "SELECT count(*) FROM predictions")
+  # The live versions the consumer predicted with ("live models: name vN (aliases), ..."): a
+  # version holding several aliases is one model and writes one row per bar.
+  live_line=$(grep -oE 'live models: .*' "$WORK/cs.log" | head -n 1)
+  n_live=$(grep -oE ' v[0-9]+ \(' <<<"$live_line" | wc -l)
+  by_version=$(psql "$base/bench_scale" -qAt -F ' ' -c "SELECT model, 'v' || version, coalesce(alias, '-'), task, count(*) FROM predictions GROUP BY 1, 2, 3, 4 ORDER BY 1, 2" | paste -sd ';' -)
   echo
-  echo "scale: $SYMBOLS symbols x $SCALE_BARS bars, 1 live model, --batch-size 5000"
+  echo "scale: $SYMBOLS symbols x $SCALE_BARS bars, 1 live model, --batch-size ${SCALE_BATCH:-20000}"
   printf '%-52s %12s\n' "produce (load example, 1000 records per request)" "$(grep -oE '[0-9]+ bars/s' "$WORK/load.log" | grep -oE '^[0-9]+')"
   printf '%-52s %12s\n' "consume, 1 live model" "$(rate "$WORK/cs.log")"
   printf 'prediction rows: %s of %s; consumer peak RSS %.0f MB = %.1f KB per symbol\n' \
     "$rows" "$total" "$(awk -v k="$rss_kb" 'BEGIN { print k / 1024 }')" \
     "$(awk -v k="$rss_kb" -v n="$SYMBOLS" 'BEGIN { print k / n }')"
+  echo "prediction rows by model, version, alias, task: $by_version"
+  echo "$live_line"
+  grep -oE 'time: .*' "$WORK/cs.log" | sed 's/^/consumer /' || true
+  if (( n_live != 1 || rows != total )); then
+    echo "error: the scale run must predict each bar once with exactly one live version: $n_live live, $rows prediction rows for $total bars" >&2
+    exit 1
+  fi
 fi

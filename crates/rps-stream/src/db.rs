@@ -10,7 +10,9 @@ use crate::StreamError;
 use chrono::{DateTime, Utc};
 use rps_core::candle::Candle;
 use std::collections::HashMap;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, NoTls, Transaction};
 
 /// The migrations, in order: (version, name, SQL). Applied once each, recorded in
 /// `schema_migrations`.
@@ -136,6 +138,117 @@ pub struct Db {
     client: Client,
     /// Wait this long before each batch's COMMIT (tests only; zero otherwise).
     pub commit_delay: std::time::Duration,
+    /// Whether [`Db::commit`] still tries `COPY` for the rows of new bars: cleared for the
+    /// connection's lifetime the first time such a row collided with a stored one (another
+    /// writer on the same tables), after which every batch takes the upsert path.
+    copy_ok: bool,
+}
+
+/// What one consume batch writes: owned, so that it can be committed by a task of its own while
+/// the next batch is computed.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    /// The batch's candles, each with whether it is *new*: newer than every stored bar of its
+    /// symbol (the online features accepted it), so that no stored row can have its key.
+    pub candles: Vec<(String, Candle, bool)>,
+    /// Predictions of new bars only.
+    pub predictions: Vec<Prediction>,
+    /// Targets completed by new bars: scores of new keys only.
+    pub targets: Vec<Target>,
+    pub scores: Vec<Score>,
+    /// (consumer, topic, partition, next offset), stored in the same transaction.
+    pub offsets: Vec<(String, String, i32, i64)>,
+}
+
+impl Batch {
+    /// Bars in the batch.
+    pub fn len(&self) -> usize {
+        self.candles.len()
+    }
+
+    /// Whether it has no candle.
+    pub fn is_empty(&self) -> bool {
+        self.candles.is_empty()
+    }
+}
+
+// The COPY column lists; predicted_at and scored_at take their default, now(): the
+// transaction's start, as the upserts' now().
+const COPY_CANDLES: &str = "COPY candles (symbol, bar_time, open, high, low, close, volume,
+  quote_volume, trades, taker_buy_volume, taker_buy_quote_volume) FROM STDIN (FORMAT binary)";
+const CANDLE_TYPES: &[Type] = &[
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::INT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+];
+const COPY_PREDICTIONS: &str = "COPY predictions (model, version, alias, symbol, bar_time, task,
+  volatility, signal, p_sell, p_hold, p_buy, median, lower_80, upper_80) FROM STDIN (FORMAT binary)";
+const PREDICTION_TYPES: &[Type] = &[
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::FLOAT8,
+    Type::TEXT,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+];
+const COPY_SCORES: &str = "COPY scores (model, version, alias, symbol, bar_time, predicted_from,
+  realized, forecast, qlike, log_error, covered_80) FROM STDIN (FORMAT binary)";
+const SCORE_TYPES: &[Type] = &[
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::BOOL,
+];
+
+/// `rows` through `COPY … FROM STDIN (FORMAT binary)` in `tx`, each row's values given by
+/// `values`; the number of rows written.
+async fn copy_rows<T, const N: usize>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    types: &[Type],
+    rows: &[T],
+    values: impl for<'a> Fn(&'a T) -> [&'a (dyn ToSql + Sync); N],
+    what: &str,
+) -> Result<u64, StreamError> {
+    let sink = tx.copy_in(sql).await.map_err(pg_err(what))?;
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, types));
+    for r in rows {
+        writer
+            .as_mut()
+            .write(&values(r))
+            .await
+            .map_err(pg_err(what))?;
+    }
+    writer.as_mut().finish().await.map_err(pg_err(what))
+}
+
+/// Whether `e` is a unique violation (SQLSTATE 23505): a row's key is already stored.
+fn is_unique_violation(e: &StreamError) -> bool {
+    matches!(e, StreamError::Postgres { source, .. }
+        if source.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))
 }
 
 // Each batch is one statement per table over arrays (UNNEST), not one round trip per row.
@@ -266,6 +379,78 @@ pub fn score_stored(
     Ok(out)
 }
 
+/// Upsert `candles` (the last of each key) in `tx`.
+async fn upsert_candles(
+    tx: &Transaction<'_>,
+    candles: &[(String, Candle)],
+) -> Result<(), StreamError> {
+    let rows = last_per_key(candles, |(s, c)| (s.as_str(), c.ts));
+    let times = rows
+        .iter()
+        .map(|(_, c)| to_time(c.ts))
+        .collect::<Result<Vec<_>, _>>()?;
+    let col = |f: fn(&Candle) -> f64| rows.iter().map(|(_, c)| f(c)).collect::<Vec<f64>>();
+    let symbols: Vec<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
+    let opt = |f: fn(&Candle) -> Option<f64>| {
+        rows.iter().map(|(_, c)| f(c)).collect::<Vec<Option<f64>>>()
+    };
+    let trades: Vec<Option<i64>> = rows
+        .iter()
+        .map(|(_, c)| c.trades.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+        .collect();
+    tx.execute(
+        UPSERT_CANDLES,
+        &[
+            &symbols,
+            &times,
+            &col(|c| c.open),
+            &col(|c| c.high),
+            &col(|c| c.low),
+            &col(|c| c.close),
+            &col(|c| c.volume),
+            &opt(|c| c.quote_volume),
+            &trades,
+            &opt(|c| c.taker_buy_volume),
+            &opt(|c| c.taker_buy_quote_volume),
+        ],
+    )
+    .await
+    .map_err(pg_err("upsert the candles"))?;
+    Ok(())
+}
+
+/// The scores of the stored forecasts `targets` complete (read in `tx`, after the batch's own
+/// predictions are written).
+async fn stored_scores(
+    tx: &Transaction<'_>,
+    targets: &[Target],
+) -> Result<Vec<Score>, StreamError> {
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let symbols: Vec<&str> = targets.iter().map(|t| t.symbol.as_str()).collect();
+    let times: Vec<DateTime<Utc>> = targets.iter().map(|t| t.predicted_from).collect();
+    let rows: Vec<_> = tx
+        .query(STORED_FORECASTS, &[&symbols, &times])
+        .await
+        .map_err(pg_err("read the forecasts to score"))?
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+                r.get(7),
+            )
+        })
+        .collect();
+    score_stored(targets, &rows)
+}
+
 const UPSERT_OFFSET: &str =
     "INSERT INTO stream_offsets (consumer, topic, partition, next_offset, updated_at)
 VALUES ($1, $2, $3, $4, now())
@@ -287,6 +472,7 @@ impl Db {
         Ok(Self {
             client,
             commit_delay: std::time::Duration::ZERO,
+            copy_ok: true,
         })
     }
 
@@ -442,38 +628,7 @@ impl Db {
             .await
             .map_err(pg_err("begin a batch"))?;
         if !candles.is_empty() {
-            let rows = last_per_key(candles, |(s, c)| (s.as_str(), c.ts));
-            let times = rows
-                .iter()
-                .map(|(_, c)| to_time(c.ts))
-                .collect::<Result<Vec<_>, _>>()?;
-            let col = |f: fn(&Candle) -> f64| rows.iter().map(|(_, c)| f(c)).collect::<Vec<f64>>();
-            let symbols: Vec<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
-            let opt = |f: fn(&Candle) -> Option<f64>| {
-                rows.iter().map(|(_, c)| f(c)).collect::<Vec<Option<f64>>>()
-            };
-            let trades: Vec<Option<i64>> = rows
-                .iter()
-                .map(|(_, c)| c.trades.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
-                .collect();
-            tx.execute(
-                UPSERT_CANDLES,
-                &[
-                    &symbols,
-                    &times,
-                    &col(|c| c.open),
-                    &col(|c| c.high),
-                    &col(|c| c.low),
-                    &col(|c| c.close),
-                    &col(|c| c.volume),
-                    &opt(|c| c.quote_volume),
-                    &trades,
-                    &opt(|c| c.taker_buy_volume),
-                    &opt(|c| c.taker_buy_quote_volume),
-                ],
-            )
-            .await
-            .map_err(pg_err("upsert the candles"))?;
+            upsert_candles(&tx, candles).await?;
         }
         let mut changed = 0;
         if !predictions.is_empty() {
@@ -515,30 +670,7 @@ impl Db {
                 .await
                 .map_err(pg_err("upsert the predictions"))?;
         }
-        let mut all: Vec<Score> = Vec::new();
-        if !targets.is_empty() {
-            let symbols: Vec<&str> = targets.iter().map(|t| t.symbol.as_str()).collect();
-            let times: Vec<DateTime<Utc>> = targets.iter().map(|t| t.predicted_from).collect();
-            let rows: Vec<_> = tx
-                .query(STORED_FORECASTS, &[&symbols, &times])
-                .await
-                .map_err(pg_err("read the forecasts to score"))?
-                .iter()
-                .map(|r| {
-                    (
-                        r.get(0),
-                        r.get(1),
-                        r.get(2),
-                        r.get(3),
-                        r.get(4),
-                        r.get(5),
-                        r.get(6),
-                        r.get(7),
-                    )
-                })
-                .collect();
-            all = score_stored(targets, &rows)?;
-        }
+        let mut all = stored_scores(&tx, targets).await?;
         all.extend_from_slice(scores);
         let mut scored = 0;
         if !all.is_empty() {
@@ -589,6 +721,161 @@ impl Db {
             predictions: changed,
             scores: scored,
         })
+    }
+
+    /// Commit a consume batch: its candles, predictions, scores and offsets in one transaction.
+    ///
+    /// The rows of new bars (and the predictions and scores made from them) have keys no stored
+    /// row has while this consumer is the tables' only writer, so they go in by binary `COPY`,
+    /// without the upserts' conflict checks; replayed candles are upserted. Should a new row's
+    /// key be stored after all (another writer), PostgreSQL refuses the COPY with a unique
+    /// violation, the transaction is rolled back whole and the batch is redone, and every later
+    /// one, through the idempotent upserts of [`Db::commit_batch`]. Either way the batch and its
+    /// offsets are one transaction.
+    pub async fn commit(&mut self, b: &Batch) -> Result<Written, StreamError> {
+        if self.copy_ok {
+            match self.commit_copy(b).await {
+                Err(e) if is_unique_violation(&e) => {
+                    tracing::info!(
+                        error = %rps_cli::error_chain(&e),
+                        "a new bar's row is already stored (another writer?): upserting from now on"
+                    );
+                    self.copy_ok = false;
+                }
+                r => return r,
+            }
+        }
+        let candles: Vec<(String, Candle)> =
+            b.candles.iter().map(|(s, c, _)| (s.clone(), *c)).collect();
+        let offsets: Vec<(&str, &str, i32, i64)> = b
+            .offsets
+            .iter()
+            .map(|(c, t, p, n)| (c.as_str(), t.as_str(), *p, *n))
+            .collect();
+        self.commit_batch(&candles, &b.predictions, &b.targets, &b.scores, &offsets)
+            .await
+    }
+
+    async fn commit_copy(&mut self, b: &Batch) -> Result<Written, StreamError> {
+        struct CandleRow<'a> {
+            symbol: &'a str,
+            at: DateTime<Utc>,
+            c: &'a Candle,
+            trades: Option<i64>,
+        }
+        let mut new = Vec::with_capacity(b.candles.len());
+        let mut replayed: Vec<(String, Candle)> = Vec::new();
+        for (symbol, c, is_new) in &b.candles {
+            if *is_new {
+                new.push(CandleRow {
+                    symbol,
+                    at: to_time(c.ts)?,
+                    c,
+                    trades: c.trades.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+                });
+            } else {
+                replayed.push((symbol.clone(), *c));
+            }
+        }
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(pg_err("begin a batch"))?;
+        if !new.is_empty() {
+            copy_rows(
+                &tx,
+                COPY_CANDLES,
+                CANDLE_TYPES,
+                &new,
+                |r| {
+                    [
+                        &r.symbol,
+                        &r.at,
+                        &r.c.open,
+                        &r.c.high,
+                        &r.c.low,
+                        &r.c.close,
+                        &r.c.volume,
+                        &r.c.quote_volume,
+                        &r.trades,
+                        &r.c.taker_buy_volume,
+                        &r.c.taker_buy_quote_volume,
+                    ]
+                },
+                "copy the candles",
+            )
+            .await?;
+        }
+        if !replayed.is_empty() {
+            upsert_candles(&tx, &replayed).await?;
+        }
+        let mut written = Written::default();
+        if !b.predictions.is_empty() {
+            written.predictions = copy_rows(
+                &tx,
+                COPY_PREDICTIONS,
+                PREDICTION_TYPES,
+                &b.predictions,
+                |p| {
+                    [
+                        &p.model,
+                        &p.version,
+                        &p.alias,
+                        &p.symbol,
+                        &p.bar_time,
+                        &p.task,
+                        &p.volatility,
+                        &p.signal,
+                        &p.p_sell,
+                        &p.p_hold,
+                        &p.p_buy,
+                        &p.median,
+                        &p.lower_80,
+                        &p.upper_80,
+                    ]
+                },
+                "copy the predictions",
+            )
+            .await?;
+        }
+        let mut all = stored_scores(&tx, &b.targets).await?;
+        all.extend_from_slice(&b.scores);
+        if !all.is_empty() {
+            written.scores = copy_rows(
+                &tx,
+                COPY_SCORES,
+                SCORE_TYPES,
+                &all,
+                |s| {
+                    [
+                        &s.model,
+                        &s.version,
+                        &s.alias,
+                        &s.symbol,
+                        &s.bar_time,
+                        &s.predicted_from,
+                        &s.realized,
+                        &s.forecast,
+                        &s.qlike,
+                        &s.log_error,
+                        &s.covered_80,
+                    ]
+                },
+                "copy the scores",
+            )
+            .await?;
+        }
+        for (consumer, topic, partition, next) in &b.offsets {
+            tx.execute(UPSERT_OFFSET, &[consumer, topic, partition, next])
+                .await
+                .map_err(pg_err("store the offset"))?;
+        }
+        if !self.commit_delay.is_zero() {
+            tokio::time::sleep(self.commit_delay).await;
+        }
+        tx.commit().await.map_err(pg_err("commit a batch"))?;
+        Ok(written)
     }
 
     /// Fill the median and 80 % band of existing rows that have none (reconcile, after

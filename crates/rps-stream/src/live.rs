@@ -70,6 +70,56 @@ impl LiveModel {
         bar_time: DateTime<Utc>,
         row: &[f64],
     ) -> Result<Prediction, StreamError> {
+        Ok(self.row_of(symbol, bar_time, self.predict(row)?))
+    }
+
+    /// The prediction rows of many feature rows at once, `(symbol, bar time, row)` each, in
+    /// their order: the engine's block path (every tree walks a block of rows held in cache,
+    /// blocks on the thread pool), which gives each row the bits [`Self::prediction`] gives it
+    /// alone (hessboost computes a row's predictions the same way in every batch; the batch
+    /// evaluation of `rps evaluate` uses this path too).
+    pub fn predictions(
+        &self,
+        rows: &[(&str, DateTime<Utc>, &[f64])],
+    ) -> Result<Vec<Prediction>, StreamError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n_cols = self.index.len();
+        let mut values = Vec::with_capacity(rows.len() * n_cols);
+        for (_, _, row) in rows {
+            #[allow(clippy::cast_possible_truncation)]
+            values.extend(self.index.iter().map(|&i| row[i] as f32));
+        }
+        let x = rps_model::Rows {
+            values,
+            n_rows: rows.len(),
+            n_cols,
+        };
+        let forecasts: Vec<Forecast> = match &self.model {
+            Model::Volatility(m) => m
+                .forecast(&x)?
+                .into_iter()
+                .map(Forecast::Volatility)
+                .collect(),
+            Model::Signal(m) => m
+                .predict_proba(&x)?
+                .into_iter()
+                .map(|probabilities| Forecast::Signal {
+                    signal: rps_core::signal::argmax(&probabilities),
+                    probabilities,
+                })
+                .collect(),
+        };
+        Ok(rows
+            .iter()
+            .zip(forecasts)
+            .map(|((symbol, at, _), f)| self.row_of(symbol, *at, f))
+            .collect())
+    }
+
+    /// The prediction row of forecast `f` of `symbol`'s bar at `bar_time`.
+    fn row_of(&self, symbol: &str, bar_time: DateTime<Utc>, f: Forecast) -> Prediction {
         let mut p = Prediction {
             model: self.name.clone(),
             version: self.version.to_string(),
@@ -86,7 +136,7 @@ impl LiveModel {
             p_hold: None,
             p_buy: None,
         };
-        match self.predict(row)? {
+        match f {
             Forecast::Volatility(v) => {
                 p.volatility = Some(v.mean);
                 // A model without a quantile booster (trained before #16 or with
@@ -104,7 +154,7 @@ impl LiveModel {
                 p.p_buy = Some(probabilities[Signal::Buy.index()]);
             }
         }
-        Ok(p)
+        p
     }
 }
 
