@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -59,7 +60,7 @@ from typing import Any
 import jinja2
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.secret import Secret
-from airflow.sdk import DAG, BaseOperator, CronDataIntervalTimetable
+from airflow.sdk import DAG, BaseOperator, CronDataIntervalTimetable, Param, TriggerRule, Variable, task, task_group
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowTimetableInvalid
 from kubernetes.client import models as k8s
 
@@ -218,6 +219,50 @@ def _secrets(env: Mapping[str, str]) -> dict[str, tuple[str, tuple[str, ...]]]:
     return groups
 
 
+# A symbol becomes a path segment and a pod label value: letters, digits, '.', '_', '-'.
+SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def parse_symbols(value: Any, origin: str) -> list[str]:
+    """A symbol list from a JSON list, a JSON string of one, or comma-separated text.
+
+    Order is kept, duplicates dropped; an empty list means "not configured". A name that cannot be
+    a path segment or pod label is a ValueError naming `origin`.
+    """
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError(f'{origin}={value!r}: expected a JSON list such as ["BTC-USDT", "ETH-USD"]') from None
+        else:
+            value = [part for part in text.split(",")]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{origin}={value!r}: expected a list of symbols")
+    symbols: list[str] = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f"{origin}: {item!r} is not a symbol name")
+        name = item.strip()
+        if not name:
+            continue
+        if not SYMBOL_PATTERN.match(name):
+            raise ValueError(f"{origin}: {name!r} is not a symbol name (letters, digits, '.', '_', '-')")
+        if name not in symbols:
+            symbols.append(name)
+    return symbols
+
+
+def _symbols(env: Mapping[str, str]) -> tuple[str, ...]:
+    try:
+        return tuple(parse_symbols(_get(env, "RPS_AIRFLOW_SYMBOLS"), "RPS_AIRFLOW_SYMBOLS"))
+    except ValueError as err:
+        raise SettingError(str(err)) from None
+
+
 def _repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
@@ -246,6 +291,8 @@ class Settings:
     report_dir: str = f"{POD_HOME}/reports"
     serve_url: str | None = None
     stream_reconcile: bool = False
+    symbols: tuple[str, ...] = ()  # RPS_AIRFLOW_SYMBOLS; the Variable and run conf come first
+    symbols_variable: str | None = "rps_symbols"
     # kubernetes
     image: str = DEFAULT_IMAGE
     image_pull_policy: str = "IfNotPresent"
@@ -305,6 +352,8 @@ class Settings:
             report_dir=_get(env, "RPS_AIRFLOW_REPORT_DIR") or ("reports" if local else f"{POD_HOME}/reports"),
             serve_url=(_get(env, "RPS_AIRFLOW_SERVE_URL") or "").rstrip("/") or None,
             stream_reconcile=_bool(env, "RPS_AIRFLOW_STREAM_RECONCILE", False),
+            symbols=_symbols(env),
+            symbols_variable=_get(env, "RPS_AIRFLOW_SYMBOLS_VARIABLE", "rps_symbols") or None,
             image=_get(env, "RPS_AIRFLOW_IMAGE", DEFAULT_IMAGE) or DEFAULT_IMAGE,
             image_pull_policy=pull_policy,
             image_pull_secrets=tuple(
@@ -388,12 +437,17 @@ def _interval(schedule: str | None, default: timedelta) -> timedelta:
 # --------------------------------------------------------------------------------------------
 
 
+# Where a path argument gets the symbol's folder: `<dir>/<symbol>` with a symbol, `<dir>` without
+# (the layout rps itself uses under RPS_HOME for several symbols: data/raw/<sym>, reports/<sym>, ...).
+SYMBOL_DIR = "/{symbol}"
+
+
 @dataclass(frozen=True)
 class Stage:
-    """One task: what it runs, independent of where it runs."""
+    """One task: what it runs, independent of where it runs and for which symbol."""
 
     task_id: str
-    arguments: tuple[str, ...]  # rps: `rps` arguments, may hold templates; refresh: the URL
+    arguments: tuple[str, ...]  # rps: `rps` arguments, may hold templates and SYMBOL_DIR; refresh: the URL
     secret_groups: tuple[str, ...] = ("s3", "mlflow")
     program: str = "rps"  # rps: the stage image / RPS_BIN; refresh: POST to rps serve
     upstream: str | None = None  # the task it follows; None: the one before it in the list
@@ -405,19 +459,37 @@ class Stage:
             return None
         return " ".join(self.arguments[:2]) if self.arguments[0] == "stream" else self.arguments[0]
 
+    @property
+    def per_symbol(self) -> bool:
+        """rps stages run once per symbol (a mapped task); the refresh request once per run."""
+        return self.program == "rps"
+
+
+def bind_symbol(arguments: Sequence[str], stage: str | None, symbol: str | None) -> list[str]:
+    """`rps <stage> [flags]` for one symbol: `--symbol SYM` right after the stage's words and
+    SYMBOL_DIR in path flags made `/SYM`. Without a symbol ('' or None: params.yaml's single
+    symbol) the arguments are today's: no flag, no extra folder."""
+    segment = f"/{symbol}" if symbol else ""
+    bound = [a.replace(SYMBOL_DIR, segment) if isinstance(a, str) else a for a in arguments]
+    if symbol and stage is not None:
+        words = len(stage.split())
+        bound[words:words] = ["--symbol", symbol]
+    return bound
+
 
 def stage_specs(settings: Settings, dag_id: str) -> list[Stage]:
-    """The task chain of a DAG, in order."""
+    """The task chain of a DAG, in order: per-symbol stages first, then the once-per-run tasks."""
     data = settings.data_uri
-    raw = [f"{data}/raw"] if data else []
-    features = [f"{data}/features"] if data else []
-    model = [f"{data}/models/candidate"] if data else []
+    raw = [f"{data}/raw{SYMBOL_DIR}"] if data else []
+    features = [f"{data}/features{SYMBOL_DIR}"] if data else []
+    model = [f"{data}/models{SYMBOL_DIR}/candidate"] if data else []
+    report_dir = f"{settings.report_dir}{SYMBOL_DIR}"
     extract = ["extract", "--start", "{{ rps_window_start() }}", "--end", "{{ rps_window_end() }}"]
     if settings.source:
         extract += ["--source", settings.source]
     if data:
         extract += ["--out", *raw]
-    quality = ["quality", *(["--input", *raw] if data else []), "--report-dir", settings.report_dir]
+    quality = ["quality", *(["--input", *raw] if data else []), "--report-dir", report_dir]
     stages = [
         Stage("extract", tuple(extract), ("market", "s3", "mlflow")),
         Stage("quality", tuple(quality)),
@@ -426,36 +498,42 @@ def stage_specs(settings: Settings, dag_id: str) -> list[Stage]:
         return stages
     transform = ["transform", *(["--input", *raw, "--out", *features] if data else [])]
     train = ["train", *(["--features", *features, "--out", *model] if data else [])]
+    # --require-promotion: "not promoted" becomes exit 9, the one way a pod can tell the DAG; the
+    # operators turn it into a successful task with XCom promoted=false (see RpsPodOperator).
     evaluate = [
         "evaluate",
         *(["--features", *features, "--model", *model] if data else []),
         "--report-dir",
-        settings.report_dir,
+        report_dir,
+        "--require-promotion",
     ]
     stages += [
         Stage("transform", tuple(transform)),
         Stage("train", tuple(train)),
         Stage("evaluate", tuple(evaluate)),
     ]
+    if settings.stream_reconcile:
+        # Beside refresh_serving, not after it: a stream database that is down must not keep the
+        # new champion from being served, and a failed refresh must not leave the stored
+        # predictions behind. Runs after every evaluate, promotion or not: evaluate may also have
+        # moved the challenger alias. Nothing changed = nothing written. Per symbol, like the
+        # stages (`rps stream reconcile --symbol SYM`).
+        stages.append(
+            Stage(
+                "reconcile",
+                ("stream", "reconcile"),
+                ("s3", "mlflow", "stream"),
+                upstream="evaluate",
+            )
+        )
     if settings.serve_url:
+        # Once per run, after every symbol's evaluate: rps serve reloads all its models at once.
         stages.append(
             Stage(
                 "refresh_serving",
                 (f"{settings.serve_url}/refresh",),
                 ("serve",),
                 program="refresh",
-            )
-        )
-    if settings.stream_reconcile:
-        # Beside refresh_serving, not after it: a stream database that is down must not keep the
-        # new champion from being served, and a failed refresh must not leave the stored
-        # predictions behind. Runs after every evaluate, promotion or not: evaluate may also have
-        # moved the challenger alias. Nothing changed = nothing written.
-        stages.append(
-            Stage(
-                "reconcile",
-                ("stream", "reconcile"),
-                ("s3", "mlflow", "stream"),
                 upstream="evaluate",
             )
         )
@@ -481,15 +559,62 @@ def base_container_exit_code(pod: k8s.V1Pod | None, container: str) -> int | Non
     return None
 
 
-class RpsPodOperator(KubernetesPodOperator):
+# The label of a mapped task instance in the UI and logs: its symbol.
+SYMBOL_MAP_INDEX_TEMPLATE = "{{ (task.symbol or 'default') if task.symbol is string else '' }}"
+NOT_PROMOTED = 9  # rps evaluate --require-promotion: the challenger was not promoted
+
+
+class SymbolBound:
+    """What both operators share: the symbol of their mapped task instance, bound into the
+    arguments once the template fields (the symbol among them) are rendered, and evaluate's
+    "not promoted" (exit 9) recorded as XCom `promoted` instead of a failure."""
+
+    symbol: Any
+    arguments: Any
+    rps_stage: str | None
+    _bound: bool = False
+
+    def _do_render_template_fields(self, parent, template_fields, context, jinja_env, seen_oids) -> None:
+        # Hooked here, not in render_template_fields: both rendering paths end here.
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)  # type: ignore[misc]
+        if parent is self:
+            self.bind_symbol()
+
+    def bind_symbol(self) -> None:
+        if self._bound or not (self.symbol is None or isinstance(self.symbol, str)):
+            return  # already bound, or the mapped argument is not resolved yet
+        self.arguments = bind_symbol(self.arguments, self.rps_stage, self.symbol)
+        self._bound = True
+
+    def promotion_outcome(self, context: Any, not_promoted: bool) -> None:
+        if self.rps_stage == "evaluate":
+            context["ti"].xcom_push(key="promoted", value=not not_promoted)
+
+
+class RpsPodOperator(SymbolBound, KubernetesPodOperator):
     """A KubernetesPodOperator that fails a stage at once when its exit code says retrying is pointless."""
 
+    template_fields: Sequence[str] = ("symbol", *KubernetesPodOperator.template_fields)
     # Arguments such as a params.yaml path must not be read as Jinja template files.
     template_ext: Sequence[str] = ()
 
-    def __init__(self, *, rps_stage: str | None, **kwargs: Any) -> None:
+    def __init__(self, *, rps_stage: str | None, symbol: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.rps_stage = rps_stage
+        self.symbol = symbol
+        self._not_promoted = False
+
+    def bind_symbol(self) -> None:
+        bound = self._bound
+        super().bind_symbol()
+        if self._bound and not bound and self.symbol:
+            self.labels = {**(self.labels or {}), "rps/symbol": self.symbol}
+
+    def execute(self, context: Any) -> Any:
+        self._not_promoted = False
+        result = super().execute(context)
+        self.promotion_outcome(context, self._not_promoted)
+        return result
 
     def cleanup(self, pod, remote_pod, xcom_result=None, context=None):  # type: ignore[override]
         try:
@@ -502,14 +627,24 @@ class RpsPodOperator(KubernetesPodOperator):
             code = base_container_exit_code(remote_pod, self.base_container_name)
             if code is None:
                 raise
+            if code == NOT_PROMOTED and self.rps_stage == "evaluate":
+                # The champion stays; that is an outcome, not a failure. The pod ended "Failed"
+                # (exit 9), so it was kept: delete it like a succeeded one.
+                self.log.info("rps evaluate: challenger not promoted (exit 9); the champion is kept")
+                self._not_promoted = True
+                try:
+                    self.pod_manager.delete_pod(remote_pod)
+                except Exception as delete_err:  # noqa: BLE001 (a pod left behind is not a stage failure)
+                    self.log.warning("could not delete pod %s: %s", pod.metadata.name if pod else "?", delete_err)
+                return None
             detail = f"Pod {pod.metadata.name if pod else '?'}."
             raise stage_failure(self.rps_stage or self.task_id, code, detail, rps=self.rps_stage is not None) from err
 
 
-class RpsLocalOperator(BaseOperator):
+class RpsLocalOperator(SymbolBound, BaseOperator):
     """Runs `PROGRAM ARGUMENTS...` as a local process: the local twin of RpsPodOperator."""
 
-    template_fields: Sequence[str] = ("arguments", "env_vars")
+    template_fields: Sequence[str] = ("symbol", "arguments", "env_vars")
     ui_color = "#e8f4ea"
 
     def __init__(
@@ -520,6 +655,7 @@ class RpsLocalOperator(BaseOperator):
         arguments: Sequence[str],
         env_vars: dict[str, str] | None = None,
         cwd: str | None = None,
+        symbol: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -528,6 +664,7 @@ class RpsLocalOperator(BaseOperator):
         self.arguments = list(arguments)
         self.env_vars = dict(env_vars or {})
         self.cwd = cwd
+        self.symbol = symbol
         self._process: subprocess.Popen[str] | None = None
 
     def execute(self, context: Any) -> None:
@@ -557,8 +694,11 @@ class RpsLocalOperator(BaseOperator):
             code = self._process.wait()
         finally:
             self._terminate()
-        if code != 0:
+        if code == NOT_PROMOTED and self.rps_stage == "evaluate":
+            self.log.info("rps evaluate: challenger not promoted (exit 9); the champion is kept")
+        elif code != 0:
             raise stage_failure(self.rps_stage or self.task_id, code, rps=self.rps_stage is not None)
+        self.promotion_outcome(context, code == NOT_PROMOTED)
 
     def _terminate(self) -> None:
         process = self._process
@@ -619,7 +759,13 @@ def _secrets_for(settings: Settings, stage: Stage) -> list[Secret]:
     return secrets
 
 
-def _pod_task(settings: Settings, stage: Stage, timeout: timedelta) -> RpsPodOperator:
+def _mapping_kwargs(stage: Stage, symbol: Any) -> dict[str, Any]:
+    if not stage.per_symbol:
+        return {}
+    return {"symbol": symbol, "map_index_template": SYMBOL_MAP_INDEX_TEMPLATE}
+
+
+def _pod_task(settings: Settings, stage: Stage, timeout: timedelta, symbol: Any = None) -> RpsPodOperator:
     volumes, mounts = _pod_volumes(settings)
     resources = settings.resources[stage.task_id]
     if stage.program == "rps":
@@ -678,6 +824,7 @@ def _pod_task(settings: Settings, stage: Stage, timeout: timedelta) -> RpsPodOpe
         log_events_on_failure=True,
         do_xcom_push=False,
         execution_timeout=timeout,
+        **_mapping_kwargs(stage, symbol),
     )
 
 
@@ -693,7 +840,7 @@ with urllib.request.urlopen(request, timeout=60) as response:
 """
 
 
-def _local_task(settings: Settings, stage: Stage, timeout: timedelta) -> RpsLocalOperator:
+def _local_task(settings: Settings, stage: Stage, timeout: timedelta, symbol: Any = None) -> RpsLocalOperator:
     if stage.program == "rps":
         program, arguments = settings.rps_bin, list(stage.arguments)
     else:  # refresh: the same request as the curl pod, from a Python one-liner (no curl needed)
@@ -706,32 +853,243 @@ def _local_task(settings: Settings, stage: Stage, timeout: timedelta) -> RpsLoca
         env_vars=dict(PIPELINE_RUN_ENV),
         cwd=settings.workdir,
         execution_timeout=timeout,
+        **_mapping_kwargs(stage, symbol),
     )
 
 
-DOC_MD = """
-### RPS: BTC volatility
+# --------------------------------------------------------------------------------------------
+# The symbols of a run, and what became of each
+# --------------------------------------------------------------------------------------------
 
-Each task runs one stage of the `rps` binary: `rps <stage> [flags]`, in its own pod from the stage
-image (`RPS_AIRFLOW_EXECUTOR=kubernetes`, the default) or as a local process (`local`).
+DEFAULT_SYMBOL = ""  # one branch without --symbol: params.yaml's single symbol, as before #20
+SYMBOLS_TASK = "symbols"
+SUMMARY_TASK = "summary"
+GROUP_ID = "per_symbol"
+
+
+def choose_symbols(
+    *,
+    conf_symbols: Any = None,
+    variable: Any = None,
+    variable_name: str | None = "rps_symbols",
+    setting: Sequence[str] = (),
+    listed: Sequence[str] | None = None,
+    alert_symbol: Any = None,
+) -> tuple[list[str], str]:
+    """The symbols of one run and where they came from; the first source that names any wins:
+
+    1. the run's conf `symbols` (a manual trigger: `airflow dags trigger --conf '{"symbols": [...]}'`),
+    2. the Airflow Variable (`rps_symbols`, a JSON list or comma-separated),
+    3. `RPS_AIRFLOW_SYMBOLS` (parse-time setting),
+    4. local mode: `rps symbols` on the params file, when it lists more than one.
+
+    None of them: one branch without `--symbol` (params.yaml's single symbol, the behaviour before
+    #20). An alert's conf `symbol` (rps alert-hook) then narrows a list to that one symbol; naming
+    a symbol outside the list is an error. Raises ValueError naming the source of a bad value.
+    """
+    sources = [
+        ("dag_run.conf.symbols", conf_symbols),
+        (f"Variable {variable_name}", variable),
+        ("RPS_AIRFLOW_SYMBOLS", list(setting)),
+        ("rps symbols", list(listed) if listed and len(listed) > 1 else None),
+    ]
+    for origin, value in sources:
+        symbols = parse_symbols(value, origin)
+        if symbols:
+            break
+    else:
+        return [DEFAULT_SYMBOL], "none configured: params.yaml's single symbol, no --symbol"
+    if alert_symbol:
+        (wanted,) = parse_symbols([alert_symbol], "dag_run.conf.symbol")
+        if wanted not in symbols:
+            raise ValueError(f"dag_run.conf.symbol={wanted!r} is not one of the symbols {symbols} ({origin})")
+        return [wanted], f"{origin}, narrowed to dag_run.conf.symbol"
+    return symbols, origin
+
+
+def _rps_symbols(settings: Settings, log: Any) -> list[str] | None:
+    """Local mode: `rps symbols` (the JSON list of params.yaml's symbols); None from an rps that
+    predates the subcommand (exit 2)."""
+    program = shutil.which(settings.rps_bin)
+    if program is None:
+        raise AirflowFailException(f"{settings.rps_bin!r} not found: set RPS_BIN to the rps binary")
+    out = subprocess.run(
+        [program, "symbols"],
+        cwd=settings.workdir,
+        env={**os.environ, "NO_COLOR": "1"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if out.returncode == 2:
+        log.warning("rps symbols: not supported by %s (exit 2); one branch without --symbol", program)
+        return None
+    if out.returncode != 0:
+        raise stage_failure("symbols", out.returncode, out.stderr.strip()[-2000:])
+    try:
+        listed = json.loads(out.stdout)
+    except ValueError:
+        raise AirflowFailException(f"rps symbols printed no JSON list: {out.stdout[:500]!r}") from None
+    return listed if isinstance(listed, list) else None
+
+
+def _symbols_task(settings: Settings) -> Any:
+    @task(task_id=SYMBOLS_TASK, execution_timeout=timedelta(minutes=5))
+    def symbols(**context: Any) -> list[str]:
+        """The symbols this run maps over (see choose_symbols for the precedence)."""
+        import logging
+
+        log = logging.getLogger("airflow.task")
+        dag_run = context.get("dag_run")
+        conf = dict(getattr(dag_run, "conf", None) or {})
+        params = context.get("params") or {}
+        variable = None
+        if settings.symbols_variable:
+            variable = Variable.get(settings.symbols_variable, default=None)
+        needs_listing = not any(
+            parse_symbols(v, "") for v in (params.get("symbols"), conf.get("symbols"), variable, settings.symbols)
+        ) if settings.executor == "local" else False
+        try:
+            chosen, origin = choose_symbols(
+                conf_symbols=params.get("symbols") or conf.get("symbols"),
+                variable=variable,
+                variable_name=settings.symbols_variable,
+                setting=settings.symbols,
+                listed=_rps_symbols(settings, log) if needs_listing else None,
+                alert_symbol=conf.get("symbol"),
+            )
+        except ValueError as err:
+            raise AirflowFailException(str(err)) from None
+        log.info("symbols of this run: %s (from %s)", chosen, origin)
+        return chosen
+
+    return symbols
+
+
+def summarize(
+    dag_id: str,
+    symbols: Sequence[str],
+    states: Mapping[str, Any],
+    promoted: Mapping[int, Any],
+    stage_ids: Sequence[str],
+    once_ids: Sequence[str],
+) -> dict[str, Any]:
+    """What became of each symbol, from the task states of one run.
+
+    `states` is Airflow's task-state map of the run (`extract_0` for map index 0 of extract,
+    `symbols` for an unmapped task); `promoted` evaluate's XCom per map index.
+    """
+    pipeline = dag_id == PIPELINE_DAG_ID
+    report: dict[str, Any] = {
+        "symbols": {},
+        "trained": [],
+        "promoted": [],
+        "not_promoted": [],
+        "failed": {},
+        "tasks": {t: states.get(t) for t in (SYMBOLS_TASK, *once_ids)},
+    }
+    for index, symbol in enumerate(symbols):
+        label = symbol or "default"
+        branch = {stage: states.get(f"{stage}_{index}") for stage in stage_ids}
+        stopped = next(((s, st) for s, st in branch.items() if st != "success"), None)
+        entry: dict[str, Any] = {"states": branch}
+        if pipeline and branch.get("train") == "success":
+            report["trained"].append(label)
+        if pipeline and branch.get("evaluate") == "success":
+            is_promoted = promoted.get(index)
+            entry["promoted"] = is_promoted
+            report["promoted" if is_promoted else "not_promoted"].append(label)
+            entry["outcome"] = "promoted" if is_promoted else "trained, not promoted"
+        elif not pipeline and stopped is None:
+            entry["outcome"] = "extracted"
+        if stopped is not None:
+            stage, state = stopped
+            failed_at = next((s for s, st in branch.items() if st == "failed"), stage)
+            report["failed"][label] = failed_at
+            note = f"stopped at {stage}: {state or 'not run'}"
+            if failed_at != stage:
+                note += f" ({failed_at} failed)"
+            entry["outcome"] = f"{entry['outcome']}; {note}" if "outcome" in entry else note
+        report["symbols"][label] = entry
+    report["failed_tasks"] = [
+        task_id for task_id, state in report["tasks"].items() if state in {"failed", "upstream_failed"}
+    ]
+    if not symbols and SYMBOLS_TASK not in report["failed_tasks"]:
+        report["failed_tasks"].insert(0, SYMBOLS_TASK)
+    return report
+
+
+def _summary_task(dag_id: str, stage_ids: Sequence[str], once_ids: Sequence[str]) -> Any:
+    @task(task_id=SUMMARY_TASK, trigger_rule=TriggerRule.ALL_DONE, retries=0, execution_timeout=timedelta(minutes=5))
+    def summary(**context: Any) -> dict[str, Any]:
+        """Which symbols were trained, promoted, or stopped where; fails the run if any stopped."""
+        import logging
+
+        log = logging.getLogger("airflow.task")
+        ti = context["ti"]
+        symbols = ti.xcom_pull(task_ids=SYMBOLS_TASK) or []
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        promoted = {}
+        if dag_id == PIPELINE_DAG_ID:
+            for index in range(len(symbols)):
+                if states.get(f"evaluate_{index}") == "success":
+                    promoted[index] = ti.xcom_pull(task_ids="evaluate", key="promoted", map_indexes=index)
+        report = summarize(dag_id, symbols, states, promoted, stage_ids, once_ids)
+        width = max((len(s) for s in report["symbols"]), default=7)
+        for label, entry in report["symbols"].items():
+            log.info("%-*s  %s", width, label, entry["outcome"])
+        for task_id, state in report["tasks"].items():
+            log.info("%-*s  %s", width, task_id, state or "not run")
+        if dag_id == PIPELINE_DAG_ID:
+            log.info(
+                "trained: %s; promoted: %s; not promoted: %s",
+                report["trained"] or "none",
+                report["promoted"] or "none",
+                report["not_promoted"] or "none",
+            )
+        if report["failed"] or report["failed_tasks"]:
+            # The report stays readable (XCom) although the task fails: the run must show red.
+            ti.xcom_push(key="return_value", value=report)
+            problems = [f"{label} stopped at {stage}" for label, stage in report["failed"].items()]
+            problems += [f"{task_id} failed" for task_id in report["failed_tasks"]]
+            raise AirflowFailException("this run failed: " + "; ".join(problems))
+        return report
+
+    return summary
+
+
+DOC_MD = """
+### RPS: crypto volatility, one branch per symbol
+
+`symbols` picks the run's symbols (run conf `symbols`, the Airflow Variable `rps_symbols`,
+`RPS_AIRFLOW_SYMBOLS`, in local mode `rps symbols`; none: params.yaml's single symbol). The
+per-symbol group is mapped over them: each task instance runs one stage of the `rps` binary,
+`rps <stage> --symbol SYM [flags]`, in its own pod from the stage image
+(`RPS_AIRFLOW_EXECUTOR=kubernetes`, the default) or as a local process (`local`).
 
 * **extract** fetches the run's data interval (`--start`/`--end`, end exclusive) and merges it into
   the raw dataset: reruns and backfills of an interval are idempotent.
-* **quality** is the gate: exit 5 fails the run here, before anything is trained.
+* **quality** is the gate: exit 5 stops this symbol's branch here, before anything is trained;
+  the other symbols go on.
 * **transform -> train -> evaluate** build features, train a candidate and promote it to champion
-  only if it beats the current one; **refresh_serving** (when `RPS_AIRFLOW_SERVE_URL` is set) makes
-  `rps serve` load the champion.
-* **reconcile** (when `RPS_AIRFLOW_STREAM_RECONCILE=true`) runs `rps stream reconcile`: the stream's
-  stored predictions (PostgreSQL, `DATABASE_URL`) follow the live set evaluate just moved.
+  only if it beats the current one (XCom `promoted`); **reconcile** (when
+  `RPS_AIRFLOW_STREAM_RECONCILE=true`) makes the stream's stored predictions follow.
+* **refresh_serving** (when `RPS_AIRFLOW_SERVE_URL` is set) runs once, after every symbol's evaluate,
+  if at least one evaluate succeeded: `rps serve` loads the champions.
+* **summary** reports per symbol: promoted, trained but not promoted, or stopped at which stage;
+  it fails (and with it the run) when any symbol stopped.
 
-Exit codes 2, 3, 4, 5, 8, 9 (usage, config, bad input, quality gate, model, not promoted) fail a task
-at once; others (remote or storage failures, killed pods) are retried with exponential back-off.
+Exit codes 2, 3, 4, 5, 8 (usage, config, bad input, quality gate, model) fail a task at once;
+others (remote or storage failures, killed pods) are retried with exponential back-off.
 Settings: `airflow/README.md`.
 """
 
 
 def build_dag(settings: Settings, dag_id: str) -> DAG:
-    """One DAG: the same task chain whichever executor runs it."""
+    """One DAG: symbols -> one mapped branch per symbol -> [refresh_serving] -> summary, the same
+    whichever executor runs it."""
     is_pipeline = dag_id == PIPELINE_DAG_ID
     schedule = settings.pipeline_schedule if is_pipeline else settings.extract_schedule
     fallback = _interval(schedule, timedelta(days=1) if is_pipeline else timedelta(hours=1))
@@ -748,9 +1106,9 @@ def build_dag(settings: Settings, dag_id: str) -> DAG:
     dag = DAG(
         dag_id=dag_id,
         description=(
-            "BTC volatility: extract -> quality -> transform -> train -> evaluate"
+            "Crypto volatility per symbol: extract -> quality -> transform -> train -> evaluate"
             if is_pipeline
-            else "BTC candles: incremental extract of the interval -> quality gate"
+            else "Crypto candles per symbol: incremental extract of the interval -> quality gate"
         ),
         schedule=CronDataIntervalTimetable(schedule, timezone="UTC") if schedule else None,
         start_date=settings.start_date,
@@ -759,18 +1117,46 @@ def build_dag(settings: Settings, dag_id: str) -> DAG:
         dagrun_timeout=settings.pipeline_timeout if is_pipeline else settings.extract_timeout,
         default_args=default_args,
         user_defined_macros=_window_macros(fallback),
-        tags=["rps", "btc", "volatility", settings.executor],
+        params={
+            "symbols": Param(
+                None,
+                type=["null", "array"],
+                items={"type": "string"},
+                description="Symbols of this run (default: the Variable, RPS_AIRFLOW_SYMBOLS, params.yaml)",
+            )
+        },
+        tags=["rps", "volatility", settings.executor],
         doc_md=DOC_MD,
     )
     make = _pod_task if settings.executor == "kubernetes" else _local_task
-    previous = None
-    with dag:
-        for stage in stage_specs(settings, dag_id):
-            task = make(settings, stage, settings.task_timeouts[stage.task_id])
-            after = dag.get_task(stage.upstream) if stage.upstream else previous
+    specs = stage_specs(settings, dag_id)
+    per_symbol = [s for s in specs if s.per_symbol]
+    once = [s for s in specs if not s.per_symbol]
+    tasks: dict[str, Any] = {}
+
+    # A mapped task GROUP, not mapped tasks: instance i of quality waits for instance i of extract
+    # only, so one symbol's failed gate stops that symbol's branch and no other.
+    @task_group(group_id=GROUP_ID, prefix_group_id=False)
+    def branch(symbol: Any) -> None:
+        previous = None
+        for stage in per_symbol:
+            current = make(settings, stage, settings.task_timeouts[stage.task_id], symbol)
+            after = tasks[stage.upstream] if stage.upstream else previous
             if after is not None:
-                after >> task
-            previous = task
+                after >> current
+            tasks[stage.task_id] = previous = current
+
+    with dag:
+        branch.expand(symbol=_symbols_task(settings)())
+        for stage in once:
+            current = make(settings, stage, settings.task_timeouts[stage.task_id])
+            # After every symbol's evaluate; runs if at least one of them succeeded.
+            current.trigger_rule = TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
+            tasks[stage.upstream or per_symbol[-1].task_id] >> current
+            tasks[stage.task_id] = current
+        leaves = [t for t in dag.tasks if not t.downstream_task_ids]
+        summary = _summary_task(dag_id, [s.task_id for s in per_symbol], [s.task_id for s in once])()
+        leaves >> summary
     return dag
 
 
