@@ -2,8 +2,15 @@
 
 Everything here runs in-process without a cluster: pods are built with
 `build_pod_request_obj(dry_run=True)`, the same call `KubernetesPodOperator.dry_run()` makes.
+
+The stage tasks sit in a mapped task group (one branch per symbol): their `symbol` is the group's
+mapped argument, which Airflow resolves per map index at run time from the `symbols` task's XCom.
+Offline, `for_symbol` gives a copy of a task that value (what the resolution yields), then the
+template fields are rendered by Airflow as usual. The real resolution is exercised by the
+`airflow dags test` runs in test_airflow_local_run.py.
 """
 
+import copy
 import os
 from datetime import datetime, timedelta, timezone
 
@@ -23,6 +30,7 @@ from kubernetes.client import models as k8s
 PIPELINE = "crypto_volatility_pipeline"
 EXTRACT = "crypto_volatility_extract"
 CHAIN = ["extract", "quality", "transform", "train", "evaluate"]
+ONCE = {"symbols", "summary"}  # the run's Python tasks around the per-symbol branches
 UTC = timezone.utc
 
 
@@ -37,24 +45,40 @@ def dagbag(monkeypatch, **settings):
 
 
 def chain_of(dag):
-    """The task ids in dependency order, checking the graph is one straight chain."""
-    roots = [t for t in dag.tasks if not t.upstream_task_ids]
+    """The per-symbol task ids in dependency order, checking they form one straight chain
+    (the edges from `symbols` and to `summary` aside: see test_the_run_frames_the_branches)."""
+    tasks = [t for t in dag.tasks if t.task_id not in ONCE]
+    roots = [t for t in tasks if not (t.upstream_task_ids - ONCE)]
     assert len(roots) == 1, f"{dag.dag_id}: expected one root, got {[t.task_id for t in roots]}"
     order, task = [], roots[0]
     while True:
         order.append(task.task_id)
-        downstream = sorted(task.downstream_task_ids)
+        downstream = sorted(task.downstream_task_ids - ONCE)
         if not downstream:
             break
         assert len(downstream) == 1, f"{task.task_id} fans out to {downstream}"
         task = dag.get_task(downstream[0])
-    assert len(order) == len(dag.tasks), "tasks outside the chain"
+    assert len(order) == len(tasks), "tasks outside the chain"
     return order
 
 
 def edges_of(dag):
-    """Every (upstream, downstream) pair of the graph."""
-    return {(t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids}
+    """Every (upstream, downstream) pair of the graph, without those from `symbols` and to `summary`."""
+    return {(t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids if t.task_id not in ONCE and d not in ONCE}
+
+
+def stage_tasks(dag):
+    """The tasks that run rps or the refresh request (not the run's Python tasks)."""
+    return [t for t in dag.tasks if t.task_id not in ONCE]
+
+
+def for_symbol(task, symbol):
+    """A copy of a task of the mapped group with its mapped argument resolved to `symbol`
+    ('' = the default branch: params.yaml's single symbol, no --symbol)."""
+    task = copy.deepcopy(task)
+    if getattr(task, "map_index_template", None):  # a task of the mapped group
+        task.symbol = symbol
+    return task
 
 
 class FakeRun:
@@ -62,7 +86,9 @@ class FakeRun:
         self.run_after = run_after
 
 
-def render(task, **context):
+def render(task, symbol="", **context):
+    """Render a copy of the task for one symbol, as Airflow does before running it."""
+    task = for_symbol(task, symbol)
     context.setdefault("run_id", "manual__test")  # Airflow always has one
     task.render_template_fields(context, jinja_env=task.dag.get_template_env())
     return task
@@ -112,6 +138,8 @@ def test_local_mode_imports_without_errors(monkeypatch):
         ("RPS_AIRFLOW_RESOURCES", '{"training": {"limits": {"memory": "8Gi"}}}'),
         ("RPS_AIRFLOW_START_DATE", "yesterday"),
         ("RPS_AIRFLOW_STREAM_RECONCILE", "maybe"),
+        ("RPS_AIRFLOW_SYMBOLS", "BTC-USDT,ETH/USD"),
+        ("RPS_AIRFLOW_SYMBOLS", '["BTC-USDT",'),
     ],
 )
 def test_a_bad_setting_is_an_import_error_naming_the_variable(monkeypatch, name, value):
@@ -159,6 +187,49 @@ def test_task_order(monkeypatch):
     assert chain_of(bag.dags[EXTRACT]) == ["extract", "quality"]
 
 
+def test_the_run_frames_the_branches(monkeypatch):
+    """`symbols` feeds every branch; `summary` waits for everything, whatever failed."""
+    bag = dagbag(monkeypatch, RPS_AIRFLOW_SERVE_URL="http://rps-serve.rps.svc:8080", RPS_AIRFLOW_STREAM_RECONCILE="true")
+    for dag in bag.dags.values():
+        symbols, summary = dag.get_task("symbols"), dag.get_task("summary")
+        assert not symbols.upstream_task_ids
+        assert not summary.downstream_task_ids
+        assert summary.trigger_rule == "all_done"
+        assert summary.retries == 0
+        leaves = {t.task_id for t in dag.tasks if t.downstream_task_ids == {"summary"}}
+        assert summary.upstream_task_ids == leaves
+        branch = {t.task_id for t in dag.tasks if t.task_group and t.task_group.group_id == "per_symbol"}
+        assert symbols.downstream_task_ids == branch
+    assert bag.dags[PIPELINE].get_task("summary").upstream_task_ids == {"reconcile", "refresh_serving"}
+    assert bag.dags[EXTRACT].get_task("summary").upstream_task_ids == {"quality"}
+
+
+def test_every_stage_is_one_task_per_symbol(monkeypatch):
+    """A mapped task GROUP over the symbols task's XCom: instance i of a stage follows instance i
+    of the stage before it only, so one symbol's failure stops that symbol's branch alone."""
+    from airflow.sdk.definitions._internal.expandinput import MappedArgument
+    from airflow.sdk.definitions.taskgroup import MappedTaskGroup
+    from airflow.sdk.definitions.xcom_arg import PlainXComArg
+
+    bag = dagbag(monkeypatch, RPS_AIRFLOW_SERVE_URL="http://rps-serve.rps.svc:8080", RPS_AIRFLOW_STREAM_RECONCILE="true")
+    for dag in bag.dags.values():
+        group = dag.task_group.get_task_group_dict()["per_symbol"]
+        assert isinstance(group, MappedTaskGroup)
+        (expand_arg,) = group._expand_input.value.values()
+        assert isinstance(expand_arg, PlainXComArg) and expand_arg.operator.task_id == "symbols"
+        members = {t.task_id for t in group}
+        assert members == set(CHAIN if dag.dag_id == PIPELINE else CHAIN[:2]) | ({"reconcile"} if dag.dag_id == PIPELINE else set())
+        for task_id in members:
+            task = dag.get_task(task_id)
+            assert isinstance(task.symbol, MappedArgument), task_id  # resolved per map index
+            assert task.map_index_template  # the UI labels each instance with its symbol
+            assert "symbol" in task.template_fields
+    # Once per run, outside the group: rps serve reloads all its models at once.
+    refresh = bag.dags[PIPELINE].get_task("refresh_serving")
+    assert refresh.task_group.group_id is None
+    assert refresh.trigger_rule == "all_done_min_one_success"
+
+
 def test_refresh_serving_is_added_after_evaluate_when_configured(monkeypatch):
     bag = dagbag(monkeypatch, RPS_AIRFLOW_SERVE_URL="http://rps-serve.rps.svc:8080/")
     assert chain_of(bag.dags[PIPELINE]) == [*CHAIN, "refresh_serving"]
@@ -194,7 +265,8 @@ def test_retries_timeouts_and_quality_stops_the_run(monkeypatch):
     bag = dagbag(monkeypatch)
     dag = bag.dags[PIPELINE]
     expected_timeouts = {"extract": 30, "quality": 10, "transform": 30, "train": 120, "evaluate": 30}
-    for task in dag.tasks:
+    assert dag.get_task("symbols").execution_timeout == dag.get_task("summary").execution_timeout == timedelta(minutes=5)
+    for task in stage_tasks(dag):
         assert task.retries == 3
         assert task.retry_delay == timedelta(minutes=1)
         assert task.retry_exponential_backoff == 2.0
@@ -213,7 +285,8 @@ EXPECTED_ARGS = {
     "quality": ["quality", "--report-dir", "/var/lib/rps/reports"],
     "transform": ["transform"],
     "train": ["train"],
-    "evaluate": ["evaluate", "--report-dir", "/var/lib/rps/reports"],
+    # --require-promotion: "not promoted" is exit 9, which the operators record as XCom promoted=false.
+    "evaluate": ["evaluate", "--report-dir", "/var/lib/rps/reports", "--require-promotion"],
 }
 STAGE_SECRETS = {
     "AWS_ACCESS_KEY_ID": ("rps-s3", "AWS_ACCESS_KEY_ID"),
@@ -243,7 +316,7 @@ def test_every_task_is_a_pod_with_the_configured_image_and_its_command(monkeypat
         RPS_AIRFLOW_SERVICE_ACCOUNT="rps-runner",
     )
     dag = bag.dags[dag_id]
-    for task in dag.tasks:
+    for task in stage_tasks(dag):
         assert isinstance(task, KubernetesPodOperator), task
         assert task.image == "registry.example.com/rps:1.2.3"
         assert task.namespace == "btc"
@@ -251,7 +324,7 @@ def test_every_task_is_a_pod_with_the_configured_image_and_its_command(monkeypat
         assert task.on_finish_action.value == "delete_succeeded_pod"
         assert task.do_xcom_push is False
         assert not task.cmds  # the image's entrypoint is rps
-        render(task, **MARCH_1)
+        task = render(task, **MARCH_1)  # the default branch: no --symbol
         assert task.arguments == EXPECTED_ARGS[task.task_id]
 
         pod = task.build_pod_request_obj(dry_run=True)
@@ -313,7 +386,7 @@ def test_settings_change_the_pods(monkeypatch):
     )
     assert bag.import_errors == {}
     dag = bag.dags[PIPELINE]
-    pods = {t.task_id: render(t, **MARCH_1).build_pod_request_obj(dry_run=True) for t in dag.tasks}
+    pods = {t.task_id: render(t, **MARCH_1).build_pod_request_obj(dry_run=True) for t in stage_tasks(dag)}
     assert secret_env(pods["train"]) == {
         "MLFLOW_TRACKING_USERNAME": ("dagshub", "MLFLOW_TRACKING_USERNAME"),
         "MLFLOW_TRACKING_TOKEN": ("dagshub", "MLFLOW_TRACKING_TOKEN"),
@@ -341,7 +414,7 @@ def test_settings_change_the_pods(monkeypatch):
     ]
     assert args["evaluate"] == [
         "evaluate", "--features", "s3://rps-data/btc/features", "--model", "s3://rps-data/btc/models/candidate",
-        "--report-dir", "/var/lib/rps/reports",
+        "--report-dir", "/var/lib/rps/reports", "--require-promotion",
     ]  # fmt: skip
     assert {t.pool for t in dag.tasks} == {"rps"}
     assert dag.get_task("train").execution_timeout == timedelta(hours=4)
@@ -416,7 +489,7 @@ def test_the_data_interval_renders_as_the_extract_window_in_utc(monkeypatch):
     task = bag.dags[EXTRACT].get_task("extract")
     # A zone other than UTC on the way in still gives UTC instants with a Z.
     start = pendulum.datetime(2024, 3, 1, 13, tz="Europe/Paris")
-    render(task, **interval_context(start, start.add(hours=1)))
+    task = render(task, **interval_context(start, start.add(hours=1)))
     assert task.arguments == ["extract", "--start", "2024-03-01T12:00:00Z", "--end", "2024-03-01T13:00:00Z"]
 
 
@@ -431,7 +504,7 @@ def test_a_manual_run_without_logical_date_extracts_the_last_interval(monkeypatc
     bag = dagbag(monkeypatch)
     task = bag.dags[dag_id].get_task("extract")
     # Airflow 3 leaves data_interval_* out of the context when a manual run has no logical date.
-    render(task, dag_run=FakeRun(datetime(2024, 3, 5, 10, 42, 7, tzinfo=UTC)))
+    task = render(task, dag_run=FakeRun(datetime(2024, 3, 5, 10, 42, 7, tzinfo=UTC)))
     assert task.arguments == ["extract", "--start", expected[0], "--end", expected[1]]
 
 
@@ -465,7 +538,7 @@ def test_local_mode_builds_the_identical_graph_with_local_processes(monkeypatch)
         k8s_dag, local_dag = pods.dags[dag_id], local.dags[dag_id]
         assert edges_of(local_dag) == edges_of(k8s_dag)
         assert set(local_dag.task_ids) == set(k8s_dag.task_ids)
-        for k8s_task in k8s_dag.tasks:
+        for k8s_task in stage_tasks(k8s_dag):
             local_task = local_dag.get_task(k8s_task.task_id)
             assert not isinstance(local_task, KubernetesPodOperator)
             assert type(local_task).__name__ == "RpsLocalOperator"
@@ -475,9 +548,12 @@ def test_local_mode_builds_the_identical_graph_with_local_processes(monkeypatch)
                 assert local_task.arguments[-1] == k8s_task.arguments[-1] == "http://127.0.0.1:8080/refresh"
                 continue
             assert local_task.program == "/opt/rps/bin/rps"
-            render(k8s_task, **MARCH_1)
-            render(local_task, **MARCH_1)
-            assert local_task.arguments == k8s_task.arguments  # the same `rps <stage> [flags]`
+            assert local_task.map_index_template == k8s_task.map_index_template
+            for symbol in ("", "ETH-USD"):
+                k8s_args = render(k8s_task, symbol, **MARCH_1).arguments
+                local_args = render(local_task, symbol, **MARCH_1).arguments
+                assert local_args == k8s_args  # the same `rps <stage> [--symbol SYM] [flags]`
+                assert ("--symbol" in local_args) == bool(symbol)
 
 
 # --------------------------------------------------------------------------------------------
@@ -619,7 +695,134 @@ def test_rendered_pods_are_valid_kubernetes_objects(monkeypatch, dag_id):
     from kubernetes.client import ApiClient
 
     bag = dagbag(monkeypatch, RPS_AIRFLOW_SERVE_URL="http://rps-serve.rps.svc:8080", RPS_AIRFLOW_STREAM_RECONCILE="true")
-    for task in bag.dags[dag_id].tasks:
-        pod = render(task, **MARCH_1).build_pod_request_obj(dry_run=True)
-        manifest = ApiClient().sanitize_for_serialization(pod)
-        kubernetes_validate.validate(manifest, "1.37.0", strict=True)
+    for task in stage_tasks(bag.dags[dag_id]):
+        for symbol in ("", "ETH-USD"):
+            pod = render(task, symbol, **MARCH_1).build_pod_request_obj(dry_run=True)
+            manifest = ApiClient().sanitize_for_serialization(pod)
+            kubernetes_validate.validate(manifest, "1.37.0", strict=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Many symbols: one pod per symbol and stage, the symbol list, the run's summary
+# --------------------------------------------------------------------------------------------
+
+SYMBOLS = ["BTC-USDT", "ETH-USD"]
+
+
+@pytest.mark.parametrize("dag_id", [PIPELINE, EXTRACT])
+def test_one_pod_per_symbol_and_stage_each_with_its_symbol(monkeypatch, dag_id):
+    bag = dagbag(monkeypatch, RPS_AIRFLOW_STREAM_RECONCILE="true", RPS_AIRFLOW_SERVE_URL="http://rps-serve.rps.svc:8080")
+    dag = bag.dags[dag_id]
+    per_symbol = [t for t in stage_tasks(dag) if t.task_id != "refresh_serving"]
+    pods = {}
+    for symbol in SYMBOLS:
+        for task in per_symbol:
+            pod = render(task, symbol, **MARCH_1).build_pod_request_obj(dry_run=True)
+            pods[symbol, task.task_id] = pod
+    assert len(pods) == len(SYMBOLS) * len(per_symbol)
+    assert len({p.metadata.name for p in pods.values()}) == len(pods)  # one pod each
+    for (symbol, task_id), pod in pods.items():
+        args = pod.spec.containers[0].args
+        words = 2 if task_id == "reconcile" else 1
+        # `rps <stage> --symbol SYM ...`: the global flag right after the stage's words, once.
+        assert args[words : words + 2] == ["--symbol", symbol], args
+        assert args.count("--symbol") == 1
+        assert pod.metadata.labels["rps/symbol"] == symbol
+        assert pod.metadata.labels["app.kubernetes.io/component"] == task_id
+        if "--report-dir" in args:  # quality, evaluate: reports/<sym>, as rps lays them out
+            assert args[args.index("--report-dir") + 1] == f"/var/lib/rps/reports/{symbol}"
+    assert pods["ETH-USD", "extract"].spec.containers[0].args == [
+        "extract", "--symbol", "ETH-USD", "--start", "2024-03-01T00:00:00Z", "--end", "2024-03-02T00:00:00Z",
+    ]  # fmt: skip
+    if dag_id == PIPELINE:
+        assert pods["BTC-USDT", "reconcile"].spec.containers[0].args == ["stream", "reconcile", "--symbol", "BTC-USDT"]
+        assert pods["ETH-USD", "train"].spec.containers[0].args == ["train", "--symbol", "ETH-USD"]
+
+
+def test_the_data_uri_gets_a_folder_per_symbol(monkeypatch):
+    bag = dagbag(monkeypatch, RPS_AIRFLOW_DATA_URI="s3://rps-data/", RPS_AIRFLOW_REPORT_DIR="s3://rps-data/reports")
+    dag = bag.dags[PIPELINE]
+    args = {t.task_id: render(t, "ETH-USD", **MARCH_1).arguments for t in stage_tasks(dag)}
+    assert args["extract"][-2:] == ["--out", "s3://rps-data/raw/ETH-USD"]
+    assert args["quality"] == ["quality", "--symbol", "ETH-USD", "--input", "s3://rps-data/raw/ETH-USD", "--report-dir", "s3://rps-data/reports/ETH-USD"]
+    assert args["train"] == [
+        "train", "--symbol", "ETH-USD", "--features", "s3://rps-data/features/ETH-USD",
+        "--out", "s3://rps-data/models/ETH-USD/candidate",
+    ]  # fmt: skip
+    # The default branch (no symbols configured): the paths of a single-symbol installation.
+    default = {t.task_id: render(t, "", **MARCH_1).arguments for t in stage_tasks(dag)}
+    assert default["train"] == ["train", "--features", "s3://rps-data/features", "--out", "s3://rps-data/models/candidate"]
+
+
+def test_the_symbol_list_precedence(dag_module):
+    choose = dag_module.choose_symbols
+    default = ([""], "none configured: params.yaml's single symbol, no --symbol")
+    assert choose() == default
+    assert choose(listed=["BTC-USDT"]) == default  # one symbol in params.yaml: as before #20
+    assert choose(listed=["BTC-USDT", "ETH-USD"]) == (["BTC-USDT", "ETH-USD"], "rps symbols")
+    assert choose(setting=("ETH-USD",), listed=SYMBOLS) == (["ETH-USD"], "RPS_AIRFLOW_SYMBOLS")
+    assert choose(variable='["SOL-USD", "ETH-USD"]', setting=("ETH-USD",)) == (["SOL-USD", "ETH-USD"], "Variable rps_symbols")
+    assert choose(variable="SOL-USD, ETH-USD,") == (["SOL-USD", "ETH-USD"], "Variable rps_symbols")
+    assert choose(conf_symbols=["BTC-USDT"], variable="ETH-USD") == (["BTC-USDT"], "dag_run.conf.symbols")
+    assert choose(conf_symbols=[], variable="ETH-USD") == (["ETH-USD"], "Variable rps_symbols")  # empty = unset
+    # rps alert-hook's conf names the symbol whose champion is worse: only that one retrains.
+    assert choose(variable=SYMBOLS, alert_symbol="ETH-USD") == (["ETH-USD"], "Variable rps_symbols, narrowed to dag_run.conf.symbol")
+    assert choose(alert_symbol="BTC-USDT") == default  # a single-symbol installation retrains as before
+    with pytest.raises(ValueError, match="SOL-USD.*not one of"):
+        choose(variable=SYMBOLS, alert_symbol="SOL-USD")
+    with pytest.raises(ValueError, match="Variable rps_symbols.*not a symbol name"):
+        choose(variable=["BTC/USDT"])
+    with pytest.raises(ValueError, match="Variable rps_symbols"):
+        choose(variable='{"BTC-USDT": 1}')
+
+
+def test_the_summary_says_what_became_of_each_symbol(dag_module):
+    stages = CHAIN + ["reconcile"]
+    states = {"symbols": "success", "refresh_serving": "success"}
+    states.update({f"{s}_0": "success" for s in stages})  # BTC-USDT: promoted
+    states.update({"extract_1": "success", "quality_1": "failed"})  # ETH-USD: the gate failed
+    states.update({f"{s}_1": "upstream_failed" for s in stages[2:]})
+    states.update({f"{s}_2": "success" for s in stages})  # SOL-USD: trained, kept out
+    states.update({"reconcile_2": "failed"})  # ... and its reconcile failed
+    report = dag_module.summarize(PIPELINE, ["BTC-USDT", "ETH-USD", "SOL-USD"], states, {0: True, 2: False}, stages, ["refresh_serving"])
+    assert report["trained"] == ["BTC-USDT", "SOL-USD"]
+    assert report["promoted"] == ["BTC-USDT"]
+    assert report["not_promoted"] == ["SOL-USD"]
+    assert report["failed"] == {"ETH-USD": "quality", "SOL-USD": "reconcile"}
+    assert report["failed_tasks"] == []
+    outcomes = {k: v["outcome"] for k, v in report["symbols"].items()}
+    assert outcomes == {
+        "BTC-USDT": "promoted",
+        "ETH-USD": "stopped at quality: failed",
+        "SOL-USD": "trained, not promoted; stopped at reconcile: failed",
+    }
+    # The symbol list itself failed: nothing ran, and the report says so.
+    empty = dag_module.summarize(EXTRACT, [], {"symbols": "failed", "extract": "upstream_failed"}, {}, ["extract", "quality"], [])
+    assert empty["failed_tasks"] == ["symbols"] and empty["symbols"] == {}
+    # The default branch (no symbols configured) is labelled "default".
+    one = dag_module.summarize(EXTRACT, [""], {"symbols": "success", "extract_0": "success", "quality_0": "success"}, {}, ["extract", "quality"], [])
+    assert one["symbols"]["default"]["outcome"] == "extracted" and not one["failed"]
+
+
+def test_evaluate_not_promoted_is_an_outcome_not_a_failure(dag_module, monkeypatch):
+    """Exit 9 of `rps evaluate --require-promotion`: the task succeeds with XCom promoted=false,
+    and the pod (Failed phase) is deleted like a succeeded one. Exit 9 of another stage still fails."""
+    dag = dag_module.build_dags(dag_module.Settings.from_env({}))[PIPELINE]
+    evaluate = dag.get_task("evaluate")
+    for name in ("patch_already_checked", "process_pod_deletion", "_read_pod_container_states", "_read_pod_events"):
+        monkeypatch.setattr(evaluate, name, lambda *a, **k: None)
+    monkeypatch.setattr(evaluate, "is_istio_enabled", lambda pod: False)
+    deleted = []
+    monkeypatch.setattr(type(evaluate), "pod_manager", type("PM", (), {"delete_pod": lambda self, pod: deleted.append(pod)})())
+    pod = failed_pod(9)
+    assert evaluate.cleanup(pod, pod) is None
+    assert evaluate._not_promoted is True
+    assert deleted == [pod]
+    with pytest.raises(AirflowFailException, match="rps evaluate exited 8"):
+        evaluate.cleanup(failed_pod(8), failed_pod(8))
+    quality = dag.get_task("quality")
+    for name in ("patch_already_checked", "process_pod_deletion", "_read_pod_container_states", "_read_pod_events"):
+        monkeypatch.setattr(quality, name, lambda *a, **k: None)
+    monkeypatch.setattr(quality, "is_istio_enabled", lambda pod: False)
+    with pytest.raises(AirflowFailException, match="rps quality exited 9"):
+        quality.cleanup(failed_pod(9), failed_pod(9))
