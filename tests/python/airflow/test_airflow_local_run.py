@@ -10,6 +10,10 @@ metadata DB; artifacts from the temporary RPS_HOME.
    champion.
 3. The same pipeline on a CSV with broken OHLC rows: quality fails once (exit 5, no retry) and
    transform/train/evaluate never run.
+3b. The pipeline with two symbols (params.yaml data.symbols, listed by `rps symbols`), BTC-USDT
+   from a corrupted slice of ../shared/data's Binance file and ETH-USD from a slice of the 30-minute
+   ETH file: BTC-USDT's branch stops at its gate, ETH-USD trains and is promoted, and the summary
+   task names both and fails the run.
 4. The pipeline with RPS_AIRFLOW_STREAM_RECONCILE=true against a real PostgreSQL (started by
    tests/servers/postgres.sh, or make test's shared one; skipped without PostgreSQL) holding streamed candles:
    reconcile runs `rps stream reconcile` after evaluate and writes the champion's predictions.
@@ -104,18 +108,36 @@ class Airflow:
         out = self.cli("dags", "test", dag_id, logical_date, env=env)
         return out, self.task_states(dag_id)
 
+    def latest_run(self, db, dag_id):
+        row = db.execute("SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)).fetchone()
+        assert row, f"no run of {dag_id} in the metadata DB"
+        return row[0]
+
     def task_states(self, dag_id):
-        """task_id -> (state, try_number) of the latest run of dag_id."""
+        """task_id -> (state, try_number) of the latest run of dag_id; a task of the per-symbol
+        group as `task_id[SYMBOL]` (its map index label) when the run named symbols, as plain
+        `task_id` in the one default branch (no symbols configured)."""
+        with sqlite3.connect(self.home / "airflow.db") as db:
+            rows = db.execute(
+                "SELECT task_id, map_index, rendered_map_index, state, try_number FROM task_instance"
+                " WHERE dag_id = ? AND run_id = ?",
+                (dag_id, self.latest_run(db, dag_id)),
+            ).fetchall()
+        states = {}
+        for task, index, label, state, tries in rows:
+            key = task if index < 0 or label in (None, "default") else f"{task}[{label}]"
+            assert key not in states, f"two task instances labelled {key}"
+            states[key] = (state, tries)
+        return states
+
+    def xcom(self, dag_id, task_id, key="return_value", map_index=-1):
+        """An XCom value of the latest run of dag_id (JSON), None if there is none."""
         with sqlite3.connect(self.home / "airflow.db") as db:
             row = db.execute(
-                "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
+                "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = ? AND map_index = ?",
+                (dag_id, self.latest_run(db, dag_id), task_id, key, map_index),
             ).fetchone()
-            assert row, f"no run of {dag_id} in the metadata DB"
-            rows = db.execute(
-                "SELECT task_id, state, try_number FROM task_instance WHERE dag_id = ? AND run_id = ?",
-                (dag_id, row[0]),
-            ).fetchall()
-        return {task: (state, tries) for task, state, tries in rows}
+        return None if row is None else json.loads(row[0])
 
 
 def log_tail(out, lines=60):
@@ -213,7 +235,10 @@ def test_extract_dag_fetches_exactly_its_data_interval(airflow, tmp_path):
         RPS_AIRFLOW_EXTRACT_SCHEDULE="@monthly",
     )
     assert out.returncode == 0, log_tail(out)
-    assert states == {"extract": ("success", 1), "quality": ("success", 1)}, log_tail(out)
+    assert states == {t: ("success", 1) for t in ("symbols", "extract", "quality", "summary")}, log_tail(out)
+    # No symbols configured: one branch, `rps extract` without --symbol, as before #20.
+    assert airflow.xcom(EXTRACT, "symbols") == [""]
+    assert "--symbol" not in out.stdout + out.stderr
     rows, first, last = raw_span(rps_home)
     assert (rows, first, last) == (31 * 24, ms("2021-05-01T00:00:00"), ms("2021-05-31T23:00:00"))
     assert "--start 2021-05-01T00:00:00Z --end 2021-06-01T00:00:00Z" in out.stdout + out.stderr
@@ -239,8 +264,11 @@ def test_pipeline_runs_every_stage_on_the_sample_and_refreshes_serving(airflow, 
     )
     print(f"airflow dags test {PIPELINE}: {out.seconds:.0f} s")
     assert out.returncode == 0, log_tail(out)
-    tasks = ["extract", "quality", "transform", "train", "evaluate", "refresh_serving"]
+    tasks = ["symbols", "extract", "quality", "transform", "train", "evaluate", "refresh_serving", "summary"]
     assert states == {t: ("success", 1) for t in tasks}, log_tail(out)
+    assert airflow.xcom(PIPELINE, "evaluate", "promoted", map_index=0) is True  # the first version
+    summary = airflow.xcom(PIPELINE, "summary")
+    assert (summary["trained"], summary["promoted"], summary["failed"]) == (["default"], ["default"], {}), summary
 
     # 8,760 hours less the 13 missing in 2021.
     assert raw_span(rps_home) == (8747, ms("2021-01-01T00:00:00"), ms("2021-12-31T23:00:00"))
@@ -287,6 +315,8 @@ def test_a_failed_quality_gate_stops_the_pipeline_before_training(airflow, tmp_p
         RPS_AIRFLOW_PIPELINE_SCHEDULE="@yearly",
     )
     assert out.returncode != 0, "the DAG run must fail"
+    assert states["summary"] == ("failed", 1), states  # the summary says so, and fails the run
+    assert airflow.xcom(PIPELINE, "summary")["failed"] == {"default": "quality"}
     assert states["extract"] == ("success", 1)
     # Exit 5 is final: one try although the task has retries left.
     assert states["quality"] == ("failed", 1), log_tail(out)
@@ -303,6 +333,120 @@ def test_a_failed_quality_gate_stops_the_pipeline_before_training(airflow, tmp_p
     assert not (rps_home / "models").exists()
     assert not (rps_home / "registry").exists()
     assert not (reports / "metrics.json").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Two symbols, one corrupted: that symbol's branch stops at its gate, the other trains
+# --------------------------------------------------------------------------------------------
+
+SHARED_DATA = pathlib.Path(os.environ.get("RPS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+BTC_BINANCE = SHARED_DATA / "btc_usdt_1h_binance_2017-08_2021-12.csv"
+ETH_30M = SHARED_DATA / "eth_usd_30m_2017-10_2019-10.csv"
+ETH_COLUMNS = {"timestamp": "Date", "open": "ETH.open", "high": "ETH.high", "low": "ETH.low", "close": "ETH.close", "volume": "ETH.volume"}
+# A quarterly schedule: logical date 2019-07-01 is the interval [2019-04-01, 2019-07-01), which
+# both files cover (2,184 hours: enough for the features' 28-day history and the three splits).
+QUARTERLY = "0 0 1 */3 *"
+SPAN = ("2019-03-25 00:00:00", "2019-07-08 00:00:00")  # a little either side: extract keeps the window
+
+
+def csv_slice(src, dst, time_column, corrupt=False):
+    """The rows of `src` within SPAN (its text timestamps sort as times); with `corrupt`, high and
+    low swapped and widened on every 40th row, as corrupt_sample does."""
+    with open(src, newline="") as fin, open(dst, "w", newline="") as fout:
+        reader, writer = csv.reader(fin), csv.writer(fout)
+        header = next(reader)
+        writer.writerow(header)
+        t = header.index(time_column)
+        kept = 0
+        for row in reader:
+            if not SPAN[0] <= row[t] < SPAN[1]:
+                continue
+            if corrupt and kept % 40 == 7:
+                high, low = header.index("high"), header.index("low")
+                row[high], row[low] = f"{float(row[low]) * 0.9:.2f}", f"{float(row[high]) * 1.1:.2f}"
+            writer.writerow(row)
+            kept += 1
+    return dst
+
+
+def two_symbol_params(tmp, btc_csv, eth_csv):
+    """params.yaml of the repository with data.symbols (#20): BTC-USDT from a Binance slice,
+    ETH-USD from the 30-minute Coinbase-style file; a quicker training (fewer rounds, no
+    walk-forward) so that the run stays short on two cores."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["symbols"] = {
+        "BTC-USDT": {"file": {"path": str(btc_csv)}, "model_name": "btc-volatility"},
+        "ETH-USD": {"interval": "30m", "file": {"path": str(eth_csv), "columns": ETH_COLUMNS}, "model_name": "eth-volatility"},
+    }
+    params["train"]["num_boost_round"] = 150
+    params["train"]["early_stopping_rounds"] = 20
+    params["evaluate"]["walk_forward_folds"] = 0
+    path = tmp / "params-two-symbols.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def test_two_symbols_a_corrupted_one_stops_alone_and_the_summary_names_both(airflow, bin_dir, tmp_path):
+    if not (BTC_BINANCE.is_file() and ETH_30M.is_file()):
+        pytest.skip(f"{SHARED_DATA} does not hold {BTC_BINANCE.name} and {ETH_30M.name} (set RPS_SHARED_DATA)")
+    rps_home = tmp_path / "rps-home"
+    reports = tmp_path / "reports"
+    btc = csv_slice(BTC_BINANCE, tmp_path / "btc_broken_ohlc.csv", "date", corrupt=True)
+    eth = csv_slice(ETH_30M, tmp_path / "eth_usd_30m.csv", "Date")
+    params = two_symbol_params(tmp_path, btc, eth)
+    listed = subprocess.run(
+        [str(bin_dir / "rps"), "symbols", "--params", str(params)], env=clean_env(), capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == ["BTC-USDT", "ETH-USD"]
+
+    # No Variable, no RPS_AIRFLOW_SYMBOLS: in local mode the run asks `rps symbols`.
+    out, states = airflow.dags_test(
+        PIPELINE,
+        "2019-07-01T00:00:00+00:00",
+        rps_home,
+        params,
+        reports,
+        RPS_AIRFLOW_PIPELINE_SCHEDULE=QUARTERLY,
+    )
+    print(f"airflow dags test {PIPELINE} with two symbols: {out.seconds:.0f} s")
+    log = out.stdout + out.stderr
+    assert out.returncode != 0, "a symbol stopped: the run must fail"
+    assert airflow.xcom(PIPELINE, "symbols") == ["BTC-USDT", "ETH-USD"]
+    assert states["symbols"] == ("success", 1)
+
+    # BTC-USDT: its gate failed once (exit 5, no retry); its branch stopped there.
+    assert states["extract[BTC-USDT]"] == ("success", 1), states
+    assert states["quality[BTC-USDT]"] == ("failed", 1), states
+    for task in ("transform", "train", "evaluate"):
+        assert states[f"{task}[BTC-USDT]"][0] == "upstream_failed", states
+    assert "rps quality exited 5 (quality gate failed)" in log
+    # ETH-USD went all the way: trained and, as the first version, promoted.
+    for task in ("extract", "quality", "transform", "train", "evaluate"):
+        assert states[f"{task}[ETH-USD]"] == ("success", 1), (task, states)
+    assert "--symbol ETH-USD" in log and "--symbol BTC-USDT" in log
+    assert airflow.xcom(PIPELINE, "evaluate", "promoted", map_index=1) is True
+
+    # The summary names both, and fails the run because of BTC-USDT.
+    assert states["summary"] == ("failed", 1), states
+    summary = airflow.xcom(PIPELINE, "summary")
+    assert summary["trained"] == ["ETH-USD"] and summary["promoted"] == ["ETH-USD"], summary
+    assert summary["failed"] == {"BTC-USDT": "quality"}, summary
+    assert summary["symbols"]["BTC-USDT"]["outcome"] == "stopped at quality: failed"
+    assert summary["symbols"]["ETH-USD"]["outcome"] == "promoted"
+    assert "BTC-USDT stopped at quality" in log
+
+    # Per-symbol folders, as rps lays them out with several symbols.
+    bad = json.loads((reports / "BTC-USDT/quality.json").read_text())
+    assert bad["passed"] is False and "ohlc_sanity" in {c["name"] for c in bad["checks"] if not c["passed"]}
+    assert json.loads((reports / "ETH-USD/quality.json").read_text())["passed"] is True
+    assert (reports / "ETH-USD/metrics.json").stat().st_size > 0
+    assert not (reports / "BTC-USDT/metrics.json").exists()
+    assert (rps_home / "models/ETH-USD/candidate/model.json").stat().st_size > 0
+    assert not (rps_home / "models/BTC-USDT").exists()
+    assert not (rps_home / "data/features/BTC-USDT").exists()
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,7 +525,7 @@ def test_pipeline_reconciles_the_stream_database(airflow, postgres, bin_dir, tmp
     )
     print(f"airflow dags test {PIPELINE} with reconcile: {out.seconds:.0f} s")
     assert out.returncode == 0, log_tail(out)
-    tasks = ["extract", "quality", "transform", "train", "evaluate", "reconcile"]
+    tasks = ["symbols", "extract", "quality", "transform", "train", "evaluate", "reconcile", "summary"]
     assert states == {t: ("success", 1) for t in tasks}, log_tail(out)
     assert "stream reconcile" in out.stdout + out.stderr
 
