@@ -1,12 +1,19 @@
-"""RPS on Airflow: the BTC volatility pipeline, one task graph, two executors.
+"""RPS on Airflow: the crypto volatility pipeline, one branch per symbol, two executors.
 
 Two DAGs are defined here from the same stage specifications:
 
 ``crypto_volatility_pipeline`` (retrain cadence, daily by default)
-    extract -> quality -> transform -> train -> evaluate [-> refresh_serving]
-                                                         [-> reconcile]
+    symbols -> per symbol: extract -> quality -> transform -> train -> evaluate [-> reconcile]
+            -> [refresh_serving, once] -> summary
 ``crypto_volatility_extract`` (data cadence, hourly by default)
-    extract -> quality
+    symbols -> per symbol: extract -> quality -> summary
+
+``symbols`` picks the run's symbols (run conf ``symbols``, the Airflow Variable ``rps_symbols``,
+``RPS_AIRFLOW_SYMBOLS``, in local mode ``rps symbols``; none: one branch without ``--symbol``, as
+before #20). The per-symbol stages are a mapped task group over that list, so instance i of a stage
+waits for instance i of the one before only: one symbol's failed gate stops that symbol alone.
+``summary`` reports which symbols were promoted, trained but not promoted, or stopped where, and
+fails the run if any stopped.
 
 Every task runs one stage of the ``rps`` binary (``rps <stage> [flags]``). The executor is chosen by
 ``RPS_AIRFLOW_EXECUTOR``:
@@ -26,7 +33,8 @@ triggered. The quality gate exits 5 when it fails: the quality task fails at onc
 transform/train/evaluate end ``upstream_failed``; nothing is trained on bad data.
 
 Retries: exit codes that mean the input or the configuration is wrong (2 usage, 3 config, 4 bad
-input, 5 quality gate, 8 model, 9 not promoted) fail the task immediately; anything else (6 remote,
+input, 5 quality gate, 8 model) fail the task immediately (evaluate's 9, not promoted, is an
+outcome: XCom ``promoted=false``); anything else (6 remote,
 7 storage, 1 internal, a killed pod, a node lost) is retried with exponential back-off.
 
 ``reconcile`` (only with ``RPS_AIRFLOW_STREAM_RECONCILE=true``) runs ``rps stream reconcile`` after
@@ -34,7 +42,7 @@ evaluate, beside refresh_serving: the predictions ``rps stream consume`` stored 
 re-predicted with the live set evaluate just moved (champion, challenger, baseline), and only
 missing rows and moved aliases are written. It needs the stream's database: ``DATABASE_URL`` from
 the ``rps-stream`` Secret in pods, from the worker's environment in local mode. Off by default, so
-installations without a stream database keep the five tasks.
+installations without a stream database have no reconcile task.
 
 All settings are environment variables of the Airflow scheduler, DAG processor and workers, read
 when the DAG file is parsed; ``airflow/README.md`` lists them with their defaults. A bad value is a
