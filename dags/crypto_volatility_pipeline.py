@@ -956,18 +956,18 @@ def _symbols_task(settings: Settings) -> Any:
         variable = None
         if settings.symbols_variable:
             variable = Variable.get(settings.symbols_variable, default=None)
-        needs_listing = not any(
-            parse_symbols(v, "") for v in (params.get("symbols"), conf.get("symbols"), variable, settings.symbols)
-        ) if settings.executor == "local" else False
+        arguments = {
+            "conf_symbols": params.get("symbols") or conf.get("symbols"),
+            "variable": variable,
+            "variable_name": settings.symbols_variable,
+            "setting": settings.symbols,
+            "alert_symbol": conf.get("symbol"),
+        }
         try:
-            chosen, origin = choose_symbols(
-                conf_symbols=params.get("symbols") or conf.get("symbols"),
-                variable=variable,
-                variable_name=settings.symbols_variable,
-                setting=settings.symbols,
-                listed=_rps_symbols(settings, log) if needs_listing else None,
-                alert_symbol=conf.get("symbol"),
-            )
+            chosen, origin = choose_symbols(**arguments)
+            if chosen == [DEFAULT_SYMBOL] and settings.executor == "local":
+                # Nothing configured for Airflow: params.yaml's own list, if it has several.
+                chosen, origin = choose_symbols(**arguments, listed=_rps_symbols(settings, log))
         except ValueError as err:
             raise AirflowFailException(str(err)) from None
         log.info("symbols of this run: %s (from %s)", chosen, origin)
