@@ -376,8 +376,14 @@ def two_symbol_params(tmp, btc_csv, eth_csv):
     import yaml
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"]["symbols"] = {
-        "BTC-USDT": {"file": {"path": str(btc_csv)}, "model_name": "btc-volatility"},
+    data = params["data"]
+    del data["symbol"]  # data.symbols lists every symbol
+    # An entry is merged into data: key by key, so the Binance-only order-flow columns go into
+    # BTC-USDT's entry, not the shared mapping the ETH file could not satisfy.
+    btc_columns = data["file"]["columns"]
+    data["file"]["columns"] = {k: v for k, v in btc_columns.items() if k in ETH_COLUMNS}
+    data["symbols"] = {
+        "BTC-USDT": {"file": {"path": str(btc_csv), "columns": btc_columns}, "model_name": "btc-volatility"},
         "ETH-USD": {"interval": "30m", "file": {"path": str(eth_csv), "columns": ETH_COLUMNS}, "model_name": "eth-volatility"},
     }
     params["train"]["num_boost_round"] = 150
