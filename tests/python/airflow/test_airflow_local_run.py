@@ -238,7 +238,7 @@ def test_extract_dag_fetches_exactly_its_data_interval(airflow, tmp_path):
     assert states == {t: ("success", 1) for t in ("symbols", "extract", "quality", "summary")}, log_tail(out)
     # No symbols configured: one branch, `rps extract` without --symbol, as before #20.
     assert airflow.xcom(EXTRACT, "symbols") == [""]
-    assert "--symbol" not in out.stdout + out.stderr
+    assert "/rps extract --start 2021-05-01T00:00:00Z" in out.stdout + out.stderr
     rows, first, last = raw_span(rps_home)
     assert (rows, first, last) == (31 * 24, ms("2021-05-01T00:00:00"), ms("2021-05-31T23:00:00"))
     assert "--start 2021-05-01T00:00:00Z --end 2021-06-01T00:00:00Z" in out.stdout + out.stderr
