@@ -47,11 +47,11 @@ eth_cols='{timestamp: Date, open: ETH.open, high: ETH.high, low: ETH.low, close:
 binance_file=$shared/btc_usdt_1h_binance_2017-08_2021-12.csv
 btc_file=$shared/btc_usd_1h_coinbase_2017-07_2018-12.csv
 eth_file=$shared/eth_usd_30m_2017-10_2019-10.csv
-binance=(--set data.symbol=BTC-USDT --set data.interval=1h
+binance=(--set "data.symbols={BTC-USDT: {}}" --set data.interval=1h
   --set "data.file.path=$binance_file" --set "data.file.columns=$kline_cols")
-btc=(--set data.symbol=BTC-USD --set data.interval=1h
+btc=(--set "data.symbols={BTC-USD: {}}" --set data.interval=1h
   --set "data.file.path=$btc_file" --set "data.file.columns=$btc_cols")
-eth=(--set data.symbol=ETH-USD --set data.interval=30m
+eth=(--set "data.symbols={ETH-USD: {}}" --set data.interval=30m
   --set "data.file.path=$eth_file" --set "data.file.columns=$eth_cols")
 
 if [[ ! -d "$shared" ]]; then

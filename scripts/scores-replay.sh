@@ -42,7 +42,7 @@ home=$work/home state=$work/servers log=$work/replay.log
 # params.yaml as committed: the configuration frozen at 182d614.
 kline_cols='{timestamp: date, open: open, high: high, low: low, close: close, volume: volume, quote_volume: quote_asset_volume, trades: number_of_trades, taker_buy_volume: taker_buy_base_asset_volume, taker_buy_quote_volume: taker_buy_quote_asset_volume}'
 common=(--params "$root/params.yaml" --home "$home"
-  --set data.symbol=BTC-USDT --set data.interval=1h
+  --set "data.symbols={BTC-USDT: {}}" --set data.interval=1h
   --set "data.file.path=$file" --set "data.file.columns=$kline_cols")
 train_only=(--set 'data.end="2021-01-01T00:00:00Z"' --set evaluate.walk_forward_folds=0)
 

@@ -30,7 +30,7 @@ mkdir -p "$WORK"
 home=$WORK/home
 raw=$home/data/raw/SYN
 sets=(--params "$root/params.yaml" --home "$home"
-  --set data.source=synthetic --set data.symbol=SYN --set data.interval=1m --set data.bar=1h
+  --set data.source=synthetic --set "data.symbols={SYN: {}}" --set data.interval=1m --set data.bar=1h
   --set target.estimator=realized --set data.synthetic.steps_per_bar=1)
 if [[ ! -f "$raw/_manifest.json" ]]; then
   echo "writing the input once: 5 years of synthetic one-minute bars → $raw"

@@ -32,7 +32,7 @@ PROJECT_FILES = [
     ".dvc/plots/offline.html",
     "data/sample/btc_usdt_1h_binance_2020-2021.csv",
 ]
-# The y columns of dvc.yaml's realized_vs_forecast plot.
+# The y columns of dvc.yaml's realized-vs-forecast plot (reports/plots/<symbol>.csv).
 Y_COLUMNS = ["realized", "model", "har_rv", "ewma"]
 # Shorter training for these tests (they check DVC, not the model): fewer rounds, no walk-forward.
 FAST_PARAMS = [("num_boost_round: 2000", "num_boost_round: 200"), ("walk_forward_folds: 6 ", "walk_forward_folds: 0 ")]
@@ -170,7 +170,7 @@ def test_plots_page_has_one_entry_per_plot_and_no_network_scripts(plots_page):
 
 def test_realized_vs_forecast_chart_draws_every_column_on_a_time_axis_offline(plots_page, project):
     repo, _ = project
-    rows = (repo / "reports/evaluate/predictions.csv").read_text().splitlines()
+    rows = (repo / "reports/plots/BTC-USDT.csv").read_text().splitlines()
     header = rows[0].split(",")
     assert header[0] == "ts" and set(Y_COLUMNS) <= set(header), header
 
@@ -220,7 +220,7 @@ def flat(d, prefix=""):
 
 def test_experiment_is_compared_with_its_baseline(project):
     repo, env = project
-    metrics_file = "reports/evaluate/metrics.json"
+    metrics_file = "reports/BTC-USDT/evaluate/metrics.json"
     # The commit carries the metrics, so DVC can read them at any revision.
     assert metrics_file in git(repo, "ls-files").split(), "metrics.json is not committed"
 
@@ -250,7 +250,7 @@ def test_experiment_is_compared_with_its_baseline(project):
 
     # The experiment's evaluate decided and said so, but moved no alias: the champion is still
     # the baseline's version (an experiment never becomes the production champion).
-    report = (repo / "reports/evaluate/evaluation.md").read_text()
+    report = (repo / "reports/BTC-USDT/evaluate/evaluation.md").read_text()
     assert "DVC experiment eta-0.1" in report and "never moves the registry's aliases" in report, report[-2000:]
     aliases = json.loads((repo / ".rps/registry/btc-volatility/aliases.json").read_text())
     assert aliases.get("champion") == 1 and "challenger" not in aliases, aliases

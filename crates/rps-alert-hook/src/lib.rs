@@ -86,7 +86,9 @@ impl StageError for HookError {
 
 /// Run the receiver until SIGINT / SIGTERM.
 pub fn run(args: &Args) -> Result<(), HookError> {
-    let params = args.common.load_params()?;
+    // retrain: is the same for every symbol: no --symbol needed.
+    let set = args.common.load_param_set()?;
+    let params = set.shared();
     let url = args.airflow_url.trim();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(HookError::Config(format!(

@@ -12,9 +12,15 @@
 
 use clap::{Args, ValueEnum};
 use rps_core::params::Params;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+
+mod params;
+pub use params::{
+    ParamSet, ParamsError, load_param_set, load_params, load_params_with, param_set_from_str,
+    params_from_str,
+};
 
 /// Exit codes shared by all stages (also listed in each `--help` and the README).
 pub mod exit {
@@ -101,6 +107,10 @@ pub struct CommonArgs {
     /// `--set split.gap=48` (repeatable; the value is YAML; checked like the file itself).
     #[arg(long = "set", global = true, value_name = "SECTION.KEY=VALUE")]
     pub set: Vec<String>,
+    /// The symbol this run is for: one of params.yaml's data.symbols (needed when it lists
+    /// several; with one, it is that one).
+    #[arg(long, global = true, env = "RPS_SYMBOL", value_name = "SYMBOL")]
+    pub symbol: Option<String>,
     /// The embedded home folder: object store, model registry and run records live under it
     /// when no server is configured.
     #[arg(long, global = true, default_value = ".rps", env = "RPS_HOME")]
@@ -123,16 +133,23 @@ impl CommonArgs {
     /// The parameters this run uses: `--params` (or `RPS_PARAMS`), then each `--set`, then the
     /// one validation; and `--home` checked to be a location RPS can store to (a path,
     /// `file://` or `s3://`; nothing is read or written yet). Every stage calls this first, so
-    /// a bad value stops it before any work, with exit 3.
+    /// a bad value stops it before any work, with exit 3. With several symbols in
+    /// `data.symbols`, the one `--symbol` (or `RPS_SYMBOL`) names.
     pub fn load_params(&self) -> Result<Params, ParamsError> {
-        let params = load_params_with(&self.params, &self.set)?;
+        self.load_param_set()?.into_selected()
+    }
+
+    /// Every symbol's parameters ([`load_param_set`]), for commands that work across symbols;
+    /// `--symbol` checked to be one of them. Checks `--home` like [`Self::load_params`].
+    pub fn load_param_set(&self) -> Result<ParamSet, ParamsError> {
+        let set = load_param_set(&self.params, &self.set, self.symbol.as_deref())?;
         match rps_store::open(&self.home) {
             Err(source @ rps_store::StoreError::Unsupported { .. }) => Err(ParamsError::Home {
                 home: self.home.clone(),
                 source,
             }),
             // Other failures belong to the stage's own storage handling.
-            _ => Ok(params),
+            _ => Ok(set),
         }
     }
 }
@@ -266,142 +283,31 @@ fn hint(message: &str, causes: &[String]) -> Option<&'static str> {
     None
 }
 
-/// The problem with a parameter file.
-#[derive(Debug, thiserror::Error)]
-pub enum ParamsError {
-    #[error("cannot read parameter file {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid parameter file {path}: {source}")]
-    Parse {
-        path: String,
-        #[source]
-        source: serde_yaml::Error,
-    },
-    #[error("bad --home {home:?}")]
-    Home {
-        home: String,
-        #[source]
-        source: rps_store::StoreError,
-    },
-    #[error("bad --set {arg:?}: {problem}")]
-    Override { arg: String, problem: String },
-    #[error("invalid parameter file {path}{with_sets}: {source}")]
-    Invalid {
-        path: String,
-        /// ` with --set …` when overrides were applied.
-        with_sets: String,
-        #[source]
-        source: rps_core::validate::InvalidParams,
-    },
-}
-
-/// Read `params.yaml` (no overrides) and validate it. Every section and key is optional (defaults
-/// apply); unknown keys fail.
-pub fn load_params(path: &Path) -> Result<Params, ParamsError> {
-    load_params_with(path, &[])
-}
-
-/// Read `params.yaml`, apply `section.key=value` overrides, and validate the result: the
-/// overrides are parsed as YAML and put into the file's tree before it is typed, so they are
-/// refused exactly as the same value in the file would be (unknown key, wrong type, bad range).
-pub fn load_params_with(path: &Path, sets: &[String]) -> Result<Params, ParamsError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ParamsError::Read {
-        path: shown.clone(),
-        source,
-    })?;
-    let parse = |source| ParamsError::Parse {
-        path: shown.clone(),
-        source,
-    };
-    let params: Params = if sets.is_empty() {
-        if text.trim().is_empty() {
-            Params::default()
-        } else {
-            serde_yaml::from_str(&text).map_err(parse)?
-        }
-    } else {
-        let mut tree: serde_yaml::Value = if text.trim().is_empty() {
-            serde_yaml::Value::Mapping(serde_yaml::Mapping::new())
-        } else {
-            serde_yaml::from_str(&text).map_err(parse)?
-        };
-        for arg in sets {
-            apply_set(&mut tree, arg)?;
-        }
-        serde_yaml::from_value(tree).map_err(|source| ParamsError::Parse {
-            path: format!("{shown} with --set {}", sets.join(" --set ")),
-            source,
-        })?
-    };
-    rps_core::validate::params(&params).map_err(|source| ParamsError::Invalid {
-        path: shown.clone(),
-        with_sets: if sets.is_empty() {
-            String::new()
-        } else {
-            format!(" with --set {}", sets.join(" --set "))
-        },
-        source,
-    })?;
-    Ok(params)
-}
-
-/// Put one `a.b.c=value` into the YAML tree, creating the sections on the way.
-fn apply_set(tree: &mut serde_yaml::Value, arg: &str) -> Result<(), ParamsError> {
-    let bad = |problem: &str| ParamsError::Override {
-        arg: arg.to_owned(),
-        problem: problem.to_owned(),
-    };
-    let (key, value) = arg
-        .split_once('=')
-        .ok_or_else(|| bad("expected SECTION.KEY=VALUE, e.g. train.xgboost.eta=0.1"))?;
-    let path: Vec<&str> = key.trim().split('.').collect();
-    if path.iter().any(|p| p.is_empty()) {
-        return Err(bad("the key has an empty part"));
-    }
-    let value: serde_yaml::Value = if value.trim().is_empty() {
-        serde_yaml::Value::String(String::new())
-    } else {
-        serde_yaml::from_str(value).map_err(|e| bad(&format!("the value is not YAML: {e}")))?
-    };
-    let mut node = tree;
-    for (i, part) in path.iter().enumerate() {
-        if node.is_null() {
-            *node = serde_yaml::Value::Mapping(serde_yaml::Mapping::new());
-        }
-        let map = node.as_mapping_mut().ok_or_else(|| {
-            bad(&format!(
-                "`{}` is a value, not a section",
-                path[..i].join(".")
-            ))
-        })?;
-        let k = serde_yaml::Value::String((*part).to_owned());
-        if i + 1 == path.len() {
-            map.insert(k, value);
-            return Ok(());
-        }
-        node = map
-            .entry(k)
-            .or_insert(serde_yaml::Value::Mapping(serde_yaml::Mapping::new()));
-    }
-    Ok(())
-}
-
 /// The embedded default layout under one folder.
 #[derive(Debug, Clone)]
 pub struct Home {
     pub root: String,
+    /// The symbol whose candidate and reports these are, when the parameters list several
+    /// (`models/<symbol>/candidate`, `reports/<symbol>`); `None`: `models/candidate`, `reports`.
+    scope: Option<String>,
 }
 
 impl Home {
     pub fn new(root: &str) -> Self {
         Self {
             root: root.trim_end_matches('/').to_owned(),
+            scope: None,
         }
+    }
+
+    /// The home of one symbol's run: with several symbols in `data.symbols`, its candidate
+    /// model and reports get a folder of their own (two symbols' stages may run at once).
+    pub fn for_params(root: &str, params: &Params) -> Self {
+        let mut home = Self::new(root);
+        if params.data.is_multi_symbol() {
+            home.scope = Some(params.data.symbol.clone());
+        }
+        home
     }
 
     /// A location under the home folder.
@@ -417,8 +323,20 @@ impl Home {
         self.join(&format!("data/features/{symbol}"))
     }
 
+    /// Where train writes the candidate model and evaluate reads it.
     pub fn candidate(&self) -> String {
-        self.join("models/candidate")
+        match &self.scope {
+            Some(symbol) => self.join(&format!("models/{symbol}/candidate")),
+            None => self.join("models/candidate"),
+        }
+    }
+
+    /// The default report folder of quality and evaluate.
+    pub fn reports(&self) -> String {
+        match &self.scope {
+            Some(symbol) => self.join(&format!("reports/{symbol}")),
+            None => self.join("reports"),
+        }
     }
 
     /// The MLflow client when `MLFLOW_TRACKING_URI` is set (with `MLFLOW_TRACKING_USERNAME` /
@@ -564,73 +482,6 @@ pub mod progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn params_file_errors_name_the_file_and_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("params.yaml");
-        assert!(
-            load_params(&p)
-                .unwrap_err()
-                .to_string()
-                .contains("cannot read parameter file")
-        );
-        std::fs::write(&p, "train:\n  num_boost_rounds: 5\n").unwrap();
-        let err = load_params(&p).unwrap_err().to_string();
-        assert!(
-            err.contains("num_boost_rounds") && err.contains("params.yaml"),
-            "{err}"
-        );
-        std::fs::write(&p, "").unwrap();
-        assert_eq!(load_params(&p).unwrap(), Params::default());
-    }
-
-    #[test]
-    fn set_overrides_are_applied_and_checked_like_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("params.yaml");
-        std::fs::write(&p, "train:\n  xgboost:\n    eta: 0.03\nsplit:\n  gap: 48\n").unwrap();
-        let sets = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        let got = load_params_with(
-            &p,
-            &sets(&[
-                "train.xgboost.eta=0.1",
-                "split.gap=72",
-                "data.symbol=ETH-USD",
-            ]),
-        )
-        .unwrap();
-        assert_eq!(got.train.xgboost["eta"], serde_json::json!(0.1));
-        assert_eq!(got.split.gap, 72);
-        assert_eq!(got.data.symbol, "ETH-USD");
-        // Typos, wrong types and bad ranges are refused as in the file, naming the key.
-        let err = load_params_with(&p, &sets(&["train.num_boost_rounds=5"])).unwrap_err();
-        assert!(err.to_string().contains("num_boost_rounds"), "{err}");
-        let err = load_params_with(&p, &sets(&["split.gap=many"])).unwrap_err();
-        assert!(matches!(err, ParamsError::Parse { .. }), "{err}");
-        let err = load_params_with(&p, &sets(&["split.train=1.7"])).unwrap_err();
-        assert!(
-            matches!(err, ParamsError::Invalid { .. }) && err.to_string().contains("split.train"),
-            "{err}"
-        );
-        let err = load_params_with(&p, &sets(&["split.gap"])).unwrap_err();
-        assert!(matches!(err, ParamsError::Override { .. }), "{err}");
-        let err = load_params_with(&p, &sets(&["split.gap.x=1"])).unwrap_err();
-        assert!(err.to_string().contains("`split.gap` is a value"), "{err}");
-    }
-
-    #[test]
-    fn an_invalid_file_is_a_config_error_naming_the_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("params.yaml");
-        std::fs::write(&p, "split:\n  train: 1.7\n").unwrap();
-        let err = load_params(&p).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("split.train: must lie in (0, 1), got 1.7"),
-            "{err}"
-        );
-    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("cannot read x: {source}")]

@@ -39,8 +39,20 @@ pub struct Params {
 pub struct DataParams {
     /// `file`, `binance`, `coincap` or `synthetic`.
     pub source: SourceKind,
-    /// Dataset name used in storage keys, e.g. `BTC-USD`.
+    /// Dataset name used in storage keys, e.g. `BTC-USD`: the one symbol when `symbols` is
+    /// empty; with `symbols`, the one this run is for (set by the reader, not in the file).
     pub symbol: String,
+    /// Several symbols: each symbol's settings that differ from this section (its `source`,
+    /// `interval`, `file`, `binance`, `coincap`, span ...) and its registry names
+    /// (`model_name`, `signal_model_name`), as written in params.yaml. `rps_cli` merges the entry
+    /// of the symbol a run is for into this section and empties this (the set it hands a stage
+    /// is that one symbol's, as if the file named only it); empty: `symbol` is the only symbol.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub symbols: BTreeMap<String, serde_json::Value>,
+    /// Every symbol the file lists, in its order (set by `rps_cli` when it resolves `symbols`;
+    /// empty: `symbol` alone). Not a key of params.yaml.
+    #[serde(skip)]
+    pub listed: Vec<String>,
     /// Bar interval fetched from the source.
     pub interval: Interval,
     /// Bar interval the model works on (≥ `interval`; finer sources are resampled and give
@@ -56,11 +68,30 @@ pub struct DataParams {
     pub synthetic: SyntheticParams,
 }
 
+impl DataParams {
+    /// Every symbol the parameters list, in the file's order (`symbol` alone for one).
+    pub fn symbol_names(&self) -> Vec<String> {
+        if self.listed.is_empty() {
+            vec![self.symbol.clone()]
+        } else {
+            self.listed.clone()
+        }
+    }
+
+    /// Whether the parameters list more than one symbol (their stages then keep their
+    /// candidate models and reports apart).
+    pub fn is_multi_symbol(&self) -> bool {
+        self.listed.len() > 1
+    }
+}
+
 impl Default for DataParams {
     fn default() -> Self {
         Self {
             source: SourceKind::File,
             symbol: "BTC-USD".to_owned(),
+            symbols: BTreeMap::new(),
+            listed: Vec::new(),
             interval: Interval::H1,
             bar: Interval::H1,
             start: None,

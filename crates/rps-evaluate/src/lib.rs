@@ -43,13 +43,18 @@ pub struct Args {
     /// The feature dataset (default: <home>/data/features/<symbol>).
     #[arg(long)]
     pub features: Option<String>,
-    /// The trained model folder written by rps-train (default: <home>/models/candidate).
+    /// The trained model folder written by rps-train (default: <home>/models/candidate, or
+    /// <home>/models/<symbol>/candidate when params.yaml lists several symbols).
     #[arg(long)]
     pub model: Option<String>,
-    /// Folder for metrics.json, evaluation.md, predictions.csv and predictions.png (default: <home>/reports, beside everything else
-    /// the stages write; DVC and CI pass their own).
+    /// Folder for metrics.json, evaluation.md, predictions.csv and predictions.png (default: <home>/reports, or <home>/reports/<symbol>
+    /// when params.yaml lists several symbols; DVC and CI pass their own).
     #[arg(long)]
     pub report_dir: Option<String>,
+    /// Also write predictions.csv to this file (a path or URI), e.g. reports/plots/BTC-USDT.csv:
+    /// dvc.yaml's realized-vs-forecast plot reads every symbol's from one folder.
+    #[arg(long, value_name = "FILE")]
+    pub plot_csv: Option<String>,
     /// Exit 9 when the challenger is not promoted (for CI checks).
     #[arg(long)]
     pub require_promotion: bool,
@@ -184,11 +189,8 @@ pub fn read_candidate(
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), EvaluateError> {
     let params = args.common.load_params()?;
-    let home = Home::new(&args.common.home);
-    let report_dir = args
-        .report_dir
-        .clone()
-        .unwrap_or_else(|| home.join("reports"));
+    let home = Home::for_params(&args.common.home, &params);
+    let report_dir = args.report_dir.clone().unwrap_or_else(|| home.reports());
     let features = args
         .features
         .clone()
@@ -222,6 +224,7 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
                 registry.as_ref(),
                 &info,
                 &report_dir,
+                args.plot_csv.as_deref(),
             )
         })?
     } else {
@@ -307,6 +310,7 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
             out.put("metrics.json", &metrics_json)?;
             out.put("evaluation.md", md.as_bytes())?;
             out.put("predictions.csv", csv.as_bytes())?;
+            put_plot_csv(args.plot_csv.as_deref(), &csv)?;
             out.put("predictions.png", &png)?;
             let mut wf_files: Vec<(String, Vec<u8>)> = Vec::new();
             if let Some(w) = &wf {
@@ -444,6 +448,16 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
     Ok(())
 }
 
+/// `--plot-csv`: the copy of predictions.csv DVC's plot reads.
+fn put_plot_csv(path: Option<&str>, csv: &str) -> Result<(), EvaluateError> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let (dir, name) = path.rsplit_once('/').unwrap_or((".", path));
+    rps_store::open(if dir.is_empty() { "/" } else { dir })?.put(name, csv.as_bytes())?;
+    Ok(())
+}
+
 /// The signal task inside the evaluate run: score, decide on macro F1, write and log.
 #[allow(clippy::too_many_arguments)]
 fn run_signal(
@@ -455,6 +469,7 @@ fn run_signal(
     registry: &dyn Registry,
     info: &VersionInfo,
     report_dir: &str,
+    plot_csv: Option<&str>,
 ) -> Result<(Decision, String, String), EvaluateError> {
     let e = signal::evaluate_signal(ds, cols, model)?;
     let macro_f1 = e.score("model").map_or(f64::NAN, |s| s.macro_f1);
@@ -473,6 +488,7 @@ fn run_signal(
     out.put("metrics.json", &metrics_json)?;
     out.put("evaluation.md", md.as_bytes())?;
     out.put("predictions.csv", csv.as_bytes())?;
+    put_plot_csv(plot_csv, &csv)?;
     let png = signal::accuracy_png(&e, &params.data.symbol)?;
     out.put("predictions.png", &png)?;
     let mut values = signal::logged_values(&e);

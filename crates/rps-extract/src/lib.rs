@@ -133,7 +133,7 @@ pub fn run(args: &Args) -> Result<(), ExtractError> {
     if let Some(f) = &args.file {
         params.data.file.path.clone_from(f);
     }
-    let home = Home::new(&args.common.home);
+    let home = Home::for_params(&args.common.home, &params);
     let out = args
         .out
         .clone()

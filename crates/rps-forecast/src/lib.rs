@@ -126,7 +126,7 @@ pub fn forecast_at(
     now_ms: i64,
 ) -> Result<(PointForecast, String), ForecastStageError> {
     let params = args.common.load_params()?;
-    let home = Home::new(&args.common.home);
+    let home = Home::for_params(&args.common.home, &params);
     let registry = home.registry()?;
     let name = args
         .model_name

@@ -25,8 +25,8 @@ pub struct Args {
     /// The raw dataset (default: <home>/data/raw/<symbol>).
     #[arg(long)]
     pub input: Option<String>,
-    /// Folder for quality.json and quality.html (default: <home>/reports, beside everything else
-    /// the stages write; DVC and CI pass their own).
+    /// Folder for quality.json and quality.html (default: <home>/reports, or <home>/reports/<symbol>
+    /// when params.yaml lists several symbols; DVC and CI pass their own).
     #[arg(long)]
     pub report_dir: Option<String>,
 }
@@ -72,11 +72,8 @@ impl StageError for QualityError {
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), QualityError> {
     let params = args.common.load_params()?;
-    let home = Home::new(&args.common.home);
-    let report_dir = args
-        .report_dir
-        .clone()
-        .unwrap_or_else(|| home.join("reports"));
+    let home = Home::for_params(&args.common.home, &params);
+    let report_dir = args.report_dir.clone().unwrap_or_else(|| home.reports());
     let input = args
         .input
         .clone()

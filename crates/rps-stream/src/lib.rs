@@ -118,9 +118,6 @@ pub struct ProduceArgs {
     /// Skip the first N bars of the file (with --limit: replay a slice).
     #[arg(long, default_value_t = 0)]
     pub skip: usize,
-    /// The message key and symbol (default: data.symbol).
-    #[arg(long)]
-    pub symbol: Option<String>,
     /// Records per Kafka produce request (record batch) when --speed is 0 or with --follow.
     /// 1 makes every offset a batch boundary, which tansu 0.6 needs: fetching from the middle
     /// of a batch skips to the next batch there. With Apache Kafka, 500 is several times faster.
@@ -174,9 +171,6 @@ pub struct ReconcileArgs {
     /// Live registry aliases, comma-separated (default: stream.aliases).
     #[arg(long, value_delimiter = ',')]
     pub aliases: Option<Vec<String>>,
-    /// Symbol whose history is reconciled (default: data.symbol).
-    #[arg(long)]
-    pub symbol: Option<String>,
     /// Only bars at or after this time (RFC 3339); default: the whole stored history.
     #[arg(long)]
     pub since: Option<String>,
@@ -368,10 +362,7 @@ async fn produce(s: &Settings, a: &ProduceArgs) -> Result<(), StreamError> {
         .skip(a.skip)
         .take(a.limit.unwrap_or(usize::MAX))
         .collect();
-    let symbol = a
-        .symbol
-        .clone()
-        .unwrap_or_else(|| s.params.data.symbol.clone());
+    let symbol = s.params.data.symbol.clone();
     let interval = s.params.data.interval.to_string();
     let client = kafka::connect(&s.brokers, s.kafka_timeout).await?;
     let parts =
@@ -512,10 +503,7 @@ fn reconcile(s: &Settings, a: &ReconcileArgs) -> Result<(), StreamError> {
         .aliases
         .clone()
         .unwrap_or_else(|| s.params.stream.aliases.clone());
-    let symbol = a
-        .symbol
-        .clone()
-        .unwrap_or_else(|| s.params.data.symbol.clone());
+    let symbol = s.params.data.symbol.clone();
     let since = a
         .since
         .as_deref()

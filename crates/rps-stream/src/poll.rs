@@ -335,7 +335,7 @@ async fn follow_from(
     let interval = d.interval;
     let settle_ms = i64::try_from(f.settle_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let retry_ms = i64::try_from(f.retry_secs.max(1).saturating_mul(1000)).unwrap_or(i64::MAX);
-    let symbol = a.symbol.clone().unwrap_or_else(|| d.symbol.clone());
+    let symbol = d.symbol.clone();
 
     let client = kafka::connect(&s.brokers, s.kafka_timeout).await?;
     let parts =

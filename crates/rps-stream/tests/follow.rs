@@ -156,7 +156,8 @@ struct Env {
 fn setup(name: &str, base_url: &str) -> Env {
     let brokers = std::env::var("RPS_TEST_KAFKA_BROKERS").unwrap_or_else(|_| panic!("{SERVERS}"));
     let dir = tempfile::tempdir().unwrap();
-    let mut params: Params = serde_yaml::from_str(include_str!("../../../params.yaml")).unwrap();
+    let mut params: Params =
+        rps_cli::params_from_str(include_str!("../../../params.yaml")).unwrap();
     // data.source stays `file` (as for training): --source binance picks the API.
     params.data.binance.base_url = base_url.to_owned();
     let write = |p: &Path, params: &Params| {

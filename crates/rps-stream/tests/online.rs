@@ -7,7 +7,7 @@ use rps_stream::online::OnlineFeatures;
 
 fn sample_params() -> Params {
     let mut p: Params =
-        serde_yaml::from_str(include_str!("../../../params.yaml")).expect("params.yaml parses");
+        rps_cli::params_from_str(include_str!("../../../params.yaml")).expect("params.yaml parses");
     // The Coinbase 2018 fixture (data/sample/README.md): its first bars have no gaps.
     p.data.file.path = concat!(
         env!("CARGO_MANIFEST_DIR"),

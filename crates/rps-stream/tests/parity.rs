@@ -58,7 +58,8 @@ fn stream_scores_equal_the_batch_evaluation_of_the_same_version() {
     let t0 = Instant::now();
     let e = setup("parity");
     // params.yaml as `make demo` runs it (the bundled Binance sample), the walk-forward off.
-    let mut params: Params = serde_yaml::from_str(include_str!("../../../params.yaml")).unwrap();
+    let mut params: Params =
+        rps_cli::params_from_str(include_str!("../../../params.yaml")).unwrap();
     params.data.file.path = format!(
         "{}/../../{}",
         env!("CARGO_MANIFEST_DIR"),

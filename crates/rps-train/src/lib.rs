@@ -38,7 +38,8 @@ pub struct Args {
     /// The feature dataset (default: <home>/data/features/<symbol>).
     #[arg(long)]
     pub features: Option<String>,
-    /// Where to write the trained model (default: <home>/models/candidate).
+    /// Where to write the trained model (default: <home>/models/candidate, or
+    /// <home>/models/<symbol>/candidate when params.yaml lists several symbols).
     #[arg(long)]
     pub out: Option<String>,
     /// Ignored, kept so existing invocations still parse: the signal task's labels now come from
@@ -344,7 +345,7 @@ fn fit_signal(
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), TrainError> {
     let params = args.common.load_params()?;
-    let home = Home::new(&args.common.home);
+    let home = Home::for_params(&args.common.home, &params);
     let features = args
         .features
         .clone()

@@ -377,7 +377,7 @@ pub fn run(args: &Args) -> Result<(), TransformError> {
     // is read rather than after it.
     let git_commit = std::thread::spawn(rps_cli::git_commit);
     let params = args.common.load_params()?;
-    let home = Home::new(&args.common.home);
+    let home = Home::for_params(&args.common.home, &params);
     let input = args
         .input
         .clone()

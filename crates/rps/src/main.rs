@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod probe;
+mod symbols;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -51,6 +52,9 @@ enum Stage {
     /// Receive Alertmanager webhooks and create a run of the training DAG in Airflow for each
     /// firing alert labelled action=retrain (the online accuracy alerts).
     AlertHook(rps_alert_hook::Args),
+    /// Print the symbols params.yaml lists (data.symbols), as JSON or one per line: what a
+    /// scheduler fans the per-symbol stages out over (each then run with --symbol).
+    Symbols(symbols::Args),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Stage::Forecast(a) => stage(&a.common, || rps_forecast::run(&a)),
         Stage::Stream(a) => stage(&a.common, || rps_stream::run(&a)),
         Stage::AlertHook(a) => stage(&a.common, || rps_alert_hook::run(&a)),
+        Stage::Symbols(a) => stage(&a.common, || symbols::run(&a)),
         Stage::Serve(config) => {
             rps_serve::init_tracing(config.log_format);
             match rps_serve::run(config) {

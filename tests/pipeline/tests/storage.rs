@@ -251,55 +251,117 @@ fn run_tags(home: &Path, stage: &str) -> Vec<serde_json::Value> {
     tags
 }
 
+/// The project's params.yaml with a second symbol: the sample's 2021 hours under their own
+/// name, file and registry names (`foreach` runs every stage per symbol).
+fn add_second_symbol(dir: &Path) {
+    let sample =
+        std::fs::read_to_string(dir.join("data/sample/btc_usdt_1h_binance_2020-2021.csv")).unwrap();
+    let mut lines = sample.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.filter(|l| l.starts_with("2021-")).collect();
+    assert!(rows.len() > 8000, "{} rows of 2021", rows.len());
+    std::fs::write(
+        dir.join("data/btc-2021.csv"),
+        format!("{header}\n{}\n", rows.join("\n")),
+    )
+    .unwrap();
+    let params = std::fs::read_to_string(dir.join("params.yaml")).unwrap();
+    let entry = "      file: {path: data/sample/btc_usdt_1h_binance_2020-2021.csv}";
+    let line = params.lines().find(|l| l.starts_with(entry)).unwrap();
+    let second = format!(
+        "{line}\n    BTC-2021:\n      file: {{path: data/btc-2021.csv}}\n      model_name: btc-2021-volatility\n      signal_model_name: btc-2021-signal"
+    );
+    std::fs::write(dir.join("params.yaml"), params.replacen(line, &second, 1)).unwrap();
+}
+
+/// The stages `dvc repro` printed as run, e.g. `train@BTC-USDT`.
+fn ran(out: &str) -> std::collections::BTreeSet<String> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("Running stage '"))
+        .filter_map(|l| l.split_once('\''))
+        .map(|(stage, _)| stage.to_owned())
+        .collect()
+}
+
+fn stages(symbol: &str, names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| format!("{n}@{symbol}")).collect()
+}
+
+const STAGES: [&str; 5] = ["extract", "quality", "transform", "train", "evaluate"];
+
 #[test]
 #[ignore = "needs dvc and the S3 server (make test)"]
 fn dvc_repro_push_pull() {
     let remote = format!("s3://{}/dvc-{}", bucket(), nonce());
     let project = dvc_project(&remote);
     let dir = project.path();
+    add_second_symbol(dir);
 
     let first = must(dir, &["repro"]);
-    for stage in ["extract", "quality", "transform", "train", "evaluate"] {
+    let mut want: Vec<String> = stages("BTC-USDT", &STAGES);
+    want.extend(stages("BTC-2021", &STAGES));
+    assert_eq!(ran(&first), want.into_iter().collect(), "{first}");
+    for symbol in ["BTC-USDT", "BTC-2021"] {
         assert!(
-            first.contains(&format!("Running stage '{stage}'")),
-            "{first}"
+            dir.join(format!("models/{symbol}/candidate/model.json"))
+                .exists()
         );
+        assert!(
+            dir.join(format!("reports/{symbol}/evaluate/metrics.json"))
+                .exists()
+        );
+        assert!(dir.join(format!("reports/plots/{symbol}.csv")).exists());
     }
-    assert!(dir.join("models/candidate/model.json").exists());
-    assert!(dir.join("reports/evaluate/metrics.json").exists());
+    // One registered model per symbol, each with its first version as champion.
+    for name in ["btc-volatility", "btc-2021-volatility"] {
+        let aliases: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.join(format!(".rps/registry/{name}/aliases.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(aliases["champion"], 1, "{name}: {aliases}");
+    }
 
     // The runs carry DVC's own hash of the data they read.
-    let features_md5 = lock_md5(dir, "train", "data/features/BTC-USDT");
+    let features_md5 = lock_md5(dir, "train@BTC-USDT", "data/features/BTC-USDT");
     let train_tags = run_tags(&dir.join(".rps"), "train");
-    assert_eq!(train_tags.len(), 1);
-    assert_eq!(
-        train_tags[0]["dvc_md5"],
-        features_md5.as_str(),
+    assert_eq!(train_tags.len(), 2);
+    assert!(
+        train_tags
+            .iter()
+            .any(|t| t["dvc_md5"] == features_md5.as_str()),
         "{train_tags:?}"
     );
-    let raw_md5 = lock_md5(dir, "transform", "data/raw/BTC-USDT");
-    assert_eq!(
-        run_tags(&dir.join(".rps"), "transform")[0]["dvc_md5"],
-        raw_md5.as_str()
+    let raw_md5 = lock_md5(dir, "transform@BTC-USDT", "data/raw/BTC-USDT");
+    assert!(
+        run_tags(&dir.join(".rps"), "transform")
+            .iter()
+            .any(|t| t["dvc_md5"] == raw_md5.as_str())
     );
 
     // A second repro is a no-op.
-    let model_time = std::fs::metadata(dir.join("models/candidate/model.json"))
-        .unwrap()
-        .modified()
-        .unwrap();
+    let model = dir.join("models/BTC-USDT/candidate/model.json");
+    let model_time = std::fs::metadata(&model).unwrap().modified().unwrap();
     let again = must(dir, &["repro"]);
     assert!(!again.contains("Running stage"), "{again}");
     assert!(must(dir, &["status"]).contains("up to date"));
     assert_eq!(
-        std::fs::metadata(dir.join("models/candidate/model.json"))
-            .unwrap()
-            .modified()
-            .unwrap(),
+        std::fs::metadata(&model).unwrap().modified().unwrap(),
         model_time
     );
 
-    // Changing one training knob re-runs train and evaluate only.
+    // New data for one symbol re-runs that symbol's stages only.
+    let file = dir.join("data/btc-2021.csv");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let shorter = &text[..text.trim_end().rfind('\n').unwrap() + 1];
+    std::fs::write(&file, shorter).unwrap();
+    let fourth = must(dir, &["repro"]);
+    assert_eq!(
+        ran(&fourth),
+        stages("BTC-2021", &STAGES).into_iter().collect(),
+        "{fourth}"
+    );
+
+    // Changing one training knob re-runs train and evaluate only, for every symbol.
     let params = std::fs::read_to_string(dir.join("params.yaml")).unwrap();
     assert!(params.contains("    eta: 0.03"));
     std::fs::write(
@@ -308,26 +370,25 @@ fn dvc_repro_push_pull() {
     )
     .unwrap();
     let third = must(dir, &["repro"]);
-    for (stage, ran) in [
-        ("extract", false),
-        ("quality", false),
-        ("transform", false),
-        ("train", true),
-        ("evaluate", true),
-    ] {
-        assert_eq!(
-            third.contains(&format!("Running stage '{stage}'")),
-            ran,
-            "{stage}: {third}"
-        );
-    }
+    let mut want = stages("BTC-USDT", &["train", "evaluate"]);
+    want.extend(stages("BTC-2021", &["train", "evaluate"]));
+    assert_eq!(ran(&third), want.into_iter().collect(), "{third}");
 
-    // Metrics and plots read evaluate's outputs.
+    // Metrics and plots read evaluate's outputs, one per symbol.
     let metrics: serde_json::Value =
         serde_json::from_str(&must(dir, &["metrics", "show", "--json"])).unwrap();
-    let m = &metrics[""]["data"]["reports/evaluate/metrics.json"]["data"];
-    assert!(m["model"]["qlike"].as_f64().unwrap() > 0.0, "{metrics}");
-    must(dir, &["plots", "show", "--json"]);
+    for symbol in ["BTC-USDT", "BTC-2021"] {
+        let m = &metrics[""]["data"][format!("reports/{symbol}/evaluate/metrics.json")]["data"];
+        assert!(m["model"]["qlike"].as_f64().unwrap() > 0.0, "{metrics}");
+    }
+    let plots: serde_json::Value =
+        serde_json::from_str(&must(dir, &["plots", "show", "--json"])).unwrap();
+    for symbol in ["BTC-USDT", "BTC-2021"] {
+        assert!(
+            plots["data"][format!("reports/plots/{symbol}.csv")].is_array(),
+            "{plots}"
+        );
+    }
 
     // Share through the remote and get it back in a fresh checkout.
     must(dir, &["push"]);
@@ -344,11 +405,15 @@ fn dvc_repro_push_pull() {
     );
     must(
         clone.path(),
-        &["pull", "models/candidate", "data/features/BTC-USDT"],
+        &[
+            "pull",
+            "models/BTC-USDT/candidate",
+            "data/features/BTC-USDT",
+        ],
     );
     assert_eq!(
-        std::fs::read(clone.path().join("models/candidate/model.json")).unwrap(),
-        std::fs::read(dir.join("models/candidate/model.json")).unwrap()
+        std::fs::read(clone.path().join("models/BTC-USDT/candidate/model.json")).unwrap(),
+        std::fs::read(&model).unwrap()
     );
     assert!(
         clone

@@ -182,7 +182,8 @@ pub fn setup(name: &str) -> Env {
 /// [`setup`] against a given PostgreSQL (`postgres://…/postgres`) and brokers.
 pub fn setup_on(name: &str, base_url: String, brokers: String) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let mut params: Params = serde_yaml::from_str(include_str!("../../../../params.yaml")).unwrap();
+    let mut params: Params =
+        rps_cli::params_from_str(include_str!("../../../../params.yaml")).unwrap();
     params.data.file.path = sample();
     params.data.file.columns = coinbase_columns();
     params.data.symbol = "BTC-USD".to_owned();
