@@ -377,7 +377,7 @@ def two_symbol_params(tmp, btc_csv, eth_csv):
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     data = params["data"]
-    del data["symbol"]  # data.symbols lists every symbol
+    data.pop("symbol", None)  # data.symbols lists every symbol (both at once is an error)
     # An entry is merged into data: key by key, so the Binance-only order-flow columns go into
     # BTC-USDT's entry, not the shared mapping the ETH file could not satisfy.
     btc_columns = data["file"]["columns"]
