@@ -115,18 +115,22 @@ class Airflow:
 
     def task_states(self, dag_id):
         """task_id -> (state, try_number) of the latest run of dag_id; a task of the per-symbol
-        group as `task_id[SYMBOL]` (its map index label) when the run named symbols, as plain
-        `task_id` in the one default branch (no symbols configured)."""
+        group as `task_id[SYMBOL]` (the symbols task's XCom at its map index) when the run named
+        symbols, as plain `task_id` in the one default branch (no symbols configured)."""
         with sqlite3.connect(self.home / "airflow.db") as db:
             rows = db.execute(
                 "SELECT task_id, map_index, rendered_map_index, state, try_number FROM task_instance"
                 " WHERE dag_id = ? AND run_id = ?",
                 (dag_id, self.latest_run(db, dag_id)),
             ).fetchall()
+        symbols = self.xcom(dag_id, "symbols") or []
         states = {}
         for task, index, label, state, tries in rows:
-            key = task if index < 0 or label in (None, "default") else f"{task}[{label}]"
-            assert key not in states, f"two task instances labelled {key}"
+            symbol = symbols[index] if 0 <= index < len(symbols) else ""
+            if label is not None:  # instances that ran are labelled with their symbol in the UI
+                assert label == (symbol or "default"), (task, index, label, symbol)
+            key = f"{task}[{symbol}]" if symbol else task
+            assert key not in states, f"two task instances as {key}"
             states[key] = (state, tries)
         return states
 
@@ -383,9 +387,11 @@ def two_symbol_params(tmp, btc_csv, eth_csv):
     btc_columns = data["file"]["columns"]
     data["file"]["columns"] = {k: v for k, v in btc_columns.items() if k in ETH_COLUMNS}
     data["symbols"] = {
-        "BTC-USDT": {"file": {"path": str(btc_csv), "columns": btc_columns}, "model_name": "btc-volatility"},
-        "ETH-USD": {"interval": "30m", "file": {"path": str(eth_csv), "columns": ETH_COLUMNS}, "model_name": "eth-volatility"},
+        "BTC-USDT": {"file": {"path": str(btc_csv), "columns": btc_columns}},
+        "ETH-USD": {"interval": "30m", "file": {"path": str(eth_csv), "columns": ETH_COLUMNS}},
     }
+    params["train"]["model_name"] = "{symbol}-volatility"  # one registered model per symbol
+    params["train"]["signal_model_name"] = "{symbol}-signal"
     params["train"]["num_boost_round"] = 150
     params["train"]["early_stopping_rounds"] = 20
     params["evaluate"]["walk_forward_folds"] = 0
