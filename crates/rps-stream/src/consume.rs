@@ -244,7 +244,6 @@ async fn session(
                         candles: Vec::with_capacity(chunk.len()),
                         ..db::Batch::default()
                     };
-                    let ewma_key = score::ewma_key(live);
                     let t0 = Instant::now();
                     // Pass 1, message by message: features, truths and the baselines' scores
                     // (none of which needs a forecast); the rows to predict are kept.
@@ -274,7 +273,15 @@ async fn session(
                         let Some(per) = builders.get_mut(msg.symbol.as_str()) else {
                             continue;
                         };
+                        let ewma_key = score::ewma_key(live, &msg.symbol);
                         for (spec_index, (key, spec)) in specs.iter().enumerate() {
+                            // Only the specs of the models that predict this symbol's bars.
+                            if !live
+                                .iter()
+                                .any(|m| m.spec_key == *key && m.serves(&msg.symbol))
+                            {
+                                continue;
+                            }
                             // A model trained with the order-flow features needs them on every bar:
                             // refuse the first one without, rather than predict from missing values.
                             spec.check_candles(std::slice::from_ref(&candle))
@@ -354,6 +361,9 @@ async fn session(
                         };
                         let mut rows = Vec::with_capacity(bars.len());
                         for bar in &bars {
+                            if !m.serves(&batch.candles[bar.candle].0) {
+                                continue;
+                            }
                             if let Some((_, row)) = bar.rows.iter().find(|(i, _)| *i == spec_index)
                             {
                                 rows.push((
@@ -386,6 +396,9 @@ async fn session(
                             }
                         }
                         for (m, forecasts) in live.iter().zip(forecasts.iter_mut()) {
+                            if !m.serves(symbol) {
+                                continue;
+                            }
                             let Some((_, row)) =
                                 bar.rows.iter().find(|(i, _)| specs[*i].0 == m.spec_key)
                             else {
@@ -682,12 +695,11 @@ async fn refresh_live(
     old: Vec<live::LiveModel>,
 ) -> Result<Vec<live::LiveModel>, StreamError> {
     let home = s.home.clone();
-    let names = live::model_names(&s.params);
+    let bindings = s.bindings.clone();
     let aliases = aliases.to_vec();
-    let interval = s.params.data.interval;
     let fresh = tokio::task::spawn_blocking(move || {
         let registry = home.registry()?;
-        live::load_all(registry.as_ref(), &names, &aliases, interval)
+        live::load_bound(registry.as_ref(), &bindings, &aliases)
     })
     .await
     .map_err(|e| StreamError::Join(e.to_string()))?;

@@ -274,7 +274,11 @@ pub(crate) fn missing_column(symbol: &str, e: &rps_core::pipeline::PipelineError
 
 /// What the subcommands share once flags, env and params.yaml are merged.
 struct Settings {
+    /// The symbol's parameters (produce, reconcile); for consume and migrate, which work across
+    /// symbols, the shared sections (the first symbol's set).
     params: Params,
+    /// The models the live set is loaded from (consume: every symbol's; else the symbol's).
+    bindings: Vec<live::Binding>,
     home: Home,
     brokers: String,
     topic: String,
@@ -284,7 +288,18 @@ struct Settings {
 
 impl Settings {
     fn new(args: &Args) -> Result<Self, StreamError> {
-        let params = args.common.load_params()?;
+        let set = args.common.load_param_set()?;
+        let (params, bindings) = match &args.command {
+            // Across symbols: every symbol's bars, each with its own models.
+            Command::Consume(_) | Command::Migrate => {
+                (set.shared().clone(), live::bindings(set.iter()))
+            }
+            Command::Produce(_) | Command::Reconcile(_) => {
+                let p = set.selected()?.clone();
+                let b = live::bindings([&p]);
+                (p, b)
+            }
+        };
         let s = &params.stream;
         Ok(Self {
             brokers: args
@@ -297,6 +312,7 @@ impl Settings {
             kafka_timeout: Duration::from_secs(args.conn.kafka_timeout.max(1)),
             home: Home::new(&args.common.home),
             params,
+            bindings,
         })
     }
 
@@ -405,11 +421,10 @@ async fn produce(s: &Settings, a: &ProduceArgs) -> Result<(), StreamError> {
 
 fn load_live(s: &Settings, aliases: &[String]) -> Result<Vec<live::LiveModel>, StreamError> {
     let registry = s.home.registry()?;
-    let names = live::model_names(&s.params);
-    let live = live::load_all(registry.as_ref(), &names, aliases, s.params.data.interval)?;
+    let live = live::load_bound(registry.as_ref(), &s.bindings, aliases)?;
     if live.is_empty() {
         return Err(StreamError::NoLiveModel {
-            models: names,
+            models: s.bindings.iter().flat_map(|b| b.names.clone()).collect(),
             aliases: aliases.to_vec(),
         });
     }
@@ -458,7 +473,7 @@ fn backfill_scores(
     symbol: &str,
     lambda: f64,
 ) -> Result<(Vec<db::Target>, Vec<db::Score>), StreamError> {
-    let ewma_key = score::ewma_key(live);
+    let ewma_key = score::ewma_key(live, symbol);
     let (mut targets, mut scores) = (Vec::new(), Vec::new());
     let from = since.map_or(i64::MIN, |t| t.timestamp_millis());
     for (key, spec) in specs {

@@ -16,6 +16,9 @@ const BAND: f64 = 0.8;
 #[derive(Debug, Clone)]
 pub struct LiveModel {
     pub name: String,
+    /// The symbol whose bars it predicts (its registered name is that symbol's, with several
+    /// symbols in params.yaml); `None`: every symbol on the topic.
+    pub symbol: Option<String>,
     pub version: u32,
     /// The aliases pointing at this version, comma-joined in the order asked (`champion,challenger`).
     pub alias: String,
@@ -30,6 +33,11 @@ pub struct LiveModel {
 }
 
 impl LiveModel {
+    /// Whether it predicts `symbol`'s bars.
+    pub fn serves(&self, symbol: &str) -> bool {
+        self.symbol.as_deref().is_none_or(|s| s == symbol)
+    }
+
     /// The forecast for `row` (values in the order of the online builder's names).
     pub fn predict(&self, row: &[f64]) -> Result<Forecast, StreamError> {
         #[allow(clippy::cast_possible_truncation)]
@@ -199,6 +207,7 @@ pub fn load(
             .collect::<Result<Vec<usize>, StreamError>>()?;
         live.push(LiveModel {
             name: name.to_owned(),
+            symbol: None,
             version,
             alias: alias.clone(),
             model: loaded.model,
@@ -220,6 +229,45 @@ pub fn load_all(
     let mut live = Vec::new();
     for name in names {
         live.extend(load(registry, name, aliases, interval)?);
+    }
+    Ok(live)
+}
+
+/// The registered models of one symbol (or of every symbol: `symbol` `None`) and the candle
+/// interval of its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub symbol: Option<String>,
+    pub names: Vec<String>,
+    pub interval: rps_core::Interval,
+}
+
+/// What the consumer predicts with: with several symbols in params.yaml, each symbol's own
+/// models for its bars only; with one, its models for every symbol on the topic.
+pub fn bindings<'a>(sets: impl IntoIterator<Item = &'a rps_core::params::Params>) -> Vec<Binding> {
+    let sets: Vec<&rps_core::params::Params> = sets.into_iter().collect();
+    let multi = sets.len() > 1;
+    sets.into_iter()
+        .map(|p| Binding {
+            symbol: multi.then(|| p.data.symbol.clone()),
+            names: model_names(p),
+            interval: p.data.interval,
+        })
+        .collect()
+}
+
+/// [`load_all`] for every binding, each model tagged with its binding's symbol.
+pub fn load_bound(
+    registry: &dyn Registry,
+    bindings: &[Binding],
+    aliases: &[String],
+) -> Result<Vec<LiveModel>, StreamError> {
+    let mut live = Vec::new();
+    for b in bindings {
+        for mut m in load_all(registry, &b.names, aliases, b.interval)? {
+            m.symbol.clone_from(&b.symbol);
+            live.push(m);
+        }
     }
     Ok(live)
 }
@@ -248,7 +296,10 @@ pub fn model_names(params: &rps_core::params::Params) -> Vec<String> {
 /// `name v3 (champion), …` for logs.
 pub fn describe(live: &[LiveModel]) -> String {
     live.iter()
-        .map(|m| format!("{} v{} ({})", m.name, m.version, m.alias))
+        .map(|m| match &m.symbol {
+            Some(s) => format!("{} v{} ({}) for {s}", m.name, m.version, m.alias),
+            None => format!("{} v{} ({})", m.name, m.version, m.alias),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -220,7 +220,7 @@ pub fn collect(
 ) -> Result<(), crate::StreamError> {
     let versions: Vec<&LiveModel> = live
         .iter()
-        .filter(|m| m.is_volatility() && m.spec_key == key)
+        .filter(|m| m.is_volatility() && m.spec_key == key && m.serves(symbol))
         .collect();
     let (from, at, realized) = (truth.predicted_from, truth.bar_time, truth.realized);
     if !versions.is_empty() {
@@ -262,9 +262,9 @@ pub fn collect(
 }
 
 /// The spec key the EWMA baseline follows: the first live volatility version's.
-pub fn ewma_key(live: &[LiveModel]) -> Option<&str> {
+pub fn ewma_key<'a>(live: &'a [LiveModel], symbol: &str) -> Option<&'a str> {
     live.iter()
-        .find(|m| m.is_volatility())
+        .find(|m| m.is_volatility() && m.serves(symbol))
         .map(|m| m.spec_key.as_str())
 }
 

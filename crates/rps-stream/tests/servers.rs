@@ -608,3 +608,108 @@ fn a_version_with_two_aliases_writes_one_row_per_bar() {
     );
     check_scores(&e, &db, &["btc-volatility", "ewma", "har_rv_log"]);
 }
+
+/// Issue #20: with two symbols in params.yaml, one consumer predicts each symbol's bars with that
+/// symbol's own registered models only (BTC-USD's `btc-volatility`, ETH-USD's `eth-volatility`)
+/// and scores them per symbol; each symbol is published with `produce --symbol`.
+#[test]
+#[ignore = "needs PostgreSQL and Kafka (tansu): crates/rps-stream/tests/servers.sh"]
+fn each_symbol_is_predicted_and_scored_by_its_own_models() {
+    let e = setup("symbols");
+    let params = e.params();
+    let (btc, _) = train(&params, 42);
+    let (eth, _) = train(&params, 7);
+    let v_btc = register_as(&e, "btc-volatility", &btc, "champion");
+    let v_eth = register_as(&e, "eth-volatility", &eth, "champion");
+    // The same file under two symbols; ETH-USD registers under its own names.
+    let mut tree: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&e.params).unwrap()).unwrap();
+    let data = tree["data"].as_mapping_mut().unwrap();
+    data.remove("symbol");
+    data.insert(
+        "symbols".into(),
+        serde_yaml::from_str(
+            "{BTC-USD: {}, ETH-USD: {model_name: eth-volatility, signal_model_name: eth-signal}}",
+        )
+        .unwrap(),
+    );
+    std::fs::write(&e.params, serde_yaml::to_string(&tree).unwrap()).unwrap();
+
+    let db = e.db("");
+    let limit = BARS.to_string();
+    for symbol in ["BTC-USD", "ETH-USD"] {
+        e.run(&db, &["produce", "--limit", &limit, "--symbol", symbol]);
+    }
+    // A per-symbol command without --symbol names the choice.
+    let out = e
+        .command(&db, &["produce", "--limit", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("BTC-USD, ETH-USD"));
+
+    let out = e.consume(&db, &[]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("btc-volatility v1 (champion) for BTC-USD")
+            && log.contains("eth-volatility v1 (champion) for ETH-USD"),
+        "{log}"
+    );
+    let n = BARS as i64;
+    assert_eq!(count(&e, &db, "SELECT count(*) FROM candles"), 2 * n);
+    for (model, version, symbol) in [
+        ("btc-volatility", v_btc, "BTC-USD"),
+        ("eth-volatility", v_eth, "ETH-USD"),
+    ] {
+        let q = |cond: &str| {
+            count(
+                &e,
+                &db,
+                &format!("SELECT count(*) FROM predictions WHERE model = '{model}' AND {cond}"),
+            )
+        };
+        assert_eq!(
+            q(&format!("version = '{version}' AND symbol = '{symbol}'")),
+            n
+        );
+        assert_eq!(q(&format!("symbol <> '{symbol}'")), 0, "{model}");
+        let scored = count(
+            &e,
+            &db,
+            &format!("SELECT count(*) FROM scores WHERE model = '{model}' AND symbol = '{symbol}'"),
+        );
+        assert!(scored > n / 2, "{model}: {scored} scores");
+        assert_eq!(
+            count(
+                &e,
+                &db,
+                &format!(
+                    "SELECT count(*) FROM scores WHERE model = '{model}' AND symbol <> '{symbol}'"
+                ),
+            ),
+            0
+        );
+    }
+    // The baselines are scored for each symbol, once per bar.
+    for symbol in ["BTC-USD", "ETH-USD"] {
+        let ewma = count(
+            &e,
+            &db,
+            &format!("SELECT count(*) FROM scores WHERE model = 'ewma' AND symbol = '{symbol}'"),
+        );
+        let btc_scores = count(
+            &e,
+            &db,
+            "SELECT count(*) FROM scores WHERE model = 'btc-volatility'",
+        );
+        assert_eq!(ewma, btc_scores, "{symbol}");
+    }
+    // The two models differ (seeds 42 and 7), so the same candles got different forecasts.
+    let differ = count(
+        &e,
+        &db,
+        "SELECT count(*) FROM predictions b JOIN predictions x ON b.bar_time = x.bar_time \
+         WHERE b.symbol = 'BTC-USD' AND x.symbol = 'ETH-USD' AND b.volatility <> x.volatility",
+    );
+    assert!(differ > n / 2, "{differ}");
+}
