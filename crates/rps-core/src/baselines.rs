@@ -99,6 +99,9 @@ impl Har {
 /// than the R²(log)-optimal forecast.
 pub const HAR_LOG: &str = "har_rv_log";
 
+/// Named forecasts, one value per row.
+pub type Named = Vec<(String, Vec<f64>)>;
+
 /// Why the baselines could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
@@ -122,7 +125,7 @@ pub fn forecasts(
     ewma_lambda: f64,
     floor: f64,
     fit_rows: &[usize],
-) -> Result<(Vec<(String, Vec<f64>)>, Har), BaselineError> {
+) -> Result<(Named, Har), BaselineError> {
     let f = frame;
     let cols: Vec<&[f64]> = har_terms
         .iter()
