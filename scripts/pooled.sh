@@ -44,7 +44,8 @@ features() { # SYMBOL [--set KEY=VALUE]...: extract → quality → transform in
 
 features BTC-USDT "${btc[@]}"
 features ETH-USD "${eth[@]}"
-"$bin/rps-pooled" --params params.yaml --out "$work/reports" \
+# --seeds: the same comparison with five more booster seeds, to see the training noise.
+"$bin/rps-pooled" --params params.yaml --out "$work/reports" --seeds 1,2,3,4,5 \
   --features "BTC-USDT=$work/BTC-USDT/data/features/BTC-USDT" \
   --features "ETH-USD=$work/ETH-USD/data/features/ETH-USD"
 echo "Report: $work/reports/pooled.md; every test hour's forecasts: $work/reports/pooled_forecasts.csv" >&2

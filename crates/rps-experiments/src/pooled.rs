@@ -579,6 +579,28 @@ fn all_rows(symbols: &[SymbolResult]) -> SymbolResult {
 }
 
 impl Comparison {
+    /// QLIKE of each of [`CONFIGS`] (in that order) pooled over the folds, per symbol and then
+    /// over every symbol's rows (`all`).
+    pub fn qlike_by_group(&self) -> Vec<(String, Vec<f64>)> {
+        let mut groups = self.symbols.clone();
+        groups.push(all_rows(&self.symbols));
+        groups
+            .iter()
+            .map(|g| {
+                let sc = scores(g, None);
+                let q = CONFIGS
+                    .iter()
+                    .map(|c| {
+                        sc.iter()
+                            .find(|(n, _)| n == c.name())
+                            .map_or(f64::NAN, |(_, s)| s.qlike)
+                    })
+                    .collect();
+                (g.name.clone(), q)
+            })
+            .collect()
+    }
+
     /// The report (Markdown): the folds, pooled scores per symbol and over all symbols, the
     /// Diebold–Mariano tests of each configuration against `per_symbol`, per-fold QLIKE.
     pub fn markdown(&self) -> String {

@@ -36,6 +36,12 @@ struct Args {
     /// Folder for pooled.md and pooled_forecasts.csv.
     #[arg(long)]
     out: PathBuf,
+    /// Also rerun every configuration with these booster seeds (`train.xgboost.seed`) and
+    /// report how QLIKE and the pooled-vs-per-symbol difference move with the seed alone: the
+    /// training noise beside the test sample's (the Diebold–Mariano test's). Nothing is chosen
+    /// on them.
+    #[arg(long, value_delimiter = ',')]
+    seeds: Vec<i64>,
 }
 
 fn run(args: &Args) -> Result<String, Box<dyn std::error::Error>> {
@@ -93,11 +99,93 @@ fn run(args: &Args) -> Result<String, Box<dyn std::error::Error>> {
         },
     );
     report.push_str(&cmp.markdown());
-    let _ = writeln!(report, "\nWall time {:.0} s.", t.elapsed().as_secs_f64());
     std::fs::create_dir_all(&args.out)?;
-    std::fs::write(args.out.join("pooled.md"), &report)?;
     std::fs::write(args.out.join("pooled_forecasts.csv"), cmp.csv())?;
+    if !args.seeds.is_empty() {
+        let mut runs = vec![(params.train.xgboost.get("seed").cloned(), cmp)];
+        for &seed in &args.seeds {
+            let mut p = params.clone();
+            p.train.xgboost.insert("seed".to_owned(), seed.into());
+            eprintln!("[{:>5.0} s] seed {seed}", t.elapsed().as_secs_f64());
+            let c = compare(&p, &symbols, bar_ms, &args.market, &mut |_| {})?;
+            runs.push((Some(seed.into()), c));
+        }
+        report.push_str(&seed_table(&runs));
+    }
+    let _ = writeln!(report, "\nWall time {:.0} s.", t.elapsed().as_secs_f64());
+    std::fs::write(args.out.join("pooled.md"), &report)?;
     Ok(report)
+}
+
+/// QLIKE of every configuration per symbol and over all rows, one row per booster seed, and
+/// the spread of each over the seeds.
+fn seed_table(
+    runs: &[(
+        Option<serde_json::Value>,
+        rps_experiments::pooled::Comparison,
+    )],
+) -> String {
+    use rps_experiments::pooled::CONFIGS;
+    let mut o = String::from(
+        "\n### The same comparison with other booster seeds\n\nQLIKE pooled over the folds; the first row is the parameter file's seed (the tables above). Δ: pooled vs per_symbol, relative.\n\n| seed |",
+    );
+    let groups: Vec<String> = runs[0]
+        .1
+        .symbols
+        .iter()
+        .map(|s| s.name.clone())
+        .chain(["all".to_owned()])
+        .collect();
+    for g in &groups {
+        for c in CONFIGS {
+            let _ = write!(o, " {g} {} |", c.name());
+        }
+        let _ = write!(o, " {g} Δ pooled |");
+    }
+    o.push_str("\n|---|");
+    for _ in 0..groups.len() * (CONFIGS.len() + 1) {
+        o.push_str("---:|");
+    }
+    o.push('\n');
+    let mut columns: Vec<Vec<f64>> = Vec::new();
+    for (seed, c) in runs {
+        let q = c.qlike_by_group();
+        let mut row = Vec::new();
+        for g in &q {
+            row.extend(&g.1);
+            row.push(100.0 * (g.1[2] / g.1[0] - 1.0));
+        }
+        let _ = write!(
+            o,
+            "| {} |",
+            seed.as_ref()
+                .map_or("default".to_owned(), ToString::to_string)
+        );
+        for (j, v) in row.iter().enumerate() {
+            if j % (CONFIGS.len() + 1) == CONFIGS.len() {
+                let _ = write!(o, " {v:+.2} % |");
+            } else {
+                let _ = write!(o, " {v:.4} |");
+            }
+        }
+        o.push('\n');
+        columns.push(row);
+    }
+    let _ = write!(o, "| min .. max |");
+    for j in 0..columns[0].len() {
+        let lo = columns.iter().map(|r| r[j]).fold(f64::INFINITY, f64::min);
+        let hi = columns
+            .iter()
+            .map(|r| r[j])
+            .fold(f64::NEG_INFINITY, f64::max);
+        if j % (CONFIGS.len() + 1) == CONFIGS.len() {
+            let _ = write!(o, " {lo:+.2} .. {hi:+.2} % |");
+        } else {
+            let _ = write!(o, " {lo:.4} .. {hi:.4} |");
+        }
+    }
+    o.push('\n');
+    o
 }
 
 fn main() -> ExitCode {

@@ -324,6 +324,15 @@ fn per_symbol_is_the_walk_forward_model_and_pooled_models_see_the_symbol() {
             .any(|(n, _)| n == "pooled")
     );
     assert_eq!(cmp.folds[0].best_iteration.len(), 6);
+    // QLIKE by group: each symbol's and every row's, per configuration.
+    let q = cmp.qlike_by_group();
+    assert_eq!(
+        q.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["CALM", "WILD", "all"]
+    );
+    let r = &cmp.symbols[1];
+    let want = metrics::score(&r.realized, r.forecast("pooled").unwrap()).qlike;
+    assert!((q[1].1[2] - want).abs() < 1e-15);
     // The report has every section and a row per forecaster and symbol.
     let md = cmp.markdown();
     for s in [
