@@ -42,6 +42,11 @@ demo: build ## run extract → quality → transform → train → evaluate on t
 model-quality: build ## walk-forward tables: ../shared Binance BTCUSDT (test blocks 2020-2021), Coinbase BTC, ETH
 	@bash scripts/model-quality.sh "$(BIN)" .rps/model-quality ../shared/data
 
+.PHONY: pooled
+pooled: setup-rust ## #20: pooled vs per-symbol models on BTCUSDT and ETH over 2017-10 .. 2019-10 (walk-forward, docs/symbols.md)
+	$(CARGO) build --release --locked --target $(TARGET) -p rps-extract -p rps-quality -p rps-transform -p rps-experiments
+	@bash scripts/pooled.sh "$(BIN)" .rps/pooled ../shared/data
+
 .PHONY: scores-replay
 scores-replay: build ## #19: train on Binance < 2021, replay it through rps stream (tansu + PostgreSQL), rolling QLIKE over 2021 (KEEP=1 keeps the servers)
 	@bash scripts/scores-replay.sh $(if $(KEEP),--keep-servers) "$(BIN)" .rps/scores-replay ../shared/data

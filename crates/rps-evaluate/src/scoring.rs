@@ -1,7 +1,7 @@
 //! Scoring the model and the baselines on the same rows.
 
 use crate::*;
-use rps_core::baselines::{Har, ewma, persistence};
+use rps_core::baselines::{BaselineError, Har};
 use rps_core::metrics::{self, DieboldMariano, Scores, qlike_one};
 use rps_core::params::{Params, PrimaryMetric};
 use rps_core::split::Split;
@@ -46,55 +46,28 @@ pub type Forecasts = Vec<(String, Vec<f64>)>;
 /// The HAR-RV fit's log-scale forecast, `exp(fitted)` without Duan's smearing: the same
 /// regression as `har_rv`, which forecasts the volatility level (smeared) and so sits higher
 /// than the R²(log)-optimal forecast. The acceptance rule's R² (log) bar is the better of the two.
-pub const HAR_LOG: &str = "har_rv_log";
+pub const HAR_LOG: &str = rps_core::baselines::HAR_LOG;
 
 /// Baseline forecasts for every row of the dataset (in time order): persistence, EWMA, HAR-RV
-/// fitted on `fit_rows` and the same fit on the log scale ([`HAR_LOG`]).
+/// fitted on `fit_rows` and the same fit on the log scale ([`HAR_LOG`])
+/// ([`rps_core::baselines::forecasts`] with `evaluate:`'s terms and λ and `target.floor`).
 pub fn baselines(
     params: &Params,
     ds: &Dataset,
     fit_rows: &[usize],
 ) -> Result<(Forecasts, Har), EvaluateError> {
-    let f = &ds.frame;
-    let floor = params.target.floor;
-    let cols: Vec<&[f64]> = params
-        .evaluate
-        .har_terms
-        .iter()
-        .map(|t| {
-            f.column(t)
-                .ok_or_else(|| EvaluateError::UnknownHarTerm(t.clone()))
-        })
-        .collect::<Result<_, _>>()?;
-    let fit_cols: Vec<Vec<f64>> = cols
-        .iter()
-        .map(|c| fit_rows.iter().map(|&i| c[i]).collect())
-        .collect();
-    let fit_refs: Vec<&[f64]> = fit_cols.iter().map(Vec::as_slice).collect();
-    let fit_y: Vec<f64> = fit_rows.iter().map(|&i| f.target[i]).collect();
-    let har = Har::fit(&params.evaluate.har_terms, &fit_refs, &fit_y)?;
-    let fl = |v: f64| if v.is_finite() { v.max(floor) } else { floor };
-    let all = |v: Vec<f64>| v.into_iter().map(fl).collect::<Vec<_>>();
-    Ok((
-        vec![
-            ("persistence".to_owned(), all(persistence(&f.bar_vol))),
-            (
-                "ewma".to_owned(),
-                all(ewma(&f.bar_vol, params.evaluate.ewma_lambda)),
-            ),
-            (
-                "har_rv".to_owned(),
-                (0..f.len()).map(|i| fl(har.predict(&cols, i))).collect(),
-            ),
-            (
-                HAR_LOG.to_owned(),
-                (0..f.len())
-                    .map(|i| fl(har.predict_log_scale(&cols, i)))
-                    .collect(),
-            ),
-        ],
-        har,
-    ))
+    let ev = &params.evaluate;
+    rps_core::baselines::forecasts(
+        &ds.frame,
+        &ev.har_terms,
+        ev.ewma_lambda,
+        params.target.floor,
+        fit_rows,
+    )
+    .map_err(|e| match e {
+        BaselineError::UnknownHarTerm(t) => EvaluateError::UnknownHarTerm(t),
+        BaselineError::Har(e) => EvaluateError::Har(e),
+    })
 }
 
 /// Score `model` and the baselines on the test split.
