@@ -40,6 +40,22 @@ pub struct WalkForwardParams {
     pub window: Window,
 }
 
+impl WalkForwardParams {
+    /// The walk-forward of params.yaml: `evaluate.walk_forward_*`, with each fold's validation
+    /// share and purge taken from `split:`.
+    pub fn from_params(params: &crate::params::Params) -> Self {
+        let (ev, sp) = (&params.evaluate, &params.split);
+        Self {
+            folds: ev.walk_forward_folds,
+            test_fraction: ev.walk_forward_test_fraction,
+            test_start: ev.walk_forward_test_start_ms(),
+            validation_fraction: sp.validation / (sp.train + sp.validation),
+            gap: sp.gap,
+            window: ev.walk_forward_window,
+        }
+    }
+}
+
 /// Row indices (into the frame, in time order) of one fold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fold {

@@ -141,15 +141,7 @@ pub fn walk_forward(
     use rps_core::walkforward::{WalkForwardParams, folds};
     let f = &ds.frame;
     let ev = &params.evaluate;
-    let sp = &params.split;
-    let wp = WalkForwardParams {
-        folds: ev.walk_forward_folds,
-        test_fraction: ev.walk_forward_test_fraction,
-        test_start: ev.walk_forward_test_start_ms(),
-        validation_fraction: sp.validation / (sp.train + sp.validation),
-        gap: sp.gap,
-        window: ev.walk_forward_window,
-    };
+    let wp = WalkForwardParams::from_params(params);
     let plan = folds(&f.ts, &f.usable(), bar_ms, params.target.horizon, &wp)?;
     let mut out = Vec::with_capacity(plan.len());
     for (k, fold) in plan.iter().enumerate() {

@@ -315,20 +315,12 @@ pub fn compare(
         }
     }
     let ev = &params.evaluate;
-    let sp = &params.split;
     let floor = params.target.floor;
     let train = rps_core::params::TrainParams {
         quantiles: Vec::new(),
         ..params.train.clone()
     };
-    let wp = WalkForwardParams {
-        folds: ev.walk_forward_folds,
-        test_fraction: ev.walk_forward_test_fraction,
-        test_start: ev.walk_forward_test_start_ms(),
-        validation_fraction: sp.validation / (sp.train + sp.validation),
-        gap: sp.gap,
-        window: ev.walk_forward_window,
-    };
+    let wp = WalkForwardParams::from_params(params);
     let usable: Vec<Vec<bool>> = symbols.iter().map(|s| s.frame.usable()).collect();
     let timelines: Vec<(&[i64], &[bool])> = symbols
         .iter()
