@@ -11,11 +11,17 @@ EXAMPLES:
   # Another registry and address, with /refresh enabled and polling every minute
   RPS_SERVE_TOKEN=s3cret rps-serve --registry /data/registry --bind 0.0.0.0:9000 --poll-interval 60s
 
+  # Every symbol of params.yaml (data.symbols), each with its own models
+  rps-serve --params params.yaml
+  curl -s 'localhost:8080/models'             # the live versions, per symbol
+  curl -s 'localhost:8080/model?symbol=ETH-USD'
+
   # Ask for a prediction (features by name; see GET /model for the list)
   curl -s localhost:8080/predict -H 'content-type: application/json' \\
        -d '{\"features\": {\"ret_1b_pct\": 0.1, \"har_24b\": -5.1, ...}}'
 
-ENDPOINTS:
+ENDPOINTS (with several symbols served, each takes ?symbol=<symbol>, or a `symbol` field in a
+POST body; /models, /ready and /refresh without it cover every symbol):
   POST /predict[?model=<alias|version>]  one row ({\"features\": {...}} or {\"features\": [...]})
                                          or a batch ({\"instances\": [{...}, ...]})
   POST /forecast[?model=...]  the next bar's volatility from candles ({\"candles\": [...]}), or
@@ -40,6 +46,11 @@ EXIT CODES (the table every rps command shares):
   6  the registry's server (MLflow, S3) failed after retries
   7  the registry's storage failed";
 
+/// The model served without --model-name or --params.
+pub const DEFAULT_MODEL_NAME: &str = "btc-volatility";
+/// The signal model the dashboard shows without --signal-model-name or --params.
+pub const DEFAULT_SIGNAL_MODEL_NAME: &str = "btc-signal";
+
 /// Log output format: the stages' ([`rps_cli::LogFormat`]).
 pub use rps_cli::LogFormat;
 
@@ -62,9 +73,22 @@ pub struct Config {
     #[arg(long, env = "RPS_REGISTRY", default_value = ".rps/registry")]
     pub registry: String,
 
-    /// Registered model name.
-    #[arg(long, env = "RPS_MODEL_NAME", default_value = "btc-volatility")]
-    pub model_name: String,
+    /// Registered model name to serve. Default: params.yaml's `train.model_name` (--params)
+    /// when it lists one symbol, else `btc-volatility`. With several symbols in --params each
+    /// symbol's own name is served, and this flag is refused (exit 3).
+    #[arg(long, env = "RPS_MODEL_NAME")]
+    pub model_name: Option<String>,
+
+    /// Serve only these of params.yaml's `data.symbols` (comma-separated or repeated; needs
+    /// --params). Default: every symbol it lists, each with its own registered models, hot
+    /// swapped on its own; a request names its symbol (`?symbol=` or a `symbol` field).
+    #[arg(
+        long = "symbol",
+        env = "RPS_SERVE_SYMBOLS",
+        value_delimiter = ',',
+        value_name = "SYMBOL"
+    )]
+    pub symbols: Vec<String>,
 
     /// Alias (or version number) to serve and to follow on refresh.
     #[arg(long, env = "RPS_SERVE_ALIAS", default_value = "champion")]
@@ -167,10 +191,11 @@ pub struct Config {
     pub store_timeout: Duration,
 
     /// The Buy/Hold/Sell model whose streamed signals the dashboard shows beside the served
-    /// model's forecasts (`train.signal_model_name`). To serve it, run another rps-serve with
-    /// --model-name set to it.
-    #[arg(long, env = "RPS_SIGNAL_MODEL_NAME", default_value = "btc-signal")]
-    pub signal_model_name: String,
+    /// model's forecasts. Default: params.yaml's `train.signal_model_name` (each symbol's, with
+    /// several), else `btc-signal`. To serve it, run another rps-serve with --model-name set
+    /// to it.
+    #[arg(long, env = "RPS_SIGNAL_MODEL_NAME")]
+    pub signal_model_name: Option<String>,
 
     /// The bar-volatility estimator the dashboard's "realized" line uses: the one the models
     /// forecast, params.yaml's `target.estimator` (parkinson or garman_klass; `realized` needs
@@ -178,9 +203,11 @@ pub struct Config {
     #[arg(long, env = "RPS_REALIZED_ESTIMATOR", value_enum, default_value_t = RealizedEstimator::GarmanKlass)]
     pub realized_estimator: RealizedEstimator,
 
-    /// params.yaml, of which only the `monitor:` section is read (the online-accuracy thresholds
-    /// exported as `rps_accuracy_*` and the scores refresh interval; docs/monitoring.md). Other
-    /// sections are ignored. Without it, the `monitor` defaults apply.
+    /// params.yaml (validated whole, as the stages read it): the symbols and their registered
+    /// model names (`data.symbols`, `train.model_name`, `train.signal_model_name`) and the
+    /// `monitor:` section (the online-accuracy thresholds exported as `rps_accuracy_*` and the
+    /// scores refresh interval; docs/monitoring.md). Without it, one model (--model-name) is
+    /// served for every symbol and the `monitor` defaults apply.
     #[arg(long, env = "RPS_PARAMS")]
     pub params: Option<String>,
 

@@ -83,6 +83,20 @@ impl ApiError {
     }
 }
 
+impl From<crate::state::SlotError> for ApiError {
+    /// 400 `symbol_required` when several symbols are served and none was named, 404
+    /// `unknown_symbol` for one that is not served; both list the served symbols.
+    fn from(e: crate::state::SlotError) -> Self {
+        use crate::state::SlotError;
+        let (status, code, served) = match &e {
+            SlotError::Required(served) => (StatusCode::BAD_REQUEST, "symbol_required", served),
+            SlotError::Unknown { served, .. } => (StatusCode::NOT_FOUND, "unknown_symbol", served),
+        };
+        let served = served.clone();
+        ApiError::new(status, code, e.to_string()).with("symbols", served)
+    }
+}
+
 /// The JSON error body.
 pub fn error_body(code: &str, message: &str) -> String {
     serde_json::json!({ "error": { "code": code, "message": message } }).to_string()

@@ -1,9 +1,12 @@
 //! Parsing and validating `POST /predict` bodies against the model's feature schema.
 //!
-//! Accepted shapes (exactly one top-level key):
+//! Accepted shapes (exactly one of `features` and `instances`):
 //! - `{"features": {"ret_1b_pct": 0.1, …}}` — one row, features by name (the canonical form);
 //! - `{"features": [0.1, …]}` — one row, values in the schema's order;
-//! - `{"instances": [{…}, […], …]}` — a batch, each row in either form.
+//! - `{"instances": [{…}, […], …]}` — a batch, each row in either form;
+//!
+//! each with an optional `"symbol": "ETH-USD"`, which picks the symbol's models when the service
+//! serves several (the same as `?symbol=`).
 //!
 //! Every feature must be present exactly once and known; its value is a number finite as a
 //! 32-bit float, or `null` for a missing value (NaN to the booster, which routes it down each
@@ -25,12 +28,31 @@ pub struct Rows {
 }
 
 /// Parse `body` for a model with `features` (in order) and `index` (name → position).
+#[cfg(test)]
 pub fn parse(
     body: &[u8],
     features: &[String],
     index: &HashMap<String, usize>,
     max_batch: usize,
 ) -> Result<Rows, ApiError> {
+    request(body)?.rows(features, index, max_batch)
+}
+
+/// Longest accepted `symbol`.
+pub const MAX_SYMBOL: usize = 64;
+
+/// A `POST /predict` body read as JSON, its `symbol` taken out; its rows are parsed once the
+/// symbol's model is known ([`Request::rows`]).
+#[derive(Debug)]
+pub struct Request {
+    top: serde_json::Map<String, Value>,
+    /// The `symbol` field, if given.
+    pub symbol: Option<String>,
+}
+
+/// Read a `POST /predict` body: a JSON object of `features` or `instances` and an optional
+/// `symbol`.
+pub fn request(body: &[u8]) -> Result<Request, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -44,14 +66,53 @@ pub fn parse(
             "request body must be a JSON object with `features` (one row) or `instances` (a batch)",
         ));
     };
-    if let Some(key) = top.keys().find(|k| *k != "features" && *k != "instances") {
+    if let Some(key) = top
+        .keys()
+        .find(|k| !matches!(k.as_str(), "features" | "instances" | "symbol"))
+    {
         return Err(ApiError::invalid(
             "unknown_field",
             format!(
-                "unknown field `{key}` in the request: expected `features` (one row) or `instances` (a batch)"
+                "unknown field `{key}` in the request: expected `features` (one row) or `instances` (a batch), and optionally `symbol`"
             ),
         ));
     }
+    let symbol = match top.remove("symbol") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= MAX_SYMBOL => Some(s),
+        Some(other) => {
+            let got = match &other {
+                Value::String(s) => format!("{} characters", s.trim().chars().count()),
+                v => kind(v).to_owned(),
+            };
+            return Err(ApiError::invalid(
+                "invalid_symbol",
+                format!("`symbol` must be a string of 1 to {MAX_SYMBOL} characters, got {got}"),
+            ));
+        }
+    };
+    Ok(Request { top, symbol })
+}
+
+impl Request {
+    /// The rows, for a model with `features` (in order) and `index` (name → position).
+    pub fn rows(
+        mut self,
+        features: &[String],
+        index: &HashMap<String, usize>,
+        max_batch: usize,
+    ) -> Result<Rows, ApiError> {
+        let top = &mut self.top;
+        rows(top, features, index, max_batch)
+    }
+}
+
+fn rows(
+    top: &mut serde_json::Map<String, Value>,
+    features: &[String],
+    index: &HashMap<String, usize>,
+    max_batch: usize,
+) -> Result<Rows, ApiError> {
     let n = features.len();
     match (top.remove("features"), top.remove("instances")) {
         (Some(_), Some(_)) => Err(ApiError::invalid(

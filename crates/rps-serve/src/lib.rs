@@ -1,6 +1,8 @@
 //! `rps-serve`: the RPS prediction service. It serves the registry's live set — the `champion`
 //! volatility model, with `challenger` and `baseline` side by side — over HTTP (axum on tokio)
-//! and swaps in a new set without downtime.
+//! and swaps in a new set without downtime. With several symbols in params.yaml
+//! (`data.symbols`) it serves each symbol's own models, chosen by a request's `symbol` and
+//! swapped per symbol (module `slots`, [`AppState::slot`]).
 //!
 //! # Endpoints
 //!
@@ -11,7 +13,7 @@
 //! | `GET /ready` | 200 once a model is loaded, 503 before |
 //! | `POST /forecast[?model=…]` | the next bar's volatility from candles (`{"candles": [{"time", "open", "high", "low", "close", "volume"}, …]}`), through the model's own feature spec; `{}` forecasts from the newest stored candles (`--database-url`, else the raw dataset of `--home`), 409 when they stopped, 422 for a gap (module [`forecast`]) |
 //! | `GET /model[?model=…]` | name, version, trained-at, metrics, features, the full feature schema, `history_bars` (candles one forecast needs) and `feature_spec` |
-//! | `GET /metrics` | Prometheus text: `http_requests_total{method,path,status}`, `prediction_latency_seconds`, `model_prediction_value`, `data_drift_ratio`, `feature_psi{feature}`, `model_info{name,version}`, `model_last_reload_timestamp_seconds`, `process_start_time_seconds`, `model_reloads_total{result}`, … and with `--database-url` the online accuracy `rps_score_*` and its thresholds `rps_accuracy_*` (module [`scores`]) |
+//! | `GET /metrics` | Prometheus text: `http_requests_total{method,path,status}`, `prediction_latency_seconds`, `model_prediction_value`, `data_drift_ratio{symbol}`, `feature_psi{symbol,feature}`, `model_info{symbol,name,version}`, `model_last_reload_timestamp_seconds`, `process_start_time_seconds`, `model_reloads_total{result}`, … and with `--database-url` the online accuracy `rps_score_*` and its thresholds `rps_accuracy_*` (module [`scores`]) |
 //! | `GET /models` | the live set: every live alias (`champion`, `challenger`, `baseline`) with its version, metrics and rows served |
 //! | `GET /dashboard` | a self-contained HTML page (inline JS + SVG): the live models, and with `--database-url` price, realized vs predicted volatility and signals per version |
 //! | `GET /api/history?symbol=&hours=` | the dashboard's data from the stream's PostgreSQL tables (module [`history`]) |
@@ -58,12 +60,13 @@ mod metrics;
 mod routes;
 pub mod scores;
 mod scores_api;
+mod slots;
 mod state;
 pub mod stored;
 
 pub use config::{Config, LogFormat, RealizedEstimator, parse_bytes, parse_duration};
 pub use error::{ApiError, ServeError};
-pub use state::{AppState, LiveSet, LoadError, Refreshed, Served};
+pub use state::{AppState, LiveSet, LoadError, Refreshed, Served, Slot, SlotError};
 
 use rps_tracking::LocalRegistry;
 use std::future::Future;
@@ -94,12 +97,10 @@ fn open_registry(local: LocalRegistry) -> Result<Arc<dyn rps_tracking::Registry>
     }
 }
 
-/// Open the registry and load the model; fails with [`ServeError::NoModel`] unless
+/// Open the registry and load every slot's model; fails with [`ServeError::NoModel`] unless
 /// `--wait-for-model`.
 async fn prepare(mut config: Config) -> Result<Arc<AppState>, ServeError> {
-    if let Some(path) = &config.params {
-        config.monitor = scores::load_monitor(path).map_err(ServeError::Config)?;
-    }
+    let (slots, per_symbol) = slots::resolve(&mut config)?;
     if config.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
         return Err(ServeError::Config(
             "the refresh token is empty; unset RPS_SERVE_TOKEN / --token to disable /refresh"
@@ -116,17 +117,27 @@ async fn prepare(mut config: Config) -> Result<Arc<AppState>, ServeError> {
         source,
     })?;
     let registry = open_registry(LocalRegistry::new(store))?;
-    let state = Arc::new(AppState::new(config, registry));
-    match state.refresh().await {
-        Ok(r) => tracing::info!(result = ?r, registry = %state.registry_describe(), "model loaded"),
-        Err(e) if state.config.wait_for_model => {
-            tracing::warn!(error = %e, "no model loaded yet; /ready answers 503 until a refresh succeeds");
-        }
-        Err(e) => {
-            return Err(ServeError::NoModel(format!(
-                "{e} (registry {}, model {:?}, alias {:?})",
-                state.config.registry, state.config.model_name, state.config.alias
-            )));
+    let state = Arc::new(AppState::with_slots(config, registry, slots, per_symbol));
+    let results = state.refresh().await;
+    for (slot, result) in state.slots.iter().zip(results) {
+        let symbol = slot.symbol.as_deref().unwrap_or("");
+        match result {
+            Ok(r) => {
+                tracing::info!(result = ?r, model = %slot.model_name, symbol, registry = %state.registry_describe(), "model loaded");
+            }
+            Err(e) if state.config.wait_for_model => {
+                tracing::warn!(error = %e, model = %slot.model_name, symbol, "no model loaded yet; /ready answers 503 until a refresh succeeds");
+            }
+            Err(e) => {
+                let of = slot
+                    .symbol
+                    .as_deref()
+                    .map_or_else(String::new, |s| format!(", symbol {s:?}"));
+                return Err(ServeError::NoModel(format!(
+                    "{e} (registry {}, model {:?}{of}, alias {:?})",
+                    state.config.registry, slot.model_name, state.config.alias
+                )));
+            }
         }
     }
     Ok(state)

@@ -4,7 +4,7 @@ use crate::body::{BodyWatch, DeadlineBody};
 use crate::error::ApiError;
 use crate::input;
 use crate::metrics::{escape, fmt_f64};
-use crate::state::{AppState, LiveSet, LoadError, Refreshed, Served};
+use crate::state::{AppState, LiveSet, LoadError, Refreshed, Served, Slot};
 use axum::Extension;
 use axum::Router;
 use axum::body::Body;
@@ -204,14 +204,57 @@ async fn method_not_allowed(req: Request) -> ApiError {
 #[derive(Debug, Deserialize)]
 struct ModelQuery {
     model: Option<String>,
+    symbol: Option<String>,
 }
 
-fn not_ready() -> ApiError {
+#[derive(Debug, Deserialize)]
+struct SymbolQuery {
+    symbol: Option<String>,
+}
+
+/// A query string, or 400 `invalid_query`.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
+}
+
+fn not_ready(slot: &Slot) -> ApiError {
+    let of = slot
+        .symbol
+        .as_deref()
+        .map_or_else(String::new, |s| format!(" for {s}"));
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "not_ready",
-        "no model is loaded yet; POST /refresh once the registry has one",
+        format!(
+            "no model{of} is loaded yet ({:?} has no {:?} version the service could load); POST /refresh once the registry has one",
+            slot.model_name, "champion"
+        ),
     )
+}
+
+/// The symbol a request names by `?symbol=` and by its body, which must agree.
+fn one_symbol(
+    in_query: Option<String>,
+    in_body: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    match (in_query, in_body) {
+        (Some(q), Some(b)) if q.trim() != b.trim() => Err(ApiError::invalid(
+            "symbol_mismatch",
+            format!("?symbol={q} and the body's `symbol` {b:?} differ: give one"),
+        )),
+        (q, b) => Ok(q.or(b)),
+    }
+}
+
+/// The symbol whose stream data a chart shows: the one named, else (a slot per symbol) the
+/// slot's, else `BTC-USD`.
+pub(crate) fn chart_symbol(state: &AppState, slot: &Slot, named: Option<String>) -> String {
+    named
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| state.per_symbol.then(|| slot.symbol.clone()).flatten())
+        .unwrap_or_else(|| "BTC-USD".to_owned())
 }
 
 fn load_error(e: &LoadError) -> ApiError {
@@ -219,22 +262,13 @@ fn load_error(e: &LoadError) -> ApiError {
     ApiError::new(status, code, e.to_string())
 }
 
-async fn pick(
-    state: &AppState,
-    query: Result<Query<ModelQuery>, QueryRejection>,
-) -> Result<Arc<Served>, ApiError> {
-    let Query(q) = query
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    if q.model
-        .as_deref()
-        .is_none_or(|m| m.trim().is_empty() || m == state.config.alias)
-    {
-        return state.current().ok_or_else(not_ready);
+/// The model a request asks for: the slot's served alias, or `?model=` (another alias or a
+/// version).
+async fn pick(state: &AppState, slot: &Slot, model: Option<&str>) -> Result<Arc<Served>, ApiError> {
+    if model.is_none_or(|m| m.trim().is_empty() || m == state.config.alias) {
+        return slot.current().ok_or_else(|| not_ready(slot));
     }
-    state
-        .lookup(q.model.as_deref())
-        .await
-        .map_err(|e| load_error(&e))
+    state.lookup(slot, model).await.map_err(|e| load_error(&e))
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -299,15 +333,18 @@ fn json_body(
 async fn predict(
     State(state): State<Arc<AppState>>,
     watch: Option<Extension<Arc<BodyWatch>>>,
-    query: Result<Query<ModelQuery>, QueryRejection>,
+    query_string: Result<Query<ModelQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    let q = query(query_string)?;
     let body = json_body(&state, watch.as_ref(), &headers, body)?;
-    let served = pick(&state, query).await?;
-    let rows = input::parse(
-        &body,
+    let request = input::request(&body)?;
+    let symbol = one_symbol(q.symbol, request.symbol.clone())?;
+    let slot = state.slot(symbol.as_deref())?;
+    let served = pick(&state, slot, q.model.as_deref()).await?;
+    let rows = request.rows(
         &served.schema.features,
         &served.index,
         state.config.max_batch,
@@ -375,6 +412,7 @@ async fn predict(
         }
         recent.push_back(crate::state::RecentRequest {
             at: crate::state::now_secs(),
+            symbol: slot.symbol.clone(),
             version: served.info.version,
             rows: rows.n_rows,
             forecast: predictions
@@ -393,10 +431,11 @@ async fn predict(
 async fn forecast(
     State(state): State<Arc<AppState>>,
     watch: Option<Extension<Arc<BodyWatch>>>,
-    query: Result<Query<ModelQuery>, QueryRejection>,
+    query_string: Result<Query<ModelQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let q = query(query_string)?;
     let body = json_body(&state, watch.as_ref(), &headers, body)?;
     let req: crate::forecast::ForecastRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
@@ -405,10 +444,13 @@ async fn forecast(
             format!("body is not a forecast request ({{\"candles\": [{{\"time\", \"open\", \"high\", \"low\", \"close\", \"volume\"}}, …]}}, or {{}} for the stored candles): {e}"),
         )
     })?;
-    if let Some(symbol) = req.symbol.as_deref() {
+    if let Some(symbol) = q.symbol.as_deref().or(req.symbol.as_deref()) {
         crate::stored::check_symbol(symbol)?;
     }
-    let served = pick(&state, query).await?;
+    let mut req = req;
+    req.symbol = one_symbol(q.symbol, req.symbol)?;
+    let slot = state.slot(req.symbol.as_deref())?;
+    let served = pick(&state, slot, q.model.as_deref()).await?;
     let out = match req.candles {
         Some(candles) => tokio::task::spawn_blocking(move || {
             crate::forecast::from_request(&served, req.symbol.as_deref(), &candles)
@@ -434,6 +476,7 @@ async fn forecast(
             let symbol = req
                 .symbol
                 .clone()
+                .or_else(|| state.per_symbol.then(|| slot.symbol.clone()).flatten())
                 .unwrap_or_else(|| served.schema.symbol.clone());
             let (bars, interval) = crate::stored::read(&state, &source, &spec, &symbol).await?;
             let max_age = crate::stored::max_age_ms(&state.config, spec.bar);
@@ -471,16 +514,22 @@ const MIN_PSI_ROWS: usize = 100;
 /// last answered `/predict` requests (newest first) and, per live version, the drift of its
 /// recent inputs against the training data (out-of-range share, the features with the highest
 /// PSI).
-async fn recent(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+async fn recent(
+    State(state): State<Arc<AppState>>,
+    query_string: Result<Query<SymbolQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let q = query(query_string)?;
+    let slot = state.slot(q.symbol.as_deref())?;
     let requests: Vec<crate::state::RecentRequest> = state
         .recent
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .iter()
         .rev()
+        .filter(|r| !state.per_symbol || r.symbol == slot.symbol)
         .cloned()
         .collect();
-    let live = state.live.load_full();
+    let live = slot.live.load_full();
     let drift: Vec<serde_json::Value> = live
         .as_ref()
         .map(|l| {
@@ -512,7 +561,9 @@ async fn recent(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
                 .collect()
         })
         .unwrap_or_default();
-    Json(json!({ "requests": requests, "drift": drift }))
+    Ok(Json(
+        json!({ "symbol": slot.symbol, "model": slot.model_name, "requests": requests, "drift": drift }),
+    ))
 }
 
 /// A volatility forecast is a number; a signal is `{"signal": "buy", "probabilities": {…}}`.
@@ -553,29 +604,67 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
-    let served = state.current().ok_or_else(not_ready)?;
-    Ok(Json(
-        json!({ "status": "ready", "model": served.info.name, "version": served.info.version }),
-    ))
+/// `GET /ready[?symbol=]`: 200 once every served symbol's (or the named one's) model is
+/// loaded, else 503 naming those still missing.
+async fn ready(
+    State(state): State<Arc<AppState>>,
+    query_string: Result<Query<SymbolQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let q = query(query_string)?;
+    if q.symbol.is_some() || state.slots.len() == 1 {
+        let slot = state.slot(q.symbol.as_deref())?;
+        let served = slot.current().ok_or_else(|| not_ready(slot))?;
+        return Ok(Json(
+            json!({ "status": "ready", "symbol": slot.symbol, "model": served.info.name, "version": served.info.version }),
+        ));
+    }
+    let mut symbols = serde_json::Map::new();
+    let mut missing = Vec::new();
+    for slot in &state.slots {
+        let label = slot.label();
+        match slot.current() {
+            Some(s) => {
+                symbols.insert(
+                    label,
+                    json!({ "model": s.info.name, "version": s.info.version }),
+                );
+            }
+            None => missing.push(label),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!(
+                "no model is loaded yet for {}; POST /refresh once the registry has one",
+                missing.join(", ")
+            ),
+        )
+        .with("missing", missing));
+    }
+    Ok(Json(json!({ "status": "ready", "symbols": symbols })))
 }
 
 async fn model(
     State(state): State<Arc<AppState>>,
-    query: Result<Query<ModelQuery>, QueryRejection>,
+    query_string: Result<Query<ModelQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let served = pick(&state, query).await?;
+    let q = query(query_string)?;
+    let slot = state.slot(q.symbol.as_deref())?;
+    let served = pick(&state, slot, q.model.as_deref()).await?;
     let meta = served.model.meta();
-    let is_champion = state
+    let is_champion = slot
         .current()
         .is_some_and(|c| c.info.version == served.info.version);
-    let live = state.live.load_full();
+    let live = slot.live.load_full();
     let aliases = live
         .as_ref()
         .map_or_else(Vec::new, |l| l.aliases_of(served.info.version));
     let spec = rps_core::forecast::spec(&served.schema).ok();
     let mut body = json!({
         "name": served.info.name,
+        "symbol": slot.symbol,
         "version": served.info.version,
         "alias": if is_champion { Some(state.config.alias.as_str()) } else { None },
         "aliases": aliases,
@@ -635,22 +724,25 @@ fn distribution_json(q: &rps_model::QuantileMeta) -> serde_json::Value {
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut out = String::with_capacity(8192);
     state.metrics.write(&mut out);
-    let live = state.live.load_full();
-    let served = state.current();
-    write_version_metrics(&mut out, &state, live.as_deref());
+    let slots: Vec<(String, &Slot, Option<Arc<LiveSet>>)> = state
+        .slots
+        .iter()
+        .map(|s| (s.label(), s.as_ref(), s.live.load_full()))
+        .collect();
+    write_version_metrics(&mut out, &slots);
     crate::metrics::write_scores(
         &mut out,
         &state.config.monitor,
         &state.scores,
         crate::scores::max_score_age(
             &state.config.monitor,
-            crate::scores::bar_seconds(live.as_deref()),
+            crate::scores::bar_seconds(slots[0].2.as_deref()),
         ),
         crate::state::now_secs(),
     );
     let _ = writeln!(
         out,
-        "# HELP model_info The served model (value 1).\n# TYPE model_info gauge"
+        "# HELP model_info The served model of each symbol (value 1).\n# TYPE model_info gauge"
     );
     let _ = writeln!(
         out,
@@ -664,27 +756,35 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         out,
         "# HELP drift_window_rows Rows currently in the drift window.\n# TYPE drift_window_rows gauge"
     );
-    if let Some(s) = served {
+    for (symbol, _, live) in &slots {
+        let Some(s) = live.as_ref().and_then(|l| l.primary()) else {
+            continue;
+        };
+        let sym = escape(symbol);
         let (ratio, psi, rows) = {
             let w = s.drift.lock().unwrap_or_else(PoisonError::into_inner);
             (w.ratio(), w.psi(&s.schema.reference), w.len())
         };
         let _ = writeln!(
             out,
-            "model_info{{name=\"{}\",version=\"{}\"}} 1",
+            "model_info{{symbol=\"{sym}\",name=\"{}\",version=\"{}\"}} 1",
             escape(&s.info.name),
             s.info.version
         );
-        let _ = writeln!(out, "data_drift_ratio {}", fmt_f64(ratio));
+        let _ = writeln!(
+            out,
+            "data_drift_ratio{{symbol=\"{sym}\"}} {}",
+            fmt_f64(ratio)
+        );
         for (f, v) in s.schema.features.iter().zip(psi) {
             let _ = writeln!(
                 out,
-                "feature_psi{{feature=\"{}\"}} {}",
+                "feature_psi{{symbol=\"{sym}\",feature=\"{}\"}} {}",
                 escape(f),
                 fmt_f64(v)
             );
         }
-        let _ = writeln!(out, "drift_window_rows {rows}");
+        let _ = writeln!(out, "drift_window_rows{{symbol=\"{sym}\"}} {rows}");
     }
     let mut r = out.into_response();
     r.headers_mut().insert(
@@ -700,8 +800,10 @@ fn token_matches(given: &str, expected: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// `POST /refresh[?symbol=]`: reload the named symbol's alias, or every symbol's.
 async fn refresh(
     State(state): State<Arc<AppState>>,
+    query_string: Result<Query<SymbolQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Some(expected) = state.config.token.as_deref() else {
@@ -733,17 +835,68 @@ async fn refresh(
         }
         Some(_) => {}
     }
-    let name = state.config.model_name.clone();
-    match state.refresh().await {
-        Ok(Refreshed::Swapped { from, to }) => Ok(Json(
-            json!({ "status": "swapped", "model": name, "previous_version": from, "version": to, "live": live_versions(&state) }),
-        )),
-        Ok(Refreshed::Unchanged { version }) => Ok(Json(
-            json!({ "status": "unchanged", "model": name, "version": version, "live": live_versions(&state) }),
-        )),
+    let q = query(query_string)?;
+    if q.symbol.is_some() || state.slots.len() == 1 {
+        let slot = state.slot(q.symbol.as_deref())?;
+        let result = state.refresh_slot(slot).await;
+        return refreshed_json(slot, result).map(Json);
+    }
+    // Every symbol, each swapped on its own: one symbol's failure leaves the others' swaps.
+    let results = state.refresh().await;
+    let mut symbols = Vec::with_capacity(results.len());
+    let mut first_error: Option<ApiError> = None;
+    for (slot, result) in state.slots.iter().zip(results) {
+        match refreshed_json(slot, result) {
+            Ok(v) => symbols.push(v),
+            Err(e) => {
+                symbols.push(json!({
+                    "symbol": slot.symbol,
+                    "model": slot.model_name,
+                    "status": "failed",
+                    "error": { "code": e.code, "message": e.message },
+                }));
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        None => {
+            let swapped = symbols.iter().any(|v| v["status"] == "swapped");
+            Ok(Json(json!({
+                "status": if swapped { "swapped" } else { "unchanged" },
+                "symbols": symbols,
+            })))
+        }
+        // The first failure's status, every symbol's outcome beside it.
+        Some(e) => {
+            let failed: Vec<String> = symbols
+                .iter()
+                .filter(|v| v["status"] == "failed")
+                .map(|v| v["symbol"].as_str().unwrap_or("").to_owned())
+                .collect();
+            let mut err = e.with("symbols", symbols);
+            err.message = format!("refresh failed for {}: {}", failed.join(", "), err.message);
+            Err(err)
+        }
+    }
+}
+
+/// One slot's refresh as `/refresh` answers it.
+fn refreshed_json(
+    slot: &Slot,
+    result: Result<Refreshed, LoadError>,
+) -> Result<serde_json::Value, ApiError> {
+    let name = &slot.model_name;
+    match result {
+        Ok(Refreshed::Swapped { from, to }) => Ok(
+            json!({ "status": "swapped", "symbol": slot.symbol, "model": name, "previous_version": from, "version": to, "live": live_versions(slot) }),
+        ),
+        Ok(Refreshed::Unchanged { version }) => Ok(
+            json!({ "status": "unchanged", "symbol": slot.symbol, "model": name, "version": version, "live": live_versions(slot) }),
+        ),
         Err(e) => {
             let mut err = load_error(&e);
-            if let Some(cur) = state.current() {
+            if let Some(cur) = slot.current() {
                 err.message = format!(
                     "{}; still serving version {}",
                     err.message, cur.info.version
@@ -754,20 +907,17 @@ async fn refresh(
     }
 }
 
-/// alias → version of the live set.
-fn live_versions(state: &AppState) -> std::collections::BTreeMap<String, u32> {
-    state
-        .live
+/// alias → version of a slot's live set.
+fn live_versions(slot: &Slot) -> std::collections::BTreeMap<String, u32> {
+    slot.live
         .load()
         .as_ref()
         .map_or_else(Default::default, |l| l.versions())
 }
 
-/// `GET /models`: the live set, served alias first.
-async fn models(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
-    let live = state.live.load_full().ok_or_else(not_ready)?;
-    let models: Vec<serde_json::Value> = live
-        .models
+/// A slot's live set as `/models` lists it, served alias first.
+fn live_json(live: &LiveSet) -> Vec<serde_json::Value> {
+    live.models
         .iter()
         .map(|(alias, s)| {
             json!({
@@ -782,85 +932,132 @@ async fn models(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::V
                 "predictions": s.predictions.load(Ordering::Relaxed),
             })
         })
-        .collect();
-    Ok(Json(json!({
-        "model": state.config.model_name,
-        "served_alias": state.config.alias,
-        "live": models,
-    })))
+        .collect()
 }
 
-/// Per-version families: `model_version_info{alias,version}` (one per live alias),
-/// `model_version_predictions_total{version}`, the
-/// `model_version_prediction_latency_seconds{version}` summary (one per loaded version: the
-/// live set and the `?model=` cache) and the `model_interval_width{version}` histogram (one
-/// per loaded version with quantiles).
-fn write_version_metrics(out: &mut String, state: &AppState, live: Option<&LiveSet>) {
+/// `GET /models[?symbol=]`: the live set of each served symbol (`symbols`, in params.yaml's
+/// order). With one symbol served, or one named, its `model` and `live` at the top level too.
+async fn models(
+    State(state): State<Arc<AppState>>,
+    query_string: Result<Query<SymbolQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let q = query(query_string)?;
+    let named = q.symbol.is_some() || state.slots.len() == 1;
+    let chosen: Vec<&Arc<Slot>> = if named {
+        vec![state.slot(q.symbol.as_deref())?]
+    } else {
+        state.slots.iter().collect()
+    };
+    let symbols: Vec<serde_json::Value> = chosen
+        .iter()
+        .map(|slot| {
+            let live = slot.live.load_full();
+            json!({
+                "symbol": slot.label(),
+                "model": slot.model_name,
+                "signal_model": slot.signal_model_name,
+                "ready": live.is_some(),
+                "live": live.as_deref().map(live_json).unwrap_or_default(),
+            })
+        })
+        .collect();
+    let mut body = json!({
+        "served_alias": state.config.alias,
+        "per_symbol": state.per_symbol,
+        "symbols": symbols,
+    });
+    if named {
+        let slot = chosen[0];
+        let live = slot.live.load_full().ok_or_else(|| not_ready(slot))?;
+        body["model"] = json!(slot.model_name);
+        body["symbol"] = json!(slot.symbol);
+        body["live"] = json!(live_json(&live));
+    }
+    Ok(Json(body))
+}
+
+/// Per-version families, each labelled with the symbol: `model_version_info{symbol,alias,version}`
+/// (one per live alias), `model_version_predictions_total{symbol,version}`, the
+/// `model_version_prediction_latency_seconds{symbol,version}` summary (one per loaded version:
+/// the live set and the `?model=` cache) and the `model_interval_width{symbol,version}`
+/// histogram (one per loaded version with quantiles).
+fn write_version_metrics(out: &mut String, slots: &[(String, &Slot, Option<Arc<LiveSet>>)]) {
     let _ = writeln!(
         out,
         "# HELP model_version_info The live set: which version each live alias serves (value 1).\n# TYPE model_version_info gauge"
     );
-    let mut loaded: Vec<Arc<Served>> = Vec::new();
-    if let Some(l) = live {
-        for (alias, s) in &l.models {
-            let _ = writeln!(
-                out,
-                "model_version_info{{alias=\"{}\",version=\"{}\"}} 1",
-                escape(alias),
-                s.info.version
-            );
-            if !loaded.iter().any(|x| x.info.version == s.info.version) {
-                loaded.push(s.clone());
+    let mut loaded: Vec<(String, Vec<Arc<Served>>)> = Vec::with_capacity(slots.len());
+    for (symbol, slot, live) in slots {
+        let sym = escape(symbol);
+        let mut these: Vec<Arc<Served>> = Vec::new();
+        if let Some(l) = live {
+            for (alias, s) in &l.models {
+                let _ = writeln!(
+                    out,
+                    "model_version_info{{symbol=\"{sym}\",alias=\"{}\",version=\"{}\"}} 1",
+                    escape(alias),
+                    s.info.version
+                );
+                if !these.iter().any(|x| x.info.version == s.info.version) {
+                    these.push(s.clone());
+                }
             }
         }
-    }
-    for s in state
-        .cache
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-    {
-        if !loaded.iter().any(|x| x.info.version == s.info.version) {
-            loaded.push(s.clone());
+        for s in slot
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            if !these.iter().any(|x| x.info.version == s.info.version) {
+                these.push(s.clone());
+            }
         }
+        these.sort_by_key(|s| s.info.version);
+        loaded.push((sym, these));
     }
-    loaded.sort_by_key(|s| s.info.version);
     let _ = writeln!(
         out,
         "# HELP model_version_predictions_total Rows predicted, by model version.\n# TYPE model_version_predictions_total counter"
     );
-    for s in &loaded {
-        let _ = writeln!(
-            out,
-            "model_version_predictions_total{{version=\"{}\"}} {}",
-            s.info.version,
-            s.predictions.load(Ordering::Relaxed)
-        );
+    for (sym, these) in &loaded {
+        for s in these {
+            let _ = writeln!(
+                out,
+                "model_version_predictions_total{{symbol=\"{sym}\",version=\"{}\"}} {}",
+                s.info.version,
+                s.predictions.load(Ordering::Relaxed)
+            );
+        }
     }
     let _ = writeln!(
         out,
         "# HELP model_version_prediction_latency_seconds Time to validate and predict one /predict request, by model version.\n# TYPE model_version_prediction_latency_seconds summary"
     );
-    for s in &loaded {
-        let _ = writeln!(
-            out,
-            "model_version_prediction_latency_seconds_sum{{version=\"{v}\"}} {}\nmodel_version_prediction_latency_seconds_count{{version=\"{v}\"}} {}",
-            fmt_f64(s.latency_sum.get()),
-            s.latency_count.load(Ordering::Relaxed),
-            v = s.info.version,
-        );
+    for (sym, these) in &loaded {
+        for s in these {
+            let _ = writeln!(
+                out,
+                "model_version_prediction_latency_seconds_sum{{symbol=\"{sym}\",version=\"{v}\"}} {}\nmodel_version_prediction_latency_seconds_count{{symbol=\"{sym}\",version=\"{v}\"}} {}",
+                fmt_f64(s.latency_sum.get()),
+                s.latency_count.load(Ordering::Relaxed),
+                v = s.info.version,
+            );
+        }
     }
     crate::metrics::write_histogram_header(
         out,
         "model_interval_width",
         "Width (upper - lower) of the 80 % interval of each row a volatility model with quantiles predicted by /predict or /forecast, in hourly volatility (fraction), by model version.",
     );
-    for s in loaded.iter().filter(|s| s.model.meta().quantiles.is_some()) {
-        s.interval_width.write_series(
-            out,
-            "model_interval_width",
-            &format!("version=\"{}\"", s.info.version),
-        );
+    for (sym, these) in &loaded {
+        for s in these.iter().filter(|s| s.model.meta().quantiles.is_some()) {
+            s.interval_width.write_series(
+                out,
+                "model_interval_width",
+                &format!("symbol=\"{sym}\",version=\"{}\"", s.info.version),
+            );
+        }
     }
 }
 
@@ -885,10 +1082,10 @@ struct HistoryQuery {
 /// `GET /api/history?symbol=BTC-USD&hours=168`.
 async fn history(
     State(state): State<Arc<AppState>>,
-    query: Result<Query<HistoryQuery>, QueryRejection>,
+    query_string: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Json<crate::history::History>, ApiError> {
-    let Query(q) = query
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let q = query(query_string)?;
+    let slot = state.slot(q.symbol.as_deref())?;
     let Some(url) = state.config.database_url.as_deref() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -908,11 +1105,8 @@ async fn history(
             ),
         ));
     }
-    let symbol = q.symbol.unwrap_or_else(|| "BTC-USD".to_owned());
-    let models = [
-        state.config.model_name.clone(),
-        state.config.signal_model_name.clone(),
-    ];
+    let symbol = chart_symbol(&state, slot, q.symbol);
+    let models = [slot.model_name.clone(), slot.signal_model_name.clone()];
     crate::history::read(
         url,
         &models,

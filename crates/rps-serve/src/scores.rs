@@ -129,32 +129,6 @@ impl ScoreCache {
     }
 }
 
-/// Read the `monitor:` section of a params.yaml (the rest is not this service's business and is
-/// not read); the defaults when the section is absent; validated by
-/// [`rps_core::validate::monitor`].
-pub fn load_monitor(path: &str) -> Result<MonitorParams, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read --params {path}: {e}"))?;
-    let tree: serde_yaml::Value = if text.trim().is_empty() {
-        serde_yaml::Value::Null
-    } else {
-        serde_yaml::from_str(&text).map_err(|e| format!("--params {path}: not YAML: {e}"))?
-    };
-    let section = match &tree {
-        serde_yaml::Value::Null => None,
-        serde_yaml::Value::Mapping(m) => m.get("monitor").cloned(),
-        _ => return Err(format!("--params {path}: not a mapping of sections")),
-    };
-    let monitor: MonitorParams = match section {
-        None | Some(serde_yaml::Value::Null) => MonitorParams::default(),
-        Some(v) => {
-            serde_yaml::from_value(v).map_err(|e| format!("--params {path}: monitor: {e}"))?
-        }
-    };
-    rps_core::validate::monitor(&monitor).map_err(|e| format!("--params {path}: {e}"))?;
-    Ok(monitor)
-}
-
 /// The bar length of the served model (its schema's `bar`), else [`DEFAULT_BAR_SECONDS`].
 pub fn bar_seconds(live: Option<&LiveSet>) -> i64 {
     live.and_then(LiveSet::primary)
@@ -240,26 +214,33 @@ async fn newest_bars(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Read every symbol's windows and ratios. `live` names the live versions (the ratio to HAR-RV
-/// is computed for each of them).
+/// The served model a symbol's scores are read against: its slot's registered name and live
+/// set; `None` for a symbol no slot serves (not read).
+pub type ServedOf<'a> = dyn Fn(&str) -> Option<(String, Option<Arc<LiveSet>>)> + Send + Sync + 'a;
+
+/// Read every served symbol's windows and ratios. `served_of` names each symbol's served model
+/// and its live versions (the ratio to HAR-RV is computed for each of them).
 pub async fn read(
     client: &tokio_postgres::Client,
     monitor: &MonitorParams,
-    served_model: &str,
-    live: Option<&LiveSet>,
+    served_of: &ServedOf<'_>,
     bar_seconds: i64,
 ) -> Result<Snapshot, ScoresError> {
     let mut snapshot = Snapshot::default();
-    let live_versions: Vec<(String, String)> = live
-        .map(|l| {
-            l.models
-                .iter()
-                .map(|(a, s)| (a.clone(), s.info.version.to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let versions: Vec<String> = live_versions.iter().map(|(_, v)| v.clone()).collect();
     for (symbol, newest) in newest_bars(client).await? {
+        let Some((served_model, live)) = served_of(&symbol) else {
+            continue;
+        };
+        let (served_model, live) = (served_model.as_str(), live.as_deref());
+        let live_versions: Vec<(String, String)> = live
+            .map(|l| {
+                l.models
+                    .iter()
+                    .map(|(a, s)| (a.clone(), s.info.version.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let versions: Vec<String> = live_versions.iter().map(|(_, v)| v.clone()).collect();
         let rows = client
             .query(
                 "SELECT model, version, \
@@ -358,22 +339,20 @@ pub async fn read(
 pub async fn refresh(state: &AppState, database_url: &str) {
     let cache = &state.scores;
     let timeout = state.config.store_timeout;
-    let live = state.live.load_full();
-    let bar = bar_seconds(live.as_deref());
+    let bar = bar_seconds(state.slots[0].live.load_full().as_deref());
+    let served_of = |symbol: &str| {
+        state
+            .slot_of(symbol)
+            .map(|s| (s.model_name.clone(), s.live.load_full()))
+    };
     let work = async {
         let client = connect(database_url, timeout).await?;
         if !has_scores_table(&client).await? {
             return Ok(None);
         }
-        read(
-            &client,
-            &state.config.monitor,
-            &state.config.model_name,
-            live.as_deref(),
-            bar,
-        )
-        .await
-        .map(Some)
+        read(&client, &state.config.monitor, &served_of, bar)
+            .await
+            .map(Some)
     };
     // Several short statements, each under the statement timeout: bound the whole refresh too.
     let bound = timeout.saturating_mul(4);
@@ -419,36 +398,6 @@ pub fn spawn(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_monitor_section_alone_is_read_and_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("params.yaml");
-        let path = p.to_str().unwrap();
-        // Other sections are not read (even ones this version would refuse).
-        std::fs::write(
-            &p,
-            "stream:\n  not_a_key: 1\nmonitor:\n  qlike_margin: 0.1\n",
-        )
-        .unwrap();
-        let m = load_monitor(path).unwrap();
-        assert_eq!(m.qlike_margin, 0.1);
-        assert_eq!(m.coverage_low, MonitorParams::default().coverage_low);
-        std::fs::write(&p, "data:\n  symbol: X\n").unwrap();
-        assert_eq!(load_monitor(path).unwrap(), MonitorParams::default());
-        std::fs::write(&p, "").unwrap();
-        assert_eq!(load_monitor(path).unwrap(), MonitorParams::default());
-        std::fs::write(&p, "monitor:\n  coverage_low: 0.9\n").unwrap();
-        let e = load_monitor(path).unwrap_err();
-        assert!(e.contains("monitor.coverage_high"), "{e}");
-        std::fs::write(&p, "monitor:\n  margin: 0.1\n").unwrap();
-        let e = load_monitor(path).unwrap_err();
-        assert!(e.contains("unknown field `margin`"), "{e}");
-        let e = load_monitor(&format!("{path}.missing")).unwrap_err();
-        assert!(e.contains("cannot read"), "{e}");
-        let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../params.yaml");
-        assert_eq!(load_monitor(shipped).unwrap(), MonitorParams::default());
-    }
 
     #[test]
     fn the_max_age_is_stale_bars_plus_one() {

@@ -123,7 +123,8 @@ pub async fn handler(
             format!("hours must be 1 to {MAX_HOURS} (got {hours})"),
         ));
     }
-    let symbol = q.symbol.unwrap_or_else(|| "BTC-USD".to_owned());
+    let slot = state.slot(q.symbol.as_deref())?.clone();
+    let symbol = crate::routes::chart_symbol(&state, &slot, q.symbol);
     if symbol.is_empty() || symbol.len() > 64 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -139,18 +140,27 @@ pub async fn handler(
              pointing at the PostgreSQL that `rps stream` writes",
         ));
     };
-    let live = state.live.load_full();
-    read(&state, url, live.as_deref(), &symbol, hours, q.window)
-        .await
-        .map(Json)
-        .map_err(|e| {
-            tracing::warn!(error = %e, "scores query failed");
-            ApiError::new(StatusCode::BAD_GATEWAY, "database_error", e.to_string())
-        })
+    let live = slot.live.load_full();
+    read(
+        &state,
+        &slot.model_name,
+        url,
+        live.as_deref(),
+        &symbol,
+        hours,
+        q.window,
+    )
+    .await
+    .map(Json)
+    .map_err(|e| {
+        tracing::warn!(error = %e, "scores query failed");
+        ApiError::new(StatusCode::BAD_GATEWAY, "database_error", e.to_string())
+    })
 }
 
 async fn read(
     state: &AppState,
+    served: &str,
     url: &str,
     live: Option<&LiveSet>,
     symbol: &str,
@@ -158,7 +168,6 @@ async fn read(
     window: RollingWindow,
 ) -> Result<Scores, ScoresError> {
     let m = &state.config.monitor;
-    let served = state.config.model_name.as_str();
     let champion = live.and_then(|l| l.get("champion").or_else(|| l.primary()));
     let mut out = Scores {
         symbol: symbol.to_owned(),

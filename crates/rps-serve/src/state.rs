@@ -271,6 +271,9 @@ pub const RECENT_REQUESTS: usize = 50;
 pub struct RecentRequest {
     /// Unix time it was answered.
     pub at: f64,
+    /// The symbol whose models answered it (with a slot per symbol).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
     pub version: u32,
     pub rows: usize,
     /// The first row's forecast, as the response has it.
@@ -280,25 +283,90 @@ pub struct RecentRequest {
     pub latency_ms: f64,
 }
 
+/// One symbol's models: the registered name it serves and its live set. With several symbols
+/// (params.yaml's `data.symbols`), each has its own slot, refreshed and swapped on its own;
+/// with one, the one slot answers every symbol, as the stream's one model predicts them all.
+pub struct Slot {
+    /// The symbol, when params.yaml names it (`None`: no `--params`).
+    pub symbol: Option<String>,
+    /// The registered volatility (or signal) model name this slot serves.
+    pub model_name: String,
+    /// The Buy/Hold/Sell model whose streamed signals the dashboard shows beside it.
+    pub signal_model_name: String,
+    pub live: ArcSwapOption<LiveSet>,
+    /// Side-by-side versions (`?model=`), most recently loaded last.
+    pub cache: Mutex<Vec<Arc<Served>>>,
+    refresh_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("symbol", &self.symbol)
+            .field("model_name", &self.model_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Slot {
+    pub fn new(symbol: Option<String>, model_name: String, signal_model_name: String) -> Self {
+        Self {
+            symbol,
+            model_name,
+            signal_model_name,
+            live: ArcSwapOption::empty(),
+            cache: Mutex::new(Vec::new()),
+            refresh_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The served alias's model, if loaded.
+    pub fn current(&self) -> Option<Arc<Served>> {
+        self.live.load().as_ref().and_then(|l| l.primary().cloned())
+    }
+
+    /// The symbol for metric labels and listings: params.yaml's, else the one the served model
+    /// was trained on, else `""`.
+    pub fn label(&self) -> String {
+        self.symbol
+            .clone()
+            .or_else(|| self.current().map(|s| s.schema.symbol.clone()))
+            .unwrap_or_default()
+    }
+}
+
+/// Which slot a request asked for, or why none answers it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SlotError {
+    /// Several symbols are served and the request named none.
+    #[error("this service serves several symbols ({}): name one with `symbol` (?symbol= or a `symbol` field)", .0.join(", "))]
+    Required(Vec<String>),
+    /// The symbol is not served.
+    #[error("symbol {symbol:?} is not served here; the served symbols are {}", .served.join(", "))]
+    Unknown { symbol: String, served: Vec<String> },
+}
+
 /// Everything the handlers share.
 pub struct AppState {
     pub config: Config,
     pub registry: Arc<dyn Registry>,
-    pub live: ArcSwapOption<LiveSet>,
-    /// Side-by-side versions (`?model=`), most recently loaded last.
-    pub cache: Mutex<Vec<Arc<Served>>>,
+    /// One per served symbol, in params.yaml's order; never empty.
+    pub slots: Vec<Arc<Slot>>,
+    /// Whether each slot answers its own symbol only (params.yaml lists several symbols); else
+    /// the one slot answers every symbol.
+    pub per_symbol: bool,
     pub metrics: Metrics,
     /// The last [`RECENT_REQUESTS`] answered `/predict` requests, oldest first.
     pub recent: Mutex<std::collections::VecDeque<RecentRequest>>,
     /// The online accuracy read from the stream's `scores` table (module [`crate::scores`]).
     pub scores: crate::scores::ScoreCache,
-    refresh_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("registry", &self.registry.describe())
+            .field("slots", &self.slots)
             .finish_non_exhaustive()
     }
 }
@@ -312,32 +380,90 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl AppState {
+    /// One slot serving `config.model_name` (default `btc-volatility`) for every symbol.
     pub fn new(config: Config, registry: Arc<dyn Registry>) -> Self {
+        let slot = Slot::new(
+            None,
+            config
+                .model_name
+                .clone()
+                .unwrap_or_else(|| crate::config::DEFAULT_MODEL_NAME.to_owned()),
+            config
+                .signal_model_name
+                .clone()
+                .unwrap_or_else(|| crate::config::DEFAULT_SIGNAL_MODEL_NAME.to_owned()),
+        );
+        Self::with_slots(config, registry, vec![slot], false)
+    }
+
+    /// The given slots (at least one); `per_symbol`: each answers its own symbol only.
+    pub fn with_slots(
+        config: Config,
+        registry: Arc<dyn Registry>,
+        slots: Vec<Slot>,
+        per_symbol: bool,
+    ) -> Self {
         Self {
             config,
             registry,
-            live: ArcSwapOption::empty(),
-            cache: Mutex::new(Vec::new()),
+            slots: slots.into_iter().map(Arc::new).collect(),
+            per_symbol,
             metrics: Metrics::new(now_secs()),
             recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_REQUESTS)),
             scores: crate::scores::ScoreCache::default(),
-            refresh_lock: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// The served alias's model, if loaded.
-    pub fn current(&self) -> Option<Arc<Served>> {
-        self.live.load().as_ref().and_then(|l| l.primary().cloned())
+    /// The served symbols, in slot order.
+    pub fn served_symbols(&self) -> Vec<String> {
+        self.slots.iter().map(|s| s.label()).collect()
     }
 
-    /// The version `reference` (alias or number) points to now.
-    async fn resolve_version(&self, reference: &str) -> Result<u32, LoadError> {
+    /// The slot for a request's symbol: with one slot answering every symbol, that one;
+    /// with a slot per symbol, the named symbol's (or the only one when it names none).
+    pub fn slot(&self, symbol: Option<&str>) -> Result<&Arc<Slot>, SlotError> {
+        let symbol = symbol.map(str::trim).filter(|s| !s.is_empty());
+        if !self.per_symbol {
+            return Ok(&self.slots[0]);
+        }
+        match symbol {
+            Some(sym) => self
+                .slots
+                .iter()
+                .find(|s| s.symbol.as_deref() == Some(sym))
+                .ok_or_else(|| SlotError::Unknown {
+                    symbol: sym.to_owned(),
+                    served: self.served_symbols(),
+                }),
+            None if self.slots.len() == 1 => Ok(&self.slots[0]),
+            None => Err(SlotError::Required(self.served_symbols())),
+        }
+    }
+
+    /// The slot answering `symbol` if any, without an error (the scores reader).
+    pub fn slot_of(&self, symbol: &str) -> Option<&Arc<Slot>> {
+        if self.per_symbol {
+            self.slots
+                .iter()
+                .find(|s| s.symbol.as_deref() == Some(symbol))
+        } else {
+            self.slots.first()
+        }
+    }
+
+    /// The first slot's served model, if loaded (a one-symbol service's model).
+    pub fn current(&self) -> Option<Arc<Served>> {
+        self.slots.first().and_then(|s| s.current())
+    }
+
+    /// The version `reference` (alias or number) of the slot's model points to now.
+    async fn resolve_version(&self, slot: &Slot, reference: &str) -> Result<u32, LoadError> {
         if let Ok(v) = reference.trim_start_matches('v').parse::<u32>() {
             return Ok(v);
         }
         let (registry, name, alias) = (
             self.registry.clone(),
-            self.config.model_name.clone(),
+            slot.model_name.clone(),
             reference.to_owned(),
         );
         blocking(move || {
@@ -350,12 +476,13 @@ impl AppState {
 
     async fn load_checked(
         &self,
+        slot: &Slot,
         version: u32,
         previous: Option<Vec<String>>,
     ) -> Result<Served, LoadError> {
         let (registry, name, window) = (
             self.registry.clone(),
-            self.config.model_name.clone(),
+            slot.model_name.clone(),
             self.config.drift_window,
         );
         blocking(move || {
@@ -365,25 +492,36 @@ impl AppState {
         .await
     }
 
-    /// Reload the configured alias and swap it in if it moved (or if nothing is served yet).
-    pub async fn refresh(&self) -> Result<Refreshed, LoadError> {
-        let _guard = self.refresh_lock.lock().await;
-        let result = self.refresh_locked().await;
+    /// Reload every slot's alias and swap in each that moved (slot by slot: one symbol's
+    /// failure leaves the others' swaps in place). The results in slot order.
+    pub async fn refresh(&self) -> Vec<Result<Refreshed, LoadError>> {
+        let mut out = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            out.push(self.refresh_slot(slot).await);
+        }
+        out
+    }
+
+    /// Reload one slot's alias and swap it in if it moved (or if nothing is served yet).
+    pub async fn refresh_slot(&self, slot: &Slot) -> Result<Refreshed, LoadError> {
+        let _guard = slot.refresh_lock.lock().await;
+        let result = self.refresh_locked(slot).await;
+        let symbol = slot.symbol.as_deref().unwrap_or("");
         match &result {
             Ok(Refreshed::Swapped { from, to }) => {
                 self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(model = %self.config.model_name, from = ?from, to, "model swapped in");
+                tracing::info!(model = %slot.model_name, symbol, from = ?from, to, "model swapped in");
             }
             Ok(Refreshed::Unchanged { .. }) => {}
             Err(e @ LoadError::Rejected(_)) => {
                 self.metrics
                     .reloads_rejected
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "new model rejected; the old one keeps serving");
+                tracing::warn!(error = %e, model = %slot.model_name, symbol, "new model rejected; the old one keeps serving");
             }
             Err(e) => {
                 self.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "model refresh failed; the old one keeps serving");
+                tracing::warn!(error = %e, model = %slot.model_name, symbol, "model refresh failed; the old one keeps serving");
             }
         }
         result
@@ -401,8 +539,8 @@ impl AppState {
         out
     }
 
-    async fn refresh_locked(&self) -> Result<Refreshed, LoadError> {
-        let (registry, name) = (self.registry.clone(), self.config.model_name.clone());
+    async fn refresh_locked(&self, slot: &Slot) -> Result<Refreshed, LoadError> {
+        let (registry, name) = (self.registry.clone(), slot.model_name.clone());
         let aliases = blocking(move || Ok(registry.aliases(&name)?)).await?;
         let mut wanted: Vec<(String, u32)> = Vec::new();
         for (i, alias) in self.wanted_aliases().into_iter().enumerate() {
@@ -416,13 +554,13 @@ impl AppState {
                 None if i == 0 => {
                     return Err(LoadError::NotFound(format!(
                         "model {:?} has no alias {alias:?}",
-                        self.config.model_name
+                        slot.model_name
                     )));
                 }
                 None => {}
             }
         }
-        let old = self.live.load_full();
+        let old = slot.live.load_full();
         let old_versions: Vec<(String, u32)> = old.as_ref().map_or_else(Vec::new, |l| {
             l.models
                 .iter()
@@ -458,7 +596,7 @@ impl AppState {
                 Some(s) => s,
                 None => {
                     let prev = if i == 0 { previous.clone() } else { None };
-                    Arc::new(self.load_checked(*version, prev).await.map_err(|e| {
+                    Arc::new(self.load_checked(slot, *version, prev).await.map_err(|e| {
                         let ctx = |m: String| format!("alias {alias:?}: {m}");
                         match e {
                             LoadError::NotFound(m) => LoadError::NotFound(ctx(m)),
@@ -480,7 +618,7 @@ impl AppState {
             models.push((alias.clone(), served));
         }
         self.metrics.last_reload.set(now_secs());
-        self.live.store(Some(Arc::new(LiveSet { models })));
+        slot.live.store(Some(Arc::new(LiveSet { models })));
         Ok(Refreshed::Swapped {
             from: old_primary,
             to: primary,
@@ -489,8 +627,12 @@ impl AppState {
 
     /// The model a request asks for: the served one, or another alias / version (`?model=`),
     /// loaded on demand and cached.
-    pub async fn lookup(&self, reference: Option<&str>) -> Result<Arc<Served>, LoadError> {
-        let live = self.live.load_full();
+    pub async fn lookup(
+        &self,
+        slot: &Slot,
+        reference: Option<&str>,
+    ) -> Result<Arc<Served>, LoadError> {
+        let live = slot.live.load_full();
         let current = live.as_ref().and_then(|l| l.primary().cloned());
         let reference = match reference.map(str::trim) {
             None | Some("") => None,
@@ -504,11 +646,11 @@ impl AppState {
         if let Some(hit) = live.as_ref().and_then(|l| l.get(reference)) {
             return Ok(hit.clone());
         }
-        let version = self.resolve_version(reference).await?;
+        let version = self.resolve_version(slot, reference).await?;
         if let Some(hit) = live.as_ref().and_then(|l| l.version(version)) {
             return Ok(hit.clone());
         }
-        if let Some(hit) = self
+        if let Some(hit) = slot
             .cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -517,8 +659,8 @@ impl AppState {
         {
             return Ok(hit.clone());
         }
-        let served = Arc::new(self.load_checked(version, None).await?);
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let served = Arc::new(self.load_checked(slot, version, None).await?);
+        let mut cache = slot.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if !cache.iter().any(|s| s.info.version == version) {
             cache.push(served.clone());
             let keep = self.config.model_cache.max(1);

@@ -376,7 +376,7 @@ fn artifacts() -> PathBuf {
 
 /// Run headless Chromium on `url`: `--dump-dom` (the DOM after the page's scripts ran) or
 /// `--screenshot`.
-fn browse(url: &str, mode: &str) -> String {
+pub(crate) fn browse(url: &str, mode: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new(chromium())
         .args([
@@ -403,7 +403,7 @@ fn browse(url: &str, mode: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn screenshot(url: &str, name: &str) -> PathBuf {
+pub(crate) fn screenshot(url: &str, name: &str) -> PathBuf {
     let png = artifacts().join(name);
     let _ = std::fs::remove_file(&png);
     browse(url, &format!("--screenshot={}", png.display()));

@@ -92,7 +92,11 @@ fn every_interval_predict_and_forecast_answer_is_in_the_width_histogram() {
         "{text}"
     );
     assert_eq!(
-        value(&rows, r#"model_interval_width_count{version="1"}"#, &text),
+        value(
+            &rows,
+            r#"model_interval_width_count{symbol="BTC-USD",version="1"}"#,
+            &text
+        ),
         0.0
     );
     // Three single rows and a batch of two by the champion; its 80 % intervals' widths.
@@ -122,10 +126,18 @@ fn every_interval_predict_and_forecast_answer_is_in_the_width_histogram() {
     );
     let (text, rows) = width_series(&s);
     assert_eq!(
-        value(&rows, r#"model_interval_width_count{version="1"}"#, &text),
+        value(
+            &rows,
+            r#"model_interval_width_count{symbol="BTC-USD",version="1"}"#,
+            &text
+        ),
         5.0
     );
-    let sum = value(&rows, r#"model_interval_width_sum{version="1"}"#, &text);
+    let sum = value(
+        &rows,
+        r#"model_interval_width_sum{symbol="BTC-USD",version="1"}"#,
+        &text,
+    );
     assert!(
         (sum - widths.iter().sum::<f64>()).abs() < 1e-12,
         "{sum} vs {widths:?}"
@@ -134,13 +146,13 @@ fn every_interval_predict_and_forecast_answer_is_in_the_width_histogram() {
     assert_eq!(
         value(
             &rows,
-            r#"model_interval_width_bucket{version="1",le="+Inf"}"#,
+            r#"model_interval_width_bucket{symbol="BTC-USD",version="1",le="+Inf"}"#,
             &text
         ),
         5.0
     );
     assert!(
-        !text.contains(r#"model_interval_width_count{version="2"}"#),
+        !text.contains(r#"model_interval_width_count{symbol="BTC-USD",version="2"}"#),
         "{text}"
     );
     // The band is the central 80 % one.
@@ -169,9 +181,17 @@ fn every_interval_predict_and_forecast_answer_is_in_the_width_histogram() {
     let w = band[1].as_f64().unwrap() - band[0].as_f64().unwrap();
     let (text, rows) = width_series(&s);
     assert_eq!(
-        value(&rows, r#"model_interval_width_count{version="1"}"#, &text),
+        value(
+            &rows,
+            r#"model_interval_width_count{symbol="BTC-USD",version="1"}"#,
+            &text
+        ),
         6.0
     );
-    let sum2 = value(&rows, r#"model_interval_width_sum{version="1"}"#, &text);
+    let sum2 = value(
+        &rows,
+        r#"model_interval_width_sum{symbol="BTC-USD",version="1"}"#,
+        &text,
+    );
     assert!((sum2 - sum - w).abs() < 1e-12, "{sum2} - {sum} vs {w}");
 }

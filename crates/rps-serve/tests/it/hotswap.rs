@@ -152,7 +152,9 @@ fn hot_swap_under_load_drops_no_request() {
         metrics.contains("model_reloads_total{result=\"success\"} 11"),
         "{metrics}"
     );
-    assert!(metrics.contains("model_info{name=\"btc-volatility\",version=\"11\"} 1"));
+    assert!(
+        metrics.contains("model_info{symbol=\"BTC-USD\",name=\"btc-volatility\",version=\"11\"} 1")
+    );
 }
 
 #[test]

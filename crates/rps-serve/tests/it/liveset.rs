@@ -77,15 +77,15 @@ fn every_live_alias_is_served_and_listed() {
     // Per-version metrics: the info family joins alias and version; counters by version.
     let text = get(&c, &s, "/metrics").text().unwrap();
     for line in [
-        "model_version_info{alias=\"champion\",version=\"3\"} 1",
-        "model_version_info{alias=\"challenger\",version=\"2\"} 1",
-        "model_version_info{alias=\"baseline\",version=\"1\"} 1",
-        "model_version_predictions_total{version=\"3\"} 2",
-        "model_version_predictions_total{version=\"2\"} 2",
-        "model_version_predictions_total{version=\"1\"} 2",
-        "model_version_prediction_latency_seconds_count{version=\"2\"} 2",
+        "model_version_info{symbol=\"BTC-USD\",alias=\"champion\",version=\"3\"} 1",
+        "model_version_info{symbol=\"BTC-USD\",alias=\"challenger\",version=\"2\"} 1",
+        "model_version_info{symbol=\"BTC-USD\",alias=\"baseline\",version=\"1\"} 1",
+        "model_version_predictions_total{symbol=\"BTC-USD\",version=\"3\"} 2",
+        "model_version_predictions_total{symbol=\"BTC-USD\",version=\"2\"} 2",
+        "model_version_predictions_total{symbol=\"BTC-USD\",version=\"1\"} 2",
+        "model_version_prediction_latency_seconds_count{symbol=\"BTC-USD\",version=\"2\"} 2",
         // The existing families are unchanged: the served alias's model, all predictions.
-        "model_info{name=\"btc-volatility\",version=\"3\"} 1",
+        "model_info{symbol=\"BTC-USD\",name=\"btc-volatility\",version=\"3\"} 1",
         "model_predictions_total 6",
     ] {
         assert!(text.contains(line), "{line} missing from\n{text}");
@@ -194,11 +194,11 @@ fn refresh_swaps_the_whole_set_or_nothing() {
     );
     let text = get(&c, &s, "/metrics").text().unwrap();
     assert!(
-        text.contains("model_version_info{alias=\"champion\",version=\"6\"} 1"),
+        text.contains("model_version_info{symbol=\"BTC-USD\",alias=\"champion\",version=\"6\"} 1"),
         "{text}"
     );
     assert!(
-        !text.contains("model_version_info{alias=\"challenger\",version=\"4\"}"),
+        !text.contains("model_version_info{symbol=\"BTC-USD\",alias=\"challenger\",version=\"4\"}"),
         "{text}"
     );
 }

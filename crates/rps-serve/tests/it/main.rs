@@ -17,3 +17,4 @@ mod scores;
 mod shutdown;
 mod signal;
 mod support;
+mod symbols;

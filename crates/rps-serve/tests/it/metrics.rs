@@ -137,12 +137,17 @@ fn exposition_counts_what_was_asked() {
     let sum: f64 = (0..3).map(expected).sum::<f64>() + expected(4) + expected(5);
     assert!((get("model_prediction_value_sum") - sum).abs() < 1e-9);
     assert_eq!(get("model_predictions_total"), 5.0);
-    assert_eq!(get(r#"model_info{name="btc-volatility",version="1"}"#), 1.0);
-    let ratio = get("data_drift_ratio");
+    assert_eq!(
+        get(r#"model_info{symbol="BTC-USD",name="btc-volatility",version="1"}"#),
+        1.0
+    );
+    let ratio = get(r#"data_drift_ratio{symbol="BTC-USD"}"#);
     assert!((0.0..=1.0).contains(&ratio), "{ratio}");
-    assert_eq!(get("drift_window_rows"), 5.0);
+    assert_eq!(get(r#"drift_window_rows{symbol="BTC-USD"}"#), 5.0);
     for feature in &trained().schema.features {
-        let psi = get(&format!("feature_psi{{feature=\"{feature}\"}}"));
+        let psi = get(&format!(
+            "feature_psi{{symbol=\"BTC-USD\",feature=\"{feature}\"}}"
+        ));
         assert!(psi.is_finite() && psi >= 0.0, "{feature}: {psi}");
     }
     let now = std::time::SystemTime::now()
@@ -185,7 +190,7 @@ fn drift_ratio_follows_the_window() {
         200
     );
     let (_, m) = scrape(&c, &s);
-    let calm = m["data_drift_ratio"];
+    let calm = m[r#"data_drift_ratio{symbol="BTC-USD"}"#];
     assert!(calm < 0.2, "{calm}");
     // Ten rows far outside the reference replace them all.
     let n = trained().schema.features.len();
@@ -196,12 +201,12 @@ fn drift_ratio_follows_the_window() {
     );
     let (_, m) = scrape(&c, &s);
     assert!(
-        (m["data_drift_ratio"] - 1.0).abs() < 1e-12,
+        (m[r#"data_drift_ratio{symbol="BTC-USD"}"#] - 1.0).abs() < 1e-12,
         "{}",
-        m["data_drift_ratio"]
+        m[r#"data_drift_ratio{symbol="BTC-USD"}"#]
     );
-    assert_eq!(m["drift_window_rows"], 10.0);
-    assert!(m[r#"feature_psi{feature="har_24b"}"#] > 1.0);
+    assert_eq!(m[r#"drift_window_rows{symbol="BTC-USD"}"#], 10.0);
+    assert!(m[r#"feature_psi{symbol="BTC-USD",feature="har_24b"}"#] > 1.0);
     // And normal traffic brings it back.
     let normal: Vec<Vec<f64>> = (10..20).map(row_array).collect();
     assert_eq!(
@@ -209,5 +214,5 @@ fn drift_ratio_follows_the_window() {
         200
     );
     let (_, m) = scrape(&c, &s);
-    assert!(m["data_drift_ratio"] < 0.2);
+    assert!(m[r#"data_drift_ratio{symbol="BTC-USD"}"#] < 0.2);
 }

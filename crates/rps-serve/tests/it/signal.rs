@@ -25,7 +25,7 @@ fn a_signal_model_answers_with_its_class_and_probabilities() {
     let f = Fixture::empty();
     let v = f.register_signal_champion();
     let mut config = f.config();
-    config.model_name = SIGNAL_NAME.to_owned();
+    config.model_name = Some(SIGNAL_NAME.to_owned());
     let server = rps_serve::Server::spawn(config).unwrap();
     let c = client();
 
