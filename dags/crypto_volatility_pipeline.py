@@ -3,14 +3,15 @@
 Two DAGs are defined here from the same stage specifications:
 
 ``crypto_volatility_pipeline`` (retrain cadence, daily by default)
-    symbols -> per symbol: extract -> quality -> transform -> train -> evaluate [-> reconcile]
-            -> [refresh_serving, once] -> summary
+    params_symbols -> symbols -> per symbol: extract -> quality -> transform -> train -> evaluate
+            [-> reconcile] -> [refresh_serving, once] -> summary
 ``crypto_volatility_extract`` (data cadence, hourly by default)
-    symbols -> per symbol: extract -> quality -> summary
+    params_symbols -> symbols -> per symbol: extract -> quality -> summary
 
-``symbols`` picks the run's symbols (run conf ``symbols``, the Airflow Variable ``rps_symbols``,
-``RPS_AIRFLOW_SYMBOLS``, in local mode ``rps symbols``; none: one branch without ``--symbol``, as
-before #20). The per-symbol stages are a mapped task group over that list, so instance i of a stage
+``params_symbols`` runs ``rps symbols`` on the params file the stages read (a pod with the
+params ConfigMap, or a local process) and hands its list over as XCom; ``symbols`` picks the run's
+symbols (run conf ``symbols``, the Airflow Variable ``rps_symbols``, ``RPS_AIRFLOW_SYMBOLS``, else
+params.yaml's list when it has several; none: one branch without ``--symbol``, as before #20). The per-symbol stages are a mapped task group over that list, so instance i of a stage
 waits for instance i of the one before only: one symbol's failed gate stops that symbol alone.
 ``summary`` reports which symbols were promoted, trained but not promoted, or stopped where, and
 fails the run if any stopped.
@@ -59,6 +60,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -103,6 +105,7 @@ DEFAULT_RESOURCES: dict[str, dict[str, dict[str, str]]] = {
     "train": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
     "evaluate": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
     "refresh_serving": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+    "params_symbols": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}},
     "reconcile": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
 }
 DEFAULT_TIMEOUT_MINUTES = {
@@ -112,6 +115,7 @@ DEFAULT_TIMEOUT_MINUTES = {
     "train": 120,
     "evaluate": 30,
     "refresh_serving": 5,
+    "params_symbols": 5,
     "reconcile": 30,
 }
 
@@ -459,6 +463,7 @@ class Stage:
     secret_groups: tuple[str, ...] = ("s3", "mlflow")
     program: str = "rps"  # rps: the stage image / RPS_BIN; refresh: POST to rps serve
     upstream: str | None = None  # the task it follows; None: the one before it in the list
+    once: bool = False  # an rps command run once per run, not per symbol (params_symbols)
 
     @property
     def stage(self) -> str | None:
@@ -470,7 +475,7 @@ class Stage:
     @property
     def per_symbol(self) -> bool:
         """rps stages run once per symbol (a mapped task); the refresh request once per run."""
-        return self.program == "rps"
+        return self.program == "rps" and not self.once
 
 
 def bind_symbol(arguments: Sequence[str], stage: str | None, symbol: str | None) -> list[str]:
@@ -546,6 +551,13 @@ def stage_specs(settings: Settings, dag_id: str) -> list[Stage]:
             )
         )
     return stages
+
+
+# Where a pod writes its result for Airflow to read as XCom (KubernetesPodOperator's sidecar).
+XCOM_RETURN = "/airflow/xcom/return.json"
+PARAMS_SYMBOLS_TASK = "params_symbols"
+# `rps symbols` on the params file the stages read: the symbols of params.yaml, as XCom.
+PARAMS_SYMBOLS = Stage(PARAMS_SYMBOLS_TASK, ("symbols", "--output", XCOM_RETURN), (), once=True)
 
 
 def stage_failure(stage: str, exit_code: int | None, detail: str = "", *, rps: bool = True) -> AirflowException:
@@ -664,6 +676,7 @@ class RpsLocalOperator(SymbolBound, BaseOperator):
         env_vars: dict[str, str] | None = None,
         cwd: str | None = None,
         symbol: Any = None,
+        xcom_file: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -673,9 +686,25 @@ class RpsLocalOperator(SymbolBound, BaseOperator):
         self.env_vars = dict(env_vars or {})
         self.cwd = cwd
         self.symbol = symbol
+        # The pod's XCom file (XCOM_RETURN) in the arguments: here a temporary file whose JSON
+        # the task returns, as the pod operator's sidecar reads it.
+        self.xcom_file = xcom_file
         self._process: subprocess.Popen[str] | None = None
 
-    def execute(self, context: Any) -> None:
+    def execute(self, context: Any) -> Any:
+        if self.xcom_file is None:
+            return self._run(context)
+        with tempfile.TemporaryDirectory(prefix="rps-xcom-") as tmp:
+            result = os.path.join(tmp, "return.json")
+            self.arguments = [result if a == self.xcom_file else a for a in self.arguments]
+            self._run(context)
+            try:
+                with open(result, encoding="utf-8") as f:
+                    return json.load(f)
+            except (OSError, ValueError) as err:
+                raise AirflowFailException(f"{self.task_id}: no JSON result in {result}: {err}") from None
+
+    def _run(self, context: Any) -> None:
         program = shutil.which(self.program)
         if program is None:
             raise AirflowFailException(
@@ -830,7 +859,8 @@ def _pod_task(settings: Settings, stage: Stage, timeout: timedelta, symbol: Any 
         on_finish_action="delete_succeeded_pod",
         get_logs=True,
         log_events_on_failure=True,
-        do_xcom_push=False,
+        # params_symbols hands `rps symbols --output /airflow/xcom/return.json` over as XCom.
+        do_xcom_push=XCOM_RETURN in stage.arguments,
         execution_timeout=timeout,
         **_mapping_kwargs(stage, symbol),
     )
@@ -861,6 +891,7 @@ def _local_task(settings: Settings, stage: Stage, timeout: timedelta, symbol: An
         env_vars=dict(PIPELINE_RUN_ENV),
         cwd=settings.workdir,
         execution_timeout=timeout,
+        xcom_file=XCOM_RETURN if XCOM_RETURN in stage.arguments else None,
         **_mapping_kwargs(stage, symbol),
     )
 
@@ -889,7 +920,7 @@ def choose_symbols(
     1. the run's conf `symbols` (a manual trigger: `airflow dags trigger --conf '{"symbols": [...]}'`),
     2. the Airflow Variable (`rps_symbols`, a JSON list or comma-separated),
     3. `RPS_AIRFLOW_SYMBOLS` (parse-time setting),
-    4. local mode: `rps symbols` on the params file, when it lists more than one.
+    4. params.yaml's own list (`rps symbols`, the params_symbols task), when it has more than one.
 
     None of them: one branch without `--symbol` (params.yaml's single symbol, the behaviour before
     #20). An alert's conf `symbol` (rps alert-hook) then narrows a list to that one symbol; naming
@@ -915,34 +946,6 @@ def choose_symbols(
     return symbols, origin
 
 
-def _rps_symbols(settings: Settings, log: Any) -> list[str] | None:
-    """Local mode: `rps symbols` (the JSON list of params.yaml's symbols); None from an rps that
-    predates the subcommand (exit 2)."""
-    program = shutil.which(settings.rps_bin)
-    if program is None:
-        raise AirflowFailException(f"{settings.rps_bin!r} not found: set RPS_BIN to the rps binary")
-    out = subprocess.run(
-        [program, "symbols"],
-        cwd=settings.workdir,
-        env={**os.environ, "NO_COLOR": "1"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if out.returncode == 2:
-        log.warning("rps symbols: not supported by %s (exit 2); one branch without --symbol", program)
-        return None
-    if out.returncode != 0:
-        raise stage_failure("symbols", out.returncode, out.stderr.strip()[-2000:])
-    try:
-        listed = json.loads(out.stdout)
-    except ValueError:
-        raise AirflowFailException(f"rps symbols printed no JSON list: {out.stdout[:500]!r}") from None
-    return listed if isinstance(listed, list) else None
-
-
 def _symbols_task(settings: Settings) -> Any:
     @task(task_id=SYMBOLS_TASK, execution_timeout=timedelta(minutes=5))
     def symbols(**context: Any) -> list[str]:
@@ -963,11 +966,11 @@ def _symbols_task(settings: Settings) -> Any:
             "setting": settings.symbols,
             "alert_symbol": conf.get("symbol"),
         }
+        listed = context["ti"].xcom_pull(task_ids=PARAMS_SYMBOLS_TASK)
+        if listed is not None and not (isinstance(listed, list) and all(isinstance(s, str) for s in listed)):
+            raise AirflowFailException(f"{PARAMS_SYMBOLS_TASK} returned {listed!r}, not a list of symbols")
         try:
-            chosen, origin = choose_symbols(**arguments)
-            if chosen == [DEFAULT_SYMBOL] and settings.executor == "local":
-                # Nothing configured for Airflow: params.yaml's own list, if it has several.
-                chosen, origin = choose_symbols(**arguments, listed=_rps_symbols(settings, log))
+            chosen, origin = choose_symbols(**arguments, listed=listed)
         except ValueError as err:
             raise AirflowFailException(str(err)) from None
         log.info("symbols of this run: %s (from %s)", chosen, origin)
@@ -996,7 +999,7 @@ def summarize(
         "promoted": [],
         "not_promoted": [],
         "failed": {},
-        "tasks": {t: states.get(t) for t in (SYMBOLS_TASK, *once_ids)},
+        "tasks": {t: states.get(t) for t in (PARAMS_SYMBOLS_TASK, SYMBOLS_TASK, *once_ids)},
     }
     for index, symbol in enumerate(symbols):
         label = symbol or "default"
@@ -1071,9 +1074,10 @@ def _summary_task(dag_id: str, stage_ids: Sequence[str], once_ids: Sequence[str]
 DOC_MD = """
 ### RPS: crypto volatility, one branch per symbol
 
+`params_symbols` runs `rps symbols` on the params file the stages read and passes its list on;
 `symbols` picks the run's symbols (run conf `symbols`, the Airflow Variable `rps_symbols`,
-`RPS_AIRFLOW_SYMBOLS`, in local mode `rps symbols`; none: params.yaml's single symbol). The
-per-symbol group is mapped over them: each task instance runs one stage of the `rps` binary,
+`RPS_AIRFLOW_SYMBOLS`, else params.yaml's list when it has several; none: params.yaml's single
+symbol). The per-symbol group is mapped over them: each task instance runs one stage of the `rps` binary,
 `rps <stage> --symbol SYM [flags]`, in its own pod from the stage image
 (`RPS_AIRFLOW_EXECUTOR=kubernetes`, the default) or as a local process (`local`).
 
@@ -1096,8 +1100,8 @@ Settings: `airflow/README.md`.
 
 
 def build_dag(settings: Settings, dag_id: str) -> DAG:
-    """One DAG: symbols -> one mapped branch per symbol -> [refresh_serving] -> summary, the same
-    whichever executor runs it."""
+    """One DAG: params_symbols -> symbols -> one mapped branch per symbol -> [refresh_serving] ->
+    summary, the same whichever executor runs it."""
     is_pipeline = dag_id == PIPELINE_DAG_ID
     schedule = settings.pipeline_schedule if is_pipeline else settings.extract_schedule
     fallback = _interval(schedule, timedelta(days=1) if is_pipeline else timedelta(hours=1))
@@ -1155,7 +1159,10 @@ def build_dag(settings: Settings, dag_id: str) -> DAG:
             tasks[stage.task_id] = previous = current
 
     with dag:
-        branch.expand(symbol=_symbols_task(settings)())
+        listed = make(settings, PARAMS_SYMBOLS, settings.task_timeouts[PARAMS_SYMBOLS_TASK])
+        chosen = _symbols_task(settings)()
+        listed >> chosen
+        branch.expand(symbol=chosen)
         for stage in once:
             current = make(settings, stage, settings.task_timeouts[stage.task_id])
             # After every symbol's evaluate; runs if at least one of them succeeded.

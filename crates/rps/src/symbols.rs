@@ -1,5 +1,6 @@
 //! `rps symbols`: the symbols params.yaml lists, for schedulers and scripts that fan a pipeline
-//! out per symbol (the Airflow DAG's local mode, shell loops): one JSON array on stdout, after
+//! out per symbol (the Airflow DAG's `params_symbols` task, shell loops): one JSON array on
+//! stdout, or in a file (`--output`, what a Kubernetes pod hands to Airflow as its XCom), after
 //! the same reading and validation every stage does (a bad entry anywhere exits 3).
 
 use rps_cli::{CommonArgs, ParamsError, StageError, exit};
@@ -14,6 +15,10 @@ pub struct Args {
     /// One symbol per line instead of a JSON array (for `for s in $(rps symbols --lines)`).
     #[arg(long)]
     pub lines: bool,
+    /// Write to this file (replaced whole: written beside it, then renamed) instead of stdout,
+    /// e.g. `/airflow/xcom/return.json` in a pod whose result Airflow reads as XCom.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +27,12 @@ pub enum SymbolsError {
     Params(#[from] ParamsError),
     #[error("cannot write to stdout: {0}")]
     Stdout(#[from] std::io::Error),
+    #[error("cannot write {path}: {source}")]
+    Output {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl StageError for SymbolsError {
@@ -29,6 +40,7 @@ impl StageError for SymbolsError {
         match self {
             Self::Params(_) => exit::CONFIG,
             Self::Stdout(_) => exit::INTERNAL,
+            Self::Output { .. } => exit::STORAGE,
         }
     }
 }
@@ -41,6 +53,28 @@ pub fn run(args: &Args) -> Result<(), SymbolsError> {
     } else {
         format!("{}\n", serde_json::to_string(&symbols).unwrap_or_default())
     };
-    std::io::stdout().lock().write_all(text.as_bytes())?;
+    match &args.output {
+        None => std::io::stdout().lock().write_all(text.as_bytes())?,
+        Some(path) => {
+            write_whole(path, text.as_bytes()).map_err(|source| SymbolsError::Output {
+                path: path.display().to_string(),
+                source,
+            })?
+        }
+    }
+    Ok(())
+}
+
+/// Write `bytes` to `path` whole: into a temporary file beside it, synced, then renamed over it.
+fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

@@ -360,3 +360,55 @@ fn one_home_never_mixes_sources_nor_compares_models_across_them() {
         1
     );
 }
+
+#[test]
+fn symbols_lists_params_yamls_symbols_on_stdout_or_into_a_file() {
+    let p = Project::new(
+        "data:\n  symbols:\n    BTC-USDT: {}\n    ETH-USD: {model_name: eth-volatility, signal_model_name: eth-signal}\n",
+    );
+    let o = p.ok("rps", &["symbols"]);
+    assert_eq!(o.stdout, "[\"BTC-USDT\",\"ETH-USD\"]\n");
+    assert_eq!(
+        p.ok("rps", &["symbols", "--lines"]).stdout,
+        "BTC-USDT\nETH-USD\n"
+    );
+    // --output: what a pod hands to Airflow as XCom (/airflow/xcom/return.json), replaced whole.
+    let out = p.path("xcom/return.json");
+    let out_s = out.to_str().unwrap();
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::write(&out, "stale").unwrap();
+    assert_eq!(p.ok("rps", &["symbols", "--output", out_s]).stdout, "");
+    assert_eq!(
+        p.json("xcom/return.json"),
+        serde_json::json!(["BTC-USDT", "ETH-USD"])
+    );
+    let left: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().collect();
+    assert_eq!(left.len(), 1, "no temporary file left beside it");
+    // A file where the folder should be: exit 7 naming the path.
+    std::fs::write(p.path("blocker"), "").unwrap();
+    let blocked = p.path("blocker/return.json");
+    expect_failure(
+        &p,
+        "rps",
+        &["symbols", "--output", blocked.to_str().unwrap()],
+        7,
+        "blocker/return.json",
+    );
+    // A bad entry anywhere is exit 3, before anything is written.
+    std::fs::write(
+        p.path("params.yaml"),
+        "data:\n  symbols:\n    BTC-USDT: {}\n    ETH-USD: {model_name: btc-volatility}\n",
+    )
+    .unwrap();
+    expect_failure(
+        &p,
+        "rps",
+        &["symbols", "--output", out_s],
+        3,
+        "btc-volatility",
+    );
+    assert_eq!(
+        p.json("xcom/return.json"),
+        serde_json::json!(["BTC-USDT", "ETH-USD"])
+    );
+}

@@ -12,6 +12,7 @@ template fields are rendered by Airflow as usual. The real resolution is exercis
 
 import copy
 import os
+import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -30,7 +31,9 @@ from kubernetes.client import models as k8s
 PIPELINE = "crypto_volatility_pipeline"
 EXTRACT = "crypto_volatility_extract"
 CHAIN = ["extract", "quality", "transform", "train", "evaluate"]
-ONCE = {"symbols", "summary"}  # the run's Python tasks around the per-symbol branches
+# The run's tasks around the per-symbol branches: params.yaml's symbols (rps symbols), the run's
+# choice among the sources (Python), the summary (Python).
+ONCE = {"params_symbols", "symbols", "summary"}
 UTC = timezone.utc
 
 
@@ -188,11 +191,14 @@ def test_task_order(monkeypatch):
 
 
 def test_the_run_frames_the_branches(monkeypatch):
-    """`symbols` feeds every branch; `summary` waits for everything, whatever failed."""
+    """`params_symbols` feeds `symbols`, which feeds every branch; `summary` waits for everything,
+    whatever failed."""
     bag = dagbag(monkeypatch, RPS_AIRFLOW_SERVE_URL="http://rps-serve.rps.svc:8080", RPS_AIRFLOW_STREAM_RECONCILE="true")
     for dag in bag.dags.values():
         symbols, summary = dag.get_task("symbols"), dag.get_task("summary")
-        assert not symbols.upstream_task_ids
+        assert not dag.get_task("params_symbols").upstream_task_ids
+        assert dag.get_task("params_symbols").downstream_task_ids == {"symbols"}
+        assert symbols.upstream_task_ids == {"params_symbols"}
         assert not summary.downstream_task_ids
         assert summary.trigger_rule == "all_done"
         assert summary.retries == 0
@@ -752,6 +758,52 @@ def test_the_data_uri_gets_a_folder_per_symbol(monkeypatch):
     # The default branch (no symbols configured): the paths of a single-symbol installation.
     default = {t.task_id: render(t, "", **MARCH_1).arguments for t in stage_tasks(dag)}
     assert default["train"] == ["train", "--features", "s3://rps-data/features", "--out", "s3://rps-data/models/candidate"]
+
+
+@pytest.mark.parametrize("dag_id", [PIPELINE, EXTRACT])
+def test_params_symbols_is_a_pod_handing_params_yamls_symbols_over_as_xcom(monkeypatch, dag_id):
+    """Kubernetes mode reads params.yaml's symbol list where the stages read it: a pod with the
+    params ConfigMap runs `rps symbols --output /airflow/xcom/return.json`, which the pod
+    operator's sidecar returns as XCom; local mode runs the same command as a process."""
+    bag = dagbag(monkeypatch, RPS_AIRFLOW_IMAGE="registry.example.com/rps:1.2.3")
+    task = bag.dags[dag_id].get_task("params_symbols")
+    assert isinstance(task, KubernetesPodOperator)
+    assert task.do_xcom_push is True
+    assert task.task_group.group_id is None and not getattr(task, "map_index_template", None)
+    pod = render(task, **MARCH_1).build_pod_request_obj(dry_run=True)
+    (container,) = pod.spec.containers[:1]
+    assert container.image == "registry.example.com/rps:1.2.3"
+    assert container.args == ["symbols", "--output", "/airflow/xcom/return.json"]
+    assert env_of(pod)["RPS_PARAMS"].value == "/etc/rps/params.yaml"
+    assert {v.name for v in pod.spec.volumes} >= {"rps-params"}
+    assert secret_env(pod) == {}  # reads a file, needs no credentials
+    assert container.resources.limits == {"cpu": "200m", "memory": "64Mi"}
+    assert task.execution_timeout == timedelta(minutes=5)
+    kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate")
+    from kubernetes.client import ApiClient
+
+    kubernetes_validate.validate(ApiClient().sanitize_for_serialization(pod), "1.37.0", strict=True)
+    local = dagbag(monkeypatch, RPS_AIRFLOW_EXECUTOR="local", RPS_BIN="/opt/rps/bin/rps").dags[dag_id]
+    twin = local.get_task("params_symbols")
+    assert type(twin).__name__ == "RpsLocalOperator"
+    assert (twin.program, twin.arguments) == ("/opt/rps/bin/rps", ["symbols", "--output", "/airflow/xcom/return.json"])
+    assert twin.xcom_file == "/airflow/xcom/return.json"
+
+
+def test_a_local_task_returns_its_xcom_file(dag_module):
+    """The local twin of the pod's XCom sidecar: the file the command wrote, as the task's result
+    (the argument naming the pod's path becomes a temporary file); no file is a clear failure."""
+    write = "import json, sys; json.dump(['BTC-USDT', 'ETH-USD'], open(sys.argv[1], 'w'))"
+    path = dag_module.XCOM_RETURN
+    op = dag_module.RpsLocalOperator(
+        task_id="params_symbols", rps_stage="symbols", program=sys.executable, arguments=["-c", write, path], xcom_file=path
+    )
+    assert op.execute({}) == ["BTC-USDT", "ETH-USD"]
+    silent = dag_module.RpsLocalOperator(
+        task_id="params_symbols", rps_stage="symbols", program=sys.executable, arguments=["-c", "pass", path], xcom_file=path
+    )
+    with pytest.raises(AirflowFailException, match="no JSON result"):
+        silent.execute({})
 
 
 def test_the_symbol_list_precedence(dag_module):

@@ -239,7 +239,9 @@ def test_extract_dag_fetches_exactly_its_data_interval(airflow, tmp_path):
         RPS_AIRFLOW_EXTRACT_SCHEDULE="@monthly",
     )
     assert out.returncode == 0, log_tail(out)
-    assert states == {t: ("success", 1) for t in ("symbols", "extract", "quality", "summary")}, log_tail(out)
+    assert states == {t: ("success", 1) for t in ("params_symbols", "symbols", "extract", "quality", "summary")}, log_tail(out)
+    # params.yaml's one symbol, from `rps symbols` (params_symbols' XCom): one symbol is no list.
+    assert airflow.xcom(EXTRACT, "params_symbols") == ["BTC-USDT"]
     # No symbols configured: one branch, `rps extract` without --symbol, as before #20.
     assert airflow.xcom(EXTRACT, "symbols") == [""]
     assert "/rps extract --start 2021-05-01T00:00:00Z" in out.stdout + out.stderr
@@ -268,7 +270,7 @@ def test_pipeline_runs_every_stage_on_the_sample_and_refreshes_serving(airflow, 
     )
     print(f"airflow dags test {PIPELINE}: {out.seconds:.0f} s")
     assert out.returncode == 0, log_tail(out)
-    tasks = ["symbols", "extract", "quality", "transform", "train", "evaluate", "refresh_serving", "summary"]
+    tasks = ["params_symbols", "symbols", "extract", "quality", "transform", "train", "evaluate", "refresh_serving", "summary"]
     assert states == {t: ("success", 1) for t in tasks}, log_tail(out)
     assert airflow.xcom(PIPELINE, "evaluate", "promoted", map_index=0) is True  # the first version
     summary = airflow.xcom(PIPELINE, "summary")
@@ -414,7 +416,8 @@ def test_two_symbols_a_corrupted_one_stops_alone_and_the_summary_names_both(airf
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout) == ["BTC-USDT", "ETH-USD"]
 
-    # No Variable, no RPS_AIRFLOW_SYMBOLS: in local mode the run asks `rps symbols`.
+    # No Variable, no RPS_AIRFLOW_SYMBOLS: the run takes params.yaml's list from params_symbols
+    # (`rps symbols --output`, a local process here, a pod with the params ConfigMap in Kubernetes).
     out, states = airflow.dags_test(
         PIPELINE,
         "2019-07-01T00:00:00+00:00",
@@ -426,6 +429,7 @@ def test_two_symbols_a_corrupted_one_stops_alone_and_the_summary_names_both(airf
     print(f"airflow dags test {PIPELINE} with two symbols: {out.seconds:.0f} s")
     log = out.stdout + out.stderr
     assert out.returncode != 0, "a symbol stopped: the run must fail"
+    assert airflow.xcom(PIPELINE, "params_symbols") == ["BTC-USDT", "ETH-USD"]
     assert airflow.xcom(PIPELINE, "symbols") == ["BTC-USDT", "ETH-USD"]
     assert states["symbols"] == ("success", 1)
 
@@ -537,7 +541,7 @@ def test_pipeline_reconciles_the_stream_database(airflow, postgres, bin_dir, tmp
     )
     print(f"airflow dags test {PIPELINE} with reconcile: {out.seconds:.0f} s")
     assert out.returncode == 0, log_tail(out)
-    tasks = ["symbols", "extract", "quality", "transform", "train", "evaluate", "reconcile", "summary"]
+    tasks = ["params_symbols", "symbols", "extract", "quality", "transform", "train", "evaluate", "reconcile", "summary"]
     assert states == {t: ("success", 1) for t in tasks}, log_tail(out)
     assert "stream reconcile" in out.stdout + out.stderr
 
