@@ -20,13 +20,6 @@ const BARS: i64 = 48;
 /// 2026-01-01T00:00:00Z
 const START: i64 = 1_767_225_600;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn bar(i: i64) -> (f64, f64, f64, f64) {
     #[allow(clippy::cast_precision_loss)]
     let x = i as f64;
@@ -50,31 +43,9 @@ fn database(tag: &str) -> String {
 
 /// [`database`] on the schema of the first `ddl` migrations only.
 fn database_with(tag: &str, ddl: &[&str]) -> String {
-    let base = std::env::var("RPS_TEST_DATABASE_URL")
-        .expect("RPS_TEST_DATABASE_URL (start crates/rps-serve/tests/servers.sh)");
-    let name = format!("rps_serve_{tag}_{}", std::process::id());
-    let url = match base.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{name}"),
-        None => panic!("RPS_TEST_DATABASE_URL has no database: {base}"),
-    };
-    runtime().block_on(async {
-        let (admin, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {name}"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            admin.batch_execute(&sql).await.unwrap();
-        }
-        let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        for sql in ddl {
-            db.batch_execute(sql).await.unwrap();
-        }
+    let url = crate::scores::fresh_database(&format!("dashboard_{tag}"), ddl);
+    crate::scores::runtime().block_on(async {
+        let db = crate::scores::connect(&url).await;
         let has_band = ddl.len() >= 3;
         for i in 0..BARS {
             let t = chrono::DateTime::from_timestamp(START + 3600 * i, 0).unwrap();

@@ -269,33 +269,9 @@ fn model_states_history_bars_and_exactly_that_many_candles_forecast() {
 /// BTC-USD's candles (what `rps stream consume` writes). Returns its URL.
 fn database_with(tag: &str, bars: &[Candle]) -> String {
     const DDL: &str = include_str!("../../../rps-stream/migrations/0001_init.sql");
-    let base = std::env::var("RPS_TEST_DATABASE_URL")
-        .expect("RPS_TEST_DATABASE_URL (start crates/rps-serve/tests/servers.sh)");
-    let name = format!("rps_forecast_{tag}_{}", std::process::id());
-    let url = match base.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{name}"),
-        None => panic!("RPS_TEST_DATABASE_URL has no database: {base}"),
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (admin, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {name}"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            admin.batch_execute(&sql).await.unwrap();
-        }
-        let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        db.batch_execute(DDL).await.unwrap();
+    let url = crate::scores::fresh_database(&format!("forecast_{tag}"), &[DDL]);
+    crate::scores::runtime().block_on(async {
+        let db = crate::scores::connect(&url).await;
         let t: Vec<_> = bars
             .iter()
             .map(|c| chrono::DateTime::from_timestamp_millis(c.ts).unwrap())

@@ -53,7 +53,17 @@ fn db_name(tag: &str) -> String {
     format!("rps_serve_{tag}_{}", std::process::id())
 }
 
+/// A client of the database at `url` (its connection task on the current runtime).
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (db, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    db
+}
+
 /// A fresh database `tag` under `RPS_TEST_DATABASE_URL` with the first `ddl` migrations; its URL.
+/// The one helper every PostgreSQL test of rps-serve starts from (scores, dashboard, forecast).
 pub fn fresh_database(tag: &str, ddl: &[&str]) -> String {
     let base = std::env::var("RPS_TEST_DATABASE_URL")
         .expect("RPS_TEST_DATABASE_URL (start crates/rps-serve/tests/servers.sh)");
@@ -70,10 +80,7 @@ pub fn fresh_database(tag: &str, ddl: &[&str]) -> String {
         ] {
             admin.batch_execute(&sql).await.unwrap();
         }
-        let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let db = connect(&url).await;
         for sql in ddl {
             db.batch_execute(sql).await.unwrap();
         }
