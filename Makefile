@@ -134,6 +134,15 @@ bench-stream: build setup-python ## rps stream through tansu + PostgreSQL on loo
 	$(CARGO) build --release --locked --target $(TARGET) -p rps-stream --example load
 	BIN=$(BIN) PY=$(PY) bash bench/stream/run.sh
 
+.PHONY: bench-symbols
+bench-symbols: build setup-python ## #20: pipeline wall time for 1 and 20 symbols, Airflow local mode and a plain loop, cost per symbol
+	BIN=$(BIN) VENV=$(VENV) bash bench/symbols/run.sh
+
+.PHONY: bench-stream-symbols
+bench-stream-symbols: build setup-python ## #20: bench-stream with 100 symbols, consumed with 1 model and with each symbol's own model
+	$(CARGO) build --release --locked --target $(TARGET) -p rps-stream --example load
+	BIN=$(BIN) PY=$(PY) SYMBOLS=100 PER_SYMBOL=1 bash bench/stream/run.sh
+
 .PHONY: bench-serve
 bench-serve: setup-python ## rps-serve vs a FastAPI + xgboost app under wrk (apt-get install wrk)
 	@command -v wrk >/dev/null || { $(SUDO) apt-get -o DPkg::Lock::Timeout=300 install -y -qq wrk >/dev/null; }

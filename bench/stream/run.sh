@@ -10,9 +10,12 @@
 # with one live model: bars/s and peak memory (RSS) per symbol. SYMBOLS=0 skips it.
 # SCALE_BATCH (20000) is the scale consumer's --batch-size: a transaction then holds one Kafka
 # fetch (4 MB, ≈ 11,000 bars), and each live model predicts those bars at once.
+# PER_SYMBOL=1 (#20) then consumes the scale topic a second time with every symbol listed in
+# data.symbols and a registered model of its own (one trained model copied under SYMBOLS names):
+# bars/s and peak RSS beside the one-model figures (make bench-stream-symbols: 100 symbols).
 # There is no reference to put beside these figures: the seed design had no streaming path.
 #
-# Usage: BIN=DIR [PY=python3] [SYMBOLS=N SCALE_BARS=N] bench/stream/run.sh   (make bench-stream)
+# Usage: BIN=DIR [PY=python3] [SYMBOLS=N SCALE_BARS=N] [PER_SYMBOL=1] bench/stream/run.sh   (make bench-stream)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 BIN="${BIN:?set BIN to the folder of the release rps binary}"
@@ -106,5 +109,56 @@ if (( SYMBOLS > 0 )); then
   if (( n_live != 1 || rows != total )); then
     echo "error: the scale run must predict each bar once with exactly one live version: $n_live live, $rows prediction rows for $total bars" >&2
     exit 1
+  fi
+
+  if [[ "${PER_SYMBOL:-0}" == 1 ]]; then
+    # The same topic again, into a fresh database, with every one of the SYMBOLS symbols listed
+    # in data.symbols, each with a model name of its own: the consumer then binds each symbol's
+    # bars to that symbol's models only (live::bindings) and holds SYMBOLS models. They are one
+    # trained model (the volatility champion above) registered under SYMBOLS names by copying
+    # its registry folder: training SYMBOLS models would take SYMBOLS times the train and
+    # evaluate stages, and prediction cost and memory depend on the trees, not on the data
+    # they were fitted to. params.yaml is otherwise unchanged.
+    echo >&2
+    echo "per-symbol run: the same $total bars, $SYMBOLS symbols in data.symbols, one live model each ..." >&2
+    registry="$home/registry"
+    [[ -f "$registry/$vol_model/aliases.json" ]] || { echo "error: no $vol_model in $registry" >&2; exit 1; }
+    sample_path=$(sed -n 's/^ *file: {path: \([^}]*\)}.*/\1/p' params.yaml | head -n 1)
+    : >"$WORK/per-symbol-block.yaml"
+    for ((i = 0; i < SYMBOLS; i++)); do
+      s=$(printf 'SYM%04d-USD' "$i") # the load example's names
+      rm -rf "$registry/$s-volatility"
+      cp -r "$registry/$vol_model" "$registry/$s-volatility"
+      sed -i "s/\"name\": \"$vol_model\"/\"name\": \"$s-volatility\"/" "$registry/$s-volatility"/versions/*/version.json
+      echo "    $s: {file: {path: $sample_path}, model_name: $s-volatility, signal_model_name: $s-volatility}" >>"$WORK/per-symbol-block.yaml"
+    done
+    awk -v block="$WORK/per-symbol-block.yaml" '
+      /^  symbols:$/ { print; while ((getline line < block) > 0) print line; skip = 1; next }
+      skip && /^  [^ ]/ { skip = 0 }
+      !skip { print }' params.yaml >"$WORK/per-symbol.yaml"
+    psql "$base/postgres" -qAt -c "CREATE DATABASE bench_scale_per" >/dev/null
+    /usr/bin/time -v "$BIN/rps" stream --home "$home" --params "$WORK/per-symbol.yaml" \
+      --brokers "$RPS_TEST_KAFKA_BROKERS" --topic bench-scale --database-url "$base/bench_scale_per" \
+      consume --max-messages "$total" --batch-size "${SCALE_BATCH:-20000}" 2>"$WORK/cp.log"
+    rss_per=$(grep -oE 'Maximum resident set size \(kbytes\): [0-9]+' "$WORK/cp.log" | grep -oE '[0-9]+$')
+    rows_per=$(psql "$base/bench_scale_per" -qAt -c "SELECT count(*) FROM predictions")
+    models_per=$(psql "$base/bench_scale_per" -qAt -c "SELECT count(DISTINCT model) FROM predictions")
+    # Each symbol predicted by its own model only: one model per symbol, one symbol per model.
+    crossed=$(psql "$base/bench_scale_per" -qAt -c "SELECT count(*) FROM predictions WHERE model <> symbol || '-volatility'")
+    live_per=$(grep -oE 'live models: .*' "$WORK/cp.log" | head -n 1)
+    n_bound=$(grep -oE ' v[0-9]+ \([^)]*\) for ' <<<"$live_per" | wc -l)
+    echo
+    echo "per symbol: the same $SYMBOLS symbols x $SCALE_BARS bars, each symbol listed in data.symbols with its own registered model"
+    echo "(one trained model registered under $SYMBOLS names, see above), --batch-size ${SCALE_BATCH:-20000}"
+    printf '%-52s %12s %10s\n' "consume" "bars/s" "peak RSS"
+    printf '%-52s %12s %7.0f MB\n' "1 live model for every symbol (above)" "$(rate "$WORK/cs.log")" "$(awk -v k="$rss_kb" 'BEGIN { print k / 1024 }')"
+    printf '%-52s %12s %7.0f MB\n' "$SYMBOLS live models, one per symbol" "$(rate "$WORK/cp.log")" "$(awk -v k="$rss_per" 'BEGIN { print k / 1024 }')"
+    printf 'prediction rows: %s of %s, from %s distinct models (%s rows by another symbol'"'"'s model); %s models bound\n' \
+      "$rows_per" "$total" "$models_per" "$crossed" "$n_bound"
+    grep -oE 'time: .*' "$WORK/cp.log" | sed 's/^/consumer /' || true
+    if (( rows_per != total || models_per != SYMBOLS || crossed != 0 || n_bound != SYMBOLS )); then
+      echo "error: the per-symbol run must predict each bar once with its symbol's own model" >&2
+      exit 1
+    fi
   fi
 fi
