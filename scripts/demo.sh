@@ -15,9 +15,10 @@ fi
 # Bold headings on a terminal only (never in pipes, CI logs, or with NO_COLOR set).
 if [[ -t 1 && -z "${NO_COLOR:-}" ]]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
 step() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
-# A value of params.yaml by its indented key, e.g. `param '  symbol'` (the demo reads that file).
-param() { sed -n "s/^$1: *\([^ #]*\).*/\1/p" params.yaml; }
-step "extract: ${data:-bundled sample $(param '    path')}"
+# The symbol params.yaml lists (data.symbols; the demo reads that file) and its sample file.
+symbol=$("$bin/rps" symbols --lines | head -n 1)
+sample=$(sed -n 's/.*file: *{ *path: *\([^ ,}]*\).*/\1/p' params.yaml | head -n 1)
+step "extract: ${data:-bundled sample $sample}"
 "$bin/rps-extract" "${args[@]}" "${extract[@]}"
 step "quality gate"
 "$bin/rps-quality" "${args[@]}" --report-dir "$reports"
@@ -27,7 +28,6 @@ step "train"
 "$bin/rps-train" "${args[@]}"
 step "evaluate"
 "$bin/rps-evaluate" "${args[@]}" --report-dir "$reports"
-symbol=$(param '  symbol')
 cat <<MSG
 
 Artifacts:
