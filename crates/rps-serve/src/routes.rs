@@ -218,7 +218,7 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
 }
 
-fn not_ready(slot: &Slot) -> ApiError {
+fn not_ready(state: &AppState, slot: &Slot) -> ApiError {
     let of = slot
         .symbol
         .as_deref()
@@ -228,7 +228,7 @@ fn not_ready(slot: &Slot) -> ApiError {
         "not_ready",
         format!(
             "no model{of} is loaded yet ({:?} has no {:?} version the service could load); POST /refresh once the registry has one",
-            slot.model_name, "champion"
+            slot.model_name, state.config.alias
         ),
     )
 }
@@ -266,7 +266,7 @@ fn load_error(e: &LoadError) -> ApiError {
 /// version).
 async fn pick(state: &AppState, slot: &Slot, model: Option<&str>) -> Result<Arc<Served>, ApiError> {
     if model.is_none_or(|m| m.trim().is_empty() || m == state.config.alias) {
-        return slot.current().ok_or_else(|| not_ready(slot));
+        return slot.current().ok_or_else(|| not_ready(state, slot));
     }
     state.lookup(slot, model).await.map_err(|e| load_error(&e))
 }
@@ -613,7 +613,7 @@ async fn ready(
     let q = query(query_string)?;
     if q.symbol.is_some() || state.slots.len() == 1 {
         let slot = state.slot(q.symbol.as_deref())?;
-        let served = slot.current().ok_or_else(|| not_ready(slot))?;
+        let served = slot.current().ok_or_else(|| not_ready(&state, slot))?;
         return Ok(Json(
             json!({ "status": "ready", "symbol": slot.symbol, "model": served.info.name, "version": served.info.version }),
         ));
@@ -968,7 +968,10 @@ async fn models(
     });
     if named {
         let slot = chosen[0];
-        let live = slot.live.load_full().ok_or_else(|| not_ready(slot))?;
+        let live = slot
+            .live
+            .load_full()
+            .ok_or_else(|| not_ready(&state, slot))?;
         body["model"] = json!(slot.model_name);
         body["symbol"] = json!(slot.symbol);
         body["live"] = json!(live_json(&live));

@@ -451,11 +451,6 @@ impl AppState {
         }
     }
 
-    /// The first slot's served model, if loaded (a one-symbol service's model).
-    pub fn current(&self) -> Option<Arc<Served>> {
-        self.slots.first().and_then(|s| s.current())
-    }
-
     /// The version `reference` (alias or number) of the slot's model points to now.
     async fn resolve_version(&self, slot: &Slot, reference: &str) -> Result<u32, LoadError> {
         if let Ok(v) = reference.trim_start_matches('v').parse::<u32>() {
