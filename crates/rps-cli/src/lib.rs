@@ -310,6 +310,14 @@ impl Home {
         home
     }
 
+    /// The home of a pooled run (`train.pooling: pooled`): one model for every symbol, its
+    /// candidate in `models/pooled/candidate` and its reports in `reports/pooled`.
+    pub fn pooled(root: &str) -> Self {
+        let mut home = Self::new(root);
+        home.scope = Some(rps_core::params::POOLED.to_owned());
+        home
+    }
+
     /// A location under the home folder.
     pub fn join(&self, rel: &str) -> String {
         format!("{}/{rel}", self.root)

@@ -205,7 +205,7 @@ pub fn param_set_from_str(
         params.data.listed.clone_from(&listed);
         resolved.push(params);
     }
-    distinct_model_names(&resolved).map_err(|problem| ParamsError::Symbols {
+    rps_core::validate::symbol_sets(&resolved).map_err(|problem| ParamsError::Symbols {
         path: shown.clone(),
         with_sets: with_sets.clone(),
         problem,
@@ -344,31 +344,6 @@ fn name_models(p: &mut Params) {
             *name = name.replace("{symbol}", &symbol);
         }
     }
-}
-
-/// Two symbols registering under one model name would overwrite each other's versions.
-fn distinct_model_names(sets: &[Params]) -> Result<(), String> {
-    for (i, a) in sets.iter().enumerate() {
-        for b in &sets[i + 1..] {
-            for (key, x, y) in [
-                ("model_name", &a.train.model_name, &b.train.model_name),
-                (
-                    "signal_model_name",
-                    &a.train.signal_model_name,
-                    &b.train.signal_model_name,
-                ),
-            ] {
-                if x == y {
-                    return Err(format!(
-                        "data.symbols: {} and {} would both register the model {x:?}: set \
-                         {key} in each symbol's entry, or put {{symbol}} in train.{key}",
-                        a.data.symbol, b.data.symbol
-                    ));
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A `--set data.KEY=…` that a symbol's entry also sets would be silently overridden by the
@@ -688,6 +663,71 @@ mod tests {
             let (_d, p) = write(text);
             let err = load_param_set(&p, &[], None).unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn pooled_needs_two_symbols_one_model_name_and_the_volatility_task() {
+        let (_d, p) = write(
+            "data:\n  symbols: {BTC-USDT: {}, ETH-USD: {interval: 30m}}\ntrain:\n  pooling: pooled\n  model_name: crypto-volatility\n",
+        );
+        let set = load_param_set(&p, &[], None).unwrap();
+        for s in set.iter() {
+            assert_eq!(s.train.pooling, rps_core::params::Pooling::Pooled);
+            assert_eq!(s.train.model_name, "crypto-volatility");
+        }
+        let err = load_params(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("--symbol"),
+            "a per-symbol stage still needs it: {err}"
+        );
+        let cases = [
+            (
+                "data:\n  symbols: {A: {}}\ntrain: {pooling: pooled}\n",
+                "only A is listed",
+            ),
+            (
+                "data:\n  symbol: A\ntrain: {pooling: pooled}\n",
+                "only A is listed",
+            ),
+            (
+                "data:\n  symbols: {A: {}, B: {}}\ntrain: {pooling: pooled, model_name: '{symbol}-vol'}\n",
+                "A resolves train.model_name to \"A-vol\" and B to \"B-vol\"",
+            ),
+            (
+                "data:\n  symbols: {A: {}, B: {signal_model_name: b}}\ntrain: {pooling: pooled}\n",
+                "train.signal_model_name",
+            ),
+            (
+                "data:\n  symbols: {A: {}, B: {bar: 4h, interval: 4h}}\ntrain: {pooling: pooled}\n",
+                "same data.bar",
+            ),
+            (
+                "data:\n  symbols: {A: {}, pooled: {}}\ntrain: {pooling: pooled}\n",
+                "may not be named \"pooled\"",
+            ),
+            (
+                "data:\n  symbols: {A: {}, B: {}}\ntrain: {pooling: pooled, task: signal}\n",
+                "train.pooling: pooled trains the volatility task only",
+            ),
+            (
+                "data:\n  symbols: {A: {}, B: {}}\ntrain: {pooling: pool}\n",
+                "unknown variant `pool`, expected `per_symbol` or `pooled`",
+            ),
+        ];
+        for (text, want) in cases {
+            let (_d, p) = write(text);
+            let err = load_param_set(&p, &[], None).unwrap_err();
+            assert!(err.to_string().contains(want), "{text}: {err}");
+            assert!(
+                matches!(
+                    err,
+                    ParamsError::Symbols { .. }
+                        | ParamsError::Invalid { .. }
+                        | ParamsError::Parse { .. }
+                ),
+                "{err:?}"
+            );
         }
     }
 }

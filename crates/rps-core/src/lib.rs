@@ -22,6 +22,7 @@
 //!   answer shape of `POST /forecast` and `rps forecast`.
 //! - [`schema`]: the feature schema shared by transform, train, evaluate and serve.
 //! - [`stats`]: reference statistics of features (for drift detection).
+//! - [`pooling`]: the symbol one-hot of a model pooled over several symbols.
 
 pub mod baselines;
 pub mod candle;
@@ -34,6 +35,7 @@ pub mod linalg;
 pub mod metrics;
 pub mod params;
 pub mod pipeline;
+pub mod pooling;
 pub mod quality;
 pub mod schema;
 pub mod signal;

@@ -292,12 +292,44 @@ impl Task {
     }
 }
 
+/// The folder name of a pooled model's outputs (`models/pooled/candidate`,
+/// `reports/pooled/`), beside the per-symbol folders; no symbol may take it in pooled mode.
+pub const POOLED: &str = "pooled";
+
+/// One model per symbol, or one model over every symbol (`train.pooling`, issue #20).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Each symbol trains, evaluates and registers its own model (the default).
+    #[default]
+    PerSymbol,
+    /// One model trained on every listed symbol's rows stacked, with the symbol as a one-hot
+    /// input (`symbol_<SYMBOL>`, [`crate::pooling`]); every symbol registers under the same
+    /// `train.model_name`. Needs at least two symbols and the volatility task.
+    Pooled,
+}
+
+impl Pooling {
+    pub fn is_pooled(self) -> bool {
+        self == Self::Pooled
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PerSymbol => "per_symbol",
+            Self::Pooled => "pooled",
+        }
+    }
+}
+
 /// Training knobs (`train:`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainParams {
     /// `volatility` (default) or `signal`.
     pub task: Task,
+    /// `per_symbol` (default) or `pooled`: one model over every symbol of `data.symbols`.
+    pub pooling: Pooling,
     /// Registered model name of the volatility task.
     pub model_name: String,
     /// Registered model name of the signal task (a separate registry entry, so a signal model
@@ -354,6 +386,7 @@ impl Default for TrainParams {
         .collect();
         Self {
             task: Task::Volatility,
+            pooling: Pooling::PerSymbol,
             model_name: "btc-volatility".to_owned(),
             signal_model_name: "btc-signal".to_owned(),
             target_transform: TargetTransform::Log,

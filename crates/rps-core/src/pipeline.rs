@@ -441,6 +441,7 @@ mod tests {
             first_ts: 0,
             last_ts: 0,
             data_hash: String::new(),
+            symbols: Vec::new(),
         };
         let back = FeatureSpec::from_schema(&schema, s.bar).unwrap();
         assert_eq!(back, s);
@@ -472,6 +473,7 @@ mod tests {
             first_ts: 0,
             last_ts: 0,
             data_hash: String::new(),
+            symbols: Vec::new(),
         }
     }
 

@@ -121,6 +121,14 @@ pub fn params(p: &Params) -> Result<(), InvalidParams> {
     if t.model_name.trim().is_empty() {
         bad("train.model_name", "must not be empty".to_owned());
     }
+    if t.pooling.is_pooled() && t.task == crate::params::Task::Signal {
+        bad(
+            "train.pooling",
+            "pooled trains the volatility task only: set train.pooling: per_symbol to train \
+             signal models"
+                .to_owned(),
+        );
+    }
 
     let e = &p.evaluate;
     if !(e.ewma_lambda > 0.0 && e.ewma_lambda < 1.0) {
@@ -238,6 +246,89 @@ pub fn params(p: &Params) -> Result<(), InvalidParams> {
     } else {
         Err(InvalidParams { problems })
     }
+}
+
+/// Check what the symbols' parameter sets (one per symbol of `data.symbols`, each already
+/// checked by [`params`]) must agree on; `Err` says what is wrong.
+///
+/// - `train.pooling: per_symbol`: no two symbols register under one model name (their versions
+///   and champions would overwrite each other).
+/// - `train.pooling: pooled`: at least two symbols, every one resolving to the same
+///   `train.model_name` and `train.signal_model_name` (the one model is registered once), the
+///   same `data.bar`, and none named `pooled` (the pooled model's own storage folder). The
+///   features, target and split are shared sections of params.yaml, so they agree already; a
+///   symbol whose data resolves `features.flow: auto` differently is refused by `rps train`.
+pub fn symbol_sets(sets: &[Params]) -> Result<(), String> {
+    let Some(first) = sets.first() else {
+        return Ok(());
+    };
+    if first.train.pooling.is_pooled() {
+        if sets.len() < 2 {
+            return Err(format!(
+                "train.pooling: pooled trains one model over several symbols, but only {} is \
+                 listed: list at least two under data.symbols, or set train.pooling: per_symbol",
+                first.data.symbol
+            ));
+        }
+        for p in sets {
+            if p.data.symbol == crate::params::POOLED {
+                return Err(format!(
+                    "data.symbols: a symbol may not be named {:?} with train.pooling: pooled \
+                     (it names the pooled model's folders)",
+                    crate::params::POOLED
+                ));
+            }
+        }
+        for p in &sets[1..] {
+            for (key, x, y) in [
+                ("model_name", &first.train.model_name, &p.train.model_name),
+                (
+                    "signal_model_name",
+                    &first.train.signal_model_name,
+                    &p.train.signal_model_name,
+                ),
+            ] {
+                if x != y {
+                    return Err(format!(
+                        "train.pooling: pooled registers one model for every symbol, but {} \
+                         resolves train.{key} to {x:?} and {} to {y:?}: give every symbol the \
+                         same {key} (no {{symbol}} in it, no {key} in the entries)",
+                        first.data.symbol, p.data.symbol
+                    ));
+                }
+            }
+            if p.data.bar != first.data.bar {
+                return Err(format!(
+                    "train.pooling: pooled needs the same data.bar for every symbol, but {} has \
+                     {} and {} has {}",
+                    first.data.symbol, first.data.bar, p.data.symbol, p.data.bar
+                ));
+            }
+        }
+        return Ok(());
+    }
+    for (i, a) in sets.iter().enumerate() {
+        for b in &sets[i + 1..] {
+            for (key, x, y) in [
+                ("model_name", &a.train.model_name, &b.train.model_name),
+                (
+                    "signal_model_name",
+                    &a.train.signal_model_name,
+                    &b.train.signal_model_name,
+                ),
+            ] {
+                if x == y {
+                    return Err(format!(
+                        "data.symbols: {} and {} would both register the model {x:?}: set \
+                         {key} in each symbol's entry, or put {{symbol}} in train.{key} (or \
+                         train.pooling: pooled for one model over every symbol)",
+                        a.data.symbol, b.data.symbol
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Check the `monitor:` section alone (what rps-serve reads of params.yaml); [`params`] runs the

@@ -21,6 +21,7 @@ fn models_of_other_symbols_or_sources_are_not_comparable() {
         first_ts: 0,
         last_ts: 0,
         data_hash: String::new(),
+        symbols: Vec::new(),
     };
     let file = schema("BTC-USD", "file");
     assert_eq!(incomparable(&file, &schema("BTC-USD", "file")), None);

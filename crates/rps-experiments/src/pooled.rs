@@ -85,6 +85,8 @@ pub enum PooledError {
         expected: Vec<String>,
         found: Vec<String>,
     },
+    #[error("{0}")]
+    Symbol(String),
     #[error("the market factor's term {0:?} is not a feature column")]
     UnknownTerm(String),
     #[error("symbol {symbol}, fold {fold}: {what}")]
@@ -188,10 +190,10 @@ pub fn design(
     let mut names = f.names.clone();
     let mut columns = f.columns.clone();
     if one_hot {
-        for (j, s) in symbols.iter().enumerate() {
-            names.push(format!("symbol_{}", s.name));
-            columns.push(vec![if j == k { 1.0 } else { 0.0 }; f.len()]);
-        }
+        let all: Vec<String> = symbols.iter().map(|s| s.name.clone()).collect();
+        names.extend(rps_core::pooling::one_hot_names(&all));
+        columns = rps_core::pooling::with_one_hot(&columns, f.len(), &all, &symbols[k].name)
+            .map_err(|e| PooledError::Symbol(e.to_string()))?;
     }
     for term in market {
         let mut sum = vec![0.0; f.len()];
@@ -232,20 +234,15 @@ pub fn design(
 /// The rows `idx` of each part's design stacked in part order, and their targets: the pooled
 /// training set.
 pub fn stack(parts: &[(&Design, &FeatureFrame, &[usize])]) -> (Rows, Vec<f64>) {
-    let n_cols = parts.first().map_or(0, |(d, _, _)| d.columns.len());
-    let mut rows = Rows {
-        values: Vec::new(),
-        n_rows: 0,
-        n_cols,
-    };
-    let mut y = Vec::new();
-    for (d, f, idx) in parts {
-        assert_eq!(d.columns.len(), n_cols, "every part has the same columns");
-        let r = Rows::gather(&d.columns, idx);
-        rows.values.extend(r.values);
-        rows.n_rows += r.n_rows;
-        y.extend(idx.iter().map(|&i| f.target[i]));
-    }
+    let rows = Rows::stack(
+        parts
+            .iter()
+            .map(|(d, _, idx)| Rows::gather(&d.columns, idx)),
+    );
+    let y = parts
+        .iter()
+        .flat_map(|(_, f, idx)| idx.iter().map(|&i| f.target[i]))
+        .collect();
     (rows, y)
 }
 

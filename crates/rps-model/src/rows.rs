@@ -27,6 +27,35 @@ impl Rows {
         }
     }
 
+    /// Blocks with the same columns, one after the other (the rows of several symbols, stacked
+    /// for a pooled model).
+    ///
+    /// # Panics
+    /// When two blocks have a different number of columns.
+    pub fn stack(blocks: impl IntoIterator<Item = Self>) -> Self {
+        let mut out: Option<Self> = None;
+        for b in blocks {
+            match &mut out {
+                None => out = Some(b),
+                Some(o) => {
+                    assert_eq!(o.n_cols, b.n_cols, "stacked blocks have the same columns");
+                    o.values.extend(b.values);
+                    o.n_rows += b.n_rows;
+                }
+            }
+        }
+        out.unwrap_or(Self {
+            values: Vec::new(),
+            n_rows: 0,
+            n_cols: 0,
+        })
+    }
+
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.values[i * self.n_cols..(i + 1) * self.n_cols]
+    }
+
     pub(crate) fn dmatrix(&self) -> Result<DMatrix, HessboostError> {
         DMatrix::from_dense(&self.values, self.n_rows, self.n_cols)
     }

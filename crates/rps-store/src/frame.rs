@@ -310,6 +310,7 @@ mod tests {
             first_ts: 0,
             last_ts: 0,
             data_hash: format!("hash-{shift}"),
+            symbols: Vec::new(),
         };
         let split = vec![Split::Train; n as usize];
         let close = Some((0..n).map(|i| 100.0 + i as f64).collect());

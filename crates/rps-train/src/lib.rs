@@ -68,6 +68,34 @@ pub enum TrainError {
         "signal.horizon ({horizon}) exceeds split.gap ({gap}): labels would look into the next split"
     )]
     SignalHorizon { horizon: usize, gap: usize },
+    #[error(
+        "train.pooling: pooled trains one model over every symbol of data.symbols; run rps train without --symbol (got {0:?}) and without RPS_SYMBOL"
+    )]
+    PooledSymbol(String),
+    #[error(
+        "train.pooling: pooled reads every symbol's features: --features must contain {{symbol}} (e.g. .rps/data/features/{{symbol}}), got {0:?}"
+    )]
+    PooledFeatures(String),
+    #[error(
+        "train.pooling: pooled needs the same feature columns for every symbol, but {first} has {expected:?} and {symbol} has {found:?} (features.flow: auto builds the order-flow features only where the data has trades and taker-buy volume: set features.flow: off)"
+    )]
+    PooledColumns {
+        first: String,
+        symbol: String,
+        expected: Vec<String>,
+        found: Vec<String>,
+    },
+    #[error(
+        "train.pooling: pooled needs every symbol's features on one bar, but {first} has {expected} and {symbol} has {found}"
+    )]
+    PooledBar {
+        first: String,
+        symbol: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{0}")]
+    Input(#[from] rps_core::pooling::InputError),
 }
 
 impl StageError for TrainError {
@@ -75,7 +103,12 @@ impl StageError for TrainError {
         match self {
             Self::Labels(e) if e.is_input() => exit::INPUT,
             Self::Labels(_) => exit::CONFIG,
-            Self::SignalHorizon { .. } => exit::CONFIG,
+            Self::SignalHorizon { .. }
+            | Self::PooledSymbol(_)
+            | Self::PooledFeatures(_)
+            | Self::PooledColumns { .. }
+            | Self::PooledBar { .. }
+            | Self::Input(_) => exit::CONFIG,
             Self::Params(_)
             | Self::Model(
                 rps_model::ModelError::Params(_)
@@ -143,19 +176,45 @@ fn log_values(
     Ok(())
 }
 
+/// The rows a volatility model is fitted on: one symbol's, or every symbol's stacked (pooled).
+struct TrainingRows {
+    xt: Rows,
+    yt: Vec<f64>,
+    xv: Rows,
+    yv: Vec<f64>,
+    /// Pooled: each symbol's share of the validation rows (a range of `xv`), scored apart.
+    validation_by_symbol: Vec<(String, std::ops::Range<usize>)>,
+    /// What a pooled run logs beside the knobs (`pooling`, `symbols`, rows per symbol).
+    logged: Vec<(String, String)>,
+}
+
+impl TrainingRows {
+    /// One symbol's training and validation rows.
+    fn of(ds: &Dataset) -> Self {
+        let tr = ds.rows(Split::Train);
+        let va = ds.rows(Split::Validation);
+        let f = &ds.frame;
+        let y = |idx: &[usize]| idx.iter().map(|&i| f.target[i]).collect::<Vec<f64>>();
+        Self {
+            xt: Rows::gather(&f.columns, &tr),
+            yt: y(&tr),
+            xv: Rows::gather(&f.columns, &va),
+            yv: y(&va),
+            validation_by_symbol: Vec::new(),
+            logged: Vec::new(),
+        }
+    }
+}
+
 /// The volatility task.
 fn fit_volatility(
     run: &mut dyn rps_tracking::Run,
     params: &Params,
-    ds: &Dataset,
+    rows: &TrainingRows,
     schema: &FeatureSchema,
 ) -> Result<Fitted, TrainError> {
-    let tr = ds.rows(Split::Train);
-    let va = ds.rows(Split::Validation);
-    let f = &ds.frame;
-    let y = |idx: &[usize]| idx.iter().map(|&i| f.target[i]).collect::<Vec<f64>>();
-    let (xt, yt) = (Rows::gather(&f.columns, &tr), y(&tr));
-    let (xv, yv) = (Rows::gather(&f.columns, &va), y(&va));
+    let TrainingRows { xt, yt, xv, yv, .. } = rows;
+    let (tr, va) = (yt, yv);
     let tp = &params.train;
     let mut logged: Vec<(String, String)> = tp
         .xgboost
@@ -183,6 +242,7 @@ fn fit_volatility(
         ("train_rows".to_owned(), tr.len().to_string()),
         ("validation_rows".to_owned(), va.len().to_string()),
     ]);
+    logged.extend(rows.logged.iter().cloned());
     run.log_params(&logged)?;
     tracing::info!(
         "training on {} rows, early stopping on {} validation rows",
@@ -193,12 +253,12 @@ fn fit_volatility(
         tp,
         &schema.features,
         params.target.floor,
-        (&xt, &yt),
-        (&xv, &yv),
+        (xt, yt),
+        (xv, yv),
     )?;
     log_history(run, &history)?;
-    let pred = model.predict(&xv)?;
-    let s = metrics::score(&yv, &pred);
+    let pred = model.predict(xv)?;
+    let s = metrics::score(yv, &pred);
     let best = model.meta.best_iteration.unwrap_or(0);
     let mut final_metrics = BTreeMap::from([
         ("validation_qlike".to_owned(), s.qlike),
@@ -210,6 +270,19 @@ fn fit_volatility(
     ]);
     if let Some(k) = model.meta.power {
         final_metrics.insert("power".to_owned(), k);
+    }
+    let mut by_symbol = BTreeMap::new();
+    for (symbol, range) in &rows.validation_by_symbol {
+        let ss = metrics::score(&yv[range.clone()], &pred[range.clone()]);
+        tracing::info!(
+            "{symbol}: validation QLIKE {:.4}, R²(log) {:.4} on {} rows",
+            ss.qlike,
+            ss.r2_log,
+            range.len()
+        );
+        final_metrics.insert(format!("validation_qlike_{symbol}"), ss.qlike);
+        final_metrics.insert(format!("validation_r2_log_{symbol}"), ss.r2_log);
+        by_symbol.insert(symbol.clone(), ss);
     }
     log_values(run, &final_metrics)?;
     let summary = format!(
@@ -228,6 +301,7 @@ fn fit_volatility(
         final_metrics,
         train_metrics: serde_json::json!({
             "validation": s,
+            "validation_by_symbol": by_symbol,
             "best_iteration": best,
             "power": model.meta.power,
             "power_selection": model.meta.selection,
@@ -344,15 +418,17 @@ fn fit_signal(
 
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), TrainError> {
-    let params = args.common.load_params()?;
+    let set = args.common.load_param_set()?;
+    if set.shared().train.pooling.is_pooled() {
+        return run_pooled(args, &set);
+    }
+    let params = set.into_selected()?;
     let home = Home::for_params(&args.common.home, &params);
     let features = args
         .features
         .clone()
         .unwrap_or_else(|| home.features(&params.data.symbol));
     let out_uri = args.out.clone().unwrap_or_else(|| home.candidate());
-    let tracker = home.tracker()?;
-    let registry = home.registry()?;
     let features_store = rps_store::open(&features)?;
     let data_tags = rps_cli::data_tags(features_store.as_ref());
     let (ds, schema) = rps_store::frame::read(features_store.as_ref())?;
@@ -368,6 +444,155 @@ pub fn run(args: &Args) -> Result<(), TrainError> {
             Some(ds.signal_columns(&schema, &params.signal)?)
         }
     };
+    let mut tags = BTreeMap::new();
+    if signal_cols.is_some() {
+        tags.insert("task".to_owned(), Task::Signal.as_str().to_owned());
+    }
+    tags.extend(data_tags);
+    register(
+        &home,
+        &params,
+        &out_uri,
+        &schema,
+        tags,
+        |run| match &signal_cols {
+            None => fit_volatility(run, &params, &TrainingRows::of(&ds), &schema),
+            Some(cols) => fit_signal(run, &params, &ds, &schema, cols),
+        },
+    )
+}
+
+/// `train.pooling: pooled`: one model over every symbol's feature dataset, the rows stacked in
+/// the order of data.symbols, each with its symbol's one-hot ([`rps_core::pooling`]); one
+/// candidate (`<home>/models/pooled/candidate`) and one registered version. Validation metrics
+/// are logged over all rows and per symbol (`validation_qlike_<SYMBOL>`, …).
+fn run_pooled(args: &Args, set: &rps_cli::ParamSet) -> Result<(), TrainError> {
+    if let Some(s) = args.common.symbol.as_deref().filter(|s| !s.is_empty()) {
+        return Err(TrainError::PooledSymbol(s.to_owned()));
+    }
+    let params = set.shared().clone();
+    let symbols: Vec<String> = set.symbols().iter().map(|s| (*s).to_owned()).collect();
+    let home = Home::pooled(&args.common.home);
+    let template = args
+        .features
+        .clone()
+        .unwrap_or_else(|| home.features("{symbol}"));
+    if !template.contains("{symbol}") {
+        return Err(TrainError::PooledFeatures(template));
+    }
+    let out_uri = args.out.clone().unwrap_or_else(|| home.candidate());
+    let mut read = Vec::with_capacity(symbols.len());
+    for symbol in &symbols {
+        let store = rps_store::open(&template.replace("{symbol}", symbol))?;
+        let (ds, schema) = rps_store::frame::read(store.as_ref())?;
+        read.push((symbol, ds, schema));
+    }
+    let (first, _, first_schema) = &read[0];
+    for (symbol, _, schema) in &read[1..] {
+        if schema.features != first_schema.features {
+            return Err(TrainError::PooledColumns {
+                first: (*first).clone(),
+                symbol: (*symbol).clone(),
+                expected: first_schema.features.clone(),
+                found: schema.features.clone(),
+            });
+        }
+        if schema.bar != first_schema.bar {
+            return Err(TrainError::PooledBar {
+                first: (*first).clone(),
+                symbol: (*symbol).clone(),
+                expected: first_schema.bar.clone(),
+                found: schema.bar.clone(),
+            });
+        }
+    }
+    let mut names = first_schema.features.clone();
+    names.extend(rps_core::pooling::one_hot_names(&symbols));
+    let mut parts = Vec::with_capacity(read.len());
+    let mut rows_per_split: BTreeMap<String, usize> = BTreeMap::new();
+    let mut logged = vec![
+        ("pooling".to_owned(), "pooled".to_owned()),
+        ("symbols".to_owned(), symbols.join(",")),
+    ];
+    for (symbol, ds, schema) in &read {
+        let columns =
+            rps_core::pooling::with_one_hot(&ds.frame.columns, ds.frame.len(), &symbols, symbol)?;
+        let (tr, va) = (ds.rows(Split::Train), ds.rows(Split::Validation));
+        logged.push((format!("train_rows_{symbol}"), tr.len().to_string()));
+        logged.push((format!("validation_rows_{symbol}"), va.len().to_string()));
+        for (k, v) in &schema.rows {
+            *rows_per_split.entry(k.clone()).or_default() += v;
+        }
+        parts.push((columns, &ds.frame.target, tr, va));
+    }
+    let y = |target: &[f64], idx: &[usize]| idx.iter().map(|&i| target[i]).collect::<Vec<_>>();
+    let mut validation_by_symbol = Vec::with_capacity(parts.len());
+    let mut at = 0;
+    for ((symbol, _, _), (_, _, _, va)) in read.iter().zip(&parts) {
+        validation_by_symbol.push(((*symbol).clone(), at..at + va.len()));
+        at += va.len();
+    }
+    let xt = Rows::stack(parts.iter().map(|(c, _, tr, _)| Rows::gather(c, tr)));
+    let reference = names
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            let values: Vec<f64> = parts
+                .iter()
+                .flat_map(|(c, _, tr, _)| tr.iter().map(move |&i| c[j][i]))
+                .collect();
+            rps_core::stats::ColumnStats::compute(name, &values, 20)
+        })
+        .collect();
+    let rows = TrainingRows {
+        yt: parts.iter().flat_map(|(_, t, tr, _)| y(t, tr)).collect(),
+        xt,
+        xv: Rows::stack(parts.iter().map(|(c, _, _, va)| Rows::gather(c, va))),
+        yv: parts.iter().flat_map(|(_, t, _, va)| y(t, va)).collect(),
+        validation_by_symbol,
+        logged,
+    };
+    let schema = FeatureSchema {
+        symbol: symbols.join(","),
+        features: names,
+        reference,
+        rows: rows_per_split,
+        first_ts: read.iter().map(|(_, _, s)| s.first_ts).min().unwrap_or(0),
+        last_ts: read.iter().map(|(_, _, s)| s.last_ts).max().unwrap_or(0),
+        data_hash: read
+            .iter()
+            .map(|(sym, _, s)| format!("{sym}:{}", s.data_hash))
+            .collect::<Vec<_>>()
+            .join(","),
+        symbols: symbols.clone(),
+        ..first_schema.clone()
+    };
+    tracing::info!(
+        "pooled training over {} ({} training rows)",
+        symbols.join(", "),
+        rows.yt.len()
+    );
+    let tags = BTreeMap::from([
+        ("pooling".to_owned(), "pooled".to_owned()),
+        ("symbols".to_owned(), symbols.join(",")),
+    ]);
+    register(&home, &params, &out_uri, &schema, tags, |run| {
+        fit_volatility(run, &params, &rows, &schema)
+    })
+}
+
+/// The shared tail of both paths: a tracked run around `fit`, the candidate folder at
+/// `out_uri` and a new registry version of `train.registered_name()`.
+fn register(
+    home: &Home,
+    params: &Params,
+    out_uri: &str,
+    schema: &FeatureSchema,
+    extra_tags: BTreeMap<String, String>,
+    fit: impl FnOnce(&mut dyn rps_tracking::Run) -> Result<Fitted, TrainError>,
+) -> Result<(), TrainError> {
+    let tracker = home.tracker()?;
+    let registry = home.registry()?;
     let model_name = params.train.registered_name().to_owned();
     let git_commit = rps_cli::git_commit();
     let mut tags = BTreeMap::from([
@@ -375,20 +600,14 @@ pub fn run(args: &Args) -> Result<(), TrainError> {
         ("stage".to_owned(), "train".to_owned()),
         ("data_hash".to_owned(), schema.data_hash.clone()),
     ]);
-    if signal_cols.is_some() {
-        tags.insert("task".to_owned(), Task::Signal.as_str().to_owned());
-    }
-    tags.extend(data_tags);
+    tags.extend(extra_tags);
     rps_tracking::with_run(tracker.as_ref(), "train", &tags, |run| {
-        let fitted = match &signal_cols {
-            None => fit_volatility(run, &params, &ds, &schema)?,
-            Some(cols) => fit_signal(run, &params, &ds, &schema, cols)?,
-        };
+        let fitted = fit(run)?;
         // The candidate folder is one output: every file, then the commit record listing each
         // file's hash (rps_store::commit). A train killed or out of space midway leaves a folder
         // readers refuse ("torn or in-progress output …; rerun rps-train"), never new model
         // files beside an old version.json.
-        let out = rps_store::open(&out_uri)?;
+        let out = rps_store::open(out_uri)?;
         let mut candidate = rps_store::commit::Writer::begin(out.as_ref(), STAGE)?;
         let model_files = fitted.files.encoded()?;
         for (name, bytes) in &model_files {

@@ -211,6 +211,7 @@ pub fn transform_grid(
         first_ts: kept.ts.first().copied().unwrap_or(0),
         last_ts: kept.ts.last().copied().unwrap_or(0),
         data_hash: data_hash.to_owned(),
+        symbols: Vec::new(),
     };
     Ok((
         Dataset {
