@@ -1,0 +1,84 @@
+//! `train.pooling: pooled` end to end (issue #20): two synthetic symbols through extract,
+//! quality and transform each, then one `rps-train` over both and one `rps-evaluate` deciding
+//! for both.
+#![allow(clippy::unwrap_used)]
+
+use rps_pipeline_tests::Project;
+
+const SYMBOLS: [&str; 2] = ["SYN-A", "SYN-B"];
+
+/// Two synthetic symbols (different seeds and volatility levels), pooled, small boosters.
+pub fn pooled_params() -> String {
+    "data:
+  source: synthetic
+  start: 2024-01-01T00:00:00Z
+  end: 2024-05-01T00:00:00Z
+  symbols:
+    SYN-A: {synthetic: {seed: 1, hourly_vol: 0.006}}
+    SYN-B: {synthetic: {seed: 2, hourly_vol: 0.015, start_price: 50.0}}
+train:
+  pooling: pooled
+  model_name: syn-volatility
+  signal_model_name: syn-signal
+  num_boost_round: 150
+  early_stopping_rounds: 30
+  quantiles: []
+evaluate:
+  walk_forward_folds: 2
+  walk_forward_test_fraction: 0.3
+"
+    .to_owned()
+}
+
+fn prepare(p: &Project) {
+    for s in SYMBOLS {
+        for stage in ["rps-extract", "rps-quality", "rps-transform"] {
+            p.ok(stage, &["--symbol", s]);
+        }
+    }
+}
+
+#[test]
+fn pooled_train_fits_one_model_over_both_symbols() {
+    let p = Project::new(&pooled_params());
+    prepare(&p);
+    // One run over every symbol: --symbol makes no sense and is refused.
+    let o = p.run("rps-train", &["--symbol", "SYN-A"]);
+    assert_eq!(o.code, 3, "{}", o.stderr);
+    assert!(o.stderr.contains("without --symbol"), "{}", o.stderr);
+    let o = p.ok("rps-train", &[]);
+    assert!(o.stderr.contains("syn-volatility v1"), "{}", o.stderr);
+    assert!(o.stderr.contains("SYN-B: validation QLIKE"), "{}", o.stderr);
+    let dir = ".rps/models/pooled/candidate";
+    let schema = p.json(&format!("{dir}/schema.json"));
+    assert_eq!(schema["symbols"], serde_json::json!(SYMBOLS));
+    let features: Vec<String> = serde_json::from_value(schema["features"].clone()).unwrap();
+    assert_eq!(
+        features[features.len() - 2..],
+        ["symbol_SYN-A", "symbol_SYN-B"]
+    );
+    assert_eq!(
+        schema["reference"].as_array().unwrap().len(),
+        features.len()
+    );
+    let per_symbol: rps_core::schema::FeatureSchema =
+        serde_json::from_value(p.json(".rps/data/features/SYN-A/schema.json")).unwrap();
+    assert_eq!(features[..features.len() - 2], per_symbol.features[..]);
+    // Rows of both symbols: the pooled training set is the sum of theirs.
+    let rows = |s: &serde_json::Value| s["rows"]["train"].as_u64().unwrap();
+    let b = p.json(".rps/data/features/SYN-B/schema.json");
+    assert_eq!(
+        rows(&schema),
+        rows(&serde_json::to_value(&per_symbol).unwrap()) + rows(&b)
+    );
+    let m = p.json(&format!("{dir}/train_metrics.json"));
+    for s in SYMBOLS {
+        assert!(m["validation_by_symbol"][s]["qlike"].is_number(), "{m}");
+    }
+    let v = p.json(&format!("{dir}/version.json"));
+    assert_eq!(v["name"], "syn-volatility");
+    assert!(v["metrics"]["validation_qlike_SYN-A"].is_number(), "{v}");
+    // The saved model reads the one-hot columns as inputs.
+    let meta = p.json(&format!("{dir}/meta.json"));
+    assert_eq!(meta["features"], schema["features"]);
+}
