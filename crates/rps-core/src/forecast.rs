@@ -260,18 +260,24 @@ pub fn stored(
     Ok(Stored { window, age_ms })
 }
 
-/// The row of the newest bar of `window` (from [`window`] or checked request candles), in the
-/// order of the model's `features`.
+/// The model's input row for the newest bar of `window` (from [`window`] or checked request
+/// candles): its `features` by name from the row the spec builds, and for a model pooled over
+/// `pooled` symbols (its schema's `symbols`; empty for one symbol) the one-hot of `symbol`
+/// ([`crate::pooling::Inputs`]).
 ///
 /// # Errors
 /// [`ForecastError::Short`] for no bars, [`ForecastError::MissingColumn`] when a candle lacks a
 /// column the spec's features read, [`ForecastError::Unsupported`] when the model needs a
-/// feature its own spec does not build.
+/// feature its own spec does not build, or is pooled and `symbol` is not one of its symbols.
 pub fn model_input(
     spec: &FeatureSpec,
     features: &[String],
+    pooled: &[String],
+    symbol: Option<&str>,
     window: &[Candle],
 ) -> Result<(i64, Vec<f32>), ForecastError> {
+    let inputs = crate::pooling::Inputs::new(features, pooled, &spec.names(), symbol)
+        .map_err(|e| ForecastError::Unsupported(e.to_string()))?;
     spec.check_candles(window).map_err(|e| match e {
         crate::pipeline::PipelineError::MissingColumn { column, at } => {
             ForecastError::MissingColumn { column, at }
@@ -283,23 +289,7 @@ pub fn model_input(
         need: history_bars(spec),
         bar: spec.bar,
     })?;
-    let names = spec.names();
-    #[allow(clippy::cast_possible_truncation)]
-    let x = features
-        .iter()
-        .map(|f| {
-            names
-                .iter()
-                .position(|n| n == f)
-                .map(|j| row.values[j] as f32)
-                .ok_or_else(|| {
-                    ForecastError::Unsupported(format!(
-                        "the model needs feature {f:?}, which its own spec does not build"
-                    ))
-                })
-        })
-        .collect::<Result<Vec<f32>, _>>()?;
-    Ok((row.ts, x))
+    Ok((row.ts, inputs.row(&row.values)))
 }
 
 /// What the model said.
@@ -648,7 +638,7 @@ mod tests {
         let mut s = spec_of(4);
         s.features.flow = crate::flow::Flow::On;
         let window = bars(&[0, 1, 2, 3, 4]);
-        let err = model_input(&s, &s.names(), &window).unwrap_err();
+        let err = model_input(&s, &s.names(), &[], None, &window).unwrap_err();
         assert_eq!(
             err,
             ForecastError::MissingColumn {
@@ -664,7 +654,7 @@ mod tests {
                 ..*c
             })
             .collect();
-        let (_, x) = model_input(&s, &s.names(), &with).unwrap();
+        let (_, x) = model_input(&s, &s.names(), &[], None, &with).unwrap();
         assert_eq!(x.len(), s.names().len());
     }
 }

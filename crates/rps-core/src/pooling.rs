@@ -112,17 +112,18 @@ impl Inputs {
         Ok(Self { inputs })
     }
 
-    /// The model's input row for feature `row`, as the booster's f32.
+    /// The model's input row for feature `row` (f64 as built, or f32 as a client sent it), as
+    /// the booster's f32.
     #[allow(clippy::cast_possible_truncation)]
-    pub fn fill(&self, row: &[f64], out: &mut Vec<f32>) {
+    pub fn fill<T: Copy + Into<f64>>(&self, row: &[T], out: &mut Vec<f32>) {
         out.extend(self.inputs.iter().map(|i| match *i {
-            Input::Row(j) => row[j] as f32,
+            Input::Row(j) => row[j].into() as f32,
             Input::Const(v) => v as f32,
         }));
     }
 
     /// [`Inputs::fill`] into a new vector.
-    pub fn row(&self, row: &[f64]) -> Vec<f32> {
+    pub fn row<T: Copy + Into<f64>>(&self, row: &[T]) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.inputs.len());
         self.fill(row, &mut out);
         out

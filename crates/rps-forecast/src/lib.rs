@@ -166,8 +166,14 @@ pub fn forecast_at(
             other => history(other),
         },
     )?;
-    let (from, x) =
-        forecast::model_input(&spec, &schema.features, &stored.window).map_err(history)?;
+    let (from, x) = forecast::model_input(
+        &spec,
+        &schema.features,
+        &schema.symbols,
+        Some(&params.data.symbol),
+        &stored.window,
+    )
+    .map_err(history)?;
     let prediction = loaded
         .model
         .predict_one(&x)

@@ -227,8 +227,14 @@ pub fn predict(
     history: &'static str,
     age_ms: Option<i64>,
 ) -> Result<PointForecast, ApiError> {
-    let (from, x) =
-        fc::model_input(spec, &served.schema.features, window).map_err(|e| api_error(&e))?;
+    let (from, x) = fc::model_input(
+        spec,
+        &served.schema.features,
+        &served.schema.symbols,
+        Some(symbol),
+        window,
+    )
+    .map_err(|e| api_error(&e))?;
     let prediction = served.model.predict_one(&x).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -344,11 +344,12 @@ async fn predict(
     let symbol = one_symbol(q.symbol, request.symbol.clone())?;
     let slot = state.slot(symbol.as_deref())?;
     let served = pick(&state, slot, q.model.as_deref()).await?;
-    let rows = request.rows(
-        &served.schema.features,
+    let mut rows = request.rows(
+        &served.request_features,
         &served.index,
         state.config.max_batch,
     )?;
+    rows.values = served.inputs(rows.values);
     let predictions = if rows.n_rows <= INLINE_ROWS {
         predict_rows(&served, &rows.values)
     } else {
@@ -673,7 +674,11 @@ async fn model(
         "data_hash": served.info.data_hash,
         "git_commit": served.info.git_commit,
         "metrics": served.info.metrics,
-        "features": served.schema.features,
+        // What a client sends to POST /predict: a pooled model's one-hot columns come from the
+        // slot's symbol, not from the client.
+        "features": served.request_features,
+        "pooled": served.schema.is_pooled(),
+        "symbols": served.schema.symbols,
         "task": meta.task.as_str(),
         "signal": meta.signal,
         "model": {
@@ -928,6 +933,8 @@ fn live_json(live: &LiveSet) -> Vec<serde_json::Value> {
                 "data_hash": s.info.data_hash,
                 "metrics": s.info.metrics,
                 "features": s.schema.features.len(),
+                "pooled": s.schema.is_pooled(),
+                "symbols": s.schema.symbols,
                 "loaded_at": s.loaded_at,
                 "predictions": s.predictions.load(Ordering::Relaxed),
             })

@@ -31,8 +31,14 @@ pub struct Served {
     pub schema: FeatureSchema,
     /// A volatility or a signal model (the registered name's versions are one or the other).
     pub model: Model,
-    /// Feature name → input position.
+    /// The features a `/predict` row gives, in order: the model's inputs, without a pooled
+    /// model's one-hot columns (those come from the slot's symbol).
+    pub request_features: Vec<String>,
+    /// Request feature name → position in `request_features`.
     pub index: HashMap<String, usize>,
+    /// A pooled model's inputs for its slot's symbol: the request row, then the one-hot
+    /// ([`rps_core::pooling::Inputs`]); `None` for a model of one symbol (the row is the input).
+    pub pooled: Option<rps_core::pooling::Inputs>,
     pub drift: Mutex<DriftWindow>,
     /// Unix time it was loaded.
     pub loaded_at: f64,
@@ -131,11 +137,13 @@ pub fn now_secs() -> f64 {
 }
 
 impl Served {
-    /// Check a loaded version and wrap it. `previous` is the feature list it must keep, if any.
+    /// Check a loaded version and wrap it. `previous` is the feature list it must keep, if any;
+    /// `symbol` the slot's symbol, which a pooled model must have been trained on.
     pub fn check(
         loaded: LoadedModel,
         previous: Option<&[String]>,
         drift_window: usize,
+        symbol: Option<&str>,
     ) -> Result<Self, LoadError> {
         let LoadedModel { info, files, model } = loaded;
         let trained_on = &model.meta().features;
@@ -205,8 +213,27 @@ impl Served {
             }
             Err(e) => return Err(LoadError::Rejected(format!("{label}: cannot predict: {e}"))),
         }
-        let index = schema
-            .features
+        let request_features = schema.built_features();
+        let pooled = if schema.is_pooled() {
+            let Some(symbol) = symbol else {
+                return Err(LoadError::Rejected(format!(
+                    "{label} is pooled over {} and needs a slot per symbol: serve it with --params listing those symbols (data.symbols)",
+                    schema.symbols.join(", ")
+                )));
+            };
+            Some(
+                rps_core::pooling::Inputs::new(
+                    &schema.features,
+                    &schema.symbols,
+                    &request_features,
+                    Some(symbol),
+                )
+                .map_err(|e| LoadError::Rejected(format!("{label}: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let index = request_features
             .iter()
             .enumerate()
             .map(|(i, n)| (n.clone(), i))
@@ -216,7 +243,9 @@ impl Served {
             info,
             schema,
             model,
+            request_features,
             index,
+            pooled,
             drift,
             loaded_at: now_secs(),
             predictions: AtomicU64::new(0),
@@ -234,6 +263,20 @@ impl Served {
         {
             self.interval_width.observe(hi - lo);
         }
+    }
+
+    /// The model's input rows for request rows (row-major in `request_features` order): the
+    /// same rows for a model of one symbol, each with the slot's one-hot for a pooled one.
+    pub fn inputs(&self, rows: Vec<f32>) -> Vec<f32> {
+        let Some(p) = &self.pooled else {
+            return rows;
+        };
+        let n = self.request_features.len().max(1);
+        let mut out = Vec::with_capacity(rows.len() / n * p.len());
+        for row in rows.chunks_exact(n) {
+            p.fill(row, &mut out);
+        }
+        out
     }
 
     /// Feed predicted rows to the drift window; the number of out-of-range values.
@@ -475,14 +518,15 @@ impl AppState {
         version: u32,
         previous: Option<Vec<String>>,
     ) -> Result<Served, LoadError> {
-        let (registry, name, window) = (
+        let (registry, name, window, symbol) = (
             self.registry.clone(),
             slot.model_name.clone(),
             self.config.drift_window,
+            slot.symbol.clone(),
         );
         blocking(move || {
             let loaded = registry.load(&name, version)?;
-            Served::check(loaded, previous.as_deref(), window)
+            Served::check(loaded, previous.as_deref(), window, symbol.as_deref())
         })
         .await
     }

@@ -28,8 +28,9 @@ pub struct LiveModel {
     pub spec: FeatureSpec,
     /// [`FeatureSpec::key`] of `spec`: models with equal keys share a feature row.
     pub spec_key: String,
-    /// For each model feature, its position in the row its spec builds.
-    index: Vec<usize>,
+    /// Its inputs from the row its spec builds: each feature's position, and a pooled model's
+    /// one-hot of the bound symbol ([`rps_core::pooling::Inputs`]).
+    inputs: rps_core::pooling::Inputs,
 }
 
 impl LiveModel {
@@ -40,9 +41,7 @@ impl LiveModel {
 
     /// The forecast for `row` (values in the order of the online builder's names).
     pub fn predict(&self, row: &[f64]) -> Result<Forecast, StreamError> {
-        #[allow(clippy::cast_possible_truncation)]
-        let x: Vec<f32> = self.index.iter().map(|&i| row[i] as f32).collect();
-        Ok(self.model.predict_one(&x)?)
+        Ok(self.model.predict_one(&self.inputs.row(row))?)
     }
 
     /// Whether it forecasts volatility (its predictions are scored).
@@ -60,8 +59,7 @@ impl LiveModel {
             return None;
         };
         m.meta.margin.as_ref()?;
-        #[allow(clippy::cast_possible_truncation)]
-        let x: Vec<f32> = self.index.iter().map(|&i| row[i] as f32).collect();
+        let x = self.inputs.row(row);
         Some(crate::score::floored(m.margin_of(&x).exp(), m.meta.floor))
     }
 
@@ -93,11 +91,10 @@ impl LiveModel {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let n_cols = self.index.len();
+        let n_cols = self.inputs.len();
         let mut values = Vec::with_capacity(rows.len() * n_cols);
         for (_, _, row) in rows {
-            #[allow(clippy::cast_possible_truncation)]
-            values.extend(self.index.iter().map(|&i| row[i] as f32));
+            self.inputs.fill(row, &mut values);
         }
         let x = rps_model::Rows {
             values,
@@ -169,12 +166,15 @@ impl LiveModel {
 /// Resolve `aliases` of model `name` in the registry; aliases that do not exist are skipped
 /// (logged). Each version's features are built from its own saved spec (its `schema.json`) on
 /// the stream's `interval` candles; a version whose spec this code cannot honour (another bar,
-/// a feature the spec does not build) is refused.
+/// a feature the spec does not build) is refused, and so is a pooled version (`train.pooling:
+/// pooled`) for a `symbol` it was not trained on or for no symbol: it predicts `symbol`'s bars
+/// with that symbol's one-hot.
 pub fn load(
     registry: &dyn Registry,
     name: &str,
     aliases: &[String],
     interval: rps_core::Interval,
+    symbol: Option<&str>,
 ) -> Result<Vec<LiveModel>, StreamError> {
     let mut live: Vec<LiveModel> = Vec::new();
     for alias in aliases {
@@ -190,21 +190,24 @@ pub fn load(
         let spec = FeatureSpec::from_schema(&loaded.files.schema, interval)
             .map_err(|e| StreamError::Config(format!("{name} v{version}: {e}")))?;
         let features = rps_core::features::feature_names(&spec.features);
-        let index = loaded
-            .model
-            .meta()
-            .features
-            .iter()
-            .map(|f| {
-                features
-                    .iter()
-                    .position(|n| n == f)
-                    .ok_or_else(|| StreamError::FeatureMismatch {
-                        model: format!("{name} v{version}"),
-                        feature: f.clone(),
-                    })
-            })
-            .collect::<Result<Vec<usize>, StreamError>>()?;
+        let inputs = rps_core::pooling::Inputs::new(
+            &loaded.model.meta().features,
+            &loaded.files.schema.symbols,
+            &features,
+            symbol,
+        )
+        .map_err(|e| match e {
+            rps_core::pooling::InputError::UnknownFeature(feature) => {
+                StreamError::FeatureMismatch {
+                    model: format!("{name} v{version}"),
+                    feature,
+                }
+            }
+            other => StreamError::Config(format!(
+                "{name} v{version}{}: {other}",
+                symbol.map(|s| format!(" for {s}")).unwrap_or_default()
+            )),
+        })?;
         live.push(LiveModel {
             name: name.to_owned(),
             symbol: None,
@@ -213,7 +216,7 @@ pub fn load(
             model: loaded.model,
             spec_key: spec.key(),
             spec,
-            index,
+            inputs,
         });
     }
     Ok(live)
@@ -225,10 +228,11 @@ pub fn load_all(
     names: &[String],
     aliases: &[String],
     interval: rps_core::Interval,
+    symbol: Option<&str>,
 ) -> Result<Vec<LiveModel>, StreamError> {
     let mut live = Vec::new();
     for name in names {
-        live.extend(load(registry, name, aliases, interval)?);
+        live.extend(load(registry, name, aliases, interval, symbol)?);
     }
     Ok(live)
 }
@@ -264,7 +268,7 @@ pub fn load_bound(
 ) -> Result<Vec<LiveModel>, StreamError> {
     let mut live = Vec::new();
     for b in bindings {
-        for mut m in load_all(registry, &b.names, aliases, b.interval)? {
+        for mut m in load_all(registry, &b.names, aliases, b.interval, b.symbol.as_deref())? {
             m.symbol.clone_from(&b.symbol);
             live.push(m);
         }

@@ -13,6 +13,7 @@ mod input;
 mod liveset;
 mod metrics;
 mod monitoring;
+mod pooled;
 mod scores;
 mod shutdown;
 mod signal;

@@ -444,3 +444,96 @@ pub fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> Option<RawRes
         .ok()
         .flatten()
 }
+
+/// The symbols of [`pooled`].
+pub const POOLED_SYMBOLS: [&str; 2] = ["AAA-USD", "BBB-USD"];
+
+/// A model pooled over [`POOLED_SYMBOLS`] (`train.pooling: pooled`), as `rps train` builds it:
+/// each symbol's transformed rows with its one-hot ([`rps_core::pooling::with_one_hot`]),
+/// stacked; BBB-USD's targets are scaled ×3 so that the trees must use the one-hot. Its schema
+/// lists the symbols and the reference statistics of every input; and finite test rows of
+/// AAA-USD's features.
+pub struct Pooled {
+    pub model: VolatilityModel,
+    pub schema: FeatureSchema,
+    pub rows: Vec<Vec<f64>>,
+}
+
+pub fn pooled() -> &'static Pooled {
+    static P: OnceLock<Pooled> = OnceLock::new();
+    P.get_or_init(train_pooled)
+}
+
+fn train_pooled() -> Pooled {
+    let symbols: Vec<String> = POOLED_SYMBOLS.iter().map(|s| (*s).to_owned()).collect();
+    let params = Params::default();
+    let mut parts = Vec::new();
+    let mut first: Option<(FeatureSchema, Vec<Vec<f64>>)> = None;
+    for (k, s) in symbols.iter().enumerate() {
+        let sp = SyntheticParams {
+            seed: 7 + k as u64,
+            ..SyntheticParams::default()
+        };
+        let bars = simulate(&sp, Interval::H1, 0, 2000 * HOUR_MS);
+        let (ds, schema) = rps_transform::transform(&params, &bars, "synthetic").unwrap();
+        let f = &ds.frame;
+        let cols = rps_core::pooling::with_one_hot(&f.columns, f.len(), &symbols, s).unwrap();
+        let scale = if k == 0 { 1.0 } else { 3.0 };
+        let y: Vec<f64> = f.target.iter().map(|v| v * scale).collect();
+        if first.is_none() {
+            let rows = ds
+                .rows(Split::Test)
+                .iter()
+                .map(|&i| f.row(i))
+                .filter(|r| r.iter().all(|v| v.is_finite()))
+                .take(50)
+                .collect();
+            first = Some((schema, rows));
+        }
+        parts.push((cols, y, ds.rows(Split::Train), ds.rows(Split::Validation)));
+    }
+    let (schema, rows) = first.unwrap();
+    let mut names = schema.features.clone();
+    names.extend(rps_core::pooling::one_hot_names(&symbols));
+    let block = |pick: &dyn Fn(&(Vec<Vec<f64>>, Vec<f64>, Vec<usize>, Vec<usize>)) -> &[usize]| {
+        let x = Rows::stack(parts.iter().map(|p| Rows::gather(&p.0, pick(p))));
+        let y: Vec<f64> = parts
+            .iter()
+            .flat_map(|p| pick(p).iter().map(|&i| p.1[i]))
+            .collect();
+        (x, y)
+    };
+    let (xt, yt) = block(&|p| &p.2);
+    let (xv, yv) = block(&|p| &p.3);
+    let mut p = TrainParams {
+        num_boost_round: 60,
+        early_stopping_rounds: 0,
+        ..TrainParams::default()
+    };
+    p.xgboost.insert("eta".to_owned(), json!(0.1));
+    let (model, _) =
+        VolatilityModel::train(&p, &names, params.target.floor, (&xt, &yt), (&xv, &yv)).unwrap();
+    let reference = names
+        .iter()
+        .enumerate()
+        .map(|(j, n)| {
+            let v: Vec<f64> = parts
+                .iter()
+                .flat_map(|p| p.2.iter().map(|&i| p.0[j][i]))
+                .collect();
+            rps_core::stats::ColumnStats::compute(n, &v, 20)
+        })
+        .collect();
+    let schema = FeatureSchema {
+        symbol: symbols.join(","),
+        features: names,
+        reference,
+        symbols,
+        ..schema
+    };
+    Pooled {
+        model,
+        schema,
+        rows,
+    }
+}

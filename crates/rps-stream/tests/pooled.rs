@@ -1,0 +1,141 @@
+//! Issue #20, `train.pooling: pooled`: the consumer's live set for each symbol is the one
+//! pooled model, predicting that symbol's rows with its own one-hot; a symbol the model was not
+//! trained on is refused when the live set loads, never predicted.
+#![allow(clippy::unwrap_used)]
+
+use rps_core::candle::{HOUR_MS, Interval};
+use rps_core::params::{Params, TrainParams};
+use rps_core::schema::FeatureSchema;
+use rps_core::split::Split;
+use rps_core::synthetic::{SyntheticParams, simulate};
+use rps_model::{Rows, VolatilityModel};
+use rps_stream::live::{self, Binding};
+use rps_tracking::{LocalRegistry, ModelFiles, Registry as _, VersionInfo};
+
+const NAME: &str = "crypto-vol";
+const SYMBOLS: [&str; 2] = ["AAA-USD", "BBB-USD"];
+
+/// A model pooled over [`SYMBOLS`] as `rps train` lays it out (features, then the one-hot
+/// from [`rps_core::pooling::with_one_hot`], rows stacked); BBB-USD's targets ×3 so that the
+/// one-hot matters. Returns it, its schema and AAA-USD's finite test rows.
+fn pooled() -> (VolatilityModel, FeatureSchema, Vec<Vec<f64>>) {
+    let symbols: Vec<String> = SYMBOLS.iter().map(|s| (*s).to_owned()).collect();
+    let params = Params::default();
+    let (mut xt, mut yt, mut xv, mut yv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut first = None;
+    for (k, s) in symbols.iter().enumerate() {
+        let sp = SyntheticParams {
+            seed: 11 + k as u64,
+            ..SyntheticParams::default()
+        };
+        let bars = simulate(&sp, Interval::H1, 0, 2000 * HOUR_MS);
+        let (ds, schema) = rps_transform::transform(&params, &bars, "synthetic").unwrap();
+        let f = &ds.frame;
+        let cols = rps_core::pooling::with_one_hot(&f.columns, f.len(), &symbols, s).unwrap();
+        let scale = if k == 0 { 1.0 } else { 3.0 };
+        let (tr, va) = (ds.rows(Split::Train), ds.rows(Split::Validation));
+        xt.push(Rows::gather(&cols, &tr));
+        xv.push(Rows::gather(&cols, &va));
+        yt.extend(tr.iter().map(|&i| f.target[i] * scale));
+        yv.extend(va.iter().map(|&i| f.target[i] * scale));
+        if first.is_none() {
+            let rows: Vec<Vec<f64>> = ds
+                .rows(Split::Test)
+                .iter()
+                .map(|&i| f.row(i))
+                .filter(|r| r.iter().all(|v| v.is_finite()))
+                .take(20)
+                .collect();
+            first = Some((schema, rows));
+        }
+    }
+    let (schema, rows) = first.unwrap();
+    let mut names = schema.features.clone();
+    names.extend(rps_core::pooling::one_hot_names(&symbols));
+    let p = TrainParams {
+        num_boost_round: 60,
+        early_stopping_rounds: 0,
+        quantiles: Vec::new(),
+        ..TrainParams::default()
+    };
+    let (model, _) = VolatilityModel::train(
+        &p,
+        &names,
+        params.target.floor,
+        (&Rows::stack(xt), &yt),
+        (&Rows::stack(xv), &yv),
+    )
+    .unwrap();
+    let reference = names
+        .iter()
+        .map(|n| rps_core::stats::ColumnStats::compute(n, &[0.0, 1.0], 2))
+        .collect();
+    let schema = FeatureSchema {
+        features: names,
+        reference,
+        symbols,
+        ..schema
+    };
+    (model, schema, rows)
+}
+
+fn binding(symbol: Option<&str>) -> Binding {
+    Binding {
+        symbol: symbol.map(str::to_owned),
+        names: vec![NAME.to_owned()],
+        interval: Interval::H1,
+    }
+}
+
+#[test]
+fn each_symbol_is_predicted_by_the_pooled_model_with_its_one_hot() {
+    let (model, schema, rows) = pooled();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::new(rps_store::open(dir.path().to_str().unwrap()).unwrap());
+    let info = VersionInfo {
+        name: NAME.to_owned(),
+        version: 0,
+        created_at: "2026-01-01T00:00:00Z".to_owned(),
+        run_id: "run".to_owned(),
+        data_hash: "synthetic".to_owned(),
+        git_commit: "test".to_owned(),
+        metrics: Default::default(),
+    };
+    let v = registry
+        .register(&ModelFiles::from_model(&model, &schema).unwrap(), info)
+        .unwrap();
+    registry.set_alias(NAME, "champion", v).unwrap();
+    let aliases = ["champion".to_owned()];
+    let bindings: Vec<Binding> = SYMBOLS.iter().map(|s| binding(Some(s))).collect();
+    let live = live::load_bound(&registry, &bindings, &aliases).unwrap();
+    assert_eq!(live.len(), 2, "one live model per symbol's binding");
+    for row in &rows {
+        let mut got = Vec::new();
+        for (m, symbol) in live.iter().zip(SYMBOLS) {
+            assert!(m.serves(symbol) && !m.serves(SYMBOLS[1 - got.len()]));
+            let rps_model::Forecast::Volatility(f) = m.predict(row).unwrap() else {
+                panic!("a volatility model")
+            };
+            // The inputs as training laid them out: the features, then the symbol's one-hot.
+            let cols: Vec<Vec<f64>> = row.iter().map(|v| vec![*v]).collect();
+            let x = rps_core::pooling::with_one_hot(&cols, 1, &schema.symbols, symbol).unwrap();
+            #[allow(clippy::cast_possible_truncation)]
+            let x: Vec<f32> = x.iter().map(|c| c[0] as f32).collect();
+            assert_eq!(f.mean, model.predict_one(&x).unwrap(), "{symbol}");
+            got.push(f.mean);
+        }
+        assert!(
+            (got[1] / got[0] - 1.0).abs() > 0.05,
+            "the one-hot changes the forecast: {got:?}"
+        );
+    }
+    // A symbol the model was not trained on, or no symbol at all: refused at load.
+    for (b, want) in [
+        (binding(Some("CCC-USD")), "cannot forecast \"CCC-USD\""),
+        (binding(None), "needs the symbol of each row"),
+    ] {
+        let err = live::load_bound(&registry, &[b], &aliases).unwrap_err();
+        assert!(err.to_string().contains(want), "{err}");
+        assert_eq!(rps_cli::StageError::exit_code(&err), rps_cli::exit::CONFIG);
+    }
+}
