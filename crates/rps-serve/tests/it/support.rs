@@ -464,10 +464,13 @@ pub fn pooled() -> &'static Pooled {
     P.get_or_init(train_pooled)
 }
 
+/// One symbol's inputs (columns with the one-hot), targets, training and validation rows.
+type Part = (Vec<Vec<f64>>, Vec<f64>, Vec<usize>, Vec<usize>);
+
 fn train_pooled() -> Pooled {
     let symbols: Vec<String> = POOLED_SYMBOLS.iter().map(|s| (*s).to_owned()).collect();
     let params = Params::default();
-    let mut parts = Vec::new();
+    let mut parts: Vec<Part> = Vec::new();
     let mut first: Option<(FeatureSchema, Vec<Vec<f64>>)> = None;
     for (k, s) in symbols.iter().enumerate() {
         let sp = SyntheticParams {
@@ -495,7 +498,7 @@ fn train_pooled() -> Pooled {
     let (schema, rows) = first.unwrap();
     let mut names = schema.features.clone();
     names.extend(rps_core::pooling::one_hot_names(&symbols));
-    let block = |pick: &dyn Fn(&(Vec<Vec<f64>>, Vec<f64>, Vec<usize>, Vec<usize>)) -> &[usize]| {
+    let stacked = |pick: fn(&Part) -> &[usize]| {
         let x = Rows::stack(parts.iter().map(|p| Rows::gather(&p.0, pick(p))));
         let y: Vec<f64> = parts
             .iter()
@@ -503,8 +506,8 @@ fn train_pooled() -> Pooled {
             .collect();
         (x, y)
     };
-    let (xt, yt) = block(&|p| &p.2);
-    let (xv, yv) = block(&|p| &p.3);
+    let (xt, yt) = stacked(|p| &p.2);
+    let (xv, yv) = stacked(|p| &p.3);
     let mut p = TrainParams {
         num_boost_round: 60,
         early_stopping_rounds: 0,
