@@ -18,6 +18,7 @@ mod acceptance;
 mod decision;
 mod headline;
 mod plots;
+mod pooled;
 mod report;
 mod scoring;
 pub mod signal;
@@ -25,6 +26,7 @@ mod walk_forward;
 
 pub use acceptance::*;
 pub use decision::*;
+pub use pooled::{SymbolEvaluation, decide_pooled};
 pub use report::*;
 pub use scoring::*;
 pub use walk_forward::*;
@@ -101,6 +103,9 @@ pub enum EvaluateError {
     NotPromoted { version: u32, reason: String },
     #[error("signal labels: {0}")]
     Labels(#[from] rps_store::frame::LabelError),
+    /// A pooled evaluate run that cannot go ahead (`train.pooling: pooled`).
+    #[error("{0}")]
+    Pooled(String),
 }
 
 impl StageError for EvaluateError {
@@ -108,7 +113,7 @@ impl StageError for EvaluateError {
         match self {
             Self::Labels(e) if e.is_input() => exit::INPUT,
             Self::Labels(_) => exit::CONFIG,
-            Self::Params(_) | Self::UnknownHarTerm(_) => exit::CONFIG,
+            Self::Params(_) | Self::UnknownHarTerm(_) | Self::Pooled(_) => exit::CONFIG,
             Self::Frame(e) if !e.is_input() => exit::STORAGE,
             Self::Tracking(e) if e.is_input() => exit::INPUT,
             Self::Tracking(rps_tracking::TrackingError::NoVersion { .. }) => exit::INPUT,
@@ -188,7 +193,11 @@ pub fn read_candidate(
 
 /// Run the stage.
 pub fn run(args: &Args) -> Result<(), EvaluateError> {
-    let params = args.common.load_params()?;
+    let set = args.common.load_param_set()?;
+    if set.shared().train.pooling.is_pooled() {
+        return pooled::run_pooled(args, &set);
+    }
+    let params = set.into_selected()?;
     let home = Home::for_params(&args.common.home, &params);
     let report_dir = args.report_dir.clone().unwrap_or_else(|| home.reports());
     let features = args

@@ -298,3 +298,42 @@ fn the_test_split_scores_the_median_and_writes_every_quantile() {
     let (med, q50) = (&e.forecasts[1].1, &e.quantiles[3].1);
     assert_eq!(med, q50);
 }
+
+/// `train.pooling: pooled`: one decision for the shared version — better together, and not
+/// worse beyond the margin on any one symbol.
+#[test]
+fn pooled_promotion_needs_the_symbols_together_and_none_worse_beyond_the_margin() {
+    let sym = |s: &str, challenger: f64, champion: Option<f64>| SymbolEvaluation {
+        symbol: s.to_owned(),
+        rows: 100,
+        challenger,
+        champion,
+        improvement: None,
+        qlike: BTreeMap::new(),
+        blocks: false,
+        reason: String::new(),
+    };
+    // Better together (1.0 → 0.9) and on both: promoted.
+    let mut s = vec![sym("A", 0.5, Some(0.6)), sym("B", 1.3, Some(1.4))];
+    let d = decide_pooled(2, (0.9, Some((1, 1.0))), &mut s, PrimaryMetric::Qlike, 0.0);
+    assert!(d.promoted, "{}", d.reason);
+    assert!(s.iter().all(|s| !s.blocks));
+    // Better together but 2 % worse on B: kept for every symbol, B named.
+    let mut s = vec![sym("A", 0.4, Some(0.6)), sym("B", 1.428, Some(1.4))];
+    let d = decide_pooled(2, (0.9, Some((1, 1.0))), &mut s, PrimaryMetric::Qlike, 0.0);
+    assert!(!d.promoted);
+    assert!(s[1].blocks && !s[0].blocks);
+    assert!(d.reason.contains("B (-2.00 %)"), "{}", d.reason);
+    // ... unless the margin allows it: 2 % worse passes a 5 % margin, but then "together" must
+    // improve by 5 % too.
+    let mut s = vec![sym("A", 0.4, Some(0.6)), sym("B", 1.428, Some(1.4))];
+    let d = decide_pooled(2, (0.9, Some((1, 1.0))), &mut s, PrimaryMetric::Qlike, 0.05);
+    assert!(d.promoted, "{}", d.reason);
+    // Worse together: kept, whatever the symbols say.
+    let mut s = vec![sym("A", 0.5, Some(0.6)), sym("B", 1.3, Some(1.4))];
+    let d = decide_pooled(2, (1.1, Some((1, 1.0))), &mut s, PrimaryMetric::Qlike, 0.0);
+    assert!(!d.promoted);
+    // No champion: the first model becomes champion.
+    let mut s = vec![sym("A", 0.5, None), sym("B", 1.3, None)];
+    assert!(decide_pooled(1, (0.9, None), &mut s, PrimaryMetric::Qlike, 0.0).promoted);
+}

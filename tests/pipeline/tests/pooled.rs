@@ -82,3 +82,56 @@ fn pooled_train_fits_one_model_over_both_symbols() {
     let meta = p.json(&format!("{dir}/meta.json"));
     assert_eq!(meta["features"], schema["features"]);
 }
+
+#[test]
+fn pooled_evaluate_decides_once_for_every_symbol() {
+    let p = Project::new(&pooled_params());
+    prepare(&p);
+    p.ok("rps-train", &[]);
+    let o = p.run("rps-evaluate", &["--symbol", "SYN-B"]);
+    assert_eq!(o.code, 3, "{}", o.stderr);
+    // The first pooled model becomes champion of the one name, for both symbols.
+    let o = p.ok("rps-evaluate", &["--require-promotion"]);
+    assert!(o.stderr.contains("promoted to champion"), "{}", o.stderr);
+    let m = p.json(".rps/reports/pooled/metrics.json");
+    assert_eq!(m["promotion"]["promoted"], true, "{m}");
+    assert_eq!(m["symbols"], serde_json::json!(SYMBOLS));
+    let by: Vec<serde_json::Value> = serde_json::from_value(m["by_symbol"].clone()).unwrap();
+    assert_eq!(by.len(), 2);
+    for (s, name) in by.iter().zip(SYMBOLS) {
+        assert_eq!(s["symbol"], name);
+        assert!(s["rows"].as_u64().unwrap() > 100, "{s}");
+        for f in ["model", "har_rv", "ewma"] {
+            assert!(s["qlike"][f].is_number(), "{s}");
+        }
+    }
+    // A second training (same data, another seed) is judged against the champion on each
+    // symbol's rows and together; whatever it decides, the report says why per symbol.
+    p.ok("rps-train", &["--set", "train.xgboost.seed=7"]);
+    let o = p.run(
+        "rps-evaluate",
+        &["--set", "train.xgboost.seed=7", "--require-promotion"],
+    );
+    assert!(o.code == 0 || o.code == 9, "{}", o.stderr);
+    let m = p.json(".rps/reports/pooled/metrics.json");
+    assert_eq!(m["promotion"]["challenger_version"], 2, "{m}");
+    assert_eq!(m["promotion"]["champion_version"], 1, "{m}");
+    assert!(
+        m["promotion"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("all symbols together:"),
+        "{m}"
+    );
+    for s in m["by_symbol"].as_array().unwrap() {
+        assert!(s["champion"].is_number(), "{s}");
+        assert!(
+            s["reason"]
+                .as_str()
+                .unwrap()
+                .contains("against the champion"),
+            "{s}"
+        );
+    }
+    assert_eq!(o.code == 0, m["promotion"]["promoted"] == true);
+}
