@@ -303,6 +303,9 @@ class Settings:
     report_dir: str = f"{POD_HOME}/reports"
     serve_url: str | None = None
     stream_reconcile: bool = False
+    # RPS_AIRFLOW_POOLING=pooled: one train and one evaluate over every symbol (params.yaml's
+    # train.pooling: pooled), after every symbol's transform; per_symbol (default): per branch.
+    pooled: bool = False
     symbols: tuple[str, ...] = ()  # RPS_AIRFLOW_SYMBOLS; the Variable and run conf come first
     symbols_variable: str | None = "rps_symbols"
     # kubernetes
@@ -342,6 +345,14 @@ class Settings:
         source = _get(env, "RPS_AIRFLOW_SOURCE") or None
         if source and source not in {"file", "binance", "coincap", "synthetic"}:
             raise SettingError(f"RPS_AIRFLOW_SOURCE={source!r}: expected file, binance, coincap or synthetic")
+        pooling = (_get(env, "RPS_AIRFLOW_POOLING") or "per_symbol").lower()
+        if pooling not in {"per_symbol", "pooled"}:
+            raise SettingError(f"RPS_AIRFLOW_POOLING={pooling!r}: expected per_symbol or pooled")
+        if pooling == "pooled" and _bool(env, "RPS_AIRFLOW_STREAM_RECONCILE", False):
+            raise SettingError(
+                "RPS_AIRFLOW_POOLING=pooled with RPS_AIRFLOW_STREAM_RECONCILE=true: reconcile after a pooled "
+                "evaluate is not supported yet (run rps stream reconcile --symbol S per symbol)"
+            )
         pull_policy = _get(env, "RPS_AIRFLOW_IMAGE_PULL_POLICY", "IfNotPresent")
         if pull_policy not in {"Always", "IfNotPresent", "Never"}:
             raise SettingError(f"RPS_AIRFLOW_IMAGE_PULL_POLICY={pull_policy!r}: expected Always, IfNotPresent or Never")
@@ -364,6 +375,7 @@ class Settings:
             report_dir=_get(env, "RPS_AIRFLOW_REPORT_DIR") or ("reports" if local else f"{POD_HOME}/reports"),
             serve_url=(_get(env, "RPS_AIRFLOW_SERVE_URL") or "").rstrip("/") or None,
             stream_reconcile=_bool(env, "RPS_AIRFLOW_STREAM_RECONCILE", False),
+            pooled=pooling == "pooled",
             symbols=_symbols(env),
             symbols_variable=_get(env, "RPS_AIRFLOW_SYMBOLS_VARIABLE", "rps_symbols") or None,
             image=_get(env, "RPS_AIRFLOW_IMAGE", DEFAULT_IMAGE) or DEFAULT_IMAGE,
@@ -482,6 +494,10 @@ def bind_symbol(arguments: Sequence[str], stage: str | None, symbol: str | None)
     """`rps <stage> [flags]` for one symbol: `--symbol SYM` right after the stage's words and
     SYMBOL_DIR in path flags made `/SYM`. Without a symbol ('' or None: params.yaml's single
     symbol) the arguments are today's: no flag, no extra folder."""
+    if symbol is None:
+        # A task run once per run (params_symbols, a pooled train or evaluate): its arguments
+        # are its own; a pooled stage's `{symbol}` is for rps to fill in per symbol.
+        return list(arguments)
     segment = f"/{symbol}" if symbol else ""
     bound = [a.replace(SYMBOL_DIR, segment) if isinstance(a, str) else a for a in arguments]
     if symbol and stage is not None:
@@ -510,6 +526,12 @@ def stage_specs(settings: Settings, dag_id: str) -> list[Stage]:
     if dag_id == EXTRACT_DAG_ID:
         return stages
     transform = ["transform", *(["--input", *raw, "--out", *features] if data else [])]
+    if settings.pooled:
+        # One model over every symbol: rps reads each symbol's features through {symbol} (not a
+        # Jinja template) and keeps the one candidate and report under .../pooled.
+        features = [f"{data}/features/{{symbol}}"] if data else []
+        model = [f"{data}/models/pooled/candidate"] if data else []
+        report_dir = f"{settings.report_dir}/pooled"
     train = ["train", *(["--features", *features, "--out", *model] if data else [])]
     # --require-promotion: "not promoted" becomes exit 9, the one way a pod can tell the DAG; the
     # operators turn it into a successful task with XCom promoted=false (see RpsPodOperator).
@@ -522,8 +544,10 @@ def stage_specs(settings: Settings, dag_id: str) -> list[Stage]:
     ]
     stages += [
         Stage("transform", tuple(transform)),
-        Stage("train", tuple(train)),
-        Stage("evaluate", tuple(evaluate)),
+        # Pooled: once per run, after every symbol's transform (all must succeed: the model reads
+        # them all), then one evaluate deciding for every symbol.
+        Stage("train", tuple(train), once=settings.pooled, upstream="transform" if settings.pooled else None),
+        Stage("evaluate", tuple(evaluate), once=settings.pooled, upstream="train" if settings.pooled else None),
     ]
     if settings.stream_reconcile:
         # Beside refresh_serving, not after it: a stream database that is down must not keep the
@@ -902,6 +926,7 @@ def _local_task(settings: Settings, stage: Stage, timeout: timedelta, symbol: An
 
 DEFAULT_SYMBOL = ""  # one branch without --symbol: params.yaml's single symbol, as before #20
 SYMBOLS_TASK = "symbols"
+POOLED = "pooled"  # the summary's key of the one pooled evaluate
 SUMMARY_TASK = "summary"
 GROUP_ID = "per_symbol"
 
@@ -983,14 +1008,17 @@ def summarize(
     dag_id: str,
     symbols: Sequence[str],
     states: Mapping[str, Any],
-    promoted: Mapping[int, Any],
+    promoted: Mapping[Any, Any],
     stage_ids: Sequence[str],
     once_ids: Sequence[str],
+    *,
+    pooled: bool = False,
 ) -> dict[str, Any]:
     """What became of each symbol, from the task states of one run.
 
     `states` is Airflow's task-state map of the run (`extract_0` for map index 0 of extract,
-    `symbols` for an unmapped task); `promoted` evaluate's XCom per map index.
+    `symbols` for an unmapped task); `promoted` evaluate's XCom per map index, or with `pooled`
+    (one train and one evaluate for every symbol) under the key POOLED.
     """
     pipeline = dag_id == PIPELINE_DAG_ID
     report: dict[str, Any] = {
@@ -1024,6 +1052,18 @@ def summarize(
                 note += f" ({failed_at} failed)"
             entry["outcome"] = f"{entry['outcome']}; {note}" if "outcome" in entry else note
         report["symbols"][label] = entry
+    if pipeline and pooled:
+        # The one pooled model: trained and promoted (or not) for every symbol at once.
+        report["pooled"] = {"train": states.get("train"), "evaluate": states.get("evaluate")}
+        if states.get("train") == "success":
+            report["trained"] = [label for label in report["symbols"]]
+        if states.get("evaluate") == "success":
+            is_promoted = promoted.get(POOLED)
+            key = "promoted" if is_promoted else "not_promoted"
+            report[key] = list(report["symbols"])
+            for entry in report["symbols"].values():
+                entry["promoted"] = is_promoted
+                entry["outcome"] = "promoted (pooled)" if is_promoted else "trained, not promoted (pooled)"
     report["failed_tasks"] = [
         task_id for task_id, state in report["tasks"].items() if state in {"failed", "upstream_failed"}
     ]
@@ -1032,7 +1072,7 @@ def summarize(
     return report
 
 
-def _summary_task(dag_id: str, stage_ids: Sequence[str], once_ids: Sequence[str]) -> Any:
+def _summary_task(dag_id: str, stage_ids: Sequence[str], once_ids: Sequence[str], pooled: bool = False) -> Any:
     @task(task_id=SUMMARY_TASK, trigger_rule=TriggerRule.ALL_DONE, retries=0, execution_timeout=timedelta(minutes=5))
     def summary(**context: Any) -> dict[str, Any]:
         """Which symbols were trained, promoted, or stopped where; fails the run if any stopped."""
@@ -1042,12 +1082,15 @@ def _summary_task(dag_id: str, stage_ids: Sequence[str], once_ids: Sequence[str]
         ti = context["ti"]
         symbols = ti.xcom_pull(task_ids=SYMBOLS_TASK) or []
         states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
-        promoted = {}
-        if dag_id == PIPELINE_DAG_ID:
+        promoted: dict[Any, Any] = {}
+        if dag_id == PIPELINE_DAG_ID and pooled:
+            if states.get("evaluate") == "success":
+                promoted[POOLED] = ti.xcom_pull(task_ids="evaluate", key="promoted")
+        elif dag_id == PIPELINE_DAG_ID:
             for index in range(len(symbols)):
                 if states.get(f"evaluate_{index}") == "success":
                     promoted[index] = ti.xcom_pull(task_ids="evaluate", key="promoted", map_indexes=index)
-        report = summarize(dag_id, symbols, states, promoted, stage_ids, once_ids)
+        report = summarize(dag_id, symbols, states, promoted, stage_ids, once_ids, pooled=pooled)
         width = max((len(s) for s in report["symbols"]), default=7)
         for label, entry in report["symbols"].items():
             log.info("%-*s  %s", width, label, entry["outcome"])
@@ -1165,12 +1208,17 @@ def build_dag(settings: Settings, dag_id: str) -> DAG:
         branch.expand(symbol=chosen)
         for stage in once:
             current = make(settings, stage, settings.task_timeouts[stage.task_id])
-            # After every symbol's evaluate; runs if at least one of them succeeded.
-            current.trigger_rule = TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
+            if stage.program == "rps":
+                # A pooled train or evaluate: every symbol's transform (or the train) must have
+                # succeeded, since the one model reads every symbol.
+                current.trigger_rule = TriggerRule.ALL_SUCCESS
+            else:
+                # After every symbol's evaluate; runs if at least one of them succeeded.
+                current.trigger_rule = TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
             tasks[stage.upstream or per_symbol[-1].task_id] >> current
             tasks[stage.task_id] = current
         leaves = [t for t in dag.tasks if not t.downstream_task_ids]
-        summary = _summary_task(dag_id, [s.task_id for s in per_symbol], [s.task_id for s in once])()
+        summary = _summary_task(dag_id, [s.task_id for s in per_symbol], [s.task_id for s in once], settings.pooled)()
         leaves >> summary
     return dag
 

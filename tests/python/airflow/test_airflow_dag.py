@@ -878,3 +878,74 @@ def test_evaluate_not_promoted_is_an_outcome_not_a_failure(dag_module, monkeypat
     monkeypatch.setattr(quality, "is_istio_enabled", lambda pod: False)
     with pytest.raises(AirflowFailException, match="rps quality exited 9"):
         quality.cleanup(failed_pod(9), failed_pod(9))
+
+
+# --------------------------------------------------------------------------------------------
+# train.pooling: pooled (issue #20): one train and one evaluate for every symbol
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("executor", ["kubernetes", "local"])
+def test_pooled_mode_trains_and_evaluates_once_after_every_transform(monkeypatch, executor):
+    bag = dagbag(monkeypatch, RPS_AIRFLOW_POOLING="pooled", RPS_AIRFLOW_EXECUTOR=executor, RPS_AIRFLOW_SERVE_URL="http://rps-serve.rps.svc:8080")
+    assert bag.import_errors == {}
+    dag = bag.dags[PIPELINE]
+    group = dag.task_group.get_task_group_dict()["per_symbol"]
+    assert {t.task_id for t in group} == {"extract", "quality", "transform"}
+    train, evaluate = dag.get_task("train"), dag.get_task("evaluate")
+    for task in (train, evaluate):
+        assert task.task_group.group_id is None, "outside the mapped group: once per run"
+        assert task.trigger_rule == "all_success", "every symbol's transform must have succeeded"
+    assert train.upstream_task_ids == {"transform"}
+    assert evaluate.upstream_task_ids == {"train"}
+    assert dag.get_task("refresh_serving").upstream_task_ids == {"evaluate"}
+    assert dag.get_task("summary").upstream_task_ids == {"refresh_serving"}
+    # No --symbol, and every symbol's features read by rps through {symbol}.
+    assert render(train, None, **MARCH_1).arguments == ["train"]
+    assert render(evaluate, None, **MARCH_1).arguments[:3] == ["evaluate", "--report-dir", "reports/pooled" if executor == "local" else "/var/lib/rps/reports/pooled"]
+    # The hourly DAG is unchanged: it trains nothing.
+    assert chain_of(bag.dags[EXTRACT]) == ["extract", "quality"]
+
+
+def test_pooled_mode_reads_every_symbols_features_under_the_data_uri(monkeypatch):
+    bag = dagbag(monkeypatch, RPS_AIRFLOW_POOLING="pooled", RPS_AIRFLOW_DATA_URI="s3://rps-data", RPS_AIRFLOW_REPORT_DIR="s3://rps-data/reports")
+    dag = bag.dags[PIPELINE]
+    assert render(dag.get_task("train"), None, **MARCH_1).arguments == [
+        "train", "--features", "s3://rps-data/features/{symbol}", "--out", "s3://rps-data/models/pooled/candidate",
+    ]  # fmt: skip
+    assert render(dag.get_task("evaluate"), None, **MARCH_1).arguments == [
+        "evaluate", "--features", "s3://rps-data/features/{symbol}", "--model", "s3://rps-data/models/pooled/candidate",
+        "--report-dir", "s3://rps-data/reports/pooled", "--require-promotion",
+    ]  # fmt: skip
+    # The per-symbol stages keep their folders.
+    assert render(dag.get_task("transform"), "ETH-USD", **MARCH_1).arguments[-1] == "s3://rps-data/features/ETH-USD"
+
+
+def test_per_symbol_mode_is_the_default_and_pooled_refuses_what_it_cannot_do(monkeypatch):
+    bag = dagbag(monkeypatch)
+    assert chain_of(bag.dags[PIPELINE]) == CHAIN
+    bag = dagbag(monkeypatch, RPS_AIRFLOW_POOLING="per_symbol")
+    assert chain_of(bag.dags[PIPELINE]) == CHAIN
+    for settings, named in (
+        ({"RPS_AIRFLOW_POOLING": "pool"}, "RPS_AIRFLOW_POOLING"),
+        ({"RPS_AIRFLOW_POOLING": "pooled", "RPS_AIRFLOW_STREAM_RECONCILE": "true"}, "RPS_AIRFLOW_STREAM_RECONCILE"),
+    ):
+        errors = dagbag(monkeypatch, **settings).import_errors
+        assert errors and named in next(iter(errors.values())), errors
+
+
+def test_the_summary_of_a_pooled_run(dag_module):
+    stages = ["extract", "quality", "transform"]
+    states = {"symbols": "success", "train": "success", "evaluate": "success"}
+    states.update({f"{s}_{i}": "success" for s in stages for i in (0, 1)})
+    report = dag_module.summarize(PIPELINE, ["BTC-USDT", "ETH-USD"], states, {"pooled": False}, stages, ["train", "evaluate"], pooled=True)
+    assert report["trained"] == ["BTC-USDT", "ETH-USD"]
+    assert report["not_promoted"] == ["BTC-USDT", "ETH-USD"] and report["promoted"] == []
+    assert report["symbols"]["ETH-USD"]["outcome"] == "trained, not promoted (pooled)"
+    assert not report["failed"] and not report["failed_tasks"]
+    # One symbol's gate failed: the pooled train does not run, and the run says so.
+    states.update({"quality_1": "failed", "transform_1": "upstream_failed", "train": "upstream_failed", "evaluate": "upstream_failed"})
+    report = dag_module.summarize(PIPELINE, ["BTC-USDT", "ETH-USD"], states, {}, stages, ["train", "evaluate"], pooled=True)
+    assert report["trained"] == [] and report["promoted"] == []
+    assert report["failed"] == {"ETH-USD": "quality"}
+    assert report["failed_tasks"] == ["train", "evaluate"]
