@@ -436,8 +436,20 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
         })?
     };
     let (decision, md, where_) = decision;
+    conclude(args, "challenger", decision, &md, &where_)
+}
+
+/// The stage's closing lines: the decision and where the reports are, the table, and with
+/// `--require-promotion` exit 9 for a challenger kept out.
+fn conclude(
+    args: &Args,
+    what: &str,
+    decision: Decision,
+    md: &str,
+    where_: &str,
+) -> Result<(), EvaluateError> {
     tracing::info!(
-        "challenger v{}: {} — {}",
+        "{what} v{}: {} — {}",
         decision.challenger_version,
         if decision.promoted {
             "promoted to champion"
@@ -447,7 +459,7 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
         decision.reason
     );
     tracing::info!("reports in {where_}");
-    print_table(&md);
+    print_table(md);
     if args.require_promotion && !decision.promoted {
         return Err(EvaluateError::NotPromoted {
             version: decision.challenger_version,

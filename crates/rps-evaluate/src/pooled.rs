@@ -269,26 +269,13 @@ pub fn run_pooled(args: &Args, set: &rps_cli::ParamSet) -> Result<(), EvaluateEr
         record_live_set(registry.as_ref(), &info, decision.promoted, &params)?;
         Ok::<_, EvaluateError>(out.uri(""))
     })?;
-    tracing::info!(
-        "pooled challenger v{} over {}: {} — {}",
-        decision.challenger_version,
-        symbols.join(", "),
-        if decision.promoted {
-            "promoted to champion"
-        } else {
-            "not promoted"
-        },
-        decision.reason
-    );
-    tracing::info!("reports in {where_}");
-    print_table(&md);
-    if args.require_promotion && !decision.promoted {
-        return Err(EvaluateError::NotPromoted {
-            version: decision.challenger_version,
-            reason: decision.reason,
-        });
-    }
-    Ok(())
+    conclude(
+        args,
+        &format!("pooled challenger over {}:", symbols.join(", ")),
+        decision,
+        &md,
+        &where_,
+    )
 }
 
 fn markdown_pooled(info: &VersionInfo, d: &Decision, per_symbol: &[SymbolEvaluation]) -> String {
