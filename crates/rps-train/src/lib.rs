@@ -214,7 +214,6 @@ fn fit_volatility(
     schema: &FeatureSchema,
 ) -> Result<Fitted, TrainError> {
     let TrainingRows { xt, yt, xv, yv, .. } = rows;
-    let (tr, va) = (yt, yv);
     let tp = &params.train;
     let mut logged: Vec<(String, String)> = tp
         .xgboost
@@ -239,15 +238,15 @@ fn fit_volatility(
             tp.early_stopping_rounds.to_string(),
         ),
         ("engine".to_owned(), rps_model::ENGINE.to_owned()),
-        ("train_rows".to_owned(), tr.len().to_string()),
-        ("validation_rows".to_owned(), va.len().to_string()),
+        ("train_rows".to_owned(), yt.len().to_string()),
+        ("validation_rows".to_owned(), yv.len().to_string()),
     ]);
     logged.extend(rows.logged.iter().cloned());
     run.log_params(&logged)?;
     tracing::info!(
         "training on {} rows, early stopping on {} validation rows",
-        tr.len(),
-        va.len()
+        yt.len(),
+        yv.len()
     );
     let (model, history) = VolatilityModel::train(
         tp,
