@@ -2,7 +2,7 @@
 # Online scores over 2021, reproducible by one command (`make scores-replay`; issue #19): train the
 # frozen configuration on the shared Binance BTCUSDT file up to 2020-12-31, replay the whole file
 # through `rps stream` (tansu + PostgreSQL on loopback, as fast as they go), and write the rolling
-# 24 h and 7 d mean QLIKE of the champion, `har_rv_log` and `ewma` per scored hour of 2021, with a
+# 24 h and 7 d mean QLIKE of the champion, `har_rv`, `har_rv_log` and `ewma` per scored hour of 2021, with a
 # summary. docs/model-quality.md "Online scores over 2021" has the numbers and how to read them.
 #
 # Usage: scores-replay.sh [--keep-servers] BIN_DIR WORK_DIR [SHARED_DATA_DIR]
@@ -11,7 +11,8 @@
 #   home/                   the pipeline's home (registry: the champion trained on hours < 2021)
 #   scores_2021.csv         per scored hour of 2021: the three QLIKEs, their rolling means over
 #                           24 h and 7 d (time windows ending at that hour, 2021 hours only), the
-#                           number of hours in each window, and the champion / har_rv_log 7 d ratio
+#                           number of hours in each window, and the champion / har_rv and
+#                           champion / har_rv_log 7 d ratios
 #   summary.txt             wall times, bars/s, mean QLIKE over 2021, how often the 7 d ratio > 1.05
 #   accuracy-2021.png       the dashboard's accuracy panel over 2021 (rolling 7-day QLIKE of the
 #                           champion, HAR-RV and EWMA; the champion's 80 % coverage), drawn by
@@ -92,49 +93,64 @@ cov_high=$(awk '/^monitor:/ {m = 1} m && $1 == "coverage_high:" {print $2; exit}
 
 step "rolling QLIKE over 2021"
 # One row per scored hour of 2021 (the scores' bar_time: the hour whose close scored the forecast
-# made an hour earlier); the champion, its har_rv_log and ewma side by side; time windows of the
-# last 24 h / 7 d ending at that hour, over 2021 hours only (the model saw every earlier hour).
+# made an hour earlier); the champion, its har_rv (HAR-RV's smeared level forecast from the
+# champion's base margin), har_rv_log (the same without smearing) and ewma side by side; time
+# windows of the last 24 h / 7 d ending at that hour, over 2021 hours only (the model saw every
+# earlier hour).
 series="
   WITH s AS (
     SELECT bar_time,
-           max(qlike) FILTER (WHERE alias = 'champion' AND model <> 'har_rv_log') AS champion,
+           max(qlike) FILTER (WHERE alias = 'champion' AND model NOT IN ('har_rv', 'har_rv_log')) AS champion,
+           max(qlike) FILTER (WHERE alias = 'champion' AND model = 'har_rv') AS har_rv,
            max(qlike) FILTER (WHERE alias = 'champion' AND model = 'har_rv_log') AS har_rv_log,
            max(qlike) FILTER (WHERE model = 'ewma') AS ewma
     FROM scores
     WHERE bar_time >= '2021-01-01T00:00:00Z' AND bar_time < '2022-01-01T00:00:00Z'
     GROUP BY bar_time)
   SELECT to_char(bar_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS bar_time,
-         champion, har_rv_log, ewma,
-         avg(champion) OVER d AS champion_24h, avg(har_rv_log) OVER d AS har_rv_log_24h,
+         champion, har_rv, har_rv_log, ewma,
+         avg(champion) OVER d AS champion_24h, avg(har_rv) OVER d AS har_rv_24h,
+         avg(har_rv_log) OVER d AS har_rv_log_24h,
          avg(ewma) OVER d AS ewma_24h, count(*) OVER d AS hours_24h,
-         avg(champion) OVER w AS champion_7d, avg(har_rv_log) OVER w AS har_rv_log_7d,
+         avg(champion) OVER w AS champion_7d, avg(har_rv) OVER w AS har_rv_7d,
+         avg(har_rv_log) OVER w AS har_rv_log_7d,
          avg(ewma) OVER w AS ewma_7d, count(*) OVER w AS hours_7d,
+         avg(champion) OVER w / avg(har_rv) OVER w AS ratio_7d_vs_har_rv,
          avg(champion) OVER w / avg(har_rv_log) OVER w AS ratio_7d_vs_har_rv_log
   FROM s
   WINDOW d AS (ORDER BY bar_time RANGE BETWEEN interval '23 hours' PRECEDING AND CURRENT ROW),
          w AS (ORDER BY bar_time RANGE BETWEEN interval '167 hours' PRECEDING AND CURRENT ROW)
   ORDER BY s.bar_time"
 psql -X -q -v ON_ERROR_STOP=1 "$db_url" -c "COPY ($series) TO STDOUT WITH (FORMAT csv, HEADER)" >"$work/scores_2021.csv"
+# How often a 7-day ratio column exceeded 1.05 (RpsChampionWorseThanHarRv's condition with the
+# default monitor.qlike_margin, without its `for:`) and 1, over the hours with a full window.
+full="bar_time >= '2021-01-07T23:00:00Z'"
+exceed() {
+  echo "'7-day ratio champion / $1 > 1.05 in ' ||
+           count(*) FILTER (WHERE ratio_7d_vs_$1 > 1.05 AND $full) ||
+           ' of ' || count(*) FILTER (WHERE $full) ||
+           ' hours with a full 7-day window of 2021 (' ||
+           round(100.0 * count(*) FILTER (WHERE ratio_7d_vs_$1 > 1.05 AND $full)
+             / count(*) FILTER (WHERE $full), 1) || ' %); > 1 in ' ||
+           round(100.0 * count(*) FILTER (WHERE ratio_7d_vs_$1 > 1 AND $full)
+             / count(*) FILTER (WHERE $full), 1) || ' %; max ' ||
+           round(max(ratio_7d_vs_$1) FILTER (WHERE $full)::numeric, 3) ||
+           ', min ' || round(min(ratio_7d_vs_$1) FILTER (WHERE $full)::numeric, 3)"
+}
 summary=$(q "
   WITH r AS ($series)
   SELECT count(*) || ' scored hours of 2021 (' || count(*) FILTER (WHERE champion IS NOT NULL
-           AND har_rv_log IS NOT NULL AND ewma IS NOT NULL) || ' with all three)' || chr(10) ||
+           AND har_rv IS NOT NULL AND har_rv_log IS NOT NULL AND ewma IS NOT NULL) ||
+           ' with all four)' || chr(10) ||
          'mean QLIKE over 2021: champion ' || round(avg(champion)::numeric, 4) ||
+           ', har_rv ' || round(avg(har_rv)::numeric, 4) ||
            ', har_rv_log ' || round(avg(har_rv_log)::numeric, 4) ||
            ', ewma ' || round(avg(ewma)::numeric, 4) || chr(10) ||
-         'champion / har_rv_log: ' || round((avg(champion) / avg(har_rv_log))::numeric, 4) ||
+         'champion / har_rv: ' || round((avg(champion) / avg(har_rv))::numeric, 4) ||
+           '; champion / har_rv_log: ' || round((avg(champion) / avg(har_rv_log))::numeric, 4) ||
            '; champion / ewma: ' || round((avg(champion) / avg(ewma))::numeric, 4) || chr(10) ||
-         '7-day ratio champion / har_rv_log > 1.05 in ' ||
-           count(*) FILTER (WHERE ratio_7d_vs_har_rv_log > 1.05 AND bar_time >= '2021-01-07T23:00:00Z') ||
-           ' of ' || count(*) FILTER (WHERE bar_time >= '2021-01-07T23:00:00Z') ||
-           ' hours with a full 7-day window of 2021 (' ||
-           round(100.0 * count(*) FILTER (WHERE ratio_7d_vs_har_rv_log > 1.05 AND bar_time >= '2021-01-07T23:00:00Z')
-             / count(*) FILTER (WHERE bar_time >= '2021-01-07T23:00:00Z'), 1) || ' %); > 1 in ' ||
-           round(100.0 * count(*) FILTER (WHERE ratio_7d_vs_har_rv_log > 1 AND bar_time >= '2021-01-07T23:00:00Z')
-             / count(*) FILTER (WHERE bar_time >= '2021-01-07T23:00:00Z'), 1) || ' %; max ' ||
-           round(max(ratio_7d_vs_har_rv_log) FILTER (WHERE bar_time >= '2021-01-07T23:00:00Z')::numeric, 3) ||
-           ', min ' ||
-           round(min(ratio_7d_vs_har_rv_log) FILTER (WHERE bar_time >= '2021-01-07T23:00:00Z')::numeric, 3)
+         $(exceed har_rv) || chr(10) ||
+         $(exceed har_rv_log)
   FROM r")
 # The champion's rolling 7-day coverage of its 80 % interval against params.yaml's monitor band
 # (RpsIntervalCoverageOff's condition, without its `for:`), over hours with a full window.
@@ -142,7 +158,7 @@ coverage=$(q "
   WITH c AS (
     SELECT bar_time, avg(CASE WHEN covered_80 THEN 1.0 ELSE 0.0 END) OVER w AS cov
     FROM scores
-    WHERE alias = 'champion' AND model <> 'har_rv_log' AND covered_80 IS NOT NULL
+    WHERE alias = 'champion' AND model NOT IN ('har_rv', 'har_rv_log') AND covered_80 IS NOT NULL
       AND bar_time >= '2021-01-01T00:00:00Z' AND bar_time < '2022-01-01T00:00:00Z'
     WINDOW w AS (ORDER BY bar_time RANGE BETWEEN interval '167 hours' PRECEDING AND CURRENT ROW))
   SELECT 'champion 80 % coverage over 2021: ' || round(100.0 * avg(cov)::numeric, 1) ||

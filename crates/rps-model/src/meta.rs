@@ -15,6 +15,12 @@ pub struct LinearMargin {
     pub coefficients: Vec<f64>,
     /// Training mean of each term, used in place of a missing (non-finite) value.
     pub means: Vec<f64>,
+    /// Duan's smearing factor of the fit, `mean(exp(ln σ − L))` over its training rows: the
+    /// HAR-RV level forecast is `exp(L) · smearing` (`exp(L)` alone is the conditional median
+    /// of σ under log-normal errors and sits below its mean, which QLIKE punishes). Absent in
+    /// models saved before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smearing: Option<f64>,
 }
 
 impl LinearMargin {
@@ -44,10 +50,20 @@ impl LinearMargin {
         }
         let coefficients = rps_core::linalg::ols(&design, &target)?;
         let n = design.len() as f64;
+        let residual_exp: f64 = design
+            .iter()
+            .zip(&target)
+            .map(|(d, t)| {
+                let fit: f64 = d.iter().zip(&coefficients).map(|(x, b)| x * b).sum();
+                (t - fit).exp()
+            })
+            .sum();
+        let smearing = residual_exp / n;
         Ok(Self {
             terms: terms.to_vec(),
             coefficients,
             means: sums.into_iter().map(|s| s / n).collect(),
+            smearing: (smearing.is_finite() && smearing > 0.0).then_some(smearing),
         })
     }
 

@@ -178,6 +178,48 @@ fn a_base_margin_extrapolates_and_round_trips() {
 }
 
 #[test]
+fn the_margin_records_duans_smearing_and_har_rv_is_its_smeared_level() {
+    let names: Vec<String> = ["lv", "b", "c"].map(str::to_owned).to_vec();
+    let (xt, yt) = log_linear(800, 1, -6.0, -4.0);
+    let (xv, yv) = log_linear(200, 2, -6.0, -4.0);
+    let mut p = TrainParams {
+        target_transform: TargetTransform::Log,
+        num_boost_round: 20,
+        calibration: Calibration::None,
+        ..TrainParams::default()
+    };
+    p.base_margin = vec!["lv".to_owned()];
+    let (m, _) = VolatilityModel::train(&p, &names, 1e-6, (&xt, &yt), (&xv, &yv)).unwrap();
+    let margin = m.meta.margin.clone().unwrap();
+    // Duan: the mean of exp(residual) of the OLS of ln σ on the terms, over the training rows.
+    let l =
+        |r: usize| margin.coefficients[0] + margin.coefficients[1] * f64::from(xt.values[r * 3]);
+    let duan = (0..xt.n_rows)
+        .map(|r| (yt[r].ln() - l(r)).exp())
+        .sum::<f64>()
+        / xt.n_rows as f64;
+    let s = margin.smearing.unwrap();
+    assert!((s - duan).abs() < 1e-9 * duan, "{s} vs {duan}");
+    // The bump of 0.3 on part of the rows leaves positive residual spread: smearing > 1.
+    assert!(s > 1.0, "{s}");
+    for r in 0..5 {
+        let row = &xt.values[r * 3..r * 3 + 3];
+        let want = (m.margin_of(row).exp() * s).max(1e-6);
+        assert!((m.har_rv_of(row).unwrap() - want).abs() < 1e-12 * want);
+    }
+    // A model saved before the smearing was recorded: no har_rv, the rest unchanged.
+    let mut json: serde_json::Value = serde_json::from_slice(&m.meta_json().unwrap()).unwrap();
+    json["margin"].as_object_mut().unwrap().remove("smearing");
+    let old: ModelMeta = serde_json::from_value(json).unwrap();
+    assert_eq!(old.margin.as_ref().unwrap().smearing, None);
+    let q = m.quantile_booster().map(|q| q.to_xgboost_json().unwrap());
+    let back =
+        VolatilityModel::from_parts(&m.to_xgboost_json().unwrap(), q.as_deref(), old).unwrap();
+    assert_eq!(back.har_rv_of(&xt.values[..3]), None);
+    assert_eq!(back.predict(&xv).unwrap(), m.predict(&xv).unwrap());
+}
+
+#[test]
 fn the_power_grid_keeps_the_most_qlike_minded_exponent_that_holds_log_accuracy() {
     let names: Vec<String> = ["lv", "b", "c"].map(str::to_owned).to_vec();
     let (xt, yt) = log_linear(800, 1, -6.0, -4.0);

@@ -352,6 +352,16 @@ impl VolatilityModel {
             .map_or(0.0, |m| m.eval(&self.margin_idx, row))
     }
 
+    /// HAR-RV's level forecast from the base margin, `exp(L) · smearing` floored as every
+    /// forecast is (the `har_rv` baseline the stream scores online); `None` for a model without
+    /// a margin or saved before the margin's smearing was recorded.
+    pub fn har_rv_of(&self, row: &[f32]) -> Option<f64> {
+        let m = self.meta.margin.as_ref()?;
+        let s = m.smearing?;
+        let v = (m.eval(&self.margin_idx, row).exp() * s).max(self.meta.floor);
+        Some(if v.is_finite() { v } else { self.meta.floor })
+    }
+
     /// The volatility forecast of a raw output before the scale factor and the floor.
     fn unscaled(&self, raw: f64, row: &[f32]) -> f64 {
         let l = self.margin_of(row);

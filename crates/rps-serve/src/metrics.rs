@@ -468,17 +468,18 @@ pub fn write_scores(
     }
     let _ = writeln!(
         out,
-        "# HELP rps_score_qlike_ratio_vs_har A live version's 7-day mean QLIKE over HAR-RV's (har_rv_log of the same version) on the same bars; only with monitor.min_scores bars.\n\
+        "# HELP rps_score_qlike_ratio_vs_har A live version's 7-day mean QLIKE over HAR-RV's (baseline har_rv: the smeared level forecast of the version's base margin; har_rv_log for versions saved without its smearing) on the same bars; only with monitor.min_scores bars.\n\
          # TYPE rps_score_qlike_ratio_vs_har gauge"
     );
     for s in &snap.symbols {
         for r in &s.ratios {
             let _ = writeln!(
                 out,
-                "rps_score_qlike_ratio_vs_har{{symbol=\"{}\",alias=\"{}\",version=\"{}\",window=\"7d\"}} {}",
+                "rps_score_qlike_ratio_vs_har{{symbol=\"{}\",alias=\"{}\",version=\"{}\",baseline=\"{}\",window=\"7d\"}} {}",
                 escape(&s.symbol),
                 escape(&r.alias),
                 escape(&r.version),
+                r.baseline,
                 fmt_f64(r.ratio)
             );
         }

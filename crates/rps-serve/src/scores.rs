@@ -24,9 +24,13 @@ use std::time::Duration;
 
 /// The model name of the online EWMA baseline's scores.
 pub const EWMA: &str = "ewma";
-/// The model name of the online HAR-RV (log) baseline's scores; its version is the live version
-/// whose saved base-margin fit it is.
-pub const HAR: &str = "har_rv_log";
+/// The model name of the online HAR-RV baseline's scores: the level forecast `exp(L) ·
+/// smearing` of the live version's saved base-margin fit (its version in `scores.version`). What
+/// the ratio `rps_score_qlike_ratio_vs_har` divides by.
+pub const HAR: &str = "har_rv";
+/// The log-scale HAR-RV, `exp(L)` without smearing: the ratio's baseline for versions saved
+/// before their margin's smearing was recorded (they have no [`HAR`] rows).
+pub const HAR_LOG: &str = "har_rv_log";
 
 /// Bar length when the served model does not say (its schema's `bar`): one hour.
 pub const DEFAULT_BAR_SECONDS: i64 = 3600;
@@ -80,6 +84,8 @@ pub struct Series {
 pub struct Ratio {
     pub alias: String,
     pub version: String,
+    /// The HAR-RV divided by: [`HAR`], or [`HAR_LOG`] for a version without `har_rv` scores.
+    pub baseline: &'static str,
     pub ratio: f64,
     /// The bars both were scored on.
     pub bars: i64,
@@ -290,24 +296,34 @@ pub async fn read(
         });
         let mut ratios = Vec::new();
         if !versions.is_empty() {
+            let hars: &[&str] = &[HAR, HAR_LOG];
             let rows = client
                 .query(
-                    "SELECT m.version, count(*), avg(m.qlike), avg(h.qlike) \
+                    "SELECT m.version, h.model, count(*), avg(m.qlike), avg(h.qlike) \
                      FROM scores m JOIN scores h \
-                       ON h.model = $4 AND h.version = m.version AND h.symbol = m.symbol AND h.bar_time = m.bar_time \
+                       ON h.model = ANY($4) AND h.version = m.version AND h.symbol = m.symbol AND h.bar_time = m.bar_time \
                      WHERE m.symbol = $1 AND m.model = $3 AND m.version = ANY($5) \
                        AND m.bar_time > $2::timestamptz - interval '7 days' AND m.bar_time <= $2::timestamptz \
-                     GROUP BY m.version",
-                    &[&symbol, &newest, &served_model, &HAR, &versions],
+                     GROUP BY m.version, h.model",
+                    &[&symbol, &newest, &served_model, &hars, &versions],
                 )
                 .await
                 .map_err(ScoresError::Query)?;
             for (alias, version) in &live_versions {
-                let Some(r) = rows.iter().find(|r| r.get::<_, String>(0) == *version) else {
+                // The smeared HAR-RV where the version has it, else the log-scale one.
+                let of = |baseline: &str| {
+                    rows.iter().find(|r| {
+                        r.get::<_, String>(0) == *version && r.get::<_, String>(1) == baseline
+                    })
+                };
+                let Some((baseline, r)) = of(HAR)
+                    .map(|r| (HAR, r))
+                    .or_else(|| of(HAR_LOG).map(|r| (HAR_LOG, r)))
+                else {
                     continue;
                 };
                 let (bars, own, har): (i64, Option<f64>, Option<f64>) =
-                    (r.get(1), r.get(2), r.get(3));
+                    (r.get(2), r.get(3), r.get(4));
                 if bars < i64::from(monitor.min_scores) {
                     continue;
                 }
@@ -317,6 +333,7 @@ pub async fn read(
                     ratios.push(Ratio {
                         alias: alias.clone(),
                         version: version.clone(),
+                        baseline,
                         ratio: own / har,
                         bars,
                     });

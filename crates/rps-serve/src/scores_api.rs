@@ -3,7 +3,7 @@
 //! [`crate::scores`]), by SQL window functions over `bar_time`:
 //!
 //! - `series`: for every scored (model, version) — the live versions of the served model, the
-//!   baselines `ewma` and `har_rv_log` — the rolling mean QLIKE at each scored bar over the
+//!   baselines `ewma`, `har_rv` and `har_rv_log` — the rolling mean QLIKE at each scored bar over the
 //!   `window` (`24h` by default, or `7d`: the windows `(t − 24 h, t]` and `(t − 7 d, t]`, as the
 //!   `rps_score_*` metrics count them);
 //! - `coverage`: the champion's rolling 7-day share of realized values inside its 80 % interval

@@ -340,6 +340,7 @@ mod tests {
                 first_ts: 0,
                 last_ts: 0,
                 sha256: String::new(),
+                crc32c: None,
                 md5: None,
             }],
         };

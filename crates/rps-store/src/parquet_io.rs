@@ -40,6 +40,42 @@ pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>, ParquetError> {
     Ok(out)
 }
 
+/// Encode one raw-dataset partition (candles: a timestamp column, `f64` prices and volumes, an
+/// integer trade count) as a zstd-compressed Parquet file whose encodings suit those columns:
+/// the timestamps and integers delta-encoded (`DELTA_BINARY_PACKED`: a regular grid of open
+/// times costs next to nothing), the floats byte-stream-split (`BYTE_STREAM_SPLIT`: the bytes
+/// of equal significance together, so zstd finds the repetition in signs, exponents and
+/// leading mantissa bytes), no dictionaries.
+///
+/// Measured on a month of one-minute synthetic bars (43,200 rows) and on the Binance hourly
+/// klines (issue #17): against dictionary pages and zstd 3, 33 % and 24 % smaller, and pyarrow
+/// decodes the synthetic month 2.7× faster. Dictionaries of nearly unique floats cost an index
+/// per value on top of the values. The values read back are the same whatever the encoding;
+/// partitions written before are read as they are.
+pub fn encode_raw(batch: &RecordBatch) -> Result<Vec<u8>, ParquetError> {
+    use arrow::datatypes::DataType;
+    use parquet::basic::Encoding;
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_dictionary_enabled(false)
+        .set_created_by(concat!("rps ", env!("CARGO_PKG_VERSION")).to_owned());
+    for field in batch.schema().fields() {
+        let encoding = match field.data_type() {
+            DataType::Float64 | DataType::Float32 => Encoding::BYTE_STREAM_SPLIT,
+            DataType::Int64 | DataType::UInt64 | DataType::Timestamp(..) => {
+                Encoding::DELTA_BINARY_PACKED
+            }
+            _ => continue,
+        };
+        props = props.set_column_encoding(field.name().as_str().into(), encoding);
+    }
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props.build()))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(out)
+}
+
 /// Encode one batch of wide, high-entropy `f64` columns (the feature dataset) as one
 /// Parquet row group, its columns encoded on `threads` threads: zstd level 1 and plain
 /// encoding, no dictionaries except for the columns named in `dictionary`.

@@ -464,7 +464,7 @@ fn band_of(key: &RowKey, p: &Prediction) -> Option<Band> {
 /// The scores of the stored history, from each live spec's batch frame: a target for every
 /// present bar at or after `since` whose training target is known (its row's `target`, the
 /// value [`score::Tracker`] gives online), the EWMA baseline over the stored bar volatilities
-/// and the `har_rv_log` baselines on the batch rows.
+/// and the `har_rv_log` and `har_rv` baselines on the batch rows.
 fn backfill_scores(
     live: &[live::LiveModel],
     specs: &[(String, online::FeatureSpec)],

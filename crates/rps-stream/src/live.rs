@@ -55,12 +55,26 @@ impl LiveModel {
     /// default, `ewma_vol_090` — fitted on the version's training rows; missing terms take their
     /// training means). `None` for a version without a margin or not a volatility model.
     pub fn har_log(&self, row: &[f64]) -> Option<f64> {
+        let (m, x) = self.margin_row(row)?;
+        Some(crate::score::floored(m.margin_of(&x).exp(), m.meta.floor))
+    }
+
+    /// The version's `har_rv` baseline on a feature row: HAR-RV's level forecast,
+    /// `exp(L) · smearing` with the margin's Duan smearing from its training rows, floored.
+    /// `None` for a version without a margin, or saved before the smearing was recorded.
+    pub fn har_rv(&self, row: &[f64]) -> Option<f64> {
+        let (m, x) = self.margin_row(row)?;
+        m.har_rv_of(&x)
+    }
+
+    /// The volatility model with a base margin, and `row` in its input order.
+    fn margin_row(&self, row: &[f64]) -> Option<(&rps_model::VolatilityModel, Vec<f32>)> {
         let Model::Volatility(m) = &self.model else {
             return None;
         };
         m.meta.margin.as_ref()?;
         let x = self.inputs.row(row);
-        Some(crate::score::floored(m.margin_of(&x).exp(), m.meta.floor))
+        Some((m, x))
     }
 
     /// Whether its predictions carry a median and 80 % band (a volatility model with quantiles).

@@ -26,6 +26,10 @@ pub const EWMA: &str = "ewma";
 /// The log-scale HAR-type baseline's name in `scores.model`: `exp(L)` of a live version's saved
 /// linear base margin `L` (its version in `scores.version`).
 pub const HAR_LOG: &str = "har_rv_log";
+/// HAR-RV's level forecast in `scores.model`: `exp(L) · smearing`, the same margin with Duan's
+/// smearing from the version's training rows (versions saved before it was recorded have only
+/// [`HAR_LOG`]).
+pub const HAR: &str = "har_rv";
 
 /// A forecaster floor as the evaluation applies it: non-finite → the floor.
 pub fn floored(v: f64, floor: f64) -> f64 {
@@ -207,8 +211,8 @@ impl Tracker {
 /// What a truth of `symbol` under the feature spec `key` scores: a [`crate::db::Target`] for the
 /// stored forecasts of the live volatility versions built by that spec, the EWMA baseline when
 /// `key` is `ewma_key` (the spec of the first live volatility version, so one EWMA row per
-/// bar), and the `har_rv_log` baseline of every such version with a saved base margin (when the
-/// truth has its row).
+/// bar), and the `har_rv_log` and `har_rv` baselines of every such version with a saved base
+/// margin (when the truth has its row).
 pub fn collect(
     live: &[LiveModel],
     key: &str,
@@ -242,10 +246,11 @@ pub fn collect(
     }
     if let Some(row) = truth.row {
         for m in versions {
-            if let Some(f) = m.har_log(row) {
-                let version = m.version.to_string();
+            let version = m.version.to_string();
+            for (name, f) in [(HAR_LOG, m.har_log(row)), (HAR, m.har_rv(row))] {
+                let Some(f) = f else { continue };
                 scores.push(Score::new(
-                    HAR_LOG,
+                    name,
                     &version,
                     Some(&m.alias),
                     symbol,

@@ -61,7 +61,7 @@ fn produce_consume_writes_one_row_per_bar_and_reruns_change_nothing() {
     let first = e.rows(&db);
     assert!(String::from_utf8_lossy(&out.stderr).contains("alias not set: skipped"));
     let first_scores = e.scores(&db);
-    check_scores(&e, &db, &["btc-volatility", "ewma", "har_rv_log"]);
+    check_scores(&e, &db, &["btc-volatility", "ewma", "har_rv_log", "har_rv"]);
 
     // The same consumer again: nothing new to read. With a heartbeat file: written at start
     // (the current Unix time), so a liveness probe of a just-started consumer passes.
@@ -114,7 +114,7 @@ fn produce_consume_writes_one_row_per_bar_and_reruns_change_nothing() {
     let out = e.run(&db, &["reconcile"]);
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains(&format!("{} score rows written", 3 * (n - 1))),
+            .contains(&format!("{} score rows written", 4 * (n - 1))),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -213,7 +213,7 @@ fn a_consumer_killed_mid_stream_resumes_without_lost_or_duplicated_rows() {
         without_scored_at(&e.scores(&db)),
         without_scored_at(&e.scores(&e.db("_ref")))
     );
-    check_scores(&e, &db, &["btc-volatility", "ewma", "har_rv_log"]);
+    check_scores(&e, &db, &["btc-volatility", "ewma", "har_rv_log", "har_rv"]);
 }
 
 fn without_scored_at(rows: &[Vec<Option<String>>]) -> Vec<Vec<Option<String>>> {
@@ -291,6 +291,26 @@ fn check_scores(e: &Env, db: &str, models: &[&str]) {
             rps_core::metrics::log_loss_one(realized, forecast).to_bits()
         );
     }
+    // har_rv is har_rv_log times the version's smearing (one factor per version, above 1 on
+    // real data), bar for bar.
+    let ratios = sql(
+        &e.base_url,
+        db,
+        "SELECT h.version, (min(h.forecast / l.forecast))::text, (max(h.forecast / l.forecast))::text, count(*)::text \
+         FROM scores h JOIN scores l ON l.model = 'har_rv_log' AND l.version = h.version \
+           AND l.symbol = h.symbol AND l.bar_time = h.bar_time \
+         WHERE h.model = 'har_rv' GROUP BY h.version",
+    );
+    assert!(!ratios.is_empty());
+    for r in &ratios {
+        let (lo, hi) = (num(&r[1]), num(&r[2]));
+        assert!(lo > 1.0 && (hi / lo - 1.0).abs() < 1e-9, "{r:?}");
+        assert_eq!(
+            r[3].as_deref().unwrap().parse::<i64>().unwrap(),
+            want,
+            "{r:?}"
+        );
+    }
 }
 
 #[test]
@@ -347,7 +367,7 @@ fn reconcile_after_a_promotion_writes_only_the_affected_rows() {
         without_predicted_at(&after)
     );
     // So are the scores reconcile backfilled: the new version's, the old one's under its new
-    // alias, and both versions' har_rv_log.
+    // alias, and both versions' har_rv_log and har_rv.
     assert_eq!(
         without_scored_at(&e.scores(&db)),
         without_scored_at(&e.scores(&e.db("_ref")))
@@ -606,7 +626,7 @@ fn a_version_with_two_aliases_writes_one_row_per_bar() {
         ),
         n - 1
     );
-    check_scores(&e, &db, &["btc-volatility", "ewma", "har_rv_log"]);
+    check_scores(&e, &db, &["btc-volatility", "ewma", "har_rv_log", "har_rv"]);
 }
 
 /// Issue #20: with two symbols in params.yaml, one consumer predicts each symbol's bars with that

@@ -192,7 +192,8 @@ fn an_edited_or_truncated_partition_is_refused_with_exit_4() {
         &[
             key,
             "does not match the manifest",
-            part["sha256"].as_str().unwrap(),
+            "crc32c",
+            part["crc32c"].as_str().unwrap(),
         ],
     );
     std::fs::write(&file, &original[..original.len() / 3]).unwrap();

@@ -266,6 +266,55 @@ fn params_file(dir: &std::path::Path, yaml: &str) -> String {
 
 const V1: &str = "symbol=\"BTC-USD\",model=\"btc-volatility\",version=\"1\",alias=\"champion\"";
 
+/// A version with `har_rv` scores (the smeared HAR-RV) is divided by them; one with only
+/// `har_rv_log` (saved before the margin's smearing was recorded) by those.
+#[test]
+#[ignore = "needs PostgreSQL (RPS_TEST_DATABASE_URL); make test runs it"]
+fn the_ratio_prefers_the_smeared_har_rv_and_falls_back_to_the_log_one() {
+    let url = seeded_database("scores_har_rv");
+    // har_rv of v1: QLIKE 0.16 on the bars har_rv_log has too, but 120..=129 (left out of the
+    // join as well).
+    let rows: Vec<_> = (0..BARS)
+        .filter(|i| !(100..=109).contains(i) && !(120..=129).contains(i))
+        .map(|i| ("har_rv", "1", None, "BTC-USD", i, 0.16, 0.2, None))
+        .collect();
+    insert(&url, &rows);
+    let f = live_fixture();
+    let mut cfg = f.config();
+    cfg.database_url = Some(url);
+    cfg.params = Some(params_file(
+        f.dir.path(),
+        "train:\n  task: volatility\nmonitor:\n  min_scores: 10\n  refresh_seconds: 1\n",
+    ));
+    let s = rps_serve::Server::spawn(cfg).unwrap();
+    wait_for(&s, 1, 0);
+    let text = scrape(&s);
+    // v1 over har_rv on its 148 bars of the 7-day window (32..=199 without 100..=109 and
+    // 120..=129): 147 at 0.2 and bar 175's 10.0.
+    let v1 = (147.0 * 0.2 + 10.0) / 148.0;
+    assert_sample(
+        &text,
+        "rps_score_qlike_ratio_vs_har{symbol=\"BTC-USD\",alias=\"champion\",version=\"1\",baseline=\"har_rv\",window=\"7d\"}",
+        v1 / 0.16,
+    );
+    assert!(
+        !text.contains("alias=\"champion\",version=\"1\",baseline=\"har_rv_log\""),
+        "one ratio per version: {text}"
+    );
+    // v2 has har_rv_log scores only (bars 190..=199).
+    assert_sample(
+        &text,
+        "rps_score_qlike_ratio_vs_har{symbol=\"BTC-USD\",alias=\"challenger\",version=\"2\",baseline=\"har_rv_log\",window=\"7d\"}",
+        0.3 / 0.25,
+    );
+    let har = "symbol=\"BTC-USD\",model=\"har_rv\",version=\"1\",alias=\"\"";
+    assert_sample(
+        &text,
+        &format!("rps_score_count{{{har},window=\"7d\"}}"),
+        148.0,
+    );
+}
+
 #[test]
 #[ignore = "needs PostgreSQL (RPS_TEST_DATABASE_URL); make test runs it"]
 fn metrics_export_the_windows_counts_coverage_ratio_and_age() {
@@ -381,7 +430,7 @@ fn metrics_export_the_windows_counts_coverage_ratio_and_age() {
     let same_bars = (157.0 * 0.2 + 10.0) / 158.0;
     assert_sample(
         &text,
-        "rps_score_qlike_ratio_vs_har{symbol=\"BTC-USD\",alias=\"champion\",version=\"1\",window=\"7d\"}",
+        "rps_score_qlike_ratio_vs_har{symbol=\"BTC-USD\",alias=\"champion\",version=\"1\",baseline=\"har_rv_log\",window=\"7d\"}",
         same_bars / 0.25,
     );
     assert!(
