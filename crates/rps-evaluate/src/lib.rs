@@ -380,12 +380,7 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
                 "promoted".to_owned(),
                 f64::from(u8::from(decision.promoted)),
             ));
-            run.log_values(
-                &values
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), *v))
-                    .collect::<Vec<_>>(),
-            )?;
+            run.log_owned_values(&values)?;
             run.log_params(&[
                 ("primary_metric".to_owned(), decision.metric.clone()),
                 (
@@ -517,12 +512,7 @@ fn run_signal(
         "promoted".to_owned(),
         f64::from(u8::from(decision.promoted)),
     ));
-    run.log_values(
-        &values
-            .iter()
-            .map(|(k, v)| (k.as_str(), *v))
-            .collect::<Vec<_>>(),
-    )?;
+    run.log_owned_values(&values)?;
     run.log_params(&[
         ("task".to_owned(), Task::Signal.as_str().to_owned()),
         ("primary_metric".to_owned(), decision.metric.clone()),

@@ -258,12 +258,7 @@ pub fn run_pooled(args: &Args, set: &rps_cli::ParamSet) -> Result<(), EvaluateEr
                 values.push((format!("{n}_qlike_{}", s.symbol), *q));
             }
         }
-        run.log_values(
-            &values
-                .iter()
-                .map(|(k, v)| (k.as_str(), *v))
-                .collect::<Vec<_>>(),
-        )?;
+        run.log_owned_values(&values)?;
         run.log_artifact("metrics.json", &json)?;
         run.log_artifact("evaluation.md", md.as_bytes())?;
         record_live_set(registry.as_ref(), &info, decision.promoted, &params)?;

@@ -136,12 +136,7 @@ pub fn run(args: &Args) -> Result<(), QualityError> {
                 .iter()
                 .map(|c| (format!("check_{}", c.name), c.value)),
         );
-        run.log_values(
-            &values
-                .iter()
-                .map(|(k, v)| (k.as_str(), *v))
-                .collect::<Vec<_>>(),
-        )?;
+        run.log_owned_values(&values)?;
         run.log_artifact("quality.json", &json)?;
         run.log_artifact("quality.html", html.as_bytes())?;
         for c in &report.checks {

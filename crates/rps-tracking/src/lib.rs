@@ -118,6 +118,12 @@ pub trait Run: Send {
     fn log_artifact(&mut self, path: &str, bytes: &[u8]) -> Result<(), TrackingError>;
     fn finish(&mut self, status: RunStatus) -> Result<(), TrackingError>;
 
+    /// [`Run::log_values`] for metrics whose names were built at run time.
+    fn log_owned_values(&mut self, values: &[(String, f64)]) -> Result<(), TrackingError> {
+        let borrowed: Vec<(&str, f64)> = values.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        self.log_values(&borrowed)
+    }
+
     /// Log plain `key = value` metrics at step 0.
     fn log_values(&mut self, values: &[(&str, f64)]) -> Result<(), TrackingError> {
         let now = chrono::Utc::now().timestamp_millis();

@@ -430,14 +430,9 @@ pub fn run(args: &Args) -> Result<(), TransformError> {
         // error reported first, as when it came first.
         let (written, tracked) = std::thread::scope(|s| {
             let writer = s.spawn(|| rps_store::frame::write(store.as_ref(), &ds, &schema));
-            let tracked = run.log_params(&logged).and_then(|()| {
-                run.log_values(
-                    &counts
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), *v))
-                        .collect::<Vec<_>>(),
-                )
-            });
+            let tracked = run
+                .log_params(&logged)
+                .and_then(|()| run.log_owned_values(&counts));
             let written = writer
                 .join()
                 .unwrap_or_else(|e| std::panic::resume_unwind(e));
