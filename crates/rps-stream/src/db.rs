@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0004_scores",
         include_str!("../migrations/0004_scores.sql"),
     ),
+    (
+        5,
+        "0005_one_index_per_table",
+        include_str!("../migrations/0005_one_index_per_table.sql"),
+    ),
 ];
 
 /// One prediction row.

@@ -23,8 +23,25 @@ fn produce_consume_writes_one_row_per_bar_and_reruns_change_nothing() {
     e.run(&e.db(""), &["migrate"]); // idempotent
     assert_eq!(
         count(&e, &e.db(""), "SELECT count(*) FROM schema_migrations"),
-        4
+        5
     );
+    // Migration 0005: one B-tree per written table, its key led by (symbol, bar_time), which is
+    // what every reader asks by (half PostgreSQL's work per consumed bar).
+    let indexes = sql(
+        &e.base_url,
+        &e.db(""),
+        "SELECT tablename, indexdef FROM pg_indexes \
+         WHERE tablename IN ('predictions', 'scores') ORDER BY tablename",
+    );
+    assert_eq!(indexes.len(), 2, "{indexes:?}");
+    for (row, table) in indexes.iter().zip(["predictions", "scores"]) {
+        assert_eq!(row[0].as_deref(), Some(table));
+        let def = row[1].as_deref().unwrap_or_default();
+        assert!(
+            def.contains("UNIQUE INDEX") && def.contains("(symbol, bar_time, model, version)"),
+            "{def}"
+        );
+    }
     e.produce(&[]);
     let out = e.consume(&e.db(""), &["--aliases", "champion,challenger,baseline"]);
     let db = e.db("");
