@@ -51,6 +51,22 @@ impl Rows {
         })
     }
 
+    /// The pooled training set: each part's rows `idx` of its column-major inputs `columns`
+    /// (a symbol's features, then its one-hot), stacked in part order, and their targets
+    /// (`target[i]` for each `i` of `idx`). `rps train` (pooled), the pooled walk-forward of
+    /// `rps evaluate` and the `rps-pooled` experiment stack their rows through this.
+    ///
+    /// # Panics
+    /// When two parts have a different number of columns.
+    pub fn stack_parts(parts: &[(&[Vec<f64>], &[f64], &[usize])]) -> (Self, Vec<f64>) {
+        let rows = Self::stack(parts.iter().map(|(c, _, idx)| Self::gather(c, idx)));
+        let y = parts
+            .iter()
+            .flat_map(|(_, t, idx)| idx.iter().map(|&i| t[i]))
+            .collect();
+        (rows, y)
+    }
+
     /// Row `i`.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.values[i * self.n_cols..(i + 1) * self.n_cols]
