@@ -314,6 +314,7 @@ pub fn run_pooled(args: &Args, set: &rps_cli::ParamSet) -> Result<(), EvaluateEr
             }
         }
         run.log_owned_values(&values)?;
+        run.log_params(&logged_params(&params, &decision))?;
         run.log_artifact("metrics.json", &json)?;
         run.log_artifact("evaluation.md", md.as_bytes())?;
         record_live_set(registry.as_ref(), &info, decision.promoted, &params)?;

@@ -234,7 +234,7 @@ pub fn design(
 /// The rows `idx` of each part's design stacked in part order, and their targets: the pooled
 /// training set.
 pub fn stack(parts: &[(&Design, &FeatureFrame, &[usize])]) -> (Rows, Vec<f64>) {
-    let parts: Vec<(&[Vec<f64>], &[f64], &[usize])> = parts
+    let parts: Vec<rps_model::Part<'_>> = parts
         .iter()
         .map(|(d, f, idx)| (d.columns.as_slice(), f.target.as_slice(), *idx))
         .collect();

@@ -3,6 +3,10 @@
 use hessboost::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// One symbol's share of a pooled training set ([`Rows::stack_parts`]): its column-major model
+/// inputs, its targets and the rows to take.
+pub type Part<'a> = (&'a [Vec<f64>], &'a [f64], &'a [usize]);
+
 /// A rectangular block of rows (row-major), NaN for missing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rows {
@@ -58,7 +62,7 @@ impl Rows {
     ///
     /// # Panics
     /// When two parts have a different number of columns.
-    pub fn stack_parts(parts: &[(&[Vec<f64>], &[f64], &[usize])]) -> (Self, Vec<f64>) {
+    pub fn stack_parts(parts: &[Part<'_>]) -> (Self, Vec<f64>) {
         let rows = Self::stack(parts.iter().map(|(c, _, idx)| Self::gather(c, idx)));
         let y = parts
             .iter()

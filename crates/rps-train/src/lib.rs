@@ -530,11 +530,11 @@ fn run_pooled(args: &Args, set: &rps_cli::ParamSet) -> Result<(), TrainError> {
         validation_by_symbol.push(((*symbol).clone(), at..at + va.len()));
         at += va.len();
     }
-    let train: Vec<(&[Vec<f64>], &[f64], &[usize])> = parts
+    let train: Vec<rps_model::Part<'_>> = parts
         .iter()
         .map(|(c, t, tr, _)| (c.as_slice(), t.as_slice(), tr.as_slice()))
         .collect();
-    let validation: Vec<(&[Vec<f64>], &[f64], &[usize])> = parts
+    let validation: Vec<rps_model::Part<'_>> = parts
         .iter()
         .map(|(c, t, _, va)| (c.as_slice(), t.as_slice(), va.as_slice()))
         .collect();

@@ -202,6 +202,39 @@ fn pooled_acceptance_blocks_only_when_enforced() {
         reason.contains("enforce is on") && reason.contains("on SYN-B ("),
         "{reason}"
     );
+    // The tracking run has the verdicts: together under the per-symbol stage's names, each
+    // symbol's with its suffix.
+    let runs = std::fs::read_dir(p.path(".rps/runs")).unwrap();
+    let run = runs
+        .map(|e| {
+            p.json(&format!(
+                ".rps/runs/{}/run.json",
+                e.unwrap().file_name().to_string_lossy()
+            ))
+        })
+        .find(|r| r["stage"] == "evaluate")
+        .expect("an evaluate run");
+    assert_eq!(run["tags"]["pooling"], "pooled", "{run}");
+    assert_eq!(run["params"]["acceptance_enforce"], "true", "{run}");
+    let metric = |key: &str| {
+        run["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["key"] == key)
+            .map(|m| m["value"].as_f64().unwrap())
+    };
+    for key in [
+        "wf_beats_baselines",
+        "wf_beats_baselines_SYN-A",
+        "wf_beats_baselines_SYN-B",
+    ] {
+        assert_eq!(metric(key), Some(0.0), "{key}: {run}");
+    }
+    assert!(
+        metric("wf_model_qlike_SYN-B").is_some_and(f64::is_finite),
+        "{run}"
+    );
     // Not enforced (the default), the same verdicts are reported and the model is promoted.
     let o = p.ok("rps-evaluate", &["--require-promotion"]);
     assert!(o.stderr.contains("promoted to champion"), "{}", o.stderr);
