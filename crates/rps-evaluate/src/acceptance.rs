@@ -97,7 +97,27 @@ pub struct Verdict {
     pub passed: bool,
 }
 
+/// A verdict in brief, as `metrics.json` gives it: whether it passed, and the failed criteria.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub passed: bool,
+    pub failed: Vec<Criterion>,
+}
+
 impl Verdict {
+    /// The verdict in brief.
+    pub fn outcome(&self) -> Outcome {
+        Outcome {
+            passed: self.passed,
+            failed: self
+                .checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| c.criterion)
+                .collect(),
+        }
+    }
+
     /// The criteria that failed, in words.
     pub fn failed(&self) -> Vec<&'static str> {
         self.checks
@@ -309,9 +329,15 @@ pub fn judge(wf: &WalkForward, rule: &AcceptanceParams) -> Option<Verdict> {
 
 /// The verdict as a Markdown table and a closing line.
 pub fn verdict_markdown(v: &Verdict) -> String {
-    let mut s = String::from(
-        "### Verdict\n\nThe acceptance rule (`evaluate.acceptance` in params.yaml) on the pooled rows above.\n\n| criterion | observed | required | |\n|---|---|---|---|\n",
-    );
+    format!(
+        "### Verdict\n\nThe acceptance rule (`evaluate.acceptance` in params.yaml) on the pooled rows above.\n\n{}",
+        verdict_table(v)
+    )
+}
+
+/// The verdict's criteria as a Markdown table, and its closing line.
+pub fn verdict_table(v: &Verdict) -> String {
+    let mut s = String::from("| criterion | observed | required | |\n|---|---|---|---|\n");
     for c in &v.checks {
         s.push_str(&format!(
             "| {} | {} | {} | {} |\n",
@@ -337,31 +363,59 @@ pub fn verdict_markdown(v: &Verdict) -> String {
 
 /// The decision with the rule applied: with `enforce`, a failed verdict keeps the challenger
 /// out whatever the champion comparison said; either way the reason says how the rule went.
-pub fn gate(mut d: Decision, verdict: Option<&Verdict>, enforce: bool) -> Decision {
-    let Some(v) = verdict else {
+/// The per-symbol stage's one walk-forward; [`gate_scopes`] is the same rule over several.
+pub fn gate(d: Decision, verdict: Option<&Verdict>, enforce: bool) -> Decision {
+    match verdict {
+        Some(v) => gate_scopes(d, Some(&[(None, v)]), enforce),
+        None => gate_scopes(d, None, enforce),
+    }
+}
+
+/// One verdict and the rows it judged: `None` for the per-symbol stage's one walk-forward, a
+/// name for each judgement of the pooled one ("all symbols together", then each symbol).
+pub type Scoped<'a> = (Option<&'a str>, &'a Verdict);
+
+/// [`gate`] over every verdict of a walk-forward (`None`: none ran). The rule passes only when
+/// every verdict passes; with `enforce`, a failure anywhere keeps the challenger out. The
+/// reason names each failing scope and its failed criteria.
+pub fn gate_scopes(mut d: Decision, verdicts: Option<&[Scoped<'_>]>, enforce: bool) -> Decision {
+    let Some(verdicts) = verdicts.filter(|v| !v.is_empty()) else {
         d.reason = format!(
             "{}; no walk-forward ran (evaluate.walk_forward_folds: 0), so the acceptance rule was not checked",
             d.reason
         );
         return d;
     };
-    if v.passed {
+    let failures: Vec<String> = verdicts
+        .iter()
+        .filter(|(_, v)| !v.passed)
+        .map(|(scope, v)| match scope {
+            None => format!("({})", v.failed().join("; ")),
+            Some(s) => format!("on {s} ({})", v.failed().join("; ")),
+        })
+        .collect();
+    let failures = failures.join(", ");
+    let scoped = verdicts.iter().any(|(s, _)| s.is_some());
+    if failures.is_empty() {
         d.reason = format!(
-            "{}; the walk-forward passes every acceptance criterion",
-            d.reason
+            "{}; the walk-forward passes every acceptance criterion{}",
+            d.reason,
+            if scoped {
+                " on all symbols together and on each symbol"
+            } else {
+                ""
+            }
         );
     } else if enforce && d.promoted {
         d.promoted = false;
         d.reason = format!(
-            "{}, but the walk-forward fails the acceptance rule ({}) and evaluate.acceptance.enforce is on, so it is kept out",
+            "{}, but the walk-forward fails the acceptance rule {failures} and evaluate.acceptance.enforce is on, so it is kept out",
             d.reason,
-            v.failed().join("; ")
         );
     } else {
         d.reason = format!(
-            "{}; note that the walk-forward fails the acceptance rule ({}){}",
+            "{}; note that the walk-forward fails the acceptance rule {failures}{}",
             d.reason,
-            v.failed().join("; "),
             if enforce {
                 String::new()
             } else {

@@ -19,6 +19,7 @@ mod decision;
 mod headline;
 mod plots;
 mod pooled;
+mod pooled_walk_forward;
 mod report;
 mod scoring;
 pub mod signal;
@@ -27,6 +28,7 @@ mod walk_forward;
 pub use acceptance::*;
 pub use decision::*;
 pub use pooled::{SymbolEvaluation, decide_pooled};
+pub use pooled_walk_forward::*;
 pub use report::*;
 pub use scoring::*;
 pub use walk_forward::*;
@@ -381,29 +383,7 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
                 f64::from(u8::from(decision.promoted)),
             ));
             run.log_owned_values(&values)?;
-            run.log_params(&[
-                ("primary_metric".to_owned(), decision.metric.clone()),
-                (
-                    "promotion_margin".to_owned(),
-                    params.evaluate.promotion_margin.to_string(),
-                ),
-                (
-                    "ewma_lambda".to_owned(),
-                    params.evaluate.ewma_lambda.to_string(),
-                ),
-                (
-                    "walk_forward_folds".to_owned(),
-                    params.evaluate.walk_forward_folds.to_string(),
-                ),
-                (
-                    "walk_forward_test_fraction".to_owned(),
-                    params.evaluate.walk_forward_test_fraction.to_string(),
-                ),
-                (
-                    "walk_forward_window".to_owned(),
-                    format!("{:?}", params.evaluate.walk_forward_window).to_lowercase(),
-                ),
-            ])?;
+            run.log_params(&logged_params(&params, &decision))?;
             for (name, bytes) in [
                 ("metrics.json", metrics_json.as_slice()),
                 ("metrics_detail.json", detail_json.as_slice()),
@@ -432,6 +412,35 @@ pub fn run(args: &Args) -> Result<(), EvaluateError> {
     };
     let (decision, md, where_) = decision;
     conclude(args, "challenger", decision, &md, &where_)
+}
+
+/// The knobs a volatility evaluate run logs as params (per-symbol and pooled alike).
+fn logged_params(params: &Params, decision: &Decision) -> Vec<(String, String)> {
+    let ev = &params.evaluate;
+    vec![
+        ("primary_metric".to_owned(), decision.metric.clone()),
+        (
+            "promotion_margin".to_owned(),
+            ev.promotion_margin.to_string(),
+        ),
+        ("ewma_lambda".to_owned(), ev.ewma_lambda.to_string()),
+        (
+            "walk_forward_folds".to_owned(),
+            ev.walk_forward_folds.to_string(),
+        ),
+        (
+            "walk_forward_test_fraction".to_owned(),
+            ev.walk_forward_test_fraction.to_string(),
+        ),
+        (
+            "walk_forward_window".to_owned(),
+            format!("{:?}", ev.walk_forward_window).to_lowercase(),
+        ),
+        (
+            "acceptance_enforce".to_owned(),
+            ev.acceptance.enforce.to_string(),
+        ),
+    ]
 }
 
 /// The stage's closing lines: the decision and where the reports are, the table, and with

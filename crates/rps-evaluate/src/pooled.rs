@@ -12,9 +12,13 @@
 //!   the same margin (relative, on the primary metric).
 //!
 //! Both must hold; the first model becomes champion as usual. A champion over other symbols
-//! (or a per-symbol model under the same name) is not comparable and is kept. The walk-forward
-//! is not run in pooled mode (its folds would retrain the pooled model over every symbol; not
-//! built yet), so the acceptance verdict is absent.
+//! (or a per-symbol model under the same name) is not comparable and is kept.
+//!
+//! With `evaluate.walk_forward_folds` > 0 the pooled walk-forward runs ([`pooled_walk_forward`]:
+//! a pooled model retrained per fold on every symbol's rows) and the acceptance rule judges it
+//! on all symbols together and on each symbol. The rule gates the decision as in the
+//! per-symbol stage ([`gate_scopes`], one rule): reported always, and with
+//! `evaluate.acceptance.enforce: true` a failure on any of those scopes keeps the challenger out.
 
 use crate::*;
 use rps_core::metrics;
@@ -35,10 +39,12 @@ pub struct SymbolEvaluation {
     /// Whether this symbol blocks the promotion, and why (or why not).
     pub blocks: bool,
     pub reason: String,
+    /// The acceptance rule on this symbol's walk-forward rows (`None`: no walk-forward ran).
+    pub acceptance: Option<Outcome>,
 }
 
 /// A per-symbol dataset with the pooled model's one-hot columns appended.
-fn with_one_hot(
+pub(crate) fn with_one_hot(
     mut ds: Dataset,
     symbols: &[String],
     symbol: &str,
@@ -154,9 +160,12 @@ pub fn run_pooled(args: &Args, set: &rps_cli::ParamSet) -> Result<(), EvaluateEr
     let mut per_symbol = Vec::with_capacity(symbols.len());
     let (mut realized, mut chal, mut champ) = (Vec::new(), Vec::new(), Vec::new());
     let mut champion_scores_all = champion.is_some();
+    let mut datasets = Vec::with_capacity(symbols.len());
+    let mut bar = String::new();
     for symbol in &symbols {
         let store = rps_store::open(&template.replace("{symbol}", symbol))?;
-        let (ds, _) = rps_store::frame::read(store.as_ref())?;
+        let (ds, schema) = rps_store::frame::read(store.as_ref())?;
+        bar = schema.bar;
         let ds = with_one_hot(ds, &symbols, symbol)?;
         let e = evaluate(&params, &ds, &model)?;
         let c = match &champion {
@@ -191,8 +200,30 @@ pub fn run_pooled(args: &Args, set: &rps_cli::ParamSet) -> Result<(), EvaluateEr
             qlike: e.scores.iter().map(|(n, s)| (n.clone(), s.qlike)).collect(),
             blocks: false,
             reason: String::new(),
+            acceptance: None,
         });
+        datasets.push((symbol.clone(), ds));
     }
+    // The walk-forward and the acceptance rule: on all symbols together and on each symbol.
+    let rule = &params.evaluate.acceptance;
+    let wf = if params.evaluate.walk_forward_folds > 0 {
+        let bar: rps_core::Interval = bar.parse().map_err(|_| EvaluateError::Bar(bar.clone()))?;
+        Some(pooled_walk_forward(&params, &datasets, bar.ms())?)
+    } else {
+        None
+    };
+    drop(datasets);
+    let verdicts = wf.as_ref().map(|w| w.verdicts(rule)).unwrap_or_default();
+    for s in &mut per_symbol {
+        s.acceptance = verdicts
+            .iter()
+            .find(|(n, _)| n == &s.symbol)
+            .map(|(_, v)| v.outcome());
+    }
+    let scoped: Vec<Scoped<'_>> = verdicts
+        .iter()
+        .map(|(n, v)| (Some(n.as_str()), v))
+        .collect();
     let together = loss(&metrics::score(&realized, &chal), metric);
     let champion_together = match &champion {
         Some((v, _)) if champion_scores_all => {
@@ -221,15 +252,27 @@ pub fn run_pooled(args: &Args, set: &rps_cli::ParamSet) -> Result<(), EvaluateEr
             margin,
         ),
     };
-    let decision = decision::in_experiment(decision);
-    let md = markdown_pooled(&info, &decision, &per_symbol);
+    let decision = decision::in_experiment(gate_scopes(
+        decision,
+        wf.as_ref().map(|_| scoped.as_slice()),
+        rule.enforce,
+    ));
+    let mut md = markdown_pooled(&info, &decision, &per_symbol);
+    if let Some(w) = &wf {
+        md.push('\n');
+        md.push_str(&pooled_walk_forward_markdown(w, &verdicts, &params));
+    }
+    let walk_forward = match &wf {
+        Some(w) => walk_forward_body(w, &verdicts)?,
+        None => serde_json::Value::Null,
+    };
     let body = serde_json::json!({
         "pooling": "pooled",
         "symbols": symbols,
         "promotion": decision,
         "model": {"loss_together": together},
         "by_symbol": per_symbol,
-        "walk_forward": null,
+        "walk_forward": walk_forward,
     });
     let mut tags = BTreeMap::from([
         ("git_commit".to_owned(), rps_cli::git_commit()),
@@ -258,7 +301,20 @@ pub fn run_pooled(args: &Args, set: &rps_cli::ParamSet) -> Result<(), EvaluateEr
                 values.push((format!("{n}_qlike_{}", s.symbol), *q));
             }
         }
+        if let Some(w) = &wf {
+            // Together under the per-symbol stage's names (`wf_model_qlike`, `wf_accept_…`,
+            // `wf_beats_baselines`, and a point per fold); each symbol's with `_<SYMBOL>`.
+            let verdict = |name: &str| verdicts.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+            let (together, points) = walk_forward_metrics(&w.together, verdict(TOGETHER));
+            values.extend(together);
+            run.log_metrics(&points)?;
+            for (symbol, sw) in &w.by_symbol {
+                let (v, _) = walk_forward_metrics(sw, verdict(symbol));
+                values.extend(v.into_iter().map(|(k, x)| (format!("{k}_{symbol}"), x)));
+            }
+        }
         run.log_owned_values(&values)?;
+        run.log_params(&logged_params(&params, &decision))?;
         run.log_artifact("metrics.json", &json)?;
         run.log_artifact("evaluation.md", md.as_bytes())?;
         record_live_set(registry.as_ref(), &info, decision.promoted, &params)?;
@@ -273,10 +329,14 @@ pub fn run_pooled(args: &Args, set: &rps_cli::ParamSet) -> Result<(), EvaluateEr
     )
 }
 
-fn markdown_pooled(info: &VersionInfo, d: &Decision, per_symbol: &[SymbolEvaluation]) -> String {
+pub(crate) fn markdown_pooled(
+    info: &VersionInfo,
+    d: &Decision,
+    per_symbol: &[SymbolEvaluation],
+) -> String {
     use std::fmt::Write as _;
     let mut md = format!(
-        "# {} v{} (pooled over {} symbols)\n\n| symbol | rows | {} | champion | change | model QLIKE | har_rv QLIKE | ewma QLIKE | blocks |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        "# {} v{} (pooled over {} symbols)\n\n| symbol | rows | {} | champion | change | model QLIKE | har_rv QLIKE | ewma QLIKE | blocks | walk-forward acceptance |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n",
         info.name,
         info.version,
         per_symbol.len(),
@@ -286,7 +346,7 @@ fn markdown_pooled(info: &VersionInfo, d: &Decision, per_symbol: &[SymbolEvaluat
     for s in per_symbol {
         let _ = writeln!(
             md,
-            "| {} | {} | {:.4} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.4} | {} | {} | {} | {} | {} | {} | {} |",
             s.symbol,
             s.rows,
             s.challenger,
@@ -296,7 +356,19 @@ fn markdown_pooled(info: &VersionInfo, d: &Decision, per_symbol: &[SymbolEvaluat
             num(s.qlike.get("model").copied()),
             num(s.qlike.get("har_rv").copied()),
             num(s.qlike.get("ewma").copied()),
-            if s.blocks { "**yes**" } else { "no" }
+            if s.blocks { "**yes**" } else { "no" },
+            match &s.acceptance {
+                None => "not run".to_owned(),
+                Some(a) if a.passed => "passes".to_owned(),
+                Some(a) => format!(
+                    "**fails**: {}",
+                    a.failed
+                        .iter()
+                        .map(|c| c.key())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
         );
     }
     let _ = writeln!(
@@ -306,4 +378,24 @@ fn markdown_pooled(info: &VersionInfo, d: &Decision, per_symbol: &[SymbolEvaluat
         d.reason
     );
     md
+}
+
+/// `metrics.json`'s `walk_forward` in pooled mode: whether every verdict passed, then the
+/// walk-forward of all symbols together and of each symbol (folds, pooled scores, verdict), in
+/// the per-symbol stage's shape.
+fn walk_forward_body(
+    w: &PooledWalkForward,
+    verdicts: &[(String, Verdict)],
+) -> Result<serde_json::Value, EvaluateError> {
+    let verdict = |name: &str| verdicts.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+    let mut by_symbol = serde_json::Map::new();
+    for (symbol, sw) in &w.by_symbol {
+        by_symbol.insert(symbol.clone(), walk_forward_json(sw, verdict(symbol))?);
+    }
+    Ok(serde_json::json!({
+        "folds": w.together.folds.len(),
+        "passed": !verdicts.is_empty() && verdicts.iter().all(|(_, v)| v.passed),
+        "together": walk_forward_json(&w.together, verdict(TOGETHER))?,
+        "by_symbol": by_symbol,
+    }))
 }

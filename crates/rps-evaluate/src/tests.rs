@@ -312,6 +312,7 @@ fn pooled_promotion_needs_the_symbols_together_and_none_worse_beyond_the_margin(
         qlike: BTreeMap::new(),
         blocks: false,
         reason: String::new(),
+        acceptance: None,
     };
     // Better together (1.0 → 0.9) and on both: promoted.
     let mut s = vec![sym("A", 0.5, Some(0.6)), sym("B", 1.3, Some(1.4))];
@@ -336,4 +337,198 @@ fn pooled_promotion_needs_the_symbols_together_and_none_worse_beyond_the_margin(
     // No champion: the first model becomes champion.
     let mut s = vec![sym("A", 0.5, None), sym("B", 1.3, None)];
     assert!(decide_pooled(1, (0.9, None), &mut s, PrimaryMetric::Qlike, 0.0).promoted);
+}
+
+/// Two synthetic symbols (other seeds and volatility levels) with a pooled model's one-hot
+/// columns, and params for a fast walk-forward over them.
+fn pooled_synthetic() -> (Params, Vec<(String, Dataset)>) {
+    let (params, _) = synthetic();
+    let symbols = vec!["SYN-A".to_owned(), "SYN-B".to_owned()];
+    let datasets = symbols
+        .iter()
+        .zip([(1, 0.006), (2, 0.015)])
+        .map(|(s, (seed, hourly_vol))| {
+            let sp = SyntheticParams {
+                seed,
+                hourly_vol,
+                ..SyntheticParams::default()
+            };
+            let bars = simulate(&sp, Interval::H1, 0, 2400 * HOUR);
+            let (ds, _) = rps_transform::transform(&params, &bars, "synthetic").unwrap();
+            (s.clone(), pooled::with_one_hot(ds, &symbols, s).unwrap())
+        })
+        .collect();
+    (params, datasets)
+}
+
+/// The pooled walk-forward: each symbol split as its per-symbol walk-forward splits it, one
+/// pooled model per fold, the acceptance rule on each symbol and on all together, and the
+/// decision gated by the one rule of the per-symbol stage.
+#[test]
+fn pooled_walk_forward_judges_each_symbol_and_all_together() {
+    let (params, datasets) = pooled_synthetic();
+    let wf = pooled_walk_forward(&params, &datasets, HOUR).unwrap();
+    assert_eq!(wf.together.folds.len(), 3);
+    assert_eq!(wf.by_symbol.len(), 2);
+    for ((symbol, w), (_, ds)) in wf.by_symbol.iter().zip(&datasets) {
+        // The per-symbol walk-forward's split, on this symbol's rows.
+        let plan = walk_forward::fold_plan(&params, ds, HOUR).unwrap();
+        assert_eq!(w.folds.len(), plan.len(), "{symbol}");
+        for (f, p) in w.folds.iter().zip(&plan) {
+            assert_eq!(f.train_rows, p.train.len());
+            assert_eq!(f.validation_rows, p.validation.len());
+            let ts: Vec<i64> = p.test.iter().map(|&i| ds.frame.ts[i]).collect();
+            assert_eq!(f.ts, ts);
+        }
+    }
+    // Each fold's model is one pooled model: both symbols' folds carry its best iteration, and
+    // together each fold is the symbols' test rows one after the other.
+    for (k, t) in wf.together.folds.iter().enumerate() {
+        let (a, b) = (&wf.by_symbol[0].1.folds[k], &wf.by_symbol[1].1.folds[k]);
+        assert_eq!(a.best_iteration, b.best_iteration);
+        assert_eq!(t.train_rows, a.train_rows + b.train_rows);
+        let mut y = a.realized.clone();
+        y.extend(&b.realized);
+        assert_eq!(t.realized, y);
+    }
+    let y: Vec<f64> = wf
+        .together
+        .folds
+        .iter()
+        .flat_map(|f| f.realized.clone())
+        .collect();
+    let h: Vec<f64> = wf
+        .together
+        .folds
+        .iter()
+        .flat_map(|f| f.forecasts[0].1.clone())
+        .collect();
+    assert_eq!(wf.together.pooled[0].0, "model");
+    assert_eq!(wf.together.pooled[0].1, metrics::score(&y, &h));
+    // The baselines are per symbol: refitted on each symbol's own history.
+    assert!(
+        wf.by_symbol
+            .iter()
+            .all(|(_, w)| w.pooled_score("har_rv").is_some())
+    );
+
+    // A bar the model clearly clears (its QLIKE at most 50 % above the best baseline's) and
+    // one it clearly misses (50 % below), everything else lowered out of the way.
+    let lax = rps_core::params::AcceptanceParams {
+        qlike_gain: -0.5,
+        mse_var_tolerance: 100.0,
+        median_r2_log_gain: -1.0,
+        coverage_tolerance: 0.99,
+        tercile_coverage_tolerance: 0.99,
+        interval_score_gain: -1.0,
+        enforce: true,
+    };
+    let wins = wf.verdicts(&lax);
+    let scopes: Vec<&str> = wins.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(scopes, [TOGETHER, "SYN-A", "SYN-B"]);
+    assert!(wins.iter().all(|(_, v)| v.passed), "{wins:#?}");
+    let strict = rps_core::params::AcceptanceParams {
+        qlike_gain: 0.5,
+        ..lax.clone()
+    };
+    let loses = wf.verdicts(&strict);
+    for (scope, v) in &loses {
+        assert!(!v.passed, "{scope}");
+        assert_eq!(v.outcome().failed, [Criterion::MeanQlike], "{scope}");
+    }
+    // The rule on each scope is the per-symbol rule on that scope's walk-forward.
+    assert_eq!(loses[1].1, wf.by_symbol[0].1.verdict(&strict).unwrap());
+
+    // One rule gates the decision: passing everywhere says so; a failure on one symbol only
+    // keeps the challenger out when enforced, and names the symbol.
+    let as_scopes = |v: &[(String, Verdict)]| -> Vec<(Option<String>, Verdict)> {
+        v.iter()
+            .map(|(s, v)| (Some(s.clone()), v.clone()))
+            .collect()
+    };
+    let first = decide(1, 0.5, None, PrimaryMetric::Qlike, 0.0);
+    let gate_with = |v: &[(Option<String>, Verdict)], enforce: bool| {
+        let s: Vec<Scoped<'_>> = v.iter().map(|(n, v)| (n.as_deref(), v)).collect();
+        gate_scopes(first.clone(), Some(&s), enforce)
+    };
+    let d = gate_with(&as_scopes(&wins), true);
+    assert!(d.promoted, "{}", d.reason);
+    assert!(
+        d.reason.ends_with(
+            "passes every acceptance criterion on all symbols together and on each symbol"
+        ),
+        "{}",
+        d.reason
+    );
+    let mut mixed = wins.clone();
+    mixed[2] = loses[2].clone();
+    let kept = gate_with(&as_scopes(&mixed), true);
+    assert!(!kept.promoted);
+    insta::assert_snapshot!("pooled_gate_enforced", kept.reason);
+    let told = gate_with(&as_scopes(&mixed), false);
+    assert!(told.promoted);
+    insta::assert_snapshot!("pooled_gate_reported", told.reason);
+    // Without a walk-forward, as in the per-symbol stage: not checked.
+    let none = gate_scopes(first.clone(), None, true);
+    assert!(none.promoted && none.reason.contains("not checked"));
+
+    // The reports: the pooled table's column and the walk-forward section.
+    let md = pooled_walk_forward_markdown(&wf, &loses, &params);
+    assert!(
+        md.contains("## Walk-forward: 3 folds, a pooled model per fold"),
+        "{md}"
+    );
+    for scope in [TOGETHER, "SYN-A", "SYN-B"] {
+        assert!(md.contains(&format!("| {scope} | ")), "{md}");
+        assert!(md.contains(&format!("### {scope}\n")), "{md}");
+    }
+    assert_eq!(md.matches("| **fails** 1 of 7 |").count(), 3, "{md}");
+}
+
+/// The pooled report's table with the acceptance column, on hand-made numbers.
+#[test]
+fn pooled_report_gives_each_symbols_acceptance() {
+    let info = VersionInfo {
+        name: "syn-volatility".to_owned(),
+        version: 2,
+        created_at: String::new(),
+        run_id: String::new(),
+        data_hash: String::new(),
+        git_commit: String::new(),
+        metrics: BTreeMap::new(),
+    };
+    let sym = |s: &str, acceptance: Option<Outcome>| SymbolEvaluation {
+        symbol: s.to_owned(),
+        rows: 480,
+        challenger: 0.5,
+        champion: Some(0.52),
+        improvement: Some(0.0385),
+        qlike: BTreeMap::from([
+            ("model".to_owned(), 0.5),
+            ("har_rv".to_owned(), 0.55),
+            ("ewma".to_owned(), 0.6),
+        ]),
+        blocks: false,
+        reason: String::new(),
+        acceptance,
+    };
+    let per_symbol = vec![
+        sym(
+            "SYN-A",
+            Some(Outcome {
+                passed: true,
+                failed: Vec::new(),
+            }),
+        ),
+        sym(
+            "SYN-B",
+            Some(Outcome {
+                passed: false,
+                failed: vec![Criterion::MeanQlike, Criterion::Coverage90],
+            }),
+        ),
+        sym("SYN-C", None),
+    ];
+    let d = decide(2, 0.5, Some((1, 0.52)), PrimaryMetric::Qlike, 0.0);
+    insta::assert_snapshot!(pooled::markdown_pooled(&info, &d, &per_symbol));
 }

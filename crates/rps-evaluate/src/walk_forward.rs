@@ -138,16 +138,12 @@ pub fn walk_forward(
     ds: &Dataset,
     bar_ms: i64,
 ) -> Result<WalkForward, EvaluateError> {
-    use rps_core::walkforward::{WalkForwardParams, folds};
     let f = &ds.frame;
-    let ev = &params.evaluate;
-    let wp = WalkForwardParams::from_params(params);
-    let plan = folds(&f.ts, &f.usable(), bar_ms, params.target.horizon, &wp)?;
+    let plan = fold_plan(params, ds, bar_ms)?;
     let mut out = Vec::with_capacity(plan.len());
     for (k, fold) in plan.iter().enumerate() {
         let (xt, yt) = gather(ds, &fold.train);
         let (xv, yv) = gather(ds, &fold.validation);
-        let (xs, realized) = gather(ds, &fold.test);
         let (model, _) = VolatilityModel::train(
             &params.train,
             &f.names,
@@ -155,23 +151,7 @@ pub fn walk_forward(
             (&xt, &yt),
             (&xv, &yv),
         )?;
-        let mut seen = fold.train.clone();
-        seen.extend(&fold.validation);
-        let (base, _) = baselines(params, ds, &seen)?;
-        let (mut forecasts, quantiles) = model_forecasts(&model, &xs)?;
-        let levels: Vec<f64> = model
-            .quantile_booster()
-            .map_or_else(Vec::new, |q| q.meta.levels.clone());
-        let baseline_quantiles = if quantiles.is_empty() {
-            Vec::new()
-        } else {
-            baseline_intervals(&levels, &base, &f.target, &seen, &fold.test)
-        };
-        forecasts.extend(
-            base.into_iter()
-                .map(|(n, v)| (n, fold.test.iter().map(|&i| v[i]).collect::<Vec<_>>())),
-        );
-        let (scores, dm_vs_har) = score_all(&realized, &forecasts, ev.dm_lags);
+        let r = score_fold(params, ds, fold, &model)?;
         tracing::info!(
             "walk-forward fold {}/{}: {} train, {} validation, {} test rows; model QLIKE {:.4}, R²(log) {:.4}",
             k + 1,
@@ -179,24 +159,81 @@ pub fn walk_forward(
             fold.train.len(),
             fold.validation.len(),
             fold.test.len(),
-            scores[0].1.qlike,
-            scores[0].1.r2_log
+            r.scores[0].1.qlike,
+            r.scores[0].1.r2_log
         );
-        out.push(FoldResult {
-            train_rows: fold.train.len(),
-            validation_rows: fold.validation.len(),
-            best_iteration: model.meta.best_iteration,
-            smearing: model.meta.smearing,
-            power: model.meta.power,
-            ts: fold.test.iter().map(|&i| f.ts[i]).collect(),
-            realized,
-            forecasts,
-            scores,
-            dm_vs_har,
-            quantiles,
-            baseline_quantiles,
-        });
+        out.push(r);
     }
+    Ok(summarise(out, params))
+}
+
+/// The walk-forward folds of one dataset (`evaluate:` and `split:`, `rps_core::walkforward`):
+/// the per-symbol walk-forward's split, which the pooled one applies to each symbol's rows.
+pub(crate) fn fold_plan(
+    params: &Params,
+    ds: &Dataset,
+    bar_ms: i64,
+) -> Result<Vec<rps_core::walkforward::Fold>, EvaluateError> {
+    use rps_core::walkforward::{WalkForwardParams, folds};
+    let f = &ds.frame;
+    let wp = WalkForwardParams::from_params(params);
+    Ok(folds(
+        &f.ts,
+        &f.usable(),
+        bar_ms,
+        params.target.horizon,
+        &wp,
+    )?)
+}
+
+/// One fold of `ds` scored with the `model` trained for it: the baselines refitted on the
+/// fold's training and validation rows, then the model and every baseline (and their
+/// intervals, for a model with quantiles) on its test rows.
+pub(crate) fn score_fold(
+    params: &Params,
+    ds: &Dataset,
+    fold: &rps_core::walkforward::Fold,
+    model: &VolatilityModel,
+) -> Result<FoldResult, EvaluateError> {
+    let f = &ds.frame;
+    let (xs, realized) = gather(ds, &fold.test);
+    let mut seen = fold.train.clone();
+    seen.extend(&fold.validation);
+    let (base, _) = baselines(params, ds, &seen)?;
+    let (mut forecasts, quantiles) = model_forecasts(model, &xs)?;
+    let levels: Vec<f64> = model
+        .quantile_booster()
+        .map_or_else(Vec::new, |q| q.meta.levels.clone());
+    let baseline_quantiles = if quantiles.is_empty() {
+        Vec::new()
+    } else {
+        baseline_intervals(&levels, &base, &f.target, &seen, &fold.test)
+    };
+    forecasts.extend(
+        base.into_iter()
+            .map(|(n, v)| (n, fold.test.iter().map(|&i| v[i]).collect::<Vec<_>>())),
+    );
+    let (scores, dm_vs_har) = score_all(&realized, &forecasts, params.evaluate.dm_lags);
+    Ok(FoldResult {
+        train_rows: fold.train.len(),
+        validation_rows: fold.validation.len(),
+        best_iteration: model.meta.best_iteration,
+        smearing: model.meta.smearing,
+        power: model.meta.power,
+        ts: fold.test.iter().map(|&i| f.ts[i]).collect(),
+        realized,
+        forecasts,
+        scores,
+        dm_vs_har,
+        quantiles,
+        baseline_quantiles,
+    })
+}
+
+/// The walk-forward of scored `folds` (at least one): the pooled out-of-sample scores of their
+/// test rows together, the DM tests and the distribution summaries.
+pub(crate) fn summarise(out: Vec<FoldResult>, params: &Params) -> WalkForward {
+    let ev = &params.evaluate;
     let realized: Vec<f64> = out.iter().flat_map(|r| r.realized.clone()).collect();
     let forecasts: Vec<(String, Vec<f64>)> = out[0]
         .forecasts
@@ -231,14 +268,14 @@ pub fn walk_forward(
                 .map(|d| ((*name).to_owned(), d))
         })
         .collect();
-    Ok(WalkForward {
+    WalkForward {
         folds: out,
         pooled,
         dm_vs_har,
         dm_log_vs_har,
         window: ev.walk_forward_window,
         distribution,
-    })
+    }
 }
 
 /// Pooled coverage, interval scores, reliability and coverage by tercile of predicted

@@ -234,16 +234,11 @@ pub fn design(
 /// The rows `idx` of each part's design stacked in part order, and their targets: the pooled
 /// training set.
 pub fn stack(parts: &[(&Design, &FeatureFrame, &[usize])]) -> (Rows, Vec<f64>) {
-    let rows = Rows::stack(
-        parts
-            .iter()
-            .map(|(d, _, idx)| Rows::gather(&d.columns, idx)),
-    );
-    let y = parts
+    let parts: Vec<rps_model::Part<'_>> = parts
         .iter()
-        .flat_map(|(_, f, idx)| idx.iter().map(|&i| f.target[i]))
+        .map(|(d, f, idx)| (d.columns.as_slice(), f.target.as_slice(), *idx))
         .collect();
-    (rows, y)
+    Rows::stack_parts(&parts)
 }
 
 /// One symbol's out-of-sample forecasts over every fold, in time order.

@@ -3,6 +3,10 @@
 use hessboost::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// One symbol's share of a pooled training set ([`Rows::stack_parts`]): its column-major model
+/// inputs, its targets and the rows to take.
+pub type Part<'a> = (&'a [Vec<f64>], &'a [f64], &'a [usize]);
+
 /// A rectangular block of rows (row-major), NaN for missing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rows {
@@ -49,6 +53,22 @@ impl Rows {
             n_rows: 0,
             n_cols: 0,
         })
+    }
+
+    /// The pooled training set: each part's rows `idx` of its column-major inputs `columns`
+    /// (a symbol's features, then its one-hot), stacked in part order, and their targets
+    /// (`target[i]` for each `i` of `idx`). `rps train` (pooled), the pooled walk-forward of
+    /// `rps evaluate` and the `rps-pooled` experiment stack their rows through this.
+    ///
+    /// # Panics
+    /// When two parts have a different number of columns.
+    pub fn stack_parts(parts: &[Part<'_>]) -> (Self, Vec<f64>) {
+        let rows = Self::stack(parts.iter().map(|(c, _, idx)| Self::gather(c, idx)));
+        let y = parts
+            .iter()
+            .flat_map(|(_, t, idx)| idx.iter().map(|&i| t[i]))
+            .collect();
+        (rows, y)
     }
 
     /// Row `i`.

@@ -524,14 +524,22 @@ fn run_pooled(args: &Args, set: &rps_cli::ParamSet) -> Result<(), TrainError> {
         }
         parts.push((columns, &ds.frame.target, tr, va));
     }
-    let y = |target: &[f64], idx: &[usize]| idx.iter().map(|&i| target[i]).collect::<Vec<_>>();
     let mut validation_by_symbol = Vec::with_capacity(parts.len());
     let mut at = 0;
     for ((symbol, _, _), (_, _, _, va)) in read.iter().zip(&parts) {
         validation_by_symbol.push(((*symbol).clone(), at..at + va.len()));
         at += va.len();
     }
-    let xt = Rows::stack(parts.iter().map(|(c, _, tr, _)| Rows::gather(c, tr)));
+    let train: Vec<rps_model::Part<'_>> = parts
+        .iter()
+        .map(|(c, t, tr, _)| (c.as_slice(), t.as_slice(), tr.as_slice()))
+        .collect();
+    let validation: Vec<rps_model::Part<'_>> = parts
+        .iter()
+        .map(|(c, t, _, va)| (c.as_slice(), t.as_slice(), va.as_slice()))
+        .collect();
+    let (xt, yt) = Rows::stack_parts(&train);
+    let (xv, yv) = Rows::stack_parts(&validation);
     let reference = names
         .iter()
         .enumerate()
@@ -544,10 +552,10 @@ fn run_pooled(args: &Args, set: &rps_cli::ParamSet) -> Result<(), TrainError> {
         })
         .collect();
     let rows = TrainingRows {
-        yt: parts.iter().flat_map(|(_, t, tr, _)| y(t, tr)).collect(),
         xt,
-        xv: Rows::stack(parts.iter().map(|(c, _, _, va)| Rows::gather(c, va))),
-        yv: parts.iter().flat_map(|(_, t, _, va)| y(t, va)).collect(),
+        yt,
+        xv,
+        yv,
         validation_by_symbol,
         logged,
     };

@@ -104,7 +104,48 @@ fn pooled_evaluate_decides_once_for_every_symbol() {
         for f in ["model", "har_rv", "ewma"] {
             assert!(s["qlike"][f].is_number(), "{s}");
         }
+        // The walk-forward verdict on this symbol's rows. The model has no quantiles here
+        // (train.quantiles: []), so its interval criteria cannot be measured and fail.
+        assert_eq!(s["acceptance"]["passed"], false, "{s}");
+        let failed = s["acceptance"]["failed"].as_array().unwrap();
+        assert!(failed.contains(&serde_json::json!("coverage80")), "{s}");
     }
+    // The walk-forward: 2 folds, judged on both symbols together and on each, in the
+    // per-symbol stage's shape.
+    let wf = &m["walk_forward"];
+    assert_eq!(wf["folds"], 2, "{wf}");
+    assert_eq!(wf["passed"], false, "{wf}");
+    assert_eq!(wf["together"]["folds"].as_array().unwrap().len(), 2, "{wf}");
+    assert_eq!(
+        wf["together"]["verdict"]["checks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
+    let rows = |w: &serde_json::Value| w["pooled"]["model"]["n"].as_u64().unwrap();
+    assert_eq!(
+        rows(&wf["together"]),
+        SYMBOLS
+            .iter()
+            .map(|s| rows(&wf["by_symbol"][s]))
+            .sum::<u64>()
+    );
+    for s in SYMBOLS {
+        assert!(wf["by_symbol"][s]["verdict"]["passed"].is_boolean(), "{wf}");
+    }
+    // Reported, not enforced (evaluate.acceptance.enforce: false): the reason says so.
+    let reason = m["promotion"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("fails the acceptance rule on all symbols together")
+            && reason.contains("reported, not enforced"),
+        "{reason}"
+    );
+    let md = std::fs::read_to_string(p.path(".rps/reports/pooled/evaluation.md")).unwrap();
+    assert!(
+        md.contains("## Walk-forward: 2 folds, a pooled model per fold"),
+        "{md}"
+    );
     // A second training (same data, another seed) is judged against the champion on each
     // symbol's rows and together; whatever it decides, the report says why per symbol.
     p.ok("rps-train", &["--set", "train.xgboost.seed=7"]);
@@ -134,4 +175,67 @@ fn pooled_evaluate_decides_once_for_every_symbol() {
         );
     }
     assert_eq!(o.code == 0, m["promotion"]["promoted"] == true);
+}
+
+/// A failed walk-forward verdict blocks a pooled promotion exactly when it would block a
+/// per-symbol one: with `evaluate.acceptance.enforce: true`.
+#[test]
+fn pooled_acceptance_blocks_only_when_enforced() {
+    let p = Project::new(&pooled_params());
+    prepare(&p);
+    p.ok("rps-train", &[]);
+    // No quantiles (train.quantiles: []): the interval criteria fail on every scope, so an
+    // enforced rule keeps even the first model out.
+    let o = p.run(
+        "rps-evaluate",
+        &[
+            "--set",
+            "evaluate.acceptance.enforce=true",
+            "--require-promotion",
+        ],
+    );
+    assert_eq!(o.code, 9, "{}", o.stderr);
+    let m = p.json(".rps/reports/pooled/metrics.json");
+    assert_eq!(m["promotion"]["promoted"], false, "{m}");
+    let reason = m["promotion"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("enforce is on") && reason.contains("on SYN-B ("),
+        "{reason}"
+    );
+    // The tracking run has the verdicts: together under the per-symbol stage's names, each
+    // symbol's with its suffix.
+    let runs = std::fs::read_dir(p.path(".rps/runs")).unwrap();
+    let run = runs
+        .map(|e| {
+            p.json(&format!(
+                ".rps/runs/{}/run.json",
+                e.unwrap().file_name().to_string_lossy()
+            ))
+        })
+        .find(|r| r["stage"] == "evaluate")
+        .expect("an evaluate run");
+    assert_eq!(run["tags"]["pooling"], "pooled", "{run}");
+    assert_eq!(run["params"]["acceptance_enforce"], "true", "{run}");
+    let metric = |key: &str| {
+        run["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["key"] == key)
+            .map(|m| m["value"].as_f64().unwrap())
+    };
+    for key in [
+        "wf_beats_baselines",
+        "wf_beats_baselines_SYN-A",
+        "wf_beats_baselines_SYN-B",
+    ] {
+        assert_eq!(metric(key), Some(0.0), "{key}: {run}");
+    }
+    assert!(
+        metric("wf_model_qlike_SYN-B").is_some_and(f64::is_finite),
+        "{run}"
+    );
+    // Not enforced (the default), the same verdicts are reported and the model is promoted.
+    let o = p.ok("rps-evaluate", &["--require-promotion"]);
+    assert!(o.stderr.contains("promoted to champion"), "{}", o.stderr);
 }
