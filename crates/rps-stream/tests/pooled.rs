@@ -107,8 +107,19 @@ fn each_symbol_is_predicted_by_the_pooled_model_with_its_one_hot() {
     registry.set_alias(NAME, "champion", v).unwrap();
     let aliases = ["champion".to_owned()];
     let bindings: Vec<Binding> = SYMBOLS.iter().map(|s| binding(Some(s))).collect();
-    let live = live::load_bound(&registry, &bindings, &aliases).unwrap();
+    let mut loaded = live::Loaded::default();
+    let live = live::load_bound_sharing(&registry, &bindings, &aliases, &mut loaded).unwrap();
     assert_eq!(live.len(), 2, "one live model per symbol's binding");
+    // One booster in memory for both symbols' bindings of the version, not a copy each.
+    assert_eq!(loaded.len(), 1, "the version is read once");
+    assert!(live::shares_model(&live[0], &live[1]));
+    // The same version under a second alias is still one entry per binding.
+    registry.set_alias(NAME, "challenger", v).unwrap();
+    let both = ["champion".to_owned(), "challenger".to_owned()];
+    let again = live::load_bound(&registry, &bindings, &both).unwrap();
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0].alias, "champion,challenger");
+    assert!(live::shares_model(&again[0], &again[1]));
     for row in &rows {
         let mut got = Vec::new();
         for (m, symbol) in live.iter().zip(SYMBOLS) {
@@ -138,4 +149,25 @@ fn each_symbol_is_predicted_by_the_pooled_model_with_its_one_hot() {
         assert!(err.to_string().contains(want), "{err}");
         assert_eq!(rps_cli::StageError::exit_code(&err), rps_cli::exit::CONFIG);
     }
+}
+
+/// `rps stream reconcile --symbol S` binds S when params.yaml lists several symbols, so that a
+/// pooled model loads with S's one-hot (before, the binding had no symbol and a pooled model was
+/// refused); with one symbol, no symbol, as before.
+#[test]
+fn a_one_symbol_command_binds_its_symbol_when_several_are_listed() {
+    let several = rps_cli::param_set_from_str(
+        "data:\n  symbols: {AAA-USD: {}, BBB-USD: {}}\ntrain:\n  pooling: pooled\n  model_name: crypto-vol\n",
+        "params.yaml",
+        &[],
+        None,
+    )
+    .unwrap();
+    for symbol in SYMBOLS {
+        let b = live::binding(several.get(symbol).unwrap());
+        assert_eq!(b.symbol.as_deref(), Some(symbol));
+        assert_eq!(b.names[0], NAME);
+    }
+    let one = Params::default();
+    assert_eq!(live::binding(&one).symbol, None);
 }
