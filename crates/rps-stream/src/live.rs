@@ -193,7 +193,14 @@ pub fn load(
     interval: rps_core::Interval,
     symbol: Option<&str>,
 ) -> Result<Vec<LiveModel>, StreamError> {
-    load_shared(registry, name, aliases, interval, symbol, &mut Loaded::default())
+    load_shared(
+        registry,
+        name,
+        aliases,
+        interval,
+        symbol,
+        &mut Loaded::default(),
+    )
 }
 
 /// The versions one live-set load has read, by (name, version): a version bound to several
@@ -292,7 +299,14 @@ pub fn load_all(
     interval: rps_core::Interval,
     symbol: Option<&str>,
 ) -> Result<Vec<LiveModel>, StreamError> {
-    load_all_shared(registry, names, aliases, interval, symbol, &mut Loaded::default())
+    load_all_shared(
+        registry,
+        names,
+        aliases,
+        interval,
+        symbol,
+        &mut Loaded::default(),
+    )
 }
 
 fn load_all_shared(
