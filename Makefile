@@ -56,8 +56,8 @@ model-quality-dev: build ## the development walk-forward: Binance BTCUSDT before
 	@bash scripts/model-quality.sh --dev "$(BIN)" .rps/model-quality ../shared/data
 
 .PHONY: dvc-repro
-dvc-repro: build setup-python ## run the pipeline as a DVC pipeline (dvc.yaml): only what changed re-runs
-	PATH="$(BIN):$(VENV)/bin:$$PATH" dvc repro
+dvc-repro: build setup-python ## run the pipeline as a DVC pipeline (dvc.yaml; POOLED=1: pooled/dvc.yaml, for train.pooling: pooled): only what changed re-runs
+	PATH="$(BIN):$(VENV)/bin:$$PATH" dvc repro $(if $(POOLED),pooled/dvc.yaml)
 
 .PHONY: dvc-plots
 dvc-plots: setup-python ## the charts of the last dvc repro → dvc_plots/index.html (offline: vega is inlined)

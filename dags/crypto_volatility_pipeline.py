@@ -348,11 +348,6 @@ class Settings:
         pooling = (_get(env, "RPS_AIRFLOW_POOLING") or "per_symbol").lower()
         if pooling not in {"per_symbol", "pooled"}:
             raise SettingError(f"RPS_AIRFLOW_POOLING={pooling!r}: expected per_symbol or pooled")
-        if pooling == "pooled" and _bool(env, "RPS_AIRFLOW_STREAM_RECONCILE", False):
-            raise SettingError(
-                "RPS_AIRFLOW_POOLING=pooled with RPS_AIRFLOW_STREAM_RECONCILE=true: reconcile after a pooled "
-                "evaluate is not supported yet (run rps stream reconcile --symbol S per symbol)"
-            )
         pull_policy = _get(env, "RPS_AIRFLOW_IMAGE_PULL_POLICY", "IfNotPresent")
         if pull_policy not in {"Always", "IfNotPresent", "Never"}:
             raise SettingError(f"RPS_AIRFLOW_IMAGE_PULL_POLICY={pull_policy!r}: expected Always, IfNotPresent or Never")
@@ -554,7 +549,8 @@ def stage_specs(settings: Settings, dag_id: str) -> list[Stage]:
         # new champion from being served, and a failed refresh must not leave the stored
         # predictions behind. Runs after every evaluate, promotion or not: evaluate may also have
         # moved the challenger alias. Nothing changed = nothing written. Per symbol, like the
-        # stages (`rps stream reconcile --symbol SYM`).
+        # stages (`rps stream reconcile --symbol SYM`); pooled: a second mapped group over the
+        # symbols after the one evaluate, each symbol's stored bars re-predicted with its one-hot.
         stages.append(
             Stage(
                 "reconcile",
@@ -929,6 +925,7 @@ SYMBOLS_TASK = "symbols"
 POOLED = "pooled"  # the summary's key of the one pooled evaluate
 SUMMARY_TASK = "summary"
 GROUP_ID = "per_symbol"
+AFTER_GROUP_ID = "per_symbol_after"  # pooled: the per-symbol stages after the one evaluate
 
 
 def choose_symbols(
@@ -1013,12 +1010,16 @@ def summarize(
     once_ids: Sequence[str],
     *,
     pooled: bool = False,
+    after_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
     """What became of each symbol, from the task states of one run.
 
     `states` is Airflow's task-state map of the run (`extract_0` for map index 0 of extract,
     `symbols` for an unmapped task); `promoted` evaluate's XCom per map index, or with `pooled`
-    (one train and one evaluate for every symbol) under the key POOLED.
+    (one train and one evaluate for every symbol) under the key POOLED. `after_ids`: the stages
+    of `stage_ids` that run per symbol after the pooled evaluate (reconcile); when the pooled
+    train or evaluate did not succeed they never ran for any symbol, which `failed_tasks` says
+    once instead of every symbol stopping there.
     """
     pipeline = dag_id == PIPELINE_DAG_ID
     report: dict[str, Any] = {
@@ -1029,9 +1030,10 @@ def summarize(
         "failed": {},
         "tasks": {t: states.get(t) for t in (PARAMS_SYMBOLS_TASK, SYMBOLS_TASK, *once_ids)},
     }
+    skipped = set(after_ids) if pooled and states.get("evaluate") != "success" else set()
     for index, symbol in enumerate(symbols):
         label = symbol or "default"
-        branch = {stage: states.get(f"{stage}_{index}") for stage in stage_ids}
+        branch = {stage: states.get(f"{stage}_{index}") for stage in stage_ids if stage not in skipped}
         stopped = next(((s, st) for s, st in branch.items() if st != "success"), None)
         entry: dict[str, Any] = {"states": branch}
         if pipeline and branch.get("train") == "success":
@@ -1061,9 +1063,13 @@ def summarize(
             is_promoted = promoted.get(POOLED)
             key = "promoted" if is_promoted else "not_promoted"
             report[key] = list(report["symbols"])
-            for entry in report["symbols"].values():
+            for label, entry in report["symbols"].items():
                 entry["promoted"] = is_promoted
-                entry["outcome"] = "promoted (pooled)" if is_promoted else "trained, not promoted (pooled)"
+                outcome = "promoted (pooled)" if is_promoted else "trained, not promoted (pooled)"
+                if label in report["failed"]:  # a stage after the pooled evaluate (reconcile)
+                    stage = report["failed"][label]
+                    outcome += f"; stopped at {stage}: {entry['states'].get(stage) or 'not run'}"
+                entry["outcome"] = outcome
     report["failed_tasks"] = [
         task_id for task_id, state in report["tasks"].items() if state in {"failed", "upstream_failed"}
     ]
@@ -1072,7 +1078,9 @@ def summarize(
     return report
 
 
-def _summary_task(dag_id: str, stage_ids: Sequence[str], once_ids: Sequence[str], pooled: bool = False) -> Any:
+def _summary_task(
+    dag_id: str, stage_ids: Sequence[str], once_ids: Sequence[str], pooled: bool = False, after_ids: Sequence[str] = ()
+) -> Any:
     @task(task_id=SUMMARY_TASK, trigger_rule=TriggerRule.ALL_DONE, retries=0, execution_timeout=timedelta(minutes=5))
     def summary(**context: Any) -> dict[str, Any]:
         """Which symbols were trained, promoted, or stopped where; fails the run if any stopped."""
@@ -1090,7 +1098,7 @@ def _summary_task(dag_id: str, stage_ids: Sequence[str], once_ids: Sequence[str]
             for index in range(len(symbols)):
                 if states.get(f"evaluate_{index}") == "success":
                     promoted[index] = ti.xcom_pull(task_ids="evaluate", key="promoted", map_indexes=index)
-        report = summarize(dag_id, symbols, states, promoted, stage_ids, once_ids, pooled=pooled)
+        report = summarize(dag_id, symbols, states, promoted, stage_ids, once_ids, pooled=pooled, after_ids=after_ids)
         width = max((len(s) for s in report["symbols"]), default=7)
         for label, entry in report["symbols"].items():
             log.info("%-*s  %s", width, label, entry["outcome"])
@@ -1185,8 +1193,12 @@ def build_dag(settings: Settings, dag_id: str) -> DAG:
     )
     make = _pod_task if settings.executor == "kubernetes" else _local_task
     specs = stage_specs(settings, dag_id)
-    per_symbol = [s for s in specs if s.per_symbol]
     once = [s for s in specs if not s.per_symbol]
+    once_ids = {s.task_id for s in once}
+    # Per symbol after a once-per-run task (pooled: reconcile after the one evaluate): a second
+    # mapped group over the same symbols, since a mapped group cannot wait for a task after it.
+    after = [s for s in specs if s.per_symbol and s.upstream in once_ids]
+    per_symbol = [s for s in specs if s.per_symbol and s not in after]
     tasks: dict[str, Any] = {}
 
     # A mapped task GROUP, not mapped tasks: instance i of quality waits for instance i of extract
@@ -1199,6 +1211,14 @@ def build_dag(settings: Settings, dag_id: str) -> DAG:
             after = tasks[stage.upstream] if stage.upstream else previous
             if after is not None:
                 after >> current
+            tasks[stage.task_id] = previous = current
+
+    @task_group(group_id=AFTER_GROUP_ID, prefix_group_id=False)
+    def after_branch(symbol: Any) -> None:
+        previous = None
+        for stage in after:
+            current = make(settings, stage, settings.task_timeouts[stage.task_id], symbol)
+            (previous if previous is not None else tasks[stage.upstream]) >> current
             tasks[stage.task_id] = previous = current
 
     with dag:
@@ -1217,8 +1237,16 @@ def build_dag(settings: Settings, dag_id: str) -> DAG:
                 current.trigger_rule = TriggerRule.ALL_DONE_MIN_ONE_SUCCESS
             tasks[stage.upstream or per_symbol[-1].task_id] >> current
             tasks[stage.task_id] = current
+        if after:
+            after_branch.expand(symbol=chosen)
         leaves = [t for t in dag.tasks if not t.downstream_task_ids]
-        summary = _summary_task(dag_id, [s.task_id for s in per_symbol], [s.task_id for s in once], settings.pooled)()
+        summary = _summary_task(
+            dag_id,
+            [s.task_id for s in (*per_symbol, *after)],
+            [s.task_id for s in once],
+            settings.pooled,
+            [s.task_id for s in after],
+        )()
         leaves >> summary
     return dag
 

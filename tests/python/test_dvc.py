@@ -1,6 +1,7 @@
 """DVC as its users drive it, on a git copy of the project's DVC files and the bundled sample:
 `dvc repro`, `dvc plots show` rendered in headless Chromium with the network blocked, and
-`dvc exp run -S …` / `dvc exp show` / `dvc metrics diff` comparing a baseline with an experiment.
+`dvc exp run -S …` / `dvc exp show` / `dvc metrics diff` comparing a baseline with an experiment;
+and the pooled pipeline (`train.pooling: pooled`, `dvc repro pooled/dvc.yaml`) over two symbols.
 
 Needs dvc (the test venv, requirements-data.txt), chromium (make test's setup-tools; or set
 RPS_CHROMIUM) and the stage binaries in RPS_BIN_DIR (`rps <stage>` is dvc.yaml's command)."""
@@ -23,6 +24,7 @@ from rps_testing import ROOT, bin_dir, stage_env
 # What tests/pipeline/tests/storage.rs copies, plus what `dvc plots show` and git need.
 PROJECT_FILES = [
     "dvc.yaml",
+    "pooled/dvc.yaml",
     "params.yaml",
     ".dvcignore",
     ".gitignore",
@@ -267,3 +269,101 @@ def test_experiment_is_compared_with_its_baseline(project):
     page = (repo / "plots_diff/index.html").read_text()
     assert len(re.findall(r"<img [^>]*predictions\.png", page)) == 2, "one image per revision"
 
+
+
+# --- the pooled pipeline: pooled/dvc.yaml -----------------------------------------------------
+
+SAMPLE = "data/sample/btc_usdt_1h_binance_2020-2021.csv"
+POOLED_STAGES = {"pooled/dvc.yaml:train", "pooled/dvc.yaml:evaluate"}
+
+
+def ran(out):
+    """The stages `dvc repro` printed as run, e.g. `transform@BTC-USDT`."""
+    return set(re.findall(r"^Running stage '([^']+)'", out, re.M))
+
+
+def upstream(*symbols):
+    return {f"{stage}@{s}" for s in symbols for stage in ("extract", "quality", "transform")}
+
+
+def pooled_params(repo):
+    """params.yaml with a second symbol, the sample's 2021 hours (BTC-2021, its own file), and
+    `train.pooling: pooled` under one model name; the tests' shorter training."""
+    rows = (repo / SAMPLE).read_text().splitlines()
+    second = [r for r in rows[1:] if r.startswith("2021-")]
+    assert len(second) > 8000, len(second)
+    (repo / "data/btc-2021.csv").write_text("\n".join([rows[0], *second]) + "\n")
+    params = (repo / "params.yaml").read_text()
+    entry = f"      file: {{path: {SAMPLE}}}"
+    line = next(l for l in params.splitlines() if l.startswith(entry))
+    edits = [
+        (line, f"{line}\n    BTC-2021:\n      file: {{path: data/btc-2021.csv}}"),
+        ("  pooling: per_symbol", "  pooling: pooled"),
+        ("  model_name: btc-volatility", "  model_name: crypto-volatility"),
+        ("  signal_model_name: btc-signal", "  signal_model_name: crypto-signal"),
+        *FAST_PARAMS,
+    ]
+    for old, new in edits:
+        assert old in params, f"params.yaml no longer has {old!r}"
+        params = params.replace(old, new, 1)
+    (repo / "params.yaml").write_text(params)
+
+
+def test_pooled_pipeline_trains_once_over_every_symbol_and_reruns_on_any_symbols_features(tmp_path):
+    repo = tmp_path / "pooled-project"
+    for f in PROJECT_FILES:
+        (repo / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / f, repo / f)
+    pooled_params(repo)
+    git(repo, "init", "-q")
+    env = stage_env(PATH=f"{bin_dir()}{os.pathsep}{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1", NO_COLOR="1")
+    symbols = ("BTC-USDT", "BTC-2021")
+
+    # Every symbol's extract, quality and transform from dvc.yaml, then ONE train and ONE
+    # evaluate from pooled/dvc.yaml; no per-symbol train or evaluate.
+    started = time.monotonic()
+    first = dvc(repo, "repro", "pooled/dvc.yaml", env=env)
+    print(f"dvc repro pooled/dvc.yaml: {time.monotonic() - started:.1f} s")
+    assert ran(first) == upstream(*symbols) | POOLED_STAGES, first
+    schema = json.loads((repo / "models/pooled/candidate/schema.json").read_text())
+    assert schema["symbols"] == list(symbols), schema["symbols"]
+    assert schema["features"][-2:] == [f"symbol_{s}" for s in symbols]
+    metrics = json.loads((repo / "reports/pooled/evaluate/metrics.json").read_text())
+    assert metrics["pooling"] == "pooled" and [s["symbol"] for s in metrics["by_symbol"]] == list(symbols), metrics
+    aliases = json.loads((repo / ".rps/registry/crypto-volatility/aliases.json").read_text())
+    assert aliases.get("champion") == 1, aliases
+    assert not (repo / "models/BTC-USDT").exists() and not (repo / "reports/BTC-USDT/evaluate").exists()
+    # The pooled stages' params come from the root params.yaml (wdir: ..), recorded in pooled/dvc.lock.
+    lock = (repo / "pooled/dvc.lock").read_text()
+    assert "params.yaml:" in lock and "pooling: pooled" in lock and "BTC-2021:" in lock, lock
+
+    # Nothing changed: nothing runs.
+    again = dvc(repo, "repro", "pooled/dvc.yaml", env=env)
+    assert ran(again) == set(), again
+    assert "up to date" in dvc(repo, "status", "pooled/dvc.yaml", env=env)
+
+    # New data for one symbol: that symbol's upstream stages, then the pooled train and
+    # evaluate (they depend on the data/features folder, which holds every symbol's features).
+    path = repo / "data/btc-2021.csv"
+    text = path.read_text()
+    path.write_text(text[: text.rstrip().rfind("\n") + 1])
+    third = dvc(repo, "repro", "pooled/dvc.yaml", env=env)
+    assert ran(third) == upstream("BTC-2021") | POOLED_STAGES, third
+    assert json.loads((repo / ".rps/registry/crypto-volatility/aliases.json").read_text()).get("champion") in (1, 2)
+
+    # A training knob re-runs the pooled train and evaluate only.
+    params = (repo / "params.yaml").read_text()
+    assert "    eta: 0.03" in params
+    (repo / "params.yaml").write_text(params.replace("    eta: 0.03", "    eta: 0.05"))
+    fourth = dvc(repo, "repro", "pooled/dvc.yaml", env=env)
+    assert ran(fourth) == POOLED_STAGES, fourth
+
+    # The pooled metrics are DVC metrics.
+    shown = json.loads(dvc(repo, "metrics", "show", "--json", env=env))
+    pooled_metrics = shown[""]["data"]["reports/pooled/evaluate/metrics.json"]["data"]
+    assert pooled_metrics["pooling"] == "pooled", pooled_metrics
+
+    # The root file's per-symbol train refuses pooled mode and names the command to run.
+    out = subprocess.run([dvc_exe(), "repro", "train@BTC-USDT"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode != 0, out.stdout
+    assert "dvc repro pooled/dvc.yaml" in out.stdout + out.stderr, out.stdout + out.stderr

@@ -296,7 +296,7 @@ impl Settings {
             }
             Command::Produce(_) | Command::Reconcile(_) => {
                 let p = set.selected()?.clone();
-                let b = live::bindings([&p]);
+                let b = vec![live::binding(&p)];
                 (p, b)
             }
         };

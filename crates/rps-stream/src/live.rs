@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use rps_core::signal::Signal;
 use rps_model::{Forecast, Model};
 use rps_tracking::Registry;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Coverage of the central band stored beside the mean (`lower_80`, `upper_80`).
 const BAND: f64 = 0.8;
@@ -22,8 +24,9 @@ pub struct LiveModel {
     pub version: u32,
     /// The aliases pointing at this version, comma-joined in the order asked (`champion,challenger`).
     pub alias: String,
-    /// A volatility or a signal model (its `meta.json` says which).
-    model: Model,
+    /// A volatility or a signal model (its `meta.json` says which). Shared by every symbol's
+    /// binding of the same version (a pooled model: one copy in memory, not one per symbol).
+    model: Arc<Model>,
     /// What its features mean: from its saved schema, never from params.yaml.
     pub spec: FeatureSpec,
     /// [`FeatureSpec::key`] of `spec`: models with equal keys share a feature row.
@@ -46,7 +49,7 @@ impl LiveModel {
 
     /// Whether it forecasts volatility (its predictions are scored).
     pub fn is_volatility(&self) -> bool {
-        matches!(self.model, Model::Volatility(_))
+        matches!(self.model.as_ref(), Model::Volatility(_))
     }
 
     /// The HAR-type log-scale baseline of this version for `row`: `exp(L)`, floored like the
@@ -69,7 +72,7 @@ impl LiveModel {
 
     /// The volatility model with a base margin, and `row` in its input order.
     fn margin_row(&self, row: &[f64]) -> Option<(&rps_model::VolatilityModel, Vec<f32>)> {
-        let Model::Volatility(m) = &self.model else {
+        let Model::Volatility(m) = self.model.as_ref() else {
             return None;
         };
         m.meta.margin.as_ref()?;
@@ -115,7 +118,7 @@ impl LiveModel {
             n_rows: rows.len(),
             n_cols,
         };
-        let forecasts: Vec<Forecast> = match &self.model {
+        let forecasts: Vec<Forecast> = match self.model.as_ref() {
             Model::Volatility(m) => m
                 .forecast(&x)?
                 .into_iter()
@@ -190,6 +193,58 @@ pub fn load(
     interval: rps_core::Interval,
     symbol: Option<&str>,
 ) -> Result<Vec<LiveModel>, StreamError> {
+    load_shared(
+        registry,
+        name,
+        aliases,
+        interval,
+        symbol,
+        &mut Loaded::default(),
+    )
+}
+
+/// The versions one live-set load has read, by (name, version): a version bound to several
+/// symbols (a pooled model) is read and kept once, each symbol's [`LiveModel`] holding the same
+/// booster with its own one-hot.
+#[derive(Default)]
+pub struct Loaded(HashMap<(String, u32), (Arc<Model>, Arc<rps_core::schema::FeatureSchema>)>);
+
+impl Loaded {
+    /// The distinct versions read (each one booster in memory).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn get(
+        &mut self,
+        registry: &dyn Registry,
+        name: &str,
+        version: u32,
+    ) -> Result<(Arc<Model>, Arc<rps_core::schema::FeatureSchema>), StreamError> {
+        let key = (name.to_owned(), version);
+        if let Some(hit) = self.0.get(&key) {
+            return Ok(hit.clone());
+        }
+        let loaded = registry.load(name, version)?;
+        let entry = (Arc::new(loaded.model), Arc::new(loaded.files.schema));
+        self.0.insert(key, entry.clone());
+        Ok(entry)
+    }
+}
+
+/// [`load`] reading each version through `loaded`, so that bindings of the same version share it.
+fn load_shared(
+    registry: &dyn Registry,
+    name: &str,
+    aliases: &[String],
+    interval: rps_core::Interval,
+    symbol: Option<&str>,
+    loaded: &mut Loaded,
+) -> Result<Vec<LiveModel>, StreamError> {
     let mut live: Vec<LiveModel> = Vec::new();
     for alias in aliases {
         let Some(version) = registry.alias(name, alias)? else {
@@ -200,13 +255,13 @@ pub fn load(
             m.alias = format!("{},{alias}", m.alias);
             continue;
         }
-        let loaded = registry.load(name, version)?;
-        let spec = FeatureSpec::from_schema(&loaded.files.schema, interval)
+        let (model, schema) = loaded.get(registry, name, version)?;
+        let spec = FeatureSpec::from_schema(&schema, interval)
             .map_err(|e| StreamError::Config(format!("{name} v{version}: {e}")))?;
         let features = rps_core::features::feature_names(&spec.features);
         let inputs = rps_core::pooling::Inputs::new(
-            &loaded.model.meta().features,
-            &loaded.files.schema.symbols,
+            &model.meta().features,
+            &schema.symbols,
             &features,
             symbol,
         )
@@ -227,7 +282,7 @@ pub fn load(
             symbol: None,
             version,
             alias: alias.clone(),
-            model: loaded.model,
+            model,
             spec_key: spec.key(),
             spec,
             inputs,
@@ -244,9 +299,29 @@ pub fn load_all(
     interval: rps_core::Interval,
     symbol: Option<&str>,
 ) -> Result<Vec<LiveModel>, StreamError> {
+    load_all_shared(
+        registry,
+        names,
+        aliases,
+        interval,
+        symbol,
+        &mut Loaded::default(),
+    )
+}
+
+fn load_all_shared(
+    registry: &dyn Registry,
+    names: &[String],
+    aliases: &[String],
+    interval: rps_core::Interval,
+    symbol: Option<&str>,
+    loaded: &mut Loaded,
+) -> Result<Vec<LiveModel>, StreamError> {
     let mut live = Vec::new();
     for name in names {
-        live.extend(load(registry, name, aliases, interval, symbol)?);
+        live.extend(load_shared(
+            registry, name, aliases, interval, symbol, loaded,
+        )?);
     }
     Ok(live)
 }
@@ -274,20 +349,58 @@ pub fn bindings<'a>(sets: impl IntoIterator<Item = &'a rps_core::params::Params>
         .collect()
 }
 
-/// [`load_all`] for every binding, each model tagged with its binding's symbol.
+/// [`load_all`] for every binding, each model tagged with its binding's symbol. A version bound
+/// to several symbols (the pooled model of `train.pooling: pooled`) is read once and its booster
+/// shared: see [`load_bound_sharing`].
 pub fn load_bound(
     registry: &dyn Registry,
     bindings: &[Binding],
     aliases: &[String],
 ) -> Result<Vec<LiveModel>, StreamError> {
+    load_bound_sharing(registry, bindings, aliases, &mut Loaded::default())
+}
+
+/// [`load_bound`] through `loaded`, which afterwards holds the distinct versions read.
+pub fn load_bound_sharing(
+    registry: &dyn Registry,
+    bindings: &[Binding],
+    aliases: &[String],
+    loaded: &mut Loaded,
+) -> Result<Vec<LiveModel>, StreamError> {
     let mut live = Vec::new();
     for b in bindings {
-        for mut m in load_all(registry, &b.names, aliases, b.interval, b.symbol.as_deref())? {
+        for mut m in load_all_shared(
+            registry,
+            &b.names,
+            aliases,
+            b.interval,
+            b.symbol.as_deref(),
+            loaded,
+        )? {
             m.symbol.clone_from(&b.symbol);
             live.push(m);
         }
     }
     Ok(live)
+}
+
+/// The binding of a one-symbol command (`rps stream reconcile --symbol S`): the symbol's models
+/// for its bars. With several symbols in params.yaml it names the symbol, which a pooled model
+/// (`train.pooling: pooled`) needs for its one-hot; with one, none, as before.
+pub fn binding(params: &rps_core::params::Params) -> Binding {
+    Binding {
+        symbol: params
+            .data
+            .is_multi_symbol()
+            .then(|| params.data.symbol.clone()),
+        names: model_names(params),
+        interval: params.data.interval,
+    }
+}
+
+/// Whether `a` and `b` predict with the same booster in memory (not a copy).
+pub fn shares_model(a: &LiveModel, b: &LiveModel) -> bool {
+    Arc::ptr_eq(&a.model, &b.model)
 }
 
 /// The distinct specs of `live` (key, spec), in first-seen order.

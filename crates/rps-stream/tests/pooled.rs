@@ -3,80 +3,21 @@
 //! trained on is refused when the live set loads, never predicted.
 #![allow(clippy::unwrap_used)]
 
-use rps_core::candle::{HOUR_MS, Interval};
-use rps_core::params::{Params, TrainParams};
+use rps_core::candle::Interval;
+use rps_core::params::Params;
 use rps_core::schema::FeatureSchema;
-use rps_core::split::Split;
-use rps_core::synthetic::{SyntheticParams, simulate};
-use rps_model::{Rows, VolatilityModel};
+use rps_model::VolatilityModel;
 use rps_stream::live::{self, Binding};
 use rps_tracking::{LocalRegistry, ModelFiles, Registry as _, VersionInfo};
 
 const NAME: &str = "crypto-vol";
-const SYMBOLS: [&str; 2] = ["AAA-USD", "BBB-USD"];
+const SYMBOLS: [&str; 2] = rps_testkit::POOLED_SYMBOLS;
 
-/// A model pooled over [`SYMBOLS`] as `rps train` lays it out (features, then the one-hot
-/// from [`rps_core::pooling::with_one_hot`], rows stacked); BBB-USD's targets ×3 so that the
-/// one-hot matters. Returns it, its schema and AAA-USD's finite test rows.
+/// The pooled fixture of `rps-testkit` (also rps-serve's): the model, its schema and finite
+/// test rows of AAA-USD's features.
 fn pooled() -> (VolatilityModel, FeatureSchema, Vec<Vec<f64>>) {
-    let symbols: Vec<String> = SYMBOLS.iter().map(|s| (*s).to_owned()).collect();
-    let params = Params::default();
-    let (mut xt, mut yt, mut xv, mut yv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut first = None;
-    for (k, s) in symbols.iter().enumerate() {
-        let sp = SyntheticParams {
-            seed: 11 + k as u64,
-            ..SyntheticParams::default()
-        };
-        let bars = simulate(&sp, Interval::H1, 0, 2000 * HOUR_MS);
-        let (ds, schema) = rps_transform::transform(&params, &bars, "synthetic").unwrap();
-        let f = &ds.frame;
-        let cols = rps_core::pooling::with_one_hot(&f.columns, f.len(), &symbols, s).unwrap();
-        let scale = if k == 0 { 1.0 } else { 3.0 };
-        let (tr, va) = (ds.rows(Split::Train), ds.rows(Split::Validation));
-        xt.push(Rows::gather(&cols, &tr));
-        xv.push(Rows::gather(&cols, &va));
-        yt.extend(tr.iter().map(|&i| f.target[i] * scale));
-        yv.extend(va.iter().map(|&i| f.target[i] * scale));
-        if first.is_none() {
-            let rows: Vec<Vec<f64>> = ds
-                .rows(Split::Test)
-                .iter()
-                .map(|&i| f.row(i))
-                .filter(|r| r.iter().all(|v| v.is_finite()))
-                .take(20)
-                .collect();
-            first = Some((schema, rows));
-        }
-    }
-    let (schema, rows) = first.unwrap();
-    let mut names = schema.features.clone();
-    names.extend(rps_core::pooling::one_hot_names(&symbols));
-    let p = TrainParams {
-        num_boost_round: 60,
-        early_stopping_rounds: 0,
-        quantiles: Vec::new(),
-        ..TrainParams::default()
-    };
-    let (model, _) = VolatilityModel::train(
-        &p,
-        &names,
-        params.target.floor,
-        (&Rows::stack(xt), &yt),
-        (&Rows::stack(xv), &yv),
-    )
-    .unwrap();
-    let reference = names
-        .iter()
-        .map(|n| rps_core::stats::ColumnStats::compute(n, &[0.0, 1.0], 2))
-        .collect();
-    let schema = FeatureSchema {
-        features: names,
-        reference,
-        symbols,
-        ..schema
-    };
-    (model, schema, rows)
+    let p = rps_testkit::pooled();
+    (p.model.clone(), p.schema.clone(), p.rows.clone())
 }
 
 fn binding(symbol: Option<&str>) -> Binding {
@@ -107,8 +48,19 @@ fn each_symbol_is_predicted_by_the_pooled_model_with_its_one_hot() {
     registry.set_alias(NAME, "champion", v).unwrap();
     let aliases = ["champion".to_owned()];
     let bindings: Vec<Binding> = SYMBOLS.iter().map(|s| binding(Some(s))).collect();
-    let live = live::load_bound(&registry, &bindings, &aliases).unwrap();
+    let mut loaded = live::Loaded::default();
+    let live = live::load_bound_sharing(&registry, &bindings, &aliases, &mut loaded).unwrap();
     assert_eq!(live.len(), 2, "one live model per symbol's binding");
+    // One booster in memory for both symbols' bindings of the version, not a copy each.
+    assert_eq!(loaded.len(), 1, "the version is read once");
+    assert!(live::shares_model(&live[0], &live[1]));
+    // The same version under a second alias is still one entry per binding.
+    registry.set_alias(NAME, "challenger", v).unwrap();
+    let both = ["champion".to_owned(), "challenger".to_owned()];
+    let again = live::load_bound(&registry, &bindings, &both).unwrap();
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0].alias, "champion,challenger");
+    assert!(live::shares_model(&again[0], &again[1]));
     for row in &rows {
         let mut got = Vec::new();
         for (m, symbol) in live.iter().zip(SYMBOLS) {
@@ -138,4 +90,25 @@ fn each_symbol_is_predicted_by_the_pooled_model_with_its_one_hot() {
         assert!(err.to_string().contains(want), "{err}");
         assert_eq!(rps_cli::StageError::exit_code(&err), rps_cli::exit::CONFIG);
     }
+}
+
+/// `rps stream reconcile --symbol S` binds S when params.yaml lists several symbols, so that a
+/// pooled model loads with S's one-hot (before, the binding had no symbol and a pooled model was
+/// refused); with one symbol, no symbol, as before.
+#[test]
+fn a_one_symbol_command_binds_its_symbol_when_several_are_listed() {
+    let several = rps_cli::param_set_from_str(
+        "data:\n  symbols: {AAA-USD: {}, BBB-USD: {}}\ntrain:\n  pooling: pooled\n  model_name: crypto-vol\n",
+        "params.yaml",
+        &[],
+        None,
+    )
+    .unwrap();
+    for symbol in SYMBOLS {
+        let b = live::binding(several.get(symbol).unwrap());
+        assert_eq!(b.symbol.as_deref(), Some(symbol));
+        assert_eq!(b.names[0], NAME);
+    }
+    let one = Params::default();
+    assert_eq!(live::binding(&one).symbol, None);
 }

@@ -69,7 +69,7 @@ pub enum TrainError {
     )]
     SignalHorizon { horizon: usize, gap: usize },
     #[error(
-        "train.pooling: pooled trains one model over every symbol of data.symbols; run rps train without --symbol (got {0:?}) and without RPS_SYMBOL"
+        "train.pooling: pooled trains one model over every symbol of data.symbols; run rps train without --symbol (got {0:?}) and without RPS_SYMBOL. Under DVC, the per-symbol train@<symbol> stages of dvc.yaml are for train.pooling: per_symbol: run `dvc repro pooled/dvc.yaml` (each symbol's extract, quality and transform, then one pooled train and evaluate)"
     )]
     PooledSymbol(String),
     #[error(
@@ -96,6 +96,10 @@ pub enum TrainError {
     },
     #[error("{0}")]
     Input(#[from] rps_core::pooling::InputError),
+    #[error(
+        "--features {0:?} holds {{symbol}}, which only train.pooling: pooled reads (every symbol's features: pooled/dvc.yaml passes it); params.yaml has train.pooling: per_symbol: set train.pooling: pooled, or under DVC run the per-symbol stages with `dvc repro` (dvc.yaml)"
+    )]
+    SymbolTemplateNotPooled(String),
 }
 
 impl StageError for TrainError {
@@ -108,6 +112,7 @@ impl StageError for TrainError {
             | Self::PooledFeatures(_)
             | Self::PooledColumns { .. }
             | Self::PooledBar { .. }
+            | Self::SymbolTemplateNotPooled(_)
             | Self::Input(_) => exit::CONFIG,
             Self::Params(_)
             | Self::Model(
@@ -420,6 +425,9 @@ pub fn run(args: &Args) -> Result<(), TrainError> {
     let set = args.common.load_param_set()?;
     if set.shared().train.pooling.is_pooled() {
         return run_pooled(args, &set);
+    }
+    if let Some(f) = args.features.as_deref().filter(|f| f.contains("{symbol}")) {
+        return Err(TrainError::SymbolTemplateNotPooled(f.to_owned()));
     }
     let params = set.into_selected()?;
     let home = Home::for_params(&args.common.home, &params);

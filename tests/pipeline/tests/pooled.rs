@@ -46,6 +46,12 @@ fn pooled_train_fits_one_model_over_both_symbols() {
     let o = p.run("rps-train", &["--symbol", "SYN-A"]);
     assert_eq!(o.code, 3, "{}", o.stderr);
     assert!(o.stderr.contains("without --symbol"), "{}", o.stderr);
+    // Under DVC that is the root dvc.yaml's train@<symbol>: the error names the pooled pipeline.
+    assert!(
+        o.stderr.contains("dvc repro pooled/dvc.yaml"),
+        "{}",
+        o.stderr
+    );
     let o = p.ok("rps-train", &[]);
     assert!(o.stderr.contains("syn-volatility v1"), "{}", o.stderr);
     assert!(o.stderr.contains("SYN-B: validation QLIKE"), "{}", o.stderr);
@@ -238,4 +244,35 @@ fn pooled_acceptance_blocks_only_when_enforced() {
     // Not enforced (the default), the same verdicts are reported and the model is promoted.
     let o = p.ok("rps-evaluate", &["--require-promotion"]);
     assert!(o.stderr.contains("promoted to champion"), "{}", o.stderr);
+}
+
+/// `dvc repro pooled/dvc.yaml` with `train.pooling: per_symbol`: its train passes
+/// `--features data/features/{symbol}`, which only pooled mode reads; refused at once (exit 3),
+/// naming the setting, before any data is read.
+#[test]
+fn a_symbol_template_in_per_symbol_mode_is_refused() {
+    let params = pooled_params()
+        .replace("pooling: pooled", "pooling: per_symbol")
+        .replace(
+            "model_name: syn-volatility",
+            "model_name: '{symbol}-volatility'",
+        )
+        .replace("model_name: syn-signal", "model_name: '{symbol}-signal'");
+    let p = Project::new(&params);
+    let o = p.run(
+        "rps-train",
+        &[
+            "--features",
+            "data/features/{symbol}",
+            "--out",
+            "models/pooled/candidate",
+        ],
+    );
+    assert_eq!(o.code, 3, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("only train.pooling: pooled reads")
+            && o.stderr.contains("train.pooling: per_symbol"),
+        "{}",
+        o.stderr
+    );
 }

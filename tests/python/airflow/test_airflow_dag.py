@@ -926,12 +926,39 @@ def test_per_symbol_mode_is_the_default_and_pooled_refuses_what_it_cannot_do(mon
     assert chain_of(bag.dags[PIPELINE]) == CHAIN
     bag = dagbag(monkeypatch, RPS_AIRFLOW_POOLING="per_symbol")
     assert chain_of(bag.dags[PIPELINE]) == CHAIN
-    for settings, named in (
-        ({"RPS_AIRFLOW_POOLING": "pool"}, "RPS_AIRFLOW_POOLING"),
-        ({"RPS_AIRFLOW_POOLING": "pooled", "RPS_AIRFLOW_STREAM_RECONCILE": "true"}, "RPS_AIRFLOW_STREAM_RECONCILE"),
-    ):
-        errors = dagbag(monkeypatch, **settings).import_errors
-        assert errors and named in next(iter(errors.values())), errors
+    errors = dagbag(monkeypatch, RPS_AIRFLOW_POOLING="pool").import_errors
+    assert errors and "RPS_AIRFLOW_POOLING" in next(iter(errors.values())), errors
+
+
+@pytest.mark.parametrize("executor", ["kubernetes", "local"])
+def test_pooled_mode_reconciles_each_symbol_after_the_one_evaluate(monkeypatch, executor):
+    """Reconcile stays per symbol (`rps stream reconcile --symbol SYM`: each symbol's stored bars,
+    predicted with its one-hot), in a second mapped group over the same symbols, after the pooled
+    evaluate and beside refresh_serving."""
+    from airflow.sdk.definitions.taskgroup import MappedTaskGroup
+
+    bag = dagbag(
+        monkeypatch,
+        RPS_AIRFLOW_POOLING="pooled",
+        RPS_AIRFLOW_STREAM_RECONCILE="true",
+        RPS_AIRFLOW_EXECUTOR=executor,
+        RPS_AIRFLOW_SERVE_URL="http://rps-serve.rps.svc:8080",
+    )
+    assert bag.import_errors == {}
+    dag = bag.dags[PIPELINE]
+    groups = dag.task_group.get_task_group_dict()
+    assert {t.task_id for t in groups["per_symbol"]} == {"extract", "quality", "transform"}
+    after = groups["per_symbol_after"]
+    assert isinstance(after, MappedTaskGroup) and {t.task_id for t in after} == {"reconcile"}
+    (expand_arg,) = after._expand_input.value.values()
+    assert expand_arg.operator.task_id == "symbols"
+    reconcile = dag.get_task("reconcile")
+    assert reconcile.upstream_task_ids == {"evaluate", "symbols"}  # symbols: the mapped XCom
+    assert reconcile.trigger_rule == "all_success"  # not after a failed pooled evaluate
+    assert dag.get_task("refresh_serving").upstream_task_ids == {"evaluate"}
+    assert dag.get_task("summary").upstream_task_ids == {"reconcile", "refresh_serving"}
+    assert dag.get_task("symbols").downstream_task_ids == {"extract", "quality", "transform", "reconcile"}
+    assert render(reconcile, "ETH-USD", **MARCH_1).arguments == ["stream", "reconcile", "--symbol", "ETH-USD"]
 
 
 def test_the_summary_of_a_pooled_run(dag_module):
@@ -949,3 +976,22 @@ def test_the_summary_of_a_pooled_run(dag_module):
     assert report["trained"] == [] and report["promoted"] == []
     assert report["failed"] == {"ETH-USD": "quality"}
     assert report["failed_tasks"] == ["train", "evaluate"]
+
+
+def test_the_summary_of_a_pooled_run_with_reconcile(dag_module):
+    stages = ["extract", "quality", "transform", "reconcile"]
+    once = ["train", "evaluate"]
+    states = {"symbols": "success", "train": "success", "evaluate": "success"}
+    states.update({f"{s}_{i}": "success" for s in stages for i in (0, 1)})
+    states["reconcile_1"] = "failed"  # ETH-USD's stored bars could not be re-predicted
+    report = dag_module.summarize(PIPELINE, ["BTC-USDT", "ETH-USD"], states, {"pooled": True}, stages, once, pooled=True, after_ids=["reconcile"])
+    assert report["promoted"] == ["BTC-USDT", "ETH-USD"]
+    assert report["failed"] == {"ETH-USD": "reconcile"}
+    assert report["symbols"]["BTC-USDT"]["outcome"] == "promoted (pooled)"
+    assert report["symbols"]["ETH-USD"]["outcome"] == "promoted (pooled); stopped at reconcile: failed"
+    # The pooled train failed: no symbol's reconcile ran, and the run names the train once
+    # instead of every symbol "stopping at reconcile".
+    states.update({"train": "failed", "evaluate": "upstream_failed", "reconcile_0": "upstream_failed", "reconcile_1": "upstream_failed"})
+    report = dag_module.summarize(PIPELINE, ["BTC-USDT", "ETH-USD"], states, {}, stages, once, pooled=True, after_ids=["reconcile"])
+    assert report["failed"] == {} and report["failed_tasks"] == ["train", "evaluate"]
+    assert report["trained"] == [] and report["promoted"] == []

@@ -17,6 +17,9 @@ metadata DB; artifacts from the temporary RPS_HOME.
 4. The pipeline with RPS_AIRFLOW_STREAM_RECONCILE=true against a real PostgreSQL (started by
    tests/servers/postgres.sh, or make test's shared one; skipped without PostgreSQL) holding streamed candles:
    reconcile runs `rps stream reconcile` after evaluate and writes the champion's predictions.
+5. RPS_AIRFLOW_POOLING=pooled (params.yaml train.pooling: pooled) with two hourly symbols and
+   reconcile on: each symbol's extract, quality, transform, ONE train and ONE evaluate, then each
+   symbol's reconcile writing the one pooled model's predictions of that symbol's stored bars.
 """
 
 import csv
@@ -355,8 +358,8 @@ QUARTERLY = "0 0 1 */3 *"
 SPAN = ("2019-03-25 00:00:00", "2019-07-08 00:00:00")  # a little either side: extract keeps the window
 
 
-def csv_slice(src, dst, time_column, corrupt=False):
-    """The rows of `src` within SPAN (its text timestamps sort as times); with `corrupt`, high and
+def csv_slice(src, dst, time_column, corrupt=False, span=SPAN):
+    """The rows of `src` within `span` (its text timestamps sort as times); with `corrupt`, high and
     low swapped and widened on every 40th row, as corrupt_sample does."""
     with open(src, newline="") as fin, open(dst, "w", newline="") as fout:
         reader, writer = csv.reader(fin), csv.writer(fout)
@@ -365,7 +368,7 @@ def csv_slice(src, dst, time_column, corrupt=False):
         t = header.index(time_column)
         kept = 0
         for row in reader:
-            if not SPAN[0] <= row[t] < SPAN[1]:
+            if not span[0] <= row[t] < span[1]:
                 continue
             if corrupt and kept % 40 == 7:
                 high, low = header.index("high"), header.index("low")
@@ -553,3 +556,121 @@ def test_pipeline_reconciles_the_stream_database(airflow, postgres, bin_dir, tmp
     assert "champion" in alias.split(","), row
     # One row per bar with complete features: at most the stored bars, most of them.
     assert 500 < int(n) <= 1000 and n_vol == n, row
+
+
+# --------------------------------------------------------------------------------------------
+# Pooled (train.pooling: pooled): one train and one evaluate for two symbols, then reconcile
+# --------------------------------------------------------------------------------------------
+
+COINBASE = SHARED_DATA / "btc_usd_1h_coinbase_2017-07_2018-12.csv"
+COINBASE_COLUMNS = {"timestamp": "timestamp_utc", "open": "open", "high": "high", "low": "low", "close": "close", "volume": "volume_btc"}
+# Logical date 2018-07-01 of the quarterly schedule: [2018-04-01, 2018-07-01), which both hourly
+# files cover (the Coinbase file ends in 2018-12).
+SPAN_2018 = ("2018-03-25", "2018-07-08")
+
+
+def pooled_params(tmp, binance_csv, coinbase_csv):
+    """params.yaml with two hourly symbols (BTC-USDT from Binance, BTC-USD from Coinbase), pooled
+    under one model name, without the order-flow features (Coinbase has none: pooling needs the
+    same columns for every symbol); a quicker training, as two_symbol_params."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data = params["data"]
+    binance_columns = data["file"]["columns"]
+    data["file"]["columns"] = COINBASE_COLUMNS
+    data["symbols"] = {
+        "BTC-USDT": {"file": {"path": str(binance_csv), "columns": binance_columns}},
+        "BTC-USD": {"file": {"path": str(coinbase_csv), "columns": COINBASE_COLUMNS}},
+    }
+    params["features"]["flow"] = "off"
+    params["train"].update(
+        pooling="pooled", model_name="crypto-volatility", signal_model_name="crypto-signal", num_boost_round=150, early_stopping_rounds=20
+    )
+    params["evaluate"]["walk_forward_folds"] = 0
+    path = tmp / "params-pooled.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def test_pooled_two_symbols_train_once_and_each_symbol_is_reconciled(airflow, postgres, bin_dir, tmp_path):
+    if not (BTC_BINANCE.is_file() and COINBASE.is_file()):
+        pytest.skip(f"{SHARED_DATA} does not hold {BTC_BINANCE.name} and {COINBASE.name} (set RPS_SHARED_DATA)")
+    binance = csv_slice(BTC_BINANCE, tmp_path / "btc_usdt.csv", "date", span=SPAN_2018)
+    coinbase = csv_slice(COINBASE, tmp_path / "btc_usd.csv", "timestamp_utc", span=SPAN_2018)
+    params = pooled_params(tmp_path, binance, coinbase)
+    symbols = ["BTC-USDT", "BTC-USD"]
+
+    # The stream database: what `rps stream consume` stored of each symbol (its last 600 bars).
+    admin = postgres
+    db = f"rps_airflow_pooled_{os.getpid()}"
+    psql(admin, "-c", f"DROP DATABASE IF EXISTS {db}")
+    psql(admin, "-c", f"CREATE DATABASE {db}")
+    url = admin.rsplit("/", 1)[0] + "/" + db
+    env = clean_env({"DATABASE_URL": url, "NO_COLOR": "1"})
+    migrate = subprocess.run(
+        [str(bin_dir / "rps"), "stream", "--params", str(params), "migrate"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    candles = tmp_path / "candles.csv"
+    with open(candles, "w", newline="") as dst:
+        writer = csv.writer(dst)
+        for symbol, path, ts in (("BTC-USDT", binance, "date"), ("BTC-USD", coinbase, "timestamp_utc")):
+            with open(path, newline="") as src:
+                rows = [r for r in csv.DictReader(src) if r[ts] < "2018-07-01"][-600:]
+            volume = "volume" if symbol == "BTC-USDT" else "volume_btc"
+            for r in rows:
+                when = r[ts].replace("T", " ").rstrip("Z")
+                writer.writerow([symbol, when + "+00", r["open"], r["high"], r["low"], r["close"], r[volume]])
+    psql(url, "-c", f"\\copy candles (symbol, bar_time, open, high, low, close, volume) FROM '{candles}' WITH (FORMAT csv)")
+
+    rps_home = tmp_path / "rps-home"
+    reports = tmp_path / "reports"
+    out, states = airflow.dags_test(
+        PIPELINE,
+        "2018-07-01T00:00:00+00:00",
+        rps_home,
+        params,
+        reports,
+        RPS_AIRFLOW_PIPELINE_SCHEDULE=QUARTERLY,
+        RPS_AIRFLOW_POOLING="pooled",
+        RPS_AIRFLOW_STREAM_RECONCILE="true",
+        DATABASE_URL=url,
+    )
+    print(f"airflow dags test {PIPELINE}, pooled, two symbols, reconcile: {out.seconds:.0f} s")
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log_tail(out)
+    assert airflow.xcom(PIPELINE, "symbols") == symbols
+    want = {t: ("success", 1) for t in ("params_symbols", "symbols", "train", "evaluate", "summary")}
+    want.update({f"{t}[{s}]": ("success", 1) for t in ("extract", "quality", "transform", "reconcile") for s in symbols})
+    assert states == want, log_tail(out)
+    # One train and one evaluate, without --symbol; each symbol's reconcile with it.
+    train = [line for line in log.splitlines() if "running " in line and "/rps train" in line]
+    assert train and all("--symbol" not in line for line in train), train
+    for s in symbols:
+        assert f"stream reconcile --symbol {s}" in log, s
+    assert airflow.xcom(PIPELINE, "evaluate", "promoted") is True  # the first pooled version
+    summary = airflow.xcom(PIPELINE, "summary")
+    assert summary["promoted"] == symbols and summary["failed"] == {}, summary
+    assert {e["outcome"] for e in summary["symbols"].values()} == {"promoted (pooled)"}, summary
+
+    schema = json.loads((rps_home / "models/pooled/candidate/schema.json").read_text())
+    assert schema["symbols"] == symbols
+    metrics = json.loads((reports / "pooled/metrics.json").read_text())
+    assert [s["symbol"] for s in metrics["by_symbol"]] == symbols
+
+    # Each symbol's stored bars predicted by the one pooled version (its champion), and the
+    # forecasts differ between the two symbols' rows of the same hour (their one-hots differ).
+    found = psql(url, "-c", "SELECT symbol, model, version, alias, count(*) FROM predictions GROUP BY 1, 2, 3, 4 ORDER BY 1")
+    rows = [r.split("|") for r in found.splitlines()]
+    assert [r[0] for r in rows] == sorted(symbols), found
+    for symbol, model, version, alias, n in rows:
+        assert (model, version) == ("crypto-volatility", "1") and "champion" in alias.split(","), found
+        assert 300 < int(n) <= 600, found
+    differ = psql(
+        url,
+        "-c",
+        "SELECT count(*) FROM predictions a JOIN predictions b USING (bar_time, model, version)"
+        " WHERE a.symbol = 'BTC-USDT' AND b.symbol = 'BTC-USD' AND a.volatility <> b.volatility",
+    )
+    assert int(differ) > 300, differ

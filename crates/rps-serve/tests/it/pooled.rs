@@ -128,3 +128,100 @@ fn a_symbol_the_pooled_model_was_not_trained_on_is_refused() {
         "{err}"
     );
 }
+
+fn refresh(c: &reqwest::blocking::Client, s: &rps_serve::Server) -> Value {
+    let r = c
+        .post(format!("{}/refresh", s.url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().unwrap()
+}
+
+/// A new pooled champion is hot swapped into every symbol's slot under load: no request fails,
+/// and every answer, before, during and after the swaps, is the pooled model's forecast for the
+/// request's own symbol (its slot's one-hot), from a version of that model.
+#[test]
+fn a_new_pooled_champion_is_hot_swapped_for_every_symbol_under_load() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    let (f, cfg) = serving(&POOLED_SYMBOLS);
+    let s = rps_serve::Server::spawn(cfg).unwrap();
+    let url = s.url();
+    let stop = Arc::new(AtomicBool::new(false));
+    let loaders: Vec<_> = POOLED_SYMBOLS
+        .iter()
+        .map(|&symbol| {
+            let (stop, url) = (stop.clone(), url.clone());
+            std::thread::spawn(move || {
+                let c = client();
+                let (mut answered, mut versions) = (0usize, std::collections::BTreeSet::new());
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let body = json!({"symbol": symbol, "features": request_row(i)});
+                    let r = c.post(format!("{url}/predict")).json(&body).send().unwrap();
+                    assert_eq!(r.status(), 200, "{symbol}: {}", r.text().unwrap());
+                    let v: Value = r.json().unwrap();
+                    let p = v["prediction"].as_f64().unwrap();
+                    let want = local(i, symbol);
+                    assert!((p - want).abs() < 1e-12, "{symbol} row {i}: {p} vs {want}");
+                    versions.insert(v["version"].as_u64().unwrap());
+                    answered += 1;
+                    i += 1;
+                }
+                (answered, versions)
+            })
+        })
+        .collect();
+    let c = client();
+    std::thread::sleep(Duration::from_millis(100));
+    let p = pooled();
+    let files = ModelFiles::from_model(&p.model, &p.schema).unwrap();
+    for round in 0..5u64 {
+        let v = f.register_as(NAME, &files);
+        f.registry.set_alias(NAME, "champion", v).unwrap();
+        let r = refresh(&c, &s);
+        let outcomes: Vec<(&str, &str, u64)> = r["symbols"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{r}"))
+            .iter()
+            .map(|o| {
+                (
+                    o["symbol"].as_str().unwrap(),
+                    o["status"].as_str().unwrap(),
+                    o["version"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            POOLED_SYMBOLS.map(|sym| (sym, "swapped", u64::from(v))),
+            "round {round}: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    for (h, symbol) in loaders.into_iter().zip(POOLED_SYMBOLS) {
+        let (answered, versions) = h.join().unwrap();
+        assert!(answered > 10, "{symbol}: {answered} answers");
+        assert!(versions.len() >= 2, "{symbol} saw only {versions:?}");
+    }
+    // Afterwards both slots serve the last version, each with its own one-hot.
+    for symbol in POOLED_SYMBOLS {
+        let r = predict(
+            &c,
+            &s,
+            "",
+            &json!({"symbol": symbol, "features": request_row(2)}),
+        );
+        let v: Value = r.json().unwrap();
+        assert_eq!(v["version"], 6, "{symbol}: {v}");
+        assert!((v["prediction"].as_f64().unwrap() - local(2, symbol)).abs() < 1e-12);
+    }
+    s.shutdown().unwrap();
+}
