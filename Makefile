@@ -47,6 +47,10 @@ pooled: setup-rust ## #20: pooled vs per-symbol models on BTCUSDT and ETH over 2
 	$(CARGO) build --release --locked --target $(TARGET) -p rps-extract -p rps-quality -p rps-transform -p rps-experiments
 	@bash scripts/pooled.sh "$(BIN)" .rps/pooled ../shared/data
 
+.PHONY: pooled-stages
+pooled-stages: build ## #20: train.pooling: pooled on BTCUSDT and ETH (2017-10 .. 2019-10): the stages, the pooled walk-forward and its verdicts
+	@bash scripts/pooled-stages.sh "$(BIN)" .rps/pooled-stages ../shared/data
+
 .PHONY: scores-replay
 scores-replay: build ## #19: train on Binance < 2021, replay it through rps stream (tansu + PostgreSQL), rolling QLIKE over 2021 (KEEP=1 keeps the servers)
 	@bash scripts/scores-replay.sh $(if $(KEEP),--keep-servers) "$(BIN)" .rps/scores-replay ../shared/data
