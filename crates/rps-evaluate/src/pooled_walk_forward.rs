@@ -226,14 +226,7 @@ out-of-sample rows together and to each symbol's own.\n\n\
     md.push('\n');
     for (name, v) in verdicts {
         let Some(w) = scope(name) else { continue };
-        let table: Vec<rps_report::Row> = w
-            .pooled
-            .iter()
-            .map(|(n, s)| rps_report::Row {
-                name: n.clone(),
-                scores: *s,
-            })
-            .collect();
+        let table = crate::report::pooled_score_rows(w);
         let _ = write!(
             md,
             "### {name}\n\n{}\n{}",

@@ -92,16 +92,20 @@ pub fn fold_png(k: usize) -> String {
     format!("walkforward_fold{}.png", k + 1)
 }
 
-/// The walk-forward section of the report, in Markdown.
-pub fn walk_forward_markdown(wf: &WalkForward, params: &Params) -> String {
-    let rows: Vec<rps_report::Row> = wf
-        .pooled
+/// The rows of the scores table of a walk-forward's pooled out-of-sample scores.
+pub fn pooled_score_rows(wf: &WalkForward) -> Vec<rps_report::Row> {
+    wf.pooled
         .iter()
         .map(|(n, s)| rps_report::Row {
             name: n.clone(),
             scores: *s,
         })
-        .collect();
+        .collect()
+}
+
+/// The walk-forward section of the report, in Markdown.
+pub fn walk_forward_markdown(wf: &WalkForward, params: &Params) -> String {
+    let rows = pooled_score_rows(wf);
     let n: usize = wf.folds.iter().map(|f| f.realized.len()).sum();
     let first = wf.folds.first().and_then(|f| f.ts.first());
     let last = wf.folds.last().and_then(|f| f.ts.last());
